@@ -1,0 +1,275 @@
+"""Typed, validated configuration: `conf/base.yaml` + `conf/<env>.yaml` + `--conf key=value`.
+
+Loaded once per process by `load_config`; every job, test and notebook goes through it.
+Unknown keys and wrong types are errors that name the offending key. String values may
+reference the environment as `${VAR}` or `${VAR:-default}` (credentials never live in conf).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = PROJECT_ROOT / "conf"
+LAYERS = ("raw", "bronze", "silver", "gold", "quarantine", "truth", "audit", "restricted")
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; the message names the key."""
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Platform sections
+# --------------------------------------------------------------------------------------------
+class SparkConfig(Section):
+    master: str | None = Field("local[*]", description="Spark master; null on EMR/Glue (spark-submit sets it).")
+    app_name: str = "ev-fleet-analytics"
+    shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; ~2-3x total cores.")
+    driver_memory: str | None = Field("4g", description="Only applied when the builder starts the JVM (local).")
+    jars_dir: str | None = Field(".jars", description="Local jar cache filled by bin/fetch-jars; null on clusters.")
+    log_level: str = "WARN"
+    ui_enabled: bool = True
+    progress_bar: bool = True
+    extra: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings.")
+
+
+class StorageConfig(Section):
+    root: str = Field("lakehouse", description="Lakehouse root; relative paths resolve against the project root.")
+    restricted_root: str = Field(
+        "lakehouse/restricted",
+        description="Personal data (residences). Keep it on a path with its own access policy.",
+    )
+    tables: dict[str, str] = Field(default_factory=dict, description="Per-table location overrides: 'gold.x' -> path.")
+
+    def resolve(self, path: str) -> str:
+        if "://" in path or os.path.isabs(path):
+            return path
+        return str(PROJECT_ROOT / path)
+
+    def path(self, table: str) -> str:
+        """Location of a table named '<layer>.<name>' (e.g. 'silver.telematics_clean')."""
+        if table in self.tables:
+            return self.resolve(self.tables[table])
+        layer, _, name = table.partition(".")
+        if layer not in LAYERS or not name:
+            raise ConfigError(f"table name {table!r} must be '<layer>.<name>' with layer in {LAYERS}")
+        base = self.restricted_root if layer == "restricted" else f"{self.root.rstrip('/')}/{layer}"
+        return self.resolve(f"{base.rstrip('/')}/{name}")
+
+
+class MlflowConfig(Section):
+    tracking_uri: str = Field("sqlite:///lakehouse/mlflow/mlflow.db", description="Or ${MLFLOW_TRACKING_URI}.")
+    artifact_location: str = "lakehouse/mlflow/artifacts"
+    experiment: str = "ev-fleet-analytics"
+    registry_uri: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Input datasets (see docs/DATA_CONTRACT.md)
+# --------------------------------------------------------------------------------------------
+DatasetKind = Literal["telematics", "vehicles", "stations", "charger_status", "charging_sessions"]
+
+
+class CsvOptions(Section):
+    delimiter: str = ","
+    encoding: str = "UTF-8"
+    header: bool = True
+    quote: str = '"'
+    escape: str = '"'
+    multiline: bool = Field(True, description="Quoted fields may contain newlines (AFDC exports do).")
+
+
+class DatasetSpec(Section):
+    """One source of raw files and how to map it onto the canonical schema."""
+
+    name: str = Field(..., description="Short id used in audit rows and quarantine reasons.")
+    path: str = Field(..., description="File, folder or glob.")
+    format: Literal["csv", "parquet", "json", "xlsx"] = "csv"
+    columns: dict[str, str] = Field(default_factory=dict, description="canonical name -> source column name.")
+    timestamp_formats: list[str] = Field(
+        default_factory=lambda: ["yyyy-MM-dd'T'HH:mm:ss[.SSS]XXX", "yyyy-MM-dd HH:mm:ss[.SSS]"],
+        description="Spark datetime patterns tried in order; 'epoch_s', 'epoch_ms' and 'epoch_auto' are special.",
+    )
+    source_timezone: str = Field("UTC", description="Zone of timestamps that carry no offset.")
+    constants: dict[str, Any] = Field(default_factory=dict, description="canonical column -> constant value.")
+    decimal_comma: bool = Field(False, description="Numbers use ',' as decimal separator ('12,5').")
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    sheet: str | int | None = Field(None, description="Excel sheet name or index.")
+
+    @field_validator("source_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the key name
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+
+class InputsConfig(Section):
+    """Configured input datasets. Empty lists mean: use the synthetic generator's output."""
+
+    telematics: list[DatasetSpec] = Field(default_factory=list)
+    vehicles: list[DatasetSpec] = Field(default_factory=list)
+    stations: list[DatasetSpec] = Field(default_factory=list)
+    charger_status: list[DatasetSpec] = Field(default_factory=list)
+    charging_sessions: list[DatasetSpec] = Field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, k) for k in type(self).model_fields)
+
+
+# --------------------------------------------------------------------------------------------
+# Stage sections
+# --------------------------------------------------------------------------------------------
+class GeneratorConfig(Section):
+    vehicles: int = Field(40, ge=1)
+    days: int = Field(14, ge=1)
+    start_date: str = Field("2024-03-04", description="First local day (ISO date).")
+    seed: int = 42
+    region: str = Field("delhi_ncr", description="Key into common.regions.REGIONS.")
+    moving_interval_s: tuple[int, int] = Field((30, 60), description="Sampling interval range while moving (s).")
+    parked_interval_s: int = Field(300, ge=30, description="Heartbeat while parked (s).")
+    hotspots: int = Field(12, ge=1)
+    stations: int = Field(30, ge=1)
+    at_risk_share: float = Field(0.15, ge=0, le=1, description="Share of low-activity / at-risk drivers.")
+    offline_share: float = Field(0.05, ge=0, le=1, description="Share of drivers whose device goes offline for days (not at risk).")
+    anomaly_rate: float = Field(0.004, ge=0, le=0.2, description="Per-row probability of an injected anomaly.")
+    vehicles_per_task: int = Field(25, ge=1, description="Vehicles simulated per Spark task (mapInPandas chunk).")
+    output_format: Literal["parquet", "csv"] = "parquet"
+
+
+class IngestConfig(Section):
+    lat_range: tuple[float, float] = (-90.0, 90.0)
+    lon_range: tuple[float, float] = (-180.0, 180.0)
+    soc_range: tuple[float, float] = (0.0, 100.0)
+    min_valid_year: int = Field(1990, description="Timestamps before this are sentinel/corrupt -> quarantine.")
+    max_future_days: int = Field(2, description="Timestamps more than this many days after ingest time -> quarantine.")
+    partition_column: str = "date"
+
+
+class Config(Section):
+    env: str = "local"
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    inputs: InputsConfig = Field(default_factory=InputsConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as a dict with values that may carry credentials masked (for logs)."""
+        return redact(self.model_dump(mode="json"))
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_SECRET_KEYS = re.compile(r"(password|secret|token|credential|access_key)", re.I)
+_URI_USERINFO = re.compile(r"(://)([^/@:]+):([^/@]+)@")
+
+
+def redact(obj: Any, key: str = "") -> Any:
+    if isinstance(obj, dict):
+        return {k: redact(v, k) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v, key) for v in obj]
+    if isinstance(obj, str):
+        if _SECRET_KEYS.search(key) and obj:
+            return "***"
+        return _URI_USERINFO.sub(r"\1\2:***@", obj)
+    return obj
+
+
+def _expand_env(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _expand_env(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_expand_env(v) for v in obj]
+    if isinstance(obj, str):
+
+        def sub(m: re.Match[str]) -> str:
+            value = os.environ.get(m.group(1))
+            if value is None:
+                if m.group(2) is None:
+                    raise ConfigError(f"environment variable {m.group(1)} is referenced in conf but not set")
+                return m.group(2)
+            return value
+
+        return _ENV_REF.sub(sub, obj)
+    return obj
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in (overlay or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def apply_override(data: dict[str, Any], override: str) -> dict[str, Any]:
+    """Apply one `a.b.c=value` override; the value is parsed as YAML (numbers, lists, null)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--conf {override!r}: expected key=value, e.g. --conf clean.max_speed_kmh=150")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--conf {key}: {part!r} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return data
+
+
+def load_config(env: str = "local", overrides: list[str] | None = None, conf_dir: Path | None = None) -> Config:
+    """base.yaml <- <env>.yaml <- overrides, then validate. Errors name the key and the file."""
+    conf_dir = conf_dir or CONF_DIR
+    base_file = conf_dir / "base.yaml"
+    env_file = conf_dir / f"{env}.yaml"
+    if not env_file.exists():
+        known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
+        raise ConfigError(f"unknown --env {env!r}: no {env_file} (known: {', '.join(known)})")
+    data = deep_merge(_read_yaml(base_file) if base_file.exists() else {}, _read_yaml(env_file))
+    data["env"] = env
+    for override in overrides or []:
+        data = apply_override(data, override)
+    data = _expand_env(data)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})"[:300])
+        raise ConfigError(f"invalid configuration for env {env!r}:\n" + "\n".join(lines)) from None

@@ -1,0 +1,128 @@
+"""All Delta IO in one place: table locations come from config, never from literals in jobs.
+
+Tables are path-based Delta tables named '<layer>.<name>' (see StorageConfig.path). Writes
+are atomic Delta commits: a killed job leaves the previous version readable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from common.config import Config
+
+log = logging.getLogger(__name__)
+
+
+class TableNotFound(RuntimeError):
+    """A job's input table does not exist yet: the message names the stage that writes it."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    path: str
+    version: int
+    rows: int | None = None
+
+
+def exists(spark: SparkSession, cfg: Config, table: str) -> bool:
+    return DeltaTable.isDeltaTable(spark, cfg.storage.path(table))
+
+
+def read(spark: SparkSession, cfg: Config, table: str, version: int | None = None) -> DataFrame:
+    path = cfg.storage.path(table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        raise TableNotFound(f"table {table} not found at {path}: run the stage that writes it first")
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(path)
+
+
+def version(spark: SparkSession, cfg: Config, table: str) -> int | None:
+    path = cfg.storage.path(table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+
+
+def write(
+    df: DataFrame,
+    cfg: Config,
+    table: str,
+    mode: str = "overwrite",
+    partition_by: list[str] | None = None,
+    replace_where: str | None = None,
+    comment: str | None = None,
+    properties: dict[str, str] | None = None,
+) -> WriteResult:
+    """Write a DataFrame as a Delta table (overwrite / append / replaceWhere of partitions)."""
+    spark = df.sparkSession
+    path = cfg.storage.path(table)
+    writer = df.write.format("delta").mode(mode)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if replace_where:
+        writer = writer.option("replaceWhere", replace_where)
+    elif mode == "overwrite":
+        writer = writer.option("overwriteSchema", "true")
+    writer.save(path)
+    set_properties(spark, cfg, table, comment=comment, properties=properties)
+    v = version(spark, cfg, table)
+    log.info("wrote %s (%s) version %s", table, path, v)
+    return WriteResult(table=table, path=path, version=v if v is not None else -1)
+
+
+def set_properties(
+    spark: SparkSession,
+    cfg: Config,
+    table: str,
+    comment: str | None = None,
+    properties: dict[str, str] | None = None,
+) -> None:
+    """Table comment and properties; skipped when unchanged so reruns add no Delta versions."""
+    props = dict(properties or {})
+    if comment:
+        props["comment"] = comment
+    if not props:
+        return
+    path = cfg.storage.path(table)
+    current = DeltaTable.forPath(spark, path).detail().select("properties").first()[0] or {}
+    changed = {k: v for k, v in props.items() if current.get(k) != v}
+    if not changed:
+        return
+    assignments = ", ".join(f"'{k}' = '{_sql_str(v)}'" for k, v in changed.items())
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+
+
+def merge(
+    df: DataFrame,
+    cfg: Config,
+    table: str,
+    keys: list[str],
+    partition_by: list[str] | None = None,
+    comment: str | None = None,
+    update: bool = False,
+) -> WriteResult:
+    """Insert rows whose natural key is new (and optionally update existing ones): idempotent."""
+    spark = df.sparkSession
+    path = cfg.storage.path(table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return write(df, cfg, table, mode="overwrite", partition_by=partition_by, comment=comment)
+    target = DeltaTable.forPath(spark, path)
+    cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    builder = target.alias("t").merge(df.alias("s"), cond)
+    if update:
+        builder = builder.whenMatchedUpdateAll()
+    builder.whenNotMatchedInsertAll().execute()
+    set_properties(spark, cfg, table, comment=comment)
+    v = version(spark, cfg, table)
+    return WriteResult(table=table, path=path, version=v if v is not None else -1)
+
+
+def _sql_str(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace("'", "\\'")

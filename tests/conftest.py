@@ -1,0 +1,64 @@
+"""One session-scoped SparkSession (local[2], 2 shuffle partitions, UI off) and a per-session
+lakehouse under pytest's temporary folder. Everything goes through common.spark.build_session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from common.config import Config, load_config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+REAL_DATA = PROJECT_ROOT.parent / "shared" / "data" / "real"
+
+
+def real_data(*parts: str) -> Path:
+    """Path under ../shared/data/real, or skip the test with a clear reason when absent."""
+    path = REAL_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real dataset not available: {path} (the CEO's shared/ folder is not beside the project)")
+    return path
+
+
+def make_config(root: Path, *overrides: str) -> Config:
+    return load_config(
+        "test",
+        [
+            f"storage.root={root}/lakehouse",
+            f"storage.restricted_root={root}/lakehouse/restricted",
+            f"mlflow.tracking_uri=sqlite:///{root}/mlflow/mlflow.db",
+            f"mlflow.artifact_location={root}/mlflow/artifacts",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def session_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("evfa")
+
+
+@pytest.fixture(scope="session")
+def cfg(session_root) -> Config:
+    return make_config(session_root)
+
+
+@pytest.fixture(scope="session")
+def spark(cfg):
+    from common.spark import build_session, python_for_workers
+
+    python_for_workers()
+    session = build_session(cfg)
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def fresh_cfg(tmp_path) -> Config:
+    """A config whose lakehouse is private to one test (for idempotency / rerun tests)."""
+    return make_config(tmp_path)
+
+
+os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
