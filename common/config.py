@@ -17,7 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = PROJECT_ROOT / "conf"
+# On EMR/Glue the code runs from a zip; common.deploy_runtime extracts conf/ and sets EVFA_CONF_DIR.
+CONF_DIR = Path(os.environ["EVFA_CONF_DIR"]) if os.environ.get("EVFA_CONF_DIR") else PROJECT_ROOT / "conf"
 LAYERS = ("raw", "bronze", "silver", "gold", "quarantine", "truth", "audit", "restricted")
 
 
@@ -98,7 +99,25 @@ class DatasetSpec(Section):
     name: str = Field(..., description="Short id used in audit rows and quarantine reasons.")
     path: str = Field(..., description="File, folder or glob.")
     format: Literal["csv", "parquet", "json", "xlsx"] = "csv"
-    columns: dict[str, str] = Field(default_factory=dict, description="canonical name -> source column name.")
+    columns: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="canonical name -> source column name; a list is joined with spaces (e.g. ts: [Date, Time]).",
+    )
+    expressions: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical name -> Spark SQL expression over source columns (wins over `columns`).",
+    )
+    values: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="canonical name -> {source value: canonical value}, e.g. status codes; others pass through.",
+    )
+    null_values: list[str] = Field(
+        default_factory=lambda: ["", "NA", "N/A", "n/a", "null", "NULL", "None", "-"],
+        description="Source strings (after trimming) that mean 'no value'.",
+    )
+    filter: str | None = Field(
+        None, description="Spark SQL predicate over source columns; other rows are quarantined as excluded_by_filter."
+    )
     timestamp_formats: list[str] = Field(
         default_factory=lambda: ["yyyy-MM-dd'T'HH:mm:ss[.SSS]XXX", "yyyy-MM-dd HH:mm:ss[.SSS]"],
         description="Spark datetime patterns tried in order; 'epoch_s', 'epoch_ms' and 'epoch_auto' are special.",
@@ -108,6 +127,7 @@ class DatasetSpec(Section):
     decimal_comma: bool = Field(False, description="Numbers use ',' as decimal separator ('12,5').")
     csv: CsvOptions = Field(default_factory=CsvOptions)
     sheet: str | int | None = Field(None, description="Excel sheet name or index.")
+    header_row: int = Field(0, ge=0, description="Excel: 0-based row holding the column names.")
 
     @field_validator("source_timezone")
     @classmethod
@@ -160,7 +180,79 @@ class IngestConfig(Section):
     soc_range: tuple[float, float] = (0.0, 100.0)
     min_valid_year: int = Field(1990, description="Timestamps before this are sentinel/corrupt -> quarantine.")
     max_future_days: int = Field(2, description="Timestamps more than this many days after ingest time -> quarantine.")
+    quarantine_open_sessions: bool = Field(True, description="Charging sessions without an end time -> quarantine.")
+    skip_ingested_files: bool = Field(
+        True, description="File ledger: skip files already ingested with the same size, mtime and mapping."
+    )
     partition_column: str = "date"
+
+
+class CleanConfig(Section):
+    """Thresholds of `jobs/clean.py` (bronze.telematics -> silver.telematics_clean). Units in the names."""
+
+    area_file: str = Field(
+        "conf/areas/delhi_ncr.wkt",
+        description="Operating area (WKT or GeoJSON file; relative to the project root). Points outside are flagged.",
+    )
+    default_timezone: str = Field("Asia/Kolkata", description="IANA zone for vehicles without bronze.vehicles.timezone.")
+    dataset_start: str | None = Field(
+        None,
+        description="ISO date/timestamp (UTC): earlier rows are flagged. Null = generator.start_date minus one day "
+        "when inputs are the synthetic generator, else no lower bound (ingest already drops sentinel years).",
+    )
+    future_tolerance_min: float = Field(10.0, ge=0, description="Rows later than run time + this are flagged (min).")
+    zero_coord_either_axis: bool = Field(
+        True,
+        description="Also treat lat == 0 or lon == 0 (not only both) as a receiver default; set false for fleets "
+        "that really drive on the equator or the prime meridian.",
+    )
+    physical_max_speed_kmh: dict[str, float] = Field(
+        default_factory=lambda: {
+            "e_rickshaw": 60.0,
+            "three_wheeler": 80.0,
+            "two_wheeler": 150.0,
+            "car": 220.0,
+            "van": 160.0,
+            "bus": 130.0,
+            "default": 220.0,
+        },
+        description="Physical cap on implied speed per vehicle_type (km/h); 'default' for unknown types.",
+    )
+    adaptive_speed_alpha: float = Field(3.0, gt=0, description="Adaptive cap = alpha x the vehicle's quantile speed.")
+    adaptive_speed_quantile: float = Field(0.95, gt=0, lt=1, description="Quantile of the vehicle's moving implied speed.")
+    moving_speed_kmh: float = Field(5.0, ge=0, description="Above this (reported or implied) a vehicle is driving (km/h).")
+    min_jump_m: float = Field(
+        200.0, ge=0, description="Legs shorter than this are never impossible (GPS jitter / stale fixes at 1 Hz) (m)."
+    )
+    spike_min_distance_m: float = Field(1000.0, ge=0, description="A position spike is at least this far from both neighbours (m).")
+    spike_return_ratio: float = Field(
+        0.5, gt=0, le=1, description="Spike: neighbours closer to each other than this x the shorter leg."
+    )
+    max_charger_kw: float = Field(150.0, gt=0, description="Fastest charger the fleet can use (kW): caps SOC rise per minute.")
+    max_discharge_c_rate: float = Field(4.0, gt=0, description="Fastest discharge in pack capacities per hour (1/h).")
+    default_battery_kwh: float = Field(5.0, gt=0, description="Battery size for vehicles missing from bronze.vehicles (kWh).")
+    soc_tolerance_pct: float = Field(1.0, ge=0, description="Slack for SOC quantisation/noise in rate checks (pct points).")
+    soc_rise_driving_tolerance_pct: float = Field(
+        2.0, ge=0, description="SOC may rise this much between two driving samples (regenerative braking) (pct points)."
+    )
+    soc_spike_min_pct: float = Field(10.0, gt=0, description="A SOC spike jumps at least this far on both legs (pct points).")
+    soc_spike_return_ratio: float = Field(
+        0.5, gt=0, le=1, description="SOC spike: neighbours differ by at most this x the smaller jump."
+    )
+    soc_spike_max_gap_s: float = Field(1800.0, gt=0, description="Both legs of a SOC spike are at most this long (s).")
+    repair_max_gap_s: float = Field(600.0, ge=0, description="Interpolate only between usable neighbours this close (s).")
+    repair_fill_limit_s: float = Field(300.0, ge=0, description="Else copy the nearest usable value within this time (s).")
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the key name
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
 
 
 class Config(Section):
@@ -171,6 +263,7 @@ class Config(Section):
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
 
     def redacted(self) -> dict[str, Any]:
         """The config as a dict with values that may carry credentials masked (for logs)."""

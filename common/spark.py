@@ -49,6 +49,9 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         "spark.sql.adaptive.skewJoin.enabled": "true",
         "spark.sql.shuffle.partitions": str(s.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
+        # Unparseable datetime strings become NULL (ingest quarantines them with a reason) instead of
+        # SparkUpgradeException for strings the pre-3.0 parser would have accepted (e.g. '20181101 45').
+        "spark.sql.legacy.timeParserPolicy": "CORRECTED",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Grouped-UDF batches: keep Python workers' memory bounded on big vehicles.
         "spark.sql.execution.arrow.maxRecordsPerBatch": "20000",

@@ -62,3 +62,25 @@ def fresh_cfg(tmp_path) -> Config:
 
 
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
+
+# ---------------------------------------------------------------------------------------------
+# One generated fleet per test session, shared by every accuracy test (generation is the slow
+# part). Later stages add fixtures that build on it (ingest -> clean -> insights).
+# ---------------------------------------------------------------------------------------------
+FLEET_OVERRIDES = (
+    "generator.vehicles=24",
+    "generator.days=7",
+    "generator.seed=7",
+    "generator.anomaly_rate=0.006",
+)
+
+
+@pytest.fixture(scope="session")
+def fleet_cfg(spark, session_root) -> Config:
+    """Config whose lakehouse holds a generated fleet (raw files + truth tables)."""
+    from common.generator import generate
+
+    fleet_cfg = make_config(session_root / "fleet", *FLEET_OVERRIDES)
+    generate(spark, fleet_cfg)
+    return fleet_cfg

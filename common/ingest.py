@@ -1,0 +1,578 @@
+"""Raw files -> canonical rows: the transforms behind the ingest stage (`jobs/ingest.py`).
+
+Reads raw files (CSV incl. BOM / quoted newlines / gzip, Parquet, JSON lines, Excel .xlsx) only in
+`list_source_files` + `read_raw`; writes nothing. Everything else is DataFrame -> DataFrame:
+
+    raw --map_columns--> canonical typed columns + lineage + raw record
+        --validate-----> reasons array (first reason = `reason`)
+        --mark_duplicates-> ingest_status: valid | quarantined | duplicate
+    classified --bronze_rows / quarantine_rows--> rows for bronze.<kind> / quarantine.<kind>
+
+The canonical schemas, required columns and natural keys are `common.schemas.KINDS`; the contract
+(column meanings, units, reason codes) is docs/DATA_CONTRACT.md. Timestamps are stored as UTC
+instants: a pattern without a zone is read as wall-clock time in the dataset's `source_timezone`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import reduce
+
+from pyspark.errors import PySparkException
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from common.config import DatasetSpec, IngestConfig
+from common.schemas import KINDS, OCPP_STATUSES
+
+# Columns the stage adds (names chosen not to collide with canonical columns).
+SOURCE_NAME = "source_name"
+SOURCE_FILE = "source_file"
+RAW_RECORD = "raw_record"
+RAW_HASH = "raw_hash"
+ROW_HASH = "row_hash"
+STATUS = "ingest_status"  # valid | quarantined | duplicate
+REASONS = "reasons"
+REASON = "reason"
+UNPARSED = "unparsed_columns"  # canonical columns whose source value was present but unparseable
+_FILE = "__source_file"  # attached by read_raw
+_EXCLUDED = "__excluded"
+_BAD_ENCODING = "__bad_encoding"
+_INTERNAL = (_FILE,)
+
+VALID, QUARANTINED, DUPLICATE = "valid", "quarantined", "duplicate"
+EPOCH_FORMATS = ("epoch_s", "epoch_ms", "epoch_auto")
+# A timestamp pattern carrying its own offset/zone yields an instant; others are wall-clock time.
+_ZONE_LETTERS = re.compile(r"[XxZzOV]")
+# Largest epoch magnitudes accepted (seconds ~ year 33658): beyond them timestamp_seconds overflows.
+_MAX_EPOCH_S, _MAX_EPOCH_MS = 1e12, 1e15
+# Epoch values at or above this are milliseconds for 'epoch_auto' (1e11 s would be year 5138).
+_EPOCH_AUTO_MS_FROM = 1e11
+
+
+class IngestInputError(ValueError):
+    """An input dataset problem the user fixes in its DatasetSpec; the message names the conf key."""
+
+
+class MissingColumnError(IngestInputError):
+    """A required canonical column has no source column."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str  # fully qualified (file:/..., s3://...)
+    size: int  # bytes
+    modification_time: int  # ms since epoch
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading raw files (the only IO in this module)
+# ---------------------------------------------------------------------------------------------
+def list_source_files(spark: SparkSession, path: str) -> list[SourceFile]:
+    """Files matching a file, folder (recursive) or glob, through Hadoop's FileSystem (local, S3).
+
+    Names starting with '_' or '.' (_SUCCESS, .crc, _delta_log) are skipped, as Spark does.
+    """
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    pattern = jvm.org.apache.hadoop.fs.Path(path)
+    fs = pattern.getFileSystem(conf)
+    statuses = fs.globStatus(pattern) or []
+    found: list[SourceFile] = []
+    for status in statuses:
+        if status.isDirectory():
+            root = status.getPath().toString().rstrip("/")
+            files = fs.listFiles(status.getPath(), True)
+            while files.hasNext():
+                f = files.next()
+                rel = f.getPath().toString()[len(root) :].strip("/")
+                if not any(part.startswith(("_", ".")) for part in rel.split("/")):
+                    found.append(SourceFile(f.getPath().toString(), f.getLen(), f.getModificationTime()))
+        elif not status.getPath().getName().startswith(("_", ".")):
+            found.append(SourceFile(status.getPath().toString(), status.getLen(), status.getModificationTime()))
+    return sorted(set(found), key=lambda f: f.path)
+
+
+def read_raw(spark: SparkSession, spec: DatasetSpec, files: Sequence[SourceFile], base_path: str | None = None) -> DataFrame:
+    """The files of one dataset as a DataFrame of source columns (+ `__source_file`).
+
+    CSV and JSON values stay strings (parsing is `map_columns`' job, so a bad value never fails a
+    read). CSV files are grouped by header line and unioned by column name: Spark applies the first
+    file's header positionally to all files of one read, which would silently shift columns when an
+    export gains columns (AFDC NY 2025 has 5 more than WA 2023).
+    """
+    paths = [f.path for f in files]
+    if not paths:
+        raise IngestInputError(f"dataset {spec.name!r}: no files to read")
+    if spec.format == "xlsx":
+        frames = [_read_excel(spark, spec, p) for p in paths]
+    elif spec.format == "csv":
+        groups: dict[str | None, list[str]] = {}
+        for p in paths:
+            key = _csv_header(spark, p, spec.csv.encoding) if spec.csv.header else None
+            groups.setdefault(key, []).append(p)
+        reader = (
+            spark.read.option("header", spec.csv.header)
+            .option("sep", spec.csv.delimiter)
+            .option("encoding", spec.csv.encoding)
+            .option("quote", spec.csv.quote)
+            .option("escape", spec.csv.escape)
+            .option("multiLine", spec.csv.multiline)
+            .option("mode", "PERMISSIVE")
+        )
+        if base_path:
+            reader = reader.option("basePath", base_path)
+        frames = [_with_file(reader.csv(group)) for group in groups.values()]
+    elif spec.format == "json":
+        reader = spark.read.option("primitivesAsString", True).option("mode", "PERMISSIVE")
+        if base_path:
+            reader = reader.option("basePath", base_path)
+        frames = [_with_file(reader.json(paths))]
+    else:
+        reader = spark.read.option("mergeSchema", True)
+        if base_path:
+            reader = reader.option("basePath", base_path)
+        frames = [_with_file(reader.parquet(*paths))]
+    frames = [_strip_header_names(f) for f in frames]
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
+def _with_file(df: DataFrame) -> DataFrame:
+    return df.select("*", F.col("_metadata.file_path").alias(_FILE))
+
+
+def _strip_header_names(df: DataFrame) -> DataFrame:
+    """Header names without BOM / surrounding blanks (Excel and some CSV writers leave them)."""
+    renamed = {c: c.replace("\ufeff", "").strip() for c in df.columns}
+    if all(k == v for k, v in renamed.items()):
+        return df
+    return df.select([F.col(_quote(c)).alias(renamed[c] or c) for c in df.columns])
+
+
+def _csv_header(spark: SparkSession, path: str, encoding: str) -> str | None:
+    """First line of a (possibly compressed) file, read through Hadoop's codecs."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    stream = hpath.getFileSystem(conf).open(hpath)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(hpath)
+    if codec is not None:
+        stream = codec.createInputStream(stream)
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, encoding))
+    try:
+        line = reader.readLine()
+    finally:
+        reader.close()
+    return None if line is None else line.replace("\ufeff", "").strip()
+
+
+def _read_excel(spark: SparkSession, spec: DatasetSpec, path: str) -> DataFrame:
+    """An .xlsx sheet via pandas/openpyxl on the driver (meant for small dumps), all values as text."""
+    import pandas as pd
+
+    local = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path).toUri().getPath()
+    sheet = 0 if spec.sheet is None else spec.sheet
+    pdf = pd.read_excel(local, sheet_name=sheet, header=spec.header_row, dtype=str, engine="openpyxl")
+    pdf.columns = [str(c) for c in pdf.columns]
+    pdf = pdf.astype(object).where(pdf.notna(), None)
+    schema = T.StructType([T.StructField(c, T.StringType(), True) for c in pdf.columns])
+    rows = [tuple(r) for r in pdf.itertuples(index=False, name=None)]
+    return spark.createDataFrame(rows, schema).withColumn(_FILE, F.lit(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping source columns onto the canonical schema
+# ---------------------------------------------------------------------------------------------
+def mapping_key(kind: str, index: int) -> str:
+    """Where a dataset lives in conf, for error messages: inputs.<kind>[<index>]."""
+    return f"inputs.{kind}[{index}]"
+
+
+def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None = None) -> DataFrame:
+    """Canonical columns of `kind` (typed, UTC timestamps) + lineage, raw record and parse flags.
+
+    Each canonical column comes from (first match): `expressions`, `columns` (a list is joined with
+    spaces, e.g. Date + Time), `constants`, or a source column of the same name (case-insensitive).
+    String values are trimmed; `null_values` become null; `values` maps codes; `decimal_comma`
+    turns '12,5' into 12.5. A value that is present but does not parse becomes null and its column
+    is listed in `unparsed_columns` (validate() turns that into a reason).
+
+    Raises MissingColumnError naming the canonical column and the conf key to set.
+    """
+    schema, required, _key, _ts, _table = KINDS[kind]
+    where = where or f"inputs.{kind}[?]"
+    canonical = [f.name for f in schema.fields]
+    for section, mapping in (("columns", spec.columns), ("expressions", spec.expressions), ("constants", spec.constants), ("values", spec.values)):
+        unknown = sorted(set(mapping) - set(canonical))
+        if unknown:
+            raise IngestInputError(f"{where}.{section}: {unknown} are not canonical {kind} columns (known: {', '.join(canonical)})")
+    if spec.source_timezone and raw.sparkSession.conf.get("spark.sql.session.timeZone") != "UTC":
+        raise IngestInputError("ingest needs spark.sql.session.timeZone=UTC (set by common.spark.build_session)")
+
+    source_cols = [c for c in raw.columns if c not in _INTERNAL]
+    lookup = {c.strip().lower(): c for c in source_cols}
+
+    def source(name: str, conf_key: str, canon: str) -> Column:
+        actual = lookup.get(name.strip().lower())
+        if actual is None:
+            raise MissingColumnError(
+                f"dataset {spec.name!r}: source column {name!r} for canonical column {canon!r} is not in the data; "
+                f"set {conf_key} to one of: {', '.join(source_cols) or '(no columns)'}"
+            )
+        return F.col(_quote(actual))
+
+    with_record = raw.select(
+        "*",
+        F.to_json(F.struct(*[F.col(_quote(c)) for c in source_cols])).alias(RAW_RECORD),
+    )
+
+    # Stage 1: the source value of every canonical column (cleaned text, or the typed source value).
+    values: dict[str, Column] = {}
+    for field in schema.fields:
+        c = field.name
+        if c in spec.expressions:
+            expr = _checked_expr(with_record, spec.expressions[c], f"{where}.expressions.{c}", source_cols)
+        elif c in spec.columns:
+            src = spec.columns[c]
+            if isinstance(src, list):
+                parts = [_clean_text(source(s, f"{where}.columns.{c}", c).cast("string"), spec.null_values) for s in src]
+                expr = F.concat_ws(" ", *parts)
+                expr = F.when(reduce(lambda a, b: a & b, [p.isNotNull() for p in parts]), expr)
+            else:
+                expr = source(src, f"{where}.columns.{c}", c)
+        elif c in spec.constants:
+            value = spec.constants[c]
+            expr = F.lit(None if value is None else str(value)).cast("string")
+        elif c.lower() in lookup:
+            expr = F.col(_quote(lookup[c.lower()]))
+        elif c in required:
+            raise MissingColumnError(
+                f"dataset {spec.name!r} ({spec.path}): required column {c!r} not found in {source_cols}; "
+                f"set {where}.columns.{c} to the source column name"
+                + (f" (or {where}.constants.{c} for a single-{kind.rstrip('s')} file)" if c == "vehicle_id" else "")
+            )
+        else:
+            expr = F.lit(None).cast("string")
+        source_type = with_record.select(expr).schema.fields[0].dataType
+        if isinstance(source_type, (T.StringType, T.NullType)):
+            expr = _clean_text(expr.cast("string"), spec.null_values)
+            if c in spec.values:
+                codes = F.create_map(*[F.lit(x) for kv in spec.values[c].items() for x in kv])
+                expr = F.coalesce(F.when(expr.isNotNull(), F.try_element_at(codes, expr)), expr)
+            if spec.decimal_comma and isinstance(field.dataType, (T.DoubleType, T.IntegerType)):
+                expr = F.regexp_replace(expr, ",", ".")
+        elif isinstance(field.dataType, T.TimestampType) and isinstance(source_type, T.NumericType):
+            expr = expr.cast("string")  # epoch numbers go through the epoch_* formats
+        values[c] = expr.alias(f"__v_{c}")
+
+    excluded = F.lit(False)
+    if spec.filter:
+        excluded = ~F.coalesce(_checked_expr(with_record, spec.filter, f"{where}.filter", source_cols), F.lit(False))
+    staged = with_record.select(
+        F.lit(spec.name).alias(SOURCE_NAME),
+        F.col(_FILE).alias(SOURCE_FILE),
+        RAW_RECORD,
+        F.sha2(F.col(RAW_RECORD), 256).alias(RAW_HASH),
+        excluded.alias(_EXCLUDED),
+        *values.values(),
+    )
+
+    # Stage 2: parse into the canonical types.
+    parsed: dict[str, Column] = {}
+    for field in schema.fields:
+        c, v = field.name, f"__v_{field.name}"
+        vtype = staged.schema[v].dataType
+        parsed[c] = _parse(v, vtype, field.dataType, spec)
+    unparsed = F.array_compact(
+        F.array(*[F.when(F.col(f"__v_{c}").isNotNull() & parsed[c].isNull(), F.lit(c)) for c in canonical])
+    )
+    strings = [parsed[f.name] for f in schema.fields if isinstance(f.dataType, T.StringType)]
+    bad_encoding = reduce(lambda a, b: a | b, [F.coalesce(s.contains("\ufffd"), F.lit(False)) for s in strings], F.lit(False))
+    return staged.select(
+        *[parsed[c].cast(schema[c].dataType).alias(c) for c in canonical],
+        SOURCE_NAME,
+        SOURCE_FILE,
+        RAW_RECORD,
+        RAW_HASH,
+        unparsed.alias(UNPARSED),
+        _EXCLUDED,
+        bad_encoding.alias(_BAD_ENCODING),
+    )
+
+
+def _parse(v: str, vtype: T.DataType, target: T.DataType, spec: DatasetSpec) -> Column:
+    """Column `v` (cleaned text or typed source value) as `target`; null when it does not parse.
+
+    try_cast / try_to_timestamp return NULL on bad input instead of failing the job (also under
+    ANSI mode), so one bad value can never stop an ingest.
+    """
+    col = F.col(v)
+    is_text = isinstance(vtype, (T.StringType, T.NullType))
+    if isinstance(target, T.TimestampType):
+        if isinstance(vtype, T.TimestampType):
+            return col
+        if isinstance(vtype, (T.TimestampNTZType, T.DateType)):
+            return F.to_utc_timestamp(col.cast("timestamp"), spec.source_timezone)
+        return parse_timestamp(v, spec.timestamp_formats, spec.source_timezone)
+    if isinstance(target, T.DoubleType):
+        number = F.expr(f"try_cast({_quote(v)} AS DOUBLE)") if is_text else col.cast("double")
+        return F.nanvl(number, F.lit(None).cast("double"))  # NaN is no measurement
+    if isinstance(target, T.IntegerType):
+        return F.expr(f"try_cast(try_cast({_quote(v)} AS DOUBLE) AS INT)") if is_text else col.cast("int")
+    if isinstance(target, T.BooleanType):
+        return F.expr(f"try_cast(lower({_quote(v)}) AS BOOLEAN)") if is_text else col.cast("boolean")
+    return col.cast("string")
+
+
+def parse_timestamp(column: str, formats: Sequence[str], source_timezone: str) -> Column:
+    """Text column `column` parsed with the first format that fits, as a UTC instant (else null).
+
+    Patterns are Spark datetime patterns; one without an offset/zone letter (X, x, Z, z, O, V) is
+    wall-clock time in `source_timezone` and is shifted with to_utc_timestamp (DST and Morocco's
+    Ramadan offset come from the JVM's tz database). 'epoch_s' / 'epoch_ms' / 'epoch_auto' read
+    numbers since 1970-01-01 UTC. Assumes the session time zone is UTC (common.spark sets it).
+    """
+    text = F.col(_quote(column))
+    number = F.expr(f"try_cast({_quote(column)} AS DOUBLE)")
+    candidates = []
+    for fmt in formats:
+        if fmt in EPOCH_FORMATS:
+            seconds = F.when(F.abs(number) < _MAX_EPOCH_S, F.timestamp_seconds(number))
+            millis = F.when(F.abs(number) < _MAX_EPOCH_MS, F.timestamp_millis(number.cast("long")))
+            if fmt == "epoch_s":
+                candidates.append(seconds)
+            elif fmt == "epoch_ms":
+                candidates.append(millis)
+            else:
+                candidates.append(F.when(F.abs(number) >= _EPOCH_AUTO_MS_FROM, millis).otherwise(seconds))
+            continue
+        ts = F.try_to_timestamp(text, F.lit(fmt))
+        if not _ZONE_LETTERS.search(re.sub(r"'[^']*'", "", fmt)):
+            ts = F.to_utc_timestamp(ts, source_timezone)
+        candidates.append(ts)
+    if not candidates:
+        return F.lit(None).cast("timestamp")
+    return F.coalesce(*candidates) if len(candidates) > 1 else candidates[0]
+
+
+def _clean_text(col: Column, null_values: Sequence[str]) -> Column:
+    """Trimmed text (incl. tabs, CR and stray BOMs); `null_values` and blanks -> null."""
+    text = F.regexp_replace(col, r"^[\s\x{FEFF}]+|[\s\x{FEFF}]+$", "")
+    nulls = [n.strip() for n in null_values] + [""]
+    return F.when(~text.isin(nulls), text)
+
+
+def _checked_expr(df: DataFrame, sql: str, conf_key: str, source_cols: Sequence[str]) -> Column:
+    """F.expr(sql), with analysis errors (unknown column, bad syntax) reported against the conf key."""
+    try:
+        expr = F.expr(sql)
+        df.select(expr).schema  # noqa: B018 - forces analysis
+    except PySparkException as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise MissingColumnError(f"{conf_key} = {sql!r} does not resolve against the source columns {list(source_cols)}: {first}") from None
+    return expr
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation, duplicates, classification
+# ---------------------------------------------------------------------------------------------
+def validate(mapped: DataFrame, kind: str, rules: IngestConfig, now: datetime) -> DataFrame:
+    """Add `reasons` (array of reason codes, in rule order) and `reason` (the first, null = valid).
+
+    Rules (thresholds from `ingest.*` in conf; codes listed in docs/DATA_CONTRACT.md):
+    excluded_by_filter, invalid_encoding (U+FFFD from undecodable bytes in a text value),
+    missing_<col> / unparseable_<col> for required columns, unparseable_<ts col>, open_session,
+    lat/lon/soc_pct_out_of_range (degrees, percent), <ts col>_too_old (year < min_valid_year),
+    <ts col>_in_future (> now + max_future_days), negative_kwh, end_before_start, unknown_status.
+    `now` is the ingest time (UTC, naive or aware).
+    """
+    schema, required, _key, ts_cols, _table = KINDS[kind]
+    names = set(schema.fieldNames())
+    unparsed = F.col(UNPARSED)
+
+    def flagged(c: str) -> Column:
+        return F.array_contains(unparsed, c)
+
+    checks: list[Column] = [
+        F.when(F.col(_EXCLUDED), F.lit("excluded_by_filter")),
+        F.when(F.col(_BAD_ENCODING), F.lit("invalid_encoding")),
+    ]
+    for c in required:
+        checks.append(F.when(F.col(c).isNull(), F.when(flagged(c), F.lit(f"unparseable_{c}")).otherwise(F.lit(f"missing_{c}"))))
+    for c in ts_cols:
+        if c not in required:
+            checks.append(F.when(flagged(c), F.lit(f"unparseable_{c}")))
+    if kind == "charging_sessions" and rules.quarantine_open_sessions:
+        checks.append(F.when(F.col("end_ts").isNull() & ~flagged("end_ts"), F.lit("open_session")))
+    for c, (lo, hi) in (("lat", rules.lat_range), ("lon", rules.lon_range), ("soc_pct", rules.soc_range)):
+        if c in names:
+            checks.append(F.when(~F.col(c).between(lo, hi), F.lit(f"{c}_out_of_range")))
+    latest = F.lit(_utc(now) + timedelta(days=rules.max_future_days)).cast("timestamp")
+    for c in ts_cols:
+        checks.append(F.when(F.year(c) < rules.min_valid_year, F.lit(f"{c}_too_old")))
+        checks.append(F.when(F.col(c) > latest, F.lit(f"{c}_in_future")))
+    if kind == "charging_sessions":
+        checks.append(F.when(F.col("kwh") < 0, F.lit("negative_kwh")))
+        checks.append(F.when(F.col("end_ts") < F.col("start_ts"), F.lit("end_before_start")))
+    if kind == "charger_status":
+        checks.append(F.when(~F.col("status").isin(*OCPP_STATUSES), F.lit("unknown_status")))
+    reasons = F.array_compact(F.array(*checks))
+    return mapped.withColumn(REASONS, reasons).withColumn(REASON, F.when(F.size(REASONS) > 0, F.col(REASONS)[0]))
+
+
+def mark_duplicates(validated: DataFrame) -> DataFrame:
+    """Add `ingest_status`: 'duplicate' for every copy after the first of an identical raw record
+    within one dataset (byte-identical rows, e.g. a device re-sending), else 'quarantined' when a
+    reason is set, else 'valid'. Rows with the same key but other values are *not* duplicates here:
+    they reach bronze and the clean stage flags them (near-duplicates)."""
+    first = Window.partitionBy(SOURCE_NAME, RAW_HASH).orderBy(SOURCE_FILE, RAW_RECORD)
+    copy_no = F.row_number().over(first)
+    return validated.withColumn(
+        STATUS,
+        F.when(copy_no > 1, F.lit(DUPLICATE)).when(F.col(REASON).isNotNull(), F.lit(QUARANTINED)).otherwise(F.lit(VALID)),
+    )
+
+
+def classify(raw: DataFrame, spec: DatasetSpec, kind: str, rules: IngestConfig, now: datetime, where: str | None = None) -> DataFrame:
+    """map_columns -> validate -> mark_duplicates."""
+    return (
+        map_columns(raw, spec, kind, where)
+        .transform(lambda df: validate(df, kind, rules, now))
+        .transform(mark_duplicates)
+    )
+
+
+def row_hash(kind: str) -> Column:
+    """SHA-256 of the canonical values: equal hashes = the same canonical record."""
+    schema = KINDS[kind][0]
+    return F.sha2(F.to_json(F.struct(*[F.col(c) for c in schema.fieldNames()]), {"ignoreNullFields": "false"}), 256)
+
+
+def bronze_rows(classified: DataFrame, kind: str, partition_column: str, run_id: str, ingested_at: datetime) -> DataFrame:
+    """Valid rows in bronze layout: canonical columns, lineage (source_name, source_file), row_hash,
+    ingest run, and for time-series kinds the UTC date of the first timestamp column (partition)."""
+    schema, _req, _key, ts_cols, _table = KINDS[kind]
+    cols = [F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields]
+    out = classified.where(F.col(STATUS) == VALID).select(
+        *cols,
+        SOURCE_NAME,
+        SOURCE_FILE,
+        row_hash(kind).alias(ROW_HASH),
+        F.lit(run_id).alias("ingest_run_id"),
+        F.lit(_utc(ingested_at)).cast("timestamp").alias("ingested_at"),
+    )
+    if ts_cols:
+        out = out.withColumn(partition_column, F.to_date(ts_cols[0]))  # session time zone is UTC
+    return out
+
+
+def bronze_merge_keys(kind: str) -> list[str]:
+    """Natural key + row_hash: a re-read row is a no-op; a changed row under the same key is kept
+    as a new row (bronze is history; near-duplicate telemetry must reach the clean stage)."""
+    return [*KINDS[kind][2], ROW_HASH]
+
+
+QUARANTINE_KEYS = [SOURCE_NAME, RAW_HASH]
+
+
+def quarantine_rows(classified: DataFrame, kind: str, run_id: str, ingested_at: datetime) -> DataFrame:
+    """Invalid rows with the raw record as JSON text, the source file and the reason codes."""
+    return classified.where(F.col(STATUS) == QUARANTINED).select(
+        F.lit(kind).alias("kind"),
+        SOURCE_NAME,
+        SOURCE_FILE,
+        REASON,
+        REASONS,
+        RAW_RECORD,
+        RAW_HASH,
+        F.lit(run_id).alias("ingest_run_id"),
+        F.lit(_utc(ingested_at)).cast("timestamp").alias("ingested_at"),
+    )
+
+
+def new_rows(batch: DataFrame, existing: DataFrame | None, keys: Sequence[str]) -> DataFrame:
+    """Rows of `batch` (one per key) whose key is not in `existing` yet (None = empty table)."""
+    distinct = batch.dropDuplicates(list(keys))
+    if existing is None:
+        return distinct
+    return distinct.join(existing.select(*keys).distinct(), on=list(keys), how="left_anti")
+
+
+def status_counts(classified: DataFrame) -> DataFrame:
+    """Rows per (ingest_status, reason): the numbers of the audit row."""
+    return classified.groupBy(STATUS, REASON).count()
+
+
+def nulled_value_counts(classified: DataFrame) -> DataFrame:
+    """Per optional column, how many kept rows had a present but unparseable value (now null)."""
+    return (
+        classified.where(F.col(STATUS) == VALID)
+        .select(F.explode(UNPARSED).alias("column"))
+        .groupBy("column")
+        .count()
+    )
+
+
+def spec_fingerprint(kind: str, spec: DatasetSpec, rules: IngestConfig) -> str:
+    """Changes when the mapping or the rules change, so the file ledger re-reads the files."""
+    payload = json.dumps([kind, spec.model_dump(mode="json"), rules.model_dump(mode="json")], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _utc(ts: datetime) -> datetime:
+    """An aware UTC datetime (naive input is taken as UTC). PySpark converts naive datetimes with
+    the process' local zone, so literals and audit rows always get aware values."""
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(timezone.utc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit and ledger rows
+# ---------------------------------------------------------------------------------------------
+AUDIT_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType()),
+        T.StructField("started_at", T.TimestampType()),
+        T.StructField("kind", T.StringType()),
+        T.StructField("source_name", T.StringType()),
+        T.StructField("path", T.StringType()),
+        T.StructField("status", T.StringType()),  # ingested | nothing_new | empty | no_files
+        T.StructField("files_seen", T.LongType()),
+        T.StructField("files_read", T.LongType()),
+        T.StructField("rows_read", T.LongType()),
+        T.StructField("rows_bronze", T.LongType()),  # new rows written to bronze
+        T.StructField("rows_quarantined", T.LongType()),
+        T.StructField("rows_duplicate", T.LongType()),  # = duplicates_raw + duplicates_existing
+        T.StructField("duplicates_raw", T.LongType()),  # identical raw records within the run
+        T.StructField("duplicates_existing", T.LongType()),  # canonical record already in bronze / earlier in run
+        T.StructField("quarantine_reasons", T.MapType(T.StringType(), T.LongType())),
+        T.StructField("nulled_values", T.MapType(T.StringType(), T.LongType())),
+        T.StructField("bronze_table", T.StringType()),
+        T.StructField("bronze_version", T.LongType()),
+        T.StructField("message", T.StringType()),
+    ]
+)
+
+LEDGER_SCHEMA = T.StructType(
+    [
+        T.StructField("source_name", T.StringType()),
+        T.StructField("kind", T.StringType()),
+        T.StructField("path", T.StringType()),
+        T.StructField("size", T.LongType()),
+        T.StructField("modification_time", T.LongType()),
+        T.StructField("spec_fingerprint", T.StringType()),
+        T.StructField("run_id", T.StringType()),
+        T.StructField("ingested_at", T.TimestampType()),
+    ]
+)

@@ -1,0 +1,307 @@
+"""Ingest raw files into bronze Delta tables, with quarantine and an audit row per dataset.
+
+Reads:  the raw files of every dataset in `inputs.*` (conf, or `--inputs conf/datasets/x.yaml`;
+        with none configured, the synthetic generator's files under <storage.root>/raw/).
+Writes: bronze.telematics (partitioned by UTC `date`), bronze.vehicles, bronze.stations,
+        bronze.charger_status (by `date`), bronze.charging_sessions (by `date` of start_ts);
+        quarantine.<kind> (raw record as JSON + source file + reason codes);
+        audit.ingest_runs (one row per dataset and run) and audit.ingest_files (file ledger).
+
+Rows read = rows written to bronze + rows quarantined + duplicates (identical raw rows, or rows
+already in bronze). Re-running on the same files writes no new bronze/quarantine version.
+
+    python -m jobs.ingest --env local --inputs conf/datasets/twizy.yaml
+    spark-submit jobs/ingest.py --env emr
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+if __package__ in (None, ""):  # spark-submit jobs/ingest.py: make `common` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import yaml
+from pydantic import ValidationError
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+
+from common import tables
+from common.cli import StageReport, bootstrap
+from common.config import PROJECT_ROOT, Config, DatasetSpec, InputsConfig, _expand_env
+from common.ingest import (
+    AUDIT_SCHEMA,
+    DUPLICATE,
+    LEDGER_SCHEMA,
+    QUARANTINE_KEYS,
+    QUARANTINED,
+    VALID,
+    IngestInputError,
+    SourceFile,
+    bronze_merge_keys,
+    bronze_rows,
+    classify,
+    list_source_files,
+    mapping_key,
+    new_rows,
+    nulled_value_counts,
+    quarantine_rows,
+    read_raw,
+    spec_fingerprint,
+    status_counts,
+)
+from common.schemas import KINDS
+
+log = logging.getLogger("ev_fleet.ingest")
+
+AUDIT_TABLE = "audit.ingest_runs"
+LEDGER_TABLE = "audit.ingest_files"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--inputs",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="dataset config file (e.g. conf/datasets/twizy.yaml), repeatable; replaces inputs.* from conf",
+    )
+    parser.add_argument(
+        "--reprocess",
+        action="store_true",
+        help="ignore the file ledger and re-read every file (bronze stays deduplicated)",
+    )
+
+
+def load_dataset_files(paths: list[str]) -> InputsConfig:
+    """Concatenate the `inputs:` lists of dataset YAML files (relative to cwd or the project)."""
+    merged: dict[str, list] = {}
+    for name in paths:
+        path = Path(name)
+        if not path.exists() and (PROJECT_ROOT / name).exists():
+            path = PROJECT_ROOT / name
+        if not path.exists():
+            raise IngestInputError(f"--inputs {name}: file not found")
+        data = yaml.safe_load(path.read_text()) or {}
+        data = _expand_env(data.get("inputs", data))
+        if not isinstance(data, dict):
+            raise IngestInputError(f"--inputs {name}: expected a mapping 'inputs: {{<kind>: [datasets]}}'")
+        for kind, specs in data.items():
+            merged.setdefault(kind, []).extend(specs or [])
+    try:
+        return InputsConfig.model_validate(merged)
+    except ValidationError as exc:
+        lines = [f"  inputs.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise IngestInputError(f"--inputs {', '.join(paths)}: invalid dataset config:\n" + "\n".join(lines)) from None
+
+
+def resolve_inputs(cfg: Config, input_files: list[str] | None = None) -> tuple[InputsConfig, bool]:
+    """Datasets to ingest and whether they are the generator's defaults."""
+    if input_files:
+        return load_dataset_files(input_files), False
+    if not cfg.inputs.is_empty():
+        return cfg.inputs, False
+    from common.generator import default_inputs  # lazy: the generator pulls in simulation code
+
+    return default_inputs(cfg), True
+
+
+@dataclass
+class DatasetRun:
+    """One dataset's plan (phase 1) and outcome (phase 2)."""
+
+    kind: str
+    where: str
+    spec: DatasetSpec
+    path: str
+    fingerprint: str
+    files_seen: list[SourceFile]
+    files_new: list[SourceFile]
+    classified: DataFrame | None = None
+    status: str = "ingested"
+    message: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    nulled: dict[str, int] = field(default_factory=dict)
+    bronze_version: int | None = None
+
+
+def run_ingest(
+    spark: SparkSession,
+    cfg: Config,
+    inputs: InputsConfig,
+    now: datetime | None = None,
+    run_id: str | None = None,
+    reprocess: bool = False,
+    generated: bool = False,
+) -> StageReport:
+    """Plan every dataset (mapping errors stop the run before anything is written), then ingest."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    run_id = run_id or f"ingest-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    report = StageReport(stage="ingest")
+    ledger = _ledger(spark, cfg) if cfg.ingest.skip_ingested_files and not reprocess else set()
+
+    runs = [
+        _plan(spark, cfg, kind, i, spec, ledger, now, generated)
+        for kind in KINDS
+        for i, spec in enumerate(getattr(inputs, kind))
+    ]
+    if not runs:
+        report.notes.append("no input datasets configured")
+    for run in runs:
+        if run.classified is not None:
+            _ingest(spark, cfg, run, run_id, now)
+        if run.message:
+            (log.warning if run.status in ("empty", "no_files") else log.info)("%s", run.message)
+            report.notes.append(run.message)
+
+    _write_audit(spark, cfg, runs, run_id, now)
+    report.rows_in = sum(r.counts.get("read", 0) for r in runs)
+    report.rows_out = sum(r.counts.get("bronze", 0) for r in runs)
+    report.rows_quarantined = sum(r.counts.get("quarantined", 0) for r in runs)
+    for kind, (_s, _r, _k, _t, table) in KINDS.items():
+        v = tables.version(spark, cfg, table)
+        if v is not None and any(r.kind == kind for r in runs):
+            report.tables[table] = v
+    print(summary_text(run_id, runs))
+    return report.finish()
+
+
+def _plan(spark, cfg, kind, index, spec, ledger, now, generated) -> DatasetRun:
+    where = mapping_key(kind, index)
+    path = cfg.storage.resolve(spec.path)
+    fingerprint = spec_fingerprint(kind, spec, cfg.ingest)
+    files = list_source_files(spark, path)
+    new = [f for f in files if (spec.name, f.path, f.size, f.modification_time, fingerprint) not in ledger]
+    run = DatasetRun(kind, where, spec, path, fingerprint, files, new)
+    if not files:
+        hint = " (run `python -m jobs.generate` first)" if generated else f" (check {where}.path)"
+        run.status, run.message = "no_files", f"{kind}/{spec.name}: no input files match {path}{hint}"
+        return run
+    if not new:
+        run.status = "nothing_new"
+        run.message = f"{kind}/{spec.name}: all {len(files)} file(s) already ingested with this mapping; nothing to do (--reprocess to re-read)"
+        return run
+    base = path if all(f.path.rstrip("/") != _qualified(spark, path) for f in files) and not _is_glob(path) else None
+    raw = read_raw(spark, spec, new, base_path=base)
+    if not [c for c in raw.columns if not c.startswith("__")]:
+        run.status, run.message = "empty", f"{kind}/{spec.name}: {len(new)} file(s) under {path} contain no columns or rows"
+        return run
+    run.classified = classify(raw, spec, kind, cfg.ingest, now, where)  # raises on a missing column
+    return run
+
+
+def _ingest(spark: SparkSession, cfg: Config, run: DatasetRun, run_id: str, now: datetime) -> None:
+    kind, spec = run.kind, run.spec
+    _schema, _req, _key, ts_cols, bronze_table = KINDS[kind]
+    classified = run.classified.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        by_status: dict[str, int] = {}
+        for row in status_counts(classified).collect():
+            by_status[row["ingest_status"]] = by_status.get(row["ingest_status"], 0) + row["count"]
+            if row["ingest_status"] == QUARANTINED:
+                run.reasons[row["reason"]] = row["count"]
+        read = sum(by_status.values())
+        run.counts = {"read": read, "quarantined": by_status.get(QUARANTINED, 0), "duplicates_raw": by_status.get(DUPLICATE, 0)}
+        if read == 0:
+            run.status, run.message = "empty", f"{kind}/{spec.name}: {len(run.files_new)} file(s) under {run.path} contain no rows"
+            run.counts.update(bronze=0, duplicates_existing=0)
+            return
+        run.nulled = {r["column"]: r["count"] for r in nulled_value_counts(classified).collect()}
+
+        if run.counts["quarantined"]:
+            quarantine = quarantine_rows(classified, kind, run_id, now)
+            existing = tables.read(spark, cfg, f"quarantine.{kind}") if tables.exists(spark, cfg, f"quarantine.{kind}") else None
+            fresh = new_rows(quarantine, existing, QUARANTINE_KEYS)
+            if not fresh.isEmpty():
+                tables.write(fresh, cfg, f"quarantine.{kind}", mode="append", comment=f"Rows of {kind} inputs that failed ingest validation (jobs/ingest.py)")
+
+        keys = bronze_merge_keys(kind)
+        partition_by = [cfg.ingest.partition_column] if ts_cols else None
+        bronze = bronze_rows(classified, kind, cfg.ingest.partition_column, run_id, now)
+        existing = tables.read(spark, cfg, bronze_table) if tables.exists(spark, cfg, bronze_table) else None
+        fresh = new_rows(bronze, existing, keys).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            n_new = fresh.count()
+            if n_new:
+                result = tables.merge(fresh, cfg, bronze_table, keys=keys, partition_by=partition_by, comment=f"Bronze {kind}: canonical columns (UTC), lineage; jobs/ingest.py")
+                run.bronze_version = result.version
+        finally:
+            fresh.unpersist()
+        run.counts["bronze"] = n_new
+        run.counts["duplicates_existing"] = by_status.get(VALID, 0) - n_new
+        if not n_new:
+            run.status = "nothing_new"
+    finally:
+        classified.unpersist()
+
+
+def _ledger(spark: SparkSession, cfg: Config) -> set[tuple]:
+    if not tables.exists(spark, cfg, LEDGER_TABLE):
+        return set()
+    rows = tables.read(spark, cfg, LEDGER_TABLE).select("source_name", "path", "size", "modification_time", "spec_fingerprint").collect()
+    return {tuple(r) for r in rows}
+
+
+def _write_audit(spark: SparkSession, cfg: Config, runs: list[DatasetRun], run_id: str, now: datetime) -> None:
+    audit, ledger = [], []
+    for r in runs:
+        c = r.counts
+        audit.append(
+            (
+                run_id, now, r.kind, r.spec.name, r.path, r.status, len(r.files_seen), len(r.files_new) if r.classified is not None else 0,
+                c.get("read", 0), c.get("bronze", 0), c.get("quarantined", 0),
+                c.get("duplicates_raw", 0) + c.get("duplicates_existing", 0), c.get("duplicates_raw", 0), c.get("duplicates_existing", 0),
+                r.reasons, r.nulled, KINDS[r.kind][4], r.bronze_version, r.message or None,
+            )
+        )
+        if r.classified is not None:
+            ledger += [(r.spec.name, r.kind, f.path, f.size, f.modification_time, r.fingerprint, run_id, now) for f in r.files_new]
+    if audit:
+        tables.write(spark.createDataFrame(audit, AUDIT_SCHEMA), cfg, AUDIT_TABLE, mode="append", comment="One row per dataset per ingest run (jobs/ingest.py)")
+    if ledger:
+        tables.write(spark.createDataFrame(ledger, LEDGER_SCHEMA), cfg, LEDGER_TABLE, mode="append", comment="Files read by ingest, with size/mtime and mapping fingerprint")
+
+
+def summary_text(run_id: str, runs: list[DatasetRun]) -> str:
+    head = f"{'kind':<18} {'dataset':<28} {'read':>9} {'bronze':>9} {'quarant.':>9} {'dupl.':>8}  status"
+    lines = [f"ingest run {run_id}", head, "-" * len(head)]
+    for r in runs:
+        c = r.counts
+        dup = c.get("duplicates_raw", 0) + c.get("duplicates_existing", 0)
+        lines.append(f"{r.kind:<18} {r.spec.name:<28} {c.get('read', 0):>9} {c.get('bronze', 0):>9} {c.get('quarantined', 0):>9} {dup:>8}  {r.status}")
+        if r.reasons:
+            lines.append("    quarantine reasons: " + ", ".join(f"{k}={v}" for k, v in sorted(r.reasons.items(), key=lambda kv: -kv[1])))
+        if r.nulled:
+            lines.append("    unparseable optional values set to null: " + ", ".join(f"{k}={v}" for k, v in sorted(r.nulled.items())))
+    return "\n".join(lines)
+
+
+def _is_glob(path: str) -> bool:
+    return any(ch in path for ch in "*?[{")
+
+
+def _qualified(spark: SparkSession, path: str) -> str:
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs.makeQualified(hpath).toString().rstrip("/")
+
+
+def main(argv: list[str] | None = None) -> StageReport:
+    cfg, spark, args = bootstrap("ingest", argv, __doc__, add_arguments)
+    try:
+        inputs, generated = resolve_inputs(cfg, args.inputs)
+        return run_ingest(spark, cfg, inputs, reprocess=args.reprocess, generated=generated)
+    except IngestInputError as exc:
+        log.error("%s", exc)
+        raise SystemExit(f"ingest: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()
