@@ -49,3 +49,38 @@ mlflow-ui: setup
 
 clean-data:
 	rm -rf lakehouse reports spark-warehouse metastore_db derby.log
+
+# ---- deploy to AWS (docs/DEPLOY.md) ----------------------------------------------------------
+.PHONY: deploy-tools iac-check
+JOB ?= pipeline
+CHECKOV_STAMP := .venv-checkov/.installed
+HCLFMT_STAMP := .tools/hclfmt/.installed
+HCL_TOOLS_VERSION := 0.21.0
+
+package: setup
+	bin/package $(PACKAGE_ARGS)
+
+submit-emr: setup
+	$(BIN)/python -m common.deploy_submit emr-serverless --job $(JOB) --args "$(ARGS)" $(SUBMIT_ARGS)
+
+submit-glue: setup
+	$(BIN)/python -m common.deploy_submit glue --job $(JOB) --args "$(ARGS)" $(SUBMIT_ARGS)
+
+# checkov's pins conflict with MLflow's, so it gets its own venv (tests/test_deploy_iac.py runs this).
+$(CHECKOV_STAMP): requirements-checkov.txt constraints-checkov.txt
+	test -x .venv-checkov/bin/python || $(PY) -m venv .venv-checkov
+	.venv-checkov/bin/pip install -q --upgrade pip
+	.venv-checkov/bin/pip install -q -r requirements-checkov.txt -c constraints-checkov.txt
+	touch $@
+
+# hclwrite.Format (what `terraform fmt` applies) from npm, for hosts without a terraform binary.
+$(HCLFMT_STAMP):
+	mkdir -p .tools/hclfmt
+	npm install --prefix .tools/hclfmt --no-save --no-audit --no-fund --loglevel=error @cdktf/hcl-tools@$(HCL_TOOLS_VERSION)
+	touch $@
+
+deploy-tools: $(CHECKOV_STAMP) $(HCLFMT_STAMP)
+
+iac-check: deploy-tools
+	.venv-checkov/bin/checkov -d terraform --framework terraform --quiet --compact --skip-download
+	bin/tf-fmt --check

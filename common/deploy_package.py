@@ -76,6 +76,9 @@ CLUSTER_REQUIREMENTS = PROJECT_ROOT / "requirements-cluster.txt"
 # The light profile is for tests: enough to load the config and import the job bootstrap.
 LIGHT_ROOTS = ("pyyaml", "pydantic")
 
+# Key prefix of the entry scripts in the artifacts bucket (terraform glue_jobs: entrypoint_prefix).
+ENTRYPOINT_PREFIX = "entrypoints/"
+
 # Deterministic zips: same sources -> same bytes -> same release id.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _STDLIB_SKIP = {"site-packages", "test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "__pycache__"}
@@ -443,7 +446,7 @@ def build_env_archive(out: Path, requirements: list[str], profile: str, python: 
         (env / "pyvenv.cfg").unlink()
         for item in (env / "bin").iterdir():
             if item.name not in _ENV_BIN_KEEP:
-                item.unlink()
+                shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
         out.mkdir(parents=True, exist_ok=True)
         members = sorted(p.name for p in env.iterdir())
         _run(
@@ -585,7 +588,7 @@ def build(
             "code_zip": _artifact(out, code_zip, f"{rel}/{code_zip.name}"),
             "delta_python": _artifact(out, delta_zip, f"{rel}/{delta_zip.name}"),
             "glue_requirements": _artifact(out, glue_reqs, f"{rel}/{glue_reqs.name}"),
-            "entrypoints": {job: _artifact(out, p, f"entrypoints/{p.name}") for job, p in entrypoints.items()},
+            "entrypoints": {job: _artifact(out, p, f"{ENTRYPOINT_PREFIX}{p.name}") for job, p in entrypoints.items()},
             "jars": [_artifact(out, p, f"jars/{p.name}") for p in jars],
             "env_archive": env_artifact,
         },

@@ -56,6 +56,8 @@ CONF_ENV = {"emr-serverless": "emr", "glue": "glue", "emr-ec2": "emr"}
 # Delta 3.3.2 as shipped by EMR 7.x: referenced on the cluster, never uploaded.
 EMR_DELTA_JARS = ("/usr/share/aws/delta/lib/delta-spark.jar", "/usr/share/aws/delta/lib/delta-storage.jar")
 ENV_PYTHON = "./environment/bin/python"
+# Logs-bucket prefix of EMR Serverless monitoring logs (terraform execution_role: logs_writable_prefixes).
+EMR_SERVERLESS_LOG_PREFIX = "emr-serverless/"
 _USERINFO = re.compile(r"://[^/@]+@")
 _S3_URI = re.compile(r"s3://[A-Za-z0-9.\-]+/[^\s,\"'#]*")
 
@@ -251,7 +253,7 @@ def render_emr_serverless(
     kms = str(outputs["kms_key_arn"])
     overrides_json = {
         "monitoringConfiguration": {
-            "s3MonitoringConfiguration": {"logUri": _s3(str(outputs["logs_bucket"]), "emr-serverless/"), "encryptionKeyArn": kms},
+            "s3MonitoringConfiguration": {"logUri": _s3(str(outputs["logs_bucket"]), EMR_SERVERLESS_LOG_PREFIX), "encryptionKeyArn": kms},
             "cloudWatchLoggingConfiguration": {
                 "enabled": True,
                 "logGroupName": str(outputs["emr_serverless_log_group"]),
@@ -284,7 +286,7 @@ def render_emr_serverless(
         followup=[
             f"aws emr-serverless get-job-run --region {region} --application-id {app} --job-run-id <jobRunId>",
             f"aws logs tail {outputs['emr_serverless_log_group']} --region {region} --log-stream-name-prefix {job} --follow",
-            f"aws s3 cp s3://{outputs['logs_bucket']}/emr-serverless/applications/{app}/jobs/<jobRunId>/SPARK_DRIVER/stdout.gz - | gunzip",
+            f"aws s3 cp s3://{outputs['logs_bucket']}/{EMR_SERVERLESS_LOG_PREFIX}applications/{app}/jobs/<jobRunId>/SPARK_DRIVER/stdout.gz - | gunzip",
             f"aws emr-serverless get-dashboard-for-job-run --region {region} --application-id {app} --job-run-id <jobRunId>",
         ],
     )

@@ -1,34 +1,69 @@
 """Generate the synthetic fleet (raw files + ground-truth tables) — the embedded default input.
 
 Writes raw files under <storage.root>/raw/ and truth.* Delta tables (see docs/GENERATOR.md).
-Sizes, region, sampling and seed come from the `generator` config section.
+Sizes, region, sampling and seed come from the `generator` config section. Idempotent: when the
+lakehouse already holds data generated from the same generator config, nothing is rewritten
+(use --force to regenerate).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from common import tables
 from common.cli import StageReport, bootstrap
+from common.config import Config
 from common.generator import generate
 
 log = logging.getLogger("ev_fleet.generate")
+CONFIG_PROPERTY = "evfa.generator.config_sha256"
 
 
-def main(argv=None) -> StageReport:
-    cfg, spark, _ = bootstrap("generate", argv, __doc__)
+def generator_fingerprint(cfg: Config) -> str:
+    return hashlib.sha256(cfg.generator.model_dump_json().encode()).hexdigest()[:16]
+
+
+def already_generated(spark: SparkSession, cfg: Config) -> bool:
+    if not tables.exists(spark, cfg, "truth.network_records"):
+        return False
+    props = DeltaTable.forPath(spark, cfg.storage.path("truth.points")).detail().first()["properties"] or {}
+    return props.get(CONFIG_PROPERTY) == generator_fingerprint(cfg)
+
+
+def run_generate(spark: SparkSession, cfg: Config, force: bool = False) -> StageReport:
     report = StageReport("generate")
     g = cfg.generator
+    if not force and already_generated(spark, cfg):
+        msg = f"synthetic data for this generator config already present ({generator_fingerprint(cfg)}); nothing to do"
+        log.info(msg)
+        report.notes.append(msg)
+        report.rows_out = tables.read(spark, cfg, "truth.points").agg(F.sum("copies")).first()[0]
+        return report.finish()
     log.info("generating %d vehicles x %d days from %s (seed %d)", g.vehicles, g.days, g.start_date, g.seed)
     t0 = time.time()
     result = generate(spark, cfg)
+    tables.set_properties(spark, cfg, "truth.points", properties={CONFIG_PROPERTY: generator_fingerprint(cfg)})
     report.rows_in = 0
     report.rows_out = result.telemetry_rows
-    report.tables = {f"truth.{k}": v for k, v in result.truth_tables.items()}
     report.notes.append(f"{result.telemetry_rows / max(time.time() - t0, 1e-9):,.0f} telemetry rows/s")
     for name, path in result.raw_paths.items():
         log.info("raw %-18s %s", name, path)
     return report.finish()
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--force", action="store_true", help="regenerate even if data for the same config exists")
+
+
+def main(argv=None) -> StageReport:
+    cfg, spark, args = bootstrap("generate", argv, __doc__, add_arguments)
+    return run_generate(spark, cfg, force=args.force)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,26 @@ def fleet_cfg(spark, session_root) -> Config:
     fleet_cfg = make_config(session_root / "fleet", *FLEET_OVERRIDES)
     generate(spark, fleet_cfg)
     return fleet_cfg
+
+
+@pytest.fixture(scope="session")
+def fleet_bronze(spark, fleet_cfg) -> Config:
+    """The generated fleet ingested into bronze (jobs.ingest on the generator's default inputs)."""
+    from common.generator import default_inputs
+    from jobs.ingest import run_ingest
+
+    run_ingest(spark, fleet_cfg, default_inputs(fleet_cfg), generated=True)
+    return fleet_cfg
+
+
+@pytest.fixture(scope="session")
+def fleet_silver(spark, fleet_bronze) -> Config:
+    """The generated fleet cleaned into silver.telematics_clean (jobs.clean).
+
+    `as_of` is pinned after the simulated period so the future-timestamp rule is reproducible."""
+    from datetime import datetime, timezone
+
+    from jobs.clean import run_clean
+
+    run_clean(spark, fleet_bronze, as_of=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    return fleet_bronze

@@ -1,0 +1,105 @@
+"""Config loading, validation errors, overrides, redaction; the session builder's settings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from common.config import ConfigError, apply_override, load_config, redact
+from common.versions import ALL_COORDINATES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_and_env_overlay():
+    cfg = load_config("local")
+    assert cfg.spark.master == "local[*]"
+    assert cfg.storage.path("silver.telematics_clean").endswith("lakehouse/silver/telematics_clean")
+    assert cfg.storage.path("restricted.residences").endswith("lakehouse/restricted/residences")
+    test = load_config("test")
+    assert test.spark.shuffle_partitions == 2 and test.spark.ui_enabled is False
+
+
+def test_override_types_are_parsed_and_validated():
+    cfg = load_config("local", ["generator.vehicles=100", "spark.extra={spark.sql.ansi.enabled: 'false'}"])
+    assert cfg.generator.vehicles == 100
+    assert cfg.spark.extra == {"spark.sql.ansi.enabled": "false"}
+    with pytest.raises(ConfigError, match=r"generator\.vehicles"):
+        load_config("local", ["generator.vehicles=many"])
+
+
+def test_unknown_key_is_an_error_naming_it():
+    with pytest.raises(ConfigError, match=r"generator\.vehicels"):
+        load_config("local", ["generator.vehicels=3"])
+
+
+def test_unknown_env_lists_known_ones():
+    with pytest.raises(ConfigError, match="unknown --env 'prod'.*local"):
+        load_config("prod")
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        apply_override({}, "generator.vehicles")
+
+
+def test_environment_references(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://user:s3cr3t@mlflow.example.internal")
+    monkeypatch.setenv("EVFA_LAKEHOUSE_BUCKET", "my-bucket")
+    cfg = load_config("emr")
+    assert cfg.storage.root == "s3://my-bucket/lakehouse"
+    assert cfg.storage.path("gold.hotspots") == "s3://my-bucket/lakehouse/gold/hotspots"
+    shown = str(cfg.redacted())
+    assert "s3cr3t" not in shown and "user:***@" in shown
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI"):
+        load_config("emr")
+
+
+def test_redact_secret_keys():
+    assert redact({"db_password": "x1234", "nested": {"api_token": "abc"}, "ok": "v"}) == {
+        "db_password": "***",
+        "nested": {"api_token": "***"},
+        "ok": "v",
+    }
+
+
+def test_invalid_timezone_in_dataset_spec():
+    with pytest.raises(ConfigError, match="unknown timezone"):
+        load_config("local", ["inputs.telematics=[{name: x, path: /tmp/x, source_timezone: Mars/Olympus}]"])
+
+
+def test_fetch_jars_matches_versions_module():
+    script = (ROOT / "bin" / "fetch-jars").read_text()
+    listed = re.findall(r'^\s+"([\w.\-]+:[\w.\-]+:[\w.\-]+)"', script, re.M)
+    assert sorted(listed) == sorted(ALL_COORDINATES)
+
+
+def test_session_has_delta_sedona_utc(spark):
+    conf = spark.sparkContext.getConf()
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert "DeltaSparkSessionExtension" in spark.conf.get("spark.sql.extensions")
+    assert conf.get("spark.serializer").endswith("KryoSerializer")
+    assert spark.conf.get("spark.sql.adaptive.enabled") == "true"
+    assert spark.sql("SELECT ST_AsText(ST_Point(77.2, 28.6)) AS p").first().p == "POINT (77.2 28.6)"
+
+
+def test_cli_help_lists_defaults(capsys):
+    from jobs.pipeline import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--start-date" in out and "(default: local)" in out
+
+
+def test_cli_config_error_is_clear(capsys):
+    from common.cli import parse
+
+    with pytest.raises(SystemExit) as exc:
+        parse("clean", ["--conf", "generator.vehicles=-1"])
+    assert exc.value.code == 2
+    assert "generator.vehicles" in capsys.readouterr().err
