@@ -255,6 +255,149 @@ class CleanConfig(Section):
         return value
 
 
+class TripsConfig(Section):
+    """Stops, trips and ~1 km energy segments (`common/trips.py`, used by jobs/kpis.py and the insights jobs)."""
+
+    moving_speed_kmh: float = Field(
+        2.0, ge=0, description="A sample (reported speed) or leg (mean of its end speeds) above this is moving (km/h)."
+    )
+    min_stop_minutes: float = Field(
+        5.0, gt=0, description="A stop is stationary samples spanning at least this long (first to next-moving sample, min)."
+    )
+    stop_radius_m: float = Field(
+        100.0, gt=0, description="Consecutive stationary samples further apart than this start a new stop (m)."
+    )
+    max_gap_minutes: float = Field(
+        10.0, gt=0, description="A leg longer than this is a data gap: trips split there and its distance is not counted (min)."
+    )
+    min_trip_km: float = Field(0.2, ge=0, description="Shorter 'trips' (GPS jitter between two stops) are dropped (km).")
+    segment_km: float = Field(1.0, gt=0, description="Target length of the energy-model segments a trip is cut into (km).")
+
+
+class OdometerConfig(Section):
+    """Odometer fault detection of gold.payd_billing: a faulty vehicle-day is billed on GPS km."""
+
+    decrease_tolerance_km: float = Field(
+        0.2, ge=0, description="A reading may drop this much (rounding to 0.1 km, reordering) before it is 'decreasing' (km)."
+    )
+    jump_min_km: float = Field(5.0, gt=0, description="An increase is a 'jump' only when at least this big (km) ...")
+    max_speed_kmh: float = Field(
+        200.0, gt=0, description="... and faster than this over the leg (km/h): device gaps may legitimately add km."
+    )
+    stuck_min_gps_km: float = Field(
+        2.0, gt=0, description="'Stuck': the reading does not change while GPS moving distance adds up to this (km)."
+    )
+
+
+class BillingConfig(Section):
+    """Pay-as-you-drive billing (gold.payd_billing)."""
+
+    period: Literal["month", "week"] = Field("month", description="Billing period (local calendar).")
+    discrepancy_threshold_pct: float = Field(
+        10.0, ge=0, description="Flag a period whose |odometer km - GPS km| exceeds this share of GPS km (percent)."
+    )
+    discrepancy_min_km: float = Field(5.0, ge=0, description="... and this many km (short periods are noisy) (km).")
+    active_day_min_km: float = Field(0.5, ge=0, description="A day with at least this many billable km is active (km).")
+    odometer: OdometerConfig = Field(default_factory=OdometerConfig)
+
+
+class KpisConfig(Section):
+    """Fleet KPIs (`jobs/kpis.py`): minutely, trips, segments, daily, fleet daily, PAYD billing."""
+
+    rolling_window_minutes: int = Field(15, ge=1, description="Rolling window of silver.vehicle_minutely (event time, min).")
+    context_days: int = Field(
+        1, ge=0, description="--start-date/--end-date runs also read this many days either side (trips over midnight)."
+    )
+    percentiles: list[float] = Field(
+        default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 0.9], description="Percentiles of gold.fleet_daily_kpis (0-1)."
+    )
+    trips: TripsConfig = Field(default_factory=TripsConfig)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
+
+
+class PhysicsVehicleParams(Section):
+    """Longitudinal energy model of one vehicle model (the physics baseline of the energy model)."""
+
+    mass_kg: float = Field(..., gt=0, description="Loaded mass (kg).")
+    cda_m2: float = Field(..., gt=0, description="Drag coefficient x frontal area (m2).")
+    crr: float = Field(..., gt=0, description="Rolling resistance coefficient.")
+    drivetrain_eff: float = Field(..., gt=0, le=1, description="Battery -> wheel efficiency.")
+    regen_eff: float = Field(..., ge=0, le=1, description="Wheel -> battery efficiency when braking.")
+    aux_kw: float = Field(0.0, ge=0, description="Base auxiliary load (kW).")
+    hvac_kw_per_deg: float = Field(0.0, ge=0, description="HVAC load per degC away from 21 degC (kW/degC).")
+
+
+class XgbParams(Section):
+    """XGBoost booster parameters shared by xgboost.spark and the logged booster."""
+
+    n_estimators: int = Field(300, ge=1)
+    max_depth: int = Field(6, ge=1)
+    learning_rate: float = Field(0.08, gt=0, le=1)
+    subsample: float = Field(0.9, gt=0, le=1)
+    colsample_bytree: float = Field(0.9, gt=0, le=1)
+    min_child_weight: float = Field(5.0, ge=0)
+    reg_lambda: float = Field(1.0, ge=0)
+    tree_method: str = "hist"
+    max_bin: int = Field(256, ge=2)
+
+
+class SocModelConfig(Section):
+    """SOC drop `horizon_min` ahead, per vehicle-minute (jobs/train.py, common/ml_features.py)."""
+
+    registered_model: str = "evfa_soc_drop_60m"
+    registered_classifier: str = "evfa_soc_drop_ge10_60m"
+    horizon_min: int = Field(60, ge=1, description="Forecast horizon (minutes).")
+    drop_threshold_pct: float = Field(10.0, gt=0, description="Classification event: drop >= this (SOC points).")
+    label_max_staleness_min: int = Field(
+        10, ge=0, description="SOC at t+horizon may come from the last minute with SOC at most this old (min)."
+    )
+    slope_window_min: int = Field(15, ge=2, description="Recent SOC slope / persistence baseline window (min).")
+    xgb: XgbParams = Field(default_factory=XgbParams)
+
+
+class EnergyModelConfig(Section):
+    """Energy per km per segment (silver.segments), evaluated per trip."""
+
+    registered_model: str = "evfa_energy_per_km"
+    min_segment_km: float = Field(0.5, gt=0, description="Shorter (trip-tail) segments are not used to train (km).")
+    min_eval_trip_km: float = Field(1.0, gt=0, description="Trips shorter than this are not scored for MAPE (km).")
+    default_model: str | None = Field(None, description="Physics parameters for vehicles whose model is not in `physics`.")
+    physics: dict[str, PhysicsVehicleParams] = Field(
+        default_factory=dict, description="Vehicle model name -> longitudinal energy parameters (physics baseline)."
+    )
+    xgb: XgbParams = Field(default_factory=lambda: XgbParams(n_estimators=400, max_depth=5, learning_rate=0.05))
+
+
+class MlConfig(Section):
+    """Model training/scoring (jobs/train.py, jobs/score.py). docs/MODELS.md explains the choices."""
+
+    num_workers: int = Field(2, ge=1, description="xgboost.spark workers (one Spark task each).")
+    seed: int = 42
+    test_days: int = Field(2, ge=1, description="Last N local days of data are the test window.")
+    gap_min: int = Field(60, ge=0, description="Gap between train and test (min); must be >= soc.horizon_min.")
+    holdout_vehicle_share: float = Field(0.25, gt=0, lt=1, description="Grouped-by-vehicle check: vehicles held out.")
+    champion_alias: str = "champion"
+    soc: SocModelConfig = Field(default_factory=SocModelConfig)
+    energy: EnergyModelConfig = Field(default_factory=EnergyModelConfig)
+
+    @model_validator(mode="after")
+    def _gap_covers_horizon(self) -> "MlConfig":
+        if self.gap_min < self.soc.horizon_min:
+            raise ValueError(
+                f"ml.gap_min ({self.gap_min}) must be >= ml.soc.horizon_min ({self.soc.horizon_min}): "
+                "a training label would otherwise look into the test window"
+            )
+        return self
+
+
+class ReportConfig(Section):
+    output_dir: str = Field("reports", description="Reports go to <output_dir>/<run>/index.html; <output_dir>/latest links the newest.")
+    max_points_per_layer: int = Field(5000, ge=10, description="Cap on markers per map layer (rows brought to the driver).")
+    residence_cell_m: float = Field(1000.0, gt=0, description="Residences are shown coarsened to cells of this size (m).")
+    show_exact_residences: bool = Field(False, description="Explicit opt-in to plot exact home points (personal data).")
+    risk_z_line: float = Field(-1.5, description="Reference line on the risk z-score histogram.")
+
+
 class Config(Section):
     env: str = "local"
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -264,6 +407,9 @@ class Config(Section):
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
+    kpis: KpisConfig = Field(default_factory=KpisConfig)
+    ml: MlConfig = Field(default_factory=MlConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     def redacted(self) -> dict[str, Any]:
         """The config as a dict with values that may carry credentials masked (for logs)."""

@@ -170,7 +170,8 @@ def test_date_and_time_columns_value_map_and_expression(spark):
     assert_df_equality(out, expected, ignore_nullable=True)
 
     twizy = load_dataset_files(["conf/datasets/twizy.yaml"]).telematics[0]
-    raw = raw_df(spark, ["Date", "Time", "LAT", "LON", "Soc"], [("7/1/2021", "09:00:00", "34.0", "-6.8", "50"), ("", "09:00:01", "34.0", "-6.8", "50")])
+    header = ["Date", "Time", "LAT", "LON", "Soc", "Speed", "ALT", "Temperature"]
+    raw = raw_df(spark, header, [("7/1/2021", "09:00:00", "34.0", "-6.8", "50", "0", "1", "20"), ("", "09:00:01", "34.0", "-6.8", "50", "0", "1", "20")])
     out = map_columns(raw, twizy, "telematics").select("vehicle_id", "ts", "unparsed_columns")
     assert [(r.vehicle_id, str(r.ts), r.unparsed_columns) for r in out.collect()] == [
         ("rsk_twizy_01", "2021-07-01 08:00:00", []),

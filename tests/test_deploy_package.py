@@ -1,0 +1,403 @@
+"""Packaging and submit rendering for EMR Serverless / Glue / EMR on EC2, checked offline.
+
+Builds the artifacts into a temporary folder with the *light* environment profile (same
+interpreter, layout and relocation as `make package`, but only the config's dependencies:
+about 20 s instead of minutes), renders the submit commands for the pipeline against fake
+terraform outputs and checks that every path and package they reference exists in the build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+import time
+import types
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from common import deploy_runtime
+from common.config import ConfigError, load_config
+from common.deploy_package import (
+    PLATFORM_PROVIDED,
+    build,
+    build_code_zip,
+    discover_jobs,
+    glue_requirements,
+    runtime_requirements,
+    sha256_file,
+)
+from common.deploy_submit import (
+    EMR_DELTA_JARS,
+    SubmitError,
+    check_references,
+    cluster_config,
+    main,
+    render_emr_ec2,
+    render_emr_serverless,
+    render_glue,
+)
+from common.spark import spark_conf
+from common.versions import DELTA_COORDINATES, SEDONA_COORDINATES, jar_file_name
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVIRON = {"MLFLOW_TRACKING_URI": "https://mlflow.internal.example.com"}
+
+
+def fake_outputs(jobs: list[str]) -> dict:
+    return {
+        "region": "eu-west-1",
+        "lakehouse_bucket": "evfa-lakehouse-123456789012-eu-west-1",
+        "artifacts_bucket": "evfa-artifacts-123456789012-eu-west-1",
+        "logs_bucket": "evfa-logs-123456789012-eu-west-1",
+        "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000",
+        "execution_role_arn": "arn:aws:iam::123456789012:role/evfa-job-execution",
+        "emr_serverless_application_id": "00fabcdefgh12345",
+        "emr_release_label": "emr-7.13.0",
+        "emr_serverless_log_group": "/evfa/emr-serverless",
+        "glue_log_group": "/evfa/glue",
+        "glue_version": "5.1",
+        "glue_job_names": {j: f"evfa-{j}" for j in jobs},
+        "emr_cluster_id": "j-ABCDEF123456",
+    }
+
+
+def jobs_to_render(manifest: dict) -> list[str]:
+    """The pipeline when it exists (jobs appear during development), else every entry point."""
+    return ["pipeline"] if "pipeline" in manifest["jobs"] else manifest["jobs"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    started = time.time()
+    manifest = build(out, profile="light")
+    env = manifest["artifacts"]["env_archive"]
+    print(
+        f"\nlight package: {time.time() - started:.1f}s (steps {manifest['build_seconds']}, env {env['timings']}); "
+        f"env archive {env['bytes'] / 1e6:.1f} MB, python {env['python']}, newest glibc {env['portability']['max_glibc']}"
+        f" (portable to AL2023: {env['portability']['portable']})"
+    )
+    return out, manifest
+
+
+# --------------------------------------------------------------------------------------------
+# Artifacts
+# --------------------------------------------------------------------------------------------
+def test_every_job_gets_an_entry_script(built):
+    out, manifest = built
+    assert manifest["jobs"] == discover_jobs() and manifest["jobs"]
+    assert "__init__" not in manifest["jobs"]
+    for job, entry in manifest["artifacts"]["entrypoints"].items():
+        source = (out / entry["path"]).read_text()
+        compile(source, entry["path"], "exec")
+        assert f'run("{job}")' in source
+        assert entry["key"] == f"entrypoints/{job}.py"
+    assert json.loads((out / "entrypoints.auto.tfvars.json").read_text()) == {"job_names": manifest["jobs"]}
+
+
+def test_code_zip_carries_code_and_conf_and_is_deterministic(built, tmp_path):
+    out, manifest = built
+    path = out / manifest["artifacts"]["code_zip"]["path"]
+    names = zipfile.ZipFile(path).namelist()
+    for required in ("common/__init__.py", "common/config.py", "common/deploy_runtime.py", "conf/base.yaml", "conf/emr.yaml", "conf/glue.yaml"):
+        assert required in names
+    assert all(f"jobs/{j}.py" in names for j in manifest["jobs"])
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    again = build_code_zip(tmp_path)
+    assert sha256_file(again) == sha256_file(path) or "sources changed while testing"
+
+
+def test_pyspark_and_delta_jars_are_never_shipped(built):
+    out, manifest = built
+    art = manifest["artifacts"]
+    shipped_jars = sorted(Path(j["path"]).name for j in art["jars"])
+    assert shipped_jars == sorted(jar_file_name(c) for c in SEDONA_COORDINATES)
+    assert not any(jar_file_name(c) in shipped_jars for c in DELTA_COORDINATES)
+    assert not list(out.rglob("*delta*.jar")) and not list(out.rglob("pyspark*"))
+
+    delta_zip = zipfile.ZipFile(out / art["delta_python"]["path"]).namelist()
+    assert "delta/tables.py" in delta_zip and all(n.startswith("delta/") and n.endswith(".py") for n in delta_zip)
+
+    for pins in (runtime_requirements("full"), glue_requirements(), art["env_archive"]["requirements"]):
+        names = {p.split("==")[0] for p in pins}
+        assert not names & PLATFORM_PROVIDED, names & PLATFORM_PROVIDED
+    full = {p.split("==")[0] for p in runtime_requirements("full")}
+    assert {"mlflow", "apache-sedona", "xgboost-cpu", "boto3", "pyyaml", "pydantic"} <= full
+    glue = (out / art["glue_requirements"]["path"]).read_text()
+    assert "pyspark" not in glue and "boto3" not in glue and "mlflow==" in glue and "apache-sedona==1.8.1" in glue
+
+    with tarfile.open(out / art["env_archive"]["path"]) as tar:
+        members = tar.getnames()
+    assert "bin/python" in members and "pyvenv.cfg" not in members
+    assert not [m for m in members if "/pyspark/" in m or m.startswith("lib/python3.11/site-packages/delta/")]
+
+
+def test_env_archive_runs_the_config_loader_from_the_code_zip_when_relocated(built, tmp_path):
+    """What EMR does: unpack the archive as ./environment somewhere, put the code zip on the
+    path, start the job bootstrap. Only the light profile's packages are there, which is all
+    the config loader needs."""
+    out, manifest = built
+    art = manifest["artifacts"]
+    env_dir = tmp_path / "container_0001" / "environment"
+    env_dir.mkdir(parents=True)
+    subprocess.run(["tar", "-xzf", str(out / art["env_archive"]["path"]), "-C", str(env_dir)], check=True)
+    code = (
+        "from common import deploy_runtime\n"
+        "conf = deploy_runtime.ensure_conf_dir()\n"
+        "from common.config import load_config, CONF_DIR\n"
+        "cfg = load_config('emr')\n"
+        "import sys, json\n"
+        "print(json.dumps({'conf': str(CONF_DIR), 'root': cfg.storage.root, 'table': cfg.storage.path('gold.kpis'),"
+        " 'mlflow': cfg.mlflow.tracking_uri, 'prefix': sys.prefix}))\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{out / art['code_zip']['path']}:{out / art['delta_python']['path']}",
+        "EVFA_LAKEHOUSE_BUCKET": "lake-bucket",
+        "EVFA_ARTIFACTS_BUCKET": "art-bucket",
+        **ENVIRON,
+    }
+    res = subprocess.run([str(env_dir / "bin" / "python"), "-c", code], capture_output=True, text=True, env=env, cwd=env_dir.parent)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    assert info["prefix"] == str(env_dir)
+    assert info["root"] == "s3://lake-bucket/lakehouse" and info["table"] == "s3://lake-bucket/lakehouse/gold/kpis"
+    assert info["mlflow"] == ENVIRON["MLFLOW_TRACKING_URI"] and "evfa-conf-" in info["conf"]
+
+
+# --------------------------------------------------------------------------------------------
+# Rendered commands
+# --------------------------------------------------------------------------------------------
+def _params(ssp: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    words = ssp.split(" ")
+    conf, lists = {}, {}
+    for flag, value in zip(words[::2], words[1::2]):
+        if flag == "--conf":
+            key, _, val = value.partition("=")
+            conf[key] = val
+        else:
+            lists[flag] = value.split(",")
+    return conf, lists
+
+
+def test_emr_serverless_command_references_only_built_artifacts(built):
+    out, manifest = built
+    outputs = fake_outputs(manifest["jobs"])
+    art, bucket = manifest["artifacts"], outputs["artifacts_bucket"]
+    for job in jobs_to_render(manifest):
+        rendered = render_emr_serverless(manifest, outputs, job, ["--conf", "generator.vehicles=100"], ENVIRON, allow_nonportable_env=True)
+        assert check_references(rendered, manifest, outputs, out) == []
+        argv = rendered.argv
+        assert argv[:3] == ["aws", "emr-serverless", "start-job-run"]
+        driver = json.loads(argv[argv.index("--job-driver") + 1])["sparkSubmit"]
+        assert driver["entryPoint"] == f"s3://{bucket}/entrypoints/{job}.py"
+        assert driver["entryPointArguments"] == ["--env", "emr", "--conf", "generator.vehicles=100"]
+        conf, lists = _params(driver["sparkSubmitParameters"])
+
+        # every Spark setting of the cluster config travels with --conf, unchanged
+        cfg = cluster_config("emr", {"EVFA_LAKEHOUSE_BUCKET": outputs["lakehouse_bucket"], "EVFA_ARTIFACTS_BUCKET": bucket, **ENVIRON},
+                             ["generator.vehicles=100"])  # fmt: skip
+        for key, value in spark_conf(cfg).items():
+            assert conf[key] == value or key == "spark.app.name", key
+        assert conf["spark.archives"] == f"s3://{bucket}/{art['env_archive']['key']}#environment"
+        assert conf["spark.emr-serverless.driverEnv.PYSPARK_PYTHON"] == "./environment/bin/python"
+        assert conf["spark.executorEnv.PYSPARK_PYTHON"] == "./environment/bin/python"
+        assert conf["spark.emr-serverless.driverEnv.EVFA_LAKEHOUSE_BUCKET"] == outputs["lakehouse_bucket"]
+        assert conf["spark.emr-serverless.driverEnv.MLFLOW_TRACKING_URI"] == ENVIRON["MLFLOW_TRACKING_URI"]
+        assert lists["--py-files"] == [f"s3://{bucket}/{art['code_zip']['key']}", f"s3://{bucket}/{art['delta_python']['key']}"]
+        assert lists["--jars"][:2] == list(EMR_DELTA_JARS)  # Delta from EMR itself, not shipped
+        assert lists["--jars"][2:] == [f"s3://{bucket}/{j['key']}" for j in art["jars"]]
+
+        # every s3:// object of the artifacts bucket in the command is a built file
+        for uri in rendered.artifact_uris:
+            key = uri.split("#")[0][len(f"s3://{bucket}/") :]
+            local = next(a for a in [*art["entrypoints"].values(), art["env_archive"], art["code_zip"], art["delta_python"], *art["jars"]] if a["key"] == key)
+            assert (out / local["path"]).stat().st_size == local["bytes"]
+        overrides = json.loads(argv[argv.index("--configuration-overrides") + 1])["monitoringConfiguration"]
+        assert overrides["cloudWatchLoggingConfiguration"]["logGroupName"] == outputs["emr_serverless_log_group"]
+        assert overrides["s3MonitoringConfiguration"]["logUri"].startswith(f"s3://{outputs['logs_bucket']}/")
+        print(f"\nEMR Serverless ({job}): {len(rendered.shell())} chars, {len(conf)} --conf, {len(rendered.artifact_uris)} artifacts")
+
+
+def test_emr_serverless_packages_mode_passes_sedona_coordinates_only(built):
+    out, manifest = built
+    outputs = fake_outputs(manifest["jobs"])
+    job = jobs_to_render(manifest)[0]
+    rendered = render_emr_serverless(manifest, outputs, job, [], ENVIRON, use_packages=True, allow_nonportable_env=True)
+    assert check_references(rendered, manifest, outputs, out) == []
+    _, lists = _params(json.loads(rendered.argv[rendered.argv.index("--job-driver") + 1])["sparkSubmit"]["sparkSubmitParameters"])
+    assert lists["--packages"] == list(SEDONA_COORDINATES)
+    assert lists["--jars"] == list(EMR_DELTA_JARS)
+
+
+def test_glue_command_references_only_built_artifacts(built):
+    out, manifest = built
+    outputs = fake_outputs(manifest["jobs"])
+    art, bucket = manifest["artifacts"], outputs["artifacts_bucket"]
+    for job in jobs_to_render(manifest):
+        rendered = render_glue(manifest, outputs, job, ["--conf", "generator.days=3"], ENVIRON)
+        assert check_references(rendered, manifest, outputs, out) == []
+        argv = rendered.argv
+        assert argv[:3] == ["aws", "glue", "start-job-run"] and argv[argv.index("--job-name") + 1] == f"evfa-{job}"
+        args = json.loads(argv[argv.index("--arguments") + 1])
+        assert shlex.split(args["--job-args"]) == ["--env", "glue", "--conf", "generator.days=3"]
+        assert args["--extra-py-files"].split(",") == [f"s3://{bucket}/{art['code_zip']['key']}", f"s3://{bucket}/{art['delta_python']['key']}"]
+        assert args["--extra-jars"].split(",") == [f"s3://{bucket}/{j['key']}" for j in art["jars"]]
+        assert args["--additional-python-modules"] == f"s3://{bucket}/{art['glue_requirements']['key']}"
+        assert args["--python-modules-installer-option"] == "-r"
+        env = deploy_runtime.parse_env_assignments(args["--evfa-env"])
+        assert env == {"EVFA_LAKEHOUSE_BUCKET": outputs["lakehouse_bucket"], "EVFA_ARTIFACTS_BUCKET": bucket, **ENVIRON}
+        conf = dict(item.split("=", 1) for item in args["--conf"].split(" --conf "))
+        with_env = {**env}
+        cfg = cluster_config("glue", with_env, ["generator.days=3"])
+        for key, value in spark_conf(cfg).items():
+            assert conf[key] == value or key == "spark.app.name", key
+        assert "spark.archives" not in conf  # Glue brings its own Python 3.11
+        # the bootstrap on Glue turns these arguments back into the job's argv
+        glue_argv = ["--JOB_ID", "j_1", "--JOB_RUN_ID", "jr_1", "--TempDir", "s3://x/tmp/"]
+        for key, value in args.items():
+            glue_argv += [key, value]
+        job_args, env_vars = deploy_runtime.job_argv(glue_argv)
+        assert job_args == ["--env", "glue", "--conf", "generator.days=3"] and env_vars == env
+
+
+def test_emr_on_ec2_step_references_only_built_artifacts(built):
+    out, manifest = built
+    outputs = fake_outputs(manifest["jobs"])
+    job = jobs_to_render(manifest)[0]
+    rendered = render_emr_ec2(manifest, outputs, job, [], ENVIRON, allow_nonportable_env=True)
+    assert check_references(rendered, manifest, outputs, out) == []
+    step = json.loads(rendered.argv[rendered.argv.index("--steps") + 1])[0]
+    assert step["Jar"] == "command-runner.jar" and step["Args"][:3] == ["spark-submit", "--deploy-mode", "cluster"]
+    assert "spark.yarn.appMasterEnv.PYSPARK_PYTHON=./environment/bin/python" in step["Args"]
+
+
+def test_reference_check_catches_missing_and_foreign_artifacts(built, tmp_path):
+    out, manifest = built
+    outputs = fake_outputs(manifest["jobs"])
+    job = jobs_to_render(manifest)[0]
+    rendered = render_glue(manifest, outputs, job, [], ENVIRON)
+    empty = tmp_path / "empty-dist"
+    empty.mkdir()
+    problems = check_references(rendered, manifest, outputs, empty)
+    assert len(problems) == len(rendered.artifact_uris) and all("missing" in p for p in problems)
+    rendered.argv.append(f"s3://{outputs['artifacts_bucket']}/jars/delta-spark_2.12-3.3.2.jar")
+    rendered.packages.append("io.delta:delta-spark_2.12:3.3.2")
+    problems = check_references(rendered, manifest, outputs, out)
+    assert any("not an artifact" in p for p in problems) and any("Delta is provided" in p for p in problems)
+
+
+def test_submit_guards(built):
+    out, manifest = built
+    outputs = fake_outputs(manifest["jobs"])
+    job = jobs_to_render(manifest)[0]
+    with pytest.raises(SubmitError, match="MLFLOW_TRACKING_URI"):
+        render_glue(manifest, outputs, job, [], {})
+    with pytest.raises(SubmitError, match="credentials"):
+        render_glue(manifest, outputs, job, [], {"MLFLOW_TRACKING_URI": "https://user:secret@mlflow.example.com"})
+    with pytest.raises(SubmitError, match="no entry point"):
+        render_emr_serverless(manifest, outputs, "no_such_job", [], ENVIRON, allow_nonportable_env=True)
+    with pytest.raises(SubmitError, match="terraform outputs missing"):
+        render_emr_serverless(manifest, {**outputs, "emr_serverless_application_id": None}, job, [], ENVIRON, allow_nonportable_env=True)
+    nonportable = json.loads(json.dumps(manifest))
+    nonportable["artifacts"]["env_archive"]["portability"]["portable"] = False
+    with pytest.raises(SubmitError, match="glibc"):
+        render_emr_serverless(nonportable, outputs, job, [], ENVIRON)
+
+
+def test_dry_run_prints_uploads_and_command(built, tmp_path, capsys):
+    out, manifest = built
+    outputs_file = tmp_path / "terraform-outputs.json"
+    outputs_file.write_text(json.dumps({k: {"value": v, "type": "string", "sensitive": False} for k, v in fake_outputs(manifest["jobs"]).items()}))
+    job = jobs_to_render(manifest)[0]
+    os.environ.setdefault("MLFLOW_TRACKING_URI", ENVIRON["MLFLOW_TRACKING_URI"])
+    rc = main(["emr-serverless", "--job", job, "--dist", str(out), "--outputs", str(outputs_file), "--dry-run",
+               "--allow-nonportable-env", "--allow-stale", "--args", "--conf generator.vehicles=50"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert printed.count("aws s3 cp ") == 6  # entry script, env archive, code zip, delta zip, 2 Sedona jars
+    assert "aws emr-serverless start-job-run" in printed and "generator.vehicles=50" in printed
+
+
+# --------------------------------------------------------------------------------------------
+# Cluster configs: S3 locations, remote MLflow, no local paths
+# --------------------------------------------------------------------------------------------
+def _leaves(obj, path=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, obj
+
+
+@pytest.mark.parametrize("env_name", ["emr", "glue"])
+def test_cluster_conf_has_no_local_paths(env_name):
+    env = {"EVFA_LAKEHOUSE_BUCKET": "lake-bucket", "EVFA_ARTIFACTS_BUCKET": "art-bucket", **ENVIRON}
+    cfg = cluster_config(env_name, env)
+    assert cfg.spark.master is None and cfg.spark.jars_dir is None and cfg.spark.driver_memory is None
+    assert cfg.mlflow.tracking_uri == ENVIRON["MLFLOW_TRACKING_URI"]
+    assert cfg.mlflow.artifact_location == "s3://art-bucket/mlflow"
+    assert cfg.storage.root.startswith("s3://lake-bucket/") and cfg.storage.restricted_root.startswith("s3://lake-bucket/")
+    for table in ("bronze.telematics", "silver.telematics_clean", "gold.kpis", "restricted.residences", "truth.vehicles"):
+        assert cfg.storage.path(table).startswith("s3://lake-bucket/"), table
+    leaks = []
+    for key, value in _leaves(cfg.model_dump(mode="json")):
+        if not isinstance(value, str) or "/" not in value or " " in value:
+            continue
+        scheme = value.split("://", 1)[0] if "://" in value else None
+        if scheme is not None:
+            if scheme not in ("s3", "https", "http", "databricks"):
+                leaks.append(f"{key}={value}")
+        elif value.startswith(("/", "~", ".")) or not value.startswith("conf/"):
+            leaks.append(f"{key}={value}")  # relative paths are only allowed into the shipped conf/
+    assert leaks == [], f"local paths in conf/{env_name}.yaml (+ base.yaml): {leaks}"
+    text = (ROOT / "conf" / f"{env_name}.yaml").read_text()
+    assert "sqlite" not in text and "/work" not in text and ".jars" not in text
+
+
+def test_glue_conf_requires_bucket_variables():
+    saved = {k: os.environ.pop(k, None) for k in ("EVFA_LAKEHOUSE_BUCKET", "EVFA_ARTIFACTS_BUCKET", "MLFLOW_TRACKING_URI")}
+    try:
+        with pytest.raises(ConfigError, match="EVFA_LAKEHOUSE_BUCKET|MLFLOW_TRACKING_URI|EVFA_ARTIFACTS_BUCKET"):
+            load_config("glue")
+    finally:
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+
+
+# --------------------------------------------------------------------------------------------
+# Cluster-side bootstrap
+# --------------------------------------------------------------------------------------------
+def test_runtime_maps_glue_arguments_and_calls_the_job(monkeypatch):
+    calls = []
+    fake = types.ModuleType("jobs._deploy_fake")
+    fake.main = lambda argv=None: calls.append(argv) or None
+    monkeypatch.setitem(sys.modules, "jobs._deploy_fake", fake)
+    monkeypatch.setenv("EVFA_CONF_DIR", str(ROOT / "conf"))
+    monkeypatch.delenv("EVFA_TEST_VAR", raising=False)
+    argv = ["--JOB_ID", "j_1", "--job-bookmark-option", "job-bookmark-disable", "--job-args", "--env glue --conf 'a.b=x y'",
+            "--evfa-env", "EVFA_TEST_VAR=1"]  # fmt: skip
+    assert deploy_runtime.run("_deploy_fake", argv) == 0
+    assert calls == [["--env", "glue", "--conf", "a.b=x y"]] and os.environ["EVFA_TEST_VAR"] == "1"
+    monkeypatch.delenv("EVFA_TEST_VAR")
+    # EMR passes the job's arguments as they are
+    assert deploy_runtime.run("_deploy_fake", ["--env", "emr"]) == 0 and calls[-1] == ["--env", "emr"]
+    with pytest.raises(ValueError):
+        deploy_runtime.parse_env_assignments("NOT AN ASSIGNMENT")
+
+
+def test_runtime_extracts_conf_from_the_code_zip(built, monkeypatch):
+    out, manifest = built
+    monkeypatch.delenv("EVFA_CONF_DIR", raising=False)
+    monkeypatch.setattr(sys, "path", [str(out / manifest["artifacts"]["code_zip"]["path"]), *sys.path])
+    conf_dir = deploy_runtime.ensure_conf_dir()
+    assert (conf_dir / "base.yaml").is_file() and (conf_dir / "glue.yaml").is_file()
+    assert os.environ["EVFA_CONF_DIR"] == str(conf_dir)
