@@ -136,9 +136,7 @@ def clean_telematics(bronze: DataFrame, vehicles: DataFrame, params: CleaningPar
         .transform(flag_duplicates)
         .transform(flag_speed_outliers, s)
         .transform(flag_soc_anomalies, s)
-        .transform(repair_positions, s)
-        .transform(repair_soc, s)
-        .transform(repair_speed_and_odometer, s)
+        .transform(repair_values, s)
         .transform(add_local_time, s)
         .transform(finalize)
     )
@@ -152,9 +150,12 @@ def _has(*names: str) -> Column:
     return (F.col("quality_flags").bitwiseAND(F.lit(mask))) != 0
 
 
-def _add_flag(df: DataFrame, name: str, condition: Column) -> DataFrame:
-    bit = F.when(F.coalesce(condition, F.lit(False)), F.lit(FLAGS[name])).otherwise(F.lit(0))
-    return df.withColumn("quality_flags", F.col("quality_flags").bitwiseOR(bit))
+def _add_flags(df: DataFrame, **conditions: Column) -> DataFrame:
+    """Set flag bits where the conditions hold (one projection for several flags; null = false)."""
+    flags = F.col("quality_flags")
+    for name, condition in conditions.items():
+        flags = flags.bitwiseOR(F.when(F.coalesce(condition, F.lit(False)), F.lit(FLAGS[name])).otherwise(F.lit(0)))
+    return df.withColumn("quality_flags", flags)
 
 
 def _events() -> Window:
@@ -228,7 +229,7 @@ def flag_invalid_coordinates(points: DataFrame, settings: CleanConfig) -> DataFr
     zero = (F.col("lat") == 0) & (F.col("lon") == 0)
     if settings.zero_coord_either_axis:
         zero = (F.col("lat") == 0) | (F.col("lon") == 0)
-    return points.transform(_add_flag, "invalid_coord", ~valid).transform(_add_flag, "zero_coord", valid & zero)
+    return points.transform(_add_flags, invalid_coord=~valid, zero_coord=valid & zero)
 
 
 def flag_outside_area(points: DataFrame, area_wkt: str) -> DataFrame:
@@ -244,7 +245,7 @@ def flag_outside_area(points: DataFrame, area_wkt: str) -> DataFrame:
     inside = F.expr("ST_Contains(_area, ST_Point(lon, lat))")
     return (
         points.crossJoin(F.broadcast(area))
-        .transform(_add_flag, "outside_area", F.when(testable, ~inside).otherwise(F.lit(False)))
+        .transform(_add_flags, outside_area=F.when(testable, ~inside).otherwise(F.lit(False)))
         .drop("_area")
     )
 
@@ -257,21 +258,19 @@ def flag_timestamps(
     before = F.col("ts").isNull()
     if dataset_start is not None:
         before = before | (F.col("ts") < F.lit(_utc(dataset_start)))
-    return points.transform(_add_flag, "ts_future", F.col("ts") > F.lit(latest)).transform(
-        _add_flag, "ts_before_start", before
-    )
+    return points.transform(_add_flags, ts_future=F.col("ts") > F.lit(latest), ts_before_start=before)
 
 
 def flag_soc_out_of_range(points: DataFrame) -> DataFrame:
     """Rule 5a: SOC present but not a finite value within 0-100 %."""
     soc = F.col("soc_pct")
-    return points.transform(_add_flag, "soc_out_of_range", soc.isNotNull() & ~(_finite(soc) & soc.between(0.0, 100.0)))
+    return points.transform(_add_flags, soc_out_of_range=soc.isNotNull() & ~(_finite(soc) & soc.between(0.0, 100.0)))
 
 
 def flag_missing_values(points: DataFrame) -> DataFrame:
     """Informational `missing_value`: null/NaN soc, speed or odometer (kept usable, repaired later)."""
     missing = ~_finite(F.col("speed_kmh")) | ~_finite(F.col("odometer_km")) | F.col("soc_pct").isNull()
-    return points.transform(_add_flag, "missing_value", missing)
+    return points.transform(_add_flags, missing_value=missing)
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,7 +290,7 @@ def flag_duplicates(points: DataFrame) -> DataFrame:
     Exactly one row per key stays unflagged (the first in `_events()` order).
     """
     same_key = F.lag("ts").over(_events()) == F.col("ts")
-    return points.transform(_add_flag, "duplicate", same_key)
+    return points.transform(_add_flags, duplicate=same_key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,8 +317,8 @@ def _blame_legs(df: DataFrame, prefix: str, candidate: Column, in_bad: Column, o
     point after the cluster flagged, not the whole cluster.
     """
     ib, ob = f"{prefix}_ib", f"{prefix}_ob"
-    df = df.withColumn(ib, candidate & F.coalesce(in_bad, F.lit(False))).withColumn(
-        ob, candidate & F.coalesce(out_bad, F.lit(False))
+    df = df.withColumns(
+        {ib: candidate & F.coalesce(in_bad, F.lit(False)), ob: candidate & F.coalesce(out_bad, F.lit(False))}
     )
     state = f"{prefix}_state"
     df = df.withColumn(
@@ -334,16 +333,14 @@ def _blame_legs(df: DataFrame, prefix: str, candidate: Column, in_bad: Column, o
         ),
     )
     prev_state, next_state = F.col(f"{prefix}_prev_state"), F.col(f"{prefix}_next_state")
-    df = df.withColumn(f"{prefix}_prev_state", _prev(state)).withColumn(f"{prefix}_next_state", _next(state))
+    df = df.withColumns({f"{prefix}_prev_state": _prev(state), f"{prefix}_next_state": _next(state)})
     prev_is_outlier = F.coalesce(prev_state["outlier"], F.lit(False))
     prev_is_first = ~F.coalesce(prev_state["has_prev"], F.lit(False))
     next_out_bad = F.coalesce(next_state["out_bad"], F.lit(False))
     blame_in = F.col(ib) & (F.col(ob) | (~prev_is_outlier & ~prev_is_first))
     blame_out = F.col(ob) & (F.col(ib) | (~has_prev & ~next_out_bad))
-    return (
-        df.withColumn(f"{prefix}_blame_in", blame_in)
-        .withColumn(f"{prefix}_blame_out", blame_out)
-        .drop(ib, ob, state, f"{prefix}_prev_state", f"{prefix}_next_state")
+    return df.withColumns({f"{prefix}_blame_in": blame_in, f"{prefix}_blame_out": blame_out}).drop(
+        ib, ob, state, f"{prefix}_prev_state", f"{prefix}_next_state"
     )
 
 
@@ -367,16 +364,20 @@ def flag_speed_outliers(points: DataFrame, settings: CleanConfig) -> DataFrame:
     candidate = ~_has("invalid_coord", "zero_coord", "outside_area", *ROW_FLAGS)
     point = F.struct(F.col("_t").alias("t"), F.col("lat").alias("lat"), F.col("lon").alias("lon"))
     df = points.withColumn("_pos", F.when(candidate, point))
-    df = df.withColumn("_pp", _prev("_pos")).withColumn("_pn", _next("_pos"))
+    df = df.withColumns({"_pp": _prev("_pos"), "_pn": _next("_pos")})
     pp, pn = F.col("_pp"), F.col("_pn")
-    d_in = haversine_m(pp["lat"], pp["lon"], F.col("lat"), F.col("lon"))
-    d_out = haversine_m(F.col("lat"), F.col("lon"), pn["lat"], pn["lon"])
-    df = (
-        df.withColumn("_d_in", d_in)
-        .withColumn("_d_out", d_out)
-        .withColumn("_d_pn", haversine_m(pp["lat"], pp["lon"], pn["lat"], pn["lon"]))
-        .withColumn("_v_in", _speed_kmh(F.col("_d_in"), F.col("_t") - pp["t"]))
-        .withColumn("_v_out", _speed_kmh(F.col("_d_out"), pn["t"] - F.col("_t")))
+    df = df.withColumns(
+        {
+            "_d_in": haversine_m(pp["lat"], pp["lon"], F.col("lat"), F.col("lon")),
+            "_d_out": haversine_m(F.col("lat"), F.col("lon"), pn["lat"], pn["lon"]),
+            "_d_pn": haversine_m(pp["lat"], pp["lon"], pn["lat"], pn["lon"]),
+        }
+    )
+    df = df.withColumns(
+        {
+            "_v_in": _speed_kmh(F.col("_d_in"), F.col("_t") - pp["t"]),
+            "_v_out": _speed_kmh(F.col("_d_out"), pn["t"] - F.col("_t")),
+        }
     )
     # The quantile ignores legs above the physical cap, so a few spikes in a short series cannot
     # inflate the adaptive cap of their own vehicle.
@@ -400,19 +401,19 @@ def flag_speed_outliers(points: DataFrame, settings: CleanConfig) -> DataFrame:
         & neighbours_closer
         & ((leg_in_bad & leg_out_bad) | (clear_return & (leg_in_bad | leg_out_bad)))
     )
-    df = df.transform(_add_flag, "speed_spike", spike)
+    df = df.transform(_add_flags, speed_spike=spike)
 
     # Second pass without the spikes: what is left are jumps; blame one point per bad leg.
     candidate2 = candidate & ~_has("speed_spike")
     df = df.withColumn("_pos2", F.when(candidate2, point))
-    df = df.withColumn("_pp2", _prev("_pos2")).withColumn("_pn2", _next("_pos2"))
+    df = df.withColumns({"_pp2": _prev("_pos2"), "_pn2": _next("_pos2")})
     pp2, pn2 = F.col("_pp2"), F.col("_pn2")
     d_in2 = haversine_m(pp2["lat"], pp2["lon"], F.col("lat"), F.col("lon"))
     d_out2 = haversine_m(F.col("lat"), F.col("lon"), pn2["lat"], pn2["lon"])
     in_bad = (d_in2 > s.min_jump_m) & (_speed_kmh(d_in2, F.col("_t") - pp2["t"]) > vmax)
     out_bad = (d_out2 > s.min_jump_m) & (_speed_kmh(d_out2, pn2["t"] - F.col("_t")) > vmax)
     df = df.transform(_blame_legs, "_spd", candidate2, in_bad, out_bad, pp2.isNotNull())
-    df = df.transform(_add_flag, "impossible_speed", F.col("_spd_blame_in") | F.col("_spd_blame_out"))
+    df = df.transform(_add_flags, impossible_speed=F.col("_spd_blame_in") | F.col("_spd_blame_out"))
     return df.drop(
         "_pos", "_pp", "_pn", "_d_in", "_d_out", "_d_pn", "_v_out", "_vmax",
         "_pos2", "_pp2", "_pn2", "_spd_blame_in", "_spd_blame_out",
@@ -445,7 +446,7 @@ def flag_soc_anomalies(points: DataFrame, settings: CleanConfig) -> DataFrame:
         F.coalesce(speed > s.moving_speed_kmh, F.lit(False)).alias("moving"),
     )
     df = points.withColumn("_soc", F.when(candidate, sample))
-    df = df.withColumn("_sp", _prev("_soc")).withColumn("_sn", _next("_soc"))
+    df = df.withColumns({"_sp": _prev("_soc"), "_sn": _next("_soc")})
     sp, sn, soc = F.col("_sp"), F.col("_sn"), F.col("soc_pct")
     jump_in, jump_out = soc - sp["soc"], sn["soc"] - soc
     smaller = F.least(F.abs(jump_in), F.abs(jump_out))
@@ -457,11 +458,11 @@ def flag_soc_anomalies(points: DataFrame, settings: CleanConfig) -> DataFrame:
         & (F.abs(sn["soc"] - sp["soc"]) <= F.lit(s.soc_spike_return_ratio) * smaller)
         & (F.greatest(F.col("_t") - sp["t"], sn["t"] - F.col("_t")) <= s.soc_spike_max_gap_s)
     )
-    df = df.transform(_add_flag, "soc_spike", spike)
+    df = df.transform(_add_flags, soc_spike=spike)
 
     candidate2 = candidate & ~_has("soc_spike")
     df = df.withColumn("_soc2", F.when(candidate2, sample))
-    df = df.withColumn("_sp2", _prev("_soc2")).withColumn("_sn2", _next("_soc2"))
+    df = df.withColumns({"_sp2": _prev("_soc2"), "_sn2": _next("_soc2")})
     sp2, sn2 = F.col("_sp2"), F.col("_sn2")
     rise_pct_per_s = F.lit(s.max_charger_kw) / F.col("_battery_kwh") * 100 / 3600
     fall_pct_per_s = F.lit(s.max_discharge_c_rate * 100 / 3600)
@@ -473,11 +474,13 @@ def flag_soc_anomalies(points: DataFrame, settings: CleanConfig) -> DataFrame:
 
     d_in, d_out = soc - sp2["soc"], sn2["soc"] - soc
     here_moving = F.col("_soc2")["moving"]
-    df = (
-        df.withColumn("_rate_in", rate_bad(d_in, F.col("_t") - sp2["t"]))
-        .withColumn("_rate_out", rate_bad(d_out, sn2["t"] - F.col("_t")))
-        .withColumn("_rise_in", (d_in > s.soc_rise_driving_tolerance_pct) & sp2["moving"] & here_moving)
-        .withColumn("_rise_out", (d_out > s.soc_rise_driving_tolerance_pct) & here_moving & sn2["moving"])
+    df = df.withColumns(
+        {
+            "_rate_in": rate_bad(d_in, F.col("_t") - sp2["t"]),
+            "_rate_out": rate_bad(d_out, sn2["t"] - F.col("_t")),
+            "_rise_in": (d_in > s.soc_rise_driving_tolerance_pct) & sp2["moving"] & here_moving,
+            "_rise_out": (d_out > s.soc_rise_driving_tolerance_pct) & here_moving & sn2["moving"],
+        }
     )
     c = {k: F.coalesce(F.col(k), F.lit(False)) for k in ("_rate_in", "_rate_out", "_rise_in", "_rise_out")}
     df = df.transform(
@@ -489,8 +492,11 @@ def flag_soc_anomalies(points: DataFrame, settings: CleanConfig) -> DataFrame:
         sp2.isNotNull(),
     )
     by_in, by_out = F.col("_socb_blame_in"), F.col("_socb_blame_out")
-    df = df.transform(_add_flag, "soc_rate", (by_in & c["_rate_in"]) | (by_out & c["_rate_out"]))
-    df = df.transform(_add_flag, "soc_rise_while_driving", (by_in & c["_rise_in"]) | (by_out & c["_rise_out"]))
+    df = df.transform(
+        _add_flags,
+        soc_rate=(by_in & c["_rate_in"]) | (by_out & c["_rate_out"]),
+        soc_rise_while_driving=(by_in & c["_rise_in"]) | (by_out & c["_rise_out"]),
+    )
     return df.drop(
         "_soc", "_sp", "_sn", "_soc2", "_sp2", "_sn2", "_rate_in", "_rate_out", "_rise_in", "_rise_out",
         "_socb_blame_in", "_socb_blame_out", "_v_in",
@@ -500,72 +506,83 @@ def flag_soc_anomalies(points: DataFrame, settings: CleanConfig) -> DataFrame:
 # --------------------------------------------------------------------------------------------
 # Repair
 # --------------------------------------------------------------------------------------------
-def _interpolate(df: DataFrame, prefix: str, good: Column, fields: Iterable[str], settings: CleanConfig) -> DataFrame:
-    """Time-based repair of `fields` on rows where `good` is false, from the nearest good rows.
+@dataclass(frozen=True)
+class RepairGroup:
+    """Fields repaired together from the same usable rows, and the name of their imputed flag."""
+
+    fields: tuple[str, ...]
+    good: Column  # rows whose values may be used (and are kept as they are)
+    imputed: str
+
+
+def interpolate_groups(df: DataFrame, groups: Iterable[RepairGroup], settings: CleanConfig) -> DataFrame:
+    """Time-based repair of each group's fields on rows where its `good` is false.
 
     Linear in time between the previous and next good rows when they are at most
     `repair_max_gap_s` apart; otherwise the nearer of the two if within `repair_fill_limit_s`
-    (forward fill wins a tie); otherwise null. Adds `<prefix>_fixed` (bool: a value was found)
-    and overwrites the fields on the repaired rows. Rows with equal timestamps interpolate to the
-    earlier row's value. Latitude/longitude are interpolated linearly in degrees (fine for the
-    minutes-long gaps allowed; not across the antimeridian).
+    (forward fill wins a tie); otherwise null. The group's `imputed` column is true where a value
+    was found for a row that was not good. Rows with equal timestamps interpolate to the earlier
+    row's value. Latitude/longitude are interpolated linearly in degrees (fine for the
+    minutes-long gaps allowed; not across the antimeridian). All groups share one window pass.
     """
-    fields = list(fields)
     s = settings
-    packed = F.struct(F.col("_t").alias("t"), *[F.col(f).alias(f) for f in fields])
-    g, p, n = f"{prefix}_g", f"{prefix}_p", f"{prefix}_n"
-    df = df.withColumn(g, F.when(good, packed))
-    df = df.withColumn(p, _prev(g)).withColumn(n, _next(g))
-    prev, nxt, t = F.col(p), F.col(n), F.col("_t")
-    gap = nxt["t"] - prev["t"]
-    since_prev, until_next = t - prev["t"], nxt["t"] - t
-    interpolate = prev.isNotNull() & nxt.isNotNull() & (gap <= s.repair_max_gap_s)
-    prev_ok = prev.isNotNull() & (since_prev <= s.repair_fill_limit_s)
-    next_ok = nxt.isNotNull() & (until_next <= s.repair_fill_limit_s)
-    use_prev = ~interpolate & prev_ok & (~next_ok | (since_prev <= until_next))
-    use_next = ~interpolate & next_ok & ~use_prev
-    fraction = F.when(gap > 0, since_prev / gap).otherwise(F.lit(0.0))
-    fixed = f"{prefix}_fixed"
-    df = df.withColumn(fixed, ~good & (interpolate | use_prev | use_next))
-    for f in fields:
-        value = (
-            F.when(interpolate, prev[f] + (nxt[f] - prev[f]) * fraction)
-            .when(use_prev, prev[f])
-            .when(use_next, nxt[f])
-        )
-        df = df.withColumn(f, F.when(good, F.col(f)).otherwise(value))
-    return df.drop(g, p, n)
-
-
-def repair_positions(points: DataFrame, settings: CleanConfig) -> DataFrame:
-    """Rows with a position or row flag get lat/lon from usable neighbours; `position_imputed`."""
-    good = ~_has(*POSITION_FLAGS, *ROW_FLAGS)
-    return points.transform(_interpolate, "_posr", good, ["lat", "lon"], settings).withColumnRenamed(
-        "_posr_fixed", "position_imputed"
+    groups = list(groups)
+    t = F.col("_t")
+    names = {g.imputed: (f"_{g.imputed}_g", f"_{g.imputed}_p", f"_{g.imputed}_n") for g in groups}
+    df = df.withColumns(
+        {
+            names[g.imputed][0]: F.when(g.good, F.struct(t.alias("t"), *[F.col(f).alias(f) for f in g.fields]))
+            for g in groups
+        }
     )
-
-
-def repair_soc(points: DataFrame, settings: CleanConfig) -> DataFrame:
-    """Rows with a SOC or row flag, or a null SOC, get SOC from usable neighbours; `soc_imputed`."""
-    good = ~_has(*SOC_FLAGS, *ROW_FLAGS) & _finite(F.col("soc_pct"))
-    return points.transform(_interpolate, "_socr", good, ["soc_pct"], settings).withColumnRenamed(
-        "_socr_fixed", "soc_imputed"
+    df = df.withColumns(
+        {c: fn(names[g.imputed][0]) for g in groups for c, fn in ((names[g.imputed][1], _prev), (names[g.imputed][2], _next))}
     )
+    repaired: dict[str, Column] = {}
+    for g in groups:
+        _, p, n = names[g.imputed]
+        prev, nxt = F.col(p), F.col(n)
+        gap = nxt["t"] - prev["t"]
+        since_prev, until_next = t - prev["t"], nxt["t"] - t
+        interpolate = prev.isNotNull() & nxt.isNotNull() & (gap <= s.repair_max_gap_s)
+        prev_ok = prev.isNotNull() & (since_prev <= s.repair_fill_limit_s)
+        next_ok = nxt.isNotNull() & (until_next <= s.repair_fill_limit_s)
+        use_prev = ~interpolate & prev_ok & (~next_ok | (since_prev <= until_next))
+        use_next = ~interpolate & next_ok & ~use_prev
+        fraction = F.when(gap > 0, since_prev / gap).otherwise(F.lit(0.0))
+        repaired[g.imputed] = ~g.good & (interpolate | use_prev | use_next)
+        for f in g.fields:
+            value = (
+                F.when(interpolate, prev[f] + (nxt[f] - prev[f]) * fraction)
+                .when(use_prev, prev[f])
+                .when(use_next, nxt[f])
+            )
+            repaired[f] = F.when(g.good, F.col(f)).otherwise(value)
+    return df.withColumns(repaired).drop(*[c for triple in names.values() for c in triple])
 
 
-def repair_speed_and_odometer(points: DataFrame, settings: CleanConfig) -> DataFrame:
-    """Null/NaN/negative speed or odometer (generator type `null_field`) from neighbours.
+def repair_values(points: DataFrame, settings: CleanConfig) -> DataFrame:
+    """Repair flagged or missing values per vehicle in time order (see `interpolate_groups`).
 
-    Each field is repaired on its own: a null odometer does not discard the row's speed.
+    - position (lat, lon -> `position_imputed`): rows with a position flag or a row flag;
+    - SOC (`soc_imputed`): rows with a SOC flag or a row flag, or a null SOC;
+    - speed and odometer (`speed_imputed`, `odometer_imputed`), each on its own: null, NaN or
+      negative values (generator type `null_field`) and rows with a row flag.
+    Rows with a row flag (duplicate, bad timestamp) are never anybody's neighbour; a duplicate
+    takes the values of the kept row with the same timestamp.
     """
     row_ok = ~_has(*ROW_FLAGS)
-    out = points
-    for field, flag in (("speed_kmh", "speed_imputed"), ("odometer_km", "odometer_imputed")):
-        good = row_ok & _finite(F.col(field)) & (F.col(field) >= 0)
-        out = out.transform(_interpolate, f"_{field}r", good, [field], settings).withColumnRenamed(
-            f"_{field}r_fixed", flag
-        )
-    return out
+
+    def present(c: str) -> Column:
+        return _finite(F.col(c)) & (F.col(c) >= 0)
+
+    groups = [
+        RepairGroup(("lat", "lon"), row_ok & ~_has(*POSITION_FLAGS), "position_imputed"),
+        RepairGroup(("soc_pct",), row_ok & ~_has(*SOC_FLAGS) & _finite(F.col("soc_pct")), "soc_imputed"),
+        RepairGroup(("speed_kmh",), row_ok & present("speed_kmh"), "speed_imputed"),
+        RepairGroup(("odometer_km",), row_ok & present("odometer_km"), "odometer_imputed"),
+    ]
+    return interpolate_groups(points, groups, settings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,7 +591,7 @@ def repair_speed_and_odometer(points: DataFrame, settings: CleanConfig) -> DataF
 def add_local_time(points: DataFrame, settings: CleanConfig) -> DataFrame:
     """`ts_local` (wall clock of the vehicle's timezone, DST-aware) and `local_date`."""
     local = F.from_utc_timestamp(F.col("ts"), F.col("timezone"))
-    return points.withColumn("ts_local", local).withColumn("local_date", F.to_date(local))
+    return points.withColumns({"ts_local": local, "local_date": F.to_date(local)})
 
 
 def finalize(points: DataFrame) -> DataFrame:
@@ -583,8 +600,8 @@ def finalize(points: DataFrame) -> DataFrame:
         F.array(*[F.when(_has(name), F.lit(name)) for name in FLAGS]),
         lambda r: r.isNotNull(),
     )
-    df = points.withColumn("quality_reasons", reasons).withColumn(
-        "is_usable", F.col("quality_flags").bitwiseAND(F.lit(BLOCKING_MASK)) == 0
+    df = points.withColumns(
+        {"quality_reasons": reasons, "is_usable": F.col("quality_flags").bitwiseAND(F.lit(BLOCKING_MASK)) == 0}
     )
     if "date" not in df.columns:
         df = df.withColumn("date", F.to_date("ts"))

@@ -262,7 +262,7 @@ class TripsConfig(Section):
         2.0, ge=0, description="A sample (reported speed) or leg (mean of its end speeds) above this is moving (km/h)."
     )
     min_stop_minutes: float = Field(
-        5.0, gt=0, description="A stop is stationary samples spanning at least this long (first to next-moving sample, min)."
+        5.0, gt=0, description="A stop: stationary samples whose first and last are at least this far apart (dwell, min)."
     )
     stop_radius_m: float = Field(
         100.0, gt=0, description="Consecutive stationary samples further apart than this start a new stop (m)."
@@ -398,6 +398,194 @@ class ReportConfig(Section):
     risk_z_line: float = Field(-1.5, description="Reference line on the risk z-score histogram.")
 
 
+class StationsConfig(Section):
+    """Station KPIs, fleet <-> network join and coverage gaps (`jobs/stations.py`, `common/stations.py`)."""
+
+    operational_status_codes: list[str] = Field(
+        default_factory=lambda: ["E"], description="AFDC status codes of an open station (E = available; P planned, T temporarily unavailable)."
+    )
+    public_access_values: list[str] = Field(default_factory=lambda: ["public"], description="`access` values that mean public (lower case).")
+    match_radius_m: float = Field(
+        75.0, gt=0, description="A fleet charging event or stop whose position is within this of a station is at that station (m)."
+    )
+    min_soc_gain_pct: float = Field(
+        1.0, ge=0, description="A stop at a station gaining less SOC than this did not charge: failed-attempt candidate (pct points)."
+    )
+    dc_fast_gap_m: float = Field(
+        3000.0, gt=0, description="A hotspot with no open DC-fast station within this distance is an expansion gap (m)."
+    )
+    gap_search_m: float = Field(
+        50000.0, gt=0, description="The nearest DC-fast station of a gap is searched within this radius; farther = null (m)."
+    )
+
+
+class ReliabilityConfig(Section):
+    """Charger reliability from OCPP status and sessions (`jobs/reliability.py`, `common/reliability.py`)."""
+
+    offline_timeout_s: float = Field(
+        2100.0, gt=0,
+        description="A port silent for longer than this is offline from last message + timeout until its next message (s). "
+        "OCPP 1.6 chargers re-send their status every 30 min (1800 s) while unchanged; 300 s grace.",
+    )
+    down_statuses: list[str] = Field(default_factory=lambda: ["Faulted", "Unavailable"], description="OCPP statuses that are an outage.")
+    excluded_causes: list[str] = Field(
+        default_factory=lambda: [
+            "scheduled_maintenance", "outside_opening_hours", "utility_outage", "vandalism", "natural_disaster", "vehicle_fault",
+        ],
+        description="`info` values (case-insensitive) that make a down status an excluded outage (23 CFR 680.116(b)).",
+    )
+    offline_info_codes: list[str] = Field(
+        default_factory=lambda: ["OOC"], description="`info` values of a down status that mean lost communication (ESB 'out of contact')."
+    )
+    snapshot_sources: dict[str, float] = Field(
+        default_factory=lambda: {"esb_cpinfo": 300.0},
+        description="source_name -> snapshot interval (s) of status feeds that list only non-free connectors "
+        "(absent = Available) instead of sending OCPP notifications.",
+    )
+    snapshot_max_gap_s: float = Field(
+        900.0, gt=0, description="Snapshot feeds: consecutive snapshots farther apart than this leave a no-data gap (s)."
+    )
+    observation_end: str | None = Field(
+        None, description="ISO timestamp (UTC) closing the last interval of every port; null = latest message of the source."
+    )
+    nevi_target_pct: float = Field(97.0, ge=0, le=100, description="NEVI minimum port uptime (23 CFR 680.116(b)) (percent).")
+    nevi_window_months: int = Field(12, ge=1, description="Trailing window of the NEVI uptime (months).")
+    session_success_min_kwh: float = Field(
+        0.1, ge=0, description="Sources without a success flag: a session delivering at least this much energy succeeded (kWh)."
+    )
+    retry_window_min: float = Field(
+        30.0, ge=0, description="A vehicle's next session at the same station starting within this of the previous end is a retry (min)."
+    )
+    hotspot_window_days: int = Field(14, ge=1, description="Fault-rate hotspots: trailing window of failed/all sessions (days).")
+    hotspot_z: float = Field(2.0, description="A charger whose fault-rate z against the portfolio exceeds this is a hotspot.")
+    hotspot_min_sessions: int = Field(20, ge=1, description="Chargers with fewer sessions in the window are not scored.")
+    compare_window_days: int = Field(14, ge=1, description="Two-window test: the last N days vs the N days before (days).")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the two-window and regression tests.")
+    price_per_kwh: float = Field(0.35, ge=0, description="Tariff used to value lost energy of failed sessions (currency per kWh).")
+    currency: str = "USD"
+    bootstrap_resamples: int = Field(2000, ge=100, description="scipy.stats.bootstrap resamples of the lost-revenue CI.")
+    bootstrap_max_sessions: int = Field(
+        10000, ge=100, description="Successful sessions sampled (seeded) for the bootstrap; bounds driver memory and time."
+    )
+    stats_max_rows: int = Field(
+        200000, ge=100, description="Sessions brought to the driver for the load-vs-fault regression (seeded sample beyond)."
+    )
+    confidence_level: float = Field(0.95, gt=0, lt=1)
+    seed: int = 42
+    alert_thresholds_z: list[float] = Field(
+        default_factory=lambda: [1.0, 1.5, 2.0, 2.5, 3.0],
+        description="Fault-rate z thresholds scored by precision/recall against ports below the uptime target.",
+    )
+
+
+class ResidenceConfig(Section):
+    """Home location per vehicle from night parking (`jobs/residence.py`, `common/residence.py`)."""
+
+    night_start_hour: int = Field(0, ge=0, le=23, description="Night window start, local wall-clock hour (inclusive).")
+    night_end_hour: int = Field(
+        5, ge=1, le=24, description="Night window end, local hour (exclusive); a window with start > end wraps midnight."
+    )
+    stationary_speed_kmh: float = Field(2.0, ge=0, description="A night point at or below this reported speed is parked (km/h).")
+    grid_m: float = Field(
+        10.0, gt=0, description="Night points are snapped to cells of this size before DBSCAN; counts become sample_weight (m)."
+    )
+    eps_m: float = Field(50.0, gt=0, description="DBSCAN neighbourhood radius (haversine, m).")
+    min_samples: int = Field(
+        6, ge=1, description="DBSCAN min weighted night points for a core point (6 x 5-min heartbeats = 30 min parked)."
+    )
+    max_dwell_s: float = Field(
+        900.0, gt=0, description="Dwell of a point = time to the vehicle's next usable point, capped at this (device gaps) (s)."
+    )
+    min_nights: int = Field(3, ge=1, description="A home is labelled only when the vehicle spent at least this many nights there.")
+
+
+class ChargingConfig(Section):
+    """Charging events, per-vehicle charging locations and fleet charging sites (`jobs/charging.py`)."""
+
+    stationary_speed_kmh: float = Field(2.0, ge=0, description="Both samples of a step at or below this are stationary (km/h).")
+    stationary_radius_m: float = Field(
+        100.0, gt=0, description="A step longer than this is a move, even at zero reported speed (m)."
+    )
+    max_gap_min: float = Field(120.0, gt=0, description="A silence longer than this ends a charging run (min).")
+    max_pause_min: float = Field(
+        60.0, ge=0, description="Flat SOC for longer than this between two rises starts a new event (min)."
+    )
+    soc_drop_tolerance_pct: float = Field(
+        1.0, ge=0, description="A stationary SOC drop up to this does not end a run (integer SOC jitter) (pct points)."
+    )
+    min_delta_soc_pct: float = Field(5.0, ge=0, description="High-confidence events gain more than this (pct points).")
+    fallback_min_delta_soc_pct: float = Field(
+        2.0, ge=0, description="Second pass, only for vehicles without a high-confidence event: gain more than this (pct points)."
+    )
+    default_battery_kwh: float | None = Field(
+        None, gt=0, description="Battery for vehicles missing from bronze.vehicles (kWh); null = kwh stays null."
+    )
+    location_eps_m: float = Field(75.0, gt=0, description="Per-vehicle DBSCAN radius over event positions (m).")
+    location_min_events: int = Field(1, ge=1, description="DBSCAN min_samples: one successful charge makes a location.")
+    site_eps_m: float = Field(75.0, gt=0, description="Fleet-wide grouping of vehicles' locations into sites (m).")
+    home_radius_m: float = Field(150.0, gt=0, description="A site within this of a charging vehicle's residence is 'home' (m).")
+    station_radius_m: float = Field(100.0, gt=0, description="A site within this of a bronze.stations row is that station (m).")
+    partition_cell_m: float = Field(5000.0, gt=0, description="Spatial partition cell of the fleet-wide site grouping (m).")
+
+
+class HotspotsConfig(Section):
+    """Fleet hotspots from unique daily visits with exact distributed DBSCAN (`jobs/hotspots.py`)."""
+
+    min_dwell_min: float = Field(5.0, gt=0, description="A stop counts as a visit when its dwell reaches this (min).")
+    visit_merge_m: float = Field(
+        150.0, gt=0, description="Stops of one vehicle on one local day within this of each other are one visit (m)."
+    )
+    eps_m: float = Field(
+        100.0, gt=0, description="DBSCAN radius over unique-visit positions (m). Kept well below radius_m: at fleet "
+        "scale a 500 m radius chains a whole city's scattered stops into one cluster.",
+    )
+    min_samples: int = Field(10, ge=1, description="DBSCAN min unique visits within eps_m of a core visit.")
+    min_unique_visits: int = Field(50, ge=1, description="A cluster is a hotspot with at least this many unique visits ...")
+    radius_m: float = Field(500.0, gt=0, description="... within this distance of its centroid (m).")
+    min_distinct_vehicles: int = Field(
+        2, ge=1, description="A hotspot is shared: at least this many vehicles (one driver's home is not a fleet hotspot)."
+    )
+    busiest_hours: int = Field(3, ge=1, le=24, description="Local arrival hours listed per hotspot, busiest first.")
+    partition_cell_m: float = Field(
+        2000.0, gt=0, description="Distributed DBSCAN partition cell (m); at least 4 x eps_m. Halo = 2 x eps_m."
+    )
+
+
+class RiskConfig(Section):
+    """Driver risk (`jobs/risk.py`): the original z-score rule plus trend, inactivity, coverage."""
+
+    z_threshold: float = Field(-1.5, description="Baseline: High risk when the average daily km z-score is below this.")
+    active_day_min_km: float = Field(5.0, ge=0, description="A reported day with less GPS distance is inactive (km).")
+    low_coverage_share: float = Field(
+        0.6, ge=0, le=1, description="Drivers whose device reported on fewer than this share of the period's days are "
+        "'low coverage': listed separately, never High only because of missing days.",
+    )
+    trend_drop_pct_per_week: float = Field(
+        30.0, ge=0, description="Signal: daily km falling faster than this share of the driver's mean per week (percent)."
+    )
+    inactive_share: float = Field(0.3, ge=0, le=1, description="Signal: share of reported days that are inactive above this.")
+    days_since_trip: int = Field(2, ge=1, description="Signal: no active day in the last N reported days of the period.")
+    charging_gap_factor: float = Field(
+        2.0, gt=0, description="Signal: days since the last charge above this x the driver's median charging interval."
+    )
+    min_residence_confidence: float = Field(
+        0.6, ge=0, le=1, description="Signal: home confidence below this (nights split between places: moved or unstable)."
+    )
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "low_distance_z": 50.0,
+            "declining_trend": 25.0,
+            "inactive_days": 25.0,
+            "no_recent_trip": 15.0,
+            "irregular_charging": 10.0,
+            "residence_change": 10.0,
+        },
+        description="Points per signal; score = sum of the signals present (0-100, capped).",
+    )
+    high_score: float = Field(50.0, ge=0, description="Tier High at or above this score (or z below z_threshold).")
+    medium_score: float = Field(25.0, ge=0, description="Tier Medium at or above this score.")
+
+
 class Config(Section):
     env: str = "local"
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -410,6 +598,12 @@ class Config(Section):
     kpis: KpisConfig = Field(default_factory=KpisConfig)
     ml: MlConfig = Field(default_factory=MlConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    stations: StationsConfig = Field(default_factory=StationsConfig)
+    reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
+    residence: ResidenceConfig = Field(default_factory=ResidenceConfig)
+    charging: ChargingConfig = Field(default_factory=ChargingConfig)
+    hotspots: HotspotsConfig = Field(default_factory=HotspotsConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
 
     def redacted(self) -> dict[str, Any]:
         """The config as a dict with values that may carry credentials masked (for logs)."""

@@ -403,7 +403,9 @@ def portability_report(env_dir: Path) -> Portability:
 def _copy_stdlib(src: Path, dest: Path) -> None:
     def ignore(folder: str, names: list[str]) -> set[str]:
         # Tests, GUI tools, the static library and bytecode are not needed to run jobs.
-        return {n for n in names if n in _STDLIB_SKIP or n.startswith("config-") or n.endswith((".pyc", ".a"))}
+        return {
+            n for n in names if n in _STDLIB_SKIP or n.startswith(("config-", "_tkinter.")) or n.endswith((".pyc", ".a"))
+        }
 
     shutil.copytree(src, dest, ignore=ignore, dirs_exist_ok=True, symlinks=False)
 
@@ -508,8 +510,12 @@ def verify_env_archive(archive: Path, modules: list[str]) -> dict:
         return {"imported": modules, "python": info["version"]}
 
 
+# Bump when build_env_archive changes what goes into the archive (invalidates reuse).
+ENV_RECIPE = 2
+
+
 def env_hash(requirements: list[str], python_version: str) -> str:
-    h = hashlib.sha256(json.dumps({"requirements": requirements, "python": python_version}).encode())
+    h = hashlib.sha256(json.dumps({"requirements": requirements, "python": python_version, "recipe": ENV_RECIPE}).encode())
     return h.hexdigest()[:16]
 
 

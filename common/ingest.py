@@ -212,7 +212,7 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
         unknown = sorted(set(mapping) - set(canonical))
         if unknown:
             raise IngestInputError(f"{where}.{section}: {unknown} are not canonical {kind} columns (known: {', '.join(canonical)})")
-    if spec.source_timezone and raw.sparkSession.conf.get("spark.sql.session.timeZone") != "UTC":
+    if raw.sparkSession.conf.get("spark.sql.session.timeZone") != "UTC":
         raise IngestInputError("ingest needs spark.sql.session.timeZone=UTC (set by common.spark.build_session)")
 
     source_cols = [c for c in raw.columns if c not in _INTERNAL]
@@ -505,7 +505,7 @@ def new_rows(batch: DataFrame, existing: DataFrame | None, keys: Sequence[str]) 
     distinct = batch.dropDuplicates(list(keys))
     if existing is None:
         return distinct
-    return distinct.join(existing.select(*keys).distinct(), on=list(keys), how="left_anti")
+    return distinct.join(existing.select(*keys).distinct(), on=list(keys), how="left_anti").select(*batch.columns)
 
 
 def status_counts(classified: DataFrame) -> DataFrame:

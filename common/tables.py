@@ -126,3 +126,21 @@ def merge(
 
 def _sql_str(value: str) -> str:
     return str(value).replace("\\", "\\\\").replace("'", "\\'")
+
+
+def list_tables(spark: SparkSession, cfg: Config, layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "audit", "truth")) -> list[dict]:
+    """Delta tables under the lakehouse root with their latest version (local FS, S3 alike via Hadoop FS)."""
+    jvm = spark.sparkContext._jvm
+    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    out = []
+    for layer in layers:
+        base = cfg.storage.path(f"{layer}.x").rsplit("/", 1)[0]
+        path = jvm.org.apache.hadoop.fs.Path(base)
+        fs = path.getFileSystem(hconf)
+        if not fs.exists(path):
+            continue
+        for status in fs.listStatus(path):
+            name = f"{layer}.{status.getPath().getName()}"
+            if status.isDirectory() and exists(spark, cfg, name):
+                out.append({"table": name, "version": version(spark, cfg, name), "path": cfg.storage.path(name)})
+    return out

@@ -187,7 +187,9 @@ def _plan(spark, cfg, kind, index, spec, ledger, now, generated) -> DatasetRun:
         run.status = "nothing_new"
         run.message = f"{kind}/{spec.name}: all {len(files)} file(s) already ingested with this mapping; nothing to do (--reprocess to re-read)"
         return run
-    base = path if all(f.path.rstrip("/") != _qualified(spark, path) for f in files) and not _is_glob(path) else None
+    # a folder: keep partition columns of layouts like <path>/vehicle_id=.../part-*.parquet
+    qualified = _qualified(spark, path)
+    base = path if not _is_glob(path) and all(f.path.rstrip("/") != qualified for f in files) else None
     raw = read_raw(spark, spec, new, base_path=base)
     if not [c for c in raw.columns if not c.startswith("__")]:
         run.status, run.message = "empty", f"{kind}/{spec.name}: {len(new)} file(s) under {path} contain no columns or rows"

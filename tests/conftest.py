@@ -107,3 +107,35 @@ def fleet_silver(spark, fleet_bronze) -> Config:
 
     run_clean(spark, fleet_bronze, as_of=datetime(2030, 1, 1, tzinfo=timezone.utc))
     return fleet_bronze
+
+
+@pytest.fixture(scope="session")
+def fleet_gold(spark, fleet_silver) -> Config:
+    """Every stage after clean run on the fleet through the pipeline runner (kpis ... score)."""
+    import argparse
+
+    from jobs.pipeline import run_pipeline
+
+    args = argparse.Namespace(only=None, from_stage="kpis", skip="report", start_date=None, end_date=None, regenerate=False)
+    run_pipeline(spark, fleet_silver, args)
+    return fleet_silver
+
+
+@pytest.fixture(scope="session")
+def fleet_report(spark, fleet_gold, session_root):
+    """The report built on the fully processed fleet, and the marker/chart counts it must show."""
+    from pyspark.sql import functions as F
+
+    from common import tables
+    from jobs.report import build_report
+
+    cfg = fleet_gold.model_copy(deep=True)
+    cfg.report.output_dir = str(session_root / "reports")
+    path = build_report(spark, cfg, run_id="fleet")
+    hotspots = tables.read(spark, cfg, "gold.hotspots").count()
+    dc = tables.read(spark, cfg, "bronze.stations").where(F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0).count()
+    expected = {
+        "layers": {"map-hotspots|hotspot": hotspots, "map-hotspots|DC-fast station": dc},
+        "charts": ["quality_rules", "fleet_km", "risk_z"],
+    }
+    return path, expected

@@ -1,0 +1,136 @@
+"""Measurement helpers shared by the benchmark scripts.
+
+`measure(spark, label, fn)` runs fn() and reports wall seconds, peak RSS of the driver JVM and
+of the Python workers (sampled over the process tree every 0.2 s with psutil), and the shuffle
+bytes Spark wrote meanwhile (from the Spark UI's REST API of this application).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+import psutil
+
+
+@dataclass
+class Measurement:
+    label: str
+    seconds: float
+    rows: int | None = None
+    peak_driver_mb: float = 0.0
+    peak_workers_mb: float = 0.0
+    peak_python_driver_mb: float = 0.0
+    shuffle_mb: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float | None:
+        return self.rows / self.seconds if self.rows and self.seconds > 0 else None
+
+    def line(self) -> str:
+        rps = f"{self.rows_per_s:,.0f}" if self.rows_per_s else "-"
+        sh = f"{self.shuffle_mb:,.1f}" if self.shuffle_mb is not None else "-"
+        return (
+            f"| {self.label} | {self.rows or '-':,} | {self.seconds:,.1f} | {rps} | {self.peak_driver_mb:,.0f} | "
+            f"{self.peak_workers_mb:,.0f} | {self.peak_python_driver_mb:,.0f} | {sh} |"
+        ).replace("| -, |", "| - |")
+
+
+HEADER = "| stage | rows | seconds | rows/s | driver JVM peak MB | Python workers peak MB | Python driver peak MB | shuffle MB |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+
+
+class _Sampler(threading.Thread):
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.driver = self.workers = self.pydriver = 0.0
+        self.me = psutil.Process(os.getpid())
+
+    def run(self):
+        while not self.stop.is_set():
+            jvm = workers = 0.0
+            try:
+                for child in self.me.children(recursive=True):
+                    try:
+                        name = " ".join(child.cmdline()[:3])
+                        rss = child.memory_info().rss / 2**20
+                    except (psutil.NoSuchProcess, psutil.AccessDenied):
+                        continue
+                    if "java" in name:
+                        jvm += rss
+                    elif "python" in name:
+                        workers += rss
+                self.driver = max(self.driver, jvm)
+                self.workers = max(self.workers, workers)
+                self.pydriver = max(self.pydriver, self.me.memory_info().rss / 2**20)
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+
+
+def _shuffle_bytes(spark) -> float | None:
+    try:
+        url = spark.sparkContext.uiWebUrl
+        app = spark.sparkContext.applicationId
+        with urllib.request.urlopen(f"{url}/api/v1/applications/{app}/stages?status=complete", timeout=5) as r:
+            stages = json.load(r)
+        return float(sum(s.get("shuffleWriteBytes", 0) for s in stages))
+    except Exception:  # noqa: BLE001 - UI disabled or unreachable: report '-'
+        return None
+
+
+def measure(spark, label: str, fn, rows: int | None = None) -> tuple[Measurement, object]:
+    before = _shuffle_bytes(spark)
+    sampler = _Sampler()
+    sampler.start()
+    t0 = time.perf_counter()
+    try:
+        result = fn()
+    finally:
+        seconds = time.perf_counter() - t0
+        sampler.stop.set()
+        sampler.join()
+    after = _shuffle_bytes(spark)
+    shuffle = (after - before) / 2**20 if before is not None and after is not None else None
+    m = Measurement(label, seconds, rows, sampler.driver, sampler.workers, sampler.pydriver, shuffle)
+    return m, result
+
+
+def measure_subprocess(label: str, argv: list[str], rows: int | None = None, timeout: float | None = None) -> Measurement:
+    """Run a separate process (e.g. the pandas baseline) and record wall time and its peak RSS."""
+    t0 = time.perf_counter()
+    proc = psutil.Popen(argv)
+    peak = 0.0
+    status = "ok"
+    while proc.poll() is None:
+        try:
+            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            peak = max(peak, rss / 2**20)
+        except psutil.Error:
+            pass
+        if timeout and time.perf_counter() - t0 > timeout:
+            proc.kill()
+            status = f"timeout after {timeout:.0f}s"
+            break
+        time.sleep(0.2)
+    rc = proc.wait()
+    if status == "ok" and rc != 0:
+        status = "out of memory (killed)" if rc in (-9, 137) else f"failed (exit {rc})"
+    m = Measurement(label, time.perf_counter() - t0, rows, 0.0, 0.0, peak, None, {"status": status})
+    return m
+
+
+def machine_description() -> str:
+    mem = psutil.virtual_memory().total / 2**30
+    try:
+        java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    except OSError:
+        java = "java ?"
+    return f"{platform.node()}: {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}, {java}"

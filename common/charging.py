@@ -1,0 +1,350 @@
+"""Charging events, per-vehicle charging locations and fleet charging sites (pure transforms).
+
+Reads silver.telematics_clean rows (usable rows, repaired lat/lon/soc_pct/speed_kmh, ts_local,
+local_date, timezone), bronze.vehicles (battery_kwh), bronze.stations and the residences;
+`jobs/charging.py` writes gold.charging_events, gold.charging_locations and gold.charging_sites.
+
+- **event** (`detect_charging_events`): a run of SOC increase while the vehicle stands still.
+  Steps between consecutive usable samples of a vehicle are *stationary* when both samples are at
+  or below `stationary_speed_kmh`, the position moved at most `stationary_radius_m` and the
+  device was not silent for more than `max_gap_min`. A stationary run ends at a move, a gap or a
+  SOC drop beyond `soc_drop_tolerance_pct` (integer SOC jitter). The rising steps of one run form
+  one event unless SOC stays flat for more than `max_pause_min` between two rises. Two passes as
+  in the original analysis: events gaining more than `min_delta_soc_pct` are high confidence;
+  vehicles with none of them get their events above `fallback_min_delta_soc_pct` (low confidence).
+  kWh added = delta SOC / 100 x battery_kwh (battery energy, not energy drawn from the grid).
+- **location** (`charging_locations`): per-vehicle DBSCAN (haversine, ball tree) over event
+  positions in a grouped pandas UDF.
+- **site** (`charging_sites`): vehicles' locations grouped fleet-wide with the exact distributed
+  DBSCAN of common.dbscan (min_samples 1 = connected components at `site_eps_m`), then classified:
+  `home` (within `home_radius_m` of the residence of a vehicle charging there), a station of
+  bronze.stations within `station_radius_m` (Sedona ST_DistanceSphere join: `public`, or `depot`
+  for private-access stations), else `unknown`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from common.config import ChargingConfig
+from common.dbscan import EARTH_RADIUS_M, distributed_dbscan, haversine_dbscan
+from common.geo import haversine_m
+
+_ID_TS = "yyyyMMdd'T'HHmmss"
+
+EVENT_COLUMNS = (
+    "vehicle_id",
+    "event_id",
+    "confidence",
+    "start_ts",
+    "end_ts",
+    "start_ts_local",
+    "end_ts_local",
+    "local_date",
+    "timezone",
+    "duration_min",
+    "soc_start_pct",
+    "soc_end_pct",
+    "delta_soc_pct",
+    "battery_kwh",
+    "kwh",
+    "avg_power_kw",
+    "lat",
+    "lon",
+    "n_samples",
+)
+
+
+def _events_window() -> Window:
+    return Window.partitionBy("vehicle_id").orderBy("ts")
+
+
+def _running() -> Window:
+    return _events_window().rowsBetween(Window.unboundedPreceding, Window.currentRow)
+
+
+def charging_steps(clean_df: DataFrame, params: ChargingConfig) -> DataFrame:
+    """Usable samples with their incoming step: `stationary_step`, `d_soc`, `run` (stationary run id).
+
+    Speeds are the repaired reported speeds; a null speed falls back to the implied speed of the
+    incoming step. Times are UTC; distances in metres; SOC in percent points.
+    """
+    p = params
+    pts = clean_df.where(
+        F.col("is_usable") & F.col("lat").isNotNull() & F.col("lon").isNotNull() & F.col("soc_pct").isNotNull()
+    ).select("vehicle_id", "ts", "ts_local", "local_date", "timezone", "lat", "lon", "speed_kmh", "soc_pct")
+    w = _events_window()
+    prev = F.lag(
+        F.struct(
+            F.col("ts").alias("ts"),
+            F.col("ts_local").alias("ts_local"),
+            F.col("local_date").alias("local_date"),
+            F.col("lat").alias("lat"),
+            F.col("lon").alias("lon"),
+            F.col("speed_kmh").alias("speed"),
+            F.col("soc_pct").alias("soc"),
+        )
+    ).over(w)
+    df = pts.withColumn("_p", prev)
+    step_s = F.col("ts").cast("double") - F.col("_p.ts").cast("double")
+    step_m = haversine_m(F.col("_p.lat"), F.col("_p.lon"), F.col("lat"), F.col("lon"))
+    df = df.withColumn("step_s", step_s).withColumn("step_m", step_m)
+    implied = F.when(F.col("step_s") > 0, F.col("step_m") / F.col("step_s") * 3.6)
+    speed_here = F.coalesce(F.when(~F.isnan("speed_kmh"), F.col("speed_kmh")), implied)
+    speed_prev = F.coalesce(F.when(~F.isnan(F.col("_p.speed")), F.col("_p.speed")), implied)
+    stationary = (
+        (speed_here <= p.stationary_speed_kmh)
+        & (speed_prev <= p.stationary_speed_kmh)
+        & (F.col("step_m") <= p.stationary_radius_m)
+        & (F.col("step_s") <= p.max_gap_min * 60.0)
+    )
+    df = df.withColumn("stationary_step", F.coalesce(stationary, F.lit(False))).withColumn(
+        "d_soc", F.col("soc_pct") - F.col("_p.soc")
+    )
+    breaks = ~F.col("stationary_step") | F.coalesce(F.col("d_soc") < -p.soc_drop_tolerance_pct, F.lit(False))
+    return df.withColumn("run", F.sum(breaks.cast("long")).over(_running()))
+
+
+def _rising_events(steps: DataFrame, params: ChargingConfig) -> DataFrame:
+    """One row per candidate event (any positive SOC gain) from `charging_steps` output."""
+    rises = steps.where(F.col("stationary_step") & (F.col("d_soc") > 0))
+    w = _events_window()
+    prev_rise = F.lag(F.struct(F.col("run").alias("run"), F.col("ts").alias("ts"))).over(w)
+    pause_s = F.col("_p.ts").cast("double") - prev_rise["ts"].cast("double")
+    new_event = prev_rise.isNull() | (prev_rise["run"] != F.col("run")) | (pause_s > params.max_pause_min * 60.0)
+    rises = rises.withColumn("_new", new_event).withColumn("_event", F.sum(F.col("_new").cast("long")).over(_running()))
+    first = lambda c: F.min(F.struct(F.col("ts"), c.alias("v")))["v"]  # noqa: E731 - value at the first rise
+    last = lambda c: F.max(F.struct(F.col("ts"), c.alias("v")))["v"]  # noqa: E731
+    return rises.groupBy("vehicle_id", "_event").agg(
+        first(F.col("_p.ts")).alias("start_ts"),
+        first(F.col("_p.ts_local")).alias("start_ts_local"),
+        first(F.col("_p.local_date")).alias("local_date"),
+        first(F.col("_p.soc")).alias("soc_start_pct"),
+        last(F.col("ts")).alias("end_ts"),
+        last(F.col("ts_local")).alias("end_ts_local"),
+        last(F.col("soc_pct")).alias("soc_end_pct"),
+        F.first("timezone").alias("timezone"),
+        # The median resists a single drifted fix; parked GPS jitter is ~10 m either way.
+        F.percentile_approx("lat", 0.5, 10000).alias("lat"),
+        F.percentile_approx("lon", 0.5, 10000).alias("lon"),
+        (F.count(F.lit(1)) + 1).alias("n_samples"),
+    )
+
+
+def detect_charging_events(
+    clean_df: DataFrame, vehicles_df: DataFrame | None, params: ChargingConfig | None = None
+) -> DataFrame:
+    """Charging events from silver.telematics_clean rows (stable signature: fleet KPIs use it).
+
+    One row per event (columns EVENT_COLUMNS): vehicle_id, event_id (`<vehicle>-C<start UTC
+    yyyyMMddTHHmmss>`), confidence (`high`: gain > min_delta_soc_pct; `low`: second pass for
+    vehicles without a high one), start_ts/end_ts (UTC: the sample before the first rise, the
+    sample of the last rise), start/end_ts_local, local_date (local day of the start), timezone,
+    duration_min, soc_start_pct/soc_end_pct/delta_soc_pct (percent points), battery_kwh, kwh
+    (delta SOC x battery, kWh; null without a battery size), avg_power_kw, lat/lon (median
+    position, degrees), n_samples. `params` None means the ChargingConfig defaults.
+    """
+    p = params or ChargingConfig()
+    candidates = _rising_events(charging_steps(clean_df, p), p).withColumn(
+        "delta_soc_pct", F.col("soc_end_pct") - F.col("soc_start_pct")
+    )
+    high = candidates.where(F.col("delta_soc_pct") > p.min_delta_soc_pct)
+    vehicles_with_high = high.select("vehicle_id").distinct()
+    low = candidates.where(
+        (F.col("delta_soc_pct") > p.fallback_min_delta_soc_pct) & (F.col("delta_soc_pct") <= p.min_delta_soc_pct)
+    ).join(vehicles_with_high, "vehicle_id", "left_anti")
+    events = high.withColumn("confidence", F.lit("high")).unionByName(low.withColumn("confidence", F.lit("low")))
+
+    battery = F.col("battery_kwh")
+    if vehicles_df is not None:
+        fleet = vehicles_df.select("vehicle_id", F.col("battery_kwh").cast("double").alias("battery_kwh")).dropDuplicates(
+            ["vehicle_id"]
+        )
+        events = events.join(F.broadcast(fleet), "vehicle_id", "left")
+    else:
+        events = events.withColumn("battery_kwh", F.lit(None).cast("double"))
+    if p.default_battery_kwh is not None:
+        battery = F.coalesce(battery, F.lit(float(p.default_battery_kwh)))
+    duration_h = (F.col("end_ts").cast("double") - F.col("start_ts").cast("double")) / 3600.0
+    events = (
+        events.withColumn("battery_kwh", battery)
+        .withColumn("kwh", F.col("delta_soc_pct") / 100.0 * F.col("battery_kwh"))
+        .withColumn("duration_min", duration_h * 60.0)
+        .withColumn("avg_power_kw", F.when(duration_h > 0, F.col("kwh") / duration_h))
+        .withColumn("event_id", F.concat(F.col("vehicle_id"), F.lit("-C"), F.date_format("start_ts", _ID_TS)))
+    )
+    return events.select(*EVENT_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-vehicle charging locations
+# --------------------------------------------------------------------------------------------
+LOCATION_SCHEMA = T.StructType(
+    [
+        T.StructField("vehicle_id", T.StringType()),
+        T.StructField("event_id", T.StringType()),
+        T.StructField("location_no", T.IntegerType()),
+    ]
+)
+
+
+def _locations_udf(eps_m: float, min_samples: int):
+    def fn(pdf: pd.DataFrame) -> pd.DataFrame:
+        labels = haversine_dbscan(pdf["lat"].to_numpy(), pdf["lon"].to_numpy(), eps_m, min_samples)
+        return pd.DataFrame({"vehicle_id": pdf["vehicle_id"], "event_id": pdf["event_id"], "location_no": labels.astype("int32")})
+
+    return fn
+
+
+def charging_locations(events: DataFrame, params: ChargingConfig) -> DataFrame:
+    """Per vehicle: DBSCAN of its event positions (grouped pandas UDF) -> one row per location.
+
+    Columns: vehicle_id, location_id (`<vehicle>-L<n>`), lat/lon (kWh-weighted mean of the events'
+    positions; each event weighs at least 1), n_events, n_high_confidence, kwh_total,
+    first_start_ts, last_end_ts, local_dates (distinct local days with a charge). Events that are
+    DBSCAN noise (only with location_min_events > 1) form no location.
+    """
+    labelled = (
+        events.select("vehicle_id", "event_id", "lat", "lon")
+        .groupBy("vehicle_id")
+        .applyInPandas(_locations_udf(params.location_eps_m, params.location_min_events), LOCATION_SCHEMA)
+        .where(F.col("location_no") >= 0)
+    )
+    weight = F.greatest(F.coalesce(F.col("kwh"), F.lit(0.0)), F.lit(1.0))
+    return (
+        events.join(labelled, ["vehicle_id", "event_id"])
+        .groupBy("vehicle_id", "location_no")
+        .agg(
+            (F.sum(F.col("lat") * weight) / F.sum(weight)).alias("lat"),
+            (F.sum(F.col("lon") * weight) / F.sum(weight)).alias("lon"),
+            F.count(F.lit(1)).alias("n_events"),
+            F.sum((F.col("confidence") == "high").cast("int")).alias("n_high_confidence"),
+            F.sum("kwh").alias("kwh_total"),
+            F.min("start_ts").alias("first_start_ts"),
+            F.max("end_ts").alias("last_end_ts"),
+            F.array_sort(F.collect_set("local_date")).alias("local_dates"),
+        )
+        .withColumn("location_id", F.concat(F.col("vehicle_id"), F.lit("-L"), F.col("location_no").cast("string")))
+        .select(
+            "vehicle_id", "location_id", "lat", "lon", "n_events", "n_high_confidence", "kwh_total",
+            "first_start_ts", "last_end_ts", "local_dates",
+        )  # fmt: skip
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Fleet charging sites
+# --------------------------------------------------------------------------------------------
+def group_sites(locations: DataFrame, params: ChargingConfig) -> DataFrame:
+    """locations + `site_no` (fleet-wide DBSCAN cluster id, min_samples 1: every location has one)."""
+    pts = locations.select(
+        F.monotonically_increasing_id().alias("_pid"), "location_id", "lat", "lon", "n_events"
+    ).cache()
+    labels = distributed_dbscan(
+        pts.select(F.col("_pid").alias("point_id"), "lat", "lon"),
+        eps_m=params.site_eps_m,
+        min_samples=1,
+        cell_m=params.partition_cell_m,
+    )
+    return locations.join(
+        pts.select("_pid", "location_id").join(labels.withColumnRenamed("point_id", "_pid"), "_pid").select(
+            "location_id", F.col("cluster_id").alias("site_no")
+        ),
+        "location_id",
+    )
+
+
+def charging_sites(
+    locations: DataFrame,
+    residences: DataFrame | None,
+    stations: DataFrame | None,
+    params: ChargingConfig,
+) -> tuple[DataFrame, DataFrame]:
+    """Fleet sites and the locations annotated with their site.
+
+    Returns (sites, locations_with_site). sites: site_id (`SITE-<n>`), kind (home | public |
+    depot | unknown), station_id, station_name, station_distance_m, home_vehicle_id (home sites),
+    lat/lon (event-weighted centroid of the member locations), n_vehicles, n_locations, n_events,
+    kwh_total, first_start_ts, last_end_ts. Home wins over a station match: a driver charging at
+    home next to a public charger is charging at home.
+
+    `residences` needs vehicle_id, home_lat, home_lon (rows without a home are ignored);
+    `stations` needs station_id, lat, lon, name, access.
+    """
+    with_site = group_sites(locations, params)
+    w = F.col("n_events").cast("double")
+    sites = with_site.groupBy("site_no").agg(
+        (F.sum(F.col("lat") * w) / F.sum(w)).alias("lat"),
+        (F.sum(F.col("lon") * w) / F.sum(w)).alias("lon"),
+        F.countDistinct("vehicle_id").alias("n_vehicles"),
+        F.count(F.lit(1)).alias("n_locations"),
+        F.sum("n_events").alias("n_events"),
+        F.sum("kwh_total").alias("kwh_total"),
+        F.min("first_start_ts").alias("first_start_ts"),
+        F.max("last_end_ts").alias("last_end_ts"),
+    )
+
+    # home: a member location lies within home_radius_m of its own vehicle's residence
+    if residences is not None:
+        homes = residences.where(F.col("home_lat").isNotNull()).select("vehicle_id", "home_lat", "home_lon")
+        near_home = (
+            with_site.join(homes, "vehicle_id")
+            .withColumn("_d", haversine_m("lat", "lon", "home_lat", "home_lon"))
+            .where(F.col("_d") <= params.home_radius_m)
+            .groupBy("site_no")
+            .agg(F.min(F.struct("_d", "vehicle_id"))["vehicle_id"].alias("home_vehicle_id"))
+        )
+        sites = sites.join(near_home, "site_no", "left")
+    else:
+        sites = sites.withColumn("home_vehicle_id", F.lit(None).cast("string"))
+
+    if stations is not None:
+        matched = nearest_station(sites.select("site_no", "lat", "lon"), stations, params.station_radius_m)
+        sites = sites.join(matched, "site_no", "left")
+    else:
+        sites = (
+            sites.withColumn("station_id", F.lit(None).cast("string"))
+            .withColumn("station_name", F.lit(None).cast("string"))
+            .withColumn("station_access", F.lit(None).cast("string"))
+            .withColumn("station_distance_m", F.lit(None).cast("double"))
+        )
+    kind = (
+        F.when(F.col("home_vehicle_id").isNotNull(), F.lit("home"))
+        .when(F.col("station_id").isNotNull() & (F.lower(F.col("station_access")) == "private"), F.lit("depot"))
+        .when(F.col("station_id").isNotNull(), F.lit("public"))
+        .otherwise(F.lit("unknown"))
+    )
+    sites = sites.withColumn("kind", kind).withColumn("site_id", F.concat(F.lit("SITE-"), F.col("site_no").cast("string")))
+    sites = sites.select(
+        "site_id", "kind", "station_id", "station_name", "station_distance_m", "home_vehicle_id", "lat", "lon",
+        "n_vehicles", "n_locations", "n_events", "kwh_total", "first_start_ts", "last_end_ts",
+    )  # fmt: skip
+    locs = with_site.withColumn("site_id", F.concat(F.lit("SITE-"), F.col("site_no").cast("string"))).drop("site_no")
+    return sites, locs
+
+
+def nearest_station(points: DataFrame, stations: DataFrame, radius_m: float) -> DataFrame:
+    """Nearest station within radius_m of each point (Sedona ST_DistanceSphere range join).
+
+    `points`: site_no, lat, lon. Returns site_no, station_id, station_name, station_access,
+    station_distance_m for points with a station in range. `ST_DistanceSphere(a, b) <= r` is a
+    predicate Sedona's optimizer plans as a distance join (spatially partitioned / broadcast
+    index) instead of a cross product; sphere radius 6 371 008 m, the same as common.geo.
+    """
+    pts = points.select("site_no", F.expr("ST_Point(lon, lat)").alias("_geom_p"))
+    st = stations.where(F.col("lat").isNotNull() & F.col("lon").isNotNull()).select(
+        "station_id",
+        F.col("name").alias("station_name"),
+        F.col("access").alias("station_access"),
+        F.expr("ST_Point(lon, lat)").alias("_geom_s"),
+    )
+    distance = F.expr("ST_DistanceSphere(_geom_p, _geom_s)")
+    pairs = pts.join(st, distance <= F.lit(float(radius_m))).select(
+        "site_no", "station_id", "station_name", "station_access", distance.alias("station_distance_m")
+    )
+    best = Window.partitionBy("site_no").orderBy("station_distance_m", "station_id")
+    return pairs.withColumn("_r", F.row_number().over(best)).where("_r = 1").drop("_r")

@@ -1,0 +1,416 @@
+"""Feature and label building for the SOC-drop and energy-per-km models (pure DataFrame transforms).
+
+Reads nothing and writes nothing: `jobs/train.py` / `jobs/score.py` pass in
+silver.vehicle_minutely, silver.segments, silver.trips and silver.telematics_clean (via
+common.trips.trip_points) and get feature frames back. Every feature of a row at time t uses
+data at or before t only (windows end at the current row; per-vehicle history features use
+strictly earlier local days); labels are the only columns that look ahead.
+
+SOC drop (per vehicle-minute, `soc_features` / `soc_labels`)
+    label `soc_drop_pct` = soc(t) - soc(t + horizon) in percent points (reported, integer SOC),
+    `soc_drop_event` = drop >= ml.soc.drop_threshold_pct. SOC at t + horizon is the last SOC
+    of the vehicle in [t + horizon - label_max_staleness_min, t + horizon]; no reading there =
+    no label. **Charging inside the horizon**: the models forecast the *discharge* of a vehicle
+    that keeps operating; a row whose horizon (t, t + horizon] contains a charging minute (the
+    minutely charging flag) or an SOC rise of more than 2 points (an unobserved charge) gets no
+    label, so it is neither trained on nor scored in evaluation. Scoring still predicts every
+    minute (one cannot know the future); gold rows carry `is_charging` at t.
+
+Energy per km (per segment of silver.segments, `segment_energy_features`)
+    label `kwh_per_km` from SOC (integer SOC: +-1 point per segment, used with distance
+    weights, so the fit estimates the conditional mean); features: speed/acceleration/stop/
+    altitude/temperature aggregates of the segment, time of day, vehicle type and battery,
+    `physics_kwh_per_km` (longitudinal model with the conf parameters of the vehicle's model,
+    integrated over the segment's legs) and `vehicle_physics_ratio` = observed / physics energy
+    of the vehicle on strictly earlier local days (captures per-vehicle efficiency, load, tyres).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from common.config import EnergyModelConfig, PhysicsVehicleParams, SocModelConfig
+
+G = 9.81
+AIR_DENSITY = 1.2  # kg/m3 at ~25 degC
+KMH_PER_MPS = 3.6
+# Unobserved charge inside a label horizon: SOC may rise this much from regen / rounding.
+SOC_RISE_TOLERANCE_PCT = 2.0
+# vehicle_physics_ratio needs this much physics energy of history to be trusted (kWh): one
+# integer SOC point of a 30 kWh car is 0.3 kWh, so 3 kWh keeps the ratio within ~10 %.
+MIN_HISTORY_PHYSICS_KWH = 3.0
+
+VEHICLE_TYPES = ("two_wheeler", "three_wheeler", "car", "van", "bus", "e_rickshaw")
+
+
+def vehicle_type_features(vehicle_type: Column) -> list[Column]:
+    """One-hot vehicle type (fixed list: a type unseen in training is all zeros, not an error)."""
+    return [(F.coalesce(vehicle_type, F.lit("")) == t).cast("double").alias(f"vt_{t}") for t in VEHICLE_TYPES]
+
+
+VEHICLE_FEATURES = ("battery_kwh", *[f"vt_{t}" for t in VEHICLE_TYPES])
+
+
+# --------------------------------------------------------------------------------------------
+# Energy per km
+# --------------------------------------------------------------------------------------------
+SEGMENT_FEATURES = (
+    "distance_km",
+    "duration_s",
+    "mean_speed_kmh",
+    "speed_mean_kmh",
+    "speed_max_kmh",
+    "speed_std_kmh",
+    "speed_rms_kmh",
+    "accel_pos_mean_mps2",
+    "accel_neg_mean_mps2",
+    "accel_std_mps2",
+    "rpa_mps2",
+    "stops_per_km",
+    "idle_share",
+    "altitude_gain_m",
+    "altitude_loss_m",
+    "grade_pct",
+    "mean_ambient_temp_c",
+    "local_hour",
+    "day_of_week",
+    "physics_kwh_per_km",
+    "vehicle_physics_ratio",
+    "physics_x_ratio_kwh_per_km",
+)
+ENERGY_FEATURES = (*SEGMENT_FEATURES, *VEHICLE_FEATURES)
+ENERGY_LABEL = "kwh_per_km"
+ENERGY_WEIGHT = "distance_km"
+
+
+def physics_params_frame(spark: SparkSession, physics: Mapping[str, PhysicsVehicleParams]) -> DataFrame:
+    """conf ml.energy.physics as a small DataFrame keyed by vehicle model name."""
+    rows = [(name, *[float(getattr(p, f)) for f in _PHYS_FIELDS]) for name, p in physics.items()]
+    schema = "phys_model string, " + ", ".join(f"p_{f} double" for f in _PHYS_FIELDS)
+    return spark.createDataFrame(rows, schema)
+
+
+_PHYS_FIELDS = ("mass_kg", "cda_m2", "crr", "drivetrain_eff", "regen_eff", "aux_kw", "hvac_kw_per_deg")
+
+
+def physics_leg_kwh() -> Column:
+    """Battery energy of one leg (kWh) from the longitudinal model; parameters in `p_*` columns.
+
+    Same form as the generator's and most EV range models: rolling resistance (only when
+    moving) + aerodynamic drag at the leg's mean speed + grade + inertia (1.05 x mass for
+    rotating parts); positive wheel power / drivetrain efficiency, negative x regen efficiency;
+    auxiliary + HVAC load (per degC away from 21 degC) for the leg's duration. Speeds are the
+    reported km/h at both ends, distance the trapezoid v_mean x dt (what the speeds imply),
+    grade from the smoothed altitude (clipped at +-8 %, the steepest urban roads)."""
+    v = F.coalesce(F.col("speed_est_kmh"), F.lit(0.0)) / KMH_PER_MPS
+    v_prev = F.coalesce(F.col("prev_speed_kmh"), F.lit(0.0)) / KMH_PER_MPS
+    dt = F.col("leg_s")
+    vm = (v + v_prev) / 2
+    ds = vm * dt
+    accel = (v - v_prev) / dt
+    dz = F.coalesce(F.col("alt_smooth_m") - F.col("prev_alt_smooth_m"), F.lit(0.0))
+    grade = F.when(ds > 1, F.least(F.greatest(dz / ds, F.lit(-0.08)), F.lit(0.08))).otherwise(0.0)
+    m = F.col("p_mass_kg")
+    force = (
+        m * G * F.col("p_crr") * (vm > 0).cast("double")
+        + 0.5 * AIR_DENSITY * F.col("p_cda_m2") * vm * vm
+        + m * G * grade
+        + 1.05 * m * accel
+    )
+    p_wheel = force * vm
+    p_batt = F.when(p_wheel > 0, p_wheel / F.col("p_drivetrain_eff")).otherwise(p_wheel * F.col("p_regen_eff"))
+    temp = F.coalesce(F.col("ambient_temp_c"), F.lit(21.0))
+    p_aux = 1000 * (F.col("p_aux_kw") + F.col("p_hvac_kw_per_deg") * F.abs(temp - 21.0))
+    return (p_batt + p_aux) * dt / 3.6e6
+
+
+def _day_buckets(df: DataFrame, start: str, end: str) -> DataFrame:
+    """One row per UTC day a [start, end] interval touches: an equi-join key for interval joins."""
+    return df.withColumn("_day", F.explode(F.sequence(F.to_date(start), F.to_date(end))))
+
+
+def assign_to_intervals(points: DataFrame, intervals: DataFrame, key: str, ts: str = "ts") -> DataFrame:
+    """Points (vehicle_id, ts) joined to the interval (vehicle_id, start_ts, end_ts] containing them.
+
+    Interval joins on (vehicle_id, UTC day) + range: the equi key keeps the join distributed
+    and small per task (a segment spans at most two days)."""
+    iv = _day_buckets(intervals.select("vehicle_id", key, "start_ts", "end_ts"), "start_ts", "end_ts")
+    pts = points.withColumn("_day", F.to_date(ts))
+    return (
+        pts.join(iv, ["vehicle_id", "_day"], "inner")
+        .where((F.col(ts) > F.col("start_ts")) & (F.col(ts) <= F.col("end_ts")))
+        .drop("_day", "start_ts", "end_ts")
+    )
+
+
+def segment_physics(
+    trip_legs: DataFrame, segments: DataFrame, physics: DataFrame, default_model: str | None = None
+) -> DataFrame:
+    """segment_id, physics_kwh: the physics model integrated over the legs of each segment.
+
+    `trip_legs` is common.trips.trip_points output (legs with speeds, altitude, temperature,
+    `leg_in_trip`); `physics` from `physics_params_frame`. Vehicles whose model has no
+    parameters use `default_model`'s, else get no physics value (null)."""
+    legs = trip_legs.where("leg_in_trip").select(
+        "vehicle_id", "ts", "leg_s", "speed_est_kmh", "prev_speed_kmh", "alt_smooth_m", "prev_alt_smooth_m", "ambient_temp_c"
+    )
+    seg = segments.select("vehicle_id", "segment_id", "start_ts", "end_ts")
+    model = segments.select("segment_id", F.coalesce(F.col("model"), F.lit(default_model)).alias("_model"))
+    on_seg = assign_to_intervals(legs, seg, "segment_id").where(F.col("leg_s") > 0)
+    params = F.broadcast(physics)
+    per_leg = (
+        on_seg.join(model, "segment_id")
+        .join(params, F.col("_model") == F.col("phys_model"), "left")
+        .withColumn("_kwh", physics_leg_kwh())
+    )
+    return per_leg.groupBy("segment_id").agg(F.sum("_kwh").alias("physics_kwh"))
+
+
+def vehicle_history_ratio(segments_with_physics: DataFrame) -> DataFrame:
+    """vehicle_id, local_date, vehicle_physics_ratio, vehicle_hist_kwh_per_km from strictly earlier days.
+
+    Ratio of sums (observed SOC energy / physics energy) over the vehicle's segments of all local
+    days before `local_date`: integer-SOC noise averages out over a day of driving, and no row
+    sees its own label. Null until MIN_HISTORY_PHYSICS_KWH of history exists."""
+    daily = segments_with_physics.groupBy("vehicle_id", "local_date").agg(
+        F.sum("energy_kwh").alias("_obs"),
+        F.sum(F.when(F.col("energy_kwh").isNotNull(), F.col("physics_kwh"))).alias("_phys"),
+        F.sum(F.when(F.col("energy_kwh").isNotNull(), F.col("distance_km"))).alias("_km"),
+    )
+    before = Window.partitionBy("vehicle_id").orderBy("local_date").rowsBetween(Window.unboundedPreceding, -1)
+    hist = (
+        daily.withColumn("_obs_c", F.sum("_obs").over(before))
+        .withColumn("_phys_c", F.sum("_phys").over(before))
+        .withColumn("_km_c", F.sum("_km").over(before))
+    )
+    return hist.select(
+        "vehicle_id",
+        "local_date",
+        F.when(F.col("_phys_c") >= MIN_HISTORY_PHYSICS_KWH, F.col("_obs_c") / F.col("_phys_c")).alias("vehicle_physics_ratio"),
+        F.when(F.col("_km_c") > 0, F.col("_obs_c") / F.col("_km_c")).alias("vehicle_hist_kwh_per_km"),
+    )
+
+
+def segment_energy_features(segments: DataFrame, physics_per_segment: DataFrame) -> DataFrame:
+    """silver.segments + segment_physics -> one row per segment with ENERGY_FEATURES, label, keys."""
+    seg = segments.join(physics_per_segment, "segment_id", "left")
+    seg = seg.join(vehicle_history_ratio(seg), ["vehicle_id", "local_date"], "left")
+    km = F.col("distance_km")
+    return seg.select(
+        "vehicle_id",
+        "trip_id",
+        "segment_id",
+        "local_date",
+        "start_ts",
+        "end_ts",
+        "model",
+        "is_full_length",
+        "energy_kwh",
+        "physics_kwh",
+        "vehicle_hist_kwh_per_km",
+        *[F.col(c).cast("double").alias(c) for c in (
+            "distance_km", "duration_s", "mean_speed_kmh", "speed_mean_kmh", "speed_max_kmh", "speed_std_kmh",
+            "speed_rms_kmh", "accel_pos_mean_mps2", "accel_neg_mean_mps2", "accel_std_mps2", "rpa_mps2",
+            "idle_share", "altitude_gain_m", "altitude_loss_m", "grade_pct", "mean_ambient_temp_c",
+            "local_hour", "day_of_week", "battery_kwh", "vehicle_physics_ratio",
+        )],
+        F.when(km > 0, F.col("n_stops") / km).alias("stops_per_km"),
+        F.when(km > 0, F.col("physics_kwh") / km).alias("physics_kwh_per_km"),
+        F.when(km > 0, F.col("physics_kwh") / km * F.col("vehicle_physics_ratio")).alias("physics_x_ratio_kwh_per_km"),
+        *vehicle_type_features(F.col("vehicle_type")),
+        F.col("kwh_per_km").cast("double").alias(ENERGY_LABEL),
+    )
+
+
+def energy_training_rows(features: DataFrame, cfg: EnergyModelConfig) -> DataFrame:
+    """Rows an energy model may learn from: a label, long enough (min_segment_km)."""
+    return features.where(F.col(ENERGY_LABEL).isNotNull() & (F.col("distance_km") >= cfg.min_segment_km))
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+# --------------------------------------------------------------------------------------------
+def holdout_vehicles(vehicle_ids: Sequence[str], share: float, seed: int) -> list[str]:
+    """A seeded, order-independent share of vehicles for the grouped-by-vehicle check."""
+    import zlib
+
+    ranked = sorted(vehicle_ids, key=lambda v: zlib.crc32(f"{seed}|{v}".encode()))
+    n = max(1, int(round(share * len(ranked))))
+    return sorted(ranked[:n])
+
+
+# --------------------------------------------------------------------------------------------
+# SOC drop, per vehicle-minute
+# --------------------------------------------------------------------------------------------
+SOC_WINDOWS_MIN = (15, 30, 60)  # SOC slope windows; also the persistence baseline candidates
+SOC_FEATURES = (
+    "soc_pct",
+    "soc_slope_15m_pct_per_min",
+    "soc_slope_30m_pct_per_min",
+    "soc_slope_60m_pct_per_min",
+    "km_15m",
+    "km_60m",
+    "km_180m",
+    "moving_min_60m",
+    "speed_mean_60m_kmh",
+    "km_today",
+    "soc_used_today_pct",
+    "minutes_since_moving",
+    "minutes_since_charging",
+    "is_charging",
+    "local_hour",
+    "day_of_week",
+    "ambient_temp_c",
+    "vehicle_hist_daily_km",
+    "vehicle_hist_soc_pct_per_km",
+    *VEHICLE_FEATURES,
+)
+SOC_LABEL = "soc_drop_pct"
+SOC_EVENT = "soc_drop_event"
+
+
+def minutely_temperature(clean: DataFrame) -> DataFrame:
+    """vehicle_id, minute_ts, ambient_temp_c (mean of the minute's usable samples), if the column exists."""
+    if "ambient_temp_c" not in clean.columns:
+        return clean.sparkSession.createDataFrame([], "vehicle_id string, minute_ts timestamp, ambient_temp_c double")
+    return (
+        clean.where(F.col("is_usable"))
+        .groupBy("vehicle_id", F.date_trunc("minute", "ts").alias("minute_ts"))
+        .agg(F.avg("ambient_temp_c").alias("ambient_temp_c"))
+    )
+
+
+def _range(seconds_back: int, seconds_ahead: int = 0) -> Window:
+    return Window.partitionBy("vehicle_id").orderBy(F.col("_t")).rangeBetween(seconds_back, seconds_ahead)
+
+
+def vehicle_minutely_history(minutely: DataFrame) -> DataFrame:
+    """vehicle_id, local_date, vehicle_hist_daily_km, vehicle_hist_soc_pct_per_km from strictly earlier days.
+
+    Daily km (mean over the vehicle's earlier days with data) and SOC points used per km while
+    driving (ratio of sums over earlier days; minutes with charging excluded): how active and
+    how thirsty the vehicle usually is."""
+    driving = (F.col("km") > 0) & ~F.col("charging")
+    daily = minutely.groupBy("vehicle_id", "local_date").agg(
+        F.sum("km").alias("_km"),
+        F.sum(F.when(driving, -F.col("soc_delta_pct"))).alias("_soc_used"),
+        F.sum(F.when(driving, F.col("km"))).alias("_drive_km"),
+    )
+    before = Window.partitionBy("vehicle_id").orderBy("local_date").rowsBetween(Window.unboundedPreceding, -1)
+    return daily.select(
+        "vehicle_id",
+        "local_date",
+        F.avg("_km").over(before).alias("vehicle_hist_daily_km"),
+        F.when(F.sum("_drive_km").over(before) >= 5, F.sum("_soc_used").over(before) / F.sum("_drive_km").over(before)).alias(
+            "vehicle_hist_soc_pct_per_km"
+        ),
+    )
+
+
+def soc_features(minutely: DataFrame, vehicles: DataFrame, temperature: DataFrame | None = None) -> DataFrame:
+    """silver.vehicle_minutely (+ bronze.vehicles, minutely temperature) -> SOC_FEATURES per vehicle-minute.
+
+    Windows are event-time ranges ending at the current minute (minutes without samples count
+    nothing). Slopes are percent points per minute between the first minute of the window with
+    SOC and now, null when that minute is less than half the window back."""
+    t = F.col("minute_ts").cast("long")
+    df = minutely.where(F.col("soc_mean_pct").isNotNull()).withColumn("_t", t)
+    for w in SOC_WINDOWS_MIN:
+        first = F.first(F.struct(F.col("_t").alias("t"), F.col("soc_mean_pct").alias("soc"))).over(_range(-w * 60))
+        span_min = (F.col("_t") - first["t"]) / 60.0
+        df = df.withColumn(
+            f"soc_slope_{w}m_pct_per_min",
+            F.when(span_min >= w / 2, (F.col("soc_mean_pct") - first["soc"]) / span_min),
+        )
+    day = Window.partitionBy("vehicle_id", "local_date").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0)
+    last_moving = F.max(F.when(F.col("km") > 0, F.col("_t"))).over(
+        Window.partitionBy("vehicle_id").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0)
+    )
+    last_charging = F.max(F.when(F.col("charging"), F.col("_t"))).over(
+        Window.partitionBy("vehicle_id").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0)
+    )
+    df = (
+        df.withColumn("km_15m", F.sum("km").over(_range(-14 * 60)))
+        .withColumn("km_60m", F.sum("km").over(_range(-59 * 60)))
+        .withColumn("km_180m", F.sum("km").over(_range(-179 * 60)))
+        .withColumn("moving_min_60m", F.sum("moving_s").over(_range(-59 * 60)) / 60.0)
+        .withColumn("speed_mean_60m_kmh", F.avg("speed_mean_kmh").over(_range(-59 * 60)))
+        .withColumn("km_today", F.sum("km").over(day))
+        .withColumn("soc_used_today_pct", F.first("soc_mean_pct").over(day) - F.col("soc_mean_pct"))
+        # capped at 24 h: "long ago" and "never seen" are the same thing for a 1-hour forecast
+        .withColumn("minutes_since_moving", F.coalesce(F.least((F.col("_t") - last_moving) / 60.0, F.lit(1440.0)), F.lit(1440.0)))
+        .withColumn(
+            "minutes_since_charging", F.coalesce(F.least((F.col("_t") - last_charging) / 60.0, F.lit(1440.0)), F.lit(1440.0))
+        )
+        .withColumn("is_charging", F.col("charging").cast("double"))
+        .withColumn("local_hour", F.hour("minute_local") + F.minute("minute_local") / 60.0)
+        .withColumn("day_of_week", F.dayofweek("minute_local").cast("double"))
+    )
+    if temperature is not None:
+        df = df.join(temperature, ["vehicle_id", "minute_ts"], "left")
+    else:
+        df = df.withColumn("ambient_temp_c", F.lit(None).cast("double"))
+    fleet = vehicles.select("vehicle_id", "vehicle_type", "battery_kwh").dropDuplicates(["vehicle_id"])
+    df = df.join(F.broadcast(fleet), "vehicle_id", "left").join(vehicle_minutely_history(minutely), ["vehicle_id", "local_date"], "left")
+    return df.select(
+        "vehicle_id",
+        "minute_ts",
+        "local_date",
+        "_t",
+        "charging",
+        F.col("soc_mean_pct").alias("soc_pct"),
+        *[F.col(c).cast("double").alias(c) for c in SOC_FEATURES if c not in VEHICLE_FEATURES and c != "soc_pct"],
+        F.col("battery_kwh").cast("double").alias("battery_kwh"),
+        *vehicle_type_features(F.col("vehicle_type")),
+        "soc_max_pct",
+    )
+
+
+def soc_labels(features: DataFrame, cfg: SocModelConfig) -> DataFrame:
+    """Add `soc_future_pct`, `charging_in_horizon`, SOC_LABEL and SOC_EVENT (null = no label).
+
+    The label is null when no SOC exists in [t + h - staleness, t + h] or the horizon [t, t + h]
+    holds a charging minute or an SOC rise above SOC_RISE_TOLERANCE_PCT (see module docstring)."""
+    h = cfg.horizon_min * 60
+    s = cfg.label_max_staleness_min * 60
+    future = F.last(F.col("soc_pct")).over(_range(h - s, h))
+    charging_ahead = F.max(F.col("charging").cast("int")).over(_range(0, h)) > 0
+    rise_ahead = F.max("soc_max_pct").over(_range(60, h)) > F.col("soc_pct") + SOC_RISE_TOLERANCE_PCT
+    df = (
+        features.withColumn("soc_future_pct", future)
+        .withColumn("charging_in_horizon", F.coalesce(charging_ahead | F.coalesce(rise_ahead, F.lit(False)), F.lit(False)))
+    )
+    drop = F.when(~F.col("charging_in_horizon"), F.col("soc_pct") - F.col("soc_future_pct"))
+    return df.withColumn(SOC_LABEL, drop).withColumn(
+        SOC_EVENT, F.when(F.col(SOC_LABEL).isNotNull(), (F.col(SOC_LABEL) >= cfg.drop_threshold_pct).cast("int"))
+    )
+
+
+def persistence_drop(slope_col: str, horizon_min: int) -> Column:
+    """Persistence baseline: the recent SOC slope extrapolated over the horizon (points).
+
+    A discharge forecast: a rising slope predicts no drop, and SOC cannot fall below 0."""
+    drop = -F.col(slope_col) * horizon_min
+    return F.least(F.greatest(F.coalesce(drop, F.lit(0.0)), F.lit(0.0)), F.col("soc_pct"))
+
+
+# --------------------------------------------------------------------------------------------
+# Whole feature frames from the silver tables (shared by jobs/train.py and jobs/score.py)
+# --------------------------------------------------------------------------------------------
+def build_energy_features(clean: DataFrame, segments: DataFrame, trips_cfg, energy_cfg: EnergyModelConfig) -> DataFrame:
+    """silver.telematics_clean + silver.segments -> segment_energy_features (physics from conf)."""
+    from common.trips import trip_points
+
+    legs = trip_points(clean, trips_cfg)
+    physics = physics_params_frame(segments.sparkSession, energy_cfg.physics)
+    per_segment = segment_physics(legs, segments, physics, energy_cfg.default_model)
+    return segment_energy_features(segments, per_segment)
+
+
+def build_soc_features(minutely: DataFrame, vehicles: DataFrame, clean: DataFrame | None) -> DataFrame:
+    """silver.vehicle_minutely (+ bronze.vehicles, temperature from silver.telematics_clean) -> soc_features."""
+    temperature = minutely_temperature(clean) if clean is not None else None
+    return soc_features(minutely, vehicles, temperature)

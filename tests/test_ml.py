@@ -1,0 +1,368 @@
+"""SOC-drop and energy-per-km models: feature/label rules, registry gate, accuracy on the generated
+fleet against baselines and truth, MLflow contents, batch scoring, online serving, real Twizy log.
+
+Accuracy thresholds are the acceptance targets of the modelling issue; every test prints the
+scores it asserts (run with -s to see them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import date, datetime, timezone
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from common.config import SocModelConfig, load_config
+from tests.conftest import make_config, real_data
+from tests.ml_fixtures import fleet_gold, ml_cfg, trained  # noqa: F401 - session fixtures
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure rules (tiny inline frames)
+# ---------------------------------------------------------------------------------------------
+def test_soc_labels_horizon_staleness_and_charging(spark):
+    """Label = SOC now - last SOC in [t+50, t+60] min; charging or an SOC rise in the horizon -> no label."""
+    from common.ml_features import SOC_EVENT, SOC_LABEL, soc_labels
+
+    rows = [
+        # vehicle, minute, soc, charging
+        ("A", 0, 80.0, False), ("A", 30, 75.0, False), ("A", 60, 70.0, False),  # 10-point drop -> event
+        ("B", 0, 60.0, False), ("B", 45, 58.0, False),  # nothing in [50, 60] -> no label
+        ("C", 0, 50.0, False), ("C", 20, 52.0, True), ("C", 60, 55.0, False),  # charging inside -> no label
+        ("D", 0, 50.0, False), ("D", 55, 49.0, False),  # reading 5 min early is fine -> 1 point
+        ("E", 0, 40.0, False), ("E", 30, 47.0, False), ("E", 60, 46.0, False),  # unobserved charge (+7) -> no label
+    ]
+    df = spark.createDataFrame(
+        [(v, m * 60, soc, soc, ch) for v, m, soc, ch in rows], "vehicle_id string, _t long, soc_pct double, soc_max_pct double, charging boolean"
+    )
+    cfg = SocModelConfig(horizon_min=60, label_max_staleness_min=10, drop_threshold_pct=10)
+    got = {r["vehicle_id"]: (r[SOC_LABEL], r[SOC_EVENT]) for r in soc_labels(df, cfg).where("_t = 0").collect()}
+    assert got == {"A": (10.0, 1), "B": (None, None), "C": (None, None), "D": (1.0, 0), "E": (None, None)}
+
+
+def test_persistence_baseline_extrapolates_discharge_only(spark):
+    from common.ml_features import persistence_drop
+
+    df = spark.createDataFrame([(-0.2, 80.0), (0.1, 50.0), (-0.5, 12.0), (None, 40.0)], "slope double, soc_pct double")
+    got = [r[0] for r in df.select(persistence_drop("slope", 60)).collect()]
+    assert got == pytest.approx([12.0, 0.0, 12.0, 0.0])  # rising -> 0; capped at the SOC left; no slope -> 0
+
+
+def test_physics_leg_energy_matches_the_generators_model(spark):
+    """The physics baseline with conf parameters is the generator's longitudinal model (efficiency factor 1)."""
+    from common.generator import MODEL_BY_NAME, VehicleSim
+    from common.ml_features import physics_leg_kwh, physics_params_frame
+
+    cfg = load_config("test")
+    model = "Tata Nexon EV"
+    v = np.array([8.0, 10.0, 0.0, 12.5])
+    v_prev = np.array([6.0, 10.0, 5.0, 12.5])
+    dt = np.array([40.0, 55.0, 30.0, 60.0])
+    ds = 0.5 * (v + v_prev) * dt
+    dz = np.array([2.0, -3.0, 0.0, 9.0])
+    temp = np.array([30.0, 12.0, 21.0, 35.0])
+    sim = SimpleNamespace(m=MODEL_BY_NAME[model], v=SimpleNamespace(efficiency_factor=1.0))
+    expected = VehicleSim.energy_kwh(sim, v, v_prev, dt, ds, dz, temp)
+    legs = spark.createDataFrame(
+        [(i, float(a * 3.6), float(b * 3.6), float(c), float(z), 0.0, float(t), model) for i, (a, b, c, z, t) in enumerate(zip(v, v_prev, dt, dz, temp))],
+        "i int, speed_est_kmh double, prev_speed_kmh double, leg_s double, alt_smooth_m double, prev_alt_smooth_m double, ambient_temp_c double, model string",
+    )
+    params = physics_params_frame(spark, cfg.ml.energy.physics)
+    joined = legs.join(params, F.col("model") == F.col("phys_model")).orderBy("i")
+    got = [r[0] for r in joined.select(physics_leg_kwh()).collect()]
+    assert got == pytest.approx(list(expected), rel=1e-9)
+
+
+def test_time_split_roles_keep_a_gap_before_validation_and_test(spark):
+    from jobs.train import time_split
+
+    days = spark.createDataFrame(
+        [(date(2024, 3, d), 1_709_500_000 + 86_400 * i) for i, d in enumerate(range(4, 11))], "local_date date, first_s long"
+    )
+    split = time_split(days, test_days=2, gap_min=60)
+    assert split.test_dates == ["2024-03-09", "2024-03-10"] and split.valid_date == "2024-03-08"
+    t0, v0 = split.test_start_s, split.valid_start_s
+    rows = spark.createDataFrame(
+        [
+            (t0, t0 + 3600, "test"),
+            (t0 - 3600, t0, None),  # label ends inside the gap before the test window
+            (t0 - 7300, t0 - 3700, "valid"),
+            (v0 - 7200, v0 - 3600, "train"),
+            (v0 - 3000, v0 + 600, None),
+        ],
+        "s long, e long, expected string",
+    )
+    got = rows.select("expected", split.role(F.col("s"), F.col("e")).alias("role")).collect()
+    assert [r["role"] for r in got] == [r["expected"] for r in got]
+
+
+def test_holdout_vehicles_is_seeded_and_order_independent():
+    from common.ml_features import holdout_vehicles
+
+    ids = [f"V{i:05d}" for i in range(20)]
+    a = holdout_vehicles(ids, 0.25, 7)
+    assert len(a) == 5 and a == holdout_vehicles(list(reversed(ids)), 0.25, 7)
+    assert a != holdout_vehicles(ids, 0.25, 8)
+
+
+def test_registry_gate_promotes_only_a_better_model(tmp_path):
+    """Champion moves for a model that beats baselines and champion; others are tagged rejected with a reason."""
+    from mlflow.tracking import MlflowClient
+
+    from common import tracking
+
+    uri = f"sqlite:///{tmp_path}/gate.db"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("m")
+    src = tmp_path / "artifact"
+    src.mkdir()
+    versions = [client.create_model_version("m", str(src)).version for _ in range(4)]
+
+    first = tracking.promote_if_better(client, "m", versions[0], "champion", "mae", 1.0, False, {"persistence": 2.0}, None, None)
+    assert first.promoted and client.get_model_version_by_alias("m", "champion").version == versions[0]
+    worse_than_baseline = tracking.promote_if_better(client, "m", versions[1], "champion", "mae", 2.5, False, {"persistence": 2.0}, 1.0, versions[0])
+    tie = tracking.promote_if_better(client, "m", versions[2], "champion", "mae", 1.0, False, {"persistence": 2.0}, 1.0, versions[0])
+    better = tracking.promote_if_better(client, "m", versions[3], "champion", "mae", 0.9, False, {"persistence": 2.0}, 1.0, versions[0])
+    assert not worse_than_baseline.promoted and "baseline" in worse_than_baseline.reason
+    assert not tie.promoted and "does not beat champion" in tie.reason
+    assert better.promoted and client.get_model_version_by_alias("m", "champion").version == versions[3]
+    tags = client.get_model_version("m", versions[1]).tags
+    assert tags["challenger_status"] == "rejected" and "persistence" in tags["gate_reason"]
+    assert client.get_model_version("m", versions[0]).tags["challenger_status"].startswith("retired")
+
+
+# ---------------------------------------------------------------------------------------------
+# Accuracy on the generated fleet (acceptance targets)
+# ---------------------------------------------------------------------------------------------
+def _show(title: str, metrics: dict, keys: list[str]) -> None:
+    print(f"\n{title}")
+    for k in keys:
+        if k in metrics:
+            print(f"  {k:<52} {metrics[k]:.4f}")
+
+
+def test_soc_drop_regression_beats_persistence(trained):
+    m = trained["soc_regressor"].metrics
+    _show(
+        "SOC drop 60 min ahead (points), test window",
+        m,
+        ["test_mae", "test_rmse", "test_r2", "baseline_persistence_test_mae", "baseline_persistence_test_rmse", "baseline_persistence_test_r2",
+         "baseline_vehicle_mean_test_mae", "baseline_vehicle_mean_test_rmse", "baseline_vehicle_mean_test_r2", "test_mae_vs_persistence",
+         "group_test_mae", "group_baseline_persistence_test_mae", "group_baseline_vehicle_mean_test_mae", "valid_mae", "test_n", "train_seconds"],
+    )
+    assert m["test_mae"] <= 0.6 * m["baseline_persistence_test_mae"]
+    assert m["test_mae"] < m["baseline_vehicle_mean_test_mae"]
+    assert m["group_test_mae"] <= 0.6 * m["group_baseline_persistence_test_mae"]  # vehicles never seen in training
+
+
+def test_soc_drop_classifier_auc(trained):
+    m = trained["soc_classifier"].metrics
+    _show(
+        "P(SOC drop >= 10 points in 60 min), test window",
+        m,
+        ["test_roc_auc", "test_pr_auc", "test_brier", "test_f1", "test_precision", "test_recall", "test_threshold", "test_base_rate",
+         "baseline_persistence_test_roc_auc", "baseline_persistence_test_pr_auc", "baseline_persistence_test_brier", "baseline_persistence_test_f1",
+         "baseline_vehicle_rate_test_roc_auc", "baseline_vehicle_rate_test_pr_auc", "baseline_vehicle_rate_test_brier", "baseline_vehicle_rate_test_f1",
+         "train_seconds"],
+    )
+    assert m["test_roc_auc"] >= 0.9
+    assert m["test_roc_auc"] > m["baseline_persistence_test_roc_auc"]
+    assert m["test_brier"] < m["baseline_persistence_test_brier"]
+
+
+def test_energy_trip_mape_against_truth(trained):
+    m = trained["energy"].metrics
+    _show(
+        "Energy per trip, test window (truth = generator physics; observed = SOC x battery)",
+        m,
+        ["truth_test_trip_mape_pct", "truth_test_trip_mae_kwh", "truth_test_trip_median_ape_pct",
+         "baseline_physics_truth_test_trip_mape_pct", "baseline_physics_truth_test_trip_mae_kwh",
+         "baseline_vehicle_mean_truth_test_trip_mape_pct", "baseline_vehicle_mean_truth_test_trip_mae_kwh",
+         "observed_soc_vs_truth_test_trip_mape_pct",
+         "test_trip_wape_pct", "baseline_physics_test_trip_wape_pct", "baseline_vehicle_mean_test_trip_wape_pct",
+         "test_segment_mae", "test_segment_rmse", "test_segment_r2", "baseline_physics_test_segment_mae", "baseline_vehicle_mean_test_segment_mae",
+         "group_truth_test_trip_mape_pct", "group_baseline_physics_truth_test_trip_mape_pct", "group_baseline_vehicle_mean_truth_test_trip_mape_pct",
+         "truth_test_trip_n", "train_seconds"],
+    )
+    assert m["truth_test_trip_mape_pct"] <= 6.0
+    assert m["truth_test_trip_mape_pct"] < m["baseline_physics_truth_test_trip_mape_pct"]
+    assert m["truth_test_trip_mape_pct"] < m["baseline_vehicle_mean_truth_test_trip_mape_pct"]
+
+
+# ---------------------------------------------------------------------------------------------
+# MLflow: run contents, registry, reproducibility
+# ---------------------------------------------------------------------------------------------
+def test_run_logs_params_metrics_baselines_versions_plots_and_model(ml_cfg, trained):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from common import tracking
+
+    tracking.configure(ml_cfg)
+    client = MlflowClient()
+    for key, plot in [("soc_regressor", "plots/residuals.png"), ("soc_classifier", "plots/calibration.png"), ("energy", "plots/residuals.png")]:
+        o = trained[key]
+        run = client.get_run(o.run_id)
+        assert "table_version.silver.vehicle_minutely" in run.data.params and "table_version.silver.segments" in run.data.params
+        assert run.data.params["num_workers"] == "2" and "split.test_dates" in run.data.params
+        assert any(k.startswith("baseline_") for k in run.data.metrics)
+        files = {f.path for f in client.list_artifacts(o.run_id, "plots")}
+        assert {plot, "plots/feature_importance.png"} <= files
+        assert client.list_artifacts(o.run_id, "feature_importance.json")
+        info = mlflow.models.get_model_info(f"models:/{o.registered_name}/{o.version}")
+        assert info.signature is not None and "xgboost" in info.flavors
+        assert info.saved_input_example_info is not None
+        assert o.promoted, o.reason  # first run: no champion yet, beats the baselines
+        assert client.get_model_version_by_alias(o.registered_name, "champion").version == o.version
+
+
+def test_score_writes_predictions_with_champion_versions(spark, ml_cfg, trained):
+    from common import tables
+    from jobs.score import PRED_ENERGY, PRED_SOC, run_score
+
+    report = run_score(spark, ml_cfg)
+    soc = tables.read(spark, ml_cfg, PRED_SOC)
+    energy = tables.read(spark, ml_cfg, PRED_ENERGY)
+    s = soc.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.col("pred_soc_drop_pct").isNull().cast("int")).alias("null_pred"),
+        F.collect_set("soc_model_version").alias("v"),
+        F.collect_set("event_model_version").alias("ev"),
+        F.min("prob_drop_event").alias("pmin"),
+        F.max("prob_drop_event").alias("pmax"),
+    ).first()
+    e = energy.agg(F.count(F.lit(1)).alias("n"), F.collect_set("model_version").alias("v"), F.sum("pred_energy_kwh").alias("kwh")).first()
+    minutely_rows = tables.read(spark, ml_cfg, "silver.vehicle_minutely").where("soc_mean_pct is not null").count()
+    print(f"\nscore: {s['n']} vehicle-minutes, {e['n']} segments ({e['kwh']:.1f} kWh predicted) in {report.seconds}s")
+    assert s["n"] == minutely_rows and s["null_pred"] == 0
+    assert s["v"] == [trained["soc_regressor"].version] and s["ev"] == [trained["soc_classifier"].version]
+    assert 0 <= s["pmin"] <= s["pmax"] <= 1
+    assert e["n"] == tables.read(spark, ml_cfg, "silver.segments").count() and e["v"] == [trained["energy"].version]
+    assert soc.select("soc_model_name").distinct().collect()[0][0] == ml_cfg.ml.soc.registered_model
+
+
+def test_retrain_on_same_data_is_reproducible_and_not_promoted(spark, ml_cfg, trained):
+    """Same data + seed -> same metrics; a challenger that only ties the champion is rejected with a reason."""
+    from mlflow.tracking import MlflowClient
+
+    from jobs.train import run_train
+
+    first = trained["energy"]
+    report = run_train(spark, ml_cfg, models=("energy",), run_name="test-train-2")
+    second = report.outcomes[0]
+    print(f"\nretrain: v{second.version} {'promoted' if second.promoted else 'rejected'}: {second.reason}")
+    assert int(second.version) == int(first.version) + 1
+    for k in ("test_trip_wape_pct", "truth_test_trip_mape_pct", "test_segment_mae"):
+        assert second.metrics[k] == pytest.approx(first.metrics[k], rel=1e-9, abs=1e-12), k
+    assert not second.promoted and "does not beat champion" in second.reason
+    client = MlflowClient()
+    tags = client.get_model_version(second.registered_name, second.version).tags
+    assert tags["challenger_status"] == "rejected" and tags["gate_reason"] == second.reason
+    assert client.get_model_version_by_alias(second.registered_name, "champion").version == first.version
+
+
+# ---------------------------------------------------------------------------------------------
+# Online: `mlflow models serve` for the champion, one real HTTP request
+# ---------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_champion_answers_one_http_request(spark, ml_cfg, trained):
+    import mlflow
+    import xgboost as xgb
+
+    from common import tracking
+    from jobs.train import energy_dataset
+
+    tracking.configure(ml_cfg)
+    name = ml_cfg.ml.energy.registered_model
+    uri = f"models:/{name}@champion"
+    features = mlflow.models.get_model_info(uri).signature.inputs.input_names()
+    row = energy_dataset(spark, ml_cfg).where("distance_km >= 0.9").select(*features).limit(1).toPandas().astype("float64")
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(ml_cfg), "MLFLOW_REGISTRY_URI": tracking.registry_uri(ml_cfg)}
+    cmd = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local",
+           "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 240
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow models serve exited {proc.returncode}: {proc.stdout.read()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail("mlflow models serve did not answer /ping within 240 s")
+            time.sleep(1)
+        body = json.dumps({"dataframe_split": json.loads(row.to_json(orient="split", index=False))}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            answer = json.loads(r.read())
+        served = float(answer["predictions"][0])
+        local = float(mlflow.xgboost.load_model(uri).predict(xgb.DMatrix(row))[0])
+        print(f"\nserve: POST /invocations -> {answer} (booster: {local:.5f} kWh/km)")
+        assert served == pytest.approx(local, rel=1e-5) and 0 < served < 1.0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# ---------------------------------------------------------------------------------------------
+# Real data: RSK Twizy log (one vehicle), energy model with a time split
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.realdata
+def test_twizy_energy_model_time_split(spark, session_root):
+    from common import tables
+    from common.schemas import VEHICLES
+    from jobs.clean import run_clean
+    from jobs.ingest import load_dataset_files, run_ingest
+    from jobs.kpis import run_kpis
+    from jobs.train import run_train
+
+    real_data("rsk_twizy_ev_trips")
+    cfg = make_config(
+        session_root / "twizy",
+        "clean.area_file=conf/areas/morocco_coarse.wkt",
+        "clean.default_timezone=Africa/Casablanca",
+        "clean.dataset_start=2021-01-01",
+        "ml.energy.default_model=Renault Twizy",
+        "ml.num_workers=2",
+    )
+    run_ingest(spark, cfg, load_dataset_files(["conf/datasets/twizy.yaml"]), now=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    # The log has no vehicle master: Renault Twizy 80, 6.1 kWh usable pack (README estimate, not from the source).
+    fleet = spark.createDataFrame([("rsk_twizy_01", "Renault Twizy", "car", 6.1, None, "Africa/Casablanca")], VEHICLES)
+    tables.write(fleet, cfg, "bronze.vehicles", mode="overwrite")
+    run_clean(spark, cfg, as_of=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    run_kpis(spark, cfg)
+    report = run_train(spark, cfg, models=("energy",), run_name="twizy")
+    m = report.outcomes[0].metrics
+    _show(
+        "RSK Twizy (real, single vehicle): energy per trip on the last 2 days (observed = SOC x 6.1 kWh)",
+        m,
+        ["test_trip_mae_kwh", "test_trip_mape_pct", "test_trip_wape_pct", "test_trip_n",
+         "baseline_vehicle_mean_test_trip_mae_kwh", "baseline_vehicle_mean_test_trip_mape_pct", "baseline_vehicle_mean_test_trip_wape_pct",
+         "baseline_physics_test_trip_mae_kwh", "baseline_physics_test_trip_mape_pct",
+         "test_segment_mae", "baseline_vehicle_mean_test_segment_mae", "train_seconds"],
+    )
+    print(f"  gate: v{report.outcomes[0].version} {'champion' if report.outcomes[0].promoted else 'rejected'}: {report.outcomes[0].reason}")
+    assert m["test_trip_n"] >= 1 and math.isfinite(m["test_trip_mape_pct"])
