@@ -13,8 +13,8 @@ local_date, timezone), bronze.vehicles (battery_kwh), bronze.stations and the re
   in the original analysis: events gaining more than `min_delta_soc_pct` are high confidence;
   vehicles with none of them get their events above `fallback_min_delta_soc_pct` (low confidence).
   kWh added = delta SOC / 100 x battery_kwh (battery energy, not energy drawn from the grid).
-- **location** (`charging_locations`): per-vehicle DBSCAN (haversine, ball tree) over event
-  positions in a grouped pandas UDF.
+- **location** (`label_event_locations`, `charging_locations`): per-vehicle DBSCAN (haversine,
+  ball tree) over event positions in a grouped pandas UDF.
 - **site** (`charging_sites`): vehicles' locations grouped fleet-wide with the exact distributed
   DBSCAN of common.dbscan (min_samples 1 = connected components at `site_eps_m`), then classified:
   `home` (within `home_radius_m` of the residence of a vehicle charging there), a station of
@@ -24,15 +24,15 @@ local_date, timezone), bronze.vehicles (battery_kwh), bronze.stations and the re
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.config import ChargingConfig
-from common.dbscan import EARTH_RADIUS_M, distributed_dbscan, haversine_dbscan
+from common.dbscan import distributed_dbscan, haversine_dbscan
 from common.geo import haversine_m
+from common.limits import cap_rows_per_group, log_capped_groups
 
 _ID_TS = "yyyyMMdd'T'HHmmss"
 
@@ -194,30 +194,48 @@ LOCATION_SCHEMA = T.StructType(
 
 def _locations_udf(eps_m: float, min_samples: int):
     def fn(pdf: pd.DataFrame) -> pd.DataFrame:
+        pdf = pdf.sort_values("event_id", kind="stable")  # labels must not depend on row arrival order
         labels = haversine_dbscan(pdf["lat"].to_numpy(), pdf["lon"].to_numpy(), eps_m, min_samples)
         return pd.DataFrame({"vehicle_id": pdf["vehicle_id"], "event_id": pdf["event_id"], "location_no": labels.astype("int32")})
 
     return fn
 
 
-def charging_locations(events: DataFrame, params: ChargingConfig) -> DataFrame:
-    """Per vehicle: DBSCAN of its event positions (grouped pandas UDF) -> one row per location.
+def label_event_locations(events: DataFrame, params: ChargingConfig) -> DataFrame:
+    """events + `location_id` (`<vehicle>-L<n>`; null for DBSCAN noise, only with location_min_events > 1).
 
-    Columns: vehicle_id, location_id (`<vehicle>-L<n>`), lat/lon (kWh-weighted mean of the events'
-    positions; each event weighs at least 1), n_events, n_high_confidence, kwh_total,
-    first_start_ts, last_end_ts, local_dates (distinct local days with a charge). Events that are
-    DBSCAN noise (only with location_min_events > 1) form no location.
+    Per vehicle, scikit-learn DBSCAN (haversine, ball tree, location_eps_m) over the events'
+    positions in a grouped pandas UDF (groupBy(vehicle_id).applyInPandas): a vehicle's events are
+    few (one or two a day), so one task per vehicle group is cheap.
     """
+    positions = events.select("vehicle_id", "event_id", "lat", "lon")
+    log_capped_groups(positions, ["vehicle_id"], params.max_events_per_vehicle, "charging locations", "charging.max_events_per_vehicle")
     labelled = (
-        events.select("vehicle_id", "event_id", "lat", "lon")
+        positions.transform(cap_rows_per_group, ["vehicle_id"], params.max_events_per_vehicle)
         .groupBy("vehicle_id")
         .applyInPandas(_locations_udf(params.location_eps_m, params.location_min_events), LOCATION_SCHEMA)
-        .where(F.col("location_no") >= 0)
+        .select(
+            "vehicle_id",
+            "event_id",
+            F.when(F.col("location_no") >= 0, F.concat(F.col("vehicle_id"), F.lit("-L"), F.col("location_no").cast("string"))).alias(
+                "location_id"
+            ),
+        )
     )
+    return events.join(labelled, ["vehicle_id", "event_id"], "left")
+
+
+def charging_locations(labelled_events: DataFrame) -> DataFrame:
+    """One row per (vehicle, location) from `label_event_locations` output.
+
+    Columns: vehicle_id, location_id, lat/lon (mean of the events' positions weighted by kWh, each
+    event at least 1), n_events, n_high_confidence, kwh_total, first_start_ts, last_end_ts,
+    local_dates (distinct local days with a charge at the location).
+    """
     weight = F.greatest(F.coalesce(F.col("kwh"), F.lit(0.0)), F.lit(1.0))
     return (
-        events.join(labelled, ["vehicle_id", "event_id"])
-        .groupBy("vehicle_id", "location_no")
+        labelled_events.where(F.col("location_id").isNotNull())
+        .groupBy("vehicle_id", "location_id")
         .agg(
             (F.sum(F.col("lat") * weight) / F.sum(weight)).alias("lat"),
             (F.sum(F.col("lon") * weight) / F.sum(weight)).alias("lon"),
@@ -228,11 +246,6 @@ def charging_locations(events: DataFrame, params: ChargingConfig) -> DataFrame:
             F.max("end_ts").alias("last_end_ts"),
             F.array_sort(F.collect_set("local_date")).alias("local_dates"),
         )
-        .withColumn("location_id", F.concat(F.col("vehicle_id"), F.lit("-L"), F.col("location_no").cast("string")))
-        .select(
-            "vehicle_id", "location_id", "lat", "lon", "n_events", "n_high_confidence", "kwh_total",
-            "first_start_ts", "last_end_ts", "local_dates",
-        )  # fmt: skip
     )
 
 
@@ -240,22 +253,18 @@ def charging_locations(events: DataFrame, params: ChargingConfig) -> DataFrame:
 # Fleet charging sites
 # --------------------------------------------------------------------------------------------
 def group_sites(locations: DataFrame, params: ChargingConfig) -> DataFrame:
-    """locations + `site_no` (fleet-wide DBSCAN cluster id, min_samples 1: every location has one)."""
-    pts = locations.select(
-        F.monotonically_increasing_id().alias("_pid"), "location_id", "lat", "lon", "n_events"
-    ).cache()
+    """locations + `site_no` (1..k): fleet-wide exact DBSCAN with min_samples 1, i.e. locations
+    chained within site_eps_m of each other are one site. Point ids come from a row number over
+    location_id, so reruns number sites the same way."""
+    pts = locations.select("location_id", "lat", "lon").withColumn(
+        "point_id", F.row_number().over(Window.orderBy("location_id")).cast("long")
+    )
     labels = distributed_dbscan(
-        pts.select(F.col("_pid").alias("point_id"), "lat", "lon"),
-        eps_m=params.site_eps_m,
-        min_samples=1,
-        cell_m=params.partition_cell_m,
+        pts.select("point_id", "lat", "lon"), eps_m=params.site_eps_m, min_samples=1, cell_m=params.partition_cell_m
     )
-    return locations.join(
-        pts.select("_pid", "location_id").join(labels.withColumnRenamed("point_id", "_pid"), "_pid").select(
-            "location_id", F.col("cluster_id").alias("site_no")
-        ),
-        "location_id",
-    )
+    site_no = F.dense_rank().over(Window.orderBy("cluster_id"))
+    mapping = pts.join(labels, "point_id").select("location_id", site_no.alias("site_no"))
+    return locations.join(mapping, "location_id")
 
 
 def charging_sites(

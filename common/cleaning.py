@@ -362,8 +362,20 @@ def flag_speed_outliers(points: DataFrame, settings: CleanConfig) -> DataFrame:
     """
     s = settings
     candidate = ~_has("invalid_coord", "zero_coord", "outside_area", *ROW_FLAGS)
-    point = F.struct(F.col("_t").alias("t"), F.col("lat").alias("lat"), F.col("lon").alias("lon"))
-    df = points.withColumn("_pos", F.when(candidate, point))
+    # A receiver that repeats its last fix (1 Hz loggers whose GPS updates every few seconds)
+    # makes the next real fix look like a jump made in one second. A leg's time therefore runs
+    # from when the earlier position was first reported (`fix`), not from its last repeat.
+    df = points.withColumn("_pos0", F.when(candidate, F.struct("lat", "lon")))
+    df = df.withColumn("_pp0", _prev("_pos0"))
+    new_fix = candidate & (
+        F.col("_pp0").isNull() | (F.col("_pp0")["lat"] != F.col("lat")) | (F.col("_pp0")["lon"] != F.col("lon"))
+    )
+    running = _events().rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    df = df.withColumn("_fix", F.last(F.when(new_fix, F.col("_t")), ignorenulls=True).over(running))
+    point = F.struct(
+        F.col("_t").alias("t"), F.col("_fix").alias("fix"), F.col("lat").alias("lat"), F.col("lon").alias("lon")
+    )
+    df = df.withColumn("_pos", F.when(candidate, point))
     df = df.withColumns({"_pp": _prev("_pos"), "_pn": _next("_pos")})
     pp, pn = F.col("_pp"), F.col("_pn")
     df = df.withColumns(
@@ -375,8 +387,8 @@ def flag_speed_outliers(points: DataFrame, settings: CleanConfig) -> DataFrame:
     )
     df = df.withColumns(
         {
-            "_v_in": _speed_kmh(F.col("_d_in"), F.col("_t") - pp["t"]),
-            "_v_out": _speed_kmh(F.col("_d_out"), pn["t"] - F.col("_t")),
+            "_v_in": _speed_kmh(F.col("_d_in"), F.col("_t") - pp["fix"]),
+            "_v_out": _speed_kmh(F.col("_d_out"), pn["t"] - F.col("_fix")),
         }
     )
     # The quantile ignores legs above the physical cap, so a few spikes in a short series cannot
@@ -410,12 +422,12 @@ def flag_speed_outliers(points: DataFrame, settings: CleanConfig) -> DataFrame:
     pp2, pn2 = F.col("_pp2"), F.col("_pn2")
     d_in2 = haversine_m(pp2["lat"], pp2["lon"], F.col("lat"), F.col("lon"))
     d_out2 = haversine_m(F.col("lat"), F.col("lon"), pn2["lat"], pn2["lon"])
-    in_bad = (d_in2 > s.min_jump_m) & (_speed_kmh(d_in2, F.col("_t") - pp2["t"]) > vmax)
-    out_bad = (d_out2 > s.min_jump_m) & (_speed_kmh(d_out2, pn2["t"] - F.col("_t")) > vmax)
+    in_bad = (d_in2 > s.min_jump_m) & (_speed_kmh(d_in2, F.col("_t") - pp2["fix"]) > vmax)
+    out_bad = (d_out2 > s.min_jump_m) & (_speed_kmh(d_out2, pn2["t"] - F.col("_fix")) > vmax)
     df = df.transform(_blame_legs, "_spd", candidate2, in_bad, out_bad, pp2.isNotNull())
     df = df.transform(_add_flags, impossible_speed=F.col("_spd_blame_in") | F.col("_spd_blame_out"))
     return df.drop(
-        "_pos", "_pp", "_pn", "_d_in", "_d_out", "_d_pn", "_v_out", "_vmax",
+        "_pos0", "_pp0", "_fix", "_pos", "_pp", "_pn", "_d_in", "_d_out", "_d_pn", "_v_out", "_vmax",
         "_pos2", "_pp2", "_pn2", "_spd_blame_in", "_spd_blame_out",
     )  # fmt: skip
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -63,6 +64,8 @@ def parse(
         cfg = load_config(args.env, args.conf)
     except ConfigError as exc:
         parser.exit(2, f"{parser.prog}: configuration error: {exc}\n")
+    # The effective config once per run (reproducibility), with credential-like values masked.
+    log.info("%s: config (env %s, secrets redacted): %s", job, args.env, json.dumps(cfg.redacted(), sort_keys=True))
     return cfg, args
 
 

@@ -254,6 +254,18 @@ class CleanConfig(Section):
             raise ValueError(f"unknown timezone {value!r}") from exc
         return value
 
+    @field_validator("dataset_start", mode="before")
+    @classmethod
+    def _iso_start(cls, value: Any) -> Any:
+        # YAML turns an unquoted 2021-01-01 into a date; keep the ISO text and check it parses.
+        from datetime import date, datetime
+
+        if isinstance(value, date | datetime):
+            value = value.isoformat()
+        if isinstance(value, str):
+            datetime.fromisoformat(value)
+        return value
+
 
 class TripsConfig(Section):
     """Stops, trips and ~1 km energy segments (`common/trips.py`, used by jobs/kpis.py and the insights jobs)."""
@@ -522,6 +534,10 @@ class ChargingConfig(Section):
     )
     location_eps_m: float = Field(75.0, gt=0, description="Per-vehicle DBSCAN radius over event positions (m).")
     location_min_events: int = Field(1, ge=1, description="DBSCAN min_samples: one successful charge makes a location.")
+    max_events_per_vehicle: int = Field(
+        20000, ge=1, description="Most events of one vehicle the location DBSCAN (a grouped pandas UDF) loads; above it a "
+        "seeded sample is clustered and the rest get no location_id (logged). Bounds a Python worker's memory."
+    )
     site_eps_m: float = Field(75.0, gt=0, description="Fleet-wide grouping of vehicles' locations into sites (m).")
     home_radius_m: float = Field(150.0, gt=0, description="A site within this of a charging vehicle's residence is 'home' (m).")
     station_radius_m: float = Field(100.0, gt=0, description="A site within this of a bronze.stations row is that station (m).")

@@ -60,6 +60,9 @@ _HALO_SAFETY = 1.02
 _SUBCELL_SHARE = 0.9
 # Query points per BallTree call: bounds the memory of neighbour lists near dense places.
 _QUERY_CHUNK = 512
+# Sub-cells with at least this many core points are linked sub-cell to sub-cell (one
+# count-only query per neighbouring pair) instead of point by point.
+_BIG_SUBCELL = 16
 
 ROLE_INNER, ROLE_HALO1, ROLE_HALO2 = 0, 1, 2
 
@@ -194,17 +197,17 @@ class CellResult:
 
 
 class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = np.arange(n)
+    """Union-find over 0..n-1 with path halving; `parent` may be seeded with known components."""
+
+    def __init__(self, parent: np.ndarray):
+        self.parent = parent
 
     def find(self, a: int) -> int:
         p = self.parent
-        root = a
-        while p[root] != root:
-            root = p[root]
-        while p[a] != root:
-            p[a], a = root, p[a]
-        return root
+        while p[a] != a:
+            p[a] = p[p[a]]
+            a = p[a]
+        return a
 
     def union(self, a: int, b: int) -> None:
         ra, rb = self.find(a), self.find(b)
@@ -220,7 +223,14 @@ def cluster_cell(
     eps_m: float,
     min_samples: float,
 ) -> CellResult:
-    """Core flags, local clusters and border candidates of the points of one partition cell."""
+    """Core flags, local clusters and border candidates of the points of one partition cell.
+
+    Points with role 0/1 get exact core flags (their eps neighbourhood is complete here); role-2
+    points only count as neighbours (and are core when their sub-cell alone is dense enough).
+    Neighbour lists are only ever built where they are short: weighted counts of points with
+    fewer than ~min_samples neighbours, border points (non-core: < min_samples neighbours) and
+    core points of sub-cells holding fewer than `_BIG_SUBCELL` core points.
+    """
     from sklearn.neighbors import BallTree
 
     n = len(lat)
@@ -240,90 +250,99 @@ def cluster_cell(
     sub_c = np.floor(lon / s_lon).astype(np.int64)
     sub_keys, sub_id = np.unique(np.column_stack([sub_r, sub_c]), axis=0, return_inverse=True)
     sub_id = sub_id.ravel()
-    sub_weight = np.bincount(sub_id, weights=weight, minlength=len(sub_keys))
-    dense_sub = sub_weight >= min_samples
-    in_dense = dense_sub[sub_id]
+    n_sub = len(sub_keys)
+    sub_weight = np.bincount(sub_id, weights=weight, minlength=n_sub)
+    in_dense = (sub_weight >= min_samples)[sub_id]
 
-    # 1) core flags: dense sub-cells are core; other points within eps of the cell are counted.
+    # 1) core flags: points of dense sub-cells are core (every point of the sub-cell is within
+    # eps); the other points within eps of the cell are counted with the BallTree.
     is_core = in_dense.copy()
-    exact = role <= ROLE_HALO1
-    ask = np.flatnonzero(exact & ~in_dense)
-    tree_all = BallTree(X, metric="haversine") if len(ask) else None
-    uniform = bool(np.all(weight == 1.0))
-    for start in range(0, len(ask), _QUERY_CHUNK):
-        idx = ask[start : start + _QUERY_CHUNK]
-        if uniform:
-            counts = tree_all.query_radius(X[idx], r=eps, count_only=True)
+    ask = np.flatnonzero((role <= ROLE_HALO1) & ~in_dense)
+    if len(ask):
+        tree_all = BallTree(X, metric="haversine")
+        counts = np.concatenate(
+            [tree_all.query_radius(X[ask[i : i + _QUERY_CHUNK]], r=eps, count_only=True) for i in range(0, len(ask), _QUERY_CHUNK)]
+        )
+        w_min, w_max = float(weight.min()), float(weight.max())
+        if w_min == w_max:
+            is_core[ask] = counts * w_min >= min_samples
         else:
-            neigh = tree_all.query_radius(X[idx], r=eps)
-            counts = np.array([weight[nb].sum() for nb in neigh])
-        is_core[idx] = counts >= min_samples
+            # Weighted: decided by the count alone unless the weights matter (short lists).
+            is_core[ask] = counts * w_min >= min_samples
+            maybe = ask[(counts * w_min < min_samples) & (counts * w_max >= min_samples)]
+            if len(maybe):
+                sums = np.zeros(len(maybe))
+                for idx, nb in _neighbours(tree_all, X, maybe, eps):
+                    np.add.at(sums, np.searchsorted(maybe, idx), weight[nb])
+                is_core[maybe] = sums >= min_samples
 
-    # 2) connectivity of core points. Nodes: one per dense sub-cell, one per other core point.
-    core_idx = np.flatnonzero(is_core)
     local = np.full(n, -1, dtype=np.int64)
     candidates: list[np.ndarray] = [_EMPTY] * n
+    core_idx = np.flatnonzero(is_core)
     if len(core_idx) == 0:
         return CellResult(is_core, local, candidates)
-    dense_ids = np.flatnonzero(dense_sub)
-    node_of_dense_sub = np.full(len(sub_keys), -1, dtype=np.int64)
-    node_of_dense_sub[dense_ids] = np.arange(len(dense_ids))
-    sparse_core = core_idx[~in_dense[core_idx]]
-    n_nodes = len(dense_ids) + len(sparse_core)
-    node = np.full(n, -1, dtype=np.int64)
-    node[in_dense] = node_of_dense_sub[sub_id[in_dense]]
-    node[sparse_core] = len(dense_ids) + np.arange(len(sparse_core))
-    core_tree = BallTree(X[core_idx], metric="haversine")
 
-    # (a) every sparse core point against all core points (neighbour lists stay short: a sparse
-    # sub-cell holds < min_samples weight, and dense neighbours collapse to one node each)
+    # 2) connectivity. Core points sharing a sub-cell are within eps of each other: one node per
+    # sub-cell holding core points. Nodes are linked when two of their core points are within eps.
+    core_sub = sub_id[core_idx]
+    node_subs, node_of_core = np.unique(core_sub, return_inverse=True)
+    node_of_core = node_of_core.ravel()
+    n_nodes = len(node_subs)
+    core_per_node = np.bincount(node_of_core, minlength=n_nodes)
+    big = core_per_node >= _BIG_SUBCELL
+    # (a) core points of small nodes: neighbour lists among small-node core points (short)
+    small_pts = np.flatnonzero(~big[node_of_core])
     edge_a: list[np.ndarray] = []
     edge_b: list[np.ndarray] = []
-    for idx, nb in _neighbours(core_tree, X, sparse_core, eps):
-        edge_a.append(node[idx])
-        edge_b.append(node[core_idx[nb]])
-    # (b) dense sub-cells whose boxes can hold points within eps of each other: one
-    # nearest-neighbour test per pair, skipped when already connected.
-    if len(dense_ids) > 1:
-        uf = _UnionFind(len(dense_ids))
+    if len(small_pts) > 1:
+        small_tree = BallTree(X[core_idx[small_pts]], metric="haversine")
+        for idx, nb in _neighbours(small_tree, X[core_idx], small_pts, eps):
+            edge_a.append(node_of_core[idx])
+            edge_b.append(node_of_core[small_pts[nb]])
+    comp = _components(n_nodes, edge_a, edge_b)
+    first_of_comp = np.full(comp.max() + 1, n_nodes, dtype=np.int64)
+    np.minimum.at(first_of_comp, comp, np.arange(n_nodes))
+    uf = _UnionFind(first_of_comp[comp].copy())
+    # (b) every big node against the nodes its eps reach can touch: one count-only query of the
+    # smaller node's core points against the larger node's tree, skipped when already connected.
+    if big.any():
         k_lat = int(math.ceil(_deg(eps_m) / s_lat)) + 1
         k_lon = int(math.ceil(float(np.max(lon_reach_deg(lat, eps_m))) / s_lon)) + 1
-        lookup = {(int(r), int(c)): int(k) for k, (r, c) in enumerate(sub_keys[dense_ids])}
-        order = np.argsort(sub_id, kind="stable")
-        bounds = np.searchsorted(sub_id[order], np.arange(len(sub_keys) + 1))
+        lookup = {(int(r), int(c)): k for k, (r, c) in enumerate(sub_keys[node_subs])}
+        order = np.argsort(node_of_core, kind="stable")
+        bounds = np.searchsorted(node_of_core[order], np.arange(n_nodes + 1))
         trees: dict[int, BallTree] = {}
 
         def members(k: int) -> np.ndarray:
-            s = dense_ids[k]
-            return order[bounds[s] : bounds[s + 1]]
+            return core_idx[order[bounds[k] : bounds[k + 1]]]
 
-        for a, (r, c) in enumerate(sub_keys[dense_ids]):
-            for dr in range(0, k_lat + 1):
+        for a in np.flatnonzero(big):
+            r, c = (int(v) for v in sub_keys[node_subs[a]])
+            for dr in range(-k_lat, k_lat + 1):
                 for dc in range(-k_lon, k_lon + 1):
-                    if dr == 0 and dc <= 0:
+                    b = lookup.get((r + dr, c + dc))
+                    if b is None or b == a or (big[b] and b < a) or uf.find(a) == uf.find(b):
                         continue
-                    b = lookup.get((int(r) + dr, int(c) + dc))
-                    if b is None or uf.find(a) == uf.find(b):
-                        continue
-                    small, big = (a, b) if len(members(a)) <= len(members(b)) else (b, a)
-                    if big not in trees:
-                        trees[big] = BallTree(X[members(big)], metric="haversine")
-                    if np.any(trees[big].query_radius(X[members(small)], r=eps, count_only=True) > 0):
+                    small, large = (a, b) if core_per_node[a] <= core_per_node[b] else (b, a)
+                    if large not in trees:
+                        trees[large] = BallTree(X[members(large)], metric="haversine")
+                    hits = trees[large].query_radius(X[members(small)], r=eps, count_only=True)
+                    if np.any(hits > 0):
                         uf.union(a, b)
-        roots = np.array([uf.find(k) for k in range(len(dense_ids))])
-        edge_a.append(np.arange(len(dense_ids)))
-        edge_b.append(roots)
-    local[core_idx] = _components(n_nodes, edge_a, edge_b)[node[core_idx]]
+    roots = np.array([uf.find(k) for k in range(n_nodes)])
+    _, local_of_node = np.unique(roots, return_inverse=True)
+    local[core_idx] = local_of_node.ravel()[node_of_core]
 
-    # 3) border candidates of inner non-core points: local clusters of their core neighbours
+    # 3) border candidates of inner non-core points (non-core: fewer than min_samples
+    # neighbours, so the lists are short): local clusters of their core neighbours.
     border = np.flatnonzero((role == ROLE_INNER) & ~is_core)
-    for idx, nb in _neighbours(core_tree, X, border, eps):
-        pairs = np.unique(np.column_stack([idx, local[core_idx[nb]]]), axis=0)
-        if len(pairs) == 0:
-            continue
-        cuts = np.flatnonzero(np.diff(pairs[:, 0])) + 1
-        for grp in np.split(pairs, cuts):
-            candidates[int(grp[0, 0])] = grp[:, 1]
+    if len(border):
+        core_tree = BallTree(X[core_idx], metric="haversine")
+        for idx, nb in _neighbours(core_tree, X, border, eps):
+            pairs = np.unique(np.column_stack([idx, local[core_idx[nb]]]), axis=0)
+            cuts = np.flatnonzero(np.diff(pairs[:, 0])) + 1
+            for grp in np.split(pairs, cuts):
+                candidates[int(grp[0, 0])] = grp[:, 1]
     return CellResult(is_core, local, candidates)
 
 
@@ -456,7 +475,7 @@ def distributed_dbscan(
         halo_core = cells.where((F.col("role") != ROLE_INNER) & F.col("is_core")).select(
             "point_id", F.col("cell").alias("cell_b"), F.col("local").alias("local_b")
         )
-        links = inner_core.join(halo_core, "point_id").select("cell_a", "local_a", "cell_b", "local_b").distinct().collect()
+        links = inner_core.join(halo_core, "point_id").select("cell_a", "local_a", "cell_b", "local_b").distinct().collect()  # bounded: one row per pair of local clusters sharing a halo core point
         mapping = _merge_local_clusters(links)
         if mapping:
             roots = spark.createDataFrame(mapping, "cell long, local long, root_cell long, root_local long")
@@ -486,8 +505,9 @@ def distributed_dbscan(
         noise = inner.where(~F.col("is_core") & (F.size("candidates") == 0)).select(
             "point_id", F.lit(-1).cast("long").alias("cluster_id"), F.lit(False).alias("is_core")
         )
-        result = core_labels.unionByName(border).unionByName(noise)
-        return result.localCheckpoint(eager=True)
+        result = core_labels.unionByName(border).unionByName(noise).persist()
+        result.count()  # materialise before the cells are released (lineage kept for recovery)
+        return result
     finally:
         cells.unpersist()
 
@@ -526,3 +546,18 @@ def dense_labels(cluster_id: pd.Series | np.ndarray) -> np.ndarray:
     if mask.any():
         _, out[mask] = np.unique(ids[mask], return_inverse=True)
     return out
+
+
+def grid_cell(lat: str | F.Column, lon: str | F.Column, cell_m: float) -> tuple[F.Column, F.Column]:
+    """Spark columns (row, col) of a ~cell_m square grid (same layout as CellGrid and common.privacy).
+
+    Rows are cell_m high; columns cell_m wide at the row's central latitude, so cells stay square
+    at any latitude.
+    """
+    lat_c = F.col(lat) if isinstance(lat, str) else lat
+    lon_c = F.col(lon) if isinstance(lon, str) else lon
+    dlat = _deg(cell_m)
+    row = F.floor(lat_c / F.lit(dlat))
+    centre = (row + F.lit(0.5)) * F.lit(dlat)
+    dlon = F.lit(dlat) / F.greatest(F.cos(F.radians(centre)), F.lit(1e-6))
+    return row.cast("long"), F.floor(lon_c / dlon).cast("long")

@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import reduce
 
 from pyspark.errors import PySparkException
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, DataFrameReader, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -44,7 +44,11 @@ UNPARSED = "unparsed_columns"  # canonical columns whose source value was presen
 _FILE = "__source_file"  # attached by read_raw
 _EXCLUDED = "__excluded"
 _BAD_ENCODING = "__bad_encoding"
-_INTERNAL = (_FILE,)
+# Spark's corrupt-record column: a CSV line with more or fewer fields than its header, a quote
+# left open (which swallows the following lines) or a JSON line that does not parse.
+_CORRUPT = "__corrupt_record"
+_MALFORMED = "__malformed"
+_INTERNAL = (_FILE, _CORRUPT)
 
 VALID, QUARANTINED, DUPLICATE = "valid", "quarantined", "duplicate"
 EPOCH_FORMATS = ("epoch_s", "epoch_ms", "epoch_auto")
@@ -117,20 +121,22 @@ def read_raw(spark: SparkSession, spec: DatasetSpec, files: Sequence[SourceFile]
         for p in paths:
             key = _csv_header(spark, p, spec.csv.encoding) if spec.csv.header else None
             groups.setdefault(key, []).append(p)
-        reader = (
-            spark.read.option("header", spec.csv.header)
-            .option("sep", spec.csv.delimiter)
-            .option("encoding", spec.csv.encoding)
-            .option("quote", spec.csv.quote)
-            .option("escape", spec.csv.escape)
-            .option("multiLine", spec.csv.multiline)
-            .option("mode", "PERMISSIVE")
-        )
-        if base_path:
-            reader = reader.option("basePath", base_path)
-        frames = [_with_file(reader.csv(group)) for group in groups.values()]
+
+        def reader():  # a new reader per read: DataFrameReader.schema() changes the reader in place
+            r = (
+                spark.read.option("header", spec.csv.header)
+                .option("sep", spec.csv.delimiter)
+                .option("encoding", spec.csv.encoding)
+                .option("quote", spec.csv.quote)
+                .option("escape", spec.csv.escape)
+                .option("multiLine", spec.csv.multiline)
+                .option("mode", "PERMISSIVE")
+            )
+            return r.option("basePath", base_path) if base_path else r
+
+        frames = [_with_file(_read_csv_group(reader, group)) for group in groups.values()]
     elif spec.format == "json":
-        reader = spark.read.option("primitivesAsString", True).option("mode", "PERMISSIVE")
+        reader = spark.read.option("primitivesAsString", True).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", _CORRUPT)
         if base_path:
             reader = reader.option("basePath", base_path)
         frames = [_with_file(reader.json(paths))]
@@ -141,6 +147,19 @@ def read_raw(spark: SparkSession, spec: DatasetSpec, files: Sequence[SourceFile]
         frames = [_with_file(reader.parquet(*paths))]
     frames = [_strip_header_names(f) for f in frames]
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
+def _read_csv_group(reader: Callable[[], DataFrameReader], paths: list[str]) -> DataFrame:
+    """One header group as all-string columns plus `__corrupt_record` (the raw line of a row whose
+    field count differs from the header's, e.g. an unquoted delimiter or an unbalanced quote).
+
+    Spark only fills the corrupt-record column under an explicit schema, so the header's column
+    names are read first (a one-record read) and every column is declared as a string."""
+    names = reader().csv(paths).columns
+    if not names:
+        return reader().csv(paths)
+    schema = T.StructType([T.StructField(n, T.StringType(), True) for n in names] + [T.StructField(_CORRUPT, T.StringType(), True)])
+    return reader().schema(schema).option("columnNameOfCorruptRecord", _CORRUPT).csv(paths)
 
 
 def _with_file(df: DataFrame) -> DataFrame:
@@ -212,6 +231,14 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
         unknown = sorted(set(mapping) - set(canonical))
         if unknown:
             raise IngestInputError(f"{where}.{section}: {unknown} are not canonical {kind} columns (known: {', '.join(canonical)})")
+    ambiguous = ambiguous_formats(spec.timestamp_formats)
+    if ambiguous:
+        a, b = ambiguous
+        raise IngestInputError(
+            f"dataset {spec.name!r}: {where}.timestamp_formats lists both {a!r} and {b!r}: a date such as "
+            "03/04/2021 (day <= 12) would be read one way and 13/04/2021 the other within one file; keep only "
+            "the pattern the source uses (rows that do not fit it are quarantined as unparseable_<column>)"
+        )
     if raw.sparkSession.conf.get("spark.sql.session.timeZone") != "UTC":
         raise IngestInputError("ingest needs spark.sql.session.timeZone=UTC (set by common.spark.build_session)")
 
@@ -227,9 +254,13 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
             )
         return F.col(_quote(actual))
 
+    # A malformed row keeps its raw line in the record (null fields are left out of the JSON, so
+    # well-formed rows' records and hashes do not change).
+    corrupt = [F.col(_CORRUPT)] if _CORRUPT in raw.columns else []
+    malformed = F.col(_CORRUPT).isNotNull() if corrupt else F.lit(False)
     with_record = raw.select(
         "*",
-        F.to_json(F.struct(*[F.col(_quote(c)) for c in source_cols])).alias(RAW_RECORD),
+        F.to_json(F.struct(*[F.col(_quote(c)) for c in source_cols], *corrupt)).alias(RAW_RECORD),
     )
 
     # Stage 1: the source value of every canonical column (cleaned text, or the typed source value).
@@ -280,6 +311,7 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
         RAW_RECORD,
         F.sha2(F.col(RAW_RECORD), 256).alias(RAW_HASH),
         excluded.alias(_EXCLUDED),
+        malformed.alias(_MALFORMED),
         *values.values(),
     )
 
@@ -302,6 +334,7 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
         RAW_HASH,
         unparsed.alias(UNPARSED),
         _EXCLUDED,
+        _MALFORMED,
         bad_encoding.alias(_BAD_ENCODING),
     )
 
@@ -383,6 +416,33 @@ def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+_PATTERN_TOKEN = re.compile(r"'[^']*'|([A-Za-z])\1*|.")
+_SWAP_DAY_MONTH = str.maketrans("dM", "Md")
+
+
+def ambiguous_formats(formats: Sequence[str]) -> tuple[str, str] | None:
+    """Two patterns that differ only by day and month swapped (dd/MM/yyyy vs MM/dd/yyyy), or None.
+
+    Tried in order, such a pair reads 03/04/2021 with the first and 13/04/2021 with the second, so
+    one file silently mixes two calendars; a dataset must name the one its source uses."""
+
+    def swapped(fmt: str) -> str:
+        out = []
+        for m in _PATTERN_TOKEN.finditer(fmt):
+            tok = m.group(0)
+            if m.group(1) in ("d", "M") and len(tok) <= 2:
+                tok = tok.translate(_SWAP_DAY_MONTH)
+            out.append(tok)
+        return "".join(out)
+
+    plain = [f for f in formats if f not in EPOCH_FORMATS]
+    for i, a in enumerate(plain):
+        for b in plain[i + 1 :]:
+            if a != b and swapped(a) == b:
+                return a, b
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Validation, duplicates, classification
 # ---------------------------------------------------------------------------------------------
@@ -390,7 +450,8 @@ def validate(mapped: DataFrame, kind: str, rules: IngestConfig, now: datetime) -
     """Add `reasons` (array of reason codes, in rule order) and `reason` (the first, null = valid).
 
     Rules (thresholds from `ingest.*` in conf; codes listed in docs/DATA_CONTRACT.md):
-    excluded_by_filter, invalid_encoding (U+FFFD from undecodable bytes in a text value),
+    excluded_by_filter, malformed_row (field count differs from the header / unbalanced quote /
+    unparseable JSON line), invalid_encoding (U+FFFD from undecodable bytes in a text value),
     missing_<col> / unparseable_<col> for required columns, unparseable_<ts col>, open_session,
     lat/lon/soc_pct_out_of_range (degrees, percent), <ts col>_too_old (year < min_valid_year),
     <ts col>_in_future (> now + max_future_days), negative_kwh, end_before_start, unknown_status.
@@ -405,6 +466,7 @@ def validate(mapped: DataFrame, kind: str, rules: IngestConfig, now: datetime) -
 
     checks: list[Column] = [
         F.when(F.col(_EXCLUDED), F.lit("excluded_by_filter")),
+        F.when(F.col(_MALFORMED), F.lit("malformed_row")),
         F.when(F.col(_BAD_ENCODING), F.lit("invalid_encoding")),
     ]
     for c in required:

@@ -68,7 +68,7 @@ def fit_xgb(
     from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
 
     kwargs = xgb_kwargs(params, seed)
-    kwargs.update(features_col=list(features), label_col=label, num_workers=num_workers)
+    kwargs.update(features_col=list(features), label_col=label, num_workers=num_workers, verbose=False)
     if classification:
         kwargs["eval_metric"] = "logloss"
     else:
@@ -79,9 +79,10 @@ def fit_xgb(
         kwargs["validation_indicator_col"] = validation_col
     estimator = (SparkXGBClassifier if classification else SparkXGBRegressor)(**kwargs)
 
-    extra = [c for c in (weight_col, validation_col) if c]
+    taken = {*features, label}
+    extra = [c for c in dict.fromkeys((weight_col, validation_col, *order_cols)) if c and c not in taken]
     data = (
-        rows.select(*[F.col(c).cast("double").alias(c) for c in features], F.col(label).cast("double").alias(label), *extra, *order_cols)
+        rows.select(*[F.col(c).cast("double").alias(c) for c in features], F.col(label).cast("double").alias(label), *extra)
         .repartition(num_workers, "vehicle_id")
         .sortWithinPartitions(*order_cols)
     )

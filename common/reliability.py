@@ -169,7 +169,8 @@ def snapshot_status_intervals(snapshots: DataFrame, params: ReliabilityConfig) -
     The snapshot times of a source are the distinct `ts` of its rows; the ports are every port the
     source ever listed (a port never listed in the period is invisible). At each snapshot a port
     not listed is Available. A snapshot holds until the next one, or -- when the next is more
-    than snapshot_max_gap_s away, or it is the last -- for one nominal interval, then NoData."""
+    than snapshot_max_gap_s away -- for one nominal interval, then NoData until the next. The
+    last snapshot of the source ends the observation."""
     snapshots = _with_source(snapshots)
     interval_s = F.create_map(*[F.lit(x) for kv in params.snapshot_sources.items() for x in (kv[0], float(kv[1]))])
     rank = F.create_map(*[F.lit(x) for kv in _SNAPSHOT_RANK.items() for x in kv])
@@ -192,11 +193,12 @@ def snapshot_status_intervals(snapshots: DataFrame, params: ReliabilityConfig) -
     step = F.coalesce(F.element_at(interval_s, F.col("source_name")), F.lit(float(params.snapshot_max_gap_s)))
     grid = grid.withColumn("_next", F.lead("ts").over(w)).withColumn("_step", step)
     gap = _secs("_next") - _secs("ts")
-    broken = F.col("_next").isNull() | (gap > params.snapshot_max_gap_s)
-    held_until = F.when(broken, _ts(_secs("ts") + F.col("_step"))).otherwise(F.col("_next"))
+    broken = F.col("_next").isNotNull() & (gap > params.snapshot_max_gap_s)
+    # The source's last snapshot closes the observation (as the latest message does for OCPP).
+    held_until = F.when(F.col("_next").isNull(), F.col("ts")).when(broken, _ts(_secs("ts") + F.col("_step"))).otherwise(F.col("_next"))
     base = ["source_name", "station_id", "charger_id", "port_id"]
     held = grid.select(*base, F.col("ts").alias("start_ts"), held_until.alias("end_ts"), "status", "error_code", "cause_info")
-    no_data = grid.where(F.col("_next").isNotNull() & broken).select(
+    no_data = grid.where(broken).select(
         *base,
         _ts(_secs("ts") + F.col("_step")).alias("start_ts"),
         F.col("_next").alias("end_ts"),
@@ -303,8 +305,8 @@ def session_load(outcomes: DataFrame) -> DataFrame:
     """Sessions with `load_sessions_24h`: sessions started on the same port in the 24 h before this
     one (the port's recent load; earlier sessions only, so the session's own outcome cannot
     feed its predictor) and `failed` (1/0)."""
-    start_s = _secs("start_ts")
-    w = Window.partitionBy("source_name", "port_id").orderBy(start_s).rangeBetween(-86400.0, -1e-6)
+    start_s = F.col("start_ts").cast("long")  # whole seconds: range frames need an integral order key
+    w = Window.partitionBy("source_name", "port_id").orderBy(start_s).rangeBetween(-86400, -1)
     return outcomes.where(F.col("succeeded").isNotNull()).withColumn(
         "load_sessions_24h", F.count(F.lit(1)).over(w)
     ).withColumn("failed", (~F.col("succeeded")).cast("int"))

@@ -123,6 +123,8 @@ def lost_revenue_bootstrap(scope: str, success_kwh: np.ndarray, failed_sessions:
     mean = kwh.mean()
     method = "BCa"
     try:
+        if np.ptp(kwh) == 0:
+            raise ValueError("all values equal: BCa undefined")
         res = bootstrap((kwh,), np.mean, n_resamples=resamples, confidence_level=confidence, method="BCa",
                         rng=np.random.default_rng(seed), batch=200)
         lo, hi = res.confidence_interval

@@ -8,21 +8,30 @@ Writes: silver.telematics_clean (partitioned by UTC `date`): every bronze row on
         share, coverage). Prints a per-rule summary table. Rules and thresholds: common/cleaning.py
         and the `clean` section of conf/base.yaml.
 
+`--start-date/--end-date` (local dates, inclusive, as for the other stages) re-clean only the UTC
+`date` partitions that can hold those local days (start - 1 .. end + 1: every zone is within a
+day of UTC) and replace exactly those partitions (Delta replaceWhere); other dates keep their
+files. One more day of bronze either side is read so the first and last rows have their
+neighbours; a vehicle's adaptive speed cap (p95) is then taken over that window, not its whole
+history. gold.quality_daily is recomputed from the whole silver table (a small aggregate).
+
     python -m jobs.clean --env local
     python -m jobs.clean --conf clean.area_file=conf/areas/india_coarse.wkt
+    python -m jobs.clean --start-date 2024-03-06 --end-date 2024-03-07   # late data for two days
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 if __package__ in (None, ""):  # spark-submit jobs/clean.py: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
 
 from common import tables
 from common.cleaning import clean_telematics, cleaning_params, format_summary, quality_daily, rule_summary
@@ -45,26 +54,60 @@ def add_arguments(parser) -> None:
         metavar="ISO_TIMESTAMP",
         help="reference 'now' (UTC) for the future-timestamp rule; default: the run's start time",
     )
+    parser.add_argument("--start-date", type=date.fromisoformat, default=None, help="first local date to re-clean")
+    parser.add_argument("--end-date", type=date.fromisoformat, default=None, help="last local date to re-clean")
 
 
-def run_clean(spark: SparkSession, cfg: Config, as_of: datetime | None = None) -> StageReport:
-    """Read bronze, clean, write silver and gold; rows in must equal rows out."""
+def utc_partitions(start_date: date | None, end_date: date | None, extra_days: int = 0) -> tuple[date | None, date | None]:
+    """UTC `date` partitions that can hold rows of the local days start..end (+ extra_days of context)."""
+    days = timedelta(days=1 + extra_days)
+    return (start_date - days if start_date else None, end_date + days if end_date else None)
+
+
+def _between(lo: date | None, hi: date | None) -> tuple[Column, str]:
+    """(filter column, replaceWhere SQL) for partitions lo..hi of `date`; a missing bound is open."""
+    cond, sql = F.lit(True), []
+    if lo:
+        cond, sql = cond & (F.col("date") >= F.lit(lo)), [*sql, f"date >= '{lo.isoformat()}'"]
+    if hi:
+        cond, sql = cond & (F.col("date") <= F.lit(hi)), [*sql, f"date <= '{hi.isoformat()}'"]
+    return cond, " AND ".join(sql)
+
+
+def run_clean(
+    spark: SparkSession,
+    cfg: Config,
+    as_of: datetime | None = None,
+    start_date: date | None = None,
+    end_date: date | None = None,
+) -> StageReport:
+    """Read bronze, clean, write silver and gold; rows in must equal rows out (of the range)."""
     report = StageReport(stage="clean")
     params = cleaning_params(cfg, as_of=as_of)
     bronze = tables.read(spark, cfg, BRONZE_TELEMATICS)
+    partial = (start_date or end_date) is not None
+    if partial and not tables.exists(spark, cfg, SILVER_TELEMATICS):
+        report.notes.append(f"{SILVER_TELEMATICS} does not exist yet: cleaning every date")
+        partial = False
+    in_range, replace_where = _between(*utc_partitions(start_date, end_date)) if partial else (F.lit(True), None)
+    bronze_in_range = bronze.where(in_range)
+    if partial:
+        bronze = bronze.where(_between(*utc_partitions(start_date, end_date, extra_days=1))[0])
+        report.notes.append(f"re-cleaned partitions {replace_where}")
     if tables.exists(spark, cfg, BRONZE_VEHICLES):
         vehicles = tables.read(spark, cfg, BRONZE_VEHICLES)
     else:
         report.notes.append("bronze.vehicles missing: default timezone, battery and speed caps for every vehicle")
         vehicles = spark.createDataFrame([], VEHICLES)
 
-    silver = clean_telematics(bronze, vehicles, params)
+    silver = clean_telematics(bronze, vehicles, params).where(in_range)
     written = tables.write(
         silver,
         cfg,
         SILVER_TELEMATICS,
         mode="overwrite",
         partition_by=["date"],
+        replace_where=replace_where,
         comment="Cleaned telematics: every bronze row with quality flags, repaired values and originals",
     )
     report.tables[SILVER_TELEMATICS] = written.version
@@ -82,22 +125,22 @@ def run_clean(spark: SparkSession, cfg: Config, as_of: datetime | None = None) -
     report.tables[GOLD_QUALITY] = gold.version
 
     daily = tables.read(spark, cfg, GOLD_QUALITY)
-    report.rows_in = bronze.count()
+    report.rows_in = bronze_in_range.count()
     totals = daily.groupBy().sum("rows", "usable_rows").first()
-    report.rows_out = int(totals[0] or 0)
-    usable = int(totals[1] or 0)
+    table_rows, usable = int(totals[0] or 0), int(totals[1] or 0)
+    report.rows_out = silver.where(in_range).count() if partial else table_rows
     if report.rows_out != report.rows_in:
         raise RuntimeError(f"clean lost or duplicated rows: {report.rows_in} in, {report.rows_out} out")
-    summary = rule_summary(daily).collect()
-    print(format_summary(summary, report.rows_out, usable))
-    report.notes.append(f"usable share {usable / report.rows_out:.4%}" if report.rows_out else "no rows")
+    summary = rule_summary(daily).collect()  # bounded: one row per rule
+    print(format_summary(summary, table_rows, usable))
+    report.notes.append(f"usable share {usable / table_rows:.4%}" if table_rows else "no rows")
     return report.finish()
 
 
 def main(argv=None) -> StageReport:
     cfg, spark, args = bootstrap("clean", argv, __doc__, add_arguments)
     as_of = datetime.fromisoformat(args.as_of) if args.as_of else datetime.now(timezone.utc)
-    return run_clean(spark, cfg, as_of)
+    return run_clean(spark, cfg, as_of, args.start_date, args.end_date)
 
 
 if __name__ == "__main__":

@@ -204,7 +204,7 @@ def _ingest(spark: SparkSession, cfg: Config, run: DatasetRun, run_id: str, now:
     classified = run.classified.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         by_status: dict[str, int] = {}
-        for row in status_counts(classified).collect():
+        for row in status_counts(classified).collect():  # bounded: one row per (status, reason code)
             by_status[row["ingest_status"]] = by_status.get(row["ingest_status"], 0) + row["count"]
             if row["ingest_status"] == QUARANTINED:
                 run.reasons[row["reason"]] = row["count"]
@@ -214,14 +214,16 @@ def _ingest(spark: SparkSession, cfg: Config, run: DatasetRun, run_id: str, now:
             run.status, run.message = "empty", f"{kind}/{spec.name}: {len(run.files_new)} file(s) under {run.path} contain no rows"
             run.counts.update(bronze=0, duplicates_existing=0)
             return
-        run.nulled = {r["column"]: r["count"] for r in nulled_value_counts(classified).collect()}
+        run.nulled = {r["column"]: r["count"] for r in nulled_value_counts(classified).collect()}  # bounded: one row per optional column
 
         if run.counts["quarantined"]:
             quarantine = quarantine_rows(classified, kind, run_id, now)
             existing = tables.read(spark, cfg, f"quarantine.{kind}") if tables.exists(spark, cfg, f"quarantine.{kind}") else None
             fresh = new_rows(quarantine, existing, QUARANTINE_KEYS)
             if not fresh.isEmpty():
-                tables.write(fresh, cfg, f"quarantine.{kind}", mode="append", comment=f"Rows of {kind} inputs that failed ingest validation (jobs/ingest.py)")
+                # MERGE, not a blind append: a concurrent run inserting the same rows then conflicts
+                # (Delta optimistic concurrency) instead of both appending duplicates.
+                tables.merge(fresh, cfg, f"quarantine.{kind}", keys=QUARANTINE_KEYS, comment=f"Rows of {kind} inputs that failed ingest validation (jobs/ingest.py)")
 
         keys = bronze_merge_keys(kind)
         partition_by = [cfg.ingest.partition_column] if ts_cols else None
@@ -246,7 +248,7 @@ def _ingest(spark: SparkSession, cfg: Config, run: DatasetRun, run_id: str, now:
 def _ledger(spark: SparkSession, cfg: Config) -> set[tuple]:
     if not tables.exists(spark, cfg, LEDGER_TABLE):
         return set()
-    rows = tables.read(spark, cfg, LEDGER_TABLE).select("source_name", "path", "size", "modification_time", "spec_fingerprint").collect()
+    rows = tables.read(spark, cfg, LEDGER_TABLE).select("source_name", "path", "size", "modification_time", "spec_fingerprint").collect()  # bounded: one row per file ever ingested (file ledger)
     return {tuple(r) for r in rows}
 
 

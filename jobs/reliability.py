@@ -82,6 +82,23 @@ COMMENTS = {
 }
 
 
+SITE_COLUMNS = (
+    ("station_id", "string"), ("status_source", "string"), ("session_source", "string"),
+    ("ports", "long"), ("chargers", "long"), ("first_seen_ts", "timestamp"), ("last_seen_ts", "timestamp"),
+    ("observed_hours", "double"), ("up_hours", "double"), ("down_hours", "double"), ("excluded_hours", "double"),
+    ("fault_hours", "double"), ("offline_hours", "double"), ("availability_pct", "double"), ("uptime_observed_pct", "double"),
+    ("failures", "long"), ("fault_failures", "long"), ("down_episodes", "long"), ("mtbf_hours", "double"), ("mttr_hours", "double"),
+    ("latest_month", "date"), ("uptime_basis", "string"), ("min_port_uptime_pct", "double"), ("mean_port_uptime_pct", "double"),
+    ("min_port_nevi_uptime_pct", "double"), ("ports_below_target", "long"),
+    ("sessions", "long"), ("successful_sessions", "long"), ("failed_sessions", "long"), ("delivered_kwh", "double"),
+    ("session_success_rate_pct", "double"), ("attempt_sequences", "long"), ("first_time_successes", "long"),
+    ("first_time_success_rate_pct", "double"), ("faults_per_1000_sessions", "double"),
+    ("lost_kwh_est", "double"), ("lost_revenue_est", "double"), ("currency", "string"),
+    ("max_charger_fault_rate_window", "double"), ("max_charger_fault_z", "double"), ("fault_hotspot_chargers", "long"),
+    ("is_fault_hotspot", "boolean"),
+)
+
+
 def _read_optional(spark: SparkSession, cfg: Config, table: str) -> DataFrame | None:
     return tables.read(spark, cfg, table) if tables.exists(spark, cfg, table) else None
 
@@ -155,13 +172,13 @@ def run_reliability(spark: SparkSession, cfg: Config) -> StageReport:
 def _session_tests(spark, cfg, outcomes, intervals, test_rows) -> tuple[DataFrame, float | None]:
     """Fill test_rows per session source; return charger fault rates (as DataFrame) and mean kWh."""
     p = cfg.reliability
-    spans = {r.source_name: (r.first, r.last) for r in outcomes.groupBy("source_name").agg(
+    spans = {r.source_name: (r.first, r.last) for r in outcomes.groupBy("source_name").agg(  # bounded: one row per session source
         F.min("start_ts").alias("first"), F.max("start_ts").alias("last")).collect()}
     port_chargers = intervals.select("port_id", "charger_id").distinct() if intervals is not None else None
     as_of = outcomes.groupBy("source_name").agg(F.max("start_ts").alias("as_of"))
     rates = charger_fault_rates(outcomes.join(F.broadcast(as_of), "source_name"), port_chargers, "as_of", p)
     rates = rates.persist(StorageLevel.MEMORY_AND_DISK)
-    rates_pdf = rates.toPandas()
+    rates_pdf = rates.toPandas()  # bounded: one row per charger
 
     success_kwh = outcomes.where("succeeded AND kwh IS NOT NULL")
     mean_kwh_row = success_kwh.agg(F.avg("kwh")).first()
@@ -175,8 +192,8 @@ def _session_tests(spark, cfg, outcomes, intervals, test_rows) -> tuple[DataFram
             mid, start, basis = last - n_days, last - 2 * n_days, f"last {p.compare_window_days} days vs the {p.compare_window_days} before"
         else:
             mid, start, basis = first + (last - first) / 2, first - timedelta(microseconds=1), "second half vs first half of the observed period"
-        counts = {r.source_name: (r.failed, r.sessions) for r in window_counts(src, F.lit(mid), F.lit(last)).collect()}
-        base = {r.source_name: (r.failed, r.sessions) for r in window_counts(src, F.lit(start), F.lit(mid)).collect()}
+        counts = {r.source_name: (r.failed, r.sessions) for r in window_counts(src, F.lit(mid), F.lit(last)).collect()}  # bounded: one row per source
+        base = {r.source_name: (r.failed, r.sessions) for r in window_counts(src, F.lit(start), F.lit(mid)).collect()}  # bounded: one row per source
         windows = {"baseline": f"({start:%Y-%m-%d %H:%M}, {mid:%Y-%m-%d %H:%M}]", "recent": f"({mid:%Y-%m-%d %H:%M}, {last:%Y-%m-%d %H:%M}]", "basis": basis}
         test_rows += stats.two_window_fault_test(source, counts.get(source, (0, 0)), base.get(source, (0, 0)), windows, p.alpha)
 
@@ -184,13 +201,13 @@ def _session_tests(spark, cfg, outcomes, intervals, test_rows) -> tuple[DataFram
         n = loads.count()
         if n > p.stats_max_rows:
             loads = loads.sample(fraction=p.stats_max_rows / n, seed=p.seed)
-        test_rows += stats.load_fault_logit(source, loads.select("failed", "load_sessions_24h").toPandas(), p.alpha)
+        test_rows += stats.load_fault_logit(source, loads.select("failed", "load_sessions_24h").toPandas(), p.alpha)  # bounded: sampled to ~reliability.stats_max_rows above
 
         ok = success_kwh.where(F.col("source_name") == source)
         n_ok = ok.count()
         if n_ok > p.bootstrap_max_sessions:
             ok = ok.sample(fraction=p.bootstrap_max_sessions / n_ok, seed=p.seed)
-        kwh = np.array([r[0] for r in ok.select("kwh").collect()], dtype=float)
+        kwh = np.array([r[0] for r in ok.select("kwh").collect()], dtype=float)  # bounded: sampled to ~reliability.bootstrap_max_sessions above
         n_failed = src.where("NOT succeeded").count()
         test_rows += stats.lost_revenue_bootstrap(
             source, kwh, n_failed, p.price_per_kwh, p.currency, p.bootstrap_resamples, p.confidence_level, p.seed, sampled_from=n_ok
@@ -200,7 +217,7 @@ def _session_tests(spark, cfg, outcomes, intervals, test_rows) -> tuple[DataFram
         test_rows += stats.hotspot_rows(source, src_rates, p.hotspot_z)
         if intervals is not None and len(src_rates):
             w_start, w_end = last - timedelta(days=p.hotspot_window_days), last
-            up = charger_window_uptime(intervals, F.lit(w_start), F.lit(w_end)).toPandas()[["charger_id", "uptime_pct"]]
+            up = charger_window_uptime(intervals, F.lit(w_start), F.lit(w_end)).toPandas()[["charger_id", "uptime_pct"]]  # bounded: one row per charger
             scored = src_rates.merge(up, on="charger_id", how="inner")
             if len(scored):
                 test_rows += stats.alert_precision_recall(source, scored, p.alert_thresholds_z, p.nevi_target_pct)
@@ -227,13 +244,9 @@ def _site_table(spark, cfg, intervals, outcomes, hotspots, mean_kwh) -> DataFram
     if outcomes is not None:
         parts.append(site_session_summary(outcomes, p, mean_kwh))
     site = parts[0] if len(parts) == 1 else parts[0].join(parts[1], "station_id", "full_outer")
-    if outcomes is None:
-        for c, t in (("sessions", "long"), ("failed_sessions", "long"), ("session_success_rate_pct", "double"),
-                     ("first_time_success_rate_pct", "double"), ("lost_kwh_est", "double"), ("lost_revenue_est", "double")):
-            site = site.withColumn(c, F.lit(None).cast(t))
-    if intervals is None:
-        for c, t in (("fault_failures", "long"), ("failures", "long")):
-            site = site.withColumn(c, F.lit(None).cast(t))
+    for c in ("sessions", "fault_failures"):
+        if c not in site.columns:
+            site = site.withColumn(c, F.lit(None).cast("long"))
     site = site.withColumn("faults_per_1000_sessions", F.when(F.col("sessions") > 0, F.col("fault_failures") / F.col("sessions") * 1000.0))
     if hotspots is not None:
         per_station = hotspots.groupBy("station_id").agg(
@@ -245,8 +258,11 @@ def _site_table(spark, cfg, intervals, outcomes, hotspots, mean_kwh) -> DataFram
     else:
         site = site.withColumn("max_charger_fault_rate_window", F.lit(None).cast("double")).withColumn(
             "max_charger_fault_z", F.lit(None).cast("double")).withColumn("fault_hotspot_chargers", F.lit(None).cast("long"))
-    return site.withColumn("is_fault_hotspot", F.coalesce(F.col("fault_hotspot_chargers") > 0, F.lit(False))).withColumn(
+    site = site.withColumn("is_fault_hotspot", F.coalesce(F.col("fault_hotspot_chargers") > 0, F.lit(False))).withColumn(
         "currency", F.lit(p.currency))
+    # One schema whatever feeds exist (status only, sessions only, both): absent parts are null.
+    present = set(site.columns)
+    return site.select(*[(F.col(c) if c in present else F.lit(None)).cast(t).alias(c) for c, t in SITE_COLUMNS])
 
 
 def _failed_attempts(spark: SparkSession, cfg: Config, intervals: DataFrame, report: StageReport) -> None:
@@ -291,7 +307,7 @@ def uptime_summary(spark: SparkSession, cfg: Config) -> str:
         F.avg("uptime_pct").alias("mean_uptime"), F.percentile_approx("uptime_pct", 0.5).alias("median_uptime"),
         F.sum(F.col("below_target").cast("int")).alias("below"), F.first("uptime_basis").alias("basis"),
     )
-    rows = agg.join(lat, "source_name").orderBy("source_name").collect()
+    rows = agg.join(lat, "source_name").orderBy("source_name").collect()  # bounded: one row per status source
     head = f"{'source':<26} {'ports':>5} {'port-days':>9} {'uptime%':>8} {'avail%':>7} {'mean/med port uptime%':>22} {'<target':>7} {'failures':>8} {'MTBF h':>8} {'MTTR h':>7}  basis"
     lines = [head, "-" * len(head)]
     for r in rows:

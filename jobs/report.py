@@ -59,7 +59,7 @@ def section_quality(spark, cfg) -> R.Section:
         return s.add("<p class='empty'>gold.quality_daily not available (run the clean stage).</p>")
     from common.cleaning import rule_summary
 
-    rules = rule_summary(daily).toPandas()
+    rules = rule_summary(daily).toPandas()  # bounded: one row per cleaning rule
     totals = daily.agg(F.sum("rows").alias("rows"), F.sum("usable_rows").alias("usable")).first()
     share = (totals.usable or 0) / max(totals.rows or 1, 1)
     s.add(R.kpi_tiles([("rows cleaned", f"{totals.rows:,}"), ("usable share", f"{share:.2%}"), ("rules", str(len(rules)))]))

@@ -108,7 +108,7 @@ def run_stations(spark: SparkSession, cfg: Config) -> StageReport:
 
 def kpi_summary(spark: SparkSession, cfg: Config, levels: tuple[str, ...] = ("overall", "region")) -> str:
     """Text table of gold.station_kpis for the given levels (for logs and tests)."""
-    rows = tables.read(spark, cfg, STATION_KPIS).where(F.col("level").isin(*levels)).orderBy("level", "group").collect()
+    rows = tables.read(spark, cfg, STATION_KPIS).where(F.col("level").isin(*levels)).orderBy("level", "group").collect()  # bounded: overall + per-region KPI rows
     head = f"{'level':<8} {'group':<14} {'stations':>8} {'oper.':>7} {'DCfast':>7} {'24/7':>7} {'public':>7} {'pub/priv':>8} {'conn.div':>8}"
     lines = [head, "-" * len(head)]
     for r in rows:

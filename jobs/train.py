@@ -129,7 +129,7 @@ class TimeSplit:
 
 def time_split(day_starts: DataFrame, test_days: int, gap_min: int) -> TimeSplit:
     """From (local_date, first_s) rows: the last `test_days` dates test, the one before validates."""
-    rows = sorted(day_starts.collect(), key=lambda r: r["local_date"])
+    rows = sorted(day_starts.collect(), key=lambda r: r["local_date"])  # bounded: one row per local date
     if len(rows) < test_days + 2:
         raise ValueError(
             f"need at least {test_days + 2} local days of data for a train/validation/test split "
@@ -257,7 +257,7 @@ def train_soc(spark: SparkSession, cfg: Config, client, versions: dict, report: 
     train = rows.where("role = 'train'")
     test = rows.where("role = 'test'")
     valid = rows.where("role = 'valid'")
-    counts = {r["role"]: r["n"] for r in rows.groupBy("role").agg(F.count(F.lit(1)).alias("n")).collect()}
+    counts = {r["role"]: r["n"] for r in rows.groupBy("role").agg(F.count(F.lit(1)).alias("n")).collect()}  # bounded: one row per split role
     report.rows_in = (report.rows_in or 0) + sum(counts.values())
     features = list(SOC_FEATURES)
 
@@ -310,7 +310,7 @@ def train_soc(spark: SparkSession, cfg: Config, client, versions: dict, report: 
         metrics |= _soc_group_check(fit_params=(features, s, ml), train=train, test=with_baselines(test))
         metrics["train_seconds"] = fit.seconds
         tracking.log_metrics(metrics)
-        mlflow.log_dict({k: v for k, v in fit.evals.items()}, "learning_curves.json")
+        mlflow.log_dict(fit.evals_result, "learning_curves.json")
         _log_importance(fit, "SOC drop 60 min (regression)")
         pdf = _sample_pdf(scored, [SOC_LABEL, "pred"], ml.seed)
         tracking.log_figure(tracking.residual_figure(pdf[SOC_LABEL], pdf["pred"], "SOC drop 60 min: test window", "SOC points"), "plots/residuals.png")
@@ -369,7 +369,7 @@ def _auc_of(df: DataFrame, score: str) -> tuple[float, float]:
 def _soc_group_check(fit_params, train: DataFrame, test: DataFrame) -> dict[str, float]:
     """Grouped-by-vehicle check: fit without the held-out vehicles, score their test window."""
     features, s, ml = fit_params
-    vids = [r["vehicle_id"] for r in train.select("vehicle_id").distinct().collect()]
+    vids = [r["vehicle_id"] for r in train.select("vehicle_id").distinct().collect()]  # bounded: one row per vehicle
     if len(vids) < 2:
         return {}  # one vehicle: nothing to hold out
     held = holdout_vehicles(vids, ml.holdout_vehicle_share, ml.seed)
@@ -437,7 +437,7 @@ def train_energy(spark: SparkSession, cfg: Config, client, versions: dict, repor
     labelled = energy_training_rows(data, e).where(F.col("role").isNotNull()).withColumn("is_valid", F.col("role") == "valid")
     train = labelled.where("role = 'train'")
     valid = labelled.where("role = 'valid'")
-    counts = {r["role"]: r["n"] for r in labelled.groupBy("role").agg(F.count(F.lit(1)).alias("n")).collect()}
+    counts = {r["role"]: r["n"] for r in labelled.groupBy("role").agg(F.count(F.lit(1)).alias("n")).collect()}  # bounded: one row per split role
     report.rows_in = (report.rows_in or 0) + sum(counts.values())
     features = list(ENERGY_FEATURES)
 
@@ -507,14 +507,14 @@ def train_energy(spark: SparkSession, cfg: Config, client, versions: dict, repor
         metrics |= _energy_group_check(features, e, ml, train, with_baselines(test_segments), trip_metrics)
         metrics["train_seconds"] = fit.seconds
         tracking.log_metrics(metrics)
-        mlflow.log_dict({k: v for k, v in fit.evals.items()}, "learning_curves.json")
+        mlflow.log_dict(fit.evals_result, "learning_curves.json")
         _log_importance(fit, "Energy per km")
         pdf = _sample_pdf(lab_scored, [ENERGY_LABEL, "pred"], ml.seed)
         tracking.log_figure(tracking.residual_figure(pdf[ENERGY_LABEL], pdf["pred"], "kWh/km per segment: test window (SOC label)", "kWh/km"), "plots/residuals.png")
         per_trip = trip_predictions(seg_scored, test_trips, {"pred": "pred_kwh"})
         if truth is not None:
             per_trip = per_trip.join(truth, "trip_id")
-        tpdf = per_trip.toPandas() if per_trip.count() <= PLOT_ROWS else _sample_pdf(per_trip, per_trip.columns, ml.seed)
+        tpdf = per_trip.toPandas() if per_trip.count() <= PLOT_ROWS else _sample_pdf(per_trip, per_trip.columns, ml.seed)  # bounded: at most PLOT_ROWS rows (else sampled)
         ref = "truth_kwh" if truth is not None else "observed_kwh"
         tracking.log_figure(tracking.residual_figure(tpdf[ref], tpdf["pred_kwh"], f"Trip energy: test window ({ref})", "kWh"), "plots/trip_residuals.png")
         info = _log_model(fit, features, test_labelled, e.registered_model, classification=False)
@@ -536,7 +536,7 @@ def train_energy(spark: SparkSession, cfg: Config, client, versions: dict, repor
 
 def _energy_group_check(features, e, ml, train: DataFrame, test_segments: DataFrame, trip_metrics) -> dict[str, float]:
     """Grouped-by-vehicle check: fit without the held-out vehicles, score their test trips."""
-    vids = [r["vehicle_id"] for r in train.select("vehicle_id").distinct().collect()]
+    vids = [r["vehicle_id"] for r in train.select("vehicle_id").distinct().collect()]  # bounded: one row per vehicle
     if len(vids) < 2:
         return {}  # one vehicle: nothing to hold out
     held = holdout_vehicles(vids, ml.holdout_vehicle_share, ml.seed)

@@ -1,0 +1,55 @@
+"""Bounds on what one grouped pandas UDF call may load (pure transforms).
+
+`groupBy(...).applyInPandas` hands a Python worker the *whole* group as one pandas DataFrame
+(`spark.sql.execution.arrow.maxRecordsPerBatch` splits the transfer, not the group), so one
+oversized vehicle or cell could exhaust a worker's memory. Stages cap their groups before the
+UDF with `cap_rows_per_group` (a config key per stage, documented there) and log the groups that
+were capped with `capped_groups`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+log = logging.getLogger("ev_fleet.limits")
+
+
+def cap_rows_per_group(
+    df: DataFrame,
+    keys: Sequence[str],
+    max_rows: int,
+    priority: Sequence[Column] | None = None,
+    seed: int = 42,
+) -> DataFrame:
+    """At most `max_rows` rows per group of `keys`.
+
+    Without `priority` the kept rows are a seeded pseudo-random sample (xxhash64 of the seed and
+    the row's values: deterministic across runs and partitionings). With `priority` (sort
+    columns, e.g. `F.desc("n_points")`) the first `max_rows` in that order are kept, hash order
+    breaking ties. Groups at or under the cap pass through unchanged. The ranking is a Spark
+    window (sorted, spillable JVM work), so the cap itself never loads a group into Python.
+    """
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    tie = F.xxhash64(F.lit(seed), *[F.col(f"`{c}`") for c in df.columns])
+    order = [*(priority or []), tie]
+    rank = F.row_number().over(Window.partitionBy(*keys).orderBy(*order))
+    return df.withColumn("__cap_rank", rank).where(F.col("__cap_rank") <= max_rows).drop("__cap_rank")
+
+
+def capped_groups(df: DataFrame, keys: Sequence[str], max_rows: int, show: int = 20) -> list[tuple]:
+    """Groups above the cap as (key values..., rows), largest first (at most `show` of them)."""
+    counts = df.groupBy(*keys).count().where(F.col("count") > max_rows).orderBy(F.desc("count")).limit(show)
+    return [tuple(r) for r in counts.collect()]  # bounded: .limit(show) above
+
+
+def log_capped_groups(df: DataFrame, keys: Sequence[str], max_rows: int, what: str, setting: str) -> None:
+    """One warning naming the groups over the cap and the config key that sets it."""
+    over = capped_groups(df, keys, max_rows)
+    if over:
+        shown = ", ".join(f"{'/'.join(str(v) for v in row[:-1])} ({row[-1]:,} rows)" for row in over)
+        log.warning("%s: %d group(s) above %s = %d were sampled down to it: %s", what, len(over), setting, max_rows, shown)

@@ -1,0 +1,120 @@
+"""Charging events, per-vehicle charging locations and fleet charging sites.
+
+Events are runs of SOC increase while a vehicle stands still (two passes: gain > 5 points, then
+a lower threshold for vehicles with none); locations are a per-vehicle DBSCAN of event positions
+(grouped pandas UDF); sites group all vehicles' locations with the exact distributed DBSCAN and
+are classified home / public / depot / unknown (residence within `charging.home_radius_m`,
+bronze.stations within `charging.station_radius_m` via a Sedona distance join). Logic and
+definitions: common/charging.py; thresholds: `charging.*` in conf.
+
+Reads:  silver.telematics_clean, bronze.vehicles (battery_kwh), bronze.stations,
+        restricted.residences (optional: without it no site is classified home).
+Writes: gold.charging_events, gold.charging_locations, gold.charging_sites and
+        restricted.home_charging_sites. A home charging site is where a driver lives: in gold
+        its position (and the positions of its events and locations) is coarsened to
+        report.residence_cell_m cells; the exact position stays in the restricted table.
+
+    python -m jobs.charging --env local
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # spark-submit jobs/charging.py: make `common` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common import tables
+from common.charging import charging_locations, charging_sites, detect_charging_events, label_event_locations
+from common.cli import StageReport, bootstrap
+from common.config import Config
+from common.privacy import coarsen_where
+from common.schemas import VEHICLES
+
+log = logging.getLogger("ev_fleet.charging")
+
+SILVER_TELEMATICS = "silver.telematics_clean"
+BRONZE_VEHICLES = "bronze.vehicles"
+BRONZE_STATIONS = "bronze.stations"
+RESIDENCES = "restricted.residences"
+EVENTS = "gold.charging_events"
+LOCATIONS = "gold.charging_locations"
+SITES = "gold.charging_sites"
+HOME_SITES = "restricted.home_charging_sites"
+COMMENTS = {
+    EVENTS: "Charging events: stationary SOC rises (high: > min_delta_soc_pct; low: fallback pass), kWh = dSOC x battery; "
+    "home events' positions coarsened",
+    LOCATIONS: "Per-vehicle charging locations (DBSCAN of event positions) with their fleet site; home positions coarsened",
+    SITES: "Fleet charging sites: home / public / depot / unknown (station match via Sedona distance join); "
+    "home positions coarsened (exact in restricted.home_charging_sites)",
+    HOME_SITES: "PERSONAL DATA: exact positions of home charging sites; restricted access, see docs/PRIVACY.md",
+}
+
+
+def _optional(spark: SparkSession, cfg: Config, table: str, report: StageReport, why: str) -> DataFrame | None:
+    if tables.exists(spark, cfg, table):
+        return tables.read(spark, cfg, table)
+    report.notes.append(f"{table} missing: {why}")
+    return None
+
+
+def _materialise(df: DataFrame) -> DataFrame:
+    """Persist and compute once: several outputs read it (lineage kept, so a lost block recomputes)."""
+    df = df.persist()
+    df.count()
+    return df
+
+
+def run_charging(spark: SparkSession, cfg: Config) -> StageReport:
+    report = StageReport(stage="charging")
+    p = cfg.charging
+    clean = tables.read(spark, cfg, SILVER_TELEMATICS)
+    vehicles = _optional(spark, cfg, BRONZE_VEHICLES, report, "kWh is null unless charging.default_battery_kwh is set")
+    if vehicles is None:
+        vehicles = spark.createDataFrame([], VEHICLES)
+    stations = _optional(spark, cfg, BRONZE_STATIONS, report, "no site is matched to a station")
+    residences = _optional(spark, cfg, RESIDENCES, report, "no site is classified home (run jobs/residence.py first)")
+
+    # Events and their per-vehicle locations are computed once and reused by every output.
+    events = _materialise(label_event_locations(detect_charging_events(clean, vehicles, p), p))
+    locations = _materialise(charging_locations(events))
+    sites, located = charging_sites(locations, residences, stations, p)
+    sites = _materialise(sites)
+    located = located.join(sites.select("site_id", F.col("kind").alias("site_kind")), "site_id", "left")
+    site_of_location = located.select("location_id", "site_id", "site_kind")
+    events = events.join(site_of_location, "location_id", "left")
+
+    cell_m = cfg.report.residence_cell_m
+    is_home = F.col("site_kind") == "home"
+    results = {
+        EVENTS: coarsen_where(events, is_home, cell_m),
+        LOCATIONS: coarsen_where(located, is_home, cell_m),
+        SITES: coarsen_where(sites, F.col("kind") == "home", cell_m),
+        HOME_SITES: sites.where(F.col("kind") == "home").select("site_id", "home_vehicle_id", "lat", "lon", "n_events"),
+    }
+    for table, df in results.items():
+        props = {"evfa.personal_data": "true"} if table.startswith("restricted.") else None
+        written = tables.write(df, cfg, table, mode="overwrite", comment=COMMENTS[table], properties=props)
+        report.tables[table] = written.version
+
+    counts = tables.read(spark, cfg, SITES).groupBy("kind").agg(F.count("*").alias("n"), F.sum("n_events").alias("events"))
+    by_kind = {r["kind"]: (r["n"], r["events"]) for r in counts.collect()}  # bounded: one row per site kind
+    n_events = tables.read(spark, cfg, EVENTS).count()
+    report.rows_out = n_events
+    report.notes.append(f"{n_events} charging events; sites by kind (sites, events): {by_kind}")
+    print(f"charging: {n_events} events; sites by kind (sites, events): {by_kind}")
+    return report.finish()
+
+
+def main(argv=None) -> StageReport:
+    cfg, spark, _ = bootstrap("charging", argv, __doc__)
+    return run_charging(spark, cfg)
+
+
+if __name__ == "__main__":
+    main()

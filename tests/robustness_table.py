@@ -1,0 +1,528 @@
+"""The robustness cases (docs/ROBUSTNESS.md) as data: what goes wrong, what the pipeline does.
+
+The tests read their inputs and expected outcomes from here, and docs/ROBUSTNESS.md is rendered
+from the same data, so the doc cannot say more than the tests check:
+
+    python -m tests.robustness_table          # rewrite docs/ROBUSTNESS.md
+    python -m tests.robustness_table --check  # exit 1 when the committed doc is stale
+
+`tests/test_robustness_docs.py` fails when the committed doc differs from `render()` or when a
+case names a test that does not exist.
+
+Two kinds of cases:
+- `InputCase`: a raw file (or folder) fed through ingest. Its expected audit numbers (rows read =
+  bronze + quarantined + duplicates, reasons, values set to null, status) and optional expected
+  bronze rows are asserted by `tests/test_robustness_input.py` (classification, normal suite) and
+  `tests/slow/test_robustness_ingest_job.py` (the whole ingest job, one run over all cases).
+- `Case`: any other promise (faults, reruns, limits, security, privacy), with the test that
+  proves it and an outcome sentence checked by a human reviewer against that test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DOC = PROJECT_ROOT / "docs" / "ROBUSTNESS.md"
+TELEMATICS_HEADER = "vehicle_id,ts,lat,lon,speed_kmh,odometer_km,soc_pct"
+# Ingest "now" for the input cases: far-future and sentinel rules are relative to it.
+INGEST_NOW = "2024-03-10T12:00:00+00:00"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """Audit numbers of one dataset after ingest (audit.ingest_runs)."""
+
+    status: str = "ingested"  # ingested | empty | no_files | nothing_new
+    read: int = 0
+    bronze: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # first reason -> rows
+    nulled: dict[str, int] = field(default_factory=dict)  # optional column -> unparseable values set to null
+
+
+@dataclass(frozen=True)
+class InputCase:
+    """A bad raw input. `files` maps a file name to its bytes; `{v}` in text is replaced by the
+    case's vehicle/station id prefix so cases never collide in the shared bronze tables."""
+
+    id: str
+    title: str
+    files: dict[str, bytes]
+    expected: Expected
+    spec: dict = field(default_factory=dict)  # DatasetSpec fields besides name/path
+    kind: str = "telematics"
+    # Expected bronze rows: (columns, rows). Timestamps as UTC 'yyyy-MM-dd HH:mm:ss' text.
+    bronze_rows: tuple[str, list[tuple]] | None = None
+    # Text the quarantined raw_record of the case must contain (nothing lost).
+    quarantine_contains: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def prefix(self) -> str:
+        return self.id
+
+    def materialise(self, folder: Path) -> Path:
+        """Write the files into folder/<id>/ and return that folder."""
+        target = folder / self.id
+        target.mkdir(parents=True, exist_ok=True)
+        for name, data in self.files.items():
+            (target / name).write_bytes(data.replace(b"{v}", self.prefix.encode()))
+        return target
+
+    def outcome(self) -> str:
+        e = self.expected
+        if e.status == "no_files":
+            return "audit status `no_files` with a message naming the path (`check inputs.<kind>[i].path`); nothing written"
+        if e.status == "empty":
+            return "audit status `empty` with a message naming the folder; nothing written, no crash"
+        parts = [f"read {e.read} = bronze {e.bronze} + quarantined {e.quarantined} + duplicates {e.duplicates}"]
+        if e.reasons:
+            parts.append("reasons: " + ", ".join(f"`{k}` {v}" for k, v in sorted(e.reasons.items())))
+        if e.nulled:
+            parts.append("set to null and counted: " + ", ".join(f"`{k}` {v}" for k, v in sorted(e.nulled.items())))
+        text = "; ".join(parts)
+        return f"{text}. {self.note}".strip() if self.note else text
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    area: str
+    title: str
+    outcome: str
+    test: str  # tests/<file>.py::<test function>
+    slow: bool = False
+
+
+def _csv(*lines: str, header: str = TELEMATICS_HEADER, bom: bool = False, crlf: bool = False) -> bytes:
+    sep = "\r\n" if crlf else "\n"
+    text = sep.join([header, *lines]) + sep
+    return (("\ufeff" if bom else "") + text).encode("utf-8")
+
+
+def _row(ts: str, lat="28.6139", lon="77.2090", speed="10", odo="100", soc="50", v="{v}_1") -> str:
+    return f"{v},{ts},{lat},{lon},{speed},{odo},{soc}"
+
+
+T0 = "2024-03-04 08:00:00"
+T1 = "2024-03-04 08:01:00"
+T2 = "2024-03-04 08:02:00"
+T3 = "2024-03-04 08:03:00"
+T4 = "2024-03-04 08:04:00"
+
+INPUT_CASES: tuple[InputCase, ...] = (
+    InputCase(
+        "corrupt_lines",
+        "Corrupt CSV lines: too few fields, a line of garbage, too many fields",
+        {"a.csv": _csv(_row(T0), "{v}_1,2024-03-04 08:01:00,28.6", "garbage", _row(T3) + ",EXTRA,MORE", _row(T4))},
+        Expected(read=5, bronze=2, quarantined=3, reasons={"malformed_row": 3}),
+        quarantine_contains=("garbage", "EXTRA,MORE"),
+        note="The raw line is kept in `quarantine.telematics.raw_record`.",
+    ),
+    InputCase(
+        "unbalanced_quote",
+        "Unbalanced quote: an opening quote that never closes swallows the following lines",
+        {"a.csv": _csv(_row(T0), '{v}_1,"2024-03-04 08:01:00,28.6,77.2,10,100,50', _row(T2), _row(T3))},
+        Expected(read=2, bronze=1, quarantined=1, reasons={"malformed_row": 1}),
+        quarantine_contains=("08:02:00", "08:03:00"),
+        note="The swallowed lines are inside the one quarantined record (nothing dropped silently).",
+    ),
+    InputCase(
+        "decimal_comma",
+        "Decimal commas (`12,5`) in a `;`-separated export, declared with `decimal_comma: true`",
+        {"a.csv": _csv("{v}_1;2024-03-04 08:00:00;28,6139;77,2090;12,5;100,0;55,5", header=TELEMATICS_HEADER.replace(",", ";"))},
+        Expected(read=1, bronze=1),
+        spec={"decimal_comma": True, "csv": {"delimiter": ";"}},
+        bronze_rows=("vehicle_id ts lat lon speed_kmh soc_pct", [("decimal_comma_1", T0, 28.6139, 77.209, 12.5, 55.5)]),
+    ),
+    InputCase(
+        "decimal_comma_undeclared",
+        'Wrong types: `"12,5"` in a comma CSV without `decimal_comma` (optional speed, then required SOC)',
+        {"a.csv": _csv('{v}_1,2024-03-04 08:00:00,28.6,77.2,"12,5",100,50', '{v}_1,2024-03-04 08:01:00,28.6,77.2,10,100,"55,5"')},
+        Expected(read=2, bronze=1, quarantined=1, reasons={"unparseable_soc_pct": 1}, nulled={"speed_kmh": 1}),
+        bronze_rows=("vehicle_id ts speed_kmh soc_pct", [("decimal_comma_undeclared_1", T0, None, 50.0)]),
+    ),
+    InputCase(
+        "na_and_empty",
+        "`N/A` and empty strings in optional and required columns",
+        {"a.csv": _csv(_row(T0, speed="N/A", odo=""), _row(T1, soc="N/A"), _row(T2, soc=""))},
+        Expected(read=3, bronze=1, quarantined=2, reasons={"missing_soc_pct": 2}),
+        bronze_rows=("vehicle_id ts speed_kmh odometer_km soc_pct", [("na_and_empty_1", T0, None, None, 50.0)]),
+        note="`null_values` are missing, not unparseable: no null counted.",
+    ),
+    InputCase(
+        "out_of_range",
+        "Out-of-range values: latitude 95, longitude 200, SOC 120 and -5",
+        {"a.csv": _csv(_row(T0, lat="95"), _row(T1, lon="200"), _row(T2, soc="120"), _row(T3, soc="-5"), _row(T4))},
+        Expected(read=5, bronze=1, quarantined=4, reasons={"lat_out_of_range": 1, "lon_out_of_range": 1, "soc_pct_out_of_range": 2}),
+    ),
+    InputCase(
+        "duplicate_rows",
+        "Duplicated rows: the same line three times",
+        {"a.csv": _csv(_row(T0), _row(T0), _row(T0), _row(T1))},
+        Expected(read=4, bronze=2, duplicates=2),
+    ),
+    InputCase(
+        "duplicate_files",
+        "Duplicated files: the same export delivered twice under two names",
+        {"a.csv": _csv(_row(T0), _row(T1)), "a_copy.csv": _csv(_row(T0), _row(T1))},
+        Expected(read=4, bronze=2, duplicates=2),
+        note="A later re-delivery is skipped by the file ledger or counted in `duplicates_existing`.",
+    ),
+    InputCase("empty_file", "An empty (0-byte) file", {"a.csv": b""}, Expected(status="empty")),
+    InputCase("header_only", "A file with a header and no rows", {"a.csv": _csv()}, Expected(status="empty")),
+    InputCase("empty_folder", "An empty folder", {}, Expected(status="no_files")),
+    InputCase(
+        "schema_drift_extra_missing",
+        "Schema drift: an extra column (`firmware`) and optional columns missing",
+        {"a.csv": _csv("{v}_1,2024-03-04 08:00:00,28.6,77.2,50,fw-1.2", header="vehicle_id,ts,lat,lon,soc_pct,firmware")},
+        Expected(read=1, bronze=1),
+        bronze_rows=("vehicle_id ts speed_kmh soc_pct", [("schema_drift_extra_missing_1", T0, None, 50.0)]),
+        note="Extra columns are ignored (kept in quarantine raw records); missing optional ones are null.",
+    ),
+    InputCase(
+        "schema_drift_renamed_in_one_file",
+        "Renamed column in one file of a dataset (`soc_pct` -> `battery_soc`)",
+        {
+            "a.csv": _csv(_row(T0)),
+            "b.csv": _csv("{v}_1,2024-03-04 08:01:00,28.6,77.2,10,100,50", header="vehicle_id,ts,lat,lon,speed_kmh,odometer_km,battery_soc"),
+        },
+        Expected(read=2, bronze=1, quarantined=1, reasons={"missing_soc_pct": 1}),
+        quarantine_contains=("battery_soc",),
+        note="Files are unioned by header name; the quarantine row names `b.csv` in `source_file`.",
+    ),
+    InputCase(
+        "ts_without_zone",
+        "Timestamps without zone (wall clock of `source_timezone: Asia/Kolkata`)",
+        {"a.csv": _csv(_row(T0))},
+        Expected(read=1, bronze=1),
+        spec={"source_timezone": "Asia/Kolkata"},
+        bronze_rows=("vehicle_id ts", [("ts_without_zone_1", "2024-03-04 02:30:00")]),
+        note="08:00 IST is stored as 02:30 UTC.",
+    ),
+    InputCase(
+        "ts_mixed_formats",
+        "Mixed timestamp formats in one file (ISO with offset, plain, `dd.MM.yyyy HH:mm`, free text)",
+        {"a.csv": _csv(_row("2024-03-04T13:30:00+05:30"), _row(T1), _row("04.03.2024 08:02"), _row("March 4 2024 8am"))},
+        Expected(read=4, bronze=3, quarantined=1, reasons={"unparseable_ts": 1}),
+        spec={"timestamp_formats": ["yyyy-MM-dd'T'HH:mm:ssXXX", "yyyy-MM-dd HH:mm:ss", "dd.MM.yyyy HH:mm"]},
+        bronze_rows=("vehicle_id ts", [("ts_mixed_formats_1", T0), ("ts_mixed_formats_1", T1), ("ts_mixed_formats_1", T2)]),
+        note="Patterns are tried in order; the offset is honoured.",
+    ),
+    InputCase(
+        "day_month_declared",
+        "Day/month order: `03/04/2021` and `13/04/2021` in one file, `dd/MM/yyyy HH:mm` declared",
+        {"a.csv": _csv(_row("03/04/2021 10:00"), _row("13/04/2021 10:00"))},
+        Expected(read=2, bronze=2),
+        spec={"timestamp_formats": ["dd/MM/yyyy HH:mm"]},
+        bronze_rows=("vehicle_id ts", [("day_month_declared_1", "2021-04-03 10:00:00"), ("day_month_declared_1", "2021-04-13 10:00:00")]),
+    ),
+    InputCase(
+        "day_month_wrong_pattern",
+        "Day/month order: the same file read with `MM/dd/yyyy HH:mm` (the wrong pattern)",
+        {"a.csv": _csv(_row("03/04/2021 10:00"), _row("13/04/2021 10:00"))},
+        Expected(read=2, bronze=1, quarantined=1, reasons={"unparseable_ts": 1}),
+        spec={"timestamp_formats": ["MM/dd/yyyy HH:mm"]},
+        note="Days > 12 cannot fit and are quarantined: their share in the audit is the signal to fix "
+        "`timestamp_formats` (days <= 12 cannot be told apart row by row). Listing both patterns is "
+        "refused (see `ambiguous_day_month_formats`).",
+    ),
+    InputCase(
+        "epoch_s_and_ms",
+        "Epoch seconds and milliseconds in one column (`epoch_auto`)",
+        {"a.csv": _csv(_row("1709539200"), _row("1709539260000"), _row("1709539320.5"))},
+        Expected(read=3, bronze=3),
+        spec={"timestamp_formats": ["epoch_auto"]},
+        bronze_rows=("vehicle_id ts", [("epoch_s_and_ms_1", T0), ("epoch_s_and_ms_1", T1), ("epoch_s_and_ms_1", "2024-03-04 08:02:00.5")]),
+    ),
+    InputCase(
+        "ts_sentinels",
+        "1970 sentinel (`1970-01-01 00:00:00`, epoch 0) and a far-future timestamp (2099)",
+        {"a.csv": _csv(_row("1970-01-01 00:00:00"), _row("0"), _row("2099-01-01 00:00:00"), _row(T0))},
+        Expected(read=4, bronze=1, quarantined=3, reasons={"ts_too_old": 2, "ts_in_future": 1}),
+        spec={"timestamp_formats": ["yyyy-MM-dd HH:mm:ss", "epoch_s"]},
+        note="Thresholds `ingest.min_valid_year` and `ingest.max_future_days`.",
+    ),
+    InputCase(
+        "bom_crlf",
+        "A UTF-8 BOM before the header and CRLF line ends",
+        {"a.csv": _csv(_row(T0), bom=True, crlf=True)},
+        Expected(read=1, bronze=1),
+        bronze_rows=("vehicle_id ts soc_pct", [("bom_crlf_1", T0, 50.0)]),
+    ),
+    InputCase(
+        "non_utf8",
+        "Non-UTF-8 bytes (Latin-1 `é`) in a file read as UTF-8",
+        {"a.csv": (TELEMATICS_HEADER + "\n").encode() + _row(T0, v="{v}_\xe9").encode("latin-1") + b"\n" + _row(T1).encode() + b"\n"},
+        Expected(read=2, bronze=1, quarantined=1, reasons={"invalid_encoding": 1}),
+        note="Fix: `csv.encoding: ISO-8859-1` (next case).",
+    ),
+    InputCase(
+        "non_utf8_declared",
+        "The same Latin-1 file with `csv.encoding: ISO-8859-1`",
+        {"a.csv": (TELEMATICS_HEADER + "\n").encode() + _row(T0, v="{v}_\xe9").encode("latin-1") + b"\n"},
+        Expected(read=1, bronze=1),
+        spec={"csv": {"encoding": "ISO-8859-1"}},
+        bronze_rows=("vehicle_id ts", [("non_utf8_declared_\xe9", T0)]),
+    ),
+    InputCase(
+        "station_embedded_newline",
+        "Station file with a quoted field holding newlines (AFDC directions)",
+        {
+            "stations.csv": (
+                'ID,Station Name,Intersection Directions,Latitude,Longitude\n'
+                '{v}_1,"Depot A","Gate 2,\nturn left\nafter the barrier",28.61,77.20\n'
+                "{v}_2,Depot B,,28.62,77.21\n"
+            ).encode()
+        },
+        Expected(read=2, bronze=2),
+        kind="stations",
+        spec={"columns": {"station_id": "ID", "name": "Station Name", "lat": "Latitude", "lon": "Longitude"}},
+        bronze_rows=("station_id name lat", [("station_embedded_newline_1", "Depot A", 28.61), ("station_embedded_newline_2", "Depot B", 28.62)]),
+    ),
+    InputCase(
+        "json_corrupt_line",
+        "JSON lines with one truncated line",
+        {
+            "s.json": (
+                '{"session_id": "{v}_1", "start_ts": "2024-03-04 08:00:00", "end_ts": "2024-03-04 09:00:00", "kwh": 10.5}\n'
+                '{"session_id": "{v}_2", "start_ts": "2024-03-04 10:00:00", "end_ts": \n'
+                '{"session_id": "{v}_3", "start_ts": "2024-03-04 11:00:00", "end_ts": "2024-03-04 12:00:00", "kwh": 3}\n'
+            ).encode()
+        },
+        Expected(read=3, bronze=2, quarantined=1, reasons={"malformed_row": 1}),
+        kind="charging_sessions",
+        spec={"format": "json"},
+        quarantine_contains=('"end_ts": ',),
+    ),
+    InputCase(
+        "dst_wall_clock",
+        "Wall-clock timestamps across DST changes (`Europe/London`, 2024-03-31 and 2024-10-27)",
+        {
+            "a.csv": _csv(
+                _row("2024-03-31 00:30:00", soc="50"),
+                _row("2024-03-31 01:30:00", soc="51"),  # does not exist (clocks jump 01:00 -> 02:00)
+                _row("2024-03-31 02:30:00", soc="52"),
+                _row("2024-10-27 01:30:00", soc="53"),  # happens twice (BST, then GMT)
+            )
+        },
+        Expected(read=4, bronze=4),
+        spec={"source_timezone": "Europe/London"},
+        bronze_rows=(
+            "vehicle_id ts soc_pct",
+            [
+                ("dst_wall_clock_1", "2024-03-31 00:30:00", 50.0),
+                ("dst_wall_clock_1", "2024-03-31 01:30:00", 51.0),
+                ("dst_wall_clock_1", "2024-03-31 01:30:00", 52.0),
+                ("dst_wall_clock_1", "2024-10-27 00:30:00", 53.0),
+            ],
+        ),
+        note="A time in the spring gap is moved forward by the gap (01:30 -> 02:30 BST = 01:30 UTC, so it "
+        "shares its instant with the real 02:30 and the clean stage flags the pair as `duplicate`); an "
+        "ambiguous autumn time takes the earlier (summer) offset. Zones come from the JVM tz database.",
+    ),
+)
+
+OTHER_CASES: tuple[Case, ...] = (
+    # ---- bad input that stops the run ----
+    Case(
+        "renamed_required_column",
+        "bad input",
+        "Renamed required column (`vehicle_id` exported as `vehicle`)",
+        "ingest stops before writing anything: the error names the dataset, its path, the canonical column, the "
+        "source columns found and the key to set (`inputs.telematics[0].columns.vehicle_id`)",
+        "tests/test_robustness_input.py::test_renamed_required_column_stops_with_the_fix",
+    ),
+    Case(
+        "ambiguous_day_month_formats",
+        "bad input",
+        "Both `dd/MM/yyyy` and `MM/dd/yyyy` listed for one dataset",
+        "refused before anything is written: the error names `inputs.<kind>[i].timestamp_formats` and asks for the "
+        "pattern the source uses (otherwise 03/04 and 13/04 would be read with different calendars)",
+        "tests/test_robustness_input.py::test_ambiguous_day_month_formats_are_refused",
+    ),
+    Case(
+        "single_point_vehicle",
+        "bad input",
+        "A vehicle with a single point",
+        "cleaned like any other (no neighbour: no speed/SOC rule fires, nothing to repair); rows in = rows out",
+        "tests/test_robustness_stages.py::test_single_point_vehicle_and_dst_fleet_clean",
+    ),
+    Case(
+        "dst_fleet",
+        "bad input",
+        "A fleet spanning a DST change (Europe/London vehicle next to an Asia/Kolkata one)",
+        "`ts_local`/`local_date` follow each vehicle's zone across the change (00:30 UTC -> 00:30 GMT, "
+        "01:30 UTC -> 02:30 BST); UTC order and neighbour rules are unaffected",
+        "tests/test_robustness_stages.py::test_single_point_vehicle_and_dst_fleet_clean",
+    ),
+    Case(
+        "huge_vehicle",
+        "bad input",
+        "One vehicle holding ~10 % of all rows, through a grouped pandas UDF stage (charging locations)",
+        "the stage completes; the per-vehicle UDF loads at most `charging.max_events_per_vehicle` rows "
+        "(a seeded sample above it, counted in a log line); other vehicles are unaffected",
+        "tests/test_robustness_stages.py::test_grouped_udf_caps_rows_per_vehicle",
+    ),
+    # ---- faults ----
+    Case(
+        "crash_mid_write",
+        "fault",
+        "SIGKILL of the Spark driver while `jobs.clean` writes silver",
+        "the table stays readable at its previous version (no new commit, no partial rows: orphan data files "
+        "are invisible); the rerun equals an uninterrupted run (chispa on all rows)",
+        "tests/slow/test_faults.py::test_killed_clean_leaves_previous_version_and_rerun_converges",
+        slow=True,
+    ),
+    Case(
+        "rerun_ingest",
+        "fault",
+        "Ingest run twice on the same files, then late rows for one date",
+        "the rerun adds no Delta version; the late file adds one MERGE commit whose added files are all in the "
+        "late date's partition and which removes no file",
+        "tests/test_robustness_rerun.py::test_rerun_and_backfill_touch_only_affected_partitions",
+    ),
+    Case(
+        "backfill_clean",
+        "fault",
+        "`jobs.clean --start-date D --end-date D` after late data for D (twice)",
+        "one replaceWhere commit per run that removes and adds files only in the UTC partitions D-1..D+1 "
+        "(those that can hold local day D); other dates keep their files; rows in = rows out for the range; "
+        "the second run rewrites the same rows",
+        "tests/test_robustness_rerun.py::test_rerun_and_backfill_touch_only_affected_partitions",
+    ),
+    Case(
+        "concurrent_writers",
+        "fault",
+        "Two ingest runs of the same files at once into the same lakehouse",
+        "Delta's optimistic concurrency lets one commit per table version; the other run fails with a "
+        "`Concurrent...Exception` (reported, nothing half-written) or finds nothing new; after rerunning "
+        "the loser every table holds each row exactly once, quarantine included",
+        "tests/test_robustness_rerun.py::test_concurrent_ingest_runs_never_duplicate",
+    ),
+    Case(
+        "executor_loss",
+        "fault",
+        "One executor JVM killed (SIGKILL) during the shuffle of `jobs.clean` under `local-cluster[2,1,1024]`",
+        "Spark re-runs the lost tasks and map stages; the job succeeds and silver equals the `local[2]` run",
+        "tests/slow/test_faults.py::test_executor_loss_during_shuffle_gives_same_output",
+        slow=True,
+    ),
+    Case(
+        "local_cluster_equals_local",
+        "fault",
+        "`jobs.clean` under `local-cluster[2,1,1024]` (separate executor JVMs, jars via `spark.jars`)",
+        "silver.telematics_clean equals the `local[2]` output row for row",
+        "tests/slow/test_faults.py::test_local_cluster_output_equals_local",
+        slow=True,
+    ),
+    # ---- resource limits ----
+    Case(
+        "grouped_udf_cap",
+        "resource",
+        "Grouped pandas UDF groups larger than a Python worker should hold",
+        "`charging.max_events_per_vehicle` caps the rows one vehicle sends to the location DBSCAN (seeded "
+        "sample); residences are reduced to grid cells with counts as weights before their UDF; the hotspot "
+        "DBSCAN is per spatial cell with grid-based dense sub-cells (see common/dbscan.py)",
+        "tests/test_robustness_stages.py::test_grouped_udf_caps_rows_per_vehicle",
+    ),
+    Case(
+        "no_unbounded_collect",
+        "resource",
+        "`collect()` / `toPandas()` of unbounded data on the driver",
+        "an AST scan of jobs/*.py and common/*.py fails unless each call follows `.limit()`/`.first()`/a "
+        "global aggregate or carries `# bounded: <reason>`",
+        "tests/test_robustness_static.py::test_driver_collects_are_bounded",
+    ),
+    # ---- security ----
+    Case(
+        "no_credentials_in_repo",
+        "security",
+        "Credentials committed to the repository",
+        "detect-secrets scans every `git ls-files` file; any finding not in `.secrets.baseline` fails",
+        "tests/test_robustness_static.py::test_no_secrets_in_tracked_files",
+    ),
+    Case(
+        "redacted_config_in_logs",
+        "security",
+        "Secrets in config values (`${VAR}` passwords, user:password@ URIs) reaching logs",
+        "every job logs its config once through `Config.redacted()`: the secret never appears, `***` does",
+        "tests/test_robustness_static.py::test_jobs_log_the_redacted_config",
+    ),
+    Case(
+        "no_exact_homes_in_outputs",
+        "security",
+        "Exact home coordinates in logs or the HTML report",
+        "the residence job's logs and the report (default settings) contain no home coordinate of "
+        "`truth.homes` to 4 or more decimals",
+        "tests/slow/test_privacy_outputs.py::test_logs_and_report_never_show_exact_homes",
+        slow=True,
+    ),
+)
+
+AREAS = {"bad input": "Bad input", "fault": "Faults and reruns", "resource": "Resource limits", "security": "Security and privacy"}
+
+
+def render() -> str:
+    """docs/ROBUSTNESS.md from the case data."""
+    out = [
+        "# Robustness: faults, bad input, reruns and limits",
+        "",
+        "<!-- Generated by `python -m tests.robustness_table` from tests/robustness_table.py; "
+        "tests/test_robustness_docs.py fails when this file is stale. Do not edit by hand. -->",
+        "",
+        "Every row is a promise with a test that fails when it breaks. Ingest inputs are asserted on the",
+        "audit numbers (`audit.ingest_runs`: rows read = bronze + quarantined + duplicates) and on the",
+        "bronze rows; reason codes are listed in docs/DATA_CONTRACT.md.",
+        "",
+        "Run: `pytest tests/test_robustness_*.py` (normal suite) and `pytest tests/slow` (slow: "
+        "subprocess kills, `local-cluster`, the whole ingest job over every input case, privacy of "
+        "the report); `pytest -m slow` selects the slow ones anywhere.",
+        "",
+        "## Bad input through ingest",
+        "",
+        "| case | input | outcome |",
+        "|---|---|---|",
+    ]
+    for c in INPUT_CASES:
+        out.append(f"| `{c.id}` | {c.title} ({c.kind}) | {_cell(c.outcome())} |")
+    out.append("")
+    out.append("Asserted by `tests/test_robustness_input.py::test_bad_input_is_classified` (per case) and "
+               "`tests/slow/test_robustness_ingest_job.py` (one ingest job over all cases).")
+    for area, heading in AREAS.items():
+        rows = [c for c in OTHER_CASES if c.area == area]
+        if not rows:
+            continue
+        out += ["", f"## {heading}" if area != "bad input" else "## Bad input beyond ingest", "", "| case | what happens | outcome | test |", "|---|---|---|---|"]
+        for c in rows:
+            slow = " (slow)" if c.slow else ""
+            out.append(f"| `{c.id}` | {_cell(c.title)} | {_cell(c.outcome)} | `{c.test}`{slow} |")
+    return "\n".join(out) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when docs/ROBUSTNESS.md is stale")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        if not DOC.exists() or DOC.read_text() != text:
+            print(f"{DOC} is stale: run python -m tests.robustness_table", file=sys.stderr)
+            return 1
+        return 0
+    DOC.write_text(text)
+    print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
