@@ -32,7 +32,7 @@ from pyspark.sql import types as T
 from common.config import ChargingConfig
 from common.dbscan import distributed_dbscan, haversine_dbscan
 from common.geo import haversine_m
-from common.limits import cap_rows_per_group, log_capped_groups
+from common.limits import cap_rows_per_group
 
 _ID_TS = "yyyyMMdd'T'HHmmss"
 
@@ -208,10 +208,11 @@ def label_event_locations(events: DataFrame, params: ChargingConfig) -> DataFram
     positions in a grouped pandas UDF (groupBy(vehicle_id).applyInPandas): a vehicle's events are
     few (one or two a day), so one task per vehicle group is cheap.
     """
-    positions = events.select("vehicle_id", "event_id", "lat", "lon")
-    log_capped_groups(positions, ["vehicle_id"], params.max_events_per_vehicle, "charging locations", "charging.max_events_per_vehicle")
+    # A Python worker loads a whole group: at most max_events_per_vehicle events per vehicle (seeded
+    # sample); events left out keep a null location_id, like DBSCAN noise.
     labelled = (
-        positions.transform(cap_rows_per_group, ["vehicle_id"], params.max_events_per_vehicle)
+        events.select("vehicle_id", "event_id", "lat", "lon")
+        .transform(cap_rows_per_group, ["vehicle_id"], params.max_events_per_vehicle)
         .groupBy("vehicle_id")
         .applyInPandas(_locations_udf(params.location_eps_m, params.location_min_events), LOCATION_SCHEMA)
         .select(

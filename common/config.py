@@ -509,6 +509,10 @@ class ResidenceConfig(Section):
         900.0, gt=0, description="Dwell of a point = time to the vehicle's next usable point, capped at this (device gaps) (s)."
     )
     min_nights: int = Field(3, ge=1, description="A home is labelled only when the vehicle spent at least this many nights there.")
+    max_cells_per_vehicle: int = Field(
+        50000, ge=1, description="Most night grid cells of one vehicle the home DBSCAN (a grouped pandas UDF) loads; above "
+        "it the cells with the most points are kept. Bounds a Python worker's memory (50 000 cells = 5 km2 of 10 m cells)."
+    )
 
 
 class ChargingConfig(Section):
@@ -536,7 +540,7 @@ class ChargingConfig(Section):
     location_min_events: int = Field(1, ge=1, description="DBSCAN min_samples: one successful charge makes a location.")
     max_events_per_vehicle: int = Field(
         20000, ge=1, description="Most events of one vehicle the location DBSCAN (a grouped pandas UDF) loads; above it a "
-        "seeded sample is clustered and the rest get no location_id (logged). Bounds a Python worker's memory."
+        "seeded sample is clustered and the rest get no location_id. Bounds a Python worker's memory."
     )
     site_eps_m: float = Field(75.0, gt=0, description="Fleet-wide grouping of vehicles' locations into sites (m).")
     home_radius_m: float = Field(150.0, gt=0, description="A site within this of a charging vehicle's residence is 'home' (m).")

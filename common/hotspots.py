@@ -112,7 +112,8 @@ def unique_daily_visits(stops: DataFrame, params: HotspotsConfig) -> DataFrame:
     """
     visits = (
         stops.select("vehicle_id", "local_date", "start_ts", "start_ts_local", "lat", "lon", "dwell_minutes")
-        .groupBy("vehicle_id")
+        # one vehicle-day per UDF call (visits are merged within a day): bounded by a day's stops
+        .groupBy("vehicle_id", "local_date")
         .applyInPandas(_visits_udf(params.visit_merge_m), VISIT_SCHEMA)
     )
     visit_id = F.concat_ws("-", F.col("vehicle_id"), F.date_format("local_date", "yyyyMMdd"), F.col("visit_no").cast("string"))

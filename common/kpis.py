@@ -19,14 +19,10 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from common.config import BillingConfig, KpisConfig, OdometerConfig
-from common.trips import _first_value, _last_value, _peers, _running
+from common.trips import events_window, peer_window, running_window, value_at_first, value_at_last
 
 # A reading that moved less than this did not change (odometers report 0.1 km or finer).
 _ODOMETER_EPS_KM = 1e-6
-
-
-def _events() -> Window:
-    return Window.partitionBy("vehicle_id").orderBy("ts")
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +146,7 @@ def add_odometer_checks(points: DataFrame, settings: OdometerConfig) -> DataFram
       up to stuck_min_gps_km (the steps that moved are flagged; parked steps are not evidence).
     Needs `leg_km` from common.trips.add_legs.
     """
-    w = _events()
+    w = events_window()
     point = F.when(F.col("odometer_km").isNotNull(), F.struct(F.col("ts").alias("ts"), F.col("odometer_km").alias("km")))
     df = points.withColumn("_odo_pt", point).withColumn("_odo_prev", F.expr("lag(_odo_pt) ignore nulls").over(w))
     delta = F.col("odometer_km") - F.col("_odo_prev.km")
@@ -160,10 +156,10 @@ def add_odometer_checks(points: DataFrame, settings: OdometerConfig) -> DataFram
         F.coalesce(F.abs(F.col("odo_delta_km")) > _ODOMETER_EPS_KM, F.lit(True))
     )
     df = df.withColumn("_odo_changed", changed).withColumn(
-        "_odo_run", F.sum(F.col("_odo_changed").cast("long")).over(_running())
+        "_odo_run", F.sum(F.col("_odo_changed").cast("long")).over(running_window())
     )
     df = df.withColumn(
-        "_odo_run_gps_km", F.sum(F.when(~F.col("_odo_changed"), F.col("leg_km")).otherwise(0.0)).over(_peers("_odo_run"))
+        "_odo_run_gps_km", F.sum(F.when(~F.col("_odo_changed"), F.col("leg_km")).otherwise(0.0)).over(peer_window("_odo_run"))
     )
     s = settings
     decreasing = F.col("odo_delta_km") < -s.decrease_tolerance_km
@@ -217,13 +213,13 @@ def daily_kpis(
         F.sum("leg_km").alias("gps_km"),
         F.sum(F.when(F.col("leg_moving"), F.col("leg_s")).otherwise(0.0)).alias("_moving_s"),
         F.sum(observed).alias("_observed_s"),
-        _first_value("soc_pct").alias("soc_start_pct"),
-        _last_value("soc_pct").alias("soc_end_pct"),
+        value_at_first("soc_pct").alias("soc_start_pct"),
+        value_at_last("soc_pct").alias("soc_end_pct"),
         F.min("soc_pct").alias("soc_min_pct"),
         F.max("soc_pct").alias("soc_max_pct"),
         F.sum(F.when(F.col("odo_fault").isNull(), F.col("odo_delta_km"))).alias("odometer_km"),
-        _first_value("odometer_km").alias("odometer_first_km"),
-        _last_value("odometer_km").alias("odometer_last_km"),
+        value_at_first("odometer_km").alias("odometer_first_km"),
+        value_at_last("odometer_km").alias("odometer_last_km"),
         F.array_sort(F.collect_set("odo_fault")).alias("odometer_faults"),
     )
     day_s = local_day_seconds(F.col("local_date"), F.col("timezone"))
@@ -390,7 +386,7 @@ def payd_billing(daily: DataFrame, settings: BillingConfig) -> DataFrame:
         F.sum((~ok).cast("int")).alias("gps_billed_days"),
         F.sum((F.size("odometer_faults") > 0).cast("int")).alias("odometer_fault_days"),
         F.array_sort(F.array_distinct(F.flatten(F.collect_list("odometer_faults")))).alias("odometer_faults"),
-        (_last_value("odometer_last_km", "local_date") - _first_value("odometer_first_km", "local_date")).alias(
+        (value_at_last("odometer_last_km", "local_date") - value_at_first("odometer_first_km", "local_date")).alias(
             "odometer_reading_km"
         ),
     )

@@ -3,19 +3,16 @@
 `groupBy(...).applyInPandas` hands a Python worker the *whole* group as one pandas DataFrame
 (`spark.sql.execution.arrow.maxRecordsPerBatch` splits the transfer, not the group), so one
 oversized vehicle or cell could exhaust a worker's memory. Stages cap their groups before the
-UDF with `cap_rows_per_group` (a config key per stage, documented there) and log the groups that
-were capped with `capped_groups`.
+UDF with `cap_rows_per_group` (a config key per stage, documented there); a job can list the
+groups above a cap with `capped_groups`. Caps are in transforms, so they trigger no Spark job.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-
-log = logging.getLogger("ev_fleet.limits")
 
 
 def cap_rows_per_group(
@@ -45,11 +42,3 @@ def capped_groups(df: DataFrame, keys: Sequence[str], max_rows: int, show: int =
     """Groups above the cap as (key values..., rows), largest first (at most `show` of them)."""
     counts = df.groupBy(*keys).count().where(F.col("count") > max_rows).orderBy(F.desc("count")).limit(show)
     return [tuple(r) for r in counts.collect()]  # bounded: .limit(show) above
-
-
-def log_capped_groups(df: DataFrame, keys: Sequence[str], max_rows: int, what: str, setting: str) -> None:
-    """One warning naming the groups over the cap and the config key that sets it."""
-    over = capped_groups(df, keys, max_rows)
-    if over:
-        shown = ", ".join(f"{'/'.join(str(v) for v in row[:-1])} ({row[-1]:,} rows)" for row in over)
-        log.warning("%s: %d group(s) above %s = %d were sampled down to it: %s", what, len(over), setting, max_rows, shown)

@@ -30,6 +30,7 @@ from pyspark.sql import types as T
 from common.config import ResidenceConfig
 from common.dbscan import grid_cell, haversine_dbscan
 from common.geo import EARTH_RADIUS_M
+from common.limits import cap_rows_per_group
 
 
 def _in_window(hour: Column, start: int, end: int) -> Column:
@@ -225,6 +226,8 @@ def find_residences(clean_df: DataFrame, params: ResidenceConfig) -> DataFrame:
     observed = nights_observed(window_pts)
     homes = (
         night_cells(window_pts.where("stationary"), params.grid_m)
+        # bounded UDF input: the heaviest max_cells_per_vehicle cells of a vehicle (the home is among them)
+        .transform(cap_rows_per_group, ["vehicle_id"], params.max_cells_per_vehicle, [F.desc("weight")])
         .groupBy("vehicle_id")
         .applyInPandas(_homes_udf(params), HOME_SCHEMA)
     )

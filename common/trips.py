@@ -63,27 +63,27 @@ POINT_COLUMNS = (
 )
 
 
-def _events() -> Window:
+def events_window() -> Window:
     """A vehicle's usable samples in event order ((vehicle_id, ts) is unique among usable rows)."""
     return Window.partitionBy("vehicle_id").orderBy("ts")
 
 
-def _running() -> Window:
-    return _events().rowsBetween(Window.unboundedPreceding, Window.currentRow)
+def running_window() -> Window:
+    return events_window().rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
 
-def _peers(column: str) -> Window:
+def peer_window(column: str) -> Window:
     """Rows of a vehicle sharing `column` (a run id that grows with ts): same partitioning, no reshuffle."""
     return Window.partitionBy("vehicle_id").orderBy(column).rangeBetween(0, 0)
 
 
-def _first_value(value: Column | str, order: str = "ts") -> Column:
+def value_at_first(value: Column | str, order: str = "ts") -> Column:
     """Aggregate: `value` at the smallest `order` among rows where value is not null."""
     v = F.col(value) if isinstance(value, str) else value
     return F.min(F.when(v.isNotNull(), F.struct(F.col(order).alias("o"), v.alias("v"))))["v"]
 
 
-def _last_value(value: Column | str, order: str = "ts") -> Column:
+def value_at_last(value: Column | str, order: str = "ts") -> Column:
     v = F.col(value) if isinstance(value, str) else value
     return F.max(F.when(v.isNotNull(), F.struct(F.col(order).alias("o"), v.alias("v"))))["v"]
 
@@ -109,7 +109,7 @@ def add_legs(points: DataFrame, params: TripsConfig) -> DataFrame:
     `prev_soc_pct` (previous non-null SOC), `alt_smooth_m` (3-sample centred mean: the altitude
     sensor's noise would otherwise add metres of fake climb on every leg) and `prev_alt_smooth_m`.
     """
-    w = _events()
+    w = events_window()
     prev = F.lag(F.struct(F.col("ts").alias("ts"), F.col("lat").alias("lat"), F.col("lon").alias("lon"))).over(w)
     df = points.withColumn("_prev", prev)
     leg_s = F.col("ts").cast("double") - F.col("_prev.ts").cast("double")
@@ -147,15 +147,15 @@ def mark_stops(legs: DataFrame, params: TripsConfig) -> DataFrame:
     `stop_run` numbers the stationary runs of a vehicle (a moving sample carries the number of
     the run before it); `in_stop` marks samples of runs whose dwell reaches min_stop_minutes.
     """
-    w = _events()
+    w = events_window()
     stationary = ~F.col("moving")
     prev_stationary = F.coalesce(~F.lag("moving").over(w), F.lit(False))
     moved = F.coalesce(F.col("leg_m") > params.stop_radius_m, F.lit(False))
     run_start = stationary & (~prev_stationary | moved)
     df = legs.withColumn("_run_start", run_start).withColumn(
-        "stop_run", F.sum(F.col("_run_start").cast("long")).over(_running())
+        "stop_run", F.sum(F.col("_run_start").cast("long")).over(running_window())
     )
-    run = _peers("stop_run")
+    run = peer_window("stop_run")
     df = df.withColumn("_run_first", F.min(F.when(stationary, F.col("ts"))).over(run)).withColumn(
         "_run_last", F.max(F.when(stationary, F.col("ts"))).over(run)
     )
@@ -178,14 +178,14 @@ def stops_from_points(marked: DataFrame) -> DataFrame:
         .agg(
             F.min("ts").alias("start_ts"),
             F.max("ts").alias("end_ts"),
-            _first_value("ts_local").alias("start_ts_local"),
-            _last_value("ts_local").alias("end_ts_local"),
-            _first_value("local_date").alias("local_date"),
+            value_at_first("ts_local").alias("start_ts_local"),
+            value_at_last("ts_local").alias("end_ts_local"),
+            value_at_first("local_date").alias("local_date"),
             F.avg("lat").alias("lat"),
             F.avg("lon").alias("lon"),
             F.count(F.lit(1)).alias("n_samples"),
-            _first_value("soc_pct").alias("soc_start_pct"),
-            _last_value("soc_pct").alias("soc_end_pct"),
+            value_at_first("soc_pct").alias("soc_start_pct"),
+            value_at_last("soc_pct").alias("soc_end_pct"),
             F.first("timezone").alias("timezone"),
         )
         .withColumn(
@@ -233,11 +233,11 @@ def mark_trips(marked: DataFrame) -> DataFrame:
     sample. The departure sample opens its trip (its incoming leg is still part of the stop);
     the arrival sample closes the previous one (its incoming leg is the trip's last).
     """
-    w = _events()
+    w = events_window()
     first = F.col("prev_ts").isNull()
     new_trip = F.col("is_departure") | F.col("is_gap") | first
     df = marked.withColumn("_new_trip", new_trip).withColumn(
-        "trip_seq", F.sum(F.col("_new_trip").cast("long")).over(_running())
+        "trip_seq", F.sum(F.col("_new_trip").cast("long")).over(running_window())
     )
     in_trip = ~F.col("in_stop") | F.col("is_departure") | F.col("is_arrival")
     next_gap = F.lead("is_gap").over(w)
@@ -291,28 +291,28 @@ def trips_from_points(marked_trips: DataFrame, vehicles: DataFrame, params: Trip
         .agg(
             F.min("ts").alias("start_ts"),
             F.max("ts").alias("end_ts"),
-            _first_value("ts_local").alias("start_ts_local"),
-            _first_value("local_date").alias("local_date"),
+            value_at_first("ts_local").alias("start_ts_local"),
+            value_at_first("local_date").alias("local_date"),
             F.count(F.lit(1)).alias("n_samples"),
             F.sum(F.when(leg, F.col("leg_km"))).alias("distance_km"),
-            _last_value("odometer_km").alias("_odo_end"),
-            _first_value("odometer_km").alias("_odo_start"),
+            value_at_last("odometer_km").alias("_odo_end"),
+            value_at_first("odometer_km").alias("_odo_start"),
             F.sum(F.when(leg & F.col("leg_moving"), F.col("leg_s"))).alias("_moving_s"),
             F.max("speed_est_kmh").alias("max_speed_kmh"),
             F.sum(F.when(leg & F.col("short_stop_start"), 1).otherwise(0)).alias("n_stops"),
-            _first_value("soc_pct").alias("soc_start_pct"),
-            _last_value("soc_pct").alias("soc_end_pct"),
-            _first_value("soc_imputed").alias("_soc_start_imputed"),
-            _last_value("soc_imputed").alias("_soc_end_imputed"),
+            value_at_first("soc_pct").alias("soc_start_pct"),
+            value_at_last("soc_pct").alias("soc_end_pct"),
+            value_at_first("soc_imputed").alias("_soc_start_imputed"),
+            value_at_last("soc_imputed").alias("_soc_end_imputed"),
             F.sum(F.greatest(alt_step, F.lit(0.0))).alias("altitude_gain_m"),
             F.sum(F.greatest(-alt_step, F.lit(0.0))).alias("altitude_loss_m"),
             F.avg("ambient_temp_c").alias("mean_ambient_temp_c"),
-            _first_value("lat").alias("start_lat"),
-            _first_value("lon").alias("start_lon"),
-            _last_value("lat").alias("end_lat"),
-            _last_value("lon").alias("end_lon"),
-            _first_value("_start_reason").alias("started_by"),
-            _last_value("_end_reason").alias("ended_by"),
+            value_at_first("lat").alias("start_lat"),
+            value_at_first("lon").alias("start_lon"),
+            value_at_last("lat").alias("end_lat"),
+            value_at_last("lon").alias("end_lon"),
+            value_at_first("_start_reason").alias("started_by"),
+            value_at_last("_end_reason").alias("ended_by"),
             F.first("timezone").alias("timezone"),
         )
         .where((F.col("n_samples") >= 2) & (F.coalesce(F.col("distance_km"), F.lit(0.0)) >= params.min_trip_km))
@@ -392,8 +392,8 @@ def segments_from_points(marked_trips: DataFrame, trips: DataFrame, params: Trip
     seg_m = params.segment_km * 1000.0
     legs = marked_trips.where("leg_in_trip")
     # Cumulative trip distance at each leg's start: vehicle-wide running sum minus the trip's base.
-    legs = legs.withColumn("_cum_m", F.sum(F.col("leg_km") * 1000.0).over(_running()))
-    legs = legs.withColumn("_trip_base", F.min(F.col("_cum_m") - F.col("leg_km") * 1000.0).over(_peers("trip_seq")))
+    legs = legs.withColumn("_cum_m", F.sum(F.col("leg_km") * 1000.0).over(running_window()))
+    legs = legs.withColumn("_trip_base", F.min(F.col("_cum_m") - F.col("leg_km") * 1000.0).over(peer_window("trip_seq")))
     start_m = F.col("_cum_m") - F.col("leg_km") * 1000.0 - F.col("_trip_base")
     legs = legs.withColumn("segment_no", F.greatest(F.floor(start_m / seg_m + 1e-9), F.lit(0)).cast("int"))
     v_mps = F.col("speed_est_kmh") / KMH_PER_MPS
@@ -414,7 +414,7 @@ def segments_from_points(marked_trips: DataFrame, trips: DataFrame, params: Trip
         "vehicle_type",
         "battery_kwh",
     )
-    legs = legs.withColumn("_trip_start", F.min("prev_ts").over(_peers("trip_seq")))
+    legs = legs.withColumn("_trip_start", F.min("prev_ts").over(peer_window("trip_seq")))
     segs = (
         legs.groupBy("vehicle_id", "trip_seq", "segment_no")
         .agg(
@@ -440,9 +440,9 @@ def segments_from_points(marked_trips: DataFrame, trips: DataFrame, params: Trip
             F.sum(F.greatest(-F.col("_alt_step"), F.lit(0.0))).alias("altitude_loss_m"),
             F.sum("_alt_step").alias("altitude_delta_m"),
             F.avg("ambient_temp_c").alias("mean_ambient_temp_c"),
-            _first_value("prev_soc_pct", "prev_ts").alias("soc_start_pct"),
-            _last_value("soc_pct").alias("soc_end_pct"),
-            _first_value("ts_local").alias("_first_local"),
+            value_at_first("prev_soc_pct", "prev_ts").alias("soc_start_pct"),
+            value_at_last("soc_pct").alias("soc_end_pct"),
+            value_at_first("ts_local").alias("_first_local"),
             F.first("timezone").alias("timezone"),
         )
         .join(kept, ["vehicle_id", "_trip_start"], "inner")

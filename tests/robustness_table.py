@@ -29,7 +29,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOC = PROJECT_ROOT / "docs" / "ROBUSTNESS.md"
 TELEMATICS_HEADER = "vehicle_id,ts,lat,lon,speed_kmh,odometer_km,soc_pct"
 # Ingest "now" for the input cases: far-future and sentinel rules are relative to it.
-INGEST_NOW = "2024-03-10T12:00:00+00:00"
+INGEST_NOW = "2024-11-01T12:00:00+00:00"
 
 
 @dataclass(frozen=True)
@@ -298,7 +298,7 @@ INPUT_CASES: tuple[InputCase, ...] = (
         Expected(read=3, bronze=2, quarantined=1, reasons={"malformed_row": 1}),
         kind="charging_sessions",
         spec={"format": "json"},
-        quarantine_contains=('"end_ts": ',),
+        quarantine_contains=("json_corrupt_line_2", "10:00:00"),
     ),
     InputCase(
         "dst_wall_clock",
@@ -366,7 +366,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "bad input",
         "One vehicle holding ~10 % of all rows, through a grouped pandas UDF stage (charging locations)",
         "the stage completes; the per-vehicle UDF loads at most `charging.max_events_per_vehicle` rows "
-        "(a seeded sample above it, counted in a log line); other vehicles are unaffected",
+        "(a seeded sample above it; the others keep a null location_id); other vehicles are unaffected",
         "tests/test_robustness_stages.py::test_grouped_udf_caps_rows_per_vehicle",
     ),
     # ---- faults ----
@@ -426,10 +426,11 @@ OTHER_CASES: tuple[Case, ...] = (
         "grouped_udf_cap",
         "resource",
         "Grouped pandas UDF groups larger than a Python worker should hold",
-        "`charging.max_events_per_vehicle` caps the rows one vehicle sends to the location DBSCAN (seeded "
-        "sample); residences are reduced to grid cells with counts as weights before their UDF; the hotspot "
-        "DBSCAN is per spatial cell with grid-based dense sub-cells (see common/dbscan.py)",
-        "tests/test_robustness_stages.py::test_grouped_udf_caps_rows_per_vehicle",
+        "residences: night points reduced to ~10 m cells (counts as weights), then at most "
+        "`residence.max_cells_per_vehicle` heaviest cells per vehicle; charging locations: at most "
+        "`charging.max_events_per_vehicle` events per vehicle (seeded sample); hotspot visits: one vehicle-day per "
+        "call; hotspot DBSCAN: one spatial cell per call with grid-based dense sub-cells (common/dbscan.py)",
+        "tests/test_robustness_stages.py::test_residence_udf_loads_at_most_the_heaviest_cells",
     ),
     Case(
         "no_unbounded_collect",

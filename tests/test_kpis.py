@@ -12,7 +12,6 @@ from datetime import date
 
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from common.config import BillingConfig, KpisConfig, OdometerConfig, TripsConfig
 from common.geo import EARTH_RADIUS_M

@@ -12,8 +12,9 @@ from pyspark.sql import functions as F
 
 from common.charging import label_event_locations
 from common.cleaning import CleaningParams, clean_telematics
-from common.config import ChargingConfig, CleanConfig
+from common.config import ChargingConfig, CleanConfig, ResidenceConfig
 from common.limits import cap_rows_per_group
+from common.residence import find_residences
 
 WORLD = "POLYGON((-179 -80, 179 -80, 179 80, -179 80, -179 -80))"
 BRONZE_DDL = (
@@ -109,3 +110,31 @@ def test_cap_rows_per_group_priority_and_passthrough(spark):
     top = cap_rows_per_group(df, ["k"], 3, priority=[F.desc("weight")])
     expected = spark.createDataFrame([("a", 0, 10), ("a", 1, 9), ("a", 2, 8), ("b", 0, 1)], "k string, i int, weight int")
     assert_df_equality(top, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_residence_udf_loads_at_most_the_heaviest_cells(spark):
+    """A vehicle parked at home four nights that also stops at 300 different places at night:
+    the home UDF gets only the `max_cells_per_vehicle` heaviest cells (its `night_cells` output is
+    the number it received) and still finds the home."""
+    rows = []
+    for night in range(4):
+        for k in range(12):  # home: 12 points a night, 10 min apart, 02:00-03:50
+            rows.append(("roamer", f"2024-03-0{4 + night} 02:{k * 5:02d}:00", 28.6000, 77.2000))
+            rows.append(("steady", f"2024-03-0{4 + night} 02:{k * 5:02d}:00", 28.7000, 77.1000))
+    for j in range(300):  # one-off night stops ~300 m apart: 300 distinct cells of weight 1
+        rows.append(("roamer", f"2024-03-0{4 + j % 4} 04:{j % 60:02d}:{j // 60:02d}", 28.50 + 0.003 * (j // 20), 77.30 + 0.003 * (j % 20)))
+    clean = (
+        spark.createDataFrame(rows, "vehicle_id string, ts string, lat double, lon double")
+        .withColumn("ts", F.col("ts").cast("timestamp"))
+        .withColumn("ts_local", F.col("ts"))
+        .withColumn("local_date", F.to_date("ts"))
+        .withColumn("timezone", F.lit("UTC"))
+        .withColumn("speed_kmh", F.lit(0.0))
+        .withColumn("is_usable", F.lit(True))
+    )
+    cap = 50
+    homes = {r["vehicle_id"]: r for r in find_residences(clean, ResidenceConfig(max_cells_per_vehicle=cap)).collect()}
+    print({v: (r["status"], r["night_cells"], r["home_lat"], r["home_lon"]) for v, r in homes.items()})
+    assert homes["roamer"]["night_cells"] == cap  # the UDF loaded `cap` of its 301 cells
+    assert homes["roamer"]["status"] == "home" and abs(homes["roamer"]["home_lat"] - 28.6) < 1e-4
+    assert homes["steady"]["night_cells"] == 1 and homes["steady"]["status"] == "home"
