@@ -35,13 +35,18 @@ def synthetic_bronze(spark, rows: int, vehicles: int, seed: int = 7):
     from pyspark.sql import functions as F
 
     per_vehicle = max(1, rows // vehicles)
+    # One random column, materialised: a rand() repeated inside CASE branches would draw a new
+    # number per branch and inflate the anomaly rates.
     base = spark.range(per_vehicle * vehicles).select(
-        (F.col("id") / per_vehicle).cast("long").alias("v"), (F.col("id") % per_vehicle).alias("i")
+        (F.col("id") / per_vehicle).cast("long").alias("v"),
+        (F.col("id") % per_vehicle).alias("i"),
+        F.rand(seed).alias("r"),
+        F.rand(seed + 1).alias("noise"),
     )
     angle = F.col("i") * (2 * math.pi / 120)  # one loop per hour
     lat0 = F.lit(28.50) + (F.col("v") % 97) / 97 * 0.20
     lon0 = F.lit(77.08) + (F.col("v") % 89) / 89 * 0.24
-    r = F.rand(seed)
+    r = F.col("r")
     lat = lat0 + 0.03 * F.sin(angle)
     lon = lon0 + 0.034 * F.cos(angle)
     soc = F.lit(95.0) - (F.col("i") % 1000) * 0.07
@@ -50,7 +55,7 @@ def synthetic_bronze(spark, rows: int, vehicles: int, seed: int = 7):
         (F.to_timestamp(F.lit(START)) + F.make_dt_interval(secs=F.col("i") * 30 + F.col("v") % 30)).alias("ts"),
         F.when(r < 0.001, 0.0).when(r < 0.002, None).when(r < 0.003, lat + 0.08).when(r < 0.004, lat + 3.0).otherwise(lat).alias("lat"),
         F.when(r < 0.001, 0.0).otherwise(lon).alias("lon"),
-        F.when((r >= 0.005) & (r < 0.006), None).otherwise(F.lit(21.0) + F.rand(seed + 1) * 4).alias("speed_kmh"),
+        F.when((r >= 0.005) & (r < 0.006), None).otherwise(F.lit(21.0) + F.col("noise") * 4).alias("speed_kmh"),
         (F.lit(10_000.0) + F.col("i") * 0.175).alias("odometer_km"),
         F.when((r >= 0.004) & (r < 0.005), F.when(soc > 60, soc - 30).otherwise(soc + 30)).otherwise(soc).alias("soc_pct"),
         F.lit(215.0).alias("altitude_m"),

@@ -152,12 +152,15 @@ def detect_charging_events(
     candidates = _rising_events(charging_steps(clean_df, p), p).withColumn(
         "delta_soc_pct", F.col("soc_end_pct") - F.col("soc_start_pct")
     )
-    high = candidates.where(F.col("delta_soc_pct") > p.min_delta_soc_pct)
-    vehicles_with_high = high.select("vehicle_id").distinct()
-    low = candidates.where(
-        (F.col("delta_soc_pct") > p.fallback_min_delta_soc_pct) & (F.col("delta_soc_pct") <= p.min_delta_soc_pct)
-    ).join(vehicles_with_high, "vehicle_id", "left_anti")
-    events = high.withColumn("confidence", F.lit("high")).unionByName(low.withColumn("confidence", F.lit("low")))
+    # Both passes in one: a vehicle's events above the fallback threshold are kept only when the
+    # vehicle has no high-confidence event (one window instead of a self anti-join).
+    is_high = F.col("delta_soc_pct") > p.min_delta_soc_pct
+    vehicle_has_high = F.max(is_high.cast("int")).over(Window.partitionBy("vehicle_id")) > 0
+    events = (
+        candidates.withColumn("_vehicle_has_high", vehicle_has_high)
+        .where(is_high | (~F.col("_vehicle_has_high") & (F.col("delta_soc_pct") > p.fallback_min_delta_soc_pct)))
+        .withColumn("confidence", F.when(is_high, F.lit("high")).otherwise(F.lit("low")))
+    )
 
     battery = F.col("battery_kwh")
     if vehicles_df is not None:

@@ -351,6 +351,9 @@ class XgbParams(Section):
     reg_lambda: float = Field(1.0, ge=0)
     tree_method: str = "hist"
     max_bin: int = Field(256, ge=2)
+    objective: str | None = Field(
+        None, description="Regression objective (e.g. reg:absoluteerror for an MAE-judged forecast); null = xgboost default."
+    )
 
 
 class SocModelConfig(Section):
@@ -458,7 +461,9 @@ class ReliabilityConfig(Section):
         900.0, gt=0, description="Snapshot feeds: consecutive snapshots farther apart than this leave a no-data gap (s)."
     )
     observation_end: str | None = Field(
-        None, description="ISO timestamp (UTC) closing the last interval of every port; null = latest message of the source."
+        None,
+        description="ISO timestamp (UTC) closing the last interval of every port; null = the synthetic generator's period "
+        "end for its inputs, else the latest message of the source.",
     )
     nevi_target_pct: float = Field(97.0, ge=0, le=100, description="NEVI minimum port uptime (23 CFR 680.116(b)) (percent).")
     nevi_window_months: int = Field(12, ge=1, description="Trailing window of the NEVI uptime (months).")
@@ -506,9 +511,15 @@ class ResidenceConfig(Section):
         6, ge=1, description="DBSCAN min weighted night points for a core point (6 x 5-min heartbeats = 30 min parked)."
     )
     max_dwell_s: float = Field(
-        900.0, gt=0, description="Dwell of a point = time to the vehicle's next usable point, capped at this (device gaps) (s)."
+        900.0, gt=0, description="Dwell of a night point = time to the vehicle's next night point, capped at this (device gaps) (s)."
     )
     min_nights: int = Field(3, ge=1, description="A home is labelled only when the vehicle spent at least this many nights there.")
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> "ResidenceConfig":
+        if self.night_start_hour == self.night_end_hour % 24:
+            raise ValueError("residence.night_start_hour and night_end_hour must differ")
+        return self
     max_cells_per_vehicle: int = Field(
         50000, ge=1, description="Most night grid cells of one vehicle the home DBSCAN (a grouped pandas UDF) loads; above "
         "it the cells with the most points are kept. Bounds a Python worker's memory (50 000 cells = 5 km2 of 10 m cells)."
@@ -547,6 +558,12 @@ class ChargingConfig(Section):
     station_radius_m: float = Field(100.0, gt=0, description="A site within this of a bronze.stations row is that station (m).")
     partition_cell_m: float = Field(5000.0, gt=0, description="Spatial partition cell of the fleet-wide site grouping (m).")
 
+    @model_validator(mode="after")
+    def _cell_covers_halo(self) -> "ChargingConfig":
+        if self.partition_cell_m < 4 * self.site_eps_m:
+            raise ValueError(f"charging.partition_cell_m ({self.partition_cell_m}) must be >= 4 x site_eps_m ({self.site_eps_m})")
+        return self
+
 
 class HotspotsConfig(Section):
     """Fleet hotspots from unique daily visits with exact distributed DBSCAN (`jobs/hotspots.py`)."""
@@ -569,6 +586,12 @@ class HotspotsConfig(Section):
     partition_cell_m: float = Field(
         2000.0, gt=0, description="Distributed DBSCAN partition cell (m); at least 4 x eps_m. Halo = 2 x eps_m."
     )
+
+    @model_validator(mode="after")
+    def _cell_covers_halo(self) -> "HotspotsConfig":
+        if self.partition_cell_m < 4 * self.eps_m:
+            raise ValueError(f"hotspots.partition_cell_m ({self.partition_cell_m}) must be >= 4 x eps_m ({self.eps_m})")
+        return self
 
 
 class RiskConfig(Section):

@@ -26,8 +26,9 @@ order -- same core points, same noise, same border assignment:
    ~20 x min_samples of them near any place -- and two dense sub-cells are linked by one
    nearest-neighbour query, so a depot with 100 000 visits costs O(n log n), not O(n^2).
 3. **Merge** (union-find): local clusters that share a core point (a halo core copy and its inner
-   original) are the same cluster; the few such links are collected and merged with
-   scipy.sparse.csgraph.connected_components on the driver.
+   original) are the same cluster; the few such links, and the smallest inner core point of each
+   local cluster, are collected and merged with scipy.sparse.csgraph.connected_components on the
+   driver; a narrow mapInPandas then writes every point's label (no further shuffle).
 4. **Label**: a cluster's id is its smallest core `point_id` -- which is the order in which
    scikit-learn numbers clusters -- and a border point joins the adjacent cluster with the
    smallest id, which is the cluster scikit-learn's expansion reaches it from first.
@@ -452,11 +453,14 @@ def distributed_dbscan(
     -1 = noise), is_core. Equal to scikit-learn DBSCAN(eps=eps_m / R, min_samples,
     metric="haversine") on the points ordered by point_id, with sample_weight = weight_col.
     `cell_m` (>= 4 x eps_m) sets the partition cells: bigger cells mean fewer halo copies and
-    fewer, larger tasks.
+    fewer, larger tasks. The result is persisted (call `.unpersist()` when done with it).
+
+    Spark work: one shuffle by cell (the per-cell clustering), two small aggregations collected
+    to the driver (links between local clusters, smallest inner core point of each local
+    cluster), and a narrow mapInPandas that writes the final labels.
     """
     if cell_m < 4 * eps_m:
         raise ValueError(f"cell_m ({cell_m}) must be at least 4 x eps_m ({eps_m}): halos are 2 x eps wide")
-    spark = points.sparkSession
     weight = F.col(weight_col).cast("double") if weight_col else F.lit(1.0)
     src = points.select(
         F.col("point_id").cast("long").alias("point_id"),
@@ -465,77 +469,90 @@ def distributed_dbscan(
         weight.alias("weight"),
     )
     copies = src.mapInPandas(_copies_fn(eps_m, cell_m), _COPY_SCHEMA)
-    cells = copies.groupBy("cell").applyInPandas(_cell_fn(eps_m, float(min_samples)), _CELL_SCHEMA)
-    cells = cells.persist()
+    cells = copies.groupBy("cell").applyInPandas(_cell_fn(eps_m, float(min_samples)), _CELL_SCHEMA).persist()
     try:
-        # Local clusters joined through a shared core point: halo copy <-> inner original.
-        inner_core = cells.where((F.col("role") == ROLE_INNER) & F.col("is_core")).select(
+        core = cells.where("is_core")
+        # Local clusters sharing a core point (a halo copy and its inner original) are one cluster.
+        inner_core = core.where(F.col("role") == ROLE_INNER).select(
             "point_id", F.col("cell").alias("cell_a"), F.col("local").alias("local_a")
         )
-        halo_core = cells.where((F.col("role") != ROLE_INNER) & F.col("is_core")).select(
+        halo_core = core.where(F.col("role") != ROLE_INNER).select(
             "point_id", F.col("cell").alias("cell_b"), F.col("local").alias("local_b")
         )
         links = inner_core.join(halo_core, "point_id").select("cell_a", "local_a", "cell_b", "local_b").distinct().collect()  # bounded: one row per pair of local clusters sharing a halo core point
-        mapping = _merge_local_clusters(links)
-        if mapping:
-            roots = spark.createDataFrame(mapping, "cell long, local long, root_cell long, root_local long")
-        else:
-            roots = spark.createDataFrame([], "cell long, local long, root_cell long, root_local long")
-        inner = cells.where(F.col("role") == ROLE_INNER).drop("role")
-
-        def with_root(df: DataFrame) -> DataFrame:
-            return df.join(F.broadcast(roots), ["cell", "local"], "left").select(
-                "*",
-                F.coalesce("root_cell", "cell").alias("g_cell"),
-                F.coalesce("root_local", "local").alias("g_local"),
-            )
-
-        core = with_root(inner.where("is_core"))
-        cluster_ids = core.groupBy("g_cell", "g_local").agg(F.min("point_id").alias("cluster_id"))
-        core_labels = core.join(cluster_ids, ["g_cell", "g_local"]).select("point_id", "cluster_id", "is_core")
-        border = (
-            inner.where(~F.col("is_core") & (F.size("candidates") > 0))
-            .select("point_id", "cell", F.explode("candidates").alias("local"))
-            .transform(with_root)
-            .join(cluster_ids, ["g_cell", "g_local"])
-            .groupBy("point_id")
-            .agg(F.min("cluster_id").alias("cluster_id"))
-            .select("point_id", "cluster_id", F.lit(False).alias("is_core"))
-        )
-        noise = inner.where(~F.col("is_core") & (F.size("candidates") == 0)).select(
-            "point_id", F.lit(-1).cast("long").alias("cluster_id"), F.lit(False).alias("is_core")
-        )
-        result = core_labels.unionByName(border).unionByName(noise).persist()
+        # A cluster's id is its smallest core point_id; every core point is inner in one cell.
+        firsts = inner_core.groupBy("cell_a", "local_a").agg(F.min("point_id").alias("first")).collect()  # bounded: one row per local cluster
+        cluster_of = points.sparkSession.sparkContext.broadcast(_merge_local_clusters(links, firsts))
+        result = cells.where(F.col("role") == ROLE_INNER).mapInPandas(_label_fn(cluster_of), RESULT_SCHEMA).persist()
         result.count()  # materialise before the cells are released (lineage kept for recovery)
         return result
     finally:
         cells.unpersist()
 
 
-def _merge_local_clusters(links) -> list[tuple[int, int, int, int]]:
-    """(cell, local) -> root (cell, local) for every local cluster that takes part in a link."""
+def _label_fn(broadcast_clusters):
+    """Final labels of inner rows: core -> its cluster, border -> smallest adjacent cluster, else -1.
+
+    `broadcast_clusters`: a Spark broadcast of {cell: cluster id of each local cluster (array)}."""
+
+    def fn(batches):
+        cluster_of = broadcast_clusters.value
+        for pdf in batches:
+            if len(pdf) == 0:
+                continue
+            cells = pdf["cell"].to_numpy()
+            locals_ = pdf["local"].to_numpy()
+            core = pdf["is_core"].to_numpy()
+            out = np.full(len(pdf), -1, dtype=np.int64)
+            for cell in np.unique(cells[core]):
+                m = core & (cells == cell)
+                out[m] = cluster_of[int(cell)][locals_[m]]
+            for k in np.flatnonzero(~core):
+                cand = pdf["candidates"].iat[k]
+                if cand is not None and len(cand):
+                    out[k] = int(cluster_of[int(cells[k])][np.asarray(cand, dtype=np.int64)].min())
+            yield pd.DataFrame({"point_id": pdf["point_id"].to_numpy(), "cluster_id": out, "is_core": core})
+
+    return fn
+
+
+def _merge_local_clusters(links, firsts) -> dict[int, np.ndarray]:
+    """{cell: cluster id per local cluster}: union-find over the links; id = smallest inner core point_id.
+
+    `links`: (cell_a, local_a, cell_b, local_b) rows of local clusters sharing a core point;
+    `firsts`: (cell, local, smallest inner core point_id) rows.
+    """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    if not links:
-        return []
+    none = np.iinfo(np.int64).max
     keys: dict[tuple[int, int], int] = {}
+    first_of: list[int] = []
+    for r in firsts:
+        keys[(int(r[0]), int(r[1]))] = len(first_of)
+        first_of.append(int(r[2]))
     a_idx, b_idx = [], []
     for r in links:
-        a = keys.setdefault((int(r[0]), int(r[1])), len(keys))
-        b = keys.setdefault((int(r[2]), int(r[3])), len(keys))
-        a_idx.append(a)
-        b_idx.append(b)
+        for key in ((int(r[0]), int(r[1])), (int(r[2]), int(r[3]))):
+            if key not in keys:  # a local cluster whose core points are all halo copies in its cell
+                keys[key] = len(first_of)
+                first_of.append(none)
+        a_idx.append(keys[(int(r[0]), int(r[1]))])
+        b_idx.append(keys[(int(r[2]), int(r[3]))])
     n = len(keys)
+    if n == 0:
+        return {}
     graph = coo_matrix((np.ones(len(a_idx)), (a_idx, b_idx)), shape=(n, n))
     _, comp = connected_components(graph, directed=False)
-    by_index = list(keys)
-    root_of: dict[int, tuple[int, int]] = {}
-    for i, c in enumerate(comp):
-        key = by_index[i]
-        if c not in root_of or key < root_of[c]:
-            root_of[c] = key
-    return [(k[0], k[1], root_of[comp[i]][0], root_of[comp[i]][1]) for i, k in enumerate(by_index)]
+    best = np.full(comp.max() + 1, none, dtype=np.int64)
+    np.minimum.at(best, comp, np.array(first_of, dtype=np.int64))
+    size: dict[int, int] = {}
+    for cell, local in keys:
+        size[cell] = max(size.get(cell, 0), local + 1)
+    out = {cell: np.full(k, -1, dtype=np.int64) for cell, k in size.items()}
+    for (cell, local), i in keys.items():
+        out[cell][local] = best[comp[i]]
+    return out
 
 
 def dense_labels(cluster_id: pd.Series | np.ndarray) -> np.ndarray:

@@ -33,6 +33,62 @@ def regression_metrics(df: DataFrame, label: str, pred: str) -> dict[str, float]
     return {"n": float(r["n"]), "mae": r["mae"], "rmse": math.sqrt(r["mse"]), "r2": r2, "bias": r["bias"]}
 
 
+def regression_metrics_many(df: DataFrame, label: str, preds: dict[str, str]) -> dict[str, dict[str, float]]:
+    """`regression_metrics` of several prediction columns in one Spark aggregation.
+
+    Rows count for a column when the label and that column are non-null; the label variance is
+    taken over the rows where every column is non-null (all our columns are non-null together)."""
+    rows = df.where(F.col(label).isNotNull())
+    aggs = [F.var_pop(label).alias("_var")]
+    for name, col in preds.items():
+        ok = F.col(col).isNotNull()
+        err = F.col(col) - F.col(label)
+        aggs += [
+            F.sum(ok.cast("long")).alias(f"{name}__n"),
+            F.avg(F.when(ok, F.abs(err))).alias(f"{name}__mae"),
+            F.avg(F.when(ok, err * err)).alias(f"{name}__mse"),
+            F.avg(F.when(ok, err)).alias(f"{name}__bias"),
+        ]
+    r = rows.agg(*aggs).first()
+    out = {}
+    for name in preds:
+        n = r[f"{name}__n"] or 0
+        if not n:
+            out[name] = {"n": 0.0, "mae": math.nan, "rmse": math.nan, "r2": math.nan, "bias": math.nan}
+            continue
+        mse = r[f"{name}__mse"]
+        out[name] = {
+            "n": float(n),
+            "mae": r[f"{name}__mae"],
+            "rmse": math.sqrt(mse),
+            "r2": 1 - mse / r["_var"] if r["_var"] else math.nan,
+            "bias": r[f"{name}__bias"],
+        }
+    return out
+
+
+def trip_energy_metrics_pd(trips, true_kwh: str, pred_kwh: str) -> dict[str, float]:
+    """`trip_energy_metrics` on a pandas frame of trips (per-trip tables are small: one row per trip)
+    plus WAPE = sum |error| / sum true (robust to short trips whose true energy is near 0)."""
+    import numpy as np
+
+    t = trips[[true_kwh, pred_kwh]].astype(float).dropna()
+    t = t[t[true_kwh] > 0]
+    if t.empty:
+        return {"n": 0.0, "mae_kwh": math.nan, "rmse_kwh": math.nan, "mape_pct": math.nan, "median_ape_pct": math.nan, "wape_pct": math.nan}
+    err = t[pred_kwh].to_numpy() - t[true_kwh].to_numpy()
+    ape = np.abs(err) / t[true_kwh].to_numpy() * 100
+    return {
+        "n": float(len(t)),
+        "mae_kwh": float(np.mean(np.abs(err))),
+        "rmse_kwh": float(np.sqrt(np.mean(err**2))),
+        "mape_pct": float(np.mean(ape)),
+        "median_ape_pct": float(np.median(ape)),
+        "wape_pct": float(100 * np.abs(err).sum() / t[true_kwh].sum()),
+        "total_bias_pct": float(100 * err.sum() / t[true_kwh].sum()),
+    }
+
+
 def roc_pr_auc(df: DataFrame, label: str, score: str) -> tuple[float, float]:
     """(ROC-AUC, PR-AUC) of a real-valued score against a 0/1 label; NaN when one class is absent."""
     from pyspark.ml.evaluation import BinaryClassificationEvaluator

@@ -33,6 +33,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from common.config import EnergyModelConfig, PhysicsVehicleParams, SocModelConfig
+from common.geo import haversine_m
 
 G = 9.81
 AIR_DENSITY = 1.2  # kg/m3 at ~25 degC
@@ -257,8 +258,14 @@ SOC_FEATURES = (
     "moving_min_60m",
     "speed_mean_60m_kmh",
     "km_today",
+    "km_today_vs_typical",
     "soc_used_today_pct",
     "minutes_since_moving",
+    "minutes_since_parked",
+    "km_since_parked",
+    "minutes_since_shift_start",
+    "minutes_since_prev_sample",
+    "dist_from_day_start_km",
     "minutes_since_charging",
     "is_charging",
     "local_hour",
@@ -269,17 +276,20 @@ SOC_FEATURES = (
     *VEHICLE_FEATURES,
 )
 SOC_LABEL = "soc_drop_pct"
+PARKED_GAP_MIN = 4  # heartbeat silence that marks a parked row (generator/real parked interval ~5 min)
 SOC_EVENT = "soc_drop_event"
 
 
 def minutely_temperature(clean: DataFrame) -> DataFrame:
-    """vehicle_id, minute_ts, ambient_temp_c (mean of the minute's usable samples), if the column exists."""
-    if "ambient_temp_c" not in clean.columns:
-        return clean.sparkSession.createDataFrame([], "vehicle_id string, minute_ts timestamp, ambient_temp_c double")
+    """vehicle_id, minute_ts, ambient_temp_c (mean of the minute's usable samples; null when the
+    source has no temperature), lat/lon (the minute's last usable position)."""
+    temp = F.avg("ambient_temp_c") if "ambient_temp_c" in clean.columns else F.lit(None).cast("double")
+    last = F.max(F.struct(F.col("ts").alias("ts"), F.col("lat").alias("lat"), F.col("lon").alias("lon")))
     return (
         clean.where(F.col("is_usable"))
         .groupBy("vehicle_id", F.date_trunc("minute", "ts").alias("minute_ts"))
-        .agg(F.avg("ambient_temp_c").alias("ambient_temp_c"))
+        .agg(temp.alias("ambient_temp_c"), last.alias("_pos"))
+        .select("vehicle_id", "minute_ts", "ambient_temp_c", F.col("_pos.lat").alias("lat"), F.col("_pos.lon").alias("lon"))
     )
 
 
@@ -332,8 +342,27 @@ def soc_features(minutely: DataFrame, vehicles: DataFrame, temperature: DataFram
     last_charging = F.max(F.when(F.col("charging"), F.col("_t"))).over(
         Window.partitionBy("vehicle_id").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0)
     )
+    # A parked vehicle reports a heartbeat every few minutes, a moving one every <= 1 min: a row
+    # after a >= PARKED_GAP_MIN silence without km is "parked". Minutes/km since then = the
+    # current trip so far (0 while parked).
+    by_vehicle = Window.partitionBy("vehicle_id").orderBy("_t")
+    so_far = by_vehicle.rowsBetween(Window.unboundedPreceding, 0)
+    prev_t = F.lag("_t").over(by_vehicle)
+    df = df.withColumn("minutes_since_prev_sample", F.least((F.col("_t") - prev_t) / 60.0, F.lit(1440.0)))
+    df = df.withColumn("_cum_km", F.sum(F.coalesce(F.col("km"), F.lit(0.0))).over(so_far))
+    parked_row = F.coalesce(F.col("minutes_since_prev_sample") >= PARKED_GAP_MIN, F.lit(True)) & (F.coalesce(F.col("km"), F.lit(0.0)) == 0)
+    last_parked = F.max(F.when(parked_row, F.struct(F.col("_t").alias("t"), F.col("_cum_km").alias("km")))).over(so_far)
+    df = (
+        df.withColumn("minutes_since_parked", F.coalesce(F.least((F.col("_t") - last_parked["t"]) / 60.0, F.lit(1440.0)), F.lit(1440.0)))
+        .withColumn("km_since_parked", F.coalesce(F.col("_cum_km") - last_parked["km"], F.col("_cum_km")))
+    )
+    first_move_today = F.min(F.when(F.col("km") > 0, F.col("_t"))).over(day)
     df = (
         df.withColumn("km_15m", F.sum("km").over(_range(-14 * 60)))
+        .withColumn(
+            "minutes_since_shift_start",
+            F.when(F.col("_t") >= first_move_today, (F.col("_t") - first_move_today) / 60.0).otherwise(-1.0),
+        )
         .withColumn("km_60m", F.sum("km").over(_range(-59 * 60)))
         .withColumn("km_180m", F.sum("km").over(_range(-179 * 60)))
         .withColumn("moving_min_60m", F.sum("moving_s").over(_range(-59 * 60)) / 60.0)
@@ -352,9 +381,17 @@ def soc_features(minutely: DataFrame, vehicles: DataFrame, temperature: DataFram
     if temperature is not None:
         df = df.join(temperature, ["vehicle_id", "minute_ts"], "left")
     else:
-        df = df.withColumn("ambient_temp_c", F.lit(None).cast("double"))
+        df = df.withColumn("ambient_temp_c", F.lit(None).cast("double")).withColumn("lat", F.lit(None).cast("double")).withColumn(
+            "lon", F.lit(None).cast("double")
+        )
+    # Where the vehicle spent the night (its first position of the local day): parked there in the
+    # evening usually means the shift is over; parked elsewhere means a dwell that will end.
+    day_all = Window.partitionBy("vehicle_id", "local_date").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0)
+    first_pos = F.first(F.when(F.col("lat").isNotNull(), F.struct("lat", "lon")), ignorenulls=True).over(day_all)
+    df = df.withColumn("dist_from_day_start_km", haversine_m(first_pos["lat"], first_pos["lon"], F.col("lat"), F.col("lon")) / 1000.0)
     fleet = vehicles.select("vehicle_id", "vehicle_type", "battery_kwh").dropDuplicates(["vehicle_id"])
     df = df.join(F.broadcast(fleet), "vehicle_id", "left").join(vehicle_minutely_history(minutely), ["vehicle_id", "local_date"], "left")
+    df = df.withColumn("km_today_vs_typical", F.col("km_today") / F.col("vehicle_hist_daily_km"))
     return df.select(
         "vehicle_id",
         "minute_ts",

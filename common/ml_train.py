@@ -69,6 +69,8 @@ def fit_xgb(
 
     kwargs = xgb_kwargs(params, seed)
     kwargs.update(features_col=list(features), label_col=label, num_workers=num_workers, verbose=False)
+    if params.objective and not classification:
+        kwargs["objective"] = params.objective
     if classification:
         kwargs["eval_metric"] = "logloss"
     else:

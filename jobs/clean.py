@@ -30,7 +30,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # spark-submit jobs/clean.py: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyspark.sql import Column, SparkSession
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common import tables
@@ -74,6 +76,23 @@ def _between(lo: date | None, hi: date | None) -> tuple[Column, str]:
     return cond, " AND ".join(sql)
 
 
+def known_timezones_only(vehicles: DataFrame, report: StageReport) -> DataFrame:
+    """Null out timezones that are not IANA zones (from_utc_timestamp would fail on them); those
+    vehicles fall back to clean.default_timezone. bronze.vehicles is small: one row per vehicle."""
+    unknown = []
+    for (zone,) in vehicles.select("timezone").where(F.col("timezone").isNotNull()).distinct().collect():  # bounded: one row per distinct timezone
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            unknown.append(zone)
+    if not unknown:
+        return vehicles
+    note = f"unknown vehicle timezones {sorted(unknown)}: clean.default_timezone used instead"
+    log.warning(note)
+    report.notes.append(note)
+    return vehicles.withColumn("timezone", F.when(~F.col("timezone").isin(unknown), F.col("timezone")))
+
+
 def run_clean(
     spark: SparkSession,
     cfg: Config,
@@ -95,7 +114,7 @@ def run_clean(
         bronze = bronze.where(_between(*utc_partitions(start_date, end_date, extra_days=1))[0])
         report.notes.append(f"re-cleaned partitions {replace_where}")
     if tables.exists(spark, cfg, BRONZE_VEHICLES):
-        vehicles = tables.read(spark, cfg, BRONZE_VEHICLES)
+        vehicles = known_timezones_only(tables.read(spark, cfg, BRONZE_VEHICLES), report)
     else:
         report.notes.append("bronze.vehicles missing: default timezone, battery and speed caps for every vehicle")
         vehicles = spark.createDataFrame([], VEHICLES)

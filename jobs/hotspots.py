@@ -61,7 +61,7 @@ def run_hotspots(spark: SparkSession, cfg: Config) -> StageReport:
     hotspots = find_hotspots(clustered, p)
     written = tables.write(hotspots, cfg, HOTSPOTS, mode="overwrite", comment=COMMENTS[HOTSPOTS])
     report.tables[HOTSPOTS] = written.version
-    rows = tables.read(spark, cfg, HOTSPOTS).orderBy(F.desc("unique_visits")).collect()
+    rows = tables.read(spark, cfg, HOTSPOTS).orderBy(F.desc("unique_visits")).collect()  # bounded: one row per hotspot
     report.rows_out = len(rows)
     report.notes.append(f"{report.rows_in} unique daily visits -> {len(rows)} hotspots")
     print(format_summary(rows, report.rows_in))

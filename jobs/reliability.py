@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 if __package__ in (None, ""):  # spark-submit jobs/reliability.py: make `common` importable
@@ -103,10 +103,28 @@ def _read_optional(spark: SparkSession, cfg: Config, table: str) -> DataFrame | 
     return tables.read(spark, cfg, table) if tables.exists(spark, cfg, table) else None
 
 
+def observation_end(cfg: Config) -> str | None:
+    """reliability.observation_end, else for the synthetic generator's inputs the end of its simulated
+    period (local midnight after the last day, UTC), else None (= each source's latest message).
+
+    The generator emits the status of ports with a charge running past the period end beyond it;
+    with the latest message as the end, every other port would look offline for that last hour."""
+    if cfg.reliability.observation_end:
+        return cfg.reliability.observation_end
+    if not cfg.inputs.is_empty():
+        return None
+    from common.generator import day_midnights_utc
+    from common.regions import get_region
+
+    g = cfg.generator
+    end = day_midnights_utc(g.start_date, g.days, get_region(g.region).timezone)[-1]
+    return datetime.fromtimestamp(float(end), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def run_reliability(spark: SparkSession, cfg: Config) -> StageReport:
     """Compute and write the reliability tables from whatever status and session feeds exist."""
     report = StageReport(stage="reliability")
-    p = cfg.reliability
+    p = cfg.reliability.model_copy(update={"observation_end": observation_end(cfg)})
     status = _read_optional(spark, cfg, STATUS)
     sessions = _read_optional(spark, cfg, SESSIONS)
     if status is None and sessions is None:
@@ -141,7 +159,7 @@ def run_reliability(spark: SparkSession, cfg: Config) -> StageReport:
         test_rows: list[dict] = []
         mean_kwh = None
         if outcomes is not None:
-            hotspots, mean_kwh = _session_tests(spark, cfg, outcomes, intervals, test_rows)
+            hotspots, mean_kwh = _session_tests(p, outcomes, intervals, test_rows)
 
         # 4) per site
         site = _site_table(spark, cfg, intervals, outcomes, hotspots, mean_kwh)
@@ -169,9 +187,8 @@ def run_reliability(spark: SparkSession, cfg: Config) -> StageReport:
     return report.finish()
 
 
-def _session_tests(spark, cfg, outcomes, intervals, test_rows) -> tuple[DataFrame, float | None]:
+def _session_tests(p, outcomes, intervals, test_rows) -> tuple[DataFrame, float | None]:
     """Fill test_rows per session source; return charger fault rates (as DataFrame) and mean kWh."""
-    p = cfg.reliability
     spans = {r.source_name: (r.first, r.last) for r in outcomes.groupBy("source_name").agg(  # bounded: one row per session source
         F.min("start_ts").alias("first"), F.max("start_ts").alias("last")).collect()}
     port_chargers = intervals.select("port_id", "charger_id").distinct() if intervals is not None else None

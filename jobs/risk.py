@@ -60,7 +60,7 @@ def run_risk(spark: SparkSession, cfg: Config) -> StageReport:
     risk = driver_risk(daily, optional[BRONZE_VEHICLES], cfg.risk, optional[EVENTS], optional[RESIDENCES])
     written = tables.write(risk, cfg, DRIVER_RISK, mode="overwrite", comment=COMMENT)
     report.tables[DRIVER_RISK] = written.version
-    rows = tables.read(spark, cfg, DRIVER_RISK).orderBy(F.desc("score"), "vehicle_id").collect()
+    rows = tables.read(spark, cfg, DRIVER_RISK).orderBy(F.desc("score"), "vehicle_id").collect()  # bounded: one row per driver
     report.rows_out = len(rows)
     tiers = {t: sum(1 for r in rows if r["tier"] == t) for t in ("High", "Medium", "Low")}
     low_cov = sum(1 for r in rows if r["low_coverage"])

@@ -48,7 +48,8 @@ from common.ml_eval import (
     classification_metrics,
     prefixed,
     regression_metrics,
-    trip_energy_metrics,
+    regression_metrics_many,
+    trip_energy_metrics_pd,
 )
 from common.ml_features import (
     ENERGY_FEATURES,
@@ -300,9 +301,8 @@ def train_soc(spark: SparkSession, cfg: Config, client, versions: dict, report: 
         tracking.log_table_versions(versions)
         fit = fit_xgb(train.unionByName(valid), features, SOC_LABEL, s.xgb, ml.num_workers, ml.seed, validation_col="is_valid", order_cols=("vehicle_id", "_t"))
         scored = with_baselines(predict(fit, test, out="pred")).persist(StorageLevel.MEMORY_AND_DISK)
-        m_model = regression_metrics(scored, SOC_LABEL, "pred")
-        m_pers = regression_metrics(scored, SOC_LABEL, "b_persistence")
-        m_vmean = regression_metrics(scored, SOC_LABEL, "b_vehicle_mean")
+        many = regression_metrics_many(scored, SOC_LABEL, {"model": "pred", "persistence": "b_persistence", "vehicle_mean": "b_vehicle_mean"})
+        m_model, m_pers, m_vmean = many["model"], many["persistence"], many["vehicle_mean"]
         metrics = prefixed(m_model, "test_") | prefixed(m_pers, "baseline_persistence_test_") | prefixed(m_vmean, "baseline_vehicle_mean_test_")
         metrics["test_mae_vs_persistence"] = m_model["mae"] / m_pers["mae"] if m_pers["mae"] else math.nan
         metrics |= prefixed(regression_metrics(predict(fit, valid, out="pred"), SOC_LABEL, "pred"), "valid_")
@@ -375,9 +375,10 @@ def _soc_group_check(fit_params, train: DataFrame, test: DataFrame) -> dict[str,
     held = holdout_vehicles(vids, ml.holdout_vehicle_share, ml.seed)
     fit = fit_xgb(train.where(~F.col("vehicle_id").isin(held)), features, SOC_LABEL, s.xgb, ml.num_workers, ml.seed, order_cols=("vehicle_id", "_t"))
     scored = predict(fit, test.where(F.col("vehicle_id").isin(held)), out="pred")
-    out = prefixed(regression_metrics(scored, SOC_LABEL, "pred"), "group_test_")
-    out |= prefixed(regression_metrics(scored, SOC_LABEL, "b_persistence"), "group_baseline_persistence_test_")
-    out |= prefixed(regression_metrics(scored, SOC_LABEL, "b_vehicle_mean"), "group_baseline_vehicle_mean_test_")
+    many = regression_metrics_many(scored, SOC_LABEL, {"model": "pred", "persistence": "b_persistence", "vehicle_mean": "b_vehicle_mean"})
+    out = prefixed(many["model"], "group_test_")
+    out |= prefixed(many["persistence"], "group_baseline_persistence_test_")
+    out |= prefixed(many["vehicle_mean"], "group_baseline_vehicle_mean_test_")
     out["group_holdout_vehicles"] = float(len(held))
     return out
 
@@ -420,13 +421,6 @@ def trip_predictions(segment_preds: DataFrame, trips: DataFrame, cols: dict[str,
     )
 
 
-def wape(df: DataFrame, true: str, pred: str) -> float:
-    r = df.where(F.col(true).isNotNull() & F.col(pred).isNotNull()).agg(
-        F.sum(F.abs(F.col(pred) - F.col(true))).alias("e"), F.sum(F.abs(F.col(true))).alias("t")
-    ).first()
-    return 100 * r["e"] / r["t"] if r["t"] else math.nan
-
-
 def train_energy(spark: SparkSession, cfg: Config, client, versions: dict, report: StageReport) -> list[ModelOutcome]:
     import mlflow
 
@@ -463,18 +457,16 @@ def train_energy(spark: SparkSession, cfg: Config, client, versions: dict, repor
         per_trip = trip_predictions(seg_preds, test_trips, cols)
         if truth is not None:
             per_trip = per_trip.join(truth, "trip_id", "left")
-        per_trip = per_trip.persist(StorageLevel.MEMORY_AND_DISK)
+        pdf = per_trip.toPandas()  # bounded: one row per test-window trip (~10^5 for a 10k-vehicle fleet)
         out: dict[str, float] = {}
         for name, col in [("", "pred_kwh"), ("baseline_physics_", "b_physics_kwh"), ("baseline_vehicle_mean_", "b_vehicle_mean_kwh")]:
-            if col not in per_trip.columns:
+            if col not in pdf.columns:
                 continue
-            out |= prefixed(trip_energy_metrics(per_trip, "observed_kwh", col), f"{name}test_trip_")
-            out[f"{name}test_trip_wape_pct"] = wape(per_trip, "observed_kwh", col)
+            out |= prefixed(trip_energy_metrics_pd(pdf, "observed_kwh", col), f"{name}test_trip_")
             if truth is not None:
-                out |= prefixed(trip_energy_metrics(per_trip, "truth_kwh", col), f"{name}truth_test_trip_")
+                out |= prefixed(trip_energy_metrics_pd(pdf, "truth_kwh", col), f"{name}truth_test_trip_")
         if truth is not None:
-            out |= prefixed(trip_energy_metrics(per_trip, "truth_kwh", "observed_kwh"), "observed_soc_vs_truth_test_trip_")
-        per_trip.unpersist()
+            out |= prefixed(trip_energy_metrics_pd(pdf, "truth_kwh", "observed_kwh"), "observed_soc_vs_truth_test_trip_")
         return out
 
     outcomes = []
@@ -500,9 +492,10 @@ def train_energy(spark: SparkSession, cfg: Config, client, versions: dict, repor
         fit = fit_xgb(train.unionByName(valid), features, ENERGY_LABEL, e.xgb, ml.num_workers, ml.seed, weight_col=ENERGY_WEIGHT, validation_col="is_valid", order_cols=("vehicle_id", "start_ts"))
         seg_scored = with_baselines(predict(fit, test_segments, out="pred")).persist(StorageLevel.MEMORY_AND_DISK)
         lab_scored = seg_scored.join(test_labelled.select("segment_id"), "segment_id", "left_semi")
-        metrics = prefixed(regression_metrics(lab_scored, ENERGY_LABEL, "pred"), "test_segment_")
-        metrics |= prefixed(regression_metrics(lab_scored, ENERGY_LABEL, "b_physics"), "baseline_physics_test_segment_")
-        metrics |= prefixed(regression_metrics(lab_scored, ENERGY_LABEL, "b_vehicle_mean"), "baseline_vehicle_mean_test_segment_")
+        many = regression_metrics_many(lab_scored, ENERGY_LABEL, {"model": "pred", "physics": "b_physics", "vehicle_mean": "b_vehicle_mean"})
+        metrics = prefixed(many["model"], "test_segment_")
+        metrics |= prefixed(many["physics"], "baseline_physics_test_segment_")
+        metrics |= prefixed(many["vehicle_mean"], "baseline_vehicle_mean_test_segment_")
         metrics |= trip_metrics(seg_scored, {"pred": "pred_kwh", "b_physics": "b_physics_kwh", "b_vehicle_mean": "b_vehicle_mean_kwh"})
         metrics |= _energy_group_check(features, e, ml, train, with_baselines(test_segments), trip_metrics)
         metrics["train_seconds"] = fit.seconds
@@ -514,14 +507,15 @@ def train_energy(spark: SparkSession, cfg: Config, client, versions: dict, repor
         per_trip = trip_predictions(seg_scored, test_trips, {"pred": "pred_kwh"})
         if truth is not None:
             per_trip = per_trip.join(truth, "trip_id")
-        tpdf = per_trip.toPandas() if per_trip.count() <= PLOT_ROWS else _sample_pdf(per_trip, per_trip.columns, ml.seed)  # bounded: at most PLOT_ROWS rows (else sampled)
+        tpdf = per_trip.limit(PLOT_ROWS).toPandas()
         ref = "truth_kwh" if truth is not None else "observed_kwh"
         tracking.log_figure(tracking.residual_figure(tpdf[ref], tpdf["pred_kwh"], f"Trip energy: test window ({ref})", "kWh"), "plots/trip_residuals.png")
         info = _log_model(fit, features, test_labelled, e.registered_model, classification=False)
         champion_rows = test_segments
 
         def champion_wape(df: DataFrame, col: str) -> float:
-            return wape(trip_predictions(df, test_trips, {col: "_kwh"}), "observed_kwh", "_kwh")
+            per_trip = trip_predictions(df, test_trips, {col: "_kwh"}).toPandas()  # bounded: one row per test trip
+            return trip_energy_metrics_pd(per_trip, "observed_kwh", "_kwh")["wape_pct"]
 
         gate = _gate(
             spark, cfg, client, info, e.registered_model, "test_trip_wape_pct", metrics["test_trip_wape_pct"], False,

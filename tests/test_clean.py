@@ -660,7 +660,11 @@ def test_job_writes_silver_and_gold(spark, fresh_cfg, capsys):
 
     rows = [*spike_rows(), *soc_rows(), *coord_rows()]
     tables.write(bronze_df(spark, rows), fresh_cfg, "bronze.telematics", partition_by=["date"])
-    tables.write(vehicles_df(spark), fresh_cfg, "bronze.vehicles")
+    # a timezone that is not an IANA zone falls back to clean.default_timezone (with a note)
+    fleet = vehicles_df(spark).withColumn(
+        "timezone", F.when(F.col("vehicle_id") == "SOC", F.lit("Mars/Olympus")).otherwise(F.col("timezone"))
+    )
+    tables.write(fleet, fresh_cfg, "bronze.vehicles")
     root = fresh_cfg.storage.root
     argv = [
         "--env", "test",
@@ -672,6 +676,7 @@ def test_job_writes_silver_and_gold(spark, fresh_cfg, capsys):
     first = main(argv)
     printed = capsys.readouterr().out
     assert first.rows_in == first.rows_out == len(rows)
+    assert any("Mars/Olympus" in note for note in first.notes)
     assert "speed_spike" in printed and "usable" in printed
     print(printed)
 
@@ -679,5 +684,6 @@ def test_job_writes_silver_and_gold(spark, fresh_cfg, capsys):
     assert silver.count() == len(rows)
     assert silver.where("vehicle_id = 'SPIKE' and array_contains(quality_reasons, 'speed_spike')").count() == 1
     assert tables.read(spark, fresh_cfg, "gold.quality_daily").count() == 3  # 3 vehicles x 1 local day
+    assert {r.timezone for r in silver.where("vehicle_id = 'SOC'").select("timezone").distinct().collect()} == {"Asia/Kolkata"}
     partitions = {r.date for r in silver.select("date").distinct().collect()}
     assert partitions == {datetime(*DAY).date()}

@@ -1,9 +1,9 @@
 """Cleaning accuracy: against the generator's labelled anomalies, and on the real Twizy log.
 
-Synthetic: a small fleet (8 vehicles x 4 days, fixed seed, 2 % anomalies) is generated into a
-private lakehouse, its telematics and vehicles are ingested (ingest quarantines what it can
-already reject: out-of-range coordinates and SOC), cleaned, and every anomaly type is scored
-on the key (vehicle_id, ts) against truth.anomalies. Target per type: precision >= 99 %,
+Synthetic: the session's generated fleet (tests/conftest.py `fleet_silver`: 24 vehicles x 7 days,
+seed 7, 0.6 % anomalies -- generated, ingested and cleaned once for every accuracy test) is scored
+per anomaly type on the key (vehicle_id, ts) against truth.anomalies. Ingest already quarantines
+what it can reject on its own (out-of-range coordinates and SOC). Target per type: precision >= 99 %,
 recall >= 95 %. A key counts as detected when silver flags it with a rule meant for that type,
 or when ingest quarantined it for that reason.
 
@@ -23,12 +23,10 @@ from pyspark.sql import functions as F
 
 from common import tables
 from common.cleaning import BLOCKING_MASK, FLAGS, clean_telematics, cleaning_params
-from common.config import InputsConfig
 from common.schemas import VEHICLES
 from tests.conftest import make_config, real_data
 
 AS_OF = datetime(2025, 1, 1, tzinfo=timezone.utc)
-FLEET = ("generator.vehicles=8", "generator.days=4", "generator.seed=11", "generator.anomaly_rate=0.02")
 PRECISION, RECALL = 0.99, 0.95
 
 # anomaly type -> (silver flags that handle it, ingest quarantine reasons that handle it)
@@ -44,20 +42,11 @@ EXPECTED_HANDLING = {
 
 
 @pytest.fixture(scope="module")
-def fleet_cfg_clean(spark, tmp_path_factory):
-    """generate -> ingest (telematics + vehicles only) -> clean, in a lakehouse of its own."""
-    from common.generator import generate
-    from jobs.clean import run_clean
-    from jobs.ingest import resolve_inputs, run_ingest
-
-    cfg = make_config(tmp_path_factory.mktemp("clean_accuracy"), *FLEET)
-    generate(spark, cfg)
-    inputs, generated = resolve_inputs(cfg)
-    only_fleet = InputsConfig(telematics=inputs.telematics, vehicles=inputs.vehicles)
-    run_ingest(spark, cfg, only_fleet, generated=generated)
-    report = run_clean(spark, cfg, as_of=AS_OF)
-    assert report.rows_in == report.rows_out
-    return cfg
+def fleet_cfg_clean(spark, fleet_silver):
+    """generate -> ingest -> clean (jobs.clean.run_clean), shared with the other accuracy tests."""
+    silver = tables.read(spark, fleet_silver, "silver.telematics_clean").count()
+    assert silver == tables.read(spark, fleet_silver, "bronze.telematics").count()  # rows in = rows out
+    return fleet_silver
 
 
 @pytest.fixture(scope="module")

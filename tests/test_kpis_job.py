@@ -36,7 +36,7 @@ def _same_rows(a: DataFrame, b: DataFrame) -> bool:
 
 def _seed(spark, fleet_cfg, cfg) -> list[str]:
     truth = tables.read(spark, fleet_cfg, "truth.vehicles")
-    special = [r.vehicle_id for r in truth.where("odometer_fault = 'stuck' OR profile = 'offline'").collect()]
+    special = sorted(r.vehicle_id for r in truth.where("odometer_fault = 'stuck' OR profile = 'offline'").collect())
     regular = [r.vehicle_id for r in truth.where("odometer_fault != 'stuck' AND profile = 'regular'").orderBy("vehicle_id").limit(2).collect()]
     vids = sorted(set(special[:2] + regular))
     silver = tables.read(spark, fleet_cfg, "silver.telematics_clean").where(F.col("vehicle_id").isin(vids))

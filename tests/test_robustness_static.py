@@ -140,7 +140,9 @@ def test_no_secrets_in_tracked_files():
     assert tool, "detect-secrets is not installed: pip install -r requirements-dev.txt -c constraints.txt"
     if not (PROJECT_ROOT / ".git").exists():
         pytest.skip("not a git checkout: detect-secrets scans `git ls-files`")
-    out = subprocess.run([str(tool), "scan"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=True)
+    # the baseline holds the audited findings' hashes: it is not scanned itself
+    cmd = [str(tool), "scan", "--exclude-files", r"^\.secrets\.baseline$"]
+    out = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=True)
     found = _secrets(json.loads(out.stdout))
     allowed = _secrets(json.loads(BASELINE.read_text()))
     new = sorted(found - allowed)
