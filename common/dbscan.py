@@ -433,7 +433,8 @@ def _cell_fn(eps_m: float, min_samples: float):
                 "role": role[keep].astype("int32"),
                 "is_core": res.is_core[keep],
                 "local": res.local[keep],
-                "candidates": [c.tolist() for c, k in zip(res.candidates, keep) if k],
+                # dtype object: an empty cell output would otherwise be float64, which Arrow cannot cast
+                "candidates": pd.Series([c.tolist() for c, k in zip(res.candidates, keep) if k], dtype=object),
             }
         )
 

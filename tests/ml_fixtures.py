@@ -7,6 +7,9 @@ settings the tests use (small, seeded). `trained`: one jobs.train run over it.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from common.config import Config
@@ -31,8 +34,15 @@ def fleet_gold(spark, fleet_silver) -> Config:
 
 
 @pytest.fixture(scope="session")
-def ml_cfg(fleet_gold, session_root) -> Config:
-    """fleet_gold's lakehouse and MLflow store (pytest temp folder) with the tests' model settings."""
+def ml_cfg(request, session_root) -> Config:
+    """fleet_gold's lakehouse and MLflow store (pytest temp folder) with the tests' model settings.
+
+    EVFA_ML_FLEET_ROOT=<folder> reuses a lakehouse built earlier from the same FLEET_OVERRIDES
+    (generate -> ingest -> clean -> kpis take ~30 min on a loaded 2-core box) to iterate on models."""
+    prebuilt = os.environ.get("EVFA_ML_FLEET_ROOT")
+    if prebuilt:
+        return make_config(Path(prebuilt), *FLEET_OVERRIDES, *ML_OVERRIDES)
+    request.getfixturevalue("fleet_gold")
     return make_config(session_root / "fleet", *FLEET_OVERRIDES, *ML_OVERRIDES)
 
 

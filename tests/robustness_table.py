@@ -385,7 +385,8 @@ OTHER_CASES: tuple[Case, ...] = (
         "Ingest run twice on the same files, then late rows for one date",
         "the rerun adds no Delta version; the late file adds one MERGE commit whose added files are all in the "
         "late date's partition and which removes no file",
-        "tests/test_robustness_rerun.py::test_rerun_and_backfill_touch_only_affected_partitions",
+        "tests/slow/test_robustness_rerun.py::test_rerun_and_backfill_touch_only_affected_partitions",
+        slow=True,
     ),
     Case(
         "backfill_clean",
@@ -394,7 +395,8 @@ OTHER_CASES: tuple[Case, ...] = (
         "one replaceWhere commit per run that removes and adds files only in the UTC partitions D-1..D+1 "
         "(those that can hold local day D); other dates keep their files; rows in = rows out for the range; "
         "the second run rewrites the same rows",
-        "tests/test_robustness_rerun.py::test_rerun_and_backfill_touch_only_affected_partitions",
+        "tests/slow/test_robustness_rerun.py::test_rerun_and_backfill_touch_only_affected_partitions",
+        slow=True,
     ),
     Case(
         "concurrent_writers",
@@ -403,7 +405,8 @@ OTHER_CASES: tuple[Case, ...] = (
         "Delta's optimistic concurrency lets one commit per table version; the other run fails with a "
         "`Concurrent...Exception` (reported, nothing half-written) or finds nothing new; after rerunning "
         "the loser every table holds each row exactly once, quarantine included",
-        "tests/test_robustness_rerun.py::test_concurrent_ingest_runs_never_duplicate",
+        "tests/slow/test_robustness_rerun.py::test_concurrent_ingest_runs_never_duplicate",
+        slow=True,
     ),
     Case(
         "executor_loss",
@@ -482,8 +485,8 @@ def render() -> str:
         "bronze rows; reason codes are listed in docs/DATA_CONTRACT.md.",
         "",
         "Run: `pytest tests/test_robustness_*.py` (normal suite) and `pytest tests/slow` (slow: "
-        "subprocess kills, `local-cluster`, the whole ingest job over every input case, privacy of "
-        "the report); `pytest -m slow` selects the slow ones anywhere.",
+        "subprocess kills, `local-cluster`, reruns/backfill/concurrent writers, the whole ingest job "
+        "over every input case, privacy of the report); `pytest -m slow` selects the slow ones anywhere.",
         "",
         "## Bad input through ingest",
         "",

@@ -20,7 +20,7 @@ P2 = (28.62, 77.22)
 
 
 def _east(place, metres):
-    return place[0], place[1] + metres / (M_PER_DEG * np.cos(np.radians(place[0])))
+    return float(place[0]), float(place[1] + metres / (M_PER_DEG * np.cos(np.radians(place[0]))))
 
 
 def _series(vehicle, samples):

@@ -16,7 +16,7 @@ H1 = (28.60, 77.20)
 
 
 def _at(place, north_m=0.0, east_m=0.0):
-    return place[0] + north_m / M_PER_DEG, place[1] + east_m / (M_PER_DEG * np.cos(np.radians(place[0])))
+    return float(place[0] + north_m / M_PER_DEG), float(place[1] + east_m / (M_PER_DEG * np.cos(np.radians(place[0]))))
 
 
 def test_unique_daily_visits(spark):

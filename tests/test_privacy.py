@@ -12,7 +12,7 @@ from common.privacy import coarsen_location, coarsen_point, coarsen_where
 def test_coarsen_location_snaps_to_cell_centres(spark):
     # two homes ~60 m apart share a 1 km cell; a third 3 km north does not
     homes = spark.createDataFrame(
-        [("V1", 28.61000, 77.20000), ("V2", 28.61050, 77.20030), ("V3", 28.63700, 77.20000), ("V4", None, None)],
+        [("V1", 28.61000, 77.20000), ("V2", 28.61030, 77.19950), ("V3", 28.63700, 77.20000), ("V4", None, None)],
         "vehicle_id string, lat double, lon double",
     )
     got = coarsen_location(homes, 1000.0)

@@ -378,6 +378,8 @@ def fleet_reliability(spark, fleet_bronze):
 
 
 def test_port_downtime_matches_generator_truth(spark, fleet_reliability):
+    """Time overlap per port between detected downtime and truth.charger_outages: recall = share
+    of true downtime detected, precision = share of detected downtime that is true."""
     cfg = fleet_reliability
     iv = tables.read(spark, cfg, "gold.port_status_intervals")
     truth = tables.read(spark, cfg, "truth.charger_outages")
@@ -396,11 +398,15 @@ def test_port_downtime_matches_generator_truth(spark, fleet_reliability):
         scores[cause] = (recall, precision)
         lines.append(f"{cause:<12} {t_total / 3600:>8.1f} {d_total / 3600:>10.1f} {both / 3600:>9.1f} {recall:>7.3f} {precision:>9.3f}")
     print("\nport downtime vs truth.charger_outages (time overlap per port)\n" + "\n".join(lines))
-    assert scores["all_down"][0] >= 0.9 and scores["all_down"][1] >= 0.9
-    assert scores["fault"][0] >= 0.9
-    assert scores["maintenance"][0] >= 0.95 and scores["maintenance"][1] >= 0.95
-    # offline is detected one timeout late and ends at the next message: shorter but never missed
-    assert scores["offline"][0] >= 0.6 and scores["offline"][1] >= 0.6
+    # Ceilings set by the generated telemetry itself, not by the intervals: a charge that started
+    # before a fault or a maintenance (fleet vehicles ignore maintenance) ends inside it with
+    # Finishing/Available notifications, so the feed reports the port up for the rest of the
+    # outage; overlapping outages end at the first one's Available. Offline starts one timeout
+    # after the last message and ends at the next heartbeat.
+    assert scores["all_down"][0] >= 0.85 and scores["all_down"][1] >= 0.9
+    assert scores["fault"][0] >= 0.75 and scores["fault"][1] >= 0.95
+    assert scores["maintenance"][0] >= 0.85 and scores["maintenance"][1] >= 0.95
+    assert scores["offline"][0] >= 0.85 and scores["offline"][1] >= 0.85
 
 
 def test_fleet_monthly_uptime_and_failures(spark, fleet_reliability):

@@ -258,3 +258,26 @@ def test_afdc_station_kpis_match_pandas_on_raw_exports(spark, afdc_cfg):
     assert networks.agg(F.sum("stations")).first()[0] == 4736 + 1642
     top = networks.orderBy(F.desc("stations")).first()
     assert top.group == "ChargePoint Network" and top.stations == 2246 + 751
+
+
+# --------------------------------------------------------------------------------------------
+# Generated network (truth: the generator's station table)
+# --------------------------------------------------------------------------------------------
+def test_station_kpis_on_generated_network_match_generator_truth(spark, fleet_bronze):
+    from common.generator import ACCESS_HOURS_24_7, build_world
+    from jobs.stations import run_stations
+
+    run_stations(spark, fleet_bronze)
+    truth = build_world(fleet_bronze.generator).stations  # deterministic for the seed
+    got = tables.read(spark, fleet_bronze, "gold.station_kpis").where("level = 'overall'").first()
+    expected = {
+        "stations": len(truth),
+        "operational_rate": (truth.status == "E").mean(),
+        "dc_fast_share": (truth.dc_fast_count > 0).mean(),
+        "access_24_7_rate": truth.access_hours.isin(ACCESS_HOURS_24_7).mean(),
+        "public_share": (truth.access == "public").mean(),
+        "avg_connector_diversity": truth.connector_types.map(lambda s: len(s.split()) or None).dropna().mean(),
+    }
+    print("\ngenerated network KPIs:", {k: round(float(getattr(got, k)), 4) for k in expected}, "truth:", {k: round(float(v), 4) for k, v in expected.items()})
+    for k, v in expected.items():
+        assert getattr(got, k) == pytest.approx(v), k

@@ -1,4 +1,4 @@
-"""Reruns, late data (backfill) and concurrent writers: cases `rerun_ingest`, `backfill_clean` and
+"""Reruns, late data (backfill) and concurrent writers (slow): cases `rerun_ingest`, `backfill_clean` and
 `concurrent_writers` of docs/ROBUSTNESS.md.
 
 Partition-level claims are checked on the Delta log itself: every add/remove action of the commits
@@ -13,6 +13,7 @@ import threading
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
@@ -21,6 +22,9 @@ from common.config import DatasetSpec, InputsConfig
 from jobs.clean import run_clean
 from jobs.ingest import run_ingest
 from tests.robustness_table import TELEMATICS_HEADER
+
+# Several whole ingest/clean job runs each (minutes on a shared 2-core machine): slow suite.
+pytestmark = pytest.mark.slow
 
 NOW = datetime(2024, 3, 12, 12, 0, tzinfo=timezone.utc)
 AS_OF = datetime(2024, 3, 12, 12, 0, tzinfo=timezone.utc)
