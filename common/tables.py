@@ -91,7 +91,11 @@ def set_properties(
     if not props:
         return
     path = cfg.storage.path(table)
-    current = DeltaTable.forPath(spark, path).detail().select("properties").first()[0] or {}
+    detail = DeltaTable.forPath(spark, path).detail().select("description", "properties").first()
+    current = dict(detail["properties"] or {})
+    # Delta keeps a 'comment' property as the table description, not in `properties`.
+    if detail["description"] is not None:
+        current["comment"] = detail["description"]
     changed = {k: v for k, v in props.items() if current.get(k) != v}
     if not changed:
         return

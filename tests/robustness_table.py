@@ -383,7 +383,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "rerun_ingest",
         "fault",
         "Ingest run twice on the same files, then late rows for one date",
-        "the rerun adds no Delta version; the late file adds one MERGE commit whose added files are all in the "
+        "the rerun (ledger skip, and with `--reprocess`) adds no bronze version, only an audit row; the late file adds one MERGE commit whose added files are all in the "
         "late date's partition and which removes no file",
         "tests/slow/test_robustness_rerun.py::test_rerun_and_backfill_touch_only_affected_partitions",
         slow=True,
