@@ -22,7 +22,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.harness import HEADER, machine_description, measure, measure_subprocess
+import psutil
+
+from bench.harness import HEADER, Measurement, machine_description, measure
 from common.config import PROJECT_ROOT, load_config
 
 AS_OF = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -124,6 +126,33 @@ def run_pandas(data: str, vehicles: str, out: str, result: str, overrides: list[
     )
 
 
+def run_capped(label: str, argv: list[str], rows: int, max_mb: float, timeout: float) -> Measurement:
+    """Like harness.measure_subprocess, but kills the process above `max_mb` of RSS so a pandas run
+    that does not fit cannot push the shared machine into the OOM killer."""
+    t0 = time.perf_counter()
+    proc = psutil.Popen(argv)
+    peak, status = 0.0, "ok"
+    while proc.poll() is None:
+        try:
+            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            peak = max(peak, rss / 2**20)
+        except psutil.Error:
+            pass
+        if peak > max_mb:
+            proc.kill()
+            status = f"stopped: needed more than {max_mb:,.0f} MB"
+            break
+        if time.perf_counter() - t0 > timeout:
+            proc.kill()
+            status = f"timeout after {timeout:.0f}s"
+            break
+        time.sleep(0.2)
+    rc = proc.wait()
+    if status == "ok" and rc != 0:
+        status = "out of memory (killed)" if rc in (-9, 137) else f"failed (exit {rc})"
+    return Measurement(label, time.perf_counter() - t0, rows, 0.0, 0.0, peak, None, {"status": status})
+
+
 def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000, help="telemetry rows (before 0.1 %% near duplicates)")
@@ -132,6 +161,12 @@ def main(argv=None) -> str:
     ap.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "out"))
     ap.add_argument("--skip-pandas", action="store_true")
     ap.add_argument("--pandas-timeout", type=float, default=3600.0, help="seconds before the pandas run is killed")
+    ap.add_argument(
+        "--pandas-max-mb",
+        type=float,
+        default=None,
+        help="RSS above which the pandas run is stopped (default: 85 %% of the memory available when it starts)",
+    )
     ap.add_argument("--no-append", action="store_true", help="do not append to docs/BENCHMARKS.md")
     ap.add_argument("--pandas-worker", nargs=4, metavar=("DATA", "VEHICLES", "OUT", "RESULT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -172,12 +207,14 @@ def main(argv=None) -> str:
 
     lines = [HEADER, m_spark.line()]
     pandas = None
+    spark.stop()  # give the pandas process the driver's memory
     if not args.skip_pandas:
         result = root / "pandas_result.json"
         result.unlink(missing_ok=True)
         argv_p = [sys.executable, "-m", "bench.bench_clean", "--pandas-worker", str(data), str(root / "vehicles.parquet"),
                   str(root / "silver_pandas.parquet"), str(result)]  # fmt: skip
-        m_pd = measure_subprocess("clean, pandas single process (read + clean + write)", argv_p, rows=rows, timeout=args.pandas_timeout)
+        max_mb = args.pandas_max_mb or 0.85 * psutil.virtual_memory().available / 2**20
+        m_pd = run_capped("clean, pandas single process (read + clean + write)", argv_p, rows, max_mb, args.pandas_timeout)
         if result.exists():
             pandas = json.loads(result.read_text())
         lines.append(m_pd.line())
@@ -197,7 +234,7 @@ def main(argv=None) -> str:
         text += [
             f"pandas: {rows / total:,.0f} rows/s end to end ({total:,.1f} s: read {pandas['read_s']:.1f}, "
             f"clean {pandas['clean_s']:.1f}, write {pandas['write_s']:.1f}); {rows / pandas['clean_s']:,.0f} rows/s clean only",
-            f"ratio Spark / pandas (end to end): {total / m_spark.seconds:.2f}x",
+            f"Spark speed-up over pandas, end to end: {total / m_spark.seconds:.2f}x (above 1: Spark faster)",
             "",
             "| rule | Spark rows | pandas rows |",
             "|---|---:|---:|",

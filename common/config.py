@@ -606,6 +606,14 @@ class RiskConfig(Section):
     trend_drop_pct_per_week: float = Field(
         30.0, ge=0, description="Signal: daily km falling faster than this share of the driver's mean per week (percent)."
     )
+    steep_drop_pct_per_week: float = Field(
+        60.0, ge=0, description="Extra signal: falling faster than this (percent per week; > 2 standard errors of a "
+        "7-day trend of a steady driver with +-20 % daily noise).",
+    )
+    min_day_coverage: float = Field(
+        0.5, ge=0, le=1, description="Days whose data covers less than this share of 24 h (gold.daily_kpis "
+        "data_coverage_share: device switched on/off mid-day, the period's ragged ends) are not reported days.",
+    )
     inactive_share: float = Field(0.3, ge=0, le=1, description="Signal: share of reported days that are inactive above this.")
     days_since_trip: int = Field(2, ge=1, description="Signal: no active day in the last N reported days of the period.")
     charging_gap_factor: float = Field(
@@ -618,6 +626,7 @@ class RiskConfig(Section):
         default_factory=lambda: {
             "low_distance_z": 50.0,
             "declining_trend": 25.0,
+            "steep_decline": 25.0,
             "inactive_days": 25.0,
             "no_recent_trip": 15.0,
             "irregular_charging": 10.0,

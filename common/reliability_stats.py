@@ -7,7 +7,9 @@ pandas frames already aggregated in Spark (`common/reliability.py`); nothing her
 - two_window_fault_test   fault (failed-session) rates of two windows, two-proportion z-test
                           (statsmodels.stats.proportion.proportions_ztest, pooled variance)
 - load_fault_logit        failed ~ load (sessions on the port in the previous 24 h), statsmodels
-                          Logit; odds ratio per additional session with its Wald CI
+                          Logit; odds ratio per additional session with its Wald CI. An
+                          association, not an effect: a broken charger also loses its load, so
+                          an odds ratio below 1 is the usual observational result
 - lost_revenue_bootstrap  lost revenue of failed sessions = failed x mean kWh of a successful
                           session x price, CI by scipy.stats.bootstrap over the kWh sample
 - alert_precision_recall  precision/recall of "fault-rate z > t" alerts against chargers whose

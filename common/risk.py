@@ -8,12 +8,13 @@ Inputs (pure transforms; `jobs/risk.py` does the IO):
   optional: only `residence_changed`/`confidence` are used, never positions), vehicles
   (driver_id).
 
-Per driver (vehicle), over the days the device **reported** data -- so a device that was offline
-never turns into inactive days:
+Per driver (vehicle), over the days the device **reported** data (data over at least
+`min_day_coverage` of the day) -- so a device that was offline never turns into inactive days:
 - baseline (original analysis): average daily km, z-score against the fleet; z < z_threshold
   (-1.5) is the `low_distance_z` signal and alone reaches the High tier (its weight equals
   `high_score` by default);
-- `declining_trend`: least-squares slope of daily km x 7, as a share of the driver's mean;
+- `declining_trend` / `steep_decline`: least-squares slope of daily km x 7, as a share of the
+  driver's mean, beyond `trend_drop_pct_per_week` / `steep_drop_pct_per_week`;
 - `inactive_days`: share of reported days under `active_day_min_km`;
 - `no_recent_trip`: reported days since the last active day (counted to the driver's own last
   reported day, not the fleet's);
@@ -113,6 +114,10 @@ def driver_risk(
     date in `daily`; trend, inactivity and recency use only each driver's reported days.
     """
     p = params
+    if "data_coverage_share" in daily.columns:
+        # A day the device covered only partly (switched on late, the period's ragged ends) would
+        # read as a short or inactive day: it is not a reported day.
+        daily = daily.where(F.coalesce(F.col("data_coverage_share"), F.lit(1.0)) >= p.min_day_coverage)
     bounds = daily.agg(F.min("local_date").alias("period_start"), F.max("local_date").alias("period_end"))
     days = daily.select("vehicle_id", "local_date", F.coalesce(F.col("gps_km"), F.lit(0.0)).alias("km")).crossJoin(
         F.broadcast(bounds)
@@ -181,6 +186,7 @@ def driver_risk(
     signals = {
         "low_distance_z": F.col("baseline_high"),
         "declining_trend": F.col("trend_pct_per_week") < -p.trend_drop_pct_per_week,
+        "steep_decline": F.col("trend_pct_per_week") < -p.steep_drop_pct_per_week,
         "inactive_days": F.col("inactive_share") > p.inactive_share,
         "no_recent_trip": F.col("days_since_last_trip") >= p.days_since_trip,
         "irregular_charging": (
@@ -197,6 +203,7 @@ def driver_risk(
         "declining_trend": F.concat(
             F.lit("daily distance falling "), _fmt(-F.col("trend_pct_per_week"), 0), F.lit(" % per week")
         ),
+        "steep_decline": F.lit(f"steep decline: more than {p.steep_drop_pct_per_week:g} % per week"),
         "inactive_days": F.concat(
             (F.col("reported_days") - F.col("active_days")).cast("string"), F.lit(" of "), F.col("reported_days").cast("string"),
             F.lit(f" reported days inactive (< {p.active_day_min_km:g} km)"),

@@ -12,6 +12,8 @@ Writes (all partitioned by local day, `local_date`, except billing by `period_st
         gold.fleet_daily_kpis    fleet totals and percentiles per local day;
         gold.payd_billing        billable km per vehicle and period (odometer, GPS on faulty days).
 Definitions: common/trips.py and common/kpis.py; thresholds: the `kpis` section of conf/base.yaml.
+Charging events (minutely flag, daily counts and kWh) come from common.charging.detect_charging_events
+(`charging` section); without that module the minutely flag falls back to stationary SOC rises.
 
 `--start-date/--end-date` (local dates, inclusive) recompute only those days (billing: the
 periods containing them) and replace exactly those partitions (Delta replaceWhere). The job
@@ -198,8 +200,10 @@ def run_kpis(spark: SparkSession, cfg: Config, start_date: date | None = None, e
         .transform(add_odometer_checks, k.billing.odometer)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
+    events = charging_events(clean, vehicles, cfg, report)
+    if events is not None:  # used by the minutely flag and the daily counts: detect once
+        events = events.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        events = charging_events(clean, vehicles, cfg, report)
 
         # Each table is written, then read back (range-filtered) for the tables built on it:
         # no second evaluation of the plans, and a range run only ever sees its own days.
@@ -220,6 +224,8 @@ def run_kpis(spark: SparkSession, cfg: Config, start_date: date | None = None, e
         report.rows_in = in_range_points.count()
     finally:
         points.unpersist()
+        if events is not None:
+            events.unpersist()
 
     daily = _read_range(spark, cfg, DAILY, rng)
     _write(fleet_daily_kpis(daily, k), cfg, FLEET_DAILY, rng, "local_date", report)

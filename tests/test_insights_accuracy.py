@@ -22,6 +22,10 @@ import pytest
 from common import tables
 from common.geo import EARTH_RADIUS_M
 
+# The first test builds the shared fleet (generate, ingest, clean) if no earlier test did, then
+# runs the four insight jobs: more than the suite's per-test default on a busy 2-core machine.
+pytestmark = pytest.mark.timeout(3600)
+
 MATCH_M = 150.0
 SCORES: dict[str, tuple[str, float, str]] = {}
 

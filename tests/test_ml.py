@@ -218,7 +218,7 @@ def test_run_logs_params_metrics_baselines_versions_plots_and_model(ml_cfg, trai
         assert any(k.startswith("baseline_") for k in run.data.metrics)
         files = {f.path for f in client.list_artifacts(o.run_id, "plots")}
         assert {plot, "plots/feature_importance.png"} <= files
-        assert client.list_artifacts(o.run_id, "feature_importance.json")
+        assert "feature_importance.json" in {f.path for f in client.list_artifacts(o.run_id)}
         info = mlflow.models.get_model_info(f"models:/{o.registered_name}/{o.version}")
         assert info.signature is not None and "xgboost" in info.flavors
         assert info.saved_input_example_info is not None

@@ -20,9 +20,20 @@ KM = {
     "R5": [140, 142, 138, 139, 141, 140, 140],
     "R6": [125, 124, 126, 125, 125, 124, 126],
     "AT_RISK": [60, 45, 0, 30, 0, 20, 0],  # low, falling, inactive days
-    "DECLINE": [150, 140, 120, 100, 90, 80, 70],  # average distance but falling fast
+    "DECLINE": [150, 140, 120, 100, 90, 80, 70],  # average distance but halved in a week
+    "MILD": [130, 124, 118, 112, 106, 100, 94],  # falling ~38 % a week: declining, not steep
     "OFFLINE": [120, 118, None, None, None, 122, 121],  # device silent 3 days: not inactive
 }
+PARTIAL = {"OFFLINE": {6: 0.2}}  # share of the day covered by data where below 1
+
+
+def test_partial_days_are_not_reported_days(spark):
+    """OFFLINE's device came back for a few minutes on a day: that day is neither inactive nor reported."""
+    rows = [(v, D0 + timedelta(days=i), float(km), PARTIAL.get(v, {}).get(i, 1.0)) for v, s in KM.items() for i, km in enumerate(s) if km is not None]
+    rows.append(("OFFLINE", D0 + timedelta(days=4), 0.5, 0.05))
+    daily = spark.createDataFrame(rows, "vehicle_id string, local_date date, gps_km double, data_coverage_share double")
+    off = driver_risk(daily, None, RiskConfig()).where("vehicle_id = 'OFFLINE'").first()
+    assert off["reported_days"] == 3 and off["inactive_share"] == 0.0 and off["low_coverage"]
 
 
 def _daily(spark):
@@ -36,7 +47,7 @@ def test_driver_risk(spark):
     mean, std = np.mean(list(avg.values())), np.std(list(avg.values()), ddof=1)
     z = {v: (a - mean) / std for v, a in avg.items()}
     assert z["AT_RISK"] < -1.5 < min(zz for v, zz in z.items() if v != "AT_RISK")
-    tier = {v: "Low" for v in KM} | {"AT_RISK": "High", "DECLINE": "Medium"}
+    tier = {v: "Low" for v in KM} | {"AT_RISK": "High", "DECLINE": "High", "MILD": "Medium"}
     expected = spark.createDataFrame(
         [(v, tier[v], float(z[v]), v == "OFFLINE", v == "AT_RISK") for v in KM],
         "vehicle_id string, tier string, z_score double, low_coverage boolean, baseline_high boolean",
@@ -46,10 +57,11 @@ def test_driver_risk(spark):
     )
     rows = {r["vehicle_id"]: r for r in got.collect()}
     at_risk = rows["AT_RISK"]
-    assert at_risk["signals"] == ["low_distance_z", "declining_trend", "inactive_days"]
+    assert at_risk["signals"] == ["low_distance_z", "declining_trend", "steep_decline", "inactive_days"]
     assert at_risk["score"] == 100.0 and at_risk["inactive_share"] == pytest.approx(3 / 7)
     assert at_risk["reasons"][0].startswith("average 22.1 km/day is far below the fleet (z = -")
-    assert rows["DECLINE"]["signals"] == ["declining_trend"] and rows["DECLINE"]["trend_pct_per_week"] < -80
+    assert rows["DECLINE"]["signals"] == ["declining_trend", "steep_decline"] and rows["DECLINE"]["trend_pct_per_week"] < -80
+    assert rows["MILD"]["signals"] == ["declining_trend"] and rows["MILD"]["score"] == 25.0
     off = rows["OFFLINE"]
     assert off["reported_days"] == 4 and off["signals"] == [] and off["days_since_last_trip"] == 0
     assert off["reasons"] == ["low data coverage: 4 of 7 days reported (scored on reported days only)"]
