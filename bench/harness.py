@@ -29,6 +29,7 @@ class Measurement:
     peak_python_driver_mb: float = 0.0
     shuffle_mb: float | None = None
     extra: dict = field(default_factory=dict)
+    peak_total_mb: float = 0.0  # driver JVM + Python workers + Python driver at the same instant
 
     @property
     def rows_per_s(self) -> float | None:
@@ -50,7 +51,7 @@ class _Sampler(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.stop = threading.Event()
-        self.driver = self.workers = self.pydriver = 0.0
+        self.driver = self.workers = self.pydriver = self.total = 0.0
         self.me = psutil.Process(os.getpid())
 
     def run(self):
@@ -67,12 +68,17 @@ class _Sampler(threading.Thread):
                         jvm += rss
                     elif "python" in name:
                         workers += rss
+                me = self.me.memory_info().rss / 2**20
                 self.driver = max(self.driver, jvm)
                 self.workers = max(self.workers, workers)
-                self.pydriver = max(self.pydriver, self.me.memory_info().rss / 2**20)
+                self.pydriver = max(self.pydriver, me)
+                self.total = max(self.total, jvm + workers + me)
             except psutil.Error:
                 pass
             time.sleep(0.2)
+
+
+Sampler = _Sampler  # public name: bench/baseline_pandas.py samples its own RSS per stage with it
 
 
 def _shuffle_bytes(spark) -> float | None:
@@ -99,7 +105,7 @@ def measure(spark, label: str, fn, rows: int | None = None) -> tuple[Measurement
         sampler.join()
     after = _shuffle_bytes(spark)
     shuffle = (after - before) / 2**20 if before is not None and after is not None else None
-    m = Measurement(label, seconds, rows, sampler.driver, sampler.workers, sampler.pydriver, shuffle)
+    m = Measurement(label, seconds, rows, sampler.driver, sampler.workers, sampler.pydriver, shuffle, peak_total_mb=sampler.total)
     return m, result
 
 

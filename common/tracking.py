@@ -283,3 +283,53 @@ def wait_until_ready(client: MlflowClient, name: str, version: str, timeout_s: f
 def scratch_dir() -> str:
     """A temp folder for artifacts that are logged then deleted."""
     return tempfile.mkdtemp(prefix="evfa-mlflow-")
+
+
+# --------------------------------------------------------------------------------------------
+# Read side: what the report and notebooks show
+# --------------------------------------------------------------------------------------------
+def _registered_models(cfg: Config) -> dict[str, str]:
+    return {
+        "soc_regressor": cfg.ml.soc.registered_model,
+        "soc_classifier": cfg.ml.soc.registered_classifier,
+        "energy": cfg.ml.energy.registered_model,
+    }
+
+
+def model_metrics_summary(cfg: Config):
+    """Long pandas frame: one row per (model, candidate) on the model's gate metric.
+
+    For each registered model: the `champion` version (or the latest version when no version was
+    promoted) and the baselines logged in the same run, on the same test window -- the comparison
+    the registry gate made. Columns: model, registered_name, version, metric, candidate, value,
+    higher_is_better, status. Empty when nothing was trained yet."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    client = configure(cfg)
+    rows: list[dict[str, Any]] = []
+    for key, name in _registered_models(cfg).items():
+        mv = current_champion(client, name, cfg.ml.champion_alias)
+        if mv is None:
+            try:
+                versions = client.search_model_versions(f"name='{name}'")
+            except MlflowException:
+                continue
+            if not versions:
+                continue
+            mv = max(versions, key=lambda v: int(v.version))
+        gate_metric = mv.tags.get("gate_metric")
+        if not gate_metric or not mv.run_id:
+            continue
+        run_metrics = client.get_run(mv.run_id).data.metrics
+        bare = gate_metric.removeprefix("test_")
+        higher = bare in {"roc_auc", "pr_auc", "r2", "f1"}
+        status = mv.tags.get("challenger_status", "")
+        base = {"model": key, "registered_name": name, "version": str(mv.version), "metric": bare, "higher_is_better": higher, "status": status}
+        if gate_metric in run_metrics:
+            rows.append(base | {"candidate": f"model v{mv.version}", "value": float(run_metrics[gate_metric])})
+        suffix = "_" + gate_metric
+        for metric, value in sorted(run_metrics.items()):
+            if metric.startswith("baseline_") and metric.endswith(suffix):
+                rows.append(base | {"candidate": metric[len("baseline_") : -len(suffix)], "value": float(value)})
+    return pd.DataFrame(rows, columns=["model", "registered_name", "version", "metric", "candidate", "value", "higher_is_better", "status"])

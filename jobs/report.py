@@ -222,7 +222,8 @@ def section_models(spark, cfg) -> R.Section:
     s.add(R.table_html(summary, "model_metrics_table", "{:,.4f}"))
     for model, g in summary.groupby("model"):
         metric = g["metric"].iloc[0]
-        s.add(R.bar_chart(f"model_{model}", g["candidate"].tolist(), {metric: g["value"].tolist()}, f"{model}: {metric} (lower is better)" if metric in ("mae", "rmse", "mape") else f"{model}: {metric}", metric))
+        better = "higher" if bool(g["higher_is_better"].iloc[0]) else "lower"
+        s.add(R.bar_chart(f"model_{model}", g["candidate"].tolist(), {metric: g["value"].tolist()}, f"{model}: test {metric} vs baselines ({better} is better)", metric))
     return s
 
 
