@@ -41,6 +41,8 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Issue 9 benchmarks (docs/BENCHMARKS.md): 1 M / 10 M / 50 M rows vs the pandas baseline; hours.
+# Quick run: make bench ARGS="--rows 300000 --visits 50000"; options: python -m bench.run_all --help
 bench: setup
 	$(BIN)/python -m bench.run_all $(ARGS)
 

@@ -2,7 +2,8 @@
 
 `measure(spark, label, fn)` runs fn() and reports wall seconds, peak RSS of the driver JVM and
 of the Python workers (sampled over the process tree every 0.2 s with psutil), and the shuffle
-bytes Spark wrote meanwhile (from the Spark UI's REST API of this application).
+bytes Spark wrote meanwhile (from the Spark UI's REST API of this application);
+`peak_total_mb` is the largest sum of the three sampled at the same instant (the machine's view).
 """
 
 from __future__ import annotations
@@ -58,14 +59,19 @@ class _Sampler(threading.Thread):
         while not self.stop.is_set():
             jvm = workers = 0.0
             try:
+                procs = []
                 for child in self.me.children(recursive=True):
                     try:
-                        name = " ".join(child.cmdline()[:3])
-                        rss = child.memory_info().rss / 2**20
+                        procs.append((child.ppid(), " ".join(child.cmdline()[:3]), child.memory_info().rss / 2**20, child.pid))
                     except (psutil.NoSuchProcess, psutil.AccessDenied):
                         continue
+                java = {pid for _, name, _, pid in procs if "java" in name}
+                for ppid, name, rss, _ in procs:
                     if "java" in name:
-                        jvm += rss
+                        # A child of the JVM still named java is a fork about to exec a helper (Hadoop
+                        # shell commands): it shares the JVM's pages, so its RSS would count them twice.
+                        if ppid not in java:
+                            jvm += rss
                     elif "python" in name:
                         workers += rss
                 me = self.me.memory_info().rss / 2**20
