@@ -43,7 +43,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("residence", ("silver.telematics_clean",), ("restricted.residences",)),
     Stage("charging", ("silver.telematics_clean", "bronze.stations"), ("gold.charging_events", "gold.charging_locations", "gold.charging_sites")),
     Stage("hotspots", ("silver.telematics_clean",), ("gold.hotspots",)),
-    Stage("risk", ("gold.daily_kpis", "silver.telematics_clean"), ("gold.driver_risk",)),
+    Stage("risk", ("gold.daily_kpis", "silver.telematics_clean", "restricted.residences"), ("gold.driver_risk",)),
     Stage("stations", ("bronze.stations", "gold.charging_events", "gold.hotspots"), ("gold.station_kpis", "gold.station_fleet_usage", "gold.expansion_gaps")),
     Stage("reliability", ("bronze.charger_status", "bronze.charging_sessions", "bronze.stations", "silver.telematics_clean"), ("gold.port_status_intervals", "gold.port_reliability_monthly", "gold.site_reliability", "gold.reliability_tests", "gold.failed_charge_attempts")),
     Stage("train", ("silver.vehicle_minutely", "silver.segments"), ()),
@@ -107,6 +107,10 @@ def _call_stage(stage: Stage, spark: SparkSession, cfg: Config, args: argparse.N
         kwargs["start_date"] = args.start_date
     if "end_date" in params:
         kwargs["end_date"] = args.end_date
+    if (args.start_date or args.end_date) and not kwargs:
+        # Fleet-level results (homes, sites, hotspots, risk, reliability, models) depend on the
+        # whole history, so these stages recompute their tables in full (an atomic overwrite).
+        log.info("%s: date range does not apply; recomputing its tables from the full history", stage.name)
     return fn(spark, cfg, **kwargs)
 
 
@@ -157,7 +161,7 @@ def where_things_are(cfg: Config) -> str:
     return "\n".join(
         [
             "",
-            f"Report:  {cfg.storage.resolve('reports/latest/index.html')}",
+            f"Report:  {cfg.storage.resolve(cfg.report.output_dir)}/latest/index.html",
             f"Tables:  {cfg.storage.resolve(cfg.storage.root)}  (bronze/ silver/ gold/ quarantine/ truth/ audit/)",
             f"Restricted personal data: {cfg.storage.resolve(cfg.storage.restricted_root)}",
             f"MLflow:  make mlflow-ui   -> http://127.0.0.1:5000  (tracking store {cfg.mlflow.tracking_uri})",

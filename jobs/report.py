@@ -27,11 +27,6 @@ from common.regions import read_area_wkt
 log = logging.getLogger("ev_fleet.report")
 
 
-def _pick(df: DataFrame | pd.DataFrame, *candidates: str) -> str | None:
-    cols = set(df.columns)
-    return next((c for c in candidates if c in cols), None)
-
-
 def _bounded(df: DataFrame, cfg: Config) -> pd.DataFrame:
     """Bring at most max_points_per_layer rows to the driver (report inputs are aggregates)."""
     return df.limit(cfg.report.max_points_per_layer).toPandas()
@@ -41,12 +36,9 @@ def _read(spark: SparkSession, cfg: Config, table: str) -> DataFrame | None:
     return tables.read(spark, cfg, table) if tables.exists(spark, cfg, table) else None
 
 
-def _latlon(pdf: pd.DataFrame, lat_candidates=("lat", "centroid_lat", "site_lat", "latitude"), lon_candidates=("lon", "centroid_lon", "site_lon", "longitude")) -> pd.DataFrame | None:
-    lat, lon = _pick(pdf, *lat_candidates), _pick(pdf, *lon_candidates)
-    if not lat or not lon:
-        return None
-    out = pdf.rename(columns={lat: "lat", lon: "lon"})
-    return out.dropna(subset=["lat", "lon"])
+def _latlon(pdf: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a position (every mapped gold table has lat/lon columns)."""
+    return pdf.dropna(subset=["lat", "lon"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,19 +65,22 @@ def section_fleet(spark, cfg) -> R.Section:
     fleet = _read(spark, cfg, "gold.fleet_daily_kpis")
     if fleet is None:
         return s.add("<p class='empty'>gold.fleet_daily_kpis not available (run the kpis stage).</p>")
-    pdf = _bounded(fleet, cfg)
-    day = _pick(pdf, "local_date", "date", "day")
-    pdf = pdf.sort_values(day)
-    x = pd.to_datetime(pdf[day])
-    km = _pick(pdf, "total_gps_km", "fleet_km", "gps_km", "total_km")
-    util = _pick(pdf, "mean_utilisation_hours", "avg_moving_hours", "utilisation_hours_mean", "mean_moving_hours", "total_moving_hours")
-    soc = [c for c in ("soc_min_mean", "mean_soc_min", "soc_end_mean", "mean_soc_end", "soc_mean", "mean_soc") if c in pdf.columns]
-    if km:
-        s.add(R.line_chart("fleet_km", x, {km: pdf[km].tolist()}, "Daily fleet distance", "km"))
+    pdf = _bounded(fleet, cfg).sort_values("local_date")
+    x = pd.to_datetime(pdf["local_date"])
+    # Distributions over the vehicles reporting each day (common.kpis.fleet_daily_kpis; the
+    # percentiles come from kpis.percentiles, so take the ones this table has).
+    def dist(name: str) -> dict[str, list]:
+        cols = [c for c in pdf.columns if c.startswith(f"{name}_p") and c[len(name) + 2 :].isdigit()]
+        pick = [c for c in cols if c[-2:] in ("10", "50", "90")] or cols
+        return {c.replace(f"{name}_", ""): pdf[c].tolist() for c in pick}
+
+    s.add(R.line_chart("fleet_km", x, {"fleet GPS km": pdf["gps_km"].tolist()}, "Daily fleet distance", "km"))
+    util = dist("moving_hours")
     if util:
-        s.add(R.line_chart("fleet_utilisation", x, {util: pdf[util].tolist()}, "Utilisation (moving hours)", "hours"))
+        s.add(R.line_chart("fleet_utilisation", x, util, "Utilisation: moving hours per vehicle (percentiles over vehicles)", "hours"))
+    soc = dist("soc_min_pct")
     if soc:
-        s.add(R.line_chart("fleet_soc", x, {c: pdf[c].tolist() for c in soc[:2]}, "State of charge", "%"))
+        s.add(R.line_chart("fleet_soc", x, soc, "Lowest state of charge of the day (percentiles over vehicles)", "%"))
     return s
 
 
@@ -96,28 +91,21 @@ def section_maps(spark, cfg) -> R.Section:
     sites = _read(spark, cfg, "gold.charging_sites")
     if sites is not None:
         pdf = _latlon(_bounded(sites, cfg))
-        if pdf is not None:
-            kind = _pick(pdf, "site_type", "kind", "classification", "site_class")
-            layers = []
-            groups = pdf.groupby(kind) if kind else [("charging site", pdf)]
-            for i, (name, g) in enumerate(groups):
-                layers.append(R.Layer(f"charging site: {name}", g, R.PALETTE[i % len(R.PALETTE)], label_col=kind))
-            s.add(R.svg_map("map-charging-sites", "Charging sites used by the fleet", layers, area))
+        layers = [
+            R.Layer(f"charging site: {name}", g, R.PALETTE[i % len(R.PALETTE)], label_col="kind")
+            for i, (name, g) in enumerate(pdf.groupby("kind"))
+        ]
+        s.add(R.svg_map("map-charging-sites", "Charging sites used by the fleet", layers, area))
 
     hot = _read(spark, cfg, "gold.hotspots")
     gaps = _read(spark, cfg, "gold.expansion_gaps")
     layers = []
     if hot is not None:
         pdf = _latlon(_bounded(hot, cfg))
-        if pdf is not None:
-            visits = _pick(pdf, "unique_visits", "unique_daily_visits", "visits")
-            if visits:
-                pdf["r"] = 3 + 10 * pdf[visits] / max(pdf[visits].max(), 1)
-            layers.append(R.Layer("hotspot", pdf, R.PALETTE[3], radius_col="r" if visits else None, label_col=visits))
+        pdf["r"] = 3 + 10 * pdf["unique_visits"] / max(pdf["unique_visits"].max(), 1)
+        layers.append(R.Layer("hotspot", pdf, R.PALETTE[3], radius_col="r", label_col="unique_visits"))
     if gaps is not None:
-        pdf = _latlon(_bounded(gaps, cfg))
-        if pdf is not None:
-            layers.append(R.Layer("expansion gap (no DC fast nearby)", pdf, R.PALETTE[1], shape="square"))
+        layers.append(R.Layer("expansion gap (no DC fast nearby)", _latlon(_bounded(gaps, cfg)), R.PALETTE[1], shape="square"))
     stations = _read(spark, cfg, "bronze.stations")
     if stations is not None:
         dc = _bounded(stations.where(F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0).select("lat", "lon", "name"), cfg)
@@ -130,14 +118,12 @@ def section_maps(spark, cfg) -> R.Section:
     if res is not None:
         from common.privacy import coarsen_location
 
-        lat_c = _pick(res, "home_lat", "lat")
-        lon_c = _pick(res, "home_lon", "lon")
-        homes = res.select("vehicle_id", F.col(lat_c).alias("lat"), F.col(lon_c).alias("lon"))
+        homes = res.where(F.col("home_lat").isNotNull()).select("vehicle_id", F.col("home_lat").alias("lat"), F.col("home_lon").alias("lon"))
         layers = []
         exact = cfg.report.show_exact_residences
         if not exact:
             homes = coarsen_location(homes, cfg.report.residence_cell_m)
-        if risk is not None and "tier" in risk.columns:
+        if risk is not None:
             homes = homes.join(risk.select("vehicle_id", "tier"), "vehicle_id", "left")
         else:
             homes = homes.withColumn("tier", F.lit("unknown"))
@@ -160,12 +146,9 @@ def section_risk(spark, cfg) -> R.Section:
     if risk is None:
         return s.add("<p class='empty'>gold.driver_risk not available.</p>")
     pdf = _bounded(risk, cfg)
-    z = _pick(pdf, "z_score", "distance_z", "zscore", "z")
-    if z:
-        s.add(R.histogram("risk_z", pdf[z].tolist(), "Average daily distance z-score", "z", vline=cfg.report.risk_z_line))
-    if "tier" in pdf.columns:
-        counts = pdf.tier.value_counts()
-        s.add(R.bar_chart("risk_tiers", counts.index.tolist(), {"drivers": counts.values.tolist()}, "Drivers per risk tier", "drivers"))
+    s.add(R.histogram("risk_z", pdf["z_score"].tolist(), "Average daily distance z-score", "z", vline=cfg.report.risk_z_line))
+    counts = pdf.tier.value_counts()
+    s.add(R.bar_chart("risk_tiers", counts.index.tolist(), {"drivers": counts.values.tolist()}, "Drivers per risk tier", "drivers"))
     return s
 
 
@@ -176,13 +159,12 @@ def section_stations(spark, cfg) -> R.Section:
         return s.add("<p class='empty'>gold.station_kpis not available.</p>")
     pdf = _bounded(kpis, cfg)
     s.add(R.table_html(pdf.head(40), "station_kpis_table", "{:,.3f}"))
-    level = _pick(pdf, "level", "grouping", "group_type")
-    name = _pick(pdf, "group", "group_value", "network", "key")
     metrics = [c for c in ("operational_rate", "dc_fast_share", "access_24_7_rate", "public_share") if c in pdf.columns]
-    if name and metrics:
-        sub = pdf[pdf[level] == "network"] if level else pdf
-        sub = sub.head(15)
-        s.add(R.bar_chart("station_kpis", sub[name].astype(str).tolist(), {m: sub[m].tolist() for m in metrics}, "Station KPIs per network", "share", horizontal=True))
+    sub = pdf[pdf["level"] == "network"].head(15)
+    if len(sub) == 0:  # a network without network names: show the overall row
+        sub = pdf[pdf["level"] == "overall"]
+    if metrics and len(sub):
+        s.add(R.bar_chart("station_kpis", sub["group"].astype(str).tolist(), {m: sub[m].tolist() for m in metrics}, "Station KPIs per network", "share", horizontal=True))
     return s
 
 
@@ -194,13 +176,8 @@ def section_reliability(spark, cfg) -> R.Section:
         return s.add("<p class='empty'>Reliability tables not available.</p>")
     if monthly is not None:
         pdf = _bounded(monthly, cfg)
-        for col, title, unit in (
-            (_pick(pdf, "uptime_pct", "nevi_uptime_pct", "uptime_observed_pct"), "Port uptime", "%"),
-            (_pick(pdf, "mtbf_hours", "mtbf_h"), "MTBF", "hours"),
-            (_pick(pdf, "mttr_hours", "mttr_h"), "MTTR", "hours"),
-        ):
-            if col:
-                s.add(R.histogram(f"rel_{col}", pdf[col].tolist(), f"{title} distribution", unit))
+        for col, title, unit in (("uptime_pct", "Port uptime", "%"), ("mtbf_hours", "MTBF", "hours"), ("mttr_hours", "MTTR", "hours")):
+            s.add(R.histogram(f"rel_{col}", pdf[col].tolist(), f"{title} distribution (ports x months)", unit))
     tests = _read(spark, cfg, "gold.reliability_tests")
     if tests is not None:
         s.add(R.table_html(_bounded(tests, cfg), "reliability_tests_table", "{:,.4f}"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -74,6 +73,8 @@ def test_report_renders_in_chromium(spark, fleet_report, tmp_path):
     assert shot.stat().st_size > 10_000
     for key, n in expected["layers"].items():
         assert counts.get(key) == n, (key, counts.get(key), n)
+    for tier in expected["risk_tiers"]:
+        assert counts.get(f"map-risk-areas|drivers ({tier} risk)", 0) >= 1, (tier, counts)
     rendered = {c[0] for c in charts if c[1] > 5 and c[2] > 100 and c[3] > 100}
     missing = set(expected["charts"]) - rendered
     assert not missing, f"charts not rendered: {missing}"

@@ -1,0 +1,100 @@
+"""The pipeline runner: stage selection, date-range hand-off, failure reporting; `--help` of every job."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from common import tables
+from common.cli import StageReport
+from common.config import DatasetSpec
+from jobs import pipeline
+from jobs.pipeline import STAGE_NAMES, StageFailed, run_pipeline, select_stages
+
+JOBS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "jobs").glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_every_job_help_lists_its_options_with_defaults(job, capsys):
+    module = importlib.import_module(f"jobs.{job}")
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--env" in out and "--conf" in out and "(default: local)" in out, out
+
+
+def _names(stages) -> list[str]:
+    return [s.name for s in stages]
+
+
+def test_select_stages_only_from_skip_in_dependency_order(cfg):
+    assert _names(select_stages(cfg, None, None, None)) == list(STAGE_NAMES)
+    assert _names(select_stages(cfg, "risk,clean", None, None)) == ["clean", "risk"]  # dependency order, not CLI order
+    assert _names(select_stages(cfg, None, "train", None)) == ["train", "score", "report"]
+    assert _names(select_stages(cfg, None, "kpis", "report,charging")) == [
+        "kpis", "residence", "hotspots", "risk", "stations", "reliability", "train", "score"
+    ]
+    assert _names(select_stages(cfg, "kpis", "residence", None)) == []  # --from after the only stage: nothing
+    with pytest.raises(SystemExit, match="unknown stage.*kpi.*stages are: generate"):
+        select_stages(cfg, "kpi", None, None)
+
+
+def test_generate_runs_only_without_configured_inputs(cfg):
+    with_inputs = cfg.model_copy(deep=True)
+    with_inputs.inputs.telematics = [DatasetSpec(name="fleet", path="raw/telematics/*.csv")]
+    assert "generate" in _names(select_stages(cfg, None, None, None))
+    assert "generate" not in _names(select_stages(with_inputs, None, None, None))
+    assert _names(select_stages(with_inputs, "generate,ingest", None, None)) == ["ingest"]
+
+
+def _args(**kw) -> argparse.Namespace:
+    base = dict(only=None, from_stage=None, skip=None, start_date=None, end_date=None, regenerate=False)
+    return argparse.Namespace(**(base | kw))
+
+
+def test_dates_reach_stages_that_take_them_and_failure_names_stage_and_inputs(spark, cfg, monkeypatch, capsys):
+    """kpis gets the date range; hotspots (fleet-wide) does not; a failing stage is named with its
+    inputs, the summary of earlier stages is printed, and their tables keep their versions."""
+    calls = {}
+
+    def fake_kpis(spark_, cfg_, start_date=None, end_date=None):
+        calls["kpis"] = (start_date, end_date)
+        tables.write(spark_.range(3).withColumn("local_date", F.lit("2024-03-04")), cfg_, "gold.fleet_daily_kpis")
+        return StageReport("kpis", rows_in=3, rows_out=3)
+
+    def fake_hotspots(spark_, cfg_):
+        calls["hotspots"] = ()
+        raise ValueError("no usable points in silver.telematics_clean")
+
+    monkeypatch.setattr(importlib.import_module("jobs.kpis"), "run_kpis", fake_kpis)
+    monkeypatch.setattr(importlib.import_module("jobs.hotspots"), "run_hotspots", fake_hotspots)
+    run_cfg = cfg.model_copy(deep=True)
+    run_cfg.storage.root = str(Path(cfg.storage.resolve(cfg.storage.root)) / "pipeline_failure")
+
+    reports = run_pipeline(spark, run_cfg, _args(only="kpis", start_date=date(2024, 3, 4), end_date=date(2024, 3, 5)))
+    assert calls["kpis"] == (date(2024, 3, 4), date(2024, 3, 5))
+    assert reports[0].tables["gold.fleet_daily_kpis"] == tables.version(spark, run_cfg, "gold.fleet_daily_kpis")
+    before = tables.version(spark, run_cfg, "gold.fleet_daily_kpis")
+
+    with pytest.raises(StageFailed) as exc:
+        run_pipeline(spark, run_cfg, _args(only="kpis,hotspots", start_date=date(2024, 3, 4)))
+    msg = str(exc.value)
+    assert "stage 'hotspots' failed" in msg and "silver.telematics_clean" in msg and "no usable points" in msg
+    assert "rerun with --from hotspots" in msg
+    assert calls["hotspots"] == ()  # called without dates: fleet-wide stages recompute in full
+    out = capsys.readouterr().out
+    assert "kpis" in out and "gold.fleet_daily_kpis" in out  # the summary of what finished
+    assert tables.version(spark, run_cfg, "gold.fleet_daily_kpis") == before + 1  # kpis' own rerun, nothing else
+    assert tables.read(spark, run_cfg, "gold.fleet_daily_kpis").count() == 3
+
+
+def test_where_things_are_follows_the_configured_report_folder(cfg):
+    moved = cfg.model_copy(deep=True)
+    moved.report.output_dir = "/data/evfa-reports"
+    assert "Report:  /data/evfa-reports/latest/index.html" in pipeline.where_things_are(moved)
