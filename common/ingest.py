@@ -44,6 +44,7 @@ UNPARSED = "unparsed_columns"  # canonical columns whose source value was presen
 _FILE = "__source_file"  # attached by read_raw
 _EXCLUDED = "__excluded"
 _BAD_ENCODING = "__bad_encoding"
+_SWAPPED = "__day_month_swapped"  # timestamp columns whose value fits the declared patterns only with day/month swapped
 # Spark's corrupt-record column: a CSV line with more or fewer fields than its header, a quote
 # left open (which swallows the following lines) or a JSON line that does not parse.
 _CORRUPT = "__corrupt_record"
@@ -324,6 +325,15 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
     unparsed = F.array_compact(
         F.array(*[F.when(F.col(f"__v_{c}").isNotNull() & parsed[c].isNull(), F.lit(c)) for c in canonical])
     )
+    swapped = F.array_compact(
+        F.array(
+            *[
+                F.when(F.col(f"__v_{c}").isNotNull() & parsed[c].isNull() & _swapped_fit(f"__v_{c}", spec).isNotNull(), F.lit(c))
+                for c in canonical
+                if isinstance(schema[c].dataType, T.TimestampType) and isinstance(staged.schema[f"__v_{c}"].dataType, (T.StringType, T.NullType))
+            ]
+        )
+    )
     strings = [parsed[f.name] for f in schema.fields if isinstance(f.dataType, T.StringType)]
     bad_encoding = reduce(lambda a, b: a | b, [F.coalesce(s.contains("\ufffd"), F.lit(False)) for s in strings], F.lit(False))
     return staged.select(
@@ -336,7 +346,20 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
         _EXCLUDED,
         _MALFORMED,
         bad_encoding.alias(_BAD_ENCODING),
+        swapped.alias(_SWAPPED),
     )
+
+
+def _swapped_fit(v: str, spec: DatasetSpec) -> Column:
+    """`v` parsed with the dataset's patterns with day and month swapped (null when none differs or
+    fits): a value that only fits that way means the source writes the other order."""
+    # Year-first patterns (ISO yyyy-MM-dd) are never written day-first: 2024-13-04 is corrupt, not swapped.
+    other = [
+        swap_day_month(f)
+        for f in spec.timestamp_formats
+        if f not in EPOCH_FORMATS and swap_day_month(f) != f and not f.lstrip("'\"").startswith(("y", "u"))
+    ]
+    return parse_timestamp(v, other, spec.source_timezone) if other else F.lit(None).cast("timestamp")
 
 
 def _parse(v: str, vtype: T.DataType, target: T.DataType, spec: DatasetSpec) -> Column:
@@ -420,25 +443,27 @@ _PATTERN_TOKEN = re.compile(r"'[^']*'|([A-Za-z])\1*|.")
 _SWAP_DAY_MONTH = str.maketrans("dM", "Md")
 
 
+def swap_day_month(fmt: str) -> str:
+    """The Spark datetime pattern with numeric day and month swapped (dd/MM/yyyy <-> MM/dd/yyyy)."""
+    out = []
+    for m in _PATTERN_TOKEN.finditer(fmt):
+        tok = m.group(0)
+        if m.group(1) in ("d", "M") and len(tok) <= 2:
+            tok = tok.translate(_SWAP_DAY_MONTH)
+        out.append(tok)
+    return "".join(out)
+
+
 def ambiguous_formats(formats: Sequence[str]) -> tuple[str, str] | None:
     """Two patterns that differ only by day and month swapped (dd/MM/yyyy vs MM/dd/yyyy), or None.
 
     Tried in order, such a pair reads 03/04/2021 with the first and 13/04/2021 with the second, so
     one file silently mixes two calendars; a dataset must name the one its source uses."""
 
-    def swapped(fmt: str) -> str:
-        out = []
-        for m in _PATTERN_TOKEN.finditer(fmt):
-            tok = m.group(0)
-            if m.group(1) in ("d", "M") and len(tok) <= 2:
-                tok = tok.translate(_SWAP_DAY_MONTH)
-            out.append(tok)
-        return "".join(out)
-
     plain = [f for f in formats if f not in EPOCH_FORMATS]
     for i, a in enumerate(plain):
         for b in plain[i + 1 :]:
-            if a != b and swapped(a) == b:
+            if a != b and swap_day_month(a) == b:
                 return a, b
     return None
 
@@ -452,7 +477,8 @@ def validate(mapped: DataFrame, kind: str, rules: IngestConfig, now: datetime) -
     Rules (thresholds from `ingest.*` in conf; codes listed in docs/DATA_CONTRACT.md):
     excluded_by_filter, malformed_row (field count differs from the header / unbalanced quote /
     unparseable JSON line), invalid_encoding (U+FFFD from undecodable bytes in a text value),
-    missing_<col> / unparseable_<col> for required columns, unparseable_<ts col>, open_session,
+    missing_<col> / unparseable_<col> for required columns, unparseable_<ts col> (day_month_swapped_<ts col>
+    when the value fits the declared patterns only with day and month swapped), open_session,
     lat/lon/soc_pct_out_of_range (degrees, percent), <ts col>_too_old (year < min_valid_year),
     <ts col>_in_future (> now + max_future_days), negative_kwh, end_before_start, unknown_status.
     `now` is the ingest time (UTC, naive or aware).
@@ -464,16 +490,21 @@ def validate(mapped: DataFrame, kind: str, rules: IngestConfig, now: datetime) -
     def flagged(c: str) -> Column:
         return F.array_contains(unparsed, c)
 
+    def unparseable(c: str) -> Column:
+        # A value that fits only with day and month swapped gets its own code: the fix is the pattern.
+        swapped = F.array_contains(F.col(_SWAPPED), c) if _SWAPPED in mapped.columns else F.lit(False)
+        return F.when(swapped, F.lit(f"day_month_swapped_{c}")).otherwise(F.lit(f"unparseable_{c}"))
+
     checks: list[Column] = [
         F.when(F.col(_EXCLUDED), F.lit("excluded_by_filter")),
         F.when(F.col(_MALFORMED), F.lit("malformed_row")),
         F.when(F.col(_BAD_ENCODING), F.lit("invalid_encoding")),
     ]
     for c in required:
-        checks.append(F.when(F.col(c).isNull(), F.when(flagged(c), F.lit(f"unparseable_{c}")).otherwise(F.lit(f"missing_{c}"))))
+        checks.append(F.when(F.col(c).isNull(), F.when(flagged(c), unparseable(c)).otherwise(F.lit(f"missing_{c}"))))
     for c in ts_cols:
         if c not in required:
-            checks.append(F.when(flagged(c), F.lit(f"unparseable_{c}")))
+            checks.append(F.when(flagged(c), unparseable(c)))
     if kind == "charging_sessions" and rules.quarantine_open_sessions:
         checks.append(F.when(F.col("end_ts").isNull() & ~flagged("end_ts"), F.lit("open_session")))
     for c, (lo, hi) in (("lat", rules.lat_range), ("lon", rules.lon_range), ("soc_pct", rules.soc_range)):

@@ -58,7 +58,9 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         "spark.ui.enabled": str(s.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": str(s.progress_bar).lower(),
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
-        # Delta's optimistic concurrency needs no lock on local FS; on S3 EMR supplies its LogStore.
+        # Delta's optimistic concurrency needs no lock on a local/HDFS file system. On S3 the default
+        # LogStore is only safe with a single writer per table at a time (docs/DEPLOY.md); concurrent
+        # writers from several clusters need the DynamoDB LogStore (io.delta:delta-storage-s3-dynamodb).
         "spark.sql.sources.partitionOverwriteMode": "static",
     }
     conf.update(s.extra)

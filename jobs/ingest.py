@@ -281,6 +281,13 @@ def summary_text(run_id: str, runs: list[DatasetRun]) -> str:
         lines.append(f"{r.kind:<18} {r.spec.name:<28} {c.get('read', 0):>9} {c.get('bronze', 0):>9} {c.get('quarantined', 0):>9} {dup:>8}  {r.status}")
         if r.reasons:
             lines.append("    quarantine reasons: " + ", ".join(f"{k}={v}" for k, v in sorted(r.reasons.items(), key=lambda kv: -kv[1])))
+            swapped = sorted(k for k in r.reasons if k.startswith("day_month_swapped_"))
+            if swapped:
+                lines.append(
+                    f"    FIX: {', '.join(swapped)}: timestamps fit inputs.{r.kind}[{r.spec.name}].timestamp_formats only with day and "
+                    "month swapped, so the source writes the other order and rows with day <= 12 were read wrongly; "
+                    "correct the pattern and rerun ingest with --reprocess"
+                )
         if r.nulled:
             lines.append("    unparseable optional values set to null: " + ", ".join(f"{k}={v}" for k, v in sorted(r.nulled.items())))
     return "\n".join(lines)

@@ -226,10 +226,11 @@ INPUT_CASES: tuple[InputCase, ...] = (
         "day_month_wrong_pattern",
         "Day/month order: the same file read with `MM/dd/yyyy HH:mm` (the wrong pattern)",
         {"a.csv": _csv(_row("03/04/2021 10:00"), _row("13/04/2021 10:00"))},
-        Expected(read=2, bronze=1, quarantined=1, reasons={"unparseable_ts": 1}),
+        Expected(read=2, bronze=1, quarantined=1, reasons={"day_month_swapped_ts": 1}),
         spec={"timestamp_formats": ["MM/dd/yyyy HH:mm"]},
-        note="Days > 12 cannot fit and are quarantined: their share in the audit is the signal to fix "
-        "`timestamp_formats` (days <= 12 cannot be told apart row by row). Listing both patterns is "
+        note="Days > 12 cannot fit and are quarantined as `day_month_swapped_ts` (they fit with day and "
+        "month swapped); the ingest summary then prints a FIX line naming `timestamp_formats` and "
+        "`--reprocess` (days <= 12 cannot be told apart row by row). Listing both patterns is "
         "refused (see `ambiguous_day_month_formats`).",
     ),
     InputCase(
@@ -404,7 +405,8 @@ OTHER_CASES: tuple[Case, ...] = (
         "Two ingest runs of the same files at once into the same lakehouse",
         "Delta's optimistic concurrency lets one commit per table version; the other run fails with a "
         "`Concurrent...Exception` (reported, nothing half-written) or finds nothing new; after rerunning "
-        "the loser every table holds each row exactly once, quarantine included",
+        "the loser every table holds each row exactly once, quarantine included. Two drivers on S3 need "
+        "a single-writer rule or the DynamoDB LogStore (docs/DEPLOY.md)",
         "tests/slow/test_robustness_rerun.py::test_concurrent_ingest_runs_never_duplicate",
         slow=True,
     ),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from tests.robustness_table import DOC, INPUT_CASES, OTHER_CASES, PROJECT_ROOT, render
 
