@@ -17,13 +17,8 @@ import shapely
 from shapely import wkt as shapely_wkt
 
 from common.cleaning import BLOCKING_MASK, FLAGS, POSITION_FLAGS, ROW_FLAGS, SOC_FLAGS, CleaningParams
-from common.geo import EARTH_RADIUS_M
+from common.geo import haversine_np
 
-
-def haversine_np(lat1, lon1, lat2, lon2):
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin((np.radians(lon2) - np.radians(lon1)) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(1.0, a)))
 
 
 def _mask(*names: str) -> int:

@@ -35,9 +35,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.config import Config, CsvOptions, DatasetSpec, GeneratorConfig, InputsConfig
+from common.geo import EARTH_RADIUS_M, haversine_np  # noqa: F401 - haversine_np is part of this module's API
 from common.regions import Region, get_region
 
-EARTH_RADIUS_M = 6_371_008.8
 G = 9.81
 AIR_DENSITY = 1.2  # kg/m3 at ~25 degC
 KMH = 1 / 3.6
@@ -139,14 +139,6 @@ def offset_m(lat: np.ndarray | float, lon: np.ndarray | float, north_m, east_m):
     dlon = np.asarray(east_m) / (EARTH_RADIUS_M * np.cos(np.radians(lat)))
     return lat + np.degrees(dlat), lon + np.degrees(dlon)
 
-
-def haversine_np(lat1, lon1, lat2, lon2):
-    """Great-circle distance in metres (vectorised numpy)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp = p2 - p1
-    dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
 def bearing_np(lat1, lon1, lat2, lon2):

@@ -1,16 +1,26 @@
-"""Shared geodesy as Spark Column expressions: the one distance implementation of the pipeline.
+"""Shared geodesy: the one distance implementation of the pipeline.
 
 Every stage that needs the distance between two WGS84 points (cleaning, trips, stops, charging)
-uses `haversine_m`, so thresholds in metres mean the same thing everywhere.
+uses `haversine_m` (Spark Column expression), so thresholds in metres mean the same thing
+everywhere; code running inside pandas UDFs, the generator and the benchmark baseline use its
+numpy twin `haversine_np` (same formula and radius; a test checks they agree).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 # IUGG mean Earth radius; the same value the DBSCAN eps conversion uses (metres / 6_371_008.8).
 EARTH_RADIUS_M = 6_371_008.8
+
+
+def haversine_np(lat1, lon1, lat2, lon2):
+    """`haversine_m` for numpy arrays / scalars (metres; NaN where an input is NaN)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(np.asarray(lon2) - np.asarray(lon1)) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
 def _col(c: Column | str) -> Column:

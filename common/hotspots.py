@@ -27,7 +27,7 @@ from pyspark.sql import types as T
 
 from common.config import HotspotsConfig, TripsConfig
 from common.dbscan import distributed_dbscan
-from common.geo import EARTH_RADIUS_M, haversine_m
+from common.geo import haversine_m, haversine_np
 
 VISIT_SCHEMA = T.StructType(
     [
@@ -58,7 +58,7 @@ def _merge_day(day: pd.DataFrame, merge_m: float) -> list[int]:
     out = []
     for la, lo in zip(day["lat"].to_numpy(), day["lon"].to_numpy()):
         if lead_lat:
-            d = _haversine_np(la, lo, np.array(lead_lat), np.array(lead_lon))
+            d = haversine_np(la, lo, np.array(lead_lat), np.array(lead_lon))
             k = int(np.argmin(d))
             if d[k] <= merge_m:
                 out.append(k)
@@ -68,11 +68,6 @@ def _merge_day(day: pd.DataFrame, merge_m: float) -> list[int]:
         out.append(len(lead_lat) - 1)
     return out
 
-
-def _haversine_np(lat1, lon1, lat2, lon2):
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(np.asarray(lon2) - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
 def _visits_udf(merge_m: float):

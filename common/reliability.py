@@ -511,7 +511,9 @@ def charger_fault_rates(outcomes: DataFrame, port_chargers: DataFrame | None, as
     z = (p_i - p) / sqrt(p (1 - p) / n_i), p = pooled portfolio share over scored chargers (those
     with >= hotspot_min_sessions sessions). The binomial standard error at the charger's own n
     (a funnel plot) keeps small chargers from being flagged by noise, which a z over the spread
-    of raw rates would not. is_hotspot = z > hotspot_z. Charger = status charger_id of the port,
+    of raw rates would not. This is statsmodels' `proportions_ztest(failed, n, value=p,
+    prop_var=p)` written as a column expression so it runs per charger on the executors
+    (tests/test_reliability.py checks it against statsmodels). is_hotspot = z > hotspot_z. Charger = status charger_id of the port,
     else the station (Dundee-style sources where a CP id is the station)."""
     end = F.col(as_of) if isinstance(as_of, str) else as_of
     start = end - F.expr(f"INTERVAL {int(params.hotspot_window_days)} DAYS")

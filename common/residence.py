@@ -29,7 +29,7 @@ from pyspark.sql import types as T
 
 from common.config import ResidenceConfig
 from common.dbscan import grid_cell, haversine_dbscan
-from common.geo import EARTH_RADIUS_M
+from common.geo import haversine_np
 from common.limits import cap_rows_per_group
 
 
@@ -121,11 +121,6 @@ HOME_SCHEMA = T.StructType(
 )
 
 
-def _haversine_np(lat1, lon1, lat2, lon2):
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(np.asarray(lon2) - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
-
 
 def home_of_vehicle(cells: pd.DataFrame, eps_m: float, min_samples: int, min_nights: int) -> dict | None:
     """The home cluster of one vehicle's night cells (pandas; used by the UDF and the benchmark).
@@ -154,7 +149,7 @@ def home_of_vehicle(cells: pd.DataFrame, eps_m: float, min_samples: int, min_nig
     wts = part["weight"].to_numpy(dtype=float)
     lat = float(np.average(part["lat"], weights=wts))
     lon = float(np.average(part["lon"], weights=wts))
-    dist = _haversine_np(lat, lon, part["lat"].to_numpy(), part["lon"].to_numpy())
+    dist = haversine_np(lat, lon, part["lat"].to_numpy(), part["lon"].to_numpy())
     order = np.argsort(dist)
     cum = np.cumsum(wts[order]) / wts.sum()
     radius = float(dist[order][np.searchsorted(cum, 0.9)])

@@ -10,9 +10,10 @@ definitions: common/charging.py; thresholds: `charging.*` in conf.
 Reads:  silver.telematics_clean, bronze.vehicles (battery_kwh), bronze.stations,
         restricted.residences (optional: without it no site is classified home).
 Writes: gold.charging_events, gold.charging_locations, gold.charging_sites and
-        restricted.home_charging_sites. A home charging site is where a driver lives: in gold
-        its position (and the positions of its events and locations) is coarsened to
-        report.residence_cell_m cells; the exact position stays in the restricted table.
+        restricted.home_charging_sites. A home charging site is where a driver lives, and an
+        unmatched site a single vehicle uses may be: in gold their positions (and those of their
+        events and locations) are coarsened to report.residence_cell_m cells; the exact
+        positions stay in the restricted table.
 
     python -m jobs.charging --env local
 """
@@ -48,11 +49,11 @@ SITES = "gold.charging_sites"
 HOME_SITES = "restricted.home_charging_sites"
 COMMENTS = {
     EVENTS: "Charging events: stationary SOC rises (high: > min_delta_soc_pct; low: fallback pass), kWh = dSOC x battery; "
-    "home events' positions coarsened",
-    LOCATIONS: "Per-vehicle charging locations (DBSCAN of event positions) with their fleet site; home positions coarsened",
+    "positions at private sites (home, single-vehicle unknown) coarsened",
+    LOCATIONS: "Per-vehicle charging locations (DBSCAN of event positions) with their fleet site; private-site positions coarsened",
     SITES: "Fleet charging sites: home / public / depot / unknown (station match via Sedona distance join); "
-    "home positions coarsened (exact in restricted.home_charging_sites)",
-    HOME_SITES: "PERSONAL DATA: exact positions of home charging sites; restricted access, see docs/PRIVACY.md",
+    "home and single-vehicle unknown sites coarsened (exact in restricted.home_charging_sites)",
+    HOME_SITES: "PERSONAL DATA: exact positions of home charging sites and unmatched sites used by one vehicle; restricted access, see docs/PRIVACY.md",
 }
 
 
@@ -90,12 +91,18 @@ def run_charging(spark: SparkSession, cfg: Config) -> StageReport:
     events = events.join(site_of_location, "location_id", "left")
 
     cell_m = cfg.report.residence_cell_m
-    is_home = F.col("site_kind") == "home"
+    # Personal places: home sites, and unmatched sites only one vehicle uses (often the home of a
+    # driver without a labelled residence). Coarsened in gold, exact in the restricted table.
+    private = (F.col("kind") == "home") | ((F.col("kind") == "unknown") & (F.col("n_vehicles") == 1))
+    private_sites = sites.where(private).select("site_id")
+    located = located.join(private_sites.withColumn("_private", F.lit(True)), "site_id", "left")
+    events = events.join(private_sites.withColumn("_private", F.lit(True)), "site_id", "left")
+    is_private = F.coalesce(F.col("_private"), F.lit(False))
     results = {
-        EVENTS: coarsen_where(events, is_home, cell_m),
-        LOCATIONS: coarsen_where(located, is_home, cell_m),
-        SITES: coarsen_where(sites, F.col("kind") == "home", cell_m),
-        HOME_SITES: sites.where(F.col("kind") == "home").select("site_id", "home_vehicle_id", "lat", "lon", "n_events"),
+        EVENTS: coarsen_where(events, is_private, cell_m).drop("_private"),
+        LOCATIONS: coarsen_where(located, is_private, cell_m).drop("_private"),
+        SITES: coarsen_where(sites, private, cell_m),
+        HOME_SITES: sites.where(private).select("site_id", "kind", "home_vehicle_id", "lat", "lon", "n_events"),
     }
     for table, df in results.items():
         props = {"evfa.personal_data": "true"} if table.startswith("restricted.") else None

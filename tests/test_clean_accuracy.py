@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import numpy as np
-import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
@@ -191,72 +189,52 @@ def test_gold_quality_daily_adds_up(spark, fleet_cfg_clean):
 # ---------------------------------------------------------------------------------------------
 # Real data: RSK Twizy (one vehicle, 1 Hz, Morocco 2021)
 # ---------------------------------------------------------------------------------------------
-def twizy_bronze(spark, path):
-    """Bronze-shaped Twizy rows the way ingest maps them (conf/datasets/twizy.yaml): Date (M/D/YYYY,
-    padded or not) + Time in Africa/Casablanca -> UTC; the ~170 corrupt dates are dropped (ingest
-    quarantines them). `trip_id` rides along as a lineage column."""
-    raw = pd.read_csv(path, usecols=["trip_id", "source_file", "Date", "Time", "Soc", "Speed", "LAT", "LON", "ALT", "Temperature"])
-    local = pd.to_datetime(raw["Date"] + " " + raw["Time"], format="%m/%d/%Y %H:%M:%S", errors="coerce")
-    raw = raw[local.notna()]
-    local = local[local.notna()]
-    ts = local.dt.tz_localize("Africa/Casablanca").dt.tz_convert("UTC").dt.tz_localize(None)
-    pdf = pd.DataFrame(
-        {
-            "vehicle_id": "rsk_twizy_01",
-            "ts": ts,
-            "lat": raw["LAT"].astype(float),
-            "lon": raw["LON"].astype(float),
-            "speed_kmh": raw["Speed"].astype(float),
-            "odometer_km": np.nan,
-            "soc_pct": raw["Soc"].astype(float),
-            "altitude_m": raw["ALT"].astype(float),
-            "heading_deg": np.nan,
-            "ambient_temp_c": raw["Temperature"].astype(float),
-            "source_name": "rsk_twizy",
-            "source_file": raw["source_file"],
-            "trip_id": raw["trip_id"],
-            "date": ts.dt.date,
-        }
-    )
-    return spark.createDataFrame(pdf)
-
-
 @pytest.mark.realdata
 def test_twizy_glitches_flagged_and_trips_stay_usable(spark, tmp_path):
-    path = real_data("rsk_twizy_ev_trips", "twizy_trips.csv.gz")
+    """The real log through the real ingest (conf/datasets/twizy.yaml) and cleaning: the 3
+    LON=1555.63 rows are out of range at ingest (quarantined with their raw record), the 4 LAT=0
+    rows reach silver flagged zero_coord and unusable, and the rest of each day stays usable."""
+    from jobs.ingest import load_dataset_files, run_ingest
+
+    real_data("rsk_twizy_ev_trips", "twizy_trips.csv.gz")
     cfg = make_config(
         tmp_path,
         "clean.area_file=conf/areas/morocco_coarse.wkt",
         "clean.default_timezone=Africa/Casablanca",
         "clean.dataset_start='2021-01-01'",
     )
+    run_ingest(spark, cfg, load_dataset_files(["conf/datasets/twizy.yaml"]), now=AS_OF)
+    quarantined = tables.read(spark, cfg, "quarantine.telematics")
+    lon_bad = quarantined.where(F.col("reason") == "lon_out_of_range").select("raw_record").collect()
+    assert len(lon_bad) == 3 and all("1555.63" in r.raw_record for r in lon_bad), lon_bad
+
     vehicles = spark.createDataFrame([("rsk_twizy_01", "Renault Twizy", "car", 6.1, None, "Africa/Casablanca")], VEHICLES)
-    bronze = twizy_bronze(spark, path)
+    bronze = tables.read(spark, cfg, "bronze.telematics")
     silver = clean_telematics(bronze, vehicles, cleaning_params(cfg, as_of=AS_OF)).cache()
     try:
         assert silver.count() == bronze.count()
-        glitch = (F.col("lat_orig") == 0) | (F.col("lon_orig") == 0) | (F.abs("lon_orig") > 180)
+        glitch = (F.col("lat_orig") == 0) | (F.col("lon_orig") == 0)
         glitches = silver.where(glitch).select("ts", "lat_orig", "lon_orig", "quality_reasons", "is_usable").collect()
-        assert len(glitches) == 7  # 4 x LAT=0, 3 x LON=1555.63
+        assert len(glitches) == 4  # 4 x LAT=0
         for g in glitches:
             assert not g.is_usable, g
-            assert {"zero_coord", "invalid_coord"} & set(g.quality_reasons), g
+            assert "zero_coord" in g.quality_reasons, g
 
-        per_trip = (
-            silver.groupBy("trip_id")
+        per_day = (
+            silver.groupBy("local_date")
             .agg(F.count(F.lit(1)).alias("rows"), F.avg(F.col("is_usable").cast("double")).alias("usable"))
-            .orderBy("trip_id")
+            .orderBy("local_date")
             .collect()
         )
-        print("\ntrip               rows   usable")
-        for t in per_trip:
-            print(f"{t.trip_id:<17}{t.rows:>6}  {t.usable:.4%}")
+        print("\nlocal day        rows   usable")
+        for t in per_day:
+            print(f"{t.local_date!s:<14}{t.rows:>7}  {t.usable:.4%}")
         total = silver.agg(F.avg(F.col("is_usable").cast("double"))).first()[0]
-        print(f"all trips: usable share {total:.4%}")
+        print(f"all days: usable share {total:.4%} of {silver.count():,} bronze rows (+ {quarantined.count()} quarantined at ingest)")
         others = silver.where(~glitch & ~F.col("is_usable"))
         print("other rows flagged (real discontinuities in the log):")
-        others.select("trip_id", "ts", "lat_orig", "lon_orig", "soc_pct_orig", "quality_reasons").show(20, False)
-        assert all(t.usable >= 0.995 for t in per_trip)
+        others.select("ts", "lat_orig", "lon_orig", "soc_pct_orig", "quality_reasons").show(20, False)
+        assert all(t.usable >= 0.995 for t in per_day)
         assert others.count() <= 0.0005 * silver.count()
         # the documented SOC glitch (one row at 0.02 %) is a single-point spike
         soc_glitch = silver.where("soc_pct_orig < 1").select("quality_reasons", "soc_pct").collect()

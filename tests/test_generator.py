@@ -9,7 +9,8 @@ from pyspark.sql import Window
 
 from common import tables
 from common.config import GeneratorConfig
-from common.generator import MODEL_BY_NAME, VehicleSim, build_world, haversine_np
+from common.generator import MODEL_BY_NAME, VehicleSim, build_world
+from common.geo import haversine_np
 
 
 @pytest.fixture(scope="module")

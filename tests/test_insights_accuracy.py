@@ -96,9 +96,9 @@ def test_homes_within_150m(spark, insights):
 def test_charging_sites(spark, insights):
     sites = _read(spark, insights, "gold.charging_sites")
     exact_homes = _read(spark, insights, "restricted.home_charging_sites")[["site_id", "lat", "lon"]]
-    # gold keeps home sites coarsened; score them at their exact (restricted) position
+    # gold keeps private sites (home, single-vehicle unknown) coarsened; score them at their exact (restricted) position
     sites = sites.merge(exact_homes, on="site_id", how="left", suffixes=("", "_exact"))
-    home = sites.kind == "home"
+    home = sites.lat_exact.notna()
     sites.loc[home, "lat"] = sites.loc[home, "lat_exact"]
     sites.loc[home, "lon"] = sites.loc[home, "lon_exact"]
     truth = _read(spark, insights, "truth.charging_sites").reset_index(drop=True)

@@ -262,6 +262,13 @@ def test_fault_rate_hotspot_z_against_the_portfolio(spark):
         "charger_id string, sessions_window long, failed_window long, fault_rate double, z double, is_hotspot boolean",
     )
     assert_approx_df_equality(got, expected, 1e-9, ignore_nullable=True)
+    # The Spark column is statsmodels' one-sample proportion z-test against the portfolio rate
+    # (variance at the null), computed per charger without collecting the sessions.
+    from statsmodels.stats.proportion import proportions_ztest
+
+    for r in got.where("z IS NOT NULL").collect():
+        z_sm, _ = proportions_ztest(r.failed_window, r.sessions_window, value=0.1, prop_var=0.1)
+        assert r.z == pytest.approx(z_sm, rel=1e-12), r
 
 
 def test_statistical_tests_on_known_numbers():
