@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 JARS_STAMP := .jars/.complete
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench mlflow-ui package submit-emr submit-glue browser clean-data help
+.PHONY: setup demo test bench mlflow-ui serve-model package submit-emr submit-glue browser clean-data help
 
 help:
 	@echo "make demo       set up and run the whole pipeline on the embedded default"
 	@echo "make test       set up and run the test suite"
 	@echo "make bench      benchmarks (not part of make test)"
 	@echo "make mlflow-ui  MLflow UI on http://127.0.0.1:5000 over the local tracking store"
+	@echo "make serve-model MODEL=evfa_energy_per_km PORT=5001   REST scoring of a champion model"
 	@echo "make package    wheel, venv archive, Glue zip, entry scripts into dist/"
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
@@ -48,6 +49,14 @@ bench: setup
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///lakehouse/mlflow/mlflow.db --default-artifact-root lakehouse/mlflow/artifacts --host 127.0.0.1 --port 5000
+
+# Online scoring of a registered model over the local tracking store (docs/MODELS.md section 7).
+# The venv's bin goes on PATH: mlflow starts uvicorn through a shell.
+MODEL ?= evfa_energy_per_km
+PORT ?= 5001
+serve-model: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/lakehouse/mlflow/mlflow.db} \
+		$(BIN)/mlflow models serve -m "models:/$(MODEL)@champion" --env-manager local -h 127.0.0.1 -p $(PORT) --workers 1
 
 clean-data:
 	rm -rf lakehouse reports spark-warehouse metastore_db derby.log

@@ -109,33 +109,88 @@ def fleet_silver(spark, fleet_bronze) -> Config:
     return fleet_bronze
 
 
-@pytest.fixture(scope="session")
-def fleet_gold(spark, fleet_silver) -> Config:
-    """Every stage after clean run on the fleet through the pipeline runner (kpis ... score)."""
+def _pipeline_args(only: str):
     import argparse
 
+    return argparse.Namespace(only=only, from_stage=None, skip=None, start_date=None, end_date=None, regenerate=False)
+
+
+@pytest.fixture(scope="session")
+def fleet_gold(spark, fleet_silver) -> Config:
+    """KPIs and the fleet-wide stages on the fleet through the pipeline runner (kpis ... reliability)."""
     from jobs.pipeline import run_pipeline
 
-    args = argparse.Namespace(only=None, from_stage="kpis", skip="report", start_date=None, end_date=None, regenerate=False)
-    run_pipeline(spark, fleet_silver, args)
+    run_pipeline(spark, fleet_silver, _pipeline_args("kpis,residence,charging,hotspots,risk,stations,reliability"))
     return fleet_silver
 
 
+# Small enough for 2 shared cores; the same code path as EMR (xgboost.spark, 2 barrier tasks).
+ML_OVERRIDES = (
+    "ml.num_workers=2",
+    "ml.seed=11",
+    "ml.energy.xgb.n_estimators=300",
+)
+
+
 @pytest.fixture(scope="session")
-def fleet_report(spark, fleet_gold, session_root):
+def ml_cfg(request, session_root) -> Config:
+    """fleet_gold's lakehouse and MLflow store with the tests' model settings (small, seeded).
+
+    EVFA_ML_FLEET_ROOT=<folder> reuses a lakehouse built earlier from the same FLEET_OVERRIDES
+    (generate -> ingest -> clean -> kpis take ~30 min on a loaded 2-core box) to iterate on models."""
+    prebuilt = os.environ.get("EVFA_ML_FLEET_ROOT")
+    if prebuilt:
+        return make_config(Path(prebuilt), *FLEET_OVERRIDES, *ML_OVERRIDES)
+    request.getfixturevalue("fleet_gold")
+    return make_config(session_root / "fleet", *FLEET_OVERRIDES, *ML_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def trained(spark, ml_cfg):
+    """The first training run of the session: registers v1 of every model (champions)."""
+    from jobs.train import run_train
+
+    report = run_train(spark, ml_cfg, run_name="test-train-1")
+    return {o.key: o for o in report.outcomes}
+
+
+@pytest.fixture(scope="session")
+def fleet_scored(spark, fleet_gold, trained) -> Config:
+    """fleet_gold with the models trained (`trained`) and gold predictions written (jobs.score)."""
+    from jobs.pipeline import run_pipeline
+
+    run_pipeline(spark, fleet_gold, _pipeline_args("score"))
+    return fleet_gold
+
+
+@pytest.fixture(scope="session")
+def fleet_report(spark, fleet_scored, session_root):
     """The report built on the fully processed fleet, and the marker/chart counts it must show."""
     from pyspark.sql import functions as F
 
     from common import tables
     from jobs.report import build_report
 
-    cfg = fleet_gold.model_copy(deep=True)
+    cfg = fleet_scored.model_copy(deep=True)
     cfg.report.output_dir = str(session_root / "reports")
     path = build_report(spark, cfg, run_id="fleet")
     hotspots = tables.read(spark, cfg, "gold.hotspots").count()
     dc = tables.read(spark, cfg, "bronze.stations").where(F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0).count()
+    gaps = tables.read(spark, cfg, "gold.expansion_gaps").count()
+    site_kinds = {r.kind: r["count"] for r in tables.read(spark, cfg, "gold.charging_sites").groupBy("kind").count().collect()}
+    layers = {"map-hotspots|hotspot": hotspots, "map-hotspots|DC-fast station": dc}
+    layers |= {f"map-charging-sites|charging site: {k}": n for k, n in site_kinds.items()}
+    if gaps:
+        layers["map-hotspots|expansion gap (no DC fast nearby)"] = gaps
+    # The risk map shows coarsened home cells, one marker per (cell, tier): at least one per tier.
+    tiers = {r.tier for r in tables.read(spark, cfg, "gold.driver_risk").select("tier").distinct().collect()}
     expected = {
-        "layers": {"map-hotspots|hotspot": hotspots, "map-hotspots|DC-fast station": dc},
-        "charts": ["quality_rules", "fleet_km", "risk_z"],
+        "layers": layers,
+        "risk_tiers": tiers,
+        "charts": [
+            "quality_rules", "fleet_km", "fleet_utilisation", "fleet_soc", "risk_z", "risk_tiers", "station_kpis",
+            "rel_uptime_pct", "rel_mtbf_hours", "rel_mttr_hours",
+            "model_soc_regressor", "model_soc_classifier", "model_energy",
+        ],
     }
     return path, expected

@@ -43,8 +43,8 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, fleet_gold, tmp_path, monkeypatch):
-    for key, value in _kernel_env(fleet_gold).items():
+def test_notebook_executes(path, fleet_scored, tmp_path, monkeypatch):
+    for key, value in _kernel_env(fleet_scored).items():
         monkeypatch.setenv(key, value)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(PROJECT_ROOT)}})
