@@ -24,11 +24,9 @@ is the grouped-by-vehicle check (`group_*` metrics). Baselines are scored on the
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
