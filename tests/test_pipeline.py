@@ -29,6 +29,23 @@ def test_every_job_help_lists_its_options_with_defaults(job, capsys):
     assert "--env" in out and "--conf" in out and "(default: local)" in out, out
 
 
+def test_a_job_runs_alone_under_spark_submit():
+    """`spark-submit jobs/<job>.py` (the venv's launcher, as README shows) reaches the job's CLI."""
+    import os
+    import subprocess
+    import sys
+
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [os.path.join(bin_dir, "spark-submit"), str(root / "jobs" / "clean.py"), "--help"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--start-date" in out.stdout and "(default: local)" in out.stdout
+
+
 def _names(stages) -> list[str]:
     return [s.name for s in stages]
 
