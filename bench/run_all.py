@@ -368,22 +368,23 @@ def render_size(s: dict, pipe: dict, base: dict | None, base_args: dict, when: s
     ]
     pa, ba = pipe.get("agreement", {}), (base or {}).get("agreement", {})
     if pa or ba:
-        g = lambda d, *k: d.get(k[0], {}).get(k[1]) if len(k) == 2 else None  # noqa: E731
-        rows = [
-            ("bronze rows (ingest: duplicates and invalid rows out)", pa.get("bronze_rows"), g(ba, "ingest", "bronze_rows"), 0),
-            ("usable rows (clean)", pa.get("usable_rows"), g(ba, "clean", "usable_rows"), 0),
-            ("vehicle-days (daily KPIs)", pa.get("vehicle_days"), g(ba, "kpis", "vehicle_days"), 0),
-            ("trips", pa.get("trips"), g(ba, "kpis", "trips"), 0),
-            ("fleet GPS km", pa.get("gps_km"), g(ba, "kpis", "gps_km"), 1),
-            ("labelled homes (residence)", pa.get("homes"), g(ba, "residence", "homes"), 0),
-            ("charging events", pa.get("events"), g(ba, "charging", "events"), 0),
-            ("  of which high confidence", pa.get("events_high"), g(ba, "charging", "events_high"), 0),
-            ("charging locations (per-vehicle DBSCAN)", pa.get("locations"), g(ba, "charging", "locations"), 0),
-            ("unique daily visits", pa.get("unique_daily_visits"), g(ba, "hotspots", "unique_daily_visits"), 0),
-            ("hotspots", pa.get("hotspots"), g(ba, "hotspots", "hotspots"), 0),
-            ("visits counted in hotspots", pa.get("hotspot_visits"), g(ba, "hotspots", "hotspot_visits"), 0),
-            ("drivers High by the z-score rule (risk)", pa.get("baseline_high"), g(ba, "risk", "baseline_high"), 0),
+        # (label, agreement key, baseline stage holding it, decimals)
+        specs = [
+            ("bronze rows (ingest: duplicates and invalid rows out)", "bronze_rows", "ingest", 0),
+            ("usable rows (clean)", "usable_rows", "clean", 0),
+            ("vehicle-days (daily KPIs)", "vehicle_days", "kpis", 0),
+            ("trips", "trips", "kpis", 0),
+            ("fleet GPS km", "gps_km", "kpis", 1),
+            ("labelled homes (residence)", "homes", "residence", 0),
+            ("charging events", "events", "charging", 0),
+            ("  of which high confidence", "events_high", "charging", 0),
+            ("charging locations (per-vehicle DBSCAN)", "locations", "charging", 0),
+            ("unique daily visits", "unique_daily_visits", "hotspots", 0),
+            ("hotspots", "hotspots", "hotspots", 0),
+            ("visits counted in hotspots", "hotspot_visits", "hotspots", 0),
+            ("drivers High by the z-score rule (risk)", "baseline_high", "risk", 0),
         ]
+        rows = [(label, pa.get(key), ba.get(stage, {}).get(key), digits) for label, key, stage, digits in specs]
         text += ["", "Agreement (same raw files, same config; pipeline output tables vs baseline outputs):", "",
                  "| output | pipeline | baseline | difference |", "|---|---:|---:|---:|"]  # fmt: skip
         for label, a, b, digits in rows:
