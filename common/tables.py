@@ -7,6 +7,8 @@ are atomic Delta commits: a killed job leaves the previous version readable.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -27,6 +29,19 @@ class WriteResult:
     path: str
     version: int
     rows: int | None = None
+
+
+@contextmanager
+def job_description(spark: SparkSession, text: str) -> Iterator[None]:
+    """Name the Spark jobs started inside (Spark UI, event log, bench/profile_stage.py): a Delta
+    write's jobs otherwise show only `save at NativeMethodAccessorImpl.java:0`."""
+    sc = spark.sparkContext
+    previous = sc.getLocalProperty("spark.job.description")
+    sc.setJobDescription(text)
+    try:
+        yield
+    finally:
+        sc.setLocalProperty("spark.job.description", previous)  # None clears it
 
 
 def exists(spark: SparkSession, cfg: Config, table: str) -> bool:
@@ -70,7 +85,8 @@ def write(
         writer = writer.option("replaceWhere", replace_where)
     elif mode == "overwrite":
         writer = writer.option("overwriteSchema", "true")
-    writer.save(path)
+    with job_description(spark, f"write {table}"):
+        writer.save(path)
     set_properties(spark, cfg, table, comment=comment, properties=properties)
     v = version(spark, cfg, table)
     log.info("wrote %s (%s) version %s", table, path, v)
@@ -122,7 +138,8 @@ def merge(
     builder = target.alias("t").merge(df.alias("s"), cond)
     if update:
         builder = builder.whenMatchedUpdateAll()
-    builder.whenNotMatchedInsertAll().execute()
+    with job_description(spark, f"merge into {table}"):
+        builder.whenNotMatchedInsertAll().execute()
     set_properties(spark, cfg, table, comment=comment)
     v = version(spark, cfg, table)
     return WriteResult(table=table, path=path, version=v if v is not None else -1)
