@@ -20,6 +20,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -146,8 +147,10 @@ def main(argv=None) -> str:
     wall = time.perf_counter() - t0
     spark.stop()
     (log_file,) = glob.glob(os.path.join(log_dir, "*"))
+    jobs = read_event_log(log_file)
+    shutil.rmtree(log_dir, ignore_errors=True)
     settings = "".join(f", {kv}" for kv in args.spark_conf)
-    text = f"#### Profile of `{args.stage}` ({Path(root).name}{settings})\n\n" + report(read_event_log(log_file), wall, args.top)
+    text = f"#### Profile of `{args.stage}` ({Path(root).name}{settings})\n\n" + report(jobs, wall, args.top)
     print(text)
     return text
 
