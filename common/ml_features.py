@@ -27,13 +27,15 @@ Energy per km (per segment of silver.segments, `segment_energy_features`)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from common.config import EnergyModelConfig, PhysicsVehicleParams, SocModelConfig
-from common.geo import haversine_m
+from common.dbscan import grid_cell
+from common.geo import EARTH_RADIUS_M, haversine_m
 
 G = 9.81
 AIR_DENSITY = 1.2  # kg/m3 at ~25 degC
@@ -275,6 +277,25 @@ SOC_FEATURES = (
     "vehicle_hist_soc_pct_per_km",
     *VEHICLE_FEATURES,
 )
+# Where the vehicle is probably going (`destination_features`): its usual trip ends on earlier
+# days and its current heading. Null without positions or without trip history.
+DESTINATION_FEATURES = (
+    "vehicle_hist_trip_km",
+    "vehicle_hist_trips_per_day",
+    "trip_km_left_expected",
+    "places_mean_dist_km",
+    "places_min_dist_km",
+    "places_mean_soc_pct",
+    "dest_ahead_km",
+    "dest_ahead_min_km",
+    "dest_ahead_narrow_km",
+    "dest_ahead_share",
+    "dest_best_cos",
+    "dest_ahead_soc_pct",
+    "day_start_ahead_km",
+    "day_start_cos",
+)
+SOC_FEATURES = SOC_FEATURES + DESTINATION_FEATURES
 SOC_LABEL = "soc_drop_pct"
 PARKED_GAP_MIN = 4  # heartbeat silence that marks a parked row (generator/real parked interval ~5 min)
 SOC_EVENT = "soc_drop_event"
@@ -320,8 +341,117 @@ def vehicle_minutely_history(minutely: DataFrame) -> DataFrame:
     )
 
 
-def soc_features(minutely: DataFrame, vehicles: DataFrame, temperature: DataFrame | None = None) -> DataFrame:
-    """silver.vehicle_minutely (+ bronze.vehicles, minutely temperature) -> SOC_FEATURES per vehicle-minute.
+# Destination features. The next hour's discharge of a moving vehicle is mostly the rest of its
+# current trip; drivers mostly go to places they went before, so "usual places ahead of the
+# current heading" estimate the trip left. Places = trip ends binned to a PLACE_CELL_M grid.
+PLACE_CELL_M = 300.0
+MAX_PLACES = 25  # most visited places per vehicle kept (the long tail adds noise, not signal)
+PLACE_HISTORY_DAYS = 28  # places and trip habits from at most this many earlier days (bounds the join)
+HEADING_LOOKBACK_S = (5 * 60, 2 * 60)  # heading = displacement from the position 2-5 min before now
+MIN_HEADING_M = 200.0  # less displacement than this: no heading (parked, GPS jitter)
+AHEAD_COS = math.cos(math.radians(45))  # a place is "ahead" within +-45 deg of the heading ...
+NARROW_AHEAD_COS = math.cos(math.radians(30))  # ... and "straight ahead" within +-30 deg
+MIN_PLACE_KM = 0.3  # a place closer than this is where the vehicle already is
+_M_PER_DEG = math.pi / 180 * EARTH_RADIUS_M
+
+
+def vehicle_trip_history(trips: DataFrame, dates: DataFrame) -> DataFrame:
+    """silver.trips + (vehicle_id, local_date) -> per vehicle-day, from trips that ended on strictly
+    earlier local days (at most PLACE_HISTORY_DAYS back): vehicle_hist_trip_km (mean trip km),
+    vehicle_hist_trips_per_day (per day with trips) and `_places`, the MAX_PLACES most frequent
+    trip ends as array<struct<lat, lon, w>> (w = trips ending there)."""
+    row, col = grid_cell("end_lat", "end_lon", PLACE_CELL_M)
+    ends = trips.where(F.col("end_lat").isNotNull() & F.col("end_lon").isNotNull() & F.col("end_ts").isNotNull()).select(
+        "vehicle_id",
+        F.to_date(F.from_utc_timestamp("end_ts", F.coalesce(F.col("timezone"), F.lit("UTC")))).alias("_end_date"),
+        "distance_km",
+        "end_lat",
+        "end_lon",
+        row.alias("_r"),
+        col.alias("_c"),
+    )
+    earlier = dates.join(ends, "vehicle_id").where(
+        (F.col("_end_date") < F.col("local_date")) & (F.col("_end_date") >= F.date_sub("local_date", PLACE_HISTORY_DAYS))
+    )
+    habits = earlier.groupBy("vehicle_id", "local_date").agg(
+        F.avg("distance_km").alias("vehicle_hist_trip_km"),
+        (F.count(F.lit(1)) / F.countDistinct("_end_date")).alias("vehicle_hist_trips_per_day"),
+    )
+    rank = Window.partitionBy("vehicle_id", "local_date").orderBy(F.desc("w"), "_r", "_c")
+    places = (
+        earlier.groupBy("vehicle_id", "local_date", "_r", "_c")
+        .agg(F.count(F.lit(1)).cast("double").alias("w"), F.avg("end_lat").alias("lat"), F.avg("end_lon").alias("lon"))
+        .withColumn("_k", F.row_number().over(rank))
+        .where(F.col("_k") <= MAX_PLACES)
+        .groupBy("vehicle_id", "local_date")
+        .agg(F.collect_list(F.struct("lat", "lon", "w")).alias("_places"))
+    )
+    return dates.join(habits, ["vehicle_id", "local_date"], "left").join(places, ["vehicle_id", "local_date"], "left")
+
+
+def destination_features(df: DataFrame, trips: DataFrame | None) -> DataFrame:
+    """Add DESTINATION_FEATURES to per vehicle-minute rows (vehicle_id, local_date, _t, lat, lon,
+    km_since_parked, vehicle_hist_soc_pct_per_km, `_day_start` struct<lat, lon>).
+
+    Distances in km (straight line); `*_cos` = cosine between the heading and the direction to the
+    place (1 = straight ahead); `*_soc_pct` = distance x the vehicle's historical SOC points per km.
+    Uses positions at or before t and trips that ended on earlier days only."""
+    if trips is None:
+        return df.select("*", *[F.lit(None).cast("double").alias(c) for c in DESTINATION_FEATURES])
+    hist = vehicle_trip_history(trips, df.select("vehicle_id", "local_date").distinct())
+    back = Window.partitionBy("vehicle_id").orderBy("_t").rangeBetween(-HEADING_LOOKBACK_S[0], -HEADING_LOOKBACK_S[1])
+    prev = F.first(F.when(F.col("lat").isNotNull(), F.struct("lat", "lon")), ignorenulls=True).over(back)
+    coslat = F.cos(F.radians("lat"))
+    df = (
+        df.join(hist, ["vehicle_id", "local_date"], "left")
+        .withColumn("_prev", prev)
+        .withColumn("_hx", (F.col("lon") - F.col("_prev.lon")) * F.lit(_M_PER_DEG) * coslat)
+        .withColumn("_hy", (F.col("lat") - F.col("_prev.lat")) * F.lit(_M_PER_DEG))
+        .withColumn("_hn", F.sqrt(F.col("_hx") ** 2 + F.col("_hy") ** 2))
+    )
+    heading = F.col("_hn") > MIN_HEADING_M
+
+    def towards(p: Column) -> Column:
+        # equirectangular offsets: < 0.1 % error at city scale, and no trigonometry per place
+        px = (p["lon"] - F.col("lon")) * F.lit(_M_PER_DEG) * coslat
+        py = (p["lat"] - F.col("lat")) * F.lit(_M_PER_DEG)
+        norm = F.sqrt(px * px + py * py)
+        return F.struct((norm / 1000.0).alias("d"), ((px * F.col("_hx") + py * F.col("_hy")) / (norm * F.col("_hn"))).alias("c"), p["w"].alias("w"))
+
+    cand = F.transform("_places", towards)
+    away = F.filter(cand, lambda x: x["d"] > MIN_PLACE_KM)
+    ahead = F.filter(away, lambda x: x["c"] >= AHEAD_COS)
+    narrow = F.filter(away, lambda x: x["c"] >= NARROW_AHEAD_COS)
+    w_all = F.aggregate("_places", F.lit(0.0), lambda a, p: a + p["w"])
+    w_ahead = F.aggregate(ahead, F.lit(0.0), lambda a, x: a + x["w"])
+    wd_all = F.aggregate(cand, F.lit(0.0), lambda a, x: a + x["w"] * x["d"])
+    wd_ahead = F.aggregate(ahead, F.lit(0.0), lambda a, x: a + x["w"] * x["d"])
+    dists = F.transform(cand, lambda x: x["d"])
+    soc_per_km = F.col("vehicle_hist_soc_pct_per_km")
+    start = towards(F.struct(F.col("_day_start.lat").alias("lat"), F.col("_day_start.lon").alias("lon"), F.lit(1.0).alias("w")))
+    return (
+        df.withColumn("trip_km_left_expected", F.col("vehicle_hist_trip_km") - F.col("km_since_parked"))
+        .withColumn("places_mean_dist_km", F.when(w_all > 0, wd_all / w_all))
+        .withColumn("places_min_dist_km", F.array_min(dists))
+        .withColumn("places_mean_soc_pct", F.col("places_mean_dist_km") * soc_per_km)
+        .withColumn("dest_ahead_km", F.when(heading & (w_ahead > 0), wd_ahead / w_ahead))
+        .withColumn("dest_ahead_min_km", F.when(heading, F.array_min(F.transform(ahead, lambda x: x["d"]))))
+        .withColumn("dest_ahead_narrow_km", F.when(heading, F.array_min(F.transform(narrow, lambda x: x["d"]))))
+        .withColumn("dest_ahead_share", F.when(heading & (w_all > 0), w_ahead / w_all))
+        .withColumn("dest_best_cos", F.when(heading, F.array_max(F.transform(away, lambda x: x["c"]))))
+        .withColumn("dest_ahead_soc_pct", F.col("dest_ahead_km") * soc_per_km)
+        .withColumn("_start", start)
+        .withColumn("day_start_ahead_km", F.when(heading & (F.col("_start.c") >= AHEAD_COS), F.col("_start.d")))
+        .withColumn("day_start_cos", F.when(heading, F.col("_start.c")))
+        .drop("_places", "_prev", "_hx", "_hy", "_hn", "_start")
+    )
+
+
+def soc_features(
+    minutely: DataFrame, vehicles: DataFrame, temperature: DataFrame | None = None, trips: DataFrame | None = None
+) -> DataFrame:
+    """silver.vehicle_minutely (+ bronze.vehicles, minutely temperature and positions, silver.trips)
+    -> SOC_FEATURES per vehicle-minute.
 
     Windows are event-time ranges ending at the current minute (minutes without samples count
     nothing). Slopes are percent points per minute between the first minute of the window with
@@ -388,10 +518,12 @@ def soc_features(minutely: DataFrame, vehicles: DataFrame, temperature: DataFram
     # evening usually means the shift is over; parked elsewhere means a dwell that will end.
     day_all = Window.partitionBy("vehicle_id", "local_date").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0)
     first_pos = F.first(F.when(F.col("lat").isNotNull(), F.struct("lat", "lon")), ignorenulls=True).over(day_all)
-    df = df.withColumn("dist_from_day_start_km", haversine_m(first_pos["lat"], first_pos["lon"], F.col("lat"), F.col("lon")) / 1000.0)
+    df = df.withColumn("_day_start", first_pos)
+    df = df.withColumn("dist_from_day_start_km", haversine_m(F.col("_day_start.lat"), F.col("_day_start.lon"), F.col("lat"), F.col("lon")) / 1000.0)
     fleet = vehicles.select("vehicle_id", "vehicle_type", "battery_kwh").dropDuplicates(["vehicle_id"])
     df = df.join(F.broadcast(fleet), "vehicle_id", "left").join(vehicle_minutely_history(minutely), ["vehicle_id", "local_date"], "left")
     df = df.withColumn("km_today_vs_typical", F.col("km_today") / F.col("vehicle_hist_daily_km"))
+    df = destination_features(df, trips)
     return df.select(
         "vehicle_id",
         "minute_ts",
@@ -447,7 +579,8 @@ def build_energy_features(clean: DataFrame, segments: DataFrame, trips_cfg, ener
     return segment_energy_features(segments, per_segment)
 
 
-def build_soc_features(minutely: DataFrame, vehicles: DataFrame, clean: DataFrame | None) -> DataFrame:
-    """silver.vehicle_minutely (+ bronze.vehicles, temperature from silver.telematics_clean) -> soc_features."""
+def build_soc_features(minutely: DataFrame, vehicles: DataFrame, clean: DataFrame | None, trips: DataFrame | None = None) -> DataFrame:
+    """silver.vehicle_minutely (+ bronze.vehicles, temperature and positions from
+    silver.telematics_clean, silver.trips) -> soc_features."""
     temperature = minutely_temperature(clean) if clean is not None else None
-    return soc_features(minutely, vehicles, temperature)
+    return soc_features(minutely, vehicles, temperature, trips)

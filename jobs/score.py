@@ -42,6 +42,7 @@ log = logging.getLogger("ev_fleet.score")
 MINUTELY = "silver.vehicle_minutely"
 SEGMENTS = "silver.segments"
 SILVER_CLEAN = "silver.telematics_clean"
+TRIPS = "silver.trips"
 BRONZE_VEHICLES = "bronze.vehicles"
 PRED_SOC = "gold.predictions_soc_minutely"
 PRED_ENERGY = "gold.predictions_energy"
@@ -172,7 +173,8 @@ def run_score(
     rows_out = 0
     if "soc" in models:
         # Features need each vehicle's earlier minutes (windows, day history): computed on all rows, then filtered.
-        feats = build_soc_features(tables.read(spark, cfg, MINUTELY), vehicles, clean).where(_in_range(start_date, end_date))
+        trips = tables.read(spark, cfg, TRIPS) if tables.exists(spark, cfg, TRIPS) else None
+        feats = build_soc_features(tables.read(spark, cfg, MINUTELY), vehicles, clean, trips).where(_in_range(start_date, end_date))
         report.tables[PRED_SOC] = _write(
             soc_predictions(spark, cfg, client, feats), cfg, PRED_SOC, start_date, end_date,
             "Per vehicle-minute SOC drop forecast (champion models, version on every row)",

@@ -3,7 +3,7 @@ fleet against baselines and truth, MLflow contents, batch scoring, online servin
 
 Every test prints the scores it asserts (run with -s to see them). The energy threshold is the
 modelling issue's acceptance target. The two SOC targets (MAE <= 0.6 x persistence, ROC-AUC >=
-0.9) are not reached on the generator's data yet (measured ~0.61-0.63 x and ~0.87-0.88; see
+0.9) are not reached on the generator's data yet (measured 0.61 x and 0.89 on this fleet; see
 docs/MODELS.md "Acceptance status"): the SOC thresholds below guard what is achieved, so a
 regression fails, and are raised to the targets when the models reach them.
 """
@@ -28,9 +28,9 @@ from pyspark.sql import functions as F
 from common.config import SocModelConfig, load_config
 from tests.conftest import make_config, real_data
 
-SOC_MAE_VS_PERSISTENCE_MAX = 0.66  # issue target 0.6 (measured 0.62)
-SOC_GROUP_MAE_VS_PERSISTENCE_MAX = 0.8  # on 6 vehicles never seen in training (measured 0.74)
-SOC_ROC_AUC_MIN = 0.86  # issue target 0.9 (measured 0.88)
+SOC_MAE_VS_PERSISTENCE_MAX = 0.63  # issue target 0.6 (measured 0.607; 0.62 before the destination features)
+SOC_GROUP_MAE_VS_PERSISTENCE_MAX = 0.77  # on 6 vehicles never seen in training (measured 0.70)
+SOC_ROC_AUC_MIN = 0.88  # issue target 0.9 (measured 0.894; 0.876 before the destination features)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,6 +54,58 @@ def test_soc_labels_horizon_staleness_and_charging(spark):
     cfg = SocModelConfig(horizon_min=60, label_max_staleness_min=10, drop_threshold_pct=10)
     got = {r["vehicle_id"]: (r[SOC_LABEL], r[SOC_EVENT]) for r in soc_labels(df, cfg).where("_t = 0").collect()}
     assert got == {"A": (10.0, 1), "B": (None, None), "C": (None, None), "D": (1.0, 0), "E": (None, None)}
+
+
+def test_destination_features_use_heading_and_earlier_days_only(spark):
+    """Usual places ahead of the heading give the distance left; places behind, places first
+    reached today and a vehicle without heading give nothing."""
+    from common.generator import offset_m
+    from common.ml_features import destination_features
+
+    def at(north_m: float, east_m: float) -> tuple[float, float]:
+        return tuple(float(x) for x in offset_m(lat0, lon0, north_m, east_m))
+
+    lat0, lon0 = 48.85, 2.35
+    east_3km, west_2km, north_5km = at(0, 3000), at(0, -2000), at(5000, 0)
+    moved = at(0, -600)  # 3 min ago the vehicle was 600 m west: heading east
+    day = date(2026, 3, 10)
+    trips = spark.createDataFrame(
+        [  # vehicle, trip end (UTC), km, end lat, end lon
+            ("A", datetime(2026, 3, 8, 9), 4.0, *east_3km),
+            ("A", datetime(2026, 3, 9, 9), 6.0, *east_3km),
+            ("A", datetime(2026, 3, 9, 12), 2.0, *west_2km),
+            ("A", datetime(2026, 3, 10, 7), 8.0, *north_5km),  # today: not history yet
+        ],
+        "vehicle_id string, end_ts timestamp, distance_km double, end_lat double, end_lon double",
+    ).withColumn("timezone", F.lit("UTC"))
+    t_now = int(datetime(2026, 3, 10, 10, tzinfo=timezone.utc).timestamp())
+    rows = spark.createDataFrame(
+        [
+            ("A", day, t_now - 180, *moved, 0.0),
+            ("A", day, t_now, lat0, lon0, 0.6),
+            ("B", day, t_now, lat0, lon0, 0.0),  # no trips at all
+        ],
+        "vehicle_id string, local_date date, _t long, lat double, lon double, km_since_parked double",
+    ).select(
+        "*",
+        F.lit(0.5).alias("vehicle_hist_soc_pct_per_km"),
+        F.struct(F.lit(lat0).alias("lat"), F.lit(lon0 - 0.1).alias("lon")).alias("_day_start"),
+    )
+    got = {r["vehicle_id"]: r for r in destination_features(rows, trips).where(F.col("_t") == t_now).collect()}
+    a, b = got["A"], got["B"]
+    assert a["vehicle_hist_trip_km"] == pytest.approx(4.0)  # (4 + 6 + 2) / 3; today's 8 km trip excluded
+    assert a["vehicle_hist_trips_per_day"] == pytest.approx(1.5)  # 3 trips over 2 days with trips
+    assert a["trip_km_left_expected"] == pytest.approx(3.4)
+    assert a["dest_ahead_km"] == pytest.approx(3.0, rel=0.01)  # only the eastern place is ahead
+    assert a["dest_ahead_min_km"] == pytest.approx(3.0, rel=0.01)
+    assert a["dest_ahead_share"] == pytest.approx(2 / 3)
+    assert a["dest_best_cos"] == pytest.approx(1.0, abs=1e-3)
+    assert a["dest_ahead_soc_pct"] == pytest.approx(1.5, rel=0.01)
+    assert a["places_mean_dist_km"] == pytest.approx((2 * 3 + 2) / 3, rel=0.01)
+    assert a["places_min_dist_km"] == pytest.approx(2.0, rel=0.01)
+    assert a["day_start_cos"] == pytest.approx(-1.0, abs=1e-3)  # the day started behind (west)
+    assert a["day_start_ahead_km"] is None
+    assert all(b[c] is None for c in ("vehicle_hist_trip_km", "dest_ahead_km", "places_mean_dist_km", "dest_best_cos"))
 
 
 def test_persistence_baseline_extrapolates_discharge_only(spark):
