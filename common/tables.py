@@ -58,6 +58,11 @@ def read(spark: SparkSession, cfg: Config, table: str, version: int | None = Non
     return reader.load(path)
 
 
+def read_optional(spark: SparkSession, cfg: Config, table: str) -> DataFrame | None:
+    """The table, or None when it does not exist (an optional input of a job)."""
+    return read(spark, cfg, table) if exists(spark, cfg, table) else None
+
+
 def version(spark: SparkSession, cfg: Config, table: str) -> int | None:
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):

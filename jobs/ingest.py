@@ -228,7 +228,7 @@ def _ingest(spark: SparkSession, cfg: Config, run: DatasetRun, run_id: str, now:
         keys = bronze_merge_keys(kind)
         partition_by = [cfg.ingest.partition_column] if ts_cols else None
         bronze = bronze_rows(classified, kind, cfg.ingest.partition_column, run_id, now)
-        existing = tables.read(spark, cfg, bronze_table) if tables.exists(spark, cfg, bronze_table) else None
+        existing = tables.read_optional(spark, cfg, bronze_table)
         fresh = new_rows(bronze, existing, keys).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             n_new = fresh.count()

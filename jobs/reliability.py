@@ -99,10 +99,6 @@ SITE_COLUMNS = (
 )
 
 
-def _read_optional(spark: SparkSession, cfg: Config, table: str) -> DataFrame | None:
-    return tables.read(spark, cfg, table) if tables.exists(spark, cfg, table) else None
-
-
 def observation_end(cfg: Config) -> str | None:
     """reliability.observation_end, else for the synthetic generator's inputs the end of its simulated
     period (local midnight after the last day, UTC), else None (= each source's latest message).
@@ -125,8 +121,8 @@ def run_reliability(spark: SparkSession, cfg: Config) -> StageReport:
     """Compute and write the reliability tables from whatever status and session feeds exist."""
     report = StageReport(stage="reliability")
     p = cfg.reliability.model_copy(update={"observation_end": observation_end(cfg)})
-    status = _read_optional(spark, cfg, STATUS)
-    sessions = _read_optional(spark, cfg, SESSIONS)
+    status = tables.read_optional(spark, cfg, STATUS)
+    sessions = tables.read_optional(spark, cfg, SESSIONS)
     if status is None and sessions is None:
         raise tables.TableNotFound(f"neither {STATUS} nor {SESSIONS} exists: run jobs/ingest.py first")
     report.rows_in = (status.count() if status is not None else 0) + (sessions.count() if sessions is not None else 0)
@@ -283,8 +279,8 @@ def _site_table(spark, cfg, intervals, outcomes, hotspots, mean_kwh) -> DataFram
 
 
 def _failed_attempts(spark: SparkSession, cfg: Config, intervals: DataFrame, report: StageReport) -> None:
-    clean = _read_optional(spark, cfg, CLEAN)
-    stations = _read_optional(spark, cfg, STATIONS)
+    clean = tables.read_optional(spark, cfg, CLEAN)
+    stations = tables.read_optional(spark, cfg, STATIONS)
     if clean is None or stations is None:
         report.notes.append(f"{CLEAN} or {STATIONS} not found: {FAILED_ATTEMPTS} not written")
         return

@@ -32,10 +32,6 @@ def _bounded(df: DataFrame, cfg: Config) -> pd.DataFrame:
     return df.limit(cfg.report.max_points_per_layer).toPandas()
 
 
-def _read(spark: SparkSession, cfg: Config, table: str) -> DataFrame | None:
-    return tables.read(spark, cfg, table) if tables.exists(spark, cfg, table) else None
-
-
 def _latlon(pdf: pd.DataFrame) -> pd.DataFrame:
     """Rows with a position (every mapped gold table has lat/lon columns)."""
     return pdf.dropna(subset=["lat", "lon"])
@@ -46,7 +42,7 @@ def _latlon(pdf: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 def section_quality(spark, cfg) -> R.Section:
     s = R.Section("quality", "Data quality")
-    daily = _read(spark, cfg, "gold.quality_daily")
+    daily = tables.read_optional(spark, cfg, "gold.quality_daily")
     if daily is None:
         return s.add("<p class='empty'>gold.quality_daily not available (run the clean stage).</p>")
     from common.cleaning import rule_summary
@@ -62,7 +58,7 @@ def section_quality(spark, cfg) -> R.Section:
 
 def section_fleet(spark, cfg) -> R.Section:
     s = R.Section("fleet", "Fleet activity")
-    fleet = _read(spark, cfg, "gold.fleet_daily_kpis")
+    fleet = tables.read_optional(spark, cfg, "gold.fleet_daily_kpis")
     if fleet is None:
         return s.add("<p class='empty'>gold.fleet_daily_kpis not available (run the kpis stage).</p>")
     pdf = _bounded(fleet, cfg).sort_values("local_date")
@@ -88,7 +84,7 @@ def section_maps(spark, cfg) -> R.Section:
     s = R.Section("maps", "Maps")
     area = R.area_rings_from_wkt(read_area_wkt(cfg.clean.area_file))
 
-    sites = _read(spark, cfg, "gold.charging_sites")
+    sites = tables.read_optional(spark, cfg, "gold.charging_sites")
     if sites is not None:
         pdf = _latlon(_bounded(sites, cfg))
         layers = [
@@ -97,8 +93,8 @@ def section_maps(spark, cfg) -> R.Section:
         ]
         s.add(R.svg_map("map-charging-sites", "Charging sites used by the fleet", layers, area))
 
-    hot = _read(spark, cfg, "gold.hotspots")
-    gaps = _read(spark, cfg, "gold.expansion_gaps")
+    hot = tables.read_optional(spark, cfg, "gold.hotspots")
+    gaps = tables.read_optional(spark, cfg, "gold.expansion_gaps")
     layers = []
     if hot is not None:
         pdf = _latlon(_bounded(hot, cfg))
@@ -106,15 +102,15 @@ def section_maps(spark, cfg) -> R.Section:
         layers.append(R.Layer("hotspot", pdf, R.PALETTE[3], radius_col="r", label_col="unique_visits"))
     if gaps is not None:
         layers.append(R.Layer("expansion gap (no DC fast nearby)", _latlon(_bounded(gaps, cfg)), R.PALETTE[1], shape="square"))
-    stations = _read(spark, cfg, "bronze.stations")
+    stations = tables.read_optional(spark, cfg, "bronze.stations")
     if stations is not None:
         dc = _bounded(stations.where(F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0).select("lat", "lon", "name"), cfg)
         layers.append(R.Layer("DC-fast station", dc, R.PALETTE[2], label_col="name"))
     if layers:
         s.add(R.svg_map("map-hotspots", "Operational hotspots, DC-fast stations and expansion gaps", layers, area))
 
-    res = _read(spark, cfg, "restricted.residences")
-    risk = _read(spark, cfg, "gold.driver_risk")
+    res = tables.read_optional(spark, cfg, "restricted.residences")
+    risk = tables.read_optional(spark, cfg, "gold.driver_risk")
     if res is not None:
         from common.privacy import coarsen_location
 
@@ -142,7 +138,7 @@ def section_maps(spark, cfg) -> R.Section:
 
 def section_risk(spark, cfg) -> R.Section:
     s = R.Section("risk", "Driver risk")
-    risk = _read(spark, cfg, "gold.driver_risk")
+    risk = tables.read_optional(spark, cfg, "gold.driver_risk")
     if risk is None:
         return s.add("<p class='empty'>gold.driver_risk not available.</p>")
     pdf = _bounded(risk, cfg)
@@ -154,7 +150,7 @@ def section_risk(spark, cfg) -> R.Section:
 
 def section_stations(spark, cfg) -> R.Section:
     s = R.Section("stations", "Charging stations")
-    kpis = _read(spark, cfg, "gold.station_kpis")
+    kpis = tables.read_optional(spark, cfg, "gold.station_kpis")
     if kpis is None:
         return s.add("<p class='empty'>gold.station_kpis not available.</p>")
     pdf = _bounded(kpis, cfg)
@@ -170,15 +166,15 @@ def section_stations(spark, cfg) -> R.Section:
 
 def section_reliability(spark, cfg) -> R.Section:
     s = R.Section("reliability", "Charger reliability")
-    monthly = _read(spark, cfg, "gold.port_reliability_monthly")
-    site = _read(spark, cfg, "gold.site_reliability")
+    monthly = tables.read_optional(spark, cfg, "gold.port_reliability_monthly")
+    site = tables.read_optional(spark, cfg, "gold.site_reliability")
     if monthly is None and site is None:
         return s.add("<p class='empty'>Reliability tables not available.</p>")
     if monthly is not None:
         pdf = _bounded(monthly, cfg)
         for col, title, unit in (("uptime_pct", "Port uptime", "%"), ("mtbf_hours", "MTBF", "hours"), ("mttr_hours", "MTTR", "hours")):
             s.add(R.histogram(f"rel_{col}", pdf[col].tolist(), f"{title} distribution (ports x months)", unit))
-    tests = _read(spark, cfg, "gold.reliability_tests")
+    tests = tables.read_optional(spark, cfg, "gold.reliability_tests")
     if tests is not None:
         s.add(R.table_html(_bounded(tests, cfg), "reliability_tests_table", "{:,.4f}"))
     return s

@@ -54,7 +54,7 @@ def run_risk(spark: SparkSession, cfg: Config) -> StageReport:
         daily = daily_activity(tables.read(spark, cfg, SILVER_TELEMATICS), cfg.kpis.trips)
     optional = {}
     for table in (EVENTS, RESIDENCES, BRONZE_VEHICLES):
-        optional[table] = tables.read(spark, cfg, table) if tables.exists(spark, cfg, table) else None
+        optional[table] = tables.read_optional(spark, cfg, table)
         if optional[table] is None:
             report.notes.append(f"{table} missing: its signals are not scored")
     risk = driver_risk(daily, optional[BRONZE_VEHICLES], cfg.risk, optional[EVENTS], optional[RESIDENCES])

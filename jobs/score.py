@@ -173,7 +173,7 @@ def run_score(
     rows_out = 0
     if "soc" in models:
         # Features need each vehicle's earlier minutes (windows, day history): computed on all rows, then filtered.
-        trips = tables.read(spark, cfg, TRIPS) if tables.exists(spark, cfg, TRIPS) else None
+        trips = tables.read_optional(spark, cfg, TRIPS)
         feats = build_soc_features(tables.read(spark, cfg, MINUTELY), vehicles, clean, trips).where(_in_range(start_date, end_date))
         report.tables[PRED_SOC] = _write(
             soc_predictions(spark, cfg, client, feats), cfg, PRED_SOC, start_date, end_date,

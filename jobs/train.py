@@ -236,8 +236,8 @@ def _gate(spark, cfg: Config, client, info, registered_name: str, metric: str, v
 # --------------------------------------------------------------------------------------------
 def soc_dataset(spark: SparkSession, cfg: Config, vehicles: DataFrame) -> DataFrame:
     """SOC features + labels for every vehicle-minute of silver.vehicle_minutely."""
-    clean = tables.read(spark, cfg, SILVER_CLEAN) if tables.exists(spark, cfg, SILVER_CLEAN) else None
-    trips = tables.read(spark, cfg, TRIPS) if tables.exists(spark, cfg, TRIPS) else None
+    clean = tables.read_optional(spark, cfg, SILVER_CLEAN)
+    trips = tables.read_optional(spark, cfg, TRIPS)
     return soc_labels(build_soc_features(tables.read(spark, cfg, MINUTELY), vehicles, clean, trips), cfg.ml.soc)
 
 

@@ -22,3 +22,13 @@ def test_covered_seconds_is_the_union_of_job_intervals():
     assert covered_seconds([]) == 0.0
     assert covered_seconds([(0, 10), (5, 12), (20, 21)]) == 13.0  # overlapping jobs count once
     assert covered_seconds([(3, 4), (0, 1)]) == 2.0
+
+
+def test_read_optional_is_none_for_a_missing_table_and_the_table_otherwise(spark, fresh_cfg):
+    from chispa import assert_df_equality
+
+    cfg = fresh_cfg
+    assert tables.read_optional(spark, cfg, "silver.optional_probe") is None
+    df = spark.createDataFrame([(1, "a"), (2, "b")], "id int, v string")
+    tables.write(df, cfg, "silver.optional_probe")
+    assert_df_equality(tables.read_optional(spark, cfg, "silver.optional_probe"), df, ignore_row_order=True)
