@@ -103,8 +103,12 @@ def measure(spark, label: str, fn, rows: int | None = None) -> tuple[Measurement
     sampler = _Sampler()
     sampler.start()
     t0 = time.perf_counter()
+    failure: Exception | None = None
+    result = None
     try:
         result = fn()
+    except Exception as exc:  # noqa: BLE001 - re-raised below with the figures measured until then
+        failure = exc
     finally:
         seconds = time.perf_counter() - t0
         sampler.stop.set()
@@ -112,7 +116,26 @@ def measure(spark, label: str, fn, rows: int | None = None) -> tuple[Measurement
     after = _shuffle_bytes(spark)
     shuffle = (after - before) / 2**20 if before is not None and after is not None else None
     m = Measurement(label, seconds, rows, sampler.driver, sampler.workers, sampler.pydriver, shuffle, peak_total_mb=sampler.total)
+    if failure is not None:
+        failure.measurement = m  # wall time and memory peaks up to the failure, for the results table
+        raise failure
     return m, result
+
+
+def failure_reason(exc: BaseException, limit: int = 300) -> str:
+    """One line naming what failed: for a Py4J error the deepest Java cause (e.g.
+    'java.lang.OutOfMemoryError: Java heap space'), not Py4J's 'An error occurred while calling'."""
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)  # Py4JJavaError / CapturedException
+    if java is not None:
+        try:
+            cause, seen = java, 0
+            while cause.getCause() is not None and seen < 20:
+                cause, seen = cause.getCause(), seen + 1
+            return f"{type(exc).__name__}: {cause.toString().splitlines()[0]}"[:limit]
+        except Exception:  # noqa: BLE001 - the JVM may be gone; fall back to the Python text
+            pass
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:limit]
 
 
 def measure_subprocess(label: str, argv: list[str], rows: int | None = None, timeout: float | None = None) -> Measurement:

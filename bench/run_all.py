@@ -152,7 +152,7 @@ def spark_worker(spec_path: str) -> int:
     from common import tables
     from jobs.pipeline import STAGES, _call_stage
 
-    from bench.harness import measure
+    from bench.harness import failure_reason, measure
 
     spec = json.loads(Path(spec_path).read_text())
     result_path = Path(spec["result"])
@@ -172,7 +172,10 @@ def spark_worker(spec_path: str) -> int:
             m, report = measure(spark, stage.name, lambda st=stage: _call_stage(st, spark, cfg, ns))
         except Exception as exc:  # noqa: BLE001 - recorded as the size's result
             traceback.print_exc()  # into spark.log
-            result["status"] = f"failed in {stage.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            partial = getattr(exc, "measurement", None)
+            if partial is not None:  # the failed stage's seconds and memory until the failure
+                result["measurements"].append({**asdict(partial), "stage": stage.name, "failed": True})
+            result["status"] = f"failed in {stage.name}: {failure_reason(exc)}"
             _save(result_path, result)
             _progress(result["status"])
             spark.stop()
@@ -330,6 +333,8 @@ def render_size(s: dict, pipe: dict, base: dict | None, base_args: dict, when: s
         rps = m["rows"] / m["seconds"] if m["rows"] and m["seconds"] > 0 else None
         b_s, b_rps, b_mb, ratio = _baseline_cells(s, stage, m["seconds"]) if stage in COMPARED else ("-", "-", "-", "-")
         name = {"session": "session start (process + JVM)", "generate": "generate (input, not compared)"}.get(stage, stage)
+        if m.get("failed"):
+            name = f"{stage} (**failed**: seconds and peaks until the failure)"
         mem = " | ".join(_n(m[k] or None) for k in ("peak_driver_mb", "peak_workers_mb", "peak_python_driver_mb"))  # 0: not sampled
         lines.append(
             f"| {name} | {_n(m['rows'])} | {m['seconds']:,.1f} | {_n(rps)} | {mem} | {_n(m['shuffle_mb'], 1)} | {b_s} | {b_rps} | {b_mb} | {ratio} |"
@@ -524,7 +529,7 @@ def main(argv=None) -> str:
     ap.add_argument("--env", default="local")
     ap.add_argument("--conf", action="append", default=[], help="extra config override key=value (repeatable)")
     ap.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "out"))
-    ap.add_argument("--drop-data", action="store_true", help="delete a size's lakehouse after measuring it")
+    ap.add_argument("--drop-data", action="store_true", help="delete a size's lakehouse, baseline outputs and MLflow store after measuring it (its spark.log and spark.json stay)")
     ap.add_argument("--no-append", action="store_true", help="do not append to docs/BENCHMARKS.md")
     ap.add_argument("--spark-worker", metavar="SPEC", help=argparse.SUPPRESS)
     ap.add_argument("--hotspot-worker", metavar="SPEC", help=argparse.SUPPRESS)
@@ -583,8 +588,9 @@ def main(argv=None) -> str:
                                                "timeout": args.baseline_timeout}, when, command, machine)  # fmt: skip
         sections.append(section)
         print("\n" + section + "\n", flush=True)
-        if args.drop_data:
-            shutil.rmtree(root, ignore_errors=True)
+        if args.drop_data:  # the data only: spark.log / spark.json stay, to diagnose a failed size
+            for data in ("lakehouse", "baseline", "mlflow"):
+                shutil.rmtree(root / data, ignore_errors=True)
 
     hot = None
     if args.visits > 0:
