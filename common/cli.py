@@ -76,11 +76,12 @@ def bootstrap(
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> tuple[Config, SparkSession, argparse.Namespace]:
     """Parse the CLI, load and validate config once, and build the one SparkSession."""
-    from common.spark import build_session, python_for_workers
+    from common.spark import build_session, python_for_workers, size_shuffles
 
     cfg, args = parse(job, argv, description, add_arguments)
     python_for_workers()
     spark = build_session(cfg)
+    size_shuffles(spark, cfg)
     return cfg, spark, args
 
 

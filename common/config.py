@@ -39,6 +39,14 @@ class SparkConfig(Section):
     master: str | None = Field("local[*]", description="Spark master; null on EMR/Glue (spark-submit sets it).")
     app_name: str = "ev-fleet-analytics"
     shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; ~2-3x total cores.")
+    bytes_per_shuffle_partition: int | None = Field(
+        16 * 2**20,
+        ge=2**20,
+        description="Shuffles start with one partition per this many bytes of bronze.telematics (at least "
+        "shuffle_partitions, at most max_shuffle_partitions); AQE coalesces them, except under a cached frame. "
+        "Null: always shuffle_partitions.",
+    )
+    max_shuffle_partitions: int = Field(2000, ge=1, description="Upper bound of the sized shuffle partitions.")
     driver_memory: str | None = Field("4g", description="Only applied when the builder starts the JVM (local).")
     jars_dir: str | None = Field(".jars", description="Local jar cache filled by bin/fetch-jars; null on clusters.")
     log_level: str = "WARN"

@@ -530,10 +530,10 @@ def mark_duplicates(validated: DataFrame) -> DataFrame:
     they reach bronze and the clean stage flags them (near-duplicates)."""
     first = Window.partitionBy(SOURCE_NAME, RAW_HASH).orderBy(SOURCE_FILE, RAW_RECORD)
     copy_no = F.row_number().over(first)
-    return validated.withColumn(
-        STATUS,
-        F.when(copy_no > 1, F.lit(DUPLICATE)).when(F.col(REASON).isNotNull(), F.lit(QUARANTINED)).otherwise(F.lit(VALID)),
-    )
+    status = F.when(copy_no > 1, F.lit(DUPLICATE)).when(F.col(REASON).isNotNull(), F.lit(QUARANTINED)).otherwise(F.lit(VALID))
+    # Valid rows reach bronze as canonical columns: only quarantined and duplicate rows keep the
+    # raw text, which keeps the classified rows that ingest caches small.
+    return validated.withColumn(STATUS, status).withColumn(RAW_RECORD, F.when(F.col(STATUS) != VALID, F.col(RAW_RECORD)))
 
 
 def classify(raw: DataFrame, spec: DatasetSpec, kind: str, rules: IngestConfig, now: datetime, where: str | None = None) -> DataFrame:

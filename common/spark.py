@@ -85,6 +85,42 @@ def build_session(cfg: Config) -> SparkSession:
     return spark
 
 
+# AQE's starting number of shuffle partitions (it defaults to spark.sql.shuffle.partitions).
+INITIAL_PARTITIONS = "spark.sql.adaptive.coalescePartitions.initialPartitionNum"
+# Every heavy stage scales with the fleet's telemetry, so its size sizes the shuffles.
+SIZING_TABLE = "bronze.telematics"
+
+
+def shuffle_partitions_for(data_bytes: int, s: SparkConfig) -> int:
+    """One shuffle partition per `bytes_per_shuffle_partition` of input, within [shuffle_partitions,
+    max_shuffle_partitions].
+
+    Why not a fixed number: AQE coalesces small shuffle partitions but never splits big ones, and a
+    frame that is persisted keeps the partitions its shuffle started with (Spark 3.5 turns off the
+    final stage's coalescing for a cached plan). With a fixed 8, a 50 M-row fleet made ~1 GB cached
+    blocks, which are re-read from disk whole onto the heap (OutOfMemoryError, docs/BENCHMARKS.md);
+    with a fixed 200, every cached frame of a demo fleet is 200 tiny partitions."""
+    if not s.bytes_per_shuffle_partition:
+        return s.shuffle_partitions
+    wanted = -(-max(data_bytes, 0) // s.bytes_per_shuffle_partition)
+    return max(s.shuffle_partitions, min(s.max_shuffle_partitions, wanted))
+
+
+def size_shuffles(spark: SparkSession, cfg: Config, data_bytes: int | None = None) -> int:
+    """Set the session's starting shuffle partitions from the size of SIZING_TABLE, or from
+    `data_bytes` when given (ingest passes each dataset's source-file bytes: bronze may not exist
+    yet, and a small dataset needs few partitions). A runtime setting: the pipeline calls this
+    before every stage, so the stages after ingest see the telemetry's new size."""
+    from common import tables
+
+    size = data_bytes if data_bytes is not None else tables.size_bytes(spark, cfg, SIZING_TABLE) or 0
+    n = shuffle_partitions_for(size, cfg.spark)
+    if spark.conf.get(INITIAL_PARTITIONS, None) != str(n):
+        log.info("shuffles start with %d partitions (%s: %.0f MiB)", n, SIZING_TABLE if data_bytes is None else "input files", size / 2**20)
+        spark.conf.set(INITIAL_PARTITIONS, str(n))
+    return n
+
+
 def _register_sedona(spark: SparkSession) -> SparkSession:
     from sedona.spark import SedonaContext
 

@@ -63,6 +63,14 @@ def read_optional(spark: SparkSession, cfg: Config, table: str) -> DataFrame | N
     return read(spark, cfg, table) if exists(spark, cfg, table) else None
 
 
+def size_bytes(spark: SparkSession, cfg: Config, table: str) -> int | None:
+    """Bytes of the table's current files (Delta log, no data read); None when it does not exist."""
+    path = cfg.storage.path(table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return int(DeltaTable.forPath(spark, path).detail().select("sizeInBytes").first()[0])
+
+
 def version(spark: SparkSession, cfg: Config, table: str) -> int | None:
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):

@@ -56,6 +56,7 @@ from common.ingest import (
     status_counts,
 )
 from common.schemas import KINDS
+from common.spark import size_shuffles
 
 log = logging.getLogger("ev_fleet.ingest")
 
@@ -201,6 +202,9 @@ def _plan(spark, cfg, kind, index, spec, ledger, now, generated) -> DatasetRun:
 def _ingest(spark: SparkSession, cfg: Config, run: DatasetRun, run_id: str, now: datetime) -> None:
     kind, spec = run.kind, run.spec
     _schema, _req, _key, ts_cols, bronze_table = KINDS[kind]
+    # The classified rows are cached; a cached shuffle keeps the partitions it starts with, so
+    # size them from this dataset's source files (bronze.telematics may not exist yet).
+    size_shuffles(spark, cfg, data_bytes=sum(f.size for f in run.files_new))
     classified = run.classified.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         by_status: dict[str, int] = {}

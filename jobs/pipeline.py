@@ -24,6 +24,7 @@ from pyspark.sql import SparkSession
 from common import tables
 from common.cli import StageReport, bootstrap
 from common.config import Config
+from common.spark import size_shuffles
 
 log = logging.getLogger("ev_fleet.pipeline")
 
@@ -92,6 +93,7 @@ def select_stages(cfg: Config, only: str | None, from_stage: str | None, skip: s
 
 def _call_stage(stage: Stage, spark: SparkSession, cfg: Config, args: argparse.Namespace) -> StageReport | None:
     module = importlib.import_module(f"jobs.{stage.name}")
+    size_shuffles(spark, cfg)  # ingest may just have created or grown the telemetry
     if stage.name == "ingest":
         from common.generator import default_inputs
 

@@ -313,6 +313,19 @@ def test_exact_duplicates_are_marked_near_duplicates_kept(spark):
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_mark_duplicates_keeps_the_raw_record_only_where_needed(spark):
+    df = spark.createDataFrame(
+        [("s", "f1", "r1", "h1", None), ("s", "f2", "r1", "h1", None), ("s", "f1", "r2", "h2", "lat_out_of_range"), ("s", "f1", "r3", "h3", None)],
+        "source_name string, source_file string, raw_record string, raw_hash string, reason string",
+    )
+    expected = spark.createDataFrame(
+        [("f1", "h1", "valid", None), ("f2", "h1", "duplicate", "r1"), ("f1", "h2", "quarantined", "r2"), ("f1", "h3", "valid", None)],
+        "source_file string, raw_hash string, ingest_status string, raw_record string",
+    )
+    got = mark_duplicates(df).select("source_file", "raw_hash", "ingest_status", "raw_record")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
 def test_new_rows_skips_keys_already_present(spark):
     batch = spark.createDataFrame([("a", 1, "h1"), ("a", 1, "h1"), ("b", 2, "h2"), ("c", 3, "h3")], "k string, v int, row_hash string")
     existing = spark.createDataFrame([("b", 2, "h2"), ("c", 3, "hX")], "k string, v int, row_hash string")
