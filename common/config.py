@@ -399,6 +399,11 @@ class MlConfig(Section):
     test_days: int = Field(2, ge=1, description="Last N local days of data are the test window.")
     gap_min: int = Field(60, ge=0, description="Gap between train and test (min); must be >= soc.horizon_min.")
     holdout_vehicle_share: float = Field(0.25, gt=0, lt=1, description="Grouped-by-vehicle check: vehicles held out.")
+    refit_with_validation: bool = Field(
+        True,
+        description="SOC models: after the validation window has given its metrics and the decision threshold, "
+        "refit on train + validation rows (one day more history) before testing and logging.",
+    )
     champion_alias: str = "champion"
     soc: SocModelConfig = Field(default_factory=SocModelConfig)
     energy: EnergyModelConfig = Field(default_factory=EnergyModelConfig)

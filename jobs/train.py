@@ -267,8 +267,24 @@ def train_soc(spark: SparkSession, cfg: Config, client, versions: dict, report: 
         for w in SOC_WINDOWS_MIN
     }
     best_w = min(pers_mae, key=lambda w: pers_mae[w])
-    vmean = train.groupBy("vehicle_id").agg(F.avg(SOC_LABEL).alias("_vmean"), F.avg(SOC_EVENT).alias("_vrate"))
-    global_mean = train.agg(F.avg(SOC_LABEL).alias("m"), F.avg(SOC_EVENT).alias("r")).first()
+    # The final models are fitted on train + validation rows (ml.refit_with_validation); the
+    # per-vehicle baselines then see the same rows, so the comparison stays fair.
+    train_valid = train.unionByName(valid)  # first fits: validation rows only evaluated (is_valid)
+    final_rows = train_valid if ml.refit_with_validation else train
+    vmean = final_rows.groupBy("vehicle_id").agg(F.avg(SOC_LABEL).alias("_vmean"), F.avg(SOC_EVENT).alias("_vrate"))
+    global_mean = final_rows.agg(F.avg(SOC_LABEL).alias("m"), F.avg(SOC_EVENT).alias("r")).first()
+
+    def final_fit(first: FitResult, label: str, classification: bool = False) -> FitResult:
+        """The model that is logged and tested: `first` (fitted on train, validation rows only
+        evaluated), or a refit with the same parameters on train + validation rows. Validation
+        metrics, learning curves and the decision threshold always come from `first`; the test
+        window is never seen by either."""
+        if not ml.refit_with_validation:
+            return first
+        refit = fit_xgb(final_rows, features, label, s.xgb, ml.num_workers, ml.seed, classification=classification, order_cols=("vehicle_id", "_t"))
+        refit.seconds += first.seconds
+        refit.evals_result = first.evals_result
+        return refit
 
     def with_baselines(df: DataFrame) -> DataFrame:
         return (
@@ -289,6 +305,7 @@ def train_soc(spark: SparkSession, cfg: Config, client, versions: dict, report: 
         "seed": ml.seed,
         "features": ",".join(features),
         "persistence_window_min": best_w,
+        "final_fit_rows": "train+valid" if ml.refit_with_validation else "train",
         **{f"rows.{k}": v for k, v in counts.items()},
         **split.as_params(),
         **{f"xgb.{k}": v for k, v in s.xgb.model_dump().items()},
@@ -298,13 +315,15 @@ def train_soc(spark: SparkSession, cfg: Config, client, versions: dict, report: 
     with mlflow.start_run(run_name="soc_drop_regressor", nested=True) as run:
         mlflow.log_params(common_params | {"task": "regression", "label": SOC_LABEL})
         tracking.log_table_versions(versions)
-        fit = fit_xgb(train.unionByName(valid), features, SOC_LABEL, s.xgb, ml.num_workers, ml.seed, validation_col="is_valid", order_cols=("vehicle_id", "_t"))
+        first = fit_xgb(train_valid, features, SOC_LABEL, s.xgb, ml.num_workers, ml.seed, validation_col="is_valid", order_cols=("vehicle_id", "_t"))
+        valid_metrics = prefixed(regression_metrics(predict(first, valid, out="pred"), SOC_LABEL, "pred"), "valid_")
+        fit = final_fit(first, SOC_LABEL)
         scored = with_baselines(predict(fit, test, out="pred")).persist(StorageLevel.MEMORY_AND_DISK)
         many = regression_metrics_many(scored, SOC_LABEL, {"model": "pred", "persistence": "b_persistence", "vehicle_mean": "b_vehicle_mean"})
         m_model, m_pers, m_vmean = many["model"], many["persistence"], many["vehicle_mean"]
         metrics = prefixed(m_model, "test_") | prefixed(m_pers, "baseline_persistence_test_") | prefixed(m_vmean, "baseline_vehicle_mean_test_")
         metrics["test_mae_vs_persistence"] = m_model["mae"] / m_pers["mae"] if m_pers["mae"] else math.nan
-        metrics |= prefixed(regression_metrics(predict(fit, valid, out="pred"), SOC_LABEL, "pred"), "valid_")
+        metrics |= valid_metrics
         metrics |= {f"baseline_persistence_{w}m_train_mae": v for w, v in pers_mae.items()}
         metrics |= _soc_group_check(fit_params=(features, s, ml), train=train, test=with_baselines(test))
         metrics["train_seconds"] = fit.seconds
@@ -326,10 +345,11 @@ def train_soc(spark: SparkSession, cfg: Config, client, versions: dict, report: 
     with mlflow.start_run(run_name="soc_drop_classifier", nested=True) as run:
         mlflow.log_params(common_params | {"task": "classification", "label": SOC_EVENT})
         tracking.log_table_versions(versions)
-        fit = fit_xgb(train.unionByName(valid), features, SOC_EVENT, s.xgb, ml.num_workers, ml.seed, classification=True, validation_col="is_valid", order_cols=("vehicle_id", "_t"))
-        valid_scored = with_baselines(predict(fit, valid, classification=True, out="prob"))
+        first = fit_xgb(train_valid, features, SOC_EVENT, s.xgb, ml.num_workers, ml.seed, classification=True, validation_col="is_valid", order_cols=("vehicle_id", "_t"))
+        valid_scored = with_baselines(predict(first, valid, classification=True, out="prob"))
         threshold = best_f1_threshold(valid_scored, SOC_EVENT, "prob")
         rate_threshold = best_f1_threshold(valid_scored, SOC_EVENT, "b_vehicle_rate")
+        fit = final_fit(first, SOC_EVENT, classification=True)
         scored = with_baselines(predict(fit, test, classification=True, out="prob")).persist(StorageLevel.MEMORY_AND_DISK)
         m_model = classification_metrics(scored, SOC_EVENT, "prob", threshold)
         # persistence: its extrapolated drop ranks rows (AUCs); its yes/no call gives Brier and F1
