@@ -295,7 +295,17 @@ DESTINATION_FEATURES = (
     "day_start_ahead_km",
     "day_start_cos",
 )
-SOC_FEATURES = SOC_FEATURES + DESTINATION_FEATURES
+# The current trip's direction (`trip_direction_features`): from where the vehicle last parked to
+# now, and where the fleet's trips ended on earlier days in that direction.
+TRIP_DIRECTION_FEATURES = (
+    "trip_disp_km",
+    "trip_straightness",
+    "tripdir_fleet_mean_km",
+    "tripdir_fleet_p90_km",
+    "tripdir_fleet_share",
+    "tripdir_fleet_soc_pct",
+)
+SOC_FEATURES = SOC_FEATURES + DESTINATION_FEATURES + TRIP_DIRECTION_FEATURES
 SOC_LABEL = "soc_drop_pct"
 PARKED_GAP_MIN = 4  # heartbeat silence that marks a parked row (generator/real parked interval ~5 min)
 SOC_EVENT = "soc_drop_event"
@@ -355,6 +365,17 @@ MIN_PLACE_KM = 0.3  # a place closer than this is where the vehicle already is
 _M_PER_DEG = math.pi / 180 * EARTH_RADIUS_M
 
 
+def _towards(place: Column, dx: str, dy: str, dn: str) -> Column:
+    """struct<d, c, w> of a place (struct<lat, lon, w>) seen from the row's (lat, lon): distance in
+    km, cosine between the direction (dx, dy) of length dn (metres east / north) and the place, and
+    the place's weight. Equirectangular offsets: < 0.1 % error at city scale, and no trigonometry
+    per place."""
+    px = (place["lon"] - F.col("lon")) * F.lit(_M_PER_DEG) * F.cos(F.radians("lat"))
+    py = (place["lat"] - F.col("lat")) * F.lit(_M_PER_DEG)
+    norm = F.sqrt(px * px + py * py)
+    return F.struct((norm / 1000.0).alias("d"), ((px * F.col(dx) + py * F.col(dy)) / (norm * F.col(dn))).alias("c"), place["w"].alias("w"))
+
+
 def vehicle_trip_history(trips: DataFrame, dates: DataFrame) -> DataFrame:
     """silver.trips + (vehicle_id, local_date) -> per vehicle-day, from trips that ended on strictly
     earlier local days (at most PLACE_HISTORY_DAYS back): vehicle_hist_trip_km (mean trip km),
@@ -412,11 +433,7 @@ def destination_features(df: DataFrame, trips: DataFrame | None) -> DataFrame:
     heading = F.col("_hn") > MIN_HEADING_M
 
     def towards(p: Column) -> Column:
-        # equirectangular offsets: < 0.1 % error at city scale, and no trigonometry per place
-        px = (p["lon"] - F.col("lon")) * F.lit(_M_PER_DEG) * coslat
-        py = (p["lat"] - F.col("lat")) * F.lit(_M_PER_DEG)
-        norm = F.sqrt(px * px + py * py)
-        return F.struct((norm / 1000.0).alias("d"), ((px * F.col("_hx") + py * F.col("_hy")) / (norm * F.col("_hn"))).alias("c"), p["w"].alias("w"))
+        return _towards(p, "_hx", "_hy", "_hn")
 
     cand = F.transform("_places", towards)
     away = F.filter(cand, lambda x: x["d"] > MIN_PLACE_KM)
@@ -444,6 +461,91 @@ def destination_features(df: DataFrame, trips: DataFrame | None) -> DataFrame:
         .withColumn("day_start_ahead_km", F.when(heading & (F.col("_start.c") >= AHEAD_COS), F.col("_start.d")))
         .withColumn("day_start_cos", F.when(heading, F.col("_start.c")))
         .drop("_places", "_prev", "_hx", "_hy", "_hn", "_start")
+    )
+
+
+# Trip-direction features. A trip's direction from its start is steadier than the last minutes'
+# heading (roads bend), and how straight the trip has been so far tells a through-route from a
+# winding one. Fleet places: every vehicle's trip ends on earlier days, FLEET_PLACE_CELL_M grid.
+FLEET_PLACE_CELL_M = 1000.0
+MAX_FLEET_PLACES = 400  # most visited fleet cells kept per day (bounds the per-row array)
+TRIP_DIRECTION_COS = math.cos(math.radians(35))  # a fleet place within +-35 deg of the trip's direction
+MIN_TRIP_KM = 0.3  # less driven since parking: no current trip
+MIN_TRIP_DISP_M = 300.0  # less displacement from the trip's start: no direction yet
+TRIP_P90 = 0.9  # far end of the places ahead: how far the trip could still go
+
+
+def fleet_trip_places(trips: DataFrame, dates: DataFrame) -> DataFrame:
+    """silver.trips + (local_date) -> local_date, `_fleet_places`: the MAX_FLEET_PLACES cells where
+    most of the fleet's trips ended on strictly earlier local days (at most PLACE_HISTORY_DAYS
+    back), array<struct<lat, lon, w>> (w = trips ending there). Fleet-wide and coarse: no person's
+    places, only where the fleet goes."""
+    row, col = grid_cell("end_lat", "end_lon", FLEET_PLACE_CELL_M)
+    ends = trips.where(F.col("end_lat").isNotNull() & F.col("end_lon").isNotNull() & F.col("end_ts").isNotNull()).select(
+        F.to_date(F.from_utc_timestamp("end_ts", F.coalesce(F.col("timezone"), F.lit("UTC")))).alias("_end_date"),
+        "end_lat",
+        "end_lon",
+        row.alias("_r"),
+        col.alias("_c"),
+    )
+    cells = ends.groupBy("_end_date", "_r", "_c").agg(
+        F.count(F.lit(1)).alias("_n"), F.sum("end_lat").alias("_slat"), F.sum("end_lon").alias("_slon")
+    )
+    earlier = F.broadcast(dates.select("local_date").distinct()).join(
+        cells, (F.col("_end_date") < F.col("local_date")) & (F.col("_end_date") >= F.date_sub("local_date", PLACE_HISTORY_DAYS))
+    )
+    rank = Window.partitionBy("local_date").orderBy(F.desc("w"), "_r", "_c")
+    return (
+        earlier.groupBy("local_date", "_r", "_c")
+        .agg(F.sum("_n").cast("double").alias("w"), (F.sum("_slat") / F.sum("_n")).alias("lat"), (F.sum("_slon") / F.sum("_n")).alias("lon"))
+        .withColumn("_k", F.row_number().over(rank))
+        .where(F.col("_k") <= MAX_FLEET_PLACES)
+        .groupBy("local_date")
+        .agg(F.collect_list(F.struct("lat", "lon", "w")).alias("_fleet_places"))
+    )
+
+
+def trip_direction_features(df: DataFrame, trips: DataFrame | None) -> DataFrame:
+    """Add TRIP_DIRECTION_FEATURES to per vehicle-minute rows (local_date, lat, lon, km_since_parked,
+    minutes_since_parked, vehicle_hist_soc_pct_per_km, `_trip_start` struct<lat, lon>: the position
+    where the vehicle last parked).
+
+    trip_disp_km / trip_straightness: straight-line km from the trip's start, and that / km driven
+    since (null when not on a trip). tripdir_fleet_*: fleet places (`fleet_trip_places`) farther
+    than MIN_PLACE_KM within +-35 deg of the trip's direction -- their visit-weighted mean and 90th
+    percentile distance, their share of all visits, and the mean x the vehicle's SOC points per km.
+    Uses positions at or before t and trips that ended on earlier days only."""
+    on_trip = (F.col("minutes_since_parked") < 1440) & (F.col("km_since_parked") > MIN_TRIP_KM)
+    coslat = F.cos(F.radians("lat"))
+    df = (
+        df.withColumn("_tx", F.when(on_trip, (F.col("lon") - F.col("_trip_start.lon")) * F.lit(_M_PER_DEG) * coslat))
+        .withColumn("_ty", F.when(on_trip, (F.col("lat") - F.col("_trip_start.lat")) * F.lit(_M_PER_DEG)))
+        .withColumn("_tn", F.sqrt(F.col("_tx") ** 2 + F.col("_ty") ** 2))
+        .withColumn("trip_disp_km", F.col("_tn") / 1000.0)
+        .withColumn("trip_straightness", F.col("trip_disp_km") / F.greatest(F.col("km_since_parked"), F.lit(0.1)))
+    )
+    if trips is None:
+        out = df.withColumn("_fleet_places", F.lit(None).cast("array<struct<lat:double,lon:double,w:double>>"))
+    else:
+        out = df.join(F.broadcast(fleet_trip_places(trips, df.select("local_date"))), "local_date", "left")
+    direction = F.col("_tn") > MIN_TRIP_DISP_M
+
+    def towards(p: Column) -> Column:
+        return _towards(p, "_tx", "_ty", "_tn")
+
+    away = F.filter(F.transform("_fleet_places", towards), lambda x: x["d"] > MIN_PLACE_KM)
+    ahead = F.filter(away, lambda x: x["c"] >= TRIP_DIRECTION_COS)
+    w_away = F.aggregate(away, F.lit(0.0), lambda a, x: a + x["w"])
+    w_ahead = F.aggregate(ahead, F.lit(0.0), lambda a, x: a + x["w"])
+    wd_ahead = F.aggregate(ahead, F.lit(0.0), lambda a, x: a + x["w"] * x["d"])
+    far = F.array_sort(F.transform(ahead, lambda x: x["d"]))
+    p90 = F.element_at(far, F.greatest(F.ceil(F.size(far) * TRIP_P90).cast("int"), F.lit(1)))
+    return (
+        out.withColumn("tripdir_fleet_mean_km", F.when(direction & (w_ahead > 0), wd_ahead / w_ahead))
+        .withColumn("tripdir_fleet_p90_km", F.when(direction & (F.size(far) > 0), p90))
+        .withColumn("tripdir_fleet_share", F.when(direction & (w_away > 0), w_ahead / w_away))
+        .withColumn("tripdir_fleet_soc_pct", F.col("tripdir_fleet_mean_km") * F.col("vehicle_hist_soc_pct_per_km"))
+        .drop("_fleet_places", "_tx", "_ty", "_tn")
     )
 
 
@@ -519,11 +621,14 @@ def soc_features(
     day_all = Window.partitionBy("vehicle_id", "local_date").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0)
     first_pos = F.first(F.when(F.col("lat").isNotNull(), F.struct("lat", "lon")), ignorenulls=True).over(day_all)
     df = df.withColumn("_day_start", first_pos)
+    # Where the current trip started: the position of the last parked row (null without one).
+    start = F.max(F.when(parked_row & F.col("lat").isNotNull(), F.struct(F.col("_t").alias("t"), "lat", "lon"))).over(so_far)
+    df = df.withColumn("_trip_start", F.struct(start["lat"].alias("lat"), start["lon"].alias("lon")))
     df = df.withColumn("dist_from_day_start_km", haversine_m(F.col("_day_start.lat"), F.col("_day_start.lon"), F.col("lat"), F.col("lon")) / 1000.0)
     fleet = vehicles.select("vehicle_id", "vehicle_type", "battery_kwh").dropDuplicates(["vehicle_id"])
     df = df.join(F.broadcast(fleet), "vehicle_id", "left").join(vehicle_minutely_history(minutely), ["vehicle_id", "local_date"], "left")
     df = df.withColumn("km_today_vs_typical", F.col("km_today") / F.col("vehicle_hist_daily_km"))
-    df = destination_features(df, trips)
+    df = trip_direction_features(destination_features(df, trips), trips)
     return df.select(
         "vehicle_id",
         "minute_ts",

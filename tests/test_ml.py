@@ -1,11 +1,9 @@
 """SOC-drop and energy-per-km models: feature/label rules, registry gate, accuracy on the generated
 fleet against baselines and truth, MLflow contents, batch scoring, online serving, real Twizy log.
 
-Every test prints the scores it asserts (run with -s to see them). The energy threshold is the
-modelling issue's acceptance target, and so is the SOC regression target (MAE <= 0.6 x
-persistence; measured 0.588 on this fleet). The ROC-AUC target (>= 0.9) is not reached on the
-generator's data yet (measured 0.897; see docs/MODELS.md "Acceptance status"): its threshold
-guards what is achieved, so a regression fails, and is raised to 0.9 when the model reaches it.
+Every test prints the scores it asserts (run with -s to see them). The thresholds are the
+modelling issue's acceptance targets: trip energy MAPE <= 6 %, SOC MAE <= 0.6 x persistence
+(measured 0.570 on this fleet) and ROC-AUC >= 0.9 (measured 0.906); see docs/MODELS.md.
 """
 
 from __future__ import annotations
@@ -28,9 +26,9 @@ from pyspark.sql import functions as F
 from common.config import SocModelConfig, load_config
 from tests.conftest import make_config, real_data
 
-SOC_MAE_VS_PERSISTENCE_MAX = 0.6  # the issue's target (measured 0.588 with the train + validation refit; 0.607 before)
-SOC_GROUP_MAE_VS_PERSISTENCE_MAX = 0.77  # on 6 vehicles never seen in training (measured 0.72)
-SOC_ROC_AUC_MIN = 0.89  # issue target 0.9 (measured 0.897 with the refit; 0.894 before, 0.876 before the destination features)
+SOC_MAE_VS_PERSISTENCE_MAX = 0.6  # the issue's target (measured 0.570; 0.588 before the trip-direction features)
+SOC_GROUP_MAE_VS_PERSISTENCE_MAX = 0.77  # on 6 vehicles never seen in training (measured 0.69)
+SOC_ROC_AUC_MIN = 0.9  # the issue's target (measured 0.906; 0.897 before the trip-direction features)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +104,50 @@ def test_destination_features_use_heading_and_earlier_days_only(spark):
     assert a["day_start_cos"] == pytest.approx(-1.0, abs=1e-3)  # the day started behind (west)
     assert a["day_start_ahead_km"] is None
     assert all(b[c] is None for c in ("vehicle_hist_trip_km", "dest_ahead_km", "places_mean_dist_km", "dest_best_cos"))
+
+
+def test_trip_direction_features_from_the_trips_start_and_fleet_places_of_earlier_days(spark):
+    """Direction = trip start -> now; fleet places ahead of it within +-35 deg count, places behind,
+    places first reached today and rows not on a trip (or not yet displaced) give nothing."""
+    from common.generator import offset_m
+    from common.ml_features import trip_direction_features
+
+    def at(north_m: float, east_m: float) -> tuple[float, float]:
+        return tuple(float(x) for x in offset_m(lat0, lon0, north_m, east_m))
+
+    lat0, lon0 = 48.85, 2.35
+    east_3km, west_2km, east_5km, now_1km_east = at(0, 3000), at(0, -2000), at(0, 5000), at(0, 1000)
+    day = date(2026, 3, 10)
+    trips = spark.createDataFrame(
+        [  # trip end (UTC), end lat, end lon -- any vehicle: these are the fleet's places
+            (datetime(2026, 3, 8, 9), *east_3km),
+            (datetime(2026, 3, 9, 9), *east_3km),
+            (datetime(2026, 3, 9, 12), *west_2km),
+            (datetime(2026, 3, 10, 7), *east_5km),  # today: not history yet
+        ],
+        "end_ts timestamp, end_lat double, end_lon double",
+    ).withColumn("timezone", F.lit("UTC"))
+    start = F.struct(F.lit(lat0).alias("lat"), F.lit(lon0).alias("lon"))
+    rows = spark.createDataFrame(
+        [  # vehicle, position, km and minutes since parked
+            ("A", *now_1km_east, 2.0, 10.0),  # on a trip, 1 km east of where it parked after 2 km
+            ("B", *now_1km_east, 0.0, 1440.0),  # not on a trip
+            ("C", *at(0, 100), 0.5, 3.0),  # on a trip, only 100 m from its start: no direction yet
+        ],
+        "vehicle_id string, lat double, lon double, km_since_parked double, minutes_since_parked double",
+    ).select("*", F.lit(day).alias("local_date"), F.lit(0.5).alias("vehicle_hist_soc_pct_per_km"), start.alias("_trip_start"))
+    got = {r["vehicle_id"]: r for r in trip_direction_features(rows, trips).collect()}
+    a, b, c = got["A"], got["B"], got["C"]
+    assert a["trip_disp_km"] == pytest.approx(1.0, rel=0.01)
+    assert a["trip_straightness"] == pytest.approx(0.5, rel=0.01)
+    assert a["tripdir_fleet_mean_km"] == pytest.approx(2.0, rel=0.01)  # only the eastern place, 2 km ahead
+    assert a["tripdir_fleet_p90_km"] == pytest.approx(2.0, rel=0.01)
+    assert a["tripdir_fleet_share"] == pytest.approx(2 / 3)
+    assert a["tripdir_fleet_soc_pct"] == pytest.approx(1.0, rel=0.01)
+    assert all(b[k] is None for k in ("trip_disp_km", "trip_straightness", "tripdir_fleet_mean_km", "tripdir_fleet_share"))
+    assert c["trip_disp_km"] == pytest.approx(0.1, rel=0.02)
+    assert all(c[k] is None for k in ("tripdir_fleet_mean_km", "tripdir_fleet_p90_km", "tripdir_fleet_share"))
+    assert trip_direction_features(rows, None).where("vehicle_id = 'A'").first()["tripdir_fleet_mean_km"] is None
 
 
 def test_persistence_baseline_extrapolates_discharge_only(spark):
