@@ -400,7 +400,7 @@ def render_size(s: dict, pipe: dict, base: dict | None, base_args: dict, when: s
         text += [
             "",
             "Small differences are expected where near-duplicate rows share (vehicle_id, ts): both keep one copy, but Spark "
-            "breaks the tie by xxhash64 of the bronze row (lineage columns included) and pandas by a hash of the raw row, so "
+            "breaks the tie by xxhash64 of the bronze row's values (lineage columns excluded) and pandas by a hash of the raw row, so "
             "the copy kept -- its position, speed and SOC -- can differ, and with it a stop or a charging run.",
         ]
     return "\n".join(text)

@@ -183,6 +183,10 @@ def _speed_kmh(distance_m: Column, dt_s: Column) -> Column:
 # --------------------------------------------------------------------------------------------
 # Preparation
 # --------------------------------------------------------------------------------------------
+# Bronze columns that say where and when a row was loaded, not what it says (common/ingest.py).
+LINEAGE_COLUMNS = frozenset({"source_name", "source_file", "row_hash", "ingest_run_id", "ingested_at"})
+
+
 def prepare(bronze: DataFrame, vehicles: DataFrame, settings: CleanConfig) -> DataFrame:
     """Attach vehicle type, battery size and timezone; keep originals; start with no flags.
 
@@ -196,8 +200,10 @@ def prepare(bronze: DataFrame, vehicles: DataFrame, settings: CleanConfig) -> Da
         F.col("timezone").alias("_vehicle_tz"),
     ).dropDuplicates(["vehicle_id"])
     originals = [F.col(c).alias(f"{c}_orig") for c in REPAIRED]
-    # Deterministic order among rows with the same timestamp (exact copies hash equal, which is fine).
-    tie = F.xxhash64(*[F.col(c) for c in bronze.columns])
+    # Deterministic order among rows with the same timestamp, from their values only (exact copies
+    # hash equal, which is fine). Lineage is left out: the file a row came from has a different
+    # path in every lakehouse, and the copy kept must not depend on where the input was stored.
+    tie = F.xxhash64(*[F.col(c) for c in bronze.columns if c not in LINEAGE_COLUMNS])
     return (
         bronze.join(F.broadcast(fleet), "vehicle_id", "left")
         .select(

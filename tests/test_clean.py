@@ -332,6 +332,19 @@ def test_rule1_invalid_and_zero_coordinates_are_flagged_and_repaired(spark, clea
     assert (originals.lat_orig, originals.lon_orig) == (pytest.approx(28.605), 1555.63)
 
 
+def test_tie_order_of_equal_timestamps_depends_on_values_not_lineage(spark, cfg):
+    """The same rows loaded from another file (another lakehouse path, another ingest run) order
+    equal timestamps the same way, so cleaning keeps the same copy; different values differ."""
+    rows = [pt("COORD", "10:00", LAT0, LON0), pt("COORD", "10:00", LAT0 + 0.001, LON0)]
+    here = bronze_df(spark, rows).withColumn("ingest_run_id", F.lit("run-1"))
+    elsewhere = here.withColumn("source_file", F.lit("s3://bucket/raw/other-part.parquet")).withColumn("ingest_run_id", F.lit("run-2"))
+    ties = [
+        [r["_tie"] for r in prepare(df, vehicles_df(spark), cfg.clean).orderBy("lat").collect()] for df in (here, elsewhere)
+    ]
+    assert ties[0] == ties[1]
+    assert ties[0][0] != ties[0][1]
+
+
 def test_rule1_zero_on_one_axis_can_be_allowed(spark, cfg):
     rows = [pt("COORD", "10:00", 0.0, 32.5), pt("COORD", "10:01", 0.0, 0.0)]
     settings = cfg.clean.model_copy(update={"zero_coord_either_axis": False})
