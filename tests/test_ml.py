@@ -3,7 +3,7 @@ fleet against baselines and truth, MLflow contents, batch scoring, online servin
 
 Every test prints the scores it asserts (run with -s to see them). The thresholds are the
 modelling issue's acceptance targets: trip energy MAPE <= 6 %, SOC MAE <= 0.6 x persistence
-(measured 0.570 on this fleet) and ROC-AUC >= 0.9 (measured 0.906); see docs/MODELS.md.
+(measured 0.568 on this fleet) and ROC-AUC >= 0.9 (measured 0.906); see docs/MODELS.md.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pyspark.sql import functions as F
 from common.config import SocModelConfig, load_config
 from tests.conftest import make_config, real_data
 
-SOC_MAE_VS_PERSISTENCE_MAX = 0.6  # the issue's target (measured 0.570; 0.588 before the trip-direction features)
-SOC_GROUP_MAE_VS_PERSISTENCE_MAX = 0.77  # on 6 vehicles never seen in training (measured 0.69)
+SOC_MAE_VS_PERSISTENCE_MAX = 0.6  # the issue's target (measured 0.568; 0.588 before the trip-direction features)
+SOC_GROUP_MAE_VS_PERSISTENCE_MAX = 0.77  # on 6 vehicles never seen in training (measured 0.71)
 SOC_ROC_AUC_MIN = 0.9  # the issue's target (measured 0.906; 0.897 before the trip-direction features)
 
 
