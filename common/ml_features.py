@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -505,46 +507,48 @@ def fleet_trip_places(trips: DataFrame, dates: DataFrame) -> DataFrame:
     )
 
 
-def _fleet_ahead(places_by_date: dict, pdfs):
-    """mapInPandas body of `trip_direction_features`: the tripdir_fleet_* columns per row, numpy
-    over (rows x places) blocks. Why not Spark's array functions: with up to MAX_FLEET_PLACES
-    places per row, interpreted higher-order functions (transform/filter/aggregate) made the
-    feature frame ~10x slower to build on the demo fleet (29 s -> 328 s)."""
-    import numpy as np
-    import pandas as pd
+FLEET_AHEAD_COLUMNS = ("tripdir_fleet_mean_km", "tripdir_fleet_p90_km", "tripdir_fleet_share")
 
-    out_cols = ["tripdir_fleet_mean_km", "tripdir_fleet_p90_km", "tripdir_fleet_share"]
-    for pdf in pdfs:
-        res = pd.DataFrame(np.nan, index=pdf.index, columns=out_cols)
-        for day, idx in pdf.groupby("local_date").groups.items():
-            places = places_by_date.get(day)
-            if places is None:
-                continue
-            plat, plon, w = places[:, 0], places[:, 1], places[:, 2]
-            for block in np.array_split(np.asarray(idx), max(1, len(idx) // 2000)):
-                r = pdf.loc[block]
-                coslat = np.cos(np.radians(r["lat"].to_numpy()))[:, None]
-                px = (plon[None, :] - r["lon"].to_numpy()[:, None]) * _M_PER_DEG * coslat
-                py = (plat[None, :] - r["lat"].to_numpy()[:, None]) * _M_PER_DEG
-                d = np.sqrt(px * px + py * py) / 1000.0
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    c = (px * r["_tx"].to_numpy()[:, None] + py * r["_ty"].to_numpy()[:, None]) / (d * 1000.0 * r["_tn"].to_numpy()[:, None])
-                away = d > MIN_PLACE_KM
-                ahead = away & (c >= TRIP_DIRECTION_COS)
-                w_away = (w[None, :] * away).sum(1)
-                w_ahead = (w[None, :] * ahead).sum(1)
-                n_ahead = ahead.sum(1)
-                far = np.sort(np.where(ahead, d, np.inf), axis=1)
-                k = np.maximum(np.ceil(n_ahead * TRIP_P90).astype(int), 1) - 1  # nearest rank
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    res.loc[block, "tripdir_fleet_mean_km"] = np.where(w_ahead > 0, (w[None, :] * ahead * d).sum(1) / w_ahead, np.nan)
-                    res.loc[block, "tripdir_fleet_share"] = np.where(w_away > 0, w_ahead / w_away, np.nan)
-                res.loc[block, "tripdir_fleet_p90_km"] = np.where(n_ahead > 0, np.take_along_axis(far, k[:, None], 1)[:, 0], np.nan)
-        yield pd.concat([pdf[["vehicle_id", "_t"]], res], axis=1)
+
+def _fleet_ahead(places_by_date: dict, local_date: pd.Series, lat: pd.Series, lon: pd.Series, tx: pd.Series, ty: pd.Series, tn: pd.Series) -> pd.DataFrame:
+    """Body of the pandas UDF of `trip_direction_features`: FLEET_AHEAD_COLUMNS per row (NaN, i.e.
+    null, where the trip has no direction yet or the date has no places), numpy over (rows x
+    places) blocks. Why not Spark's array functions: with up to MAX_FLEET_PLACES places per row,
+    interpreted higher-order functions (transform/filter/aggregate) made the feature frame ~10x
+    slower to build on the demo fleet (29 s -> 328 s)."""
+    res = np.full((len(lat), len(FLEET_AHEAD_COLUMNS)), np.nan)
+    dates = local_date.to_numpy()
+    has_dir = (tn > MIN_TRIP_DISP_M).to_numpy(dtype=bool)  # null _tn compares False
+    lat_a, lon_a, tx_a, ty_a, tn_a = (s.to_numpy(dtype="float64") for s in (lat, lon, tx, ty, tn))
+    for day in set(dates[has_dir]):
+        places = places_by_date.get(day)
+        if places is None:
+            continue
+        plat, plon, w = places[:, 0], places[:, 1], places[:, 2]
+        idx = np.flatnonzero(has_dir & (dates == day))
+        for block in np.array_split(idx, max(1, len(idx) // 2000)):
+            coslat = np.cos(np.radians(lat_a[block]))[:, None]
+            px = (plon[None, :] - lon_a[block][:, None]) * _M_PER_DEG * coslat
+            py = (plat[None, :] - lat_a[block][:, None]) * _M_PER_DEG
+            d = np.sqrt(px * px + py * py) / 1000.0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                c = (px * tx_a[block][:, None] + py * ty_a[block][:, None]) / (d * 1000.0 * tn_a[block][:, None])
+            away = d > MIN_PLACE_KM
+            ahead = away & (c >= TRIP_DIRECTION_COS)
+            w_away = (w[None, :] * away).sum(1)
+            w_ahead = (w[None, :] * ahead).sum(1)
+            n_ahead = ahead.sum(1)
+            far = np.sort(np.where(ahead, d, np.inf), axis=1)
+            k = np.maximum(np.ceil(n_ahead * TRIP_P90).astype(int), 1) - 1  # nearest rank
+            with np.errstate(invalid="ignore", divide="ignore"):
+                res[block, 0] = np.where(w_ahead > 0, (w[None, :] * ahead * d).sum(1) / w_ahead, np.nan)
+                res[block, 2] = np.where(w_away > 0, w_ahead / w_away, np.nan)
+            res[block, 1] = np.where(n_ahead > 0, np.take_along_axis(far, k[:, None], 1)[:, 0], np.nan)
+    return pd.DataFrame(res, columns=list(FLEET_AHEAD_COLUMNS))
 
 
 def trip_direction_features(df: DataFrame, trips: DataFrame | None) -> DataFrame:
-    """Add TRIP_DIRECTION_FEATURES to per vehicle-minute rows (vehicle_id, _t, local_date, lat, lon,
+    """Add TRIP_DIRECTION_FEATURES to per vehicle-minute rows (local_date, lat, lon,
     km_since_parked, minutes_since_parked, vehicle_hist_soc_pct_per_km, `_trip_start`
     struct<lat, lon>: the position where the vehicle last parked).
 
@@ -552,31 +556,30 @@ def trip_direction_features(df: DataFrame, trips: DataFrame | None) -> DataFrame
     since (null when not on a trip). tripdir_fleet_*: fleet places (`fleet_trip_places`) farther
     than MIN_PLACE_KM within +-35 deg of the trip's direction -- their visit-weighted mean and 90th
     percentile (nearest rank) distance, their share of all visits, and the mean x the vehicle's
-    SOC points per km. Uses positions at or before t and trips that ended on earlier days only."""
-    import numpy as np
-
+    SOC points per km. Uses positions at or before t and trips that ended on earlier days only.
+    The fleet places per date are collected on the driver and shipped with a scalar pandas UDF,
+    so the rows are not shuffled or joined back."""
     on_trip = (F.col("minutes_since_parked") < 1440) & (F.col("km_since_parked") > MIN_TRIP_KM)
     coslat = F.cos(F.radians("lat"))
     df = (
-        df.withColumn("_tx", F.when(on_trip, (F.col("lon") - F.col("_trip_start.lon")) * F.lit(_M_PER_DEG) * coslat))
-        .withColumn("_ty", F.when(on_trip, (F.col("lat") - F.col("_trip_start.lat")) * F.lit(_M_PER_DEG)))
-        .withColumn("_tn", F.sqrt(F.col("_tx") ** 2 + F.col("_ty") ** 2))
+        df.withColumn("_tx", F.when(on_trip, (F.col("lon") - F.col("_trip_start.lon")) * _M_PER_DEG * coslat))
+        .withColumn("_ty", F.when(on_trip, (F.col("lat") - F.col("_trip_start.lat")) * _M_PER_DEG))
+        .withColumn("_tn", F.sqrt(F.col("_tx") * F.col("_tx") + F.col("_ty") * F.col("_ty")))
         .withColumn("trip_disp_km", F.col("_tn") / 1000.0)
         .withColumn("trip_straightness", F.col("trip_disp_km") / F.greatest(F.col("km_since_parked"), F.lit(0.1)))
     )
-    fleet_cols = ("tripdir_fleet_mean_km", "tripdir_fleet_p90_km", "tripdir_fleet_share")
     places = [] if trips is None else fleet_trip_places(trips, df.select("local_date")).collect()  # bounded: one row per local date, <= MAX_FLEET_PLACES places each
     by_date = {r["local_date"]: np.array([(p["lat"], p["lon"], p["w"]) for p in r["_fleet_places"]], dtype="float64") for r in places}
     if by_date:
-        schema = "vehicle_id string, _t long, " + ", ".join(f"{c} double" for c in fleet_cols)
-        ahead = (
-            df.where(F.col("_tn") > MIN_TRIP_DISP_M)
-            .select("vehicle_id", F.col("_t").cast("long").alias("_t"), "local_date", "lat", "lon", "_tx", "_ty", "_tn")
-            .mapInPandas(lambda pdfs: _fleet_ahead(by_date, pdfs), schema)
-        )
-        out = df.join(ahead, ["vehicle_id", "_t"], "left")
+
+        def fleet_ahead(local_date: pd.Series, lat: pd.Series, lon: pd.Series, tx: pd.Series, ty: pd.Series, tn: pd.Series) -> pd.DataFrame:
+            return _fleet_ahead(by_date, local_date, lat, lon, tx, ty, tn)
+
+        schema = ", ".join(f"{c} double" for c in FLEET_AHEAD_COLUMNS)
+        ahead = F.pandas_udf(fleet_ahead, schema)("local_date", "lat", "lon", "_tx", "_ty", "_tn")
+        out = df.withColumn("_ahead", ahead).select("*", *[F.col(f"_ahead.{c}").alias(c) for c in FLEET_AHEAD_COLUMNS]).drop("_ahead")
     else:
-        out = df.select("*", *[F.lit(None).cast("double").alias(c) for c in fleet_cols])
+        out = df.select("*", *[F.lit(None).cast("double").alias(c) for c in FLEET_AHEAD_COLUMNS])
     return out.withColumn("tripdir_fleet_soc_pct", F.col("tripdir_fleet_mean_km") * F.col("vehicle_hist_soc_pct_per_km")).drop("_tx", "_ty", "_tn")
 
 

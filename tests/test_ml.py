@@ -135,9 +135,7 @@ def test_trip_direction_features_from_the_trips_start_and_fleet_places_of_earlie
             ("C", *at(0, 100), 0.5, 3.0),  # on a trip, only 100 m from its start: no direction yet
         ],
         "vehicle_id string, lat double, lon double, km_since_parked double, minutes_since_parked double",
-    ).select(
-        "*", F.lit(0).cast("long").alias("_t"), F.lit(day).alias("local_date"), F.lit(0.5).alias("vehicle_hist_soc_pct_per_km"), start.alias("_trip_start")
-    )
+    ).select("*", F.lit(day).alias("local_date"), F.lit(0.5).alias("vehicle_hist_soc_pct_per_km"), start.alias("_trip_start"))
     got = {r["vehicle_id"]: r for r in trip_direction_features(rows, trips).collect()}
     a, b, c = got["A"], got["B"], got["C"]
     assert a["trip_disp_km"] == pytest.approx(1.0, rel=0.01)
