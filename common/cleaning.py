@@ -45,6 +45,7 @@ from pyspark.sql import functions as F
 
 from common.config import CleanConfig, Config
 from common.geo import haversine_m
+from common.ingest import LINEAGE_COLUMNS
 from common.regions import read_area_wkt
 
 # Bit per rule. Order is the order of `quality_reasons`.
@@ -183,10 +184,6 @@ def _speed_kmh(distance_m: Column, dt_s: Column) -> Column:
 # --------------------------------------------------------------------------------------------
 # Preparation
 # --------------------------------------------------------------------------------------------
-# Bronze columns that say where and when a row was loaded, not what it says (common/ingest.py).
-LINEAGE_COLUMNS = frozenset({"source_name", "source_file", "row_hash", "ingest_run_id", "ingested_at"})
-
-
 def prepare(bronze: DataFrame, vehicles: DataFrame, settings: CleanConfig) -> DataFrame:
     """Attach vehicle type, battery size and timezone; keep originals; start with no flags.
 

@@ -37,6 +37,11 @@ SOURCE_FILE = "source_file"
 RAW_RECORD = "raw_record"
 RAW_HASH = "raw_hash"
 ROW_HASH = "row_hash"
+RUN_ID = "ingest_run_id"
+INGESTED_AT = "ingested_at"
+# Bronze columns that say where and when a row was loaded, not what it says (common/cleaning.py
+# breaks timestamp ties without them).
+LINEAGE_COLUMNS = frozenset({SOURCE_NAME, SOURCE_FILE, ROW_HASH, RUN_ID, INGESTED_AT})
 STATUS = "ingest_status"  # valid | quarantined | duplicate
 REASONS = "reasons"
 REASON = "reason"
@@ -561,8 +566,8 @@ def bronze_rows(classified: DataFrame, kind: str, partition_column: str, run_id:
         SOURCE_NAME,
         SOURCE_FILE,
         row_hash(kind).alias(ROW_HASH),
-        F.lit(run_id).alias("ingest_run_id"),
-        F.lit(_utc(ingested_at)).cast("timestamp").alias("ingested_at"),
+        F.lit(run_id).alias(RUN_ID),
+        F.lit(_utc(ingested_at)).cast("timestamp").alias(INGESTED_AT),
     )
     if ts_cols:
         out = out.withColumn(partition_column, F.to_date(ts_cols[0]))  # session time zone is UTC
@@ -588,8 +593,8 @@ def quarantine_rows(classified: DataFrame, kind: str, run_id: str, ingested_at: 
         REASONS,
         RAW_RECORD,
         RAW_HASH,
-        F.lit(run_id).alias("ingest_run_id"),
-        F.lit(_utc(ingested_at)).cast("timestamp").alias("ingested_at"),
+        F.lit(run_id).alias(RUN_ID),
+        F.lit(_utc(ingested_at)).cast("timestamp").alias(INGESTED_AT),
     )
 
 
