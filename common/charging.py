@@ -6,8 +6,9 @@ local_date, timezone), bronze.vehicles (battery_kwh), bronze.stations and the re
 
 - **event** (`detect_charging_events`): a run of SOC increase while the vehicle stands still.
   Steps between consecutive usable samples of a vehicle are *stationary* when both samples are at
-  or below `stationary_speed_kmh`, the position moved at most `stationary_radius_m` and the
-  device was not silent for more than `max_gap_min`. A stationary run ends at a move, a gap or a
+  or below `stationary_speed_kmh`, the position moved at most `stationary_radius_m` and the step
+  is not a data gap (common.trips.add_legs: a parked silence counts, so a SOC rise across a device's
+  sleep is a charge). A stationary run ends at a move, a gap or a
   SOC drop beyond `soc_drop_tolerance_pct` (integer SOC jitter). The rising steps of one run form
   one event unless SOC stays flat for more than `max_pause_min` between two rises. Two passes as
   in the original analysis: events gaining more than `min_delta_soc_pct` are high confidence;
@@ -29,7 +30,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.config import ChargingConfig
+from common.config import ChargingConfig, TripsConfig
 from common.dbscan import distributed_dbscan, haversine_dbscan
 from common.geo import haversine_m
 from common.limits import cap_rows_per_group
@@ -67,43 +68,39 @@ def _running() -> Window:
     return _events_window().rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
 
-def charging_steps(clean_df: DataFrame, params: ChargingConfig) -> DataFrame:
-    """Usable samples with their incoming step: `stationary_step`, `d_soc`, `run` (stationary run id).
+def charging_steps(
+    clean_df: DataFrame, params: ChargingConfig, trips: TripsConfig | None = None, heartbeats: DataFrame | None = None
+) -> DataFrame:
+    """Usable samples with SOC and their incoming step: `stationary_step`, `d_soc`, `run` (stationary run id).
 
-    Speeds are the repaired reported speeds; a null speed falls back to the implied speed of the
-    incoming step. Times are UTC; distances in metres; SOC in percent points.
+    Steps come from common.trips.add_legs, so silences follow the shared rule: a parked silence
+    (same place, SOC not falling, within the device's limit) is a stationary step -- an
+    ignition-only device that sleeps on the charger shows its charge as one rising step -- and a
+    gap ends the run. Speeds are the repaired reported speeds, else the implied speed of the step.
+    Times are UTC; distances in metres; SOC in percent points.
     """
+    from common.trips import add_legs
+
     p = params
     pts = clean_df.where(
         F.col("is_usable") & F.col("lat").isNotNull() & F.col("lon").isNotNull() & F.col("soc_pct").isNotNull()
     ).select("vehicle_id", "ts", "ts_local", "local_date", "timezone", "lat", "lon", "speed_kmh", "soc_pct")
     w = _events_window()
-    prev = F.lag(
-        F.struct(
-            F.col("ts").alias("ts"),
-            F.col("ts_local").alias("ts_local"),
-            F.col("local_date").alias("local_date"),
-            F.col("lat").alias("lat"),
-            F.col("lon").alias("lon"),
-            F.col("speed_kmh").alias("speed"),
-            F.col("soc_pct").alias("soc"),
-        )
-    ).over(w)
-    df = pts.withColumn("_p", prev)
-    step_s = F.col("ts").cast("double") - F.col("_p.ts").cast("double")
-    step_m = haversine_m(F.col("_p.lat"), F.col("_p.lon"), F.col("lat"), F.col("lon"))
-    df = df.withColumn("step_s", step_s).withColumn("step_m", step_m)
-    implied = F.when(F.col("step_s") > 0, F.col("step_m") / F.col("step_s") * 3.6)
-    speed_here = F.coalesce(F.when(~F.isnan("speed_kmh"), F.col("speed_kmh")), implied)
-    speed_prev = F.coalesce(F.when(~F.isnan(F.col("_p.speed")), F.col("_p.speed")), implied)
+    prev = F.lag(F.struct(F.col("ts_local").alias("ts_local"), F.col("local_date").alias("local_date"))).over(w)
+    df = (
+        pts.transform(add_legs, trips or TripsConfig(), heartbeats)
+        .withColumn("_p", F.struct(F.col("prev_ts").alias("ts"), prev["ts_local"].alias("ts_local"), prev["local_date"].alias("local_date"), F.col("prev_soc_pct").alias("soc")))
+        .withColumn("step_s", F.col("leg_s"))
+        .withColumn("step_m", F.col("leg_m"))
+    )
     stationary = (
-        (speed_here <= p.stationary_speed_kmh)
-        & (speed_prev <= p.stationary_speed_kmh)
+        (F.col("speed_est_kmh") <= p.stationary_speed_kmh)
+        & (F.col("prev_speed_kmh") <= p.stationary_speed_kmh)
         & (F.col("step_m") <= p.stationary_radius_m)
-        & (F.col("step_s") <= p.max_gap_min * 60.0)
+        & F.col("leg_kind").isin("stationary", "parked")
     )
     df = df.withColumn("stationary_step", F.coalesce(stationary, F.lit(False))).withColumn(
-        "d_soc", F.col("soc_pct") - F.col("_p.soc")
+        "d_soc", F.col("soc_pct") - F.col("prev_soc_pct")
     )
     breaks = ~F.col("stationary_step") | F.coalesce(F.col("d_soc") < -p.soc_drop_tolerance_pct, F.lit(False))
     return df.withColumn("run", F.sum(breaks.cast("long")).over(_running()))
@@ -136,7 +133,11 @@ def _rising_events(steps: DataFrame, params: ChargingConfig) -> DataFrame:
 
 
 def detect_charging_events(
-    clean_df: DataFrame, vehicles_df: DataFrame | None, params: ChargingConfig | None = None
+    clean_df: DataFrame,
+    vehicles_df: DataFrame | None,
+    params: ChargingConfig | None = None,
+    trips: TripsConfig | None = None,
+    heartbeats: DataFrame | None = None,
 ) -> DataFrame:
     """Charging events from silver.telematics_clean rows (stable signature: fleet KPIs use it).
 
@@ -146,10 +147,11 @@ def detect_charging_events(
     sample of the last rise), start/end_ts_local, local_date (local day of the start), timezone,
     duration_min, soc_start_pct/soc_end_pct/delta_soc_pct (percent points), battery_kwh, kwh
     (delta SOC x battery, kWh; null without a battery size), avg_power_kw, lat/lon (median
-    position, degrees), n_samples. `params` None means the ChargingConfig defaults.
+    position, degrees), n_samples. `params` / `trips` None mean the config defaults; `heartbeats`
+    (silver.device_profiles) sets each vehicle's parked-silence limit (common.trips.add_legs).
     """
     p = params or ChargingConfig()
-    candidates = _rising_events(charging_steps(clean_df, p), p).withColumn(
+    candidates = _rising_events(charging_steps(clean_df, p, trips, heartbeats), p).withColumn(
         "delta_soc_pct", F.col("soc_end_pct") - F.col("soc_start_pct")
     )
     # Both passes in one: a vehicle's events above the fallback threshold are kept only when the

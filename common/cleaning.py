@@ -46,7 +46,7 @@ from pyspark.sql import functions as F
 from common.config import CleanConfig, Config
 from common.geo import haversine_m
 from common.ingest import LINEAGE_COLUMNS
-from common.regions import read_area_wkt
+from common.regions import get_region, read_area_wkt
 
 # Bit per rule. Order is the order of `quality_reasons`.
 FLAGS: dict[str, int] = {
@@ -93,14 +93,21 @@ class CleaningParams:
     """Everything the rules need, resolved once from config (the polygon is read here, not per row)."""
 
     settings: CleanConfig
-    area_wkt: str
+    area_wkt: str | None  # None: no operating area configured, rule 2 is off
     as_of: datetime  # "now" for the future-timestamp rule, timezone-aware UTC
     dataset_start: datetime | None  # UTC; earlier rows are flagged
+    default_timezone: str | None = None  # for vehicles without a zone; None: such a vehicle is an error
 
 
 def cleaning_params(cfg: Config, as_of: datetime | None = None) -> CleaningParams:
-    """Resolve conf into CleaningParams: read the operating area, default the dataset start."""
+    """Resolve conf into CleaningParams: read the operating area, default the dataset start and zone.
+
+    The generator's own inputs default to its region's area and zone; other inputs use only what
+    conf (or the dataset file's `settings:`) says."""
     c = cfg.clean
+    synthetic = cfg.inputs.is_empty()
+    region = get_region(cfg.generator.region) if synthetic else None
+    area_file = c.area_file or (region.area_file if region else None)
     start: datetime | None = None
     if c.dataset_start:
         start = _utc(datetime.fromisoformat(c.dataset_start))
@@ -110,9 +117,10 @@ def cleaning_params(cfg: Config, as_of: datetime | None = None) -> CleaningParam
         start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=timezone.utc) - timedelta(days=1)
     return CleaningParams(
         settings=c,
-        area_wkt=read_area_wkt(c.area_file),
+        area_wkt=read_area_wkt(area_file) if area_file else None,
         as_of=_utc(as_of or datetime.now(timezone.utc)),
         dataset_start=start,
+        default_timezone=c.default_timezone or (region.timezone if region else None),
     )
 
 
@@ -127,7 +135,7 @@ def clean_telematics(bronze: DataFrame, vehicles: DataFrame, params: CleaningPar
     """bronze.telematics (+ bronze.vehicles) -> silver.telematics_clean rows; rows in = rows out."""
     s = params.settings
     return (
-        bronze.transform(prepare, vehicles, s)
+        bronze.transform(prepare, vehicles, s, params.default_timezone)
         .transform(flag_invalid_coordinates, s)
         .transform(flag_outside_area, params.area_wkt)
         .transform(flag_timestamps, params.as_of, params.dataset_start, s)
@@ -184,7 +192,7 @@ def _speed_kmh(distance_m: Column, dt_s: Column) -> Column:
 # --------------------------------------------------------------------------------------------
 # Preparation
 # --------------------------------------------------------------------------------------------
-def prepare(bronze: DataFrame, vehicles: DataFrame, settings: CleanConfig) -> DataFrame:
+def prepare(bronze: DataFrame, vehicles: DataFrame, settings: CleanConfig, default_timezone: str | None = None) -> DataFrame:
     """Attach vehicle type, battery size and timezone; keep originals; start with no flags.
 
     Vehicles are deduplicated on vehicle_id first so the left join can never multiply rows.
@@ -208,7 +216,7 @@ def prepare(bronze: DataFrame, vehicles: DataFrame, settings: CleanConfig) -> Da
             *originals,
             "_vehicle_type",
             F.coalesce(F.col("_battery_kwh"), F.lit(settings.default_battery_kwh)).alias("_battery_kwh"),
-            F.coalesce(F.col("_vehicle_tz"), F.lit(settings.default_timezone)).alias("timezone"),
+            F.coalesce(F.col("_vehicle_tz"), F.lit(default_timezone or settings.default_timezone)).alias("timezone"),
             F.col("ts").cast("double").alias("_t"),
             tie.alias("_tie"),
             F.lit(0).alias("quality_flags"),
@@ -235,12 +243,15 @@ def flag_invalid_coordinates(points: DataFrame, settings: CleanConfig) -> DataFr
     return points.transform(_add_flags, invalid_coord=~valid, zero_coord=valid & zero)
 
 
-def flag_outside_area(points: DataFrame, area_wkt: str) -> DataFrame:
+def flag_outside_area(points: DataFrame, area_wkt: str | None) -> DataFrame:
     """Rule 2: valid, non-zero positions not inside the operating area (Sedona ST_Contains).
 
     The polygon is parsed once and broadcast as a one-row table; rows already flagged by rule 1
-    are not tested (a (0, 0) point is a receiver default, not a trip abroad).
+    are not tested (a (0, 0) point is a receiver default, not a trip abroad). Without an area
+    (`area_wkt` None) the rule is off.
     """
+    if area_wkt is None:
+        return points
     area = points.sparkSession.createDataFrame([(area_wkt,)], "area_wkt string").select(
         F.expr("ST_GeomFromWKT(area_wkt)").alias("_area")
     )

@@ -12,12 +12,77 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import wraps
 
 from pyspark.sql import SparkSession
 
 from common.config import Config, ConfigError, load_config
 
 log = logging.getLogger("ev_fleet")
+
+# Exit codes of a job run alone (spark-submit jobs/<stage>.py): documented in docs/ARCHITECTURE.md.
+EXIT_CONFIG_ERROR = 2  # bad configuration or input mapping: the message names the key to set
+EXIT_INPUT_MISSING = 3  # an input table a user did not expect to be missing (run the stage that writes it)
+# A stage whose inputs are absent by design (a telematics-only deployment has no charger data) is
+# skipped with 99: Airflow's BashOperator treats exit code 99 as "skipped" (skip_on_exit_code).
+EXIT_SKIPPED = 99
+
+
+class StageSkipped(Exception):
+    """A stage cannot run because optional data is absent; the message says what to configure."""
+
+
+def skip_reason(group: Sequence[str], writers: dict[str, str] | None = None) -> str:
+    """'no bronze.stations - configure inputs.stations to enable' (or the stage that writes it)."""
+    names = " or ".join(group)
+    bronze = [t for t in group if t.startswith("bronze.")]
+    if bronze:
+        keys = " or ".join(f"inputs.{t.split('.', 1)[1]}" for t in bronze)
+        return f"no {names} - configure {keys} to enable"
+    writer = next((writers[t] for t in group if writers and t in writers), None)
+    return f"no {names} - run the {writer} stage first" if writer else f"no {names}"
+
+
+def missing_inputs(spark: SparkSession, cfg: Config, requires: Sequence[Sequence[str]], writers: dict[str, str] | None = None) -> str | None:
+    """Why a stage cannot run: the first group of `requires` of which no table exists, else None."""
+    from common import tables
+
+    for group in requires:
+        if not any(tables.exists(spark, cfg, t) for t in group):
+            return skip_reason(group, writers)
+    return None
+
+
+def require_inputs(spark: SparkSession, cfg: Config, requires: Sequence[Sequence[str]]) -> None:
+    """Raise StageSkipped when a required input group is absent (each job calls it first)."""
+    reason = missing_inputs(spark, cfg, requires)
+    if reason:
+        raise StageSkipped(reason)
+
+
+def job_main(fn: Callable) -> Callable:
+    """Entry point of a job run alone: a clear message and exit code instead of a stack trace for
+    a skipped stage (99), a configuration error (2) or a missing input table (3)."""
+    from common.tables import TableNotFound
+
+    @wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StageSkipped as exc:
+            log.warning("skipped: %s", exc)
+            print(f"skipped: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_SKIPPED) from None
+        except ConfigError as exc:
+            log.error("configuration error: %s", exc)
+            print(f"configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG_ERROR) from None
+        except TableNotFound as exc:
+            log.error("%s", exc)
+            print(f"input missing: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_INPUT_MISSING) from None
+
+    return run
 
 
 def base_parser(job: str, description: str | None) -> argparse.ArgumentParser:
@@ -33,6 +98,14 @@ def base_parser(job: str, description: str | None) -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a config value, e.g. --conf generator.vehicles=100 (repeatable)",
+    )
+    parser.add_argument(
+        "--inputs",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="dataset file (e.g. conf/datasets/twizy.yaml), repeatable: replaces inputs.* and sets the data's "
+        "properties from its `settings:` (area, timezone); --conf still wins",
     )
     parser.add_argument("--log-level", default="INFO", help="Python logging level for the job's own messages")
     return parser
@@ -61,7 +134,7 @@ def parse(
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:
-        cfg = load_config(args.env, args.conf)
+        cfg = load_config(args.env, args.conf, dataset_files=args.inputs)
     except ConfigError as exc:
         parser.exit(2, f"{parser.prog}: configuration error: {exc}\n")
     # The effective config once per run (reproducibility), with credential-like values masked.
@@ -94,6 +167,7 @@ class StageReport:
     rows_out: int | None = None
     rows_quarantined: int | None = None
     tables: dict[str, int] = field(default_factory=dict)  # table -> Delta version written
+    status: str = "ok"  # ok | skipped | failed
     started: float = field(default_factory=time.time)
     seconds: float | None = None
     notes: list[str] = field(default_factory=list)

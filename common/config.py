@@ -180,6 +180,56 @@ class GeneratorConfig(Section):
     anomaly_rate: float = Field(0.004, ge=0, le=0.2, description="Per-row probability of an injected anomaly.")
     vehicles_per_task: int = Field(25, ge=1, description="Vehicles simulated per Spark task (mapInPandas chunk).")
     output_format: Literal["parquet", "csv"] = "parquet"
+    # --- device behaviour (docs/GENERATOR.md "Device reporting modes") ---
+    device_modes: dict[str, float] = Field(
+        default_factory=lambda: {"continuous": 1.0},
+        description="Share of devices per reporting mode: continuous (a heartbeat every parked_interval_s while "
+        "parked), ignition_only (a sample at key-off and key-on, one heartbeat every ignition_heartbeat_s while "
+        "parked or charging), bursty (1 Hz bursts while moving, irregular sampling and heartbeats). Sums to 1.",
+    )
+    ignition_heartbeat_s: tuple[int, int] = Field(
+        (1200, 14400), description="Range of the parked heartbeat interval of an ignition-only device, drawn per device (s)."
+    )
+    burst_share: float = Field(0.03, ge=0, le=1, description="bursty devices: share of moving intervals sampled at 1 Hz.")
+    irregular_drop_share: float = Field(
+        0.35, ge=0, lt=1, description="bursty devices: share of other moving samples and parked heartbeats never sent."
+    )
+    multipath_rate: float = Field(
+        0.0, ge=0, le=0.1, description="Per sent row: start of a GPS multipath episode (1-3 samples displaced 15-80 m; "
+        "realistic noise, not a labelled anomaly).",
+    )
+    # --- driver behaviour ---
+    part_time_share: float = Field(0.0, ge=0, le=1, description="Drivers who work on part_time_active_share of days at random (not at risk).")
+    part_time_active_share: float = Field(0.6, gt=0, le=1, description="Share of days a part-time driver works.")
+    early_start_share: float = Field(0.0, ge=0, le=1, description="Drivers whose shift starts before dawn (about 04:00-05:30 local).")
+    away_night_share: float = Field(0.0, ge=0, le=1, description="Drivers who now and then sleep away from home.")
+    away_night_prob: float = Field(0.12, ge=0, le=0.5, description="Per night, for those drivers: sleep at their away place.")
+    # --- what the raw files look like ---
+    layout: Literal["canonical", "payd"] = Field(
+        "canonical",
+        description="canonical: the contract's column names (docs/DATA_CONTRACT.md), read by the generator's default "
+        "inputs; payd: a pay-as-you-drive operator's CSV export (telematics_id, timestamp, latitude, ... and a "
+        "fleet register), ingested through a dataset mapping such as conf/datasets/payd_fleet.yaml.",
+    )
+    timestamp_style: Literal["utc", "utc_z", "local_offset"] = Field(
+        "utc", description="CSV timestamps: 'utc' (yyyy-MM-dd HH:mm:ss), 'utc_z' (ISO with Z), 'local_offset' (ISO local time with +hh:mm)."
+    )
+    network: bool = Field(True, description="Write the charging network's files (stations, charger status, sessions); false = a telematics-only deployment.")
+
+    @model_validator(mode="after")
+    def _shares(self) -> "GeneratorConfig":
+        known = {"continuous", "ignition_only", "bursty"}
+        unknown = set(self.device_modes) - known
+        if unknown:
+            raise ValueError(f"generator.device_modes: unknown mode(s) {sorted(unknown)}; known: {sorted(known)}")
+        if any(v < 0 for v in self.device_modes.values()) or abs(sum(self.device_modes.values()) - 1.0) > 1e-6:
+            raise ValueError(f"generator.device_modes: shares must be >= 0 and sum to 1 (got {self.device_modes})")
+        if self.at_risk_share + self.offline_share + self.part_time_share > 1:
+            raise ValueError("generator: at_risk_share + offline_share + part_time_share must be <= 1")
+        lo, hi = self.ignition_heartbeat_s
+        if not 0 < lo <= hi:
+            raise ValueError(f"generator.ignition_heartbeat_s: need 0 < low <= high (got {self.ignition_heartbeat_s})")
+        return self
 
 
 class IngestConfig(Section):
@@ -198,11 +248,16 @@ class IngestConfig(Section):
 class CleanConfig(Section):
     """Thresholds of `jobs/clean.py` (bronze.telematics -> silver.telematics_clean). Units in the names."""
 
-    area_file: str = Field(
-        "conf/areas/delhi_ncr.wkt",
-        description="Operating area (WKT or GeoJSON file; relative to the project root). Points outside are flagged.",
+    area_file: str | None = Field(
+        None,
+        description="Operating area (WKT or GeoJSON file; relative to the project root); points outside are flagged. "
+        "Null: the generator region's area for the generator's own inputs, else no area rule (logged).",
     )
-    default_timezone: str = Field("Asia/Kolkata", description="IANA zone for vehicles without bronze.vehicles.timezone.")
+    default_timezone: str | None = Field(
+        None,
+        description="IANA zone for vehicles without bronze.vehicles.timezone. Null: the generator region's zone for "
+        "the generator's own inputs; with other inputs a vehicle without a zone is a configuration error naming this key.",
+    )
     dataset_start: str | None = Field(
         None,
         description="ISO date/timestamp (UTC): earlier rows are flagged. Null = generator.start_date minus one day "
@@ -253,9 +308,11 @@ class CleanConfig(Section):
 
     @field_validator("default_timezone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _known_zone(cls, value: str | None) -> str | None:
         from zoneinfo import ZoneInfo
 
+        if value is None:
+            return value
         try:
             ZoneInfo(value)
         except Exception as exc:  # noqa: BLE001 - re-raised with the key name
@@ -290,8 +347,37 @@ class TripsConfig(Section):
     max_gap_minutes: float = Field(
         10.0, gt=0, description="A leg longer than this is a data gap: trips split there and its distance is not counted (min)."
     )
+    parked_silence_factor: float = Field(
+        3.0, gt=0, description="A silence (leg longer than max_gap_minutes) whose ends are within stop_radius_m, with SOC not "
+        "falling more than parked_soc_drop_pct across it, is a parked period when no longer than this x the vehicle's "
+        "heartbeat (silver.device_profiles) ...",
+    )
+    parked_silence_min_minutes: float = Field(
+        120.0, gt=0, description="... and at least this long is always allowed (missed heartbeats, no profile yet) (min) ..."
+    )
+    parked_silence_max_hours: float = Field(
+        48.0, gt=0, description="... but never longer: a device silent for days is an outage, not a parked vehicle (h)."
+    )
+    parked_soc_drop_pct: float = Field(
+        2.0, ge=0, description="SOC falling more than this across a silence means the vehicle was driven: a gap (pct points)."
+    )
     min_trip_km: float = Field(0.2, ge=0, description="Shorter 'trips' (GPS jitter between two stops) are dropped (km).")
     segment_km: float = Field(1.0, gt=0, description="Target length of the energy-model segments a trip is cut into (km).")
+
+
+class DevicesConfig(Section):
+    """Device reporting modes measured by the clean stage (silver.device_profiles, `common/devices.py`)."""
+
+    silent_day_share: float = Field(0.5, gt=0, le=1, description="mostly_silent: no sample on at least this share of days between the first and last sample.")
+    ignition_min_interval_s: float = Field(
+        900.0, gt=0, description="Parked silences longer than this mean the device sleeps while parked (s) ..."
+    )
+    ignition_parked_share: float = Field(
+        0.5, gt=0, le=1, description="... ignition_only when at least this share of the parked time lies in such silences."
+    )
+    burst_interval_s: float = Field(2.0, gt=0, description="Moving intervals this short are 1 Hz bursts (s).")
+    burst_share: float = Field(0.1, gt=0, le=1, description="bursty: at least this share of the moving intervals are bursts ...")
+    irregular_cv: float = Field(1.0, gt=0, description="... or the moving intervals' coefficient of variation is at least this.")
 
 
 class OdometerConfig(Section):
@@ -546,7 +632,6 @@ class ChargingConfig(Section):
     stationary_radius_m: float = Field(
         100.0, gt=0, description="A step longer than this is a move, even at zero reported speed (m)."
     )
-    max_gap_min: float = Field(120.0, gt=0, description="A silence longer than this ends a charging run (min).")
     max_pause_min: float = Field(
         60.0, ge=0, description="Flat SOC for longer than this between two rises starts a new event (min)."
     )
@@ -608,24 +693,30 @@ class HotspotsConfig(Section):
 
 
 class RiskConfig(Section):
-    """Driver risk (`jobs/risk.py`): the original z-score rule plus trend, inactivity, coverage."""
+    """Driver risk (`jobs/risk.py`): the original z-score rule plus tested trend/inactivity signals."""
 
     z_threshold: float = Field(-1.5, description="Baseline: High risk when the average daily km z-score is below this.")
     active_day_min_km: float = Field(5.0, ge=0, description="A reported day with less GPS distance is inactive (km).")
+    min_reported_days: int = Field(
+        3, ge=1, description="Fewer reported days: tier `insufficient_data` with the reason (never a silent absence)."
+    )
     low_coverage_share: float = Field(
         0.6, ge=0, le=1, description="Drivers whose device reported on fewer than this share of the period's days are "
         "'low coverage': listed separately, never High only because of missing days.",
     )
+    fdr: float = Field(
+        0.05, gt=0, lt=1, description="False discovery rate of the trend and rising-inactivity signals across the fleet: a "
+        "signal beyond the z rule scores only when its one-sided test's Benjamini-Hochberg q-value is below this.",
+    )
+    trend_min_days: int = Field(10, ge=4, description="Trend and rising-inactivity signals need at least this many reported days.")
     trend_drop_pct_per_week: float = Field(
-        30.0, ge=0, description="Signal: daily km falling faster than this share of the driver's mean per week (percent)."
+        30.0, ge=0, description="Signal: daily km falling faster than this share of the driver's mean per week (percent), "
+        "significant (least-squares slope, one-sided t-test, fleet FDR)."
     )
-    steep_drop_pct_per_week: float = Field(
-        60.0, ge=0, description="Extra signal: falling faster than this (percent per week; > 2 standard errors of a "
-        "7-day trend of a steady driver with +-20 % daily noise).",
-    )
+    steep_drop_pct_per_week: float = Field(60.0, ge=0, description="Extra signal: the same test, falling faster than this (percent per week).")
     min_day_coverage: float = Field(
         0.5, ge=0, le=1, description="Days whose data covers less than this share of 24 h (gold.daily_kpis "
-        "data_coverage_share: device switched on/off mid-day, the period's ragged ends) are not reported days.",
+        "data_coverage_share; parked silences count as covered, see kpis.trips) are not reported days.",
     )
     inactive_share: float = Field(0.3, ge=0, le=1, description="Signal: share of reported days that are inactive above this.")
     days_since_trip: int = Field(2, ge=1, description="Signal: no active day in the last N reported days of the period.")
@@ -640,12 +731,14 @@ class RiskConfig(Section):
             "low_distance_z": 50.0,
             "declining_trend": 25.0,
             "steep_decline": 25.0,
-            "inactive_days": 25.0,
+            "rising_inactivity": 25.0,
+            "inactive_days": 10.0,
             "no_recent_trip": 15.0,
             "irregular_charging": 10.0,
             "residence_change": 10.0,
         },
-        description="Points per signal; score = sum of the signals present (0-100, capped).",
+        description="Points per signal; score = sum of the signals present (0-100, capped). A steady pattern (inactive "
+        "days, charging, residence) stays below high_score on its own: only the z rule or a tested change reaches High.",
     )
     high_score: float = Field(50.0, ge=0, description="Tier High at or above this score (or z below z_threshold).")
     medium_score: float = Field(25.0, ge=0, description="Tier Medium at or above this score.")
@@ -660,6 +753,7 @@ class Config(Section):
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
+    devices: DevicesConfig = Field(default_factory=DevicesConfig)
     kpis: KpisConfig = Field(default_factory=KpisConfig)
     ml: MlConfig = Field(default_factory=MlConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -695,15 +789,16 @@ def redact(obj: Any, key: str = "") -> Any:
     return obj
 
 
-def _expand_env(obj: Any) -> Any:
+def _expand_env(obj: Any, env: dict[str, str] | None = None) -> Any:
+    """`${VAR}` / `${VAR:-default}` from `env` (then the process environment)."""
     if isinstance(obj, dict):
-        return {k: _expand_env(v) for k, v in obj.items()}
+        return {k: _expand_env(v, env) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_expand_env(v) for v in obj]
+        return [_expand_env(v, env) for v in obj]
     if isinstance(obj, str):
 
         def sub(m: re.Match[str]) -> str:
-            value = os.environ.get(m.group(1))
+            value = (env or {}).get(m.group(1), os.environ.get(m.group(1)))
             if value is None:
                 if m.group(2) is None:
                     raise ConfigError(f"environment variable {m.group(1)} is referenced in conf but not set")
@@ -712,6 +807,69 @@ def _expand_env(obj: Any) -> Any:
 
         return _ENV_REF.sub(sub, obj)
     return obj
+
+
+# Sections a dataset file may set in `settings:`: properties of the data (its area, clock, codes),
+# never the platform (where tables live, how Spark runs, where MLflow is).
+DATASET_SETTING_SECTIONS = ("clean", "ingest", "kpis", "residence", "charging", "hotspots", "risk", "stations", "reliability", "ml")
+
+
+def _dataset_file(name: str) -> Path:
+    path = Path(name)
+    if not path.exists() and (PROJECT_ROOT / name).exists():
+        path = PROJECT_ROOT / name
+    if not path.exists():
+        raise ConfigError(f"--inputs {name}: file not found")
+    return path
+
+
+def load_dataset_files(paths: list[str], env: dict[str, str] | None = None) -> InputsConfig:
+    """Concatenate the `inputs:` lists of dataset YAML files (relative to cwd or the project).
+
+    `env` values win over the process environment for `${VAR}` references (the generator points
+    a shipped mapping at its own raw folder this way)."""
+    merged: dict[str, list] = {}
+    for name in paths:
+        data = _read_yaml(_dataset_file(name))
+        data = _expand_env(data.get("inputs", {k: v for k, v in data.items() if k != "settings"}), env)
+        if not isinstance(data, dict):
+            raise ConfigError(f"--inputs {name}: expected a mapping 'inputs: {{<kind>: [datasets]}}'")
+        for kind, specs in data.items():
+            merged.setdefault(kind, []).extend(specs or [])
+    try:
+        return InputsConfig.model_validate(merged)
+    except ValidationError as exc:
+        lines = [f"  inputs.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"--inputs {', '.join(paths)}: invalid dataset config:\n" + "\n".join(lines)) from None
+
+
+def dataset_settings(paths: list[str]) -> dict[str, Any]:
+    """`settings:` of dataset files: dotted config keys that describe the data, e.g.
+    `clean.default_timezone: Africa/Nairobi`, `clean.area_file: conf/areas/nairobi.wkt`."""
+    out: dict[str, Any] = {}
+    for name in paths:
+        settings = _read_yaml(_dataset_file(name)).get("settings") or {}
+        if not isinstance(settings, dict):
+            raise ConfigError(f"--inputs {name}: 'settings' must map dotted keys to values")
+        for key, value in settings.items():
+            section = str(key).split(".", 1)[0]
+            if section not in DATASET_SETTING_SECTIONS:
+                raise ConfigError(
+                    f"--inputs {name}: settings.{key}: a dataset file may set only {', '.join(DATASET_SETTING_SECTIONS)} "
+                    "(the data's properties); platform settings belong in conf/<env>.yaml or --conf"
+                )
+            out[str(key)] = value
+    return out
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {part!r} is a value, not a section")
+    node[parts[-1]] = value
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -750,8 +908,13 @@ def apply_override(data: dict[str, Any], override: str) -> dict[str, Any]:
     return data
 
 
-def load_config(env: str = "local", overrides: list[str] | None = None, conf_dir: Path | None = None) -> Config:
-    """base.yaml <- <env>.yaml <- overrides, then validate. Errors name the key and the file."""
+def load_config(
+    env: str = "local", overrides: list[str] | None = None, conf_dir: Path | None = None, dataset_files: list[str] | None = None
+) -> Config:
+    """base.yaml <- <env>.yaml <- dataset files (`--inputs`) <- overrides, then validate.
+
+    Dataset files replace `inputs` and may set the data's properties (`settings:`); `--conf`
+    overrides win over both. Errors name the key and the file."""
     conf_dir = conf_dir or CONF_DIR
     base_file = conf_dir / "base.yaml"
     env_file = conf_dir / f"{env}.yaml"
@@ -760,6 +923,10 @@ def load_config(env: str = "local", overrides: list[str] | None = None, conf_dir
         raise ConfigError(f"unknown --env {env!r}: no {env_file} (known: {', '.join(known)})")
     data = deep_merge(_read_yaml(base_file) if base_file.exists() else {}, _read_yaml(env_file))
     data["env"] = env
+    if dataset_files:
+        data["inputs"] = load_dataset_files(dataset_files).model_dump(mode="json")
+        for key, value in dataset_settings(dataset_files).items():
+            _set_dotted(data, key, value)
     for override in overrides or []:
         data = apply_override(data, override)
     data = _expand_env(data)

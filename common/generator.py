@@ -63,20 +63,38 @@ class VehicleModel:
     cruise_kmh: float  # typical urban cruise speed
     max_kmh: float  # top speed
     share: float  # share of the fleet
+    typical_wh_km: float | None = None  # drivers' rule of thumb; None = TYPICAL_WH_PER_KM of the type
 
 
-MODELS: tuple[VehicleModel, ...] = (
-    VehicleModel("Mahindra Treo", "three_wheeler", 7.4, 650, 0.95, 0.016, 0.86, 0.55, 0.08, 0.0, 3.3, 0.0, 27, 55, 0.40),
-    VehicleModel("Ather 450X", "two_wheeler", 2.9, 210, 0.45, 0.013, 0.88, 0.55, 0.03, 0.0, 0.75, 0.0, 30, 90, 0.20),
-    VehicleModel("Tata Nexon EV", "car", 30.2, 1550, 0.72, 0.011, 0.90, 0.65, 0.25, 0.12, 7.2, 30.0, 32, 140, 0.25),
-    VehicleModel("Tata Ace EV", "van", 21.3, 2100, 1.60, 0.013, 0.88, 0.60, 0.20, 0.08, 3.3, 25.0, 28, 80, 0.15),
-)
-MODEL_BY_NAME = {m.name: m for m in MODELS}
+# Manufacturer-class figures per region's fleet (common.regions.Region.fleet). Only the Indian
+# set is in conf/base.yaml's physics table: the other fleets run models the project has no
+# parameters for, as a new customer's fleet would.
+FLEETS: dict[str, tuple[VehicleModel, ...]] = {
+    "india": (
+        VehicleModel("Mahindra Treo", "three_wheeler", 7.4, 650, 0.95, 0.016, 0.86, 0.55, 0.08, 0.0, 3.3, 0.0, 27, 55, 0.40),
+        VehicleModel("Ather 450X", "two_wheeler", 2.9, 210, 0.45, 0.013, 0.88, 0.55, 0.03, 0.0, 0.75, 0.0, 30, 90, 0.20),
+        VehicleModel("Tata Nexon EV", "car", 30.2, 1550, 0.72, 0.011, 0.90, 0.65, 0.25, 0.12, 7.2, 30.0, 32, 140, 0.25),
+        VehicleModel("Tata Ace EV", "van", 21.3, 2100, 1.60, 0.013, 0.88, 0.60, 0.20, 0.08, 3.3, 25.0, 28, 80, 0.15),
+    ),
+    "east_africa": (
+        VehicleModel("Roam Air", "two_wheeler", 4.4, 260, 0.55, 0.015, 0.87, 0.50, 0.03, 0.0, 1.5, 0.0, 30, 90, 0.45),
+        VehicleModel("Bajaj RE E-TEC", "three_wheeler", 8.9, 700, 1.00, 0.017, 0.86, 0.55, 0.08, 0.0, 3.3, 0.0, 25, 50, 0.20),
+        VehicleModel("Nissan Leaf", "car", 40.0, 1700, 0.70, 0.011, 0.90, 0.65, 0.30, 0.10, 6.6, 46.0, 30, 140, 0.25),
+        VehicleModel("Foton eView", "van", 50.0, 3000, 2.00, 0.013, 0.88, 0.60, 0.30, 0.10, 7.0, 40.0, 27, 100, 0.10, 230.0),
+    ),
+    "uk": (
+        VehicleModel("Nissan Leaf", "car", 40.0, 1700, 0.70, 0.011, 0.90, 0.65, 0.30, 0.10, 6.6, 46.0, 28, 140, 0.30),
+        VehicleModel("Renault Zoe", "car", 52.0, 1600, 0.65, 0.010, 0.90, 0.65, 0.30, 0.15, 22.0, 50.0, 28, 135, 0.25),
+        VehicleModel("Ford E-Transit", "van", 68.0, 3200, 2.20, 0.012, 0.88, 0.60, 0.40, 0.20, 11.0, 115.0, 26, 120, 0.30, 260.0),
+        VehicleModel("Vauxhall Vivaro-e", "van", 50.0, 2400, 1.70, 0.012, 0.88, 0.60, 0.30, 0.15, 7.4, 100.0, 27, 110, 0.15, 210.0),
+    ),
+}
+MODELS: tuple[VehicleModel, ...] = FLEETS["india"]
+MODEL_BY_NAME = {m.name: m for fleet in FLEETS.values() for m in fleet}
 # Rough consumption used only by the simulated drivers' "do I need to charge first?" decision.
 TYPICAL_WH_PER_KM = {"three_wheeler": 45.0, "two_wheeler": 15.0, "car": 135.0, "van": 140.0}
 
 HOTSPOT_KINDS = ("market", "taxi_stand", "depot", "mall", "metro_station", "hospital", "bus_terminal")
-NETWORKS = ("Tata Power EZ Charge", "Statiq", "ChargeZone", "EESL", "Jio-bp pulse")
 ACCESS_HOURS_24_7 = ("24 hours daily", "24/7", "Open 24 hours", "24 HOURS DAILY")
 ACCESS_HOURS_LIMITED = ("7am-10pm daily", "08:00-20:00 Mon-Sat", "Dealership business hours", "6am-11pm")
 FAULT_CODES = ("GroundFailure", "PowerMeterFailure", "ConnectorLockFailure", "EVCommunicationError", "InternalError")
@@ -262,10 +280,10 @@ def build_world(gcfg: GeneratorConfig, timezone: str | None = None) -> World:
             "level2_count": level2.astype(int),
             "dc_fast_count": dc_fast.astype(int),
             "connector_types": connectors,
-            "network": np.where(is_depot, "Fleet Depot", rng.choice(NETWORKS, n_st)),
+            "network": np.where(is_depot, "Fleet Depot", rng.choice(region.networks, n_st)),
             "power_kw": power,
-            "city": "Delhi",
-            "state": "DL",
+            "city": region.city,
+            "state": region.state,
             "hotspot_id": [hotspots.hotspot_id[hs_idx[i]] if i < at_hs else None for i in range(n_st)],
         }
     )
@@ -327,8 +345,9 @@ def _build_outages(rng, stations, ports, midnights, gcfg) -> pd.DataFrame:
 
 def _build_vehicles(rng, gcfg, region, tz, hotspots, stations) -> pd.DataFrame:
     n = gcfg.vehicles
-    shares = np.array([m.share for m in MODELS])
-    model_idx = rng.choice(len(MODELS), size=n, p=shares / shares.sum())
+    models = FLEETS[region.fleet]
+    shares = np.array([m.share for m in models])
+    model_idx = rng.choice(len(models), size=n, p=shares / shares.sum())
     home_lat, home_lon = random_in_disk(rng, region.center_lat, region.center_lon, 0.9 * region.radius_km * 1000, n)
     profile = np.full(n, "regular", dtype=object)
     order = rng.permutation(n)
@@ -340,7 +359,7 @@ def _build_vehicles(rng, gcfg, region, tz, hotspots, stations) -> pd.DataFrame:
     public = usable_st[usable_st.access == "public"]
     rows = []
     for i in range(n):
-        m = MODELS[model_idx[i]]
+        m = models[model_idx[i]]
         vid = f"V{i:05d}"
         d = haversine_np(home_lat[i], home_lon[i], public.lat.values, public.lon.values)
         fav = rng.choice(len(hotspots), size=rng.integers(3, 6), replace=False, p=hotspots.popularity.values)
@@ -364,7 +383,51 @@ def _build_vehicles(rng, gcfg, region, tz, hotspots, stations) -> pd.DataFrame:
                 "odometer_fault": "stuck" if rng.random() < 0.05 else "none",
             }
         )
-    return pd.DataFrame(rows)
+    vehicles = pd.DataFrame(rows)
+    # Devices and behaviours draw from streams of their own, so a fleet without them is the same
+    # fleet as before they existed (same seed, same people, same trips).
+    return _assign_behaviour(_assign_devices(vehicles, gcfg), gcfg, region)
+
+
+def _assign_devices(vehicles: pd.DataFrame, gcfg) -> pd.DataFrame:
+    """device_mode per vehicle (shares of generator.device_modes) and its parked heartbeat (s)."""
+    rng = np.random.default_rng(_seed(gcfg.seed, "devices"))
+    n = len(vehicles)
+    modes = list(gcfg.device_modes)
+    p = np.array([gcfg.device_modes[m] for m in modes], dtype=float)
+    counts = np.floor(p * n).astype(int)
+    counts[np.argsort(-(p * n - counts))[: n - counts.sum()]] += 1  # largest remainders: shares as exact as n allows
+    mode = np.repeat(modes, counts)[rng.permutation(n)]
+    lo, hi = gcfg.ignition_heartbeat_s
+    ignition_hb = np.exp(rng.uniform(np.log(lo), np.log(hi), n))  # log-uniform: 20 min as likely as 2-4 h
+    heartbeat = np.where(mode == "ignition_only", np.round(ignition_hb), float(gcfg.parked_interval_s))
+    return vehicles.assign(device_mode=mode, heartbeat_s=heartbeat.astype(int))
+
+
+def _assign_behaviour(vehicles: pd.DataFrame, gcfg, region) -> pd.DataFrame:
+    """Part-time drivers (a profile, not at risk), pre-dawn starters and drivers who sometimes sleep away."""
+    rng = np.random.default_rng(_seed(gcfg.seed, "behaviour"))
+    n = len(vehicles)
+    profile = vehicles.profile.to_numpy(dtype=object).copy()
+    regular = np.flatnonzero(profile == "regular")
+    n_part = min(len(regular), int(round(gcfg.part_time_share * n)))
+    part = rng.permutation(regular)[:n_part]
+    profile[part] = "part_time"
+    early = rng.random(n) < gcfg.early_start_share
+    still_regular = np.flatnonzero(profile == "regular")
+    away = np.zeros(n, dtype=bool)
+    away[rng.permutation(still_regular)[: int(round(gcfg.away_night_share * n))]] = True
+    # away place (a relative's home, a second job's lodging): 3-12 km from home
+    dist = rng.uniform(3000, 12000, n)
+    bearing = rng.uniform(0, 2 * np.pi, n)
+    away_lat, away_lon = offset_m(vehicles.home_lat.to_numpy(), vehicles.home_lon.to_numpy(), dist * np.cos(bearing), dist * np.sin(bearing))
+    return vehicles.assign(
+        profile=profile,
+        early_start=early,
+        away_night_prob=np.where(away, gcfg.away_night_prob, 0.0),
+        away_lat=away_lat,
+        away_lon=away_lon,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,8 +461,10 @@ class VehicleSim:
         self.v = v
         self.w = world
         self.g = world.gcfg
-        self.m = MODEL_BY_NAME[v.model]
+        self.m = {m.name: m for m in FLEETS[world.region.fleet]}[v.model]
         self.rng = np.random.default_rng(_seed(self.g.seed, "vehicle", v.vehicle_id))
+        # behaviours added later (part-time days, away nights) draw from their own stream
+        self.brng = np.random.default_rng(_seed(self.g.seed, "behaviour", v.vehicle_id))
         self.trace = _Trace()
         self.t = world.day_midnights[0]
         self.lat, self.lon = v.home_lat, v.home_lon
@@ -584,12 +649,17 @@ class VehicleSim:
             if v.profile == "at_risk":
                 activity = max(0.08, 0.55 - 0.05 * day)
                 inactive = rng.random() < min(0.85, 0.15 + 0.06 * day)
+            elif v.profile == "part_time":
+                inactive = self.brng.random() >= g.part_time_active_share
             if day in offline_days:
                 # device off: no rows at all; the vehicle still works (km not observed)
                 self.t = next_midnight
                 continue
-            shift_start = midnight + float(np.clip(rng.normal(8.0, 0.6), 6.0, 10.5)) * 3600
-            shift_end = midnight + float(np.clip(rng.normal(20.3, 0.8), 18.0, 22.5)) * 3600
+            start_h, end_h = float(rng.normal(8.0, 0.6)), float(rng.normal(20.3, 0.8))
+            if v.get("early_start", False):  # same draws, moved before dawn: 04:00-05:30, home by ~16:00
+                start_h, end_h = 4.7 + (start_h - 8.0) * 0.6, 16.0 + (end_h - 20.3)
+            shift_start = midnight + float(np.clip(start_h, 3.8 if v.get("early_start", False) else 6.0, 10.5)) * 3600
+            shift_end = midnight + float(np.clip(end_h, 14.0 if v.get("early_start", False) else 18.0, 22.5)) * 3600
             self.park_until(shift_start, **self._home_charge_kwargs())
             if not inactive:
                 target_km = v.daily_km * activity * float(np.clip(rng.normal(1, 0.12), 0.6, 1.4))
@@ -612,18 +682,23 @@ class VehicleSim:
                     km += self._odo() - odo0
                     self.park_until(self.t + dwell * 60)
                 hl, ho = offset_m(v.home_lat, v.home_lon, *rng.normal(0, 4, 2))
+                night_place = f"HOME-{v.vehicle_id}"
+                if v.get("away_night_prob", 0.0) > 0 and self.brng.random() < v.away_night_prob:
+                    hl, ho = offset_m(v.away_lat, v.away_lon, *self.brng.normal(0, 4, 2))
+                    night_place = f"AWAY-{v.vehicle_id}"
                 if not v.home_charger and self.soc < 45:
                     self.charge_at_station(preferred=v.preferred_station_id, target=float(rng.uniform(88, 96)))
                 elif self.soc - self.trip_soc_estimate(float(hl), float(ho)) < 8:
                     self.charge_at_station(target=float(rng.uniform(60, 80)))
-                self.drive_to(float(hl), float(ho), f"HOME-{v.vehicle_id}")
+                self.drive_to(float(hl), float(ho), night_place)
             self.park_until(next_midnight, **self._home_charge_kwargs())
         return self._emit()
 
     def trip_soc_estimate(self, lat2: float, lon2: float) -> float:
         """Pessimistic SOC points a trip to (lat2, lon2) needs (road factor 1.4, 1.5x typical Wh/km)."""
         km = float(haversine_np(self.lat, self.lon, lat2, lon2)) / 1000 * 1.4
-        return km * TYPICAL_WH_PER_KM[self.m.vehicle_type] * 1.5 / 1000 / self.m.battery_kwh * 100
+        wh_km = self.m.typical_wh_km or TYPICAL_WH_PER_KM[self.m.vehicle_type]
+        return km * wh_km * 1.5 / 1000 / self.m.battery_kwh * 100
 
     def _home_charge_kwargs(self) -> dict:
         if self.v.home_charger and self.place == f"HOME-{self.v.vehicle_id}" and self.soc < 70:
@@ -680,18 +755,22 @@ class VehicleSim:
         )
         df.loc[df.state != "moving", "heading_deg"] = np.nan
         df["heading_deg"] = df["heading_deg"].ffill().fillna(0.0)
+        vid = self.v.vehicle_id
+        df = device_emission(df, self.v.get("device_mode", "continuous"), int(self.v.get("heartbeat_s", self.g.parked_interval_s)), self.g, np.random.default_rng(_seed(self.g.seed, "device", vid)))
         df = self._inject(df, rng)
+        df = gps_multipath(df, self.g.multipath_rate, np.random.default_rng(_seed(self.g.seed, "multipath", vid)))
         df["seq"] = np.arange(len(df), dtype="int64")
         df = self._shuffle_order(df, rng)
         return df[[f.name for f in SIM_SCHEMA.fields]]
 
     def _inject(self, df: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         n = len(df)
-        k = rng.binomial(max(n - 8, 0), self.g.anomaly_rate)
+        sent = np.flatnonzero(df["copies"].to_numpy() > 0)  # only rows the device sends can be corrupted
+        k = rng.binomial(max(len(sent) - 8, 0), self.g.anomaly_rate)
         if k == 0:
             return df
-        # candidates spaced >= 4 rows apart, away from the series ends
-        cand = np.arange(4, n - 4, 4)
+        # candidates spaced >= 4 sent rows apart, away from the series ends
+        cand = sent[4:-4:4]
         idx = np.sort(rng.choice(cand, size=min(k, len(cand)), replace=False))
         types = rng.choice(ANOMALY_TYPES, size=len(idx), p=np.array(ANOMALY_WEIGHTS) / sum(ANOMALY_WEIGHTS))
         extra = []
@@ -770,7 +849,12 @@ class VehicleSim:
         k = rng.binomial(max(n - 2, 0), self.g.anomaly_rate * OUT_OF_ORDER_SHARE)
         if k == 0:
             return df
-        idx = np.sort(rng.choice(np.arange(2, n - 2, 3), size=min(k, max(1, (n - 4) // 3)), replace=False))
+        copies = df["copies"].to_numpy()
+        cand = np.arange(2, n - 2, 3)
+        cand = cand[(copies[cand] > 0) & (copies[cand + 1] > 0)]  # only rows the device sends
+        if len(cand) == 0:
+            return df
+        idx = np.sort(rng.choice(cand, size=min(k, max(1, (n - 4) // 3), len(cand)), replace=False))
         order = np.arange(n)
         for i in idx:
             if pd.isna(df.anomaly_type.iat[i]) and pd.isna(df.anomaly_type.iat[i + 1]):
@@ -779,6 +863,109 @@ class VehicleSim:
         df = df.iloc[order].reset_index(drop=True)
         df["seq"] = np.arange(n, dtype="int64")
         return df
+
+
+# ----------------------------------------------------------------------------------------------
+# Device reporting modes (what a telematics unit sends of the true trace)
+# ----------------------------------------------------------------------------------------------
+BURST_MAX_S = 20  # a burst: up to 20 s of 1 Hz samples (harsh-event style), then the normal rate
+_INTERPOLATED = ("lat", "lon", "speed_kmh", "odometer_km", "altitude_m", "ambient_temp_c", "true_lat", "true_lon", "true_soc", "true_speed_kmh")
+
+
+def device_emission(df: pd.DataFrame, mode: str, heartbeat_s: int, g: GeneratorConfig, rng: np.random.Generator) -> pd.DataFrame:
+    """Rows a device of `mode` sends: `copies` = 0 for true samples it never sends; bursts added.
+
+    - continuous: every true sample (moving every moving_interval_s, parked every parked_interval_s);
+    - ignition_only: all moving samples, the first (key-off) and last (key-on) parked sample of
+      each stop, and one heartbeat per `heartbeat_s` while parked or charging (ignition off);
+    - bursty: 1 Hz bursts on `burst_share` of the moving intervals, and `irregular_drop_share`
+      of the other moving samples and parked heartbeats never sent (first/last of a stop or trip kept).
+    Truth columns stay on every row, so truth tables describe what happened, not what was sent.
+    """
+    if mode == "continuous" or df.empty:
+        return df
+    parked = (df["state"] != "moving").to_numpy()
+    first_parked = parked & ~np.r_[False, parked[:-1]]
+    last_parked = parked & ~np.r_[parked[1:], False]
+    if mode == "ignition_only":
+        t = df["ts"].to_numpy("datetime64[s]").astype("int64")
+        run = np.cumsum(first_parked)
+        run_start_t = np.where(first_parked, t, 0)
+        start_of_run = np.maximum.accumulate(run_start_t)  # t of the run's first row (runs start in time order)
+        bucket = np.where(parked, (t - start_of_run) // max(heartbeat_s, 1), -1)
+        new_bucket = parked & ((bucket != np.r_[-1, bucket[:-1]]) | (run != np.r_[0, run[:-1]]))
+        keep = ~parked | first_parked | last_parked | new_bucket
+        return df.assign(copies=np.where(keep, df["copies"], 0))
+    if mode == "bursty":
+        df = _insert_bursts(df, g.burst_share, rng)
+        parked = (df["state"] != "moving").to_numpy()
+        trip = df["trip_id"].to_numpy(object)
+        first_parked = parked & ~np.r_[False, parked[:-1]]
+        last_parked = parked & ~np.r_[parked[1:], False]
+        trip_edge = ~parked & ((trip != np.r_[None, trip[:-1]]) | (trip != np.r_[trip[1:], None]))
+        protected = first_parked | last_parked | trip_edge | df["_burst"].to_numpy()
+        drop = ~protected & (rng.random(len(df)) < g.irregular_drop_share)
+        return df.assign(copies=np.where(drop, 0, df["copies"])).drop(columns="_burst")
+    raise ValueError(f"unknown device mode {mode!r}")
+
+
+def _insert_bursts(df: pd.DataFrame, share: float, rng: np.random.Generator) -> pd.DataFrame:
+    """1 Hz rows inside `share` of the moving intervals, linearly interpolated between true samples.
+
+    The interval's true energy and distance are split evenly over its new rows, so sums over a trip
+    stay what the physics produced."""
+    t = df["ts"].to_numpy("datetime64[s]").astype("int64")
+    moving = (df["state"] == "moving").to_numpy()
+    dt = np.diff(t)
+    cand = np.flatnonzero(moving[1:] & (dt >= 3)) + 1
+    chosen = cand[rng.random(len(cand)) < share]
+    out = df.assign(_burst=False)
+    if len(chosen) == 0:
+        return out
+    steps = dt[chosen - 1]  # seconds of the interval
+    inserted = np.minimum(steps - 1, BURST_MAX_S)  # 1 Hz from the interval's start, at most BURST_MAX_S rows
+    at = np.repeat(chosen, inserted)
+    offset = np.arange(inserted.sum()) - np.repeat(np.cumsum(inserted) - inserted, inserted) + 1
+    frac = offset / np.repeat(steps, inserted)
+    end, start = df.iloc[at], df.iloc[at - 1]
+    new = end.copy()
+    for col in _INTERPOLATED:
+        a, b = start[col].to_numpy(float), end[col].to_numpy(float)
+        new[col] = a + frac * (b - a)
+    new["ts"] = pd.to_datetime(t[at - 1] + offset, unit="s")
+    new["soc_pct"] = np.round(new["true_soc"].to_numpy(float))
+    new["speed_kmh"] = np.round(new["speed_kmh"].to_numpy(float), 1)
+    new["odometer_km"] = np.round(new["odometer_km"].to_numpy(float), 1)
+    share_of_step = 1.0 / np.repeat(steps, inserted)
+    new["energy_kwh"] = end["energy_kwh"].to_numpy(float) * share_of_step
+    new["distance_km"] = end["distance_km"].to_numpy(float) * share_of_step
+    new["_burst"] = True
+    ends = out.index[chosen]
+    rest = (steps - inserted) / steps  # the row that ends the interval keeps the remaining seconds' share
+    out.loc[ends, "energy_kwh"] = out.loc[ends, "energy_kwh"] * rest
+    out.loc[ends, "distance_km"] = out.loc[ends, "distance_km"] * rest
+    out.loc[ends, "_burst"] = True
+    merged = pd.concat([out, new], ignore_index=True)
+    return merged.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def gps_multipath(df: pd.DataFrame, rate: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Urban-canyon multipath: from a few sent rows on, 1-3 sent samples reported 15-80 m off.
+
+    Real receivers do this near tall buildings; it is noise the pipeline must live with (below the
+    cleaning rules' jump thresholds), not a labelled anomaly: truth positions are unchanged."""
+    if rate <= 0 or df.empty:
+        return df
+    ok = np.flatnonzero((df["copies"].to_numpy() > 0) & df["anomaly_type"].isna().to_numpy())
+    starts = np.flatnonzero(rng.random(len(ok)) < rate)
+    lat = df["lat"].to_numpy(float).copy()
+    lon = df["lon"].to_numpy(float).copy()
+    for s in starts:
+        rows = ok[s : s + int(rng.integers(1, 4))]
+        d, th = rng.uniform(15, 80), rng.uniform(0, 2 * np.pi)
+        lat[rows], lon[rows] = offset_m(lat[rows], lon[rows], d * np.cos(th), d * np.sin(th))
+    return df.assign(lat=lat, lon=lon)
+
 
 
 def simulate_vehicles(world: World):
@@ -907,17 +1094,43 @@ def network_records(world: World):
 # ----------------------------------------------------------------------------------------------
 # Orchestration (Spark)
 # ----------------------------------------------------------------------------------------------
-def default_inputs(cfg: Config) -> InputsConfig:
-    """Dataset specs describing the generator's raw files (canonical column names)."""
+RAW_DATASETS = ("telematics", "vehicles", "stations", "charger_status", "charging_sessions")
+PAYD_MAPPING = "conf/datasets/payd_fleet.yaml"  # the dataset mapping a PAYD operator's export is read with
+
+
+def raw_paths(cfg: Config) -> dict[str, str]:
+    """Folder of each raw dataset the generator writes (<storage.root>/raw/<dataset>)."""
     raw = cfg.storage.path("raw.telematics").rsplit("/", 1)[0]
+    return {k: f"{raw}/{k}" for k in RAW_DATASETS}
+
+
+def default_inputs(cfg: Config) -> InputsConfig:
+    """Dataset specs describing the generator's raw files.
+
+    canonical layout: the contract's column names, timestamps as UTC instants. payd layout: the
+    operator export is read exactly as a user would read it, through conf/datasets/payd_fleet.yaml
+    with PAYD_FLEET_DIR pointing at the raw folder. Without the network files (generator.network
+    false) only telematics and vehicles are listed, as in a telematics-only deployment.
+    """
+    g = cfg.generator
+    raw = raw_paths(cfg)
+    if g.layout == "payd":
+        from common.config import load_dataset_files
+
+        inputs, _settings = load_dataset_files([PAYD_MAPPING], env={"PAYD_FLEET_DIR": raw["telematics"].rsplit("/", 1)[0]})
+        return inputs
     iso = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss[.SSS]XXX", "yyyy-MM-dd'T'HH:mm:ss[.SSS]"]
-    return InputsConfig(
-        telematics=[DatasetSpec(name="synthetic_telematics", path=f"{raw}/telematics", format=cfg.generator.output_format, timestamp_formats=iso)],
-        vehicles=[DatasetSpec(name="synthetic_vehicles", path=f"{raw}/vehicles", format="csv", csv=CsvOptions())],
-        stations=[DatasetSpec(name="synthetic_stations", path=f"{raw}/stations", format="csv")],
-        charger_status=[DatasetSpec(name="synthetic_charger_status", path=f"{raw}/charger_status", format="csv", timestamp_formats=iso)],
-        charging_sessions=[DatasetSpec(name="synthetic_charging_sessions", path=f"{raw}/charging_sessions", format="json", timestamp_formats=iso)],
-    )
+    specs = {
+        "telematics": DatasetSpec(name="synthetic_telematics", path=raw["telematics"], format=g.output_format, timestamp_formats=iso, source_timezone="UTC"),
+        "vehicles": DatasetSpec(name="synthetic_vehicles", path=raw["vehicles"], format="csv", csv=CsvOptions()),
+    }
+    if g.network:
+        specs |= {
+            "stations": DatasetSpec(name="synthetic_stations", path=raw["stations"], format="csv"),
+            "charger_status": DatasetSpec(name="synthetic_charger_status", path=raw["charger_status"], format="csv", timestamp_formats=iso, source_timezone="UTC"),
+            "charging_sessions": DatasetSpec(name="synthetic_charging_sessions", path=raw["charging_sessions"], format="json", timestamp_formats=iso, source_timezone="UTC"),
+        }
+    return InputsConfig(**{k: [v] for k, v in specs.items()})
 
 
 def simulate(spark: SparkSession, world: World) -> DataFrame:
@@ -944,40 +1157,97 @@ def generate(spark: SparkSession, cfg: Config) -> GenerateResult:
 
     g = cfg.generator
     world = build_world(g)
-    inputs = default_inputs(cfg)
-    raw = {k: getattr(inputs, k)[0].path for k in ("telematics", "vehicles", "stations", "charger_status", "charging_sessions")}
-
-    # 1) simulate telemetry + truth columns into a truth table (the single expensive pass)
-    sim = simulate(spark, world)
-    tables.write(sim, cfg, "truth.points", mode="overwrite", comment="Simulated samples: emitted values + truth behind each row")
+    raw = raw_paths(cfg)
+    # the single expensive pass: telemetry + the truth behind every row
+    tables.write(simulate(spark, world), cfg, "truth.points", mode="overwrite", comment="Simulated samples: emitted values + truth behind each row")
     points = tables.read(spark, cfg, "truth.points")
+    n_rows = write_raw_telemetry(points, world, raw["telematics"])
+    write_raw_masters(spark, world, raw)
+    counts = write_truth_tables(spark, cfg, world, points)
+    if g.network:
+        counts["network_records"] = write_network(spark, cfg, world, raw)
+    written = {k: v for k, v in raw.items() if g.network or k in ("telematics", "vehicles")}
+    return GenerateResult(telemetry_rows=n_rows, truth_tables=counts, raw_paths=written)
 
-    # 2) raw telemetry as the device would send it (exact duplicates emitted twice, file order = seq)
-    emitted = points.withColumn("copy", F.explode(F.sequence(F.lit(1), F.col("copies"))))
-    telemetry = emitted.select("vehicle_id", "ts", "lat", "lon", "speed_kmh", "odometer_km", "soc_pct", "altitude_m", "heading_deg", "ambient_temp_c", "seq")
+
+def _timestamp_text(ts: F.Column, timezone: str, style: str) -> F.Column:
+    """UTC instant -> text as a source system writes it (generator.timestamp_style)."""
+    if style == "utc":
+        return F.date_format(ts, "yyyy-MM-dd HH:mm:ss")
+    if style == "utc_z":
+        return F.date_format(ts, "yyyy-MM-dd'T'HH:mm:ss'Z'")
+    local = F.from_utc_timestamp(ts, timezone)
+    offset_min = ((local.cast("long") - ts.cast("long")) / 60).cast("int")
+    sign = F.when(offset_min < 0, "-").otherwise("+")
+    hh = F.lpad((F.abs(offset_min) / 60).cast("int").cast("string"), 2, "0")
+    mm = F.lpad((F.abs(offset_min) % 60).cast("string"), 2, "0")
+    return F.concat(F.date_format(local, "yyyy-MM-dd'T'HH:mm:ss"), sign, hh, F.lit(":"), mm)
+
+
+def write_raw_telemetry(points: DataFrame, world: World, path: str) -> int:
+    """Raw telemetry as the devices sent it (exact duplicates twice, file order = seq); rows written."""
+    g = world.gcfg
+    sent = points.where(F.col("copies") > 0).withColumn("copy", F.explode(F.sequence(F.lit(1), F.col("copies"))))
+    telemetry = sent.select("vehicle_id", "ts", "lat", "lon", "speed_kmh", "odometer_km", "soc_pct", "altitude_m", "heading_deg", "ambient_temp_c", "seq")
     telemetry = telemetry.repartition(max(1, math.ceil(len(world.vehicles) / g.vehicles_per_task)), "vehicle_id").sortWithinPartitions("vehicle_id", "seq").drop("seq")
-    if g.output_format == "parquet":
-        telemetry.write.mode("overwrite").parquet(raw["telematics"])
+    if g.layout == "payd":
+        # A PAYD operator's export: its own names, no altitude/heading/temperature columns.
+        telemetry = telemetry.select(
+            _timestamp_text(F.col("ts"), world.timezone, g.timestamp_style).alias("timestamp"),
+            F.col("vehicle_id").alias("telematics_id"),
+            F.col("lat").alias("latitude"),
+            F.col("lon").alias("longitude"),
+            F.col("speed_kmh").alias("speed_km_h"),
+            F.col("odometer_km").alias("odometer_reading_kms"),
+            F.col("soc_pct").alias("state_of_charge"),
+        )
+        telemetry.write.mode("overwrite").option("header", True).csv(path)
+    elif g.output_format == "parquet":
+        telemetry.write.mode("overwrite").parquet(path)
     else:
-        telemetry.withColumn("ts", F.date_format("ts", "yyyy-MM-dd HH:mm:ss")).write.mode("overwrite").option("header", True).csv(raw["telematics"])
+        telemetry.withColumn("ts", _timestamp_text(F.col("ts"), world.timezone, g.timestamp_style)).write.mode("overwrite").option("header", True).csv(path)
     # Rows written = sum of copies (the explode above); a column sum over truth.points instead of
     # re-parsing the raw files (at 10 M rows re-reading the CSV was a full extra pass).
-    n_rows = int(points.agg(F.sum("copies")).first()[0] or 0)
+    return int(points.agg(F.sum("copies")).first()[0] or 0)
 
-    # 3) masters: vehicles and stations (small, written as single CSV files)
+
+# The PAYD register's own words for vehicle types (mapped back by conf/datasets/payd_fleet.yaml).
+PAYD_CATEGORIES = {"two_wheeler": "motorbike", "three_wheeler": "tuk-tuk", "car": "saloon", "van": "panel van"}
+
+
+def write_raw_masters(spark: SparkSession, world: World, raw: dict[str, str]) -> None:
+    """Vehicles (and, with the network, stations) as single CSV files."""
     v = world.vehicles
-    spark.createDataFrame(v[["vehicle_id", "model", "vehicle_type", "battery_kwh", "driver_id", "timezone"]]).coalesce(1).write.mode("overwrite").option("header", True).csv(raw["vehicles"])
-    st = world.stations.drop(columns=["hotspot_id"])
-    spark.createDataFrame(st).coalesce(1).write.mode("overwrite").option("header", True).csv(raw["stations"])
+    if world.gcfg.layout == "payd":
+        register = pd.DataFrame(
+            {
+                "telematics_id": v.vehicle_id,
+                "make_model": v.model,
+                "category": v.vehicle_type.map(PAYD_CATEGORIES),
+                "battery_capacity_kwh": v.battery_kwh,
+                "driver_ref": v.driver_id,
+            }
+        )
+        spark.createDataFrame(register).coalesce(1).write.mode("overwrite").option("header", True).csv(raw["vehicles"])
+    else:
+        spark.createDataFrame(v[["vehicle_id", "model", "vehicle_type", "battery_kwh", "driver_id", "timezone"]]).coalesce(1).write.mode("overwrite").option("header", True).csv(raw["vehicles"])
+    if world.gcfg.network:
+        st = world.stations.drop(columns=["hotspot_id"])
+        spark.createDataFrame(st).coalesce(1).write.mode("overwrite").option("header", True).csv(raw["stations"])
 
-    # 4) truth tables
+
+def write_truth_tables(spark: SparkSession, cfg: Config, world: World, points: DataFrame) -> dict[str, int]:
+    """truth.vehicles, homes, at_risk_drivers, anomalies, trips, hotspots, charging_events/sites, charger_outages."""
+    from common import tables
+
+    v = world.vehicles
     counts: dict[str, int] = {}
 
     def put(name: str, df: DataFrame, comment: str) -> None:
         tables.write(df, cfg, f"truth.{name}", mode="overwrite", comment=comment)
         counts[name] = tables.read(spark, cfg, f"truth.{name}").count()
 
-    put("vehicles", spark.createDataFrame(v.drop(columns=["favourite_hotspots"])), "Generator fleet and people (truth)")
+    put("vehicles", spark.createDataFrame(v.drop(columns=["favourite_hotspots", "away_lat", "away_lon"])), "Generator fleet and people (truth)")
     put("homes", spark.createDataFrame(v[["vehicle_id", "home_lat", "home_lon"]]), "True home locations (synthetic personal data)")
     put(
         "at_risk_drivers",
@@ -1074,7 +1344,14 @@ def generate(spark: SparkSession, cfg: Config) -> GenerateResult:
     )
     put("charger_outages", outages, "True per-port downtime: faults, scheduled maintenance (excluded), offline gaps")
 
-    # 5) network: sessions + OCPP status, per station, consistent with the fleet's charges
+    return counts
+
+
+def write_network(spark: SparkSession, cfg: Config, world: World, raw: dict[str, str]) -> int:
+    """Sessions and OCPP status per station, consistent with the fleet's charges; rows of truth.network_records."""
+    from common import tables
+
+    charges = tables.read(spark, cfg, "truth.charging_events")
     fleet_events = (
         charges.where(F.col("site_id").startswith("ST"))
         .select(F.col("site_id").alias("station_id"), "charge_id", "vehicle_id", _epoch("start_ts").alias("start"), _epoch("end_ts").alias("end"), "kwh", "success")
@@ -1104,5 +1381,4 @@ def generate(spark: SparkSession, cfg: Config) -> GenerateResult:
         .write.mode("overwrite")
         .json(raw["charging_sessions"])
     )
-    counts["network_records"] = net.count()
-    return GenerateResult(telemetry_rows=n_rows, truth_tables=counts, raw_paths=raw)
+    return net.count()

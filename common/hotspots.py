@@ -44,11 +44,11 @@ VISIT_SCHEMA = T.StructType(
 )
 
 
-def stops_for_visits(clean_df: DataFrame, trips: TripsConfig, params: HotspotsConfig) -> DataFrame:
-    """common.trips.detect_stops with the hotspot dwell threshold (minutes)."""
+def stops_for_visits(clean_df: DataFrame, trips: TripsConfig, params: HotspotsConfig, heartbeats: DataFrame | None = None) -> DataFrame:
+    """common.trips.detect_stops with the hotspot dwell threshold (minutes) and the shared silence rule."""
     from common.trips import detect_stops
 
-    return detect_stops(clean_df, trips.model_copy(update={"min_stop_minutes": params.min_dwell_min}))
+    return detect_stops(clean_df, trips.model_copy(update={"min_stop_minutes": params.min_dwell_min}), heartbeats)
 
 
 def _merge_day(day: pd.DataFrame, merge_m: float) -> list[int]:
@@ -148,8 +148,8 @@ def cluster_visits(visits: DataFrame, params: HotspotsConfig) -> DataFrame:
 def find_hotspots(clustered: DataFrame, params: HotspotsConfig) -> DataFrame:
     """Hotspots (gold.hotspots) from `cluster_visits` output; columns HOTSPOT_COLUMNS.
 
-    lat/lon: centroid of the cluster's visits; unique_visits/distinct_vehicles: visits within
-    radius_m of it; hull_wkt: their convex hull (WKT, lon lat order); busiest_hours: the
+    lat/lon: centroid of the cluster's visits; unique_visits: distinct (vehicle, local day) pairs
+    among the visits within radius_m of it; distinct_vehicles: vehicles among them; hull_wkt: their convex hull (WKT, lon lat order); busiest_hours: the
     `busiest_hours` local arrival hours with most visits (ties: earlier hour first);
     visits_by_hour: 24 counts; cluster_visits: all visits DBSCAN put in the cluster;
     radius_p90_m: 90 % of the counted visits lie within it; visits_per_day over the days between
@@ -178,7 +178,8 @@ def find_hotspots(clustered: DataFrame, params: HotspotsConfig) -> DataFrame:
     )
     by_hour = F.transform(F.sequence(F.lit(0), F.lit(23)), lambda h: F.coalesce(F.col("_hour_map")[h], F.lit(0)))
     stats = near.groupBy("cluster_id", "c_lat", "c_lon", "cluster_visits").agg(
-        F.count(F.lit(1)).alias("unique_visits"),
+        # a vehicle counts once per local day at a place, however many spots of it it stopped at
+        F.countDistinct("vehicle_id", "local_date").alias("unique_visits"),
         F.countDistinct("vehicle_id").alias("distinct_vehicles"),
         F.expr("ST_AsText(ST_ConvexHull(ST_Collect(collect_list(ST_Point(lon, lat)))))").alias("hull_wkt"),
         F.percentile_approx("_d", 0.9, 10000).alias("radius_p90_m"),

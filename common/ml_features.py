@@ -708,11 +708,16 @@ def persistence_drop(slope_col: str, horizon_min: int) -> Column:
 # --------------------------------------------------------------------------------------------
 # Whole feature frames from the silver tables (shared by jobs/train.py and jobs/score.py)
 # --------------------------------------------------------------------------------------------
-def build_energy_features(clean: DataFrame, segments: DataFrame, trips_cfg, energy_cfg: EnergyModelConfig) -> DataFrame:
-    """silver.telematics_clean + silver.segments -> segment_energy_features (physics from conf)."""
+def build_energy_features(
+    clean: DataFrame, segments: DataFrame, trips_cfg, energy_cfg: EnergyModelConfig, heartbeats: DataFrame | None = None
+) -> DataFrame:
+    """silver.telematics_clean + silver.segments -> segment_energy_features (physics from conf).
+
+    `heartbeats` (silver.device_profiles) must be the ones silver.segments was cut with, so the
+    legs integrated here are the segments' legs."""
     from common.trips import trip_points
 
-    legs = trip_points(clean, trips_cfg)
+    legs = trip_points(clean, trips_cfg, heartbeats)
     physics = physics_params_frame(segments.sparkSession, energy_cfg.physics)
     per_segment = segment_physics(legs, segments, physics, energy_cfg.default_model)
     return segment_energy_features(segments, per_segment)

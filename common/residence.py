@@ -27,7 +27,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.config import ResidenceConfig
+from common.config import ResidenceConfig, TripsConfig
 from common.dbscan import grid_cell, haversine_dbscan
 from common.geo import haversine_np
 from common.limits import cap_rows_per_group
@@ -40,16 +40,29 @@ def _in_window(hour: Column, start: int, end: int) -> Column:
     return (hour >= start) | (hour < end)
 
 
-def night_window_points(clean_df: DataFrame, params: ResidenceConfig) -> DataFrame:
+def night_window_points(
+    clean_df: DataFrame, params: ResidenceConfig, trips: TripsConfig | None = None, heartbeats: DataFrame | None = None
+) -> DataFrame:
     """Usable points in the local night window with `night_date`, `dwell_s` and `stationary`.
 
-    The window is applied before the dwell window function, so only night rows are sorted (about
-    a fifth of the data); `dwell_s` is the time to the vehicle's next night-window point, capped
-    at max_dwell_s (the last point before the window closes gets at most the cap).
+    `dwell_s` is the time to the vehicle's next usable point when the leg to it is not a data gap
+    (common.trips.add_legs: a parked silence -- a device asleep at home -- is dwell), else that
+    time capped at max_dwell_s (a gap's time is unknown). The legs are taken over all points, so a
+    device that sends one heartbeat at 01:00 and wakes at 07:30 dwells 6.5 h.
     """
+    from common.trips import add_legs, events_window
+
     p = params
+    needed = ["vehicle_id", "ts", "ts_local", "local_date", "timezone", "lat", "lon", "speed_kmh", "soc_pct"]
     usable = clean_df.where(F.col("is_usable") & F.col("lat").isNotNull() & F.col("lon").isNotNull()).select(
-        "vehicle_id", "ts", "ts_local", "local_date", "timezone", "lat", "lon", "speed_kmh"
+        *[c for c in needed if c in clean_df.columns]
+    )
+    w = events_window()
+    legs = usable.transform(add_legs, trips or TripsConfig(), heartbeats)
+    next_s = F.lead("leg_s").over(w)
+    dwell = F.when(~F.lead("is_gap").over(w), next_s).otherwise(F.least(next_s, F.lit(float(p.max_dwell_s))))
+    pts = legs.withColumn("dwell_s", F.coalesce(dwell, F.lit(0.0))).select(
+        "vehicle_id", "ts", "ts_local", "local_date", "timezone", "lat", "lon", "speed_kmh", "dwell_s"
     )
     hour = F.hour("ts_local") + F.minute("ts_local") / 60.0 + F.second("ts_local") / 3600.0
     wraps = p.night_start_hour >= p.night_end_hour
@@ -60,19 +73,16 @@ def night_window_points(clean_df: DataFrame, params: ResidenceConfig) -> DataFra
         else F.col("local_date")
     )
     stationary = F.coalesce(F.when(~F.isnan("speed_kmh"), F.col("speed_kmh")), F.lit(0.0)) <= p.stationary_speed_kmh
-    night = usable.where(_in_window(hour, p.night_start_hour, p.night_end_hour))
-    w = Window.partitionBy("vehicle_id").orderBy("ts")
-    gap_s = F.lead("ts").over(w).cast("double") - F.col("ts").cast("double")
     return (
-        night.withColumn("dwell_s", F.least(F.coalesce(gap_s, F.lit(0.0)), F.lit(float(p.max_dwell_s))))
+        pts.where(_in_window(hour, p.night_start_hour, p.night_end_hour))
         .withColumn("night_date", night_date)
         .withColumn("stationary", stationary)
     )
 
 
-def night_points(clean_df: DataFrame, params: ResidenceConfig) -> DataFrame:
+def night_points(clean_df: DataFrame, params: ResidenceConfig, trips: TripsConfig | None = None, heartbeats: DataFrame | None = None) -> DataFrame:
     """Usable, stationary points inside the local night window (see module docstring)."""
-    return night_window_points(clean_df, params).where("stationary")
+    return night_window_points(clean_df, params, trips, heartbeats).where("stationary")
 
 
 def nights_observed(window_points: DataFrame) -> DataFrame:
@@ -211,16 +221,24 @@ RESIDENCE_COLUMNS = (
 )
 
 
-def find_residences(clean_df: DataFrame, params: ResidenceConfig) -> DataFrame:
-    """silver.telematics_clean -> one row per vehicle with night data (restricted.residences).
+def find_residences(
+    clean_df: DataFrame,
+    params: ResidenceConfig,
+    trips: TripsConfig | None = None,
+    heartbeats: DataFrame | None = None,
+    fleet: DataFrame | None = None,
+) -> DataFrame:
+    """silver.telematics_clean -> one row per vehicle (restricted.residences).
 
-    status: `home` (labelled) or `insufficient_nights` (home_lat/home_lon null) or `no_cluster`.
+    status: `home` (labelled) or `insufficient_nights` (home_lat/home_lon null) or `no_cluster`,
+    and `no_night_data` for vehicles of `fleet` (vehicle_id: silver.device_profiles) without a
+    usable night point (nights_observed 0), so no vehicle is silently absent.
     confidence = home_nights / nights_observed (share of observed nights spent at home).
     first_seen/last_seen: first/last night point at home (UTC). home_radius_m: 90 % of the home's
     night points lie within it. night_places: places with at least min_nights nights;
     residence_changed: two such places used in separate periods (a move).
     """
-    window_pts = night_window_points(clean_df, params)
+    window_pts = night_window_points(clean_df, params, trips, heartbeats)
     observed = nights_observed(window_pts)
     homes = (
         night_cells(window_pts.where("stationary"), params.grid_m)
@@ -242,4 +260,9 @@ def find_residences(clean_df: DataFrame, params: ResidenceConfig) -> DataFrame:
         .withColumn("home_lon", F.when(labelled, F.col("home_lon")))
         .withColumn("confidence", F.when(labelled, F.round(F.col("home_nights") / F.col("nights_observed"), 4)))
     )
+    if fleet is not None:
+        ids = fleet.select("vehicle_id").where(F.col("vehicle_id").isNotNull()).distinct()
+        out = ids.join(out, "vehicle_id", "full").withColumn("status", F.coalesce(F.col("status"), F.lit("no_night_data"))).withColumn(
+            "nights_observed", F.coalesce(F.col("nights_observed"), F.lit(0).cast("long"))
+        )
     return out.select(*RESIDENCE_COLUMNS)

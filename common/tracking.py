@@ -206,6 +206,23 @@ def current_champion(client: MlflowClient, name: str, alias: str) -> Any | None:
         return None
 
 
+def why_no_champion(client: MlflowClient, name: str, alias: str) -> str:
+    """Why `name@alias` does not exist: no registered version yet, or the gate's reason on the newest one."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        versions = []
+    if not versions:
+        return f"{name} has no registered version (the train stage has not produced one)"
+    newest = max(versions, key=lambda mv: int(mv.version))
+    reason = (newest.tags or {}).get("gate_reason")
+    if reason:
+        return f"{name} has no @{alias}: the gate refused v{newest.version}: {reason}"
+    return f"{name} has no @{alias} (newest version v{newest.version})"
+
+
 def _better(a: float, b: float, higher_is_better: bool) -> bool:
     return a > b if higher_is_better else a < b
 

@@ -7,17 +7,20 @@ functions; the insights jobs import `detect_stops` (hotspots: unique daily visit
 Definitions (thresholds in `kpis.trips`, common/config.py TripsConfig):
 
 - **leg**: the step from a vehicle's previous usable sample to the current one (event time):
-  `leg_m` (haversine, common.geo), `leg_s`. A leg longer than `max_gap_minutes` is a **data
-  gap**: its distance is unknown (device silent) and never counted.
+  `leg_m` (haversine, common.geo), `leg_s`. A data gap's distance is unknown (device silent) and
+  never counted.
 - **moving**: a sample whose reported speed (repaired; else the implied speed of its incoming
   leg) is above `moving_speed_kmh`. A leg is moving when the mean of its two end speeds is above
   the threshold -- the trapezoid speed of the leg, which ignores parked GPS jitter (a parked
   device drifts ~10 m between heartbeats, ~2 km a day) but keeps the legs that end in a stop.
   GPS distance = sum of moving legs.
+- **silence**: a leg longer than `max_gap_minutes`. A *parked* silence (ends within
+  `stop_radius_m`, SOC not falling more than `parked_soc_drop_pct`, no longer than the vehicle's
+  limit from its device heartbeat, see `add_legs`) is a stationary leg: a device that sleeps while
+  parked is parked. Any other silence is a **data gap**.
 - **stop**: a run of consecutive stationary samples, each within `stop_radius_m` of the
   previous one, whose first and last samples are at least `min_stop_minutes` apart (dwell).
-  A run may span a data gap when the position did not change (a parked vehicle whose device
-  slept); a move during the gap ends it.
+  A run spans parked silences; a move or a data gap ends it.
 - **trip**: what lies between stops: it starts at a stop's last sample (the departure), ends at
   the next stop's first sample (the arrival) and also ends at a data gap. Shorter stationary
   runs inside a trip (traffic lights, congestion) are the trip's `n_stops`. Trips shorter than
@@ -95,23 +98,54 @@ def _stable_id(prefix: str, ts: Column) -> Column:
 # --------------------------------------------------------------------------------------------
 # Points and legs
 # --------------------------------------------------------------------------------------------
+_OPTIONAL_POINT_COLUMNS = {"odometer_km": "double", "altitude_m": "double", "ambient_temp_c": "double", "soc_imputed": "boolean"}
+
+
 def usable_points(clean: DataFrame) -> DataFrame:
-    """Usable rows of silver.telematics_clean with the columns stops/trips/KPIs need."""
-    return clean.where(F.col("is_usable")).select(*POINT_COLUMNS)
+    """Usable rows of silver.telematics_clean with the columns stops/trips/KPIs need (optional
+    sensor columns a narrower frame lacks are null)."""
+    cols = [
+        F.col(c) if c in clean.columns or c not in _OPTIONAL_POINT_COLUMNS else F.lit(None).cast(_OPTIONAL_POINT_COLUMNS[c]).alias(c)
+        for c in POINT_COLUMNS
+    ]
+    return clean.where(F.col("is_usable")).select(*cols)
 
 
-def add_legs(points: DataFrame, params: TripsConfig) -> DataFrame:
-    """Per sample: its incoming leg and movement state (event time, one window).
+def parked_silence_limit_s(params: TripsConfig, heartbeat_s: Column | None = None) -> Column:
+    """Longest silence that can still be a parked period for a vehicle (s).
+
+    max(parked_silence_factor x the device's heartbeat, parked_silence_min_minutes), at most
+    parked_silence_max_hours; without a heartbeat (no profile) the minimum."""
+    floor = F.lit(params.parked_silence_min_minutes * 60.0)
+    limit = floor if heartbeat_s is None else F.greatest(F.coalesce(heartbeat_s * params.parked_silence_factor, floor), floor)
+    return F.least(limit, F.lit(params.parked_silence_max_hours * 3600.0))
+
+
+def add_legs(points: DataFrame, params: TripsConfig, heartbeats: DataFrame | None = None) -> DataFrame:
+    """Per sample: its incoming leg, movement state and the silence rule (event time, one window).
 
     Adds `prev_ts`, `leg_s` (s), `leg_m` (m), `speed_est_kmh` (reported speed, else the implied
-    speed of the incoming leg), `prev_speed_kmh`, `moving`, `is_gap` (leg longer than
-    max_gap_minutes), `leg_moving`, `leg_km` (km of a moving, non-gap leg, else 0),
-    `prev_soc_pct` (previous non-null SOC), `alt_smooth_m` (3-sample centred mean: the altitude
-    sensor's noise would otherwise add metres of fake climb on every leg) and `prev_alt_smooth_m`.
+    speed of the incoming leg), `prev_speed_kmh`, `moving`, `prev_soc_pct` (previous non-null
+    SOC), `leg_kind`, `is_gap`, `leg_moving`, `leg_km` (km of a moving, non-gap leg, else 0),
+    `alt_smooth_m` (3-sample centred mean: the altitude sensor's noise would otherwise add metres
+    of fake climb on every leg) and `prev_alt_smooth_m`.
+
+    **The silence rule** (the one place every stage takes it from): a leg longer than
+    max_gap_minutes is a silence. It is a `parked` period -- a stationary leg: part of a stop,
+    dwell, a charging opportunity when SOC rose -- when its two ends are within stop_radius_m, SOC
+    did not fall more than parked_soc_drop_pct across it, and it is not longer than the vehicle's
+    limit (`parked_silence_limit_s` of its heartbeat in `heartbeats`: vehicle_id,
+    heartbeat_interval_s from silver.device_profiles). Any other silence is a `gap`: the device
+    was silent, distance is not invented, trips end there. `leg_kind`: first | moving |
+    stationary | parked | gap.
     """
     w = events_window()
     prev = F.lag(F.struct(F.col("ts").alias("ts"), F.col("lat").alias("lat"), F.col("lon").alias("lon"))).over(w)
-    df = points.withColumn("_prev", prev)
+    altitude = F.col("altitude_m") if "altitude_m" in points.columns else F.lit(None).cast("double")
+    df = points
+    if heartbeats is not None:
+        df = df.join(F.broadcast(heartbeats.select("vehicle_id", F.col("heartbeat_interval_s").alias("_heartbeat_s"))), "vehicle_id", "left")
+    df = df.withColumn("_prev", prev)
     leg_s = F.col("ts").cast("double") - F.col("_prev.ts").cast("double")
     df = (
         df.withColumn("prev_ts", F.col("_prev.ts"))
@@ -121,21 +155,35 @@ def add_legs(points: DataFrame, params: TripsConfig) -> DataFrame:
     )
     implied = F.when(F.col("leg_s") > 0, F.col("leg_m") / F.col("leg_s") * KMH_PER_MPS)
     speed = F.when(~F.isnan("speed_kmh"), F.col("speed_kmh"))
-    df = df.withColumn("speed_est_kmh", F.coalesce(speed, implied))
-    df = df.withColumn("prev_speed_kmh", F.lag("speed_est_kmh").over(w))
-    max_gap_s = params.max_gap_minutes * 60.0
+    df = (
+        df.withColumn("speed_est_kmh", F.coalesce(speed, implied))
+        .withColumn("prev_speed_kmh", F.lag("speed_est_kmh").over(w))
+        .withColumn("prev_soc_pct", F.expr("lag(soc_pct) ignore nulls").over(w) if "soc_pct" in points.columns else F.lit(None).cast("double"))
+    )
+    limit = parked_silence_limit_s(params, F.col("_heartbeat_s") if heartbeats is not None else None)
+    silence = F.col("leg_s") > params.max_gap_minutes * 60.0
+    soc = F.col("soc_pct") if "soc_pct" in points.columns else F.lit(None).cast("double")
+    soc_held = F.coalesce(F.col("prev_soc_pct") - soc <= params.parked_soc_drop_pct, F.lit(True))
+    parked = silence & (F.col("leg_m") <= params.stop_radius_m) & soc_held & (F.col("leg_s") <= limit)
     leg_speed = (F.col("prev_speed_kmh") + F.col("speed_est_kmh")) / 2
-    is_gap = F.coalesce(F.col("leg_s") > max_gap_s, F.lit(False))
-    leg_moving = F.coalesce(~is_gap & (leg_speed > params.moving_speed_kmh), F.lit(False))
-    return (
+    kind = (
+        F.when(F.col("prev_ts").isNull(), F.lit("first"))
+        .when(parked, F.lit("parked"))
+        .when(silence, F.lit("gap"))
+        .when(F.coalesce(leg_speed > params.moving_speed_kmh, F.lit(False)), F.lit("moving"))
+        .otherwise(F.lit("stationary"))
+    )
+    df = df.withColumn("leg_kind", kind)
+    leg_moving = F.col("leg_kind") == "moving"
+    out = (
         df.withColumn("moving", F.coalesce(F.col("speed_est_kmh") > params.moving_speed_kmh, F.lit(False)))
-        .withColumn("is_gap", is_gap)
+        .withColumn("is_gap", F.col("leg_kind") == "gap")
         .withColumn("leg_moving", leg_moving)
         .withColumn("leg_km", F.when(leg_moving, F.col("leg_m") / 1000.0).otherwise(F.lit(0.0)))
-        .withColumn("prev_soc_pct", F.expr("lag(soc_pct) ignore nulls").over(w))
-        .withColumn("alt_smooth_m", F.avg("altitude_m").over(w.rowsBetween(-1, 1)))
+        .withColumn("alt_smooth_m", F.avg(altitude).over(w.rowsBetween(-1, 1)))
         .withColumn("prev_alt_smooth_m", F.lag("alt_smooth_m").over(w))
     )
+    return out.drop("_heartbeat_s") if heartbeats is not None else out
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,7 +199,8 @@ def mark_stops(legs: DataFrame, params: TripsConfig) -> DataFrame:
     stationary = ~F.col("moving")
     prev_stationary = F.coalesce(~F.lag("moving").over(w), F.lit(False))
     moved = F.coalesce(F.col("leg_m") > params.stop_radius_m, F.lit(False))
-    run_start = stationary & (~prev_stationary | moved)
+    # A gap ends a stop (the vehicle may have left and come back); a parked silence does not.
+    run_start = stationary & (~prev_stationary | moved | F.col("is_gap"))
     df = legs.withColumn("_run_start", run_start).withColumn(
         "stop_run", F.sum(F.col("_run_start").cast("long")).over(running_window())
     )
@@ -210,7 +259,7 @@ def stops_from_points(marked: DataFrame) -> DataFrame:
     )
 
 
-def detect_stops(clean_df: DataFrame, params: TripsConfig) -> DataFrame:
+def detect_stops(clean_df: DataFrame, params: TripsConfig, heartbeats: DataFrame | None = None) -> DataFrame:
     """Stops (dwell >= params.min_stop_minutes) from silver.telematics_clean rows.
 
     One row per stop: vehicle_id, stop_id (`<vehicle>-S<start UTC yyyyMMddTHHmmss>`), lat/lon
@@ -218,9 +267,11 @@ def detect_stops(clean_df: DataFrame, params: TripsConfig) -> DataFrame:
     sample), dwell_minutes (end - start), local_date (local day of the arrival), start_ts_local,
     end_ts_local, timezone, n_samples, soc_start_pct, soc_end_pct.
 
-    Only usable rows count. A stop spanning midnight belongs to the local day it started on.
+    Only usable rows count. A stop spanning midnight belongs to the local day it started on. A
+    parked silence (see `add_legs`) is part of a stop: a device that sleeps while parked still
+    stops where it parks.
     """
-    return usable_points(clean_df).transform(add_legs, params).transform(mark_stops, params).transform(stops_from_points)
+    return usable_points(clean_df).transform(add_legs, params, heartbeats).transform(mark_stops, params).transform(stops_from_points)
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,6 +558,6 @@ SEGMENT_COLUMNS = (
 )
 
 
-def trip_points(clean: DataFrame, params: TripsConfig) -> DataFrame:
+def trip_points(clean: DataFrame, params: TripsConfig, heartbeats: DataFrame | None = None) -> DataFrame:
     """silver.telematics_clean -> usable samples with legs, stop marks and trip marks (one sort)."""
-    return usable_points(clean).transform(add_legs, params).transform(mark_stops, params).transform(mark_trips)
+    return usable_points(clean).transform(add_legs, params, heartbeats).transform(mark_stops, params).transform(mark_trips)

@@ -32,17 +32,21 @@ from pyspark.sql import functions as F
 
 from common import tables
 from common.charging import charging_locations, charging_sites, detect_charging_events, label_event_locations
-from common.cli import StageReport, bootstrap
+from common.cli import StageReport, bootstrap, job_main, require_inputs
 from common.config import Config
+from common.devices import heartbeats
 from common.privacy import coarsen_where
 from common.schemas import VEHICLES
 
 log = logging.getLogger("ev_fleet.charging")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
 
 SILVER_TELEMATICS = "silver.telematics_clean"
 BRONZE_VEHICLES = "bronze.vehicles"
 BRONZE_STATIONS = "bronze.stations"
 RESIDENCES = "restricted.residences"
+DEVICE_PROFILES = "silver.device_profiles"
 EVENTS = "gold.charging_events"
 LOCATIONS = "gold.charging_locations"
 SITES = "gold.charging_sites"
@@ -82,7 +86,8 @@ def run_charging(spark: SparkSession, cfg: Config) -> StageReport:
     residences = _optional(spark, cfg, RESIDENCES, report, "no site is classified home (run jobs/residence.py first)")
 
     # Events and their per-vehicle locations are computed once and reused by every output.
-    events = _materialise(label_event_locations(detect_charging_events(clean, vehicles, p), p))
+    beats = heartbeats(tables.read_optional(spark, cfg, DEVICE_PROFILES))
+    events = _materialise(label_event_locations(detect_charging_events(clean, vehicles, p, cfg.kpis.trips, beats), p))
     locations = _materialise(charging_locations(events))
     sites, located = charging_sites(locations, residences, stations, p)
     sites = _materialise(sites)
@@ -118,8 +123,10 @@ def run_charging(spark: SparkSession, cfg: Config) -> StageReport:
     return report.finish()
 
 
+@job_main
 def main(argv=None) -> StageReport:
     cfg, spark, _ = bootstrap("charging", argv, __doc__)
+    require_inputs(spark, cfg, REQUIRES)
     return run_charging(spark, cfg)
 
 

@@ -5,15 +5,17 @@ Reads:  bronze.telematics (canonical columns + source_name, source_file, date),
 Writes: silver.telematics_clean (partitioned by UTC `date`): every bronze row once, with repaired
         positions/SOC/speed/odometer, the originals, `quality_flags`/`quality_reasons`/`is_usable`
         and local time; gold.quality_daily (per vehicle and local day: counts per rule, usable
-        share, coverage). Prints a per-rule summary table. Rules and thresholds: common/cleaning.py
-        and the `clean` section of conf/base.yaml.
+        share, coverage); silver.device_profiles (per vehicle: reporting mode, heartbeat and the
+        intervals it rests on, common/devices.py; registered vehicles without telemetry included).
+        Prints a per-rule summary table and the device modes. Rules and thresholds:
+        common/cleaning.py and the `clean` / `devices` sections of conf/base.yaml.
 
 `--start-date/--end-date` (local dates, inclusive, as for the other stages) re-clean only the UTC
 `date` partitions that can hold those local days (start - 1 .. end + 1: every zone is within a
 day of UTC) and replace exactly those partitions (Delta replaceWhere); other dates keep their
 files. One more day of bronze either side is read so the first and last rows have their
 neighbours; a vehicle's adaptive speed cap (p95) is then taken over that window, not its whole
-history. gold.quality_daily is recomputed from the whole silver table (a small aggregate).
+history. gold.quality_daily and silver.device_profiles are recomputed from the whole silver table.
 
     python -m jobs.clean --env local
     python -m jobs.clean --conf clean.area_file=conf/areas/india_coarse.wkt
@@ -37,16 +39,20 @@ from pyspark.sql import functions as F
 
 from common import tables
 from common.cleaning import clean_telematics, cleaning_params, format_summary, quality_daily, rule_summary
-from common.cli import StageReport, bootstrap
-from common.config import Config
+from common.devices import device_profiles
+from common.cli import StageReport, bootstrap, job_main, require_inputs
+from common.config import Config, ConfigError
 from common.schemas import VEHICLES
 
 log = logging.getLogger("ev_fleet.clean")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = (("bronze.telematics",),)
 
 BRONZE_TELEMATICS = "bronze.telematics"
 BRONZE_VEHICLES = "bronze.vehicles"
 SILVER_TELEMATICS = "silver.telematics_clean"
 GOLD_QUALITY = "gold.quality_daily"
+DEVICE_PROFILES = "silver.device_profiles"
 
 
 def add_arguments(parser) -> None:
@@ -93,6 +99,19 @@ def known_timezones_only(vehicles: DataFrame, report: StageReport) -> DataFrame:
     return vehicles.withColumn("timezone", F.when(~F.col("timezone").isin(unknown), F.col("timezone")))
 
 
+def require_vehicle_timezones(bronze: DataFrame, vehicles: DataFrame) -> None:
+    """Local days need a zone per vehicle: without clean.default_timezone, every vehicle must have one."""
+    zoned = vehicles.where(F.col("timezone").isNotNull()).select("vehicle_id").distinct()
+    missing = bronze.select("vehicle_id").distinct().join(zoned, "vehicle_id", "left_anti")
+    sample = [r.vehicle_id for r in missing.limit(5).collect()]
+    if sample:
+        raise ConfigError(
+            f"vehicle(s) {', '.join(sample)}{' ...' if len(sample) == 5 else ''} have no timezone in bronze.vehicles and "
+            "clean.default_timezone is not set: set clean.default_timezone (e.g. --conf clean.default_timezone=Africa/Nairobi, "
+            "or `settings: {clean.default_timezone: ...}` in the dataset file) or map a timezone column for the vehicles"
+        )
+
+
 def run_clean(
     spark: SparkSession,
     cfg: Config,
@@ -119,6 +138,10 @@ def run_clean(
         report.notes.append("bronze.vehicles missing: default timezone, battery and speed caps for every vehicle")
         vehicles = spark.createDataFrame([], VEHICLES)
 
+    if params.area_wkt is None:
+        report.notes.append("clean.area_file not set: no operating-area rule (set it, or settings.clean.area_file in the dataset file)")
+    if params.default_timezone is None:
+        require_vehicle_timezones(bronze, vehicles)
     silver = clean_telematics(bronze, vehicles, params).where(in_range)
     written = tables.write(
         silver,
@@ -143,6 +166,18 @@ def run_clean(
     )
     report.tables[GOLD_QUALITY] = gold.version
 
+    profiles = device_profiles(silver, vehicles, cfg.kpis.trips, cfg.devices)
+    written = tables.write(
+        profiles,
+        cfg,
+        DEVICE_PROFILES,
+        mode="overwrite",
+        comment="Per vehicle: device reporting mode (continuous, ignition_only, bursty, mostly_silent, no_data), heartbeat and the intervals it rests on",
+    )
+    report.tables[DEVICE_PROFILES] = written.version
+    modes = tables.read(spark, cfg, DEVICE_PROFILES).groupBy("device_mode").count().collect()  # bounded: one row per mode
+    report.notes.append("device modes: " + ", ".join(f"{r['device_mode']} {r['count']}" for r in sorted(modes, key=lambda r: r["device_mode"])))
+
     daily = tables.read(spark, cfg, GOLD_QUALITY)
     report.rows_in = bronze_in_range.count()
     totals = daily.groupBy().sum("rows", "usable_rows").first()
@@ -152,12 +187,15 @@ def run_clean(
         raise RuntimeError(f"clean lost or duplicated rows: {report.rows_in} in, {report.rows_out} out")
     summary = rule_summary(daily).collect()  # bounded: one row per rule
     print(format_summary(summary, table_rows, usable))
+    print(next(n for n in report.notes if n.startswith("device modes:")))
     report.notes.append(f"usable share {usable / table_rows:.4%}" if table_rows else "no rows")
     return report.finish()
 
 
+@job_main
 def main(argv=None) -> StageReport:
     cfg, spark, args = bootstrap("clean", argv, __doc__, add_arguments)
+    require_inputs(spark, cfg, REQUIRES)
     as_of = datetime.fromisoformat(args.as_of) if args.as_of else datetime.now(timezone.utc)
     return run_clean(spark, cfg, as_of, args.start_date, args.end_date)
 

@@ -17,11 +17,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common import tables
-from common.cli import StageReport, bootstrap
+from common.cli import StageReport, bootstrap, job_main
 from common.config import Config
 from common.generator import generate
 
 log = logging.getLogger("ev_fleet.generate")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = ()
 CONFIG_PROPERTY = "evfa.generator.config_sha256"
 
 
@@ -30,7 +32,8 @@ def generator_fingerprint(cfg: Config) -> str:
 
 
 def already_generated(spark: SparkSession, cfg: Config) -> bool:
-    if not tables.exists(spark, cfg, "truth.network_records"):
+    # truth.points is written first and tagged last: a killed run leaves no matching tag
+    if not tables.exists(spark, cfg, "truth.points"):
         return False
     props = DeltaTable.forPath(spark, cfg.storage.path("truth.points")).detail().first()["properties"] or {}
     return props.get(CONFIG_PROPERTY) == generator_fingerprint(cfg)
@@ -61,6 +64,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--force", action="store_true", help="regenerate even if data for the same config exists")
 
 
+@job_main
 def main(argv=None) -> StageReport:
     cfg, spark, args = bootstrap("generate", argv, __doc__, add_arguments)
     return run_generate(spark, cfg, force=args.force)

@@ -29,13 +29,17 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common import tables
-from common.cli import StageReport, bootstrap
+from common.cli import StageReport, bootstrap, job_main, require_inputs
 from common.config import Config
+from common.devices import heartbeats
 from common.hotspots import cluster_visits, find_hotspots, stops_for_visits, unique_daily_visits
 
 log = logging.getLogger("ev_fleet.hotspots")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
 
 SILVER_TELEMATICS = "silver.telematics_clean"
+DEVICE_PROFILES = "silver.device_profiles"
 VISITS = "restricted.unique_daily_visits"
 HOTSPOTS = "gold.hotspots"
 COMMENTS = {
@@ -49,7 +53,8 @@ def run_hotspots(spark: SparkSession, cfg: Config) -> StageReport:
     report = StageReport(stage="hotspots")
     p = cfg.hotspots
     clean = tables.read(spark, cfg, SILVER_TELEMATICS)
-    visits = unique_daily_visits(stops_for_visits(clean, cfg.kpis.trips, p), p)
+    beats = heartbeats(tables.read_optional(spark, cfg, DEVICE_PROFILES))
+    visits = unique_daily_visits(stops_for_visits(clean, cfg.kpis.trips, p, beats), p)
     written = tables.write(
         visits, cfg, VISITS, mode="overwrite", comment=COMMENTS[VISITS], properties={"evfa.personal_data": "true"}
     )
@@ -79,8 +84,10 @@ def format_summary(rows, n_visits: int, limit: int = 15) -> str:
     return "\n".join(lines)
 
 
+@job_main
 def main(argv=None) -> StageReport:
     cfg, spark, _ = bootstrap("hotspots", argv, __doc__)
+    require_inputs(spark, cfg, REQUIRES)
     return run_hotspots(spark, cfg)
 
 

@@ -26,14 +26,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # spark-submit jobs/ingest.py: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import yaml
-from pydantic import ValidationError
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from common import tables
-from common.cli import StageReport, bootstrap
-from common.config import PROJECT_ROOT, Config, DatasetSpec, InputsConfig, _expand_env
+from common.cli import StageReport, bootstrap, job_main
+from common.config import Config, DatasetSpec, InputsConfig, load_dataset_files  # noqa: F401 - load_dataset_files re-exported for callers of jobs.ingest
 from common.ingest import (
     AUDIT_SCHEMA,
     DUPLICATE,
@@ -59,6 +57,8 @@ from common.schemas import KINDS
 from common.spark import size_shuffles
 
 log = logging.getLogger("ev_fleet.ingest")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = ()
 
 AUDIT_TABLE = "audit.ingest_runs"
 LEDGER_TABLE = "audit.ingest_files"
@@ -66,45 +66,14 @@ LEDGER_TABLE = "audit.ingest_files"
 
 def add_arguments(parser) -> None:
     parser.add_argument(
-        "--inputs",
-        action="append",
-        default=[],
-        metavar="YAML",
-        help="dataset config file (e.g. conf/datasets/twizy.yaml), repeatable; replaces inputs.* from conf",
-    )
-    parser.add_argument(
         "--reprocess",
         action="store_true",
         help="ignore the file ledger and re-read every file (bronze stays deduplicated)",
     )
 
 
-def load_dataset_files(paths: list[str]) -> InputsConfig:
-    """Concatenate the `inputs:` lists of dataset YAML files (relative to cwd or the project)."""
-    merged: dict[str, list] = {}
-    for name in paths:
-        path = Path(name)
-        if not path.exists() and (PROJECT_ROOT / name).exists():
-            path = PROJECT_ROOT / name
-        if not path.exists():
-            raise IngestInputError(f"--inputs {name}: file not found")
-        data = yaml.safe_load(path.read_text()) or {}
-        data = _expand_env(data.get("inputs", data))
-        if not isinstance(data, dict):
-            raise IngestInputError(f"--inputs {name}: expected a mapping 'inputs: {{<kind>: [datasets]}}'")
-        for kind, specs in data.items():
-            merged.setdefault(kind, []).extend(specs or [])
-    try:
-        return InputsConfig.model_validate(merged)
-    except ValidationError as exc:
-        lines = [f"  inputs.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise IngestInputError(f"--inputs {', '.join(paths)}: invalid dataset config:\n" + "\n".join(lines)) from None
-
-
-def resolve_inputs(cfg: Config, input_files: list[str] | None = None) -> tuple[InputsConfig, bool]:
-    """Datasets to ingest and whether they are the generator's defaults."""
-    if input_files:
-        return load_dataset_files(input_files), False
+def resolve_inputs(cfg: Config) -> tuple[InputsConfig, bool]:
+    """Datasets to ingest (conf or `--inputs` files) and whether they are the generator's defaults."""
     if not cfg.inputs.is_empty():
         return cfg.inputs, False
     from common.generator import default_inputs  # lazy: the generator pulls in simulation code
@@ -308,10 +277,11 @@ def _qualified(spark: SparkSession, path: str) -> str:
     return fs.makeQualified(hpath).toString().rstrip("/")
 
 
+@job_main
 def main(argv: list[str] | None = None) -> StageReport:
     cfg, spark, args = bootstrap("ingest", argv, __doc__, add_arguments)
     try:
-        inputs, generated = resolve_inputs(cfg, args.inputs)
+        inputs, generated = resolve_inputs(cfg)
         return run_ingest(spark, cfg, inputs, reprocess=args.reprocess, generated=generated)
     except IngestInputError as exc:
         log.error("%s", exc)

@@ -40,8 +40,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common import tables
-from common.cli import StageReport, bootstrap
+from common.cli import StageReport, bootstrap, job_main, require_inputs
 from common.config import Config
+from common.devices import heartbeats
 from common.kpis import (
     add_odometer_checks,
     daily_kpis,
@@ -53,9 +54,12 @@ from common.schemas import VEHICLES
 from common.trips import POINT_COLUMNS, segments_from_points, trip_points, trips_from_points
 
 log = logging.getLogger("ev_fleet.kpis")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
 
 SILVER_CLEAN = "silver.telematics_clean"
 BRONZE_VEHICLES = "bronze.vehicles"
+DEVICE_PROFILES = "silver.device_profiles"
 MINUTELY = "silver.vehicle_minutely"
 TRIPS = "silver.trips"
 SEGMENTS = "silver.segments"
@@ -141,7 +145,7 @@ def read_vehicles(spark: SparkSession, cfg: Config, report: StageReport) -> Data
     return spark.createDataFrame([], VEHICLES)
 
 
-def charging_events(clean: DataFrame, vehicles: DataFrame, cfg: Config, report: StageReport) -> DataFrame | None:
+def charging_events(clean: DataFrame, vehicles: DataFrame, cfg: Config, report: StageReport, beats: DataFrame | None = None) -> DataFrame | None:
     """Charging events from common.charging (owned by the insights stage), or None while it is missing.
 
     Normalised to vehicle_id, start_ts, end_ts, kwh, local_date (local day of the start).
@@ -155,7 +159,7 @@ def charging_events(clean: DataFrame, vehicles: DataFrame, cfg: Config, report: 
         )
         return None
     params = getattr(cfg, "charging", None)
-    events = detect_charging_events(clean, vehicles, params)
+    events = detect_charging_events(clean, vehicles, params, cfg.kpis.trips, beats)
     cols = set(events.columns)
     kwh = F.col("kwh") if "kwh" in cols else F.col("energy_kwh")
     local_date = F.col("local_date") if "local_date" in cols else F.to_date(F.from_utc_timestamp("start_ts", F.col("timezone")))
@@ -195,12 +199,13 @@ def run_kpis(spark: SparkSession, cfg: Config, start_date: date | None = None, e
 
     clean = read_window(spark, cfg, rng)
     vehicles = read_vehicles(spark, cfg, report)
+    beats = heartbeats(tables.read_optional(spark, cfg, DEVICE_PROFILES))
     points = (
-        trip_points(clean, k.trips)
+        trip_points(clean, k.trips, beats)
         .transform(add_odometer_checks, k.billing.odometer)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    events = charging_events(clean, vehicles, cfg, report)
+    events = charging_events(clean, vehicles, cfg, report, beats)
     if events is not None:  # used by the minutely flag and the daily counts: detect once
         events = events.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -276,8 +281,10 @@ def _summary(spark: SparkSession, cfg: Config, rng: DateRange) -> str:
     )
 
 
+@job_main
 def main(argv=None) -> StageReport:
     cfg, spark, args = bootstrap("kpis", argv, __doc__, add_arguments)
+    require_inputs(spark, cfg, REQUIRES)
     return run_kpis(spark, cfg, args.start_date, args.end_date)
 
 

@@ -38,7 +38,7 @@ from pyspark.sql import functions as F
 
 from common import reliability_stats as stats
 from common import tables
-from common.cli import StageReport, bootstrap
+from common.cli import StageReport, bootstrap, job_main, require_inputs
 from common.config import Config
 from common.reliability import (
     charger_fault_rates,
@@ -57,6 +57,8 @@ from common.reliability import (
 )
 
 log = logging.getLogger("ev_fleet.reliability")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = (("bronze.charger_status", "bronze.charging_sessions"),)
 
 STATUS = "bronze.charger_status"
 SESSIONS = "bronze.charging_sessions"
@@ -287,7 +289,10 @@ def _failed_attempts(spark: SparkSession, cfg: Config, intervals: DataFrame, rep
     from common.stations import latest_stations, match_events_to_stations, normalise_fleet_events
     from common.trips import detect_stops
 
-    stops = normalise_fleet_events(detect_stops(clean, cfg.kpis.trips))
+    from common.devices import heartbeats
+
+    beats = heartbeats(tables.read_optional(spark, cfg, "silver.device_profiles"))
+    stops = normalise_fleet_events(detect_stops(clean, cfg.kpis.trips, beats))
     matched = match_events_to_stations(stops, latest_stations(stations), cfg.stations)
     attempts = failed_charge_attempts(matched, intervals, cfg.stations.min_soc_gain_pct)
     result = tables.write(attempts, cfg, FAILED_ATTEMPTS, comment=COMMENTS[FAILED_ATTEMPTS])
@@ -331,8 +336,10 @@ def uptime_summary(spark: SparkSession, cfg: Config) -> str:
     return "\n".join(lines)
 
 
+@job_main
 def main(argv: list[str] | None = None) -> StageReport:
     cfg, spark, _args = bootstrap("reliability", argv, __doc__)
+    require_inputs(spark, cfg, REQUIRES)
     return run_reliability(spark, cfg)
 
 

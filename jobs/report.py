@@ -20,11 +20,13 @@ from pyspark.sql import functions as F
 
 from common import report as R
 from common import tables
-from common.cli import StageReport, bootstrap
+from common.cli import StageReport, bootstrap, job_main
 from common.config import Config
-from common.regions import read_area_wkt
+from common.cleaning import cleaning_params
 
 log = logging.getLogger("ev_fleet.report")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = ()
 
 
 def _bounded(df: DataFrame, cfg: Config) -> pd.DataFrame:
@@ -37,14 +39,48 @@ def _latlon(pdf: pd.DataFrame) -> pd.DataFrame:
     return pdf.dropna(subset=["lat", "lon"])
 
 
+def last_run_status(spark: SparkSession, cfg: Config) -> dict[str, tuple[str, str | None]]:
+    """stage -> (status, reason) of the newest pipeline run (audit.stage_runs), {} when none."""
+    runs = tables.read_optional(spark, cfg, "audit.stage_runs")
+    if runs is None:
+        return {}
+    latest = runs.agg(F.max(F.struct("finished_at", "run_id")).alias("m")).first()["m"]
+    if latest is None:
+        return {}
+    rows = runs.where(F.col("run_id") == latest["run_id"]).select("stage", "status", "reason").collect()  # bounded: one row per stage
+    return {r["stage"]: (r["status"], r["reason"]) for r in rows}
+
+
+def no_data(table: str, stage: str, status: dict[str, tuple[str, str | None]]) -> str:
+    """Why a section is empty: the stage's skip reason from the last run, else which stage writes the table."""
+    state, reason = status.get(stage, (None, None))
+    if state == "skipped" and reason:
+        return f"<p class='empty'>No data: the {R.esc(stage)} stage was skipped ({R.esc(reason)}).</p>"
+    if state == "failed":
+        return f"<p class='empty'>No data: the {R.esc(stage)} stage failed in the last run ({R.esc(reason or '')}).</p>"
+    return f"<p class='empty'>No data: {R.esc(table)} does not exist (run the {R.esc(stage)} stage).</p>"
+
+
 # ----------------------------------------------------------------------------------------------
 # Sections
 # ----------------------------------------------------------------------------------------------
+def section_status(spark, cfg) -> R.Section:
+    s = R.Section("status", "Pipeline run")
+    status = last_run_status(spark, cfg)
+    if not status:
+        return s.add("<p class='empty'>No pipeline run recorded (stages were run one by one).</p>")
+    pdf = pd.DataFrame([(stage, st, reason or "") for stage, (st, reason) in status.items()], columns=["stage", "status", "reason"])
+    skipped = pdf[pdf.status != "ok"]
+    if len(skipped):
+        s.add(f"<p>{len(skipped)} stage(s) did not produce data in the last run; their sections say why.</p>")
+    return s.add(R.table_html(pdf, "status_table", "{}"))
+
+
 def section_quality(spark, cfg) -> R.Section:
     s = R.Section("quality", "Data quality")
     daily = tables.read_optional(spark, cfg, "gold.quality_daily")
     if daily is None:
-        return s.add("<p class='empty'>gold.quality_daily not available (run the clean stage).</p>")
+        return s.add(no_data("gold.quality_daily", "clean", last_run_status(spark, cfg)))
     from common.cleaning import rule_summary
 
     rules = rule_summary(daily).toPandas()  # bounded: one row per cleaning rule
@@ -60,7 +96,7 @@ def section_fleet(spark, cfg) -> R.Section:
     s = R.Section("fleet", "Fleet activity")
     fleet = tables.read_optional(spark, cfg, "gold.fleet_daily_kpis")
     if fleet is None:
-        return s.add("<p class='empty'>gold.fleet_daily_kpis not available (run the kpis stage).</p>")
+        return s.add(no_data("gold.fleet_daily_kpis", "kpis", last_run_status(spark, cfg)))
     pdf = _bounded(fleet, cfg).sort_values("local_date")
     x = pd.to_datetime(pdf["local_date"])
     # Distributions over the vehicles reporting each day (common.kpis.fleet_daily_kpis; the
@@ -82,7 +118,8 @@ def section_fleet(spark, cfg) -> R.Section:
 
 def section_maps(spark, cfg) -> R.Section:
     s = R.Section("maps", "Maps")
-    area = R.area_rings_from_wkt(read_area_wkt(cfg.clean.area_file))
+    area_wkt = cleaning_params(cfg).area_wkt
+    area = R.area_rings_from_wkt(area_wkt) if area_wkt else []
 
     sites = tables.read_optional(spark, cfg, "gold.charging_sites")
     if sites is not None:
@@ -140,9 +177,10 @@ def section_risk(spark, cfg) -> R.Section:
     s = R.Section("risk", "Driver risk")
     risk = tables.read_optional(spark, cfg, "gold.driver_risk")
     if risk is None:
-        return s.add("<p class='empty'>gold.driver_risk not available.</p>")
+        return s.add(no_data("gold.driver_risk", "risk", last_run_status(spark, cfg)))
     pdf = _bounded(risk, cfg)
-    s.add(R.histogram("risk_z", pdf["z_score"].tolist(), "Average daily distance z-score", "z", vline=cfg.report.risk_z_line))
+    z = pdf["z_score"].dropna()
+    s.add(R.histogram("risk_z", z.tolist(), f"Average daily distance z-score ({len(z)} scored drivers)", "z", vline=cfg.report.risk_z_line))
     counts = pdf.tier.value_counts()
     s.add(R.bar_chart("risk_tiers", counts.index.tolist(), {"drivers": counts.values.tolist()}, "Drivers per risk tier", "drivers"))
     return s
@@ -152,7 +190,7 @@ def section_stations(spark, cfg) -> R.Section:
     s = R.Section("stations", "Charging stations")
     kpis = tables.read_optional(spark, cfg, "gold.station_kpis")
     if kpis is None:
-        return s.add("<p class='empty'>gold.station_kpis not available.</p>")
+        return s.add(no_data("gold.station_kpis", "stations", last_run_status(spark, cfg)))
     pdf = _bounded(kpis, cfg)
     s.add(R.table_html(pdf.head(40), "station_kpis_table", "{:,.3f}"))
     metrics = [c for c in ("operational_rate", "dc_fast_share", "access_24_7_rate", "public_share") if c in pdf.columns]
@@ -169,7 +207,7 @@ def section_reliability(spark, cfg) -> R.Section:
     monthly = tables.read_optional(spark, cfg, "gold.port_reliability_monthly")
     site = tables.read_optional(spark, cfg, "gold.site_reliability")
     if monthly is None and site is None:
-        return s.add("<p class='empty'>Reliability tables not available.</p>")
+        return s.add(no_data("gold.port_reliability_monthly", "reliability", last_run_status(spark, cfg)))
     if monthly is not None:
         pdf = _bounded(monthly, cfg)
         for col, title, unit in (("uptime_pct", "Port uptime", "%"), ("mtbf_hours", "MTBF", "hours"), ("mttr_hours", "MTTR", "hours")):
@@ -190,8 +228,11 @@ def section_models(spark, cfg) -> R.Section:
         summary = model_metrics_summary(cfg)
     except Exception as exc:  # noqa: BLE001 - the report must not fail because MLflow is empty
         return s.add(f"<p class='empty'>No model runs found ({R.esc(type(exc).__name__)}).</p>")
+    registry = champion_status(cfg)
+    if registry is not None:
+        s.add(R.table_html(registry, "model_registry_table", "{}"))
     if summary is None or len(summary) == 0:
-        return s.add("<p class='empty'>No model runs found.</p>")
+        return s.add(no_data("MLflow runs", "train", last_run_status(spark, cfg)))
     s.add(R.table_html(summary, "model_metrics_table", "{:,.4f}"))
     for model, g in summary.groupby("model"):
         metric = g["metric"].iloc[0]
@@ -200,7 +241,23 @@ def section_models(spark, cfg) -> R.Section:
     return s
 
 
-SECTIONS = (section_quality, section_fleet, section_maps, section_risk, section_stations, section_reliability, section_models)
+def champion_status(cfg: Config) -> pd.DataFrame | None:
+    """Per registered model: the champion version, or why there is none (the gate's reason)."""
+    try:
+        from common import tracking
+
+        client = tracking.configure(cfg)
+    except Exception:  # noqa: BLE001 - no tracking store: the models section says so
+        return None
+    rows = []
+    names = (cfg.ml.soc.registered_model, cfg.ml.soc.registered_classifier, cfg.ml.energy.registered_model)
+    for name in names:
+        mv = tracking.current_champion(client, name, cfg.ml.champion_alias)
+        rows.append((name, f"v{mv.version}" if mv else "-", "" if mv else tracking.why_no_champion(client, name, cfg.ml.champion_alias)))
+    return pd.DataFrame(rows, columns=["registered model", f"@{cfg.ml.champion_alias}", "why not"])
+
+
+SECTIONS = (section_status, section_quality, section_fleet, section_maps, section_risk, section_stations, section_reliability, section_models)
 
 
 def build_report(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Path:
@@ -236,6 +293,7 @@ def run_report(spark: SparkSession, cfg: Config, run_id: str | None = None) -> S
     return report.finish()
 
 
+@job_main
 def main(argv=None) -> StageReport:
     cfg, spark, _ = bootstrap("report", argv, __doc__)
     return run_report(spark, cfg)

@@ -27,12 +27,15 @@ if __package__ in (None, ""):  # spark-submit jobs/residence.py: make `common` i
 from pyspark.sql import SparkSession
 
 from common import tables
-from common.cli import StageReport, bootstrap
+from common.cli import StageReport, bootstrap, job_main, require_inputs
 from common.config import Config
+from common.devices import heartbeats
 from common.privacy import coarsen_point
 from common.residence import find_residences
 
 log = logging.getLogger("ev_fleet.residence")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
 
 SILVER_TELEMATICS = "silver.telematics_clean"
 RESIDENCES = "restricted.residences"
@@ -52,7 +55,8 @@ def run_residence(spark: SparkSession, cfg: Config) -> StageReport:
     """Find homes and write restricted.residences; print a coarsened summary."""
     report = StageReport(stage="residence")
     clean = tables.read(spark, cfg, SILVER_TELEMATICS)
-    homes = find_residences(clean, cfg.residence)
+    profiles = tables.read_optional(spark, cfg, "silver.device_profiles")
+    homes = find_residences(clean, cfg.residence, cfg.kpis.trips, heartbeats(profiles), fleet=profiles)
     written = tables.write(
         homes, cfg, RESIDENCES, mode="overwrite", comment=COMMENT, properties=PERSONAL_DATA_PROPERTIES
     )
@@ -60,7 +64,8 @@ def run_residence(spark: SparkSession, cfg: Config) -> StageReport:
     rows = tables.read(spark, cfg, RESIDENCES).collect()  # bounded: one row per vehicle
     report.rows_out = len(rows)
     labelled = [r for r in rows if r["status"] == "home"]
-    report.notes.append(f"{len(labelled)} of {len(rows)} vehicles with night data have a labelled home")
+    no_nights = sum(1 for r in rows if r["status"] == "no_night_data")
+    report.notes.append(f"{len(labelled)} of {len(rows)} vehicles have a labelled home ({no_nights} without night data)")
     print(format_summary(rows, cfg.report.residence_cell_m, cfg.report.show_exact_residences))
     return report.finish()
 
@@ -82,8 +87,10 @@ def format_summary(rows, cell_m: float, exact: bool = False, limit: int = 20) ->
     return "\n".join(lines)
 
 
+@job_main
 def main(argv=None) -> StageReport:
     cfg, spark, _ = bootstrap("residence", argv, __doc__)
+    require_inputs(spark, cfg, REQUIRES)
     return run_residence(spark, cfg)
 
 

@@ -32,12 +32,14 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common import tables, tracking
-from common.cli import StageReport, bootstrap
+from common.cli import StageReport, StageSkipped, bootstrap, job_main, require_inputs
 from common.config import Config
 from common.ml_features import build_energy_features, build_soc_features
 from common.schemas import VEHICLES
 
 log = logging.getLogger("ev_fleet.score")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = (("silver.vehicle_minutely", "silver.segments"),)
 
 MINUTELY = "silver.vehicle_minutely"
 SEGMENTS = "silver.segments"
@@ -158,6 +160,28 @@ def energy_predictions(spark: SparkSession, cfg: Config, client, features: DataF
     )
 
 
+def registered_names(cfg: Config, model: str) -> tuple[str, ...]:
+    s = cfg.ml.soc
+    return (s.registered_model, s.registered_classifier) if model == "soc" else (cfg.ml.energy.registered_model,)
+
+
+def available_models(client, cfg: Config, models: tuple[str, ...], report: StageReport) -> tuple[str, ...]:
+    """The requested models whose champions exist; each other one is skipped with the gate's reason
+    (a note, so the pipeline summary and the report show why its predictions are missing)."""
+    keep = []
+    for model in models:
+        missing = [n for n in registered_names(cfg, model) if tracking.current_champion(client, n, cfg.ml.champion_alias) is None]
+        if missing:
+            reasons = "; ".join(tracking.why_no_champion(client, n, cfg.ml.champion_alias) for n in missing)
+            report.notes.append(f"skipped {model} scoring: {reasons}")
+            log.warning("score: skipped %s: %s", model, reasons)
+        else:
+            keep.append(model)
+    if not keep:
+        raise StageSkipped("; ".join(n for n in report.notes if n.startswith("skipped")) or "no model requested")
+    return tuple(keep)
+
+
 def run_score(
     spark: SparkSession,
     cfg: Config,
@@ -168,6 +192,7 @@ def run_score(
     """Score the silver tables with the champions and write the prediction tables."""
     report = StageReport(stage="score")
     client = tracking.configure(cfg)
+    models = available_models(client, cfg, models, report)
     vehicles = tables.read(spark, cfg, BRONZE_VEHICLES) if tables.exists(spark, cfg, BRONZE_VEHICLES) else spark.createDataFrame([], VEHICLES)
     clean = tables.read(spark, cfg, SILVER_CLEAN)
     rows_out = 0
@@ -181,7 +206,10 @@ def run_score(
         )
         rows_out += tables.read(spark, cfg, PRED_SOC).where(_in_range(start_date, end_date)).count()
     if "energy" in models:
-        feats = build_energy_features(clean, tables.read(spark, cfg, SEGMENTS), cfg.kpis.trips, cfg.ml.energy).where(
+        from common.devices import heartbeats
+
+        beats = heartbeats(tables.read_optional(spark, cfg, "silver.device_profiles"))
+        feats = build_energy_features(clean, tables.read(spark, cfg, SEGMENTS), cfg.kpis.trips, cfg.ml.energy, beats).where(
             _in_range(start_date, end_date)
         )
         report.tables[PRED_ENERGY] = _write(
@@ -193,8 +221,10 @@ def run_score(
     return report.finish()
 
 
+@job_main
 def main(argv=None) -> StageReport:
     cfg, spark, args = bootstrap("score", argv, __doc__, add_arguments)
+    require_inputs(spark, cfg, REQUIRES)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     return run_score(spark, cfg, models, args.start_date, args.end_date)
 

@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common import tables
-from common.cli import StageReport, bootstrap
+from common.cli import StageReport, bootstrap, job_main, require_inputs
 from common.config import Config
 from common.stations import (
     expansion_gaps,
@@ -43,6 +43,8 @@ from common.stations import (
 )
 
 log = logging.getLogger("ev_fleet.stations")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = (("bronze.stations",),)
 
 BRONZE_STATIONS = "bronze.stations"
 CHARGING_EVENTS = "gold.charging_events"
@@ -120,8 +122,10 @@ def kpi_summary(spark: SparkSession, cfg: Config, levels: tuple[str, ...] = ("ov
     return "\n".join(lines)
 
 
+@job_main
 def main(argv: list[str] | None = None) -> StageReport:
     cfg, spark, _args = bootstrap("stations", argv, __doc__)
+    require_inputs(spark, cfg, REQUIRES)
     report = run_stations(spark, cfg)
     print(kpi_summary(spark, cfg))
     return report

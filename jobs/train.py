@@ -39,7 +39,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common import tables, tracking
-from common.cli import StageReport, bootstrap
+from common.cli import StageReport, bootstrap, job_main, require_inputs
 from common.config import Config
 from common.ml_eval import (
     best_f1_threshold,
@@ -69,6 +69,8 @@ from common.ml_train import FitResult, fit_xgb, gain_importance, predict
 from common.schemas import VEHICLES
 
 log = logging.getLogger("ev_fleet.train")
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = (("silver.vehicle_minutely", "silver.segments"),)
 
 MINUTELY = "silver.vehicle_minutely"
 SEGMENTS = "silver.segments"
@@ -415,8 +417,11 @@ def _log_importance(fit: FitResult, title: str) -> None:
 # --------------------------------------------------------------------------------------------
 def energy_dataset(spark: SparkSession, cfg: Config) -> DataFrame:
     """Segment features (incl. physics integrated over legs) for every segment of silver.segments."""
+    from common.devices import heartbeats
+
     return build_energy_features(
-        tables.read(spark, cfg, SILVER_CLEAN), tables.read(spark, cfg, SEGMENTS), cfg.kpis.trips, cfg.ml.energy
+        tables.read(spark, cfg, SILVER_CLEAN), tables.read(spark, cfg, SEGMENTS), cfg.kpis.trips, cfg.ml.energy,
+        heartbeats(tables.read_optional(spark, cfg, "silver.device_profiles")),
     )
 
 
@@ -610,8 +615,10 @@ def summary(outcomes: list[ModelOutcome]) -> str:
     return "\n".join(lines)
 
 
+@job_main
 def main(argv=None) -> StageReport:
     cfg, spark, args = bootstrap("train", argv, __doc__, add_arguments)
+    require_inputs(spark, cfg, REQUIRES)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     return run_train(spark, cfg, models, args.run_name)
 

@@ -84,7 +84,9 @@ def vehicles_df(spark) -> DataFrame:
 def params_for(cfg, **overrides) -> CleaningParams:
     settings = cfg.clean.model_copy(update=overrides)
     base = cleaning_params(cfg, as_of=AS_OF)
-    return CleaningParams(settings=settings, area_wkt=base.area_wkt, as_of=AS_OF, dataset_start=DATASET_START)
+    return CleaningParams(
+        settings=settings, area_wkt=base.area_wkt, as_of=AS_OF, dataset_start=DATASET_START, default_timezone=base.default_timezone
+    )
 
 
 # ---------------------------------------------------------------------------------------------

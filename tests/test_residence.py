@@ -42,7 +42,7 @@ def _silver(spark, rows):
     df = spark.createDataFrame(
         rows, "vehicle_id string, ts timestamp, lat double, lon double, speed_kmh double, is_usable boolean, timezone string"
     )
-    return df.transform(add_local_time, CleanConfig())  # the cleaning job's DST-aware local time
+    return df.transform(add_local_time, CleanConfig())  # the cleaning job's DST-aware local time (zones given per row)
 
 
 NIGHT = [h / 2 for h in range(0, 10)]  # 00:00 .. 04:30 local, every 30 min
