@@ -455,7 +455,11 @@ def flag_soc_anomalies(points: DataFrame, settings: CleanConfig) -> DataFrame:
     Candidates: SOC in 0-100 and no rule 3/6 flag. Spike: the value jumps at least
     `soc_spike_min_pct` points away from both neighbours in opposite directions, the neighbours
     agree within `soc_spike_return_ratio` x the smaller jump and both legs are at most
-    `soc_spike_max_gap_s` long (a real charge followed by a drive takes longer than that).
+    `soc_spike_max_gap_s` long (a real charge followed by a drive takes longer than that). When
+    all three samples are parked at one place (not moving, neighbours within
+    `soc_spike_parked_radius_m`), the legs may be up to `soc_spike_parked_max_gap_s` long: a
+    device that reports every few hours while parked shows a spike between two heartbeats, and a
+    parked vehicle cannot give back a charge without moving.
 
     Rate (percent points over dt seconds): a rise may not exceed
     max_charger_kw / battery_kwh x 100 / 3600 x dt + soc_tolerance_pct, a fall may not exceed
@@ -470,19 +474,28 @@ def flag_soc_anomalies(points: DataFrame, settings: CleanConfig) -> DataFrame:
         F.col("_t").alias("t"),
         F.col("soc_pct").alias("soc"),
         F.coalesce(speed > s.moving_speed_kmh, F.lit(False)).alias("moving"),
+        F.col("lat").alias("lat"),
+        F.col("lon").alias("lon"),
     )
     df = points.withColumn("_soc", F.when(candidate, sample))
     df = df.withColumns({"_sp": _prev("_soc"), "_sn": _next("_soc")})
     sp, sn, soc = F.col("_sp"), F.col("_sn"), F.col("soc_pct")
     jump_in, jump_out = soc - sp["soc"], sn["soc"] - soc
     smaller = F.least(F.abs(jump_in), F.abs(jump_out))
+    here = F.col("_soc")
+    parked_here = (
+        ~here["moving"] & ~sp["moving"] & ~sn["moving"]
+        & (haversine_m(sp["lat"], sp["lon"], here["lat"], here["lon"]) <= s.soc_spike_parked_radius_m)
+        & (haversine_m(here["lat"], here["lon"], sn["lat"], sn["lon"]) <= s.soc_spike_parked_radius_m)
+    )  # fmt: skip
+    max_gap = F.when(F.coalesce(parked_here, F.lit(False)), F.lit(s.soc_spike_parked_max_gap_s)).otherwise(F.lit(s.soc_spike_max_gap_s))
     spike = (
         candidate
         & (F.abs(jump_in) >= s.soc_spike_min_pct)
         & (F.abs(jump_out) >= s.soc_spike_min_pct)
         & (F.signum(jump_in) != F.signum(jump_out))
         & (F.abs(sn["soc"] - sp["soc"]) <= F.lit(s.soc_spike_return_ratio) * smaller)
-        & (F.greatest(F.col("_t") - sp["t"], sn["t"] - F.col("_t")) <= s.soc_spike_max_gap_s)
+        & (F.greatest(F.col("_t") - sp["t"], sn["t"] - F.col("_t")) <= max_gap)
     )
     df = df.transform(_add_flags, soc_spike=spike)
 

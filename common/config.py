@@ -216,6 +216,14 @@ class GeneratorConfig(Section):
     )
     network: bool = Field(True, description="Write the charging network's files (stations, charger status, sessions); false = a telematics-only deployment.")
 
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        # YAML and --conf turn an unquoted 2024-03-23 into a date; keep the ISO text.
+        from datetime import date
+
+        return value.isoformat() if isinstance(value, date) else value
+
     @model_validator(mode="after")
     def _shares(self) -> "GeneratorConfig":
         known = {"continuous", "ignition_only", "bursty"}
@@ -303,6 +311,11 @@ class CleanConfig(Section):
         0.5, gt=0, le=1, description="SOC spike: neighbours differ by at most this x the smaller jump."
     )
     soc_spike_max_gap_s: float = Field(1800.0, gt=0, description="Both legs of a SOC spike are at most this long (s).")
+    soc_spike_parked_max_gap_s: float = Field(
+        43200.0, gt=0, description="... or this long when all three samples are parked at one place (devices that report "
+        "every few hours while parked) (s).",
+    )
+    soc_spike_parked_radius_m: float = Field(100.0, gt=0, description="Parked at one place: neighbours within this distance (m).")
     repair_max_gap_s: float = Field(600.0, ge=0, description="Interpolate only between usable neighbours this close (s).")
     repair_fill_limit_s: float = Field(300.0, ge=0, description="Else copy the nearest usable value within this time (s).")
 

@@ -8,7 +8,7 @@ restricted.unique_daily_visits (it holds every vehicle's stops, homes included) 
    vehicle on one local day within `visit_merge_m` of a visit's first stop are that visit
    (grouped pandas UDF per vehicle: a handful of stops per day). A vehicle parked all day at a
    depot, or shuttling in and out of it, counts once per day -- the place's popularity is the
-   number of vehicle-days, not hours or heartbeats.
+   number of vehicle-days, not hours or heartbeats -- and a stay over midnight counts on both days.
 2. `find_hotspots`: exact DBSCAN (common.dbscan.distributed_dbscan: grid cells with a 2 x eps
    halo, per-cell scikit-learn in applyInPandas, union-find merge) over the visit positions;
    a cluster is a hotspot when at least `min_unique_visits` of its visits, from at least
@@ -79,6 +79,8 @@ def _visits_udf(merge_m: float):
         pdf["w"] = pdf["dwell_minutes"].clip(lower=1.0)
         pdf["wlat"] = pdf["lat"] * pdf["w"]
         pdf["wlon"] = pdf["lon"] * pdf["w"]
+        # a day that only continues the night's stay has no arrival on it
+        pdf["arrival_local"] = pdf["start_ts_local"].where(~pdf["continued"])
         g = pdf.groupby(["local_date", "visit_no"], sort=True)
         out = g.agg(
             vehicle_id=("vehicle_id", "first"),
@@ -87,11 +89,11 @@ def _visits_udf(merge_m: float):
             w=("w", "sum"),
             n_stops=("lat", "size"),
             dwell_minutes=("dwell_minutes", "sum"),
-            first_arrival_local=("start_ts_local", "min"),
+            first_arrival_local=("arrival_local", "min"),
         ).reset_index()
         out["lat"] = out["wlat"] / out["w"]
         out["lon"] = out["wlon"] / out["w"]
-        out["arrival_hour"] = pd.to_datetime(out["first_arrival_local"]).dt.hour.astype("int32")
+        out["arrival_hour"] = pd.to_datetime(out["first_arrival_local"]).dt.hour.astype("Int32")
         out["visit_no"] = out["visit_no"].astype("int32")
         out["n_stops"] = out["n_stops"].astype("int32")
         return out[cols]
@@ -99,16 +101,36 @@ def _visits_udf(merge_m: float):
     return fn
 
 
+def stop_days(stops: DataFrame) -> DataFrame:
+    """A stop on every local day it covers: a vehicle charging from 23:30 to 01:30 was at the place
+    on both days. Each part keeps the stop's position; its dwell is the part within that day;
+    `continued` marks the days after the arrival day."""
+    first = F.to_date("start_ts_local")
+    day_start = F.col("local_date").cast("timestamp")
+    part_start = F.greatest(F.col("start_ts_local"), day_start)
+    part_end = F.least(F.col("end_ts_local"), F.expr("local_date + interval 1 day").cast("timestamp"))
+    return (
+        stops.withColumn("local_date", F.explode(F.sequence(first, F.greatest(first, F.to_date("end_ts_local")))))
+        .withColumn("continued", F.col("local_date") > first)
+        .withColumn("dwell_minutes", F.greatest((part_end.cast("double") - part_start.cast("double")) / 60.0, F.lit(0.0)))
+        .withColumn("start_ts_local", part_start)
+    )
+
+
 def unique_daily_visits(stops: DataFrame, params: HotspotsConfig) -> DataFrame:
     """detect_stops output -> one row per (vehicle_id, local_date, visit_no) (see module docstring).
 
-    lat/lon: dwell-weighted mean of the visit's stops (degrees); n_stops; dwell_minutes (sum);
-    first_arrival_local (local wall clock) and arrival_hour (its hour, 0-23); visit_id.
+    A stop counts on every local day it covers (`stop_days`). lat/lon: dwell-weighted mean of the
+    visit's stops (degrees); n_stops; dwell_minutes (sum, within the day); first_arrival_local
+    (local wall clock) and arrival_hour (its hour, 0-23; null on a day that only continues a stay);
+    visit_id.
     """
     visits = (
-        stops.select("vehicle_id", "local_date", "start_ts", "start_ts_local", "lat", "lon", "dwell_minutes")
-        # one vehicle-day per UDF call (visits are merged within a day): bounded by a day's stops
-        .groupBy("vehicle_id", "local_date")
+        stops.select("vehicle_id", "start_ts", "start_ts_local", "end_ts_local", "lat", "lon")
+        .transform(stop_days)
+        .select("vehicle_id", "local_date", "start_ts", "start_ts_local", "lat", "lon", "dwell_minutes", "continued")
+        # one vehicle per UDF call (it merges visits day by day): bounded by one vehicle's stops
+        .groupBy("vehicle_id")
         .applyInPandas(_visits_udf(params.visit_merge_m), VISIT_SCHEMA)
     )
     visit_id = F.concat_ws("-", F.col("vehicle_id"), F.date_format("local_date", "yyyyMMdd"), F.col("visit_no").cast("string"))
@@ -164,7 +186,7 @@ def find_hotspots(clustered: DataFrame, params: HotspotsConfig) -> DataFrame:
         .withColumn("_d", haversine_m("lat", "lon", "c_lat", "c_lon"))
         .where(F.col("_d") <= params.radius_m)
     )
-    per_hour = near.groupBy("cluster_id", "arrival_hour").agg(F.count(F.lit(1)).alias("_n"))
+    per_hour = near.where(F.col("arrival_hour").isNotNull()).groupBy("cluster_id", "arrival_hour").agg(F.count(F.lit(1)).alias("_n"))
     hours = per_hour.groupBy("cluster_id").agg(
         F.map_from_entries(F.collect_list(F.struct("arrival_hour", "_n"))).alias("_hour_map"),
         F.slice(
@@ -188,7 +210,8 @@ def find_hotspots(clustered: DataFrame, params: HotspotsConfig) -> DataFrame:
     )
     hot = (
         stats.where((F.col("unique_visits") >= params.min_unique_visits) & (F.col("distinct_vehicles") >= params.min_distinct_vehicles))
-        .join(hours, "cluster_id")
+        .join(hours, "cluster_id", "left")
+        .withColumn("busiest_hours", F.coalesce(F.col("busiest_hours"), F.array().cast("array<int>")))
         .withColumn("visits_by_hour", by_hour)
         .withColumn("days", F.datediff("last_date", "first_date") + 1)
         .withColumn("visits_per_day", F.col("unique_visits") / F.col("days"))

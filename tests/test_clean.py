@@ -48,6 +48,7 @@ VEHICLE_ROWS = [
     ("FIRSTBAD", "Mahindra Treo", "three_wheeler", 7.4, "D05", "Asia/Kolkata"),
     ("JITTER", "Ather 450X", "two_wheeler", 2.9, "D06", "Asia/Kolkata"),
     ("SOC", "Tata Nexon EV", "car", 30.2, "D07", "Asia/Kolkata"),
+    ("SPARSE", "Mahindra Treo", "three_wheeler", 7.4, "D12", "Asia/Kolkata"),
     ("TS", "Tata Nexon EV", "car", 30.2, "D08", "Asia/Kolkata"),
     ("EU1", "Tata Nexon EV", "car", 30.2, "D09", "Europe/Berlin"),
     ("NULLS", "Tata Ace EV", "van", 21.3, "D10", "Asia/Kolkata"),
@@ -195,6 +196,22 @@ def soc_rows():
     ]
 
 
+def sparse_soc_rows():
+    """Rule 5 on an ignition-only device: heartbeats 35 min apart while parked at one place."""
+    parked = dict(lat=LAT0, speed=0.0)
+    return [
+        pt("SPARSE", "10:00", soc=61.0, **parked),
+        pt("SPARSE", "10:35", soc=61.0, **parked),
+        pt("SPARSE", "11:10", soc=92.0, **parked),  # +31 and back between two heartbeats: a spike
+        pt("SPARSE", "11:45", soc=61.0, **parked),
+        pt("SPARSE", "12:20", soc=61.0, **parked),
+        pt("SPARSE", "12:55", soc=85.0, **parked),  # a real charge asleep: it stays up, not a spike
+        pt("SPARSE", "13:30", soc=85.0, **parked),
+        pt("SPARSE", "14:05", soc=86.0, lat=LAT0 + 0.02, speed=0.0),  # 2.2 km away: not parked at one place
+        pt("SPARSE", "14:40", soc=60.0, lat=LAT0 + 0.02, speed=0.0),
+    ]
+
+
 def ts_rows():
     """Rule 6: rows arrive out of order; one is from the future, one from before the dataset."""
     return [
@@ -261,6 +278,7 @@ ALL_ROWS = [
     *first_bad_rows(),
     *jitter_rows(),
     *soc_rows(),
+    *sparse_soc_rows(),
     *ts_rows(),
     *dst_rows(),
     *repair_rows(),
@@ -533,6 +551,16 @@ def test_rule5_battery_rules_and_soc_repair(spark, cleaned):
     ]
     assert_approx_df_equality(got, expected(spark, want, schema), 1e-9, ignore_nullable=True)
     assert cleaned.where("vehicle_id = 'SOC' and ts = '2024-03-05 10:15:00'").first().is_usable
+
+
+def test_rule5_spike_between_sparse_parked_heartbeats(spark, cleaned):
+    """A spike between heartbeats 35 min apart at one place is caught (a parked vehicle cannot give a
+    charge back); a charge that stays is kept; legs that move are judged by the 30-min limit."""
+    want = [
+        (at("10:00"), []), (at("10:35"), []), (at("11:10"), ["soc_spike"]), (at("11:45"), []), (at("12:20"), []),
+        (at("12:55"), []), (at("13:30"), []), (at("14:05"), []), (at("14:40"), []),
+    ]  # fmt: skip
+    assert_df_equality(reasons_of(cleaned, "SPARSE"), expected(spark, want), ignore_nullable=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -121,3 +121,44 @@ def test_raw_files_and_network_consistency(spark, fleet_cfg):
     # models in the vehicles file are known
     vehicles = spark.read.option("header", True).csv(inp.vehicles[0].path).toPandas()
     assert set(vehicles.model) <= set(MODEL_BY_NAME)
+
+
+@pytest.mark.parametrize("region", ["delhi_ncr", "nairobi", "london"])
+def test_true_paths_stay_inside_the_region_operating_area(region):
+    """Only the injected outside_area anomalies may leave the area cleaning checks against."""
+    import shapely
+    from shapely import wkt
+
+    from common.regions import REGIONS, read_area_wkt
+
+    w = build_world(GeneratorConfig(vehicles=8, days=3, seed=5, region=region))
+    area = wkt.loads(read_area_wkt(REGIONS[region].area_file))
+    for i in range(len(w.vehicles)):
+        df = VehicleSim(w.vehicles.iloc[i].copy(), w).run()
+        inside = shapely.contains_xy(area, df.true_lon.to_numpy(), df.true_lat.to_numpy())
+        assert inside.all(), f"{region} {w.vehicles.vehicle_id.iloc[i]}: {int((~inside).sum())} true points outside the area"
+
+
+def test_device_modes_change_what_is_sent_not_what_happened():
+    """Same vehicle, same trace: the truth sums are equal across modes; ignition-only devices send
+    key-off/key-on and sparse heartbeats while parked, bursty ones 1 Hz bursts."""
+    modes = {}
+    for mode in ("continuous", "ignition_only", "bursty"):
+        w = build_world(GeneratorConfig(vehicles=3, days=4, seed=9, device_modes={mode: 1.0}))
+        v = w.vehicles.iloc[0].copy()
+        modes[mode] = (v, VehicleSim(v, w).run())
+    true_rows = {m: df[df.anomaly_type.ne("near_duplicate")] for m, (_, df) in modes.items()}  # as truth tables read them
+    dist = {m: df.distance_km.sum() for m, df in true_rows.items()}
+    energy = {m: df.energy_kwh.sum() for m, df in true_rows.items()}
+    assert dist["bursty"] == pytest.approx(dist["continuous"], rel=1e-9) and energy["bursty"] == pytest.approx(energy["continuous"], rel=1e-9)
+    assert dist["ignition_only"] == pytest.approx(dist["continuous"], rel=1e-12)
+    v, ign = modes["ignition_only"]
+    sent = ign[ign.copies > 0].sort_values("ts")
+    parked = (sent.state != "moving").to_numpy()
+    gaps = sent.ts.diff().dt.total_seconds().to_numpy()
+    both_parked = parked[1:] & parked[:-1]
+    # heartbeats at most one parked step (5 min) after each multiple of the device's heartbeat
+    assert gaps[1:][both_parked].max() <= v.heartbeat_s + 310 and (ign.copies == 0).sum() > 0
+    _, bursty = modes["bursty"]
+    moving = bursty[(bursty.copies > 0) & (bursty.state == "moving")].sort_values("ts").ts.diff().dt.total_seconds()
+    assert (moving == 1).mean() > 0.1

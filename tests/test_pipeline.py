@@ -93,6 +93,7 @@ def test_dates_reach_stages_that_take_them_and_failure_names_stage_and_inputs(sp
     monkeypatch.setattr(importlib.import_module("jobs.hotspots"), "run_hotspots", fake_hotspots)
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.storage.root = str(Path(cfg.storage.resolve(cfg.storage.root)) / "pipeline_failure")
+    tables.write(spark.range(1), run_cfg, "silver.telematics_clean")  # the stages' required input exists
 
     reports = run_pipeline(spark, run_cfg, _args(only="kpis", start_date=date(2024, 3, 4), end_date=date(2024, 3, 5)))
     assert calls["kpis"] == (date(2024, 3, 4), date(2024, 3, 5))
@@ -115,3 +116,47 @@ def test_where_things_are_follows_the_configured_report_folder(cfg):
     moved = cfg.model_copy(deep=True)
     moved.report.output_dir = "/data/evfa-reports"
     assert "Report:  /data/evfa-reports/latest/index.html" in pipeline.where_things_are(moved)
+
+
+def test_absent_inputs_skip_stages_with_the_reason_and_the_report_says_why(spark, cfg, tmp_path):
+    """A telematics-only lakehouse: network stages are skipped and named, later stages still run, the
+    report's sections say why they are empty; an upstream skip is named as the root cause."""
+    run_cfg = cfg.model_copy(deep=True)
+    run_cfg.storage.root = str(tmp_path / "lakehouse")
+    run_cfg.report.output_dir = str(tmp_path / "reports")
+    reports = {r.stage: r for r in run_pipeline(spark, run_cfg, _args(only="clean,kpis,stations,reliability,report"))}
+    assert reports["clean"].status == "skipped"
+    assert reports["clean"].notes == ["no bronze.telematics - configure inputs.telematics to enable"]
+    assert reports["kpis"].notes == [
+        "no silver.telematics_clean - run the clean stage first (clean was skipped: no bronze.telematics - configure inputs.telematics to enable)"
+    ]
+    assert reports["stations"].notes == ["no bronze.stations - configure inputs.stations to enable"]
+    assert reports["reliability"].notes == [
+        "no bronze.charger_status or bronze.charging_sessions - configure inputs.charger_status or inputs.charging_sessions to enable"
+    ]
+    assert reports["report"].status == "ok"
+    html = (tmp_path / "reports" / "latest" / "index.html").read_text()
+    assert "No data: the stations stage was skipped (no bronze.stations - configure inputs.stations to enable)." in html
+    assert "No data: the kpis stage was skipped" in html
+    runs = tables.read(spark, run_cfg, "audit.stage_runs").orderBy("position").select("stage", "status").collect()
+    assert [(r.stage, r.status) for r in runs] == [
+        ("clean", "skipped"), ("kpis", "skipped"), ("stations", "skipped"), ("reliability", "skipped"), ("report", "ok")
+    ]
+
+
+def test_a_job_alone_without_its_input_exits_99_with_the_reason(tmp_path):
+    """spark-submit of one job on a lakehouse without its input: a clear line and exit code 99
+    (Airflow's skip code), no stack trace."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs.stations", "--env", "test", "--conf", f"storage.root={tmp_path}/lakehouse",
+         "--conf", f"storage.restricted_root={tmp_path}/restricted"],
+        cwd=root, env=dict(os.environ), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 99, out.stderr[-2000:]
+    assert "skipped: no bronze.stations - configure inputs.stations to enable" in out.stderr
+    assert "Traceback" not in out.stderr
