@@ -1117,8 +1117,7 @@ def default_inputs(cfg: Config) -> InputsConfig:
     if g.layout == "payd":
         from common.config import load_dataset_files
 
-        inputs, _settings = load_dataset_files([PAYD_MAPPING], env={"PAYD_FLEET_DIR": raw["telematics"].rsplit("/", 1)[0]})
-        return inputs
+        return load_dataset_files([PAYD_MAPPING], env={"PAYD_FLEET_DIR": raw["telematics"].rsplit("/", 1)[0]})
     iso = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss[.SSS]XXX", "yyyy-MM-dd'T'HH:mm:ss[.SSS]"]
     specs = {
         "telematics": DatasetSpec(name="synthetic_telematics", path=raw["telematics"], format=g.output_format, timestamp_formats=iso, source_timezone="UTC"),

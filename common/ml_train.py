@@ -2,7 +2,7 @@
 
 `fit_xgb` trains a SparkXGBRegressor/SparkXGBClassifier on `ml.num_workers` Spark tasks (a
 barrier stage; each task holds a shard and they allreduce histograms). The input is
-hash-partitioned by vehicle into exactly `num_workers` partitions and sorted inside them, so
+dealt by vehicle to min(`num_workers`, vehicles) partitions and put in a fixed order inside them, so
 xgboost.spark does not reshuffle it and the same data + seed gives the same booster on every run
 (round-robin repartitioning would deal rows to workers in arrival order, which is not stable).
 
@@ -24,6 +24,10 @@ from common.config import XgbParams
 log = logging.getLogger(__name__)
 
 PRED = "prediction"
+
+
+class InsufficientData(ValueError):
+    """Too little labelled data to fit or evaluate a model; the message says what is missing."""
 
 
 @dataclass
@@ -49,6 +53,22 @@ def xgb_kwargs(params: XgbParams, seed: int) -> dict:
         "max_bin": params.max_bin,
         "random_state": seed,
     }
+
+
+def shard_by_vehicle(rows: DataFrame, num_workers: int) -> tuple[DataFrame, int]:
+    """`rows` in exactly `workers` non-empty partitions, whole vehicles each, and `workers`.
+
+    xgboost.spark fails on an empty worker shard, and hashing vehicle ids into num_workers buckets
+    leaves buckets empty when the fleet is small (one real vehicle, a handful of test vehicles), so
+    vehicles are dealt round-robin in id order to min(num_workers, vehicles) workers: the same data
+    always gives the same shards (reproducible boosters)."""
+    ids = sorted(r.vehicle_id for r in rows.select("vehicle_id").distinct().collect())  # bounded: one row per vehicle
+    workers = max(1, min(num_workers, len(ids)))
+    if workers == 1:
+        return rows.repartition(1), 1  # a shuffle: barrier stages refuse a coalesce in their RDD chain
+    shard = {vid: i % workers for i, vid in enumerate(ids)}
+    keyed = rows.rdd.keyBy(lambda r: shard[r["vehicle_id"]]).partitionBy(workers, lambda k: k).values()
+    return rows.sparkSession.createDataFrame(keyed, rows.schema), workers
 
 
 def fit_xgb(
@@ -79,19 +99,29 @@ def fit_xgb(
         kwargs["weight_col"] = weight_col
     if validation_col:
         kwargs["validation_indicator_col"] = validation_col
-    estimator = (SparkXGBClassifier if classification else SparkXGBRegressor)(**kwargs)
 
     taken = {*features, label}
     extra = [c for c in dict.fromkeys((weight_col, validation_col, *order_cols)) if c and c not in taken]
-    data = (
-        rows.select(*[F.col(c).cast("double").alias(c) for c in features], F.col(label).cast("double").alias(label), *extra)
-        .repartition(num_workers, "vehicle_id")
-        .sortWithinPartitions(*order_cols)
-    )
+    selected = rows.select(*[F.col(c).cast("double").alias(c) for c in features], F.col(label).cast("double").alias(label), *extra)
+    data, num_workers = shard_by_vehicle(selected, num_workers)
+    # Rows in a fixed pseudo-random order (a hash of the order columns): xgboost.spark reads each Arrow
+    # batch as a train part and a validation part, and fails on a batch whose part is empty -- which a
+    # time order makes likely (one vehicle's validation day is one contiguous block).
+    data = data.sortWithinPartitions(F.xxhash64(*order_cols), *order_cols)
+    kwargs["num_workers"] = num_workers
     counts = data.agg(
         F.count(F.lit(1)).alias("n"),
         F.sum(F.col(validation_col).cast("int")).alias("v") if validation_col else F.lit(0).alias("v"),
     ).first()
+    n, v = int(counts["n"] or 0), int(counts["v"] or 0)
+    if n - v < 1:
+        raise InsufficientData(f"{label}: no training rows")
+    if validation_col and v == 0:
+        # no labelled row in the validation window (a short day, a single vehicle): fit without an
+        # evaluation set (no learning curves) rather than give xgboost an empty one
+        log.warning("%s: the validation window has no labelled row; fitting without learning curves", label)
+        kwargs.pop("validation_indicator_col")
+    estimator = (SparkXGBClassifier if classification else SparkXGBRegressor)(**kwargs)
     started = time.time()
     model = estimator.fit(data)
     seconds = time.time() - started
@@ -101,8 +131,8 @@ def fit_xgb(
     summary = getattr(model, "training_summary", None)
     if summary is not None:
         evals = {"train": getattr(summary, "train_objective_history", {}), "validation": getattr(summary, "validation_objective_history", {})}
-    log.info("xgboost.spark %s: %d rows, %d workers, %.1fs", label, counts["n"], num_workers, seconds)
-    return FitResult(model, booster, seconds, int(counts["n"] - (counts["v"] or 0)), int(counts["v"] or 0), evals)
+    log.info("xgboost.spark %s: %d rows, %d workers, %.1fs", label, n, num_workers, seconds)
+    return FitResult(model, booster, seconds, n - v, v, evals)
 
 
 def predict(fit: FitResult, rows: DataFrame, classification: bool = False, out: str = PRED) -> DataFrame:

@@ -39,7 +39,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common import tables, tracking
-from common.cli import StageReport, bootstrap, job_main, require_inputs
+from common.cli import StageReport, StageSkipped, bootstrap, job_main, require_inputs
 from common.config import Config
 from common.ml_eval import (
     best_f1_threshold,
@@ -65,7 +65,7 @@ from common.ml_features import (
     persistence_drop,
     soc_labels,
 )
-from common.ml_train import FitResult, fit_xgb, gain_importance, predict
+from common.ml_train import FitResult, InsufficientData, fit_xgb, gain_importance, predict
 from common.schemas import VEHICLES
 
 log = logging.getLogger("ev_fleet.train")
@@ -132,7 +132,7 @@ def time_split(day_starts: DataFrame, test_days: int, gap_min: int) -> TimeSplit
     """From (local_date, first_s) rows: the last `test_days` dates test, the one before validates."""
     rows = sorted(day_starts.collect(), key=lambda r: r["local_date"])  # bounded: one row per local date
     if len(rows) < test_days + 2:
-        raise ValueError(
+        raise InsufficientData(
             f"need at least {test_days + 2} local days of data for a train/validation/test split "
             f"(ml.test_days={test_days}); found {len(rows)}"
         )
@@ -457,6 +457,11 @@ def train_energy(spark: SparkSession, cfg: Config, client, versions: dict, repor
     valid = labelled.where("role = 'valid'")
     counts = {r["role"]: r["n"] for r in labelled.groupBy("role").agg(F.count(F.lit(1)).alias("n")).collect()}  # bounded: one row per split role
     report.rows_in = (report.rows_in or 0) + sum(counts.values())
+    if not counts.get("train"):
+        no_battery = cached.where(F.col("battery_kwh").isNull()).count()
+        cached.unpersist()
+        hint = f"; {no_battery} segment(s) have no battery size (bronze.vehicles.battery_kwh), so no energy label" if no_battery else ""
+        raise InsufficientData(f"no labelled segment in the training window{hint}")
     features = list(ENERGY_FEATURES)
 
     # Baselines: physics (conf parameters) and the vehicle's training-window mean kWh/km.
@@ -588,11 +593,20 @@ def run_train(spark: SparkSession, cfg: Config, models: tuple[str, ...] = MODELS
         mlflow.set_tags({"job": "train", "env": cfg.env})
         mlflow.log_params({"models": ",".join(models), "num_workers": cfg.ml.num_workers, "seed": cfg.ml.seed})
         tracking.log_table_versions(versions)
-        if "soc" in models:
-            outcomes += train_soc(spark, cfg, client, versions, report)
-        if "energy" in models:
-            outcomes += train_energy(spark, cfg, client, versions, report)
+        for family, train_family in (("soc", train_soc), ("energy", train_energy)):
+            if family not in models:
+                continue
+            try:
+                outcomes += train_family(spark, cfg, client, versions, report)
+            except InsufficientData as exc:
+                # too little data for this model (a single short log, no battery sizes): the others still train
+                spark.catalog.clearCache()
+                report.notes.append(f"skipped {family} model: {exc}")
+                log.warning("train: skipped %s model: %s", family, exc)
+                mlflow.set_tag(f"skipped.{family}", str(exc))
         mlflow.log_dict({o.key: {"model": o.registered_name, "version": o.version, "promoted": o.promoted, "reason": o.reason} for o in outcomes}, "registry_outcomes.json")
+    if not outcomes:
+        raise StageSkipped("; ".join(n for n in report.notes if n.startswith("skipped")))
     report.rows_out = len(outcomes)
     report.notes.append(f"mlflow parent run {parent.info.run_id}")
     for o in outcomes:
