@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.redaction import redact
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # On EMR/Glue the code runs from a zip; common.deploy_runtime extracts conf/ and sets EVFA_CONF_DIR.
 CONF_DIR = Path(os.environ["EVFA_CONF_DIR"]) if os.environ.get("EVFA_CONF_DIR") else PROJECT_ROOT / "conf"
@@ -786,20 +788,6 @@ class Config(Section):
 # Loading
 # --------------------------------------------------------------------------------------------
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-_SECRET_KEYS = re.compile(r"(password|secret|token|credential|access_key)", re.I)
-_URI_USERINFO = re.compile(r"(://)([^/@:]+):([^/@]+)@")
-
-
-def redact(obj: Any, key: str = "") -> Any:
-    if isinstance(obj, dict):
-        return {k: redact(v, k) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact(v, key) for v in obj]
-    if isinstance(obj, str):
-        if _SECRET_KEYS.search(key) and obj:
-            return "***"
-        return _URI_USERINFO.sub(r"\1\2:***@", obj)
-    return obj
 
 
 def _expand_env(obj: Any, env: dict[str, str] | None = None) -> Any:
