@@ -242,6 +242,28 @@ class GeneratorConfig(Section):
         return self
 
 
+LEASE_MIN_RENEWALS_PER_TTL = 3
+
+
+class LeaseConfig(Section):
+    """Run lease (`common/lease.py`, table audit.run_lease): one pipeline or job run at a time per lakehouse."""
+
+    enabled: bool = Field(True, description="Take the lease in every job's bootstrap; false only for lakehouses with one writer by construction.")
+    ttl_s: float = Field(
+        900.0, gt=0, description="A lease not renewed for this long is taken for a dead holder's: the next run takes it over, with a warning (s)."
+    )
+    heartbeat_s: float = Field(60.0, gt=0, description="The holder renews its lease this often, from a daemon thread (s).")
+
+    @model_validator(mode="after")
+    def _renewed_within_ttl(self) -> "LeaseConfig":
+        # Several renewals per TTL: one late renewal (a busy driver, an S3 retry) must not lose the lease.
+        if self.heartbeat_s * LEASE_MIN_RENEWALS_PER_TTL > self.ttl_s:
+            raise ValueError(
+                f"lease.heartbeat_s ({self.heartbeat_s}) must be at most lease.ttl_s / {LEASE_MIN_RENEWALS_PER_TTL} ({self.ttl_s})"
+            )
+        return self
+
+
 class IngestConfig(Section):
     lat_range: tuple[float, float] = (-90.0, 90.0)
     lon_range: tuple[float, float] = (-180.0, 180.0)
@@ -767,6 +789,7 @@ class Config(Section):
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    lease: LeaseConfig = Field(default_factory=LeaseConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     kpis: KpisConfig = Field(default_factory=KpisConfig)

@@ -62,6 +62,10 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         # LogStore is only safe with a single writer per table at a time (docs/DEPLOY.md); concurrent
         # writers from several clusters need the DynamoDB LogStore (io.delta:delta-storage-s3-dynamodb).
         "spark.sql.sources.partitionOverwriteMode": "static",
+        # FAIR between pools, FIFO inside the default pool (the jobs' own order is unchanged): the run
+        # lease's renewals (common/lease.py, own pool) get a task slot while a long stage holds the
+        # others, instead of queueing behind it until the lease expires.
+        "spark.scheduler.mode": "FAIR",
     }
     conf.update(s.extra)
     return conf

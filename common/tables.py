@@ -44,6 +44,17 @@ def job_description(spark: SparkSession, text: str) -> Iterator[None]:
         sc.setLocalProperty("spark.job.description", previous)  # None clears it
 
 
+# Names of the exceptions Delta raises when a concurrent commit won (optimistic concurrency), also
+# for two writers creating the same table (ProtocolChanged / FileAlreadyExists on version 0).
+_CONFLICTS = ("Concurrent", "ProtocolChanged", "MetadataChanged", "FileAlreadyExists", "concurrent update")
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """Whether `exc` says another writer committed first (retrying after a re-read is safe)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(k in text for k in _CONFLICTS)
+
+
 def exists(spark: SparkSession, cfg: Config, table: str) -> bool:
     return DeltaTable.isDeltaTable(spark, cfg.storage.path(table))
 

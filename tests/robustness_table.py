@@ -411,6 +411,46 @@ OTHER_CASES: tuple[Case, ...] = (
         slow=True,
     ),
     Case(
+        "run_lease_second_run",
+        "fault",
+        "A second job (or pipeline) run on a lakehouse while another run holds it",
+        "the second run's bootstrap exits non-zero before reading or writing any table, naming the holder "
+        "(job, run id, host, pid, since, last heartbeat, expiry); the holder's lease row is untouched",
+        "tests/slow/test_run_lease.py::test_second_job_fails_fast_naming_the_holder",
+        slow=True,
+    ),
+    Case(
+        "run_lease_simultaneous_claims",
+        "fault",
+        "Two runs claim the lease of a fresh lakehouse at the same instant",
+        "each claim is a conditional Delta MERGE on `audit.run_lease`: one commit wins, the other conflicts "
+        "(optimistic concurrency), re-reads the row and is refused naming the winner",
+        "tests/test_lease.py::test_simultaneous_claims_are_decided_by_delta",
+    ),
+    Case(
+        "run_lease_expired_takeover",
+        "fault",
+        "A lease whose holder stopped renewing (last heartbeat + `lease.ttl_s` passed)",
+        "the next run takes it over with a warning naming the old holder; the old holder, if only slow, "
+        "learns at its next renewal that the lease is lost (logged as an error)",
+        "tests/test_lease.py::test_expired_lease_is_taken_over_with_a_warning",
+    ),
+    Case(
+        "run_lease_released_on_error",
+        "fault",
+        "A job that fails with an exception after taking the lease",
+        "the lease is released at interpreter exit (released_at set), so the next run starts at once",
+        "tests/slow/test_run_lease.py::test_failing_job_releases_its_lease",
+        slow=True,
+    ),
+    Case(
+        "run_lease_pipeline_stages",
+        "fault",
+        "The pipeline's stages (ingest, clean, ...) run inside a pipeline run that holds the lease",
+        "a second claim from the same process joins the lease it holds instead of claiming it again",
+        "tests/test_lease.py::test_a_process_joins_the_lease_it_holds",
+    ),
+    Case(
         "executor_loss",
         "fault",
         "One executor JVM killed (SIGKILL) during the shuffle of `jobs.clean` under `local-cluster[2,1,1024]`",
