@@ -405,8 +405,8 @@ OTHER_CASES: tuple[Case, ...] = (
         "Two ingest runs of the same files at once into the same lakehouse",
         "Delta's optimistic concurrency lets one commit per table version; the other run fails with a "
         "`Concurrent...Exception` (reported, nothing half-written) or finds nothing new; after rerunning "
-        "the loser every table holds each row exactly once, quarantine included. Two drivers on S3 need "
-        "a single-writer rule or the DynamoDB LogStore (docs/DEPLOY.md)",
+        "the loser every table holds each row exactly once, quarantine included. On S3 this needs the "
+        "DynamoDB LogStore the cluster confs set (case `s3_dynamodb_log_store`)",
         "tests/slow/test_robustness_rerun.py::test_concurrent_ingest_runs_never_duplicate",
         slow=True,
     ),
@@ -449,6 +449,16 @@ OTHER_CASES: tuple[Case, ...] = (
         "The pipeline's stages (ingest, clean, ...) run inside a pipeline run that holds the lease",
         "a second claim from the same process joins the lease it holds instead of claiming it again",
         "tests/test_lease.py::test_a_process_joins_the_lease_it_holds",
+    ),
+    Case(
+        "s3_dynamodb_log_store",
+        "fault",
+        "Two drivers (EMR/Glue) commit the same Delta table version on S3, which has no put-if-absent",
+        "every cluster run (EMR Serverless, Glue, EMR on EC2) is submitted with Delta's S3DynamoDBLogStore for "
+        "s3:// and s3a:// on the DynamoDB table terraform creates (tablePath/fileName keys, on demand, TTL "
+        "`expireTime`, PITR, KMS; the execution role gets only DescribeTable/GetItem/PutItem/UpdateItem/Query on it) "
+        "and its jar on the classpath (EMR's own, shipped to Glue); a Glue package without the jar refuses to submit",
+        "tests/test_deploy_package.py::test_s3_commits_go_through_the_dynamodb_log_store",
     ),
     Case(
         "executor_loss",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.config import ConfigError, apply_override, load_config, redact
-from common.versions import ALL_COORDINATES
+from common.versions import ALL_COORDINATES, DELTA_LOG_STORE_COORDINATES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,7 +74,7 @@ def test_invalid_timezone_in_dataset_spec():
 def test_fetch_jars_matches_versions_module():
     script = (ROOT / "bin" / "fetch-jars").read_text()
     listed = re.findall(r'^\s+"([\w.\-]+:[\w.\-]+:[\w.\-]+)"', script, re.M)
-    assert sorted(listed) == sorted(ALL_COORDINATES)
+    assert sorted(listed) == sorted(ALL_COORDINATES + DELTA_LOG_STORE_COORDINATES)
 
 
 def test_session_has_delta_sedona_utc(spark):
