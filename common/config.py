@@ -94,6 +94,32 @@ class MlflowConfig(Section):
 DatasetKind = Literal["telematics", "vehicles", "stations", "charger_status", "charging_sessions"]
 
 
+# Timestamp patterns that are numbers since 1970-01-01 UTC (common/ingest.py parse_timestamp).
+EPOCH_FORMATS = ("epoch_s", "epoch_ms", "epoch_auto")
+# A Spark datetime pattern with an offset/zone letter (outside quoted text) reads an instant.
+_ZONE_LETTERS = re.compile(r"[XxZzOV]")
+# Dataset kinds whose canonical schema has timestamp columns (common.schemas.KINDS; a test checks):
+# only they parse timestamps. Kept here because config must load without Spark (cluster bootstrap).
+TIMESTAMPED_KINDS = ("telematics", "charger_status", "charging_sessions")
+
+
+def zoneless_formats(formats: list[str] | tuple[str, ...]) -> list[str]:
+    """The patterns of `formats` that read wall-clock time: no offset/zone letter, not epoch."""
+    return [f for f in formats if f not in EPOCH_FORMATS and not _ZONE_LETTERS.search(re.sub(r"'[^']*'", "", f))]
+
+
+def missing_timezone(spec: "DatasetSpec", where: str) -> str | None:
+    """Why `spec` (at conf key `where`, e.g. inputs.telematics[0]) cannot be read, or None: a
+    wall-clock pattern needs the zone it was written in, and guessing UTC shifts every row."""
+    zoneless = zoneless_formats(spec.timestamp_formats)
+    if spec.source_timezone is not None or not zoneless:
+        return None
+    return (
+        f"{where}.source_timezone is not set but timestamp_formats {zoneless} carry no zone: set it to the IANA "
+        "zone the source writes wall-clock time in (e.g. UTC, Europe/London)"
+    )
+
+
 class CsvOptions(Section):
     delimiter: str = ","
     encoding: str = "UTF-8"
@@ -132,7 +158,11 @@ class DatasetSpec(Section):
         default_factory=lambda: ["yyyy-MM-dd'T'HH:mm:ss[.SSS]XXX", "yyyy-MM-dd HH:mm:ss[.SSS]"],
         description="Spark datetime patterns tried in order; 'epoch_s', 'epoch_ms' and 'epoch_auto' are special.",
     )
-    source_timezone: str = Field("UTC", description="Zone of timestamps that carry no offset.")
+    source_timezone: str | None = Field(
+        None,
+        description="IANA zone of timestamps that carry no offset (wall-clock time). Required when a pattern of "
+        "timestamp_formats has no zone: there is no safe default.",
+    )
     constants: dict[str, Any] = Field(default_factory=dict, description="canonical column -> constant value.")
     decimal_comma: bool = Field(False, description="Numbers use ',' as decimal separator ('12,5').")
     csv: CsvOptions = Field(default_factory=CsvOptions)
@@ -141,9 +171,11 @@ class DatasetSpec(Section):
 
     @field_validator("source_timezone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _known_zone(cls, value: str | None) -> str | None:
         from zoneinfo import ZoneInfo
 
+        if value is None:
+            return value
         try:
             ZoneInfo(value)
         except Exception as exc:  # noqa: BLE001 - re-raised with the key name
@@ -162,6 +194,18 @@ class InputsConfig(Section):
 
     def is_empty(self) -> bool:
         return not any(getattr(self, k) for k in type(self).model_fields)
+
+    @model_validator(mode="after")
+    def _zone_of_wall_clock_times(self) -> "InputsConfig":
+        problems = [
+            msg
+            for kind in TIMESTAMPED_KINDS
+            for i, spec in enumerate(getattr(self, kind))
+            if (msg := missing_timezone(spec, f"inputs.{kind}[{i}]"))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from pyspark.sql import Column, DataFrame, DataFrameReader, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.config import DatasetSpec, IngestConfig
+from common.config import EPOCH_FORMATS, DatasetSpec, IngestConfig, missing_timezone, zoneless_formats
 from common.schemas import KINDS, OCPP_STATUSES
 
 # Columns the stage adds (names chosen not to collide with canonical columns).
@@ -57,9 +57,6 @@ _MALFORMED = "__malformed"
 _INTERNAL = (_FILE, _CORRUPT)
 
 VALID, QUARANTINED, DUPLICATE = "valid", "quarantined", "duplicate"
-EPOCH_FORMATS = ("epoch_s", "epoch_ms", "epoch_auto")
-# A timestamp pattern carrying its own offset/zone yields an instant; others are wall-clock time.
-_ZONE_LETTERS = re.compile(r"[XxZzOV]")
 # Largest epoch magnitudes accepted (seconds ~ year 33658): beyond them timestamp_seconds overflows.
 _MAX_EPOCH_S, _MAX_EPOCH_MS = 1e12, 1e15
 # Epoch values at or above this are milliseconds for 'epoch_auto' (1e11 s would be year 5138).
@@ -230,9 +227,12 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
 
     Raises MissingColumnError naming the canonical column and the conf key to set.
     """
-    schema, required, _key, _ts, _table = KINDS[kind]
+    schema, required, _key, ts_cols, _table = KINDS[kind]
     where = where or f"inputs.{kind}[?]"
     canonical = [f.name for f in schema.fields]
+    no_zone = missing_timezone(spec, where) if ts_cols else None
+    if no_zone:
+        raise IngestInputError(f"dataset {spec.name!r}: {no_zone}")
     for section, mapping in (("columns", spec.columns), ("expressions", spec.expressions), ("constants", spec.constants), ("values", spec.values)):
         unknown = sorted(set(mapping) - set(canonical))
         if unknown:
@@ -379,6 +379,11 @@ def _parse(v: str, vtype: T.DataType, target: T.DataType, spec: DatasetSpec) -> 
         if isinstance(vtype, T.TimestampType):
             return col
         if isinstance(vtype, (T.TimestampNTZType, T.DateType)):
+            if spec.source_timezone is None:
+                raise IngestInputError(
+                    f"dataset {spec.name!r}: source column {v!r} holds timestamps without zone ({vtype.simpleString()}); "
+                    "set its source_timezone to the IANA zone they were written in"
+                )
             return F.to_utc_timestamp(col.cast("timestamp"), spec.source_timezone)
         return parse_timestamp(v, spec.timestamp_formats, spec.source_timezone)
     if isinstance(target, T.DoubleType):
@@ -414,7 +419,7 @@ def parse_timestamp(column: str, formats: Sequence[str], source_timezone: str) -
                 candidates.append(F.when(F.abs(number) >= _EPOCH_AUTO_MS_FROM, millis).otherwise(seconds))
             continue
         ts = F.try_to_timestamp(text, F.lit(fmt))
-        if not _ZONE_LETTERS.search(re.sub(r"'[^']*'", "", fmt)):
+        if zoneless_formats([fmt]):
             ts = F.to_utc_timestamp(ts, source_timezone)
         candidates.append(ts)
     if not candidates:

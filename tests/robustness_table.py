@@ -66,6 +66,11 @@ class InputCase:
     def prefix(self) -> str:
         return self.id
 
+    def spec_fields(self) -> dict:
+        """DatasetSpec fields besides name/path: the cases write UTC wall-clock times unless their
+        spec names another zone (a zone-less pattern needs source_timezone)."""
+        return {"source_timezone": "UTC", **self.spec}
+
     def materialise(self, folder: Path) -> Path:
         """Write the files into folder/<id>/ and return that folder."""
         target = folder / self.id
@@ -346,6 +351,15 @@ OTHER_CASES: tuple[Case, ...] = (
         "refused before anything is written: the error names `inputs.<kind>[i].timestamp_formats` and asks for the "
         "pattern the source uses (otherwise 03/04 and 13/04 would be read with different calendars)",
         "tests/test_robustness_input.py::test_ambiguous_day_month_formats_are_refused",
+    ),
+    Case(
+        "zoneless_without_source_timezone",
+        "bad input",
+        "A dataset whose `timestamp_formats` include a pattern without zone (`dd/MM/yyyy HH:mm`) and no `source_timezone`",
+        "refused when the config is loaded (and by ingest for a spec built in code), naming "
+        "`inputs.<kind>[i].source_timezone` and the zone-less patterns; it used to be read as UTC silently. "
+        "Patterns with a zone and kinds without timestamps (vehicles, stations) need none; every conf/datasets/*.yaml validates",
+        "tests/test_config.py::test_zoneless_timestamps_need_a_source_timezone",
     ),
     Case(
         "single_point_vehicle",

@@ -74,7 +74,7 @@ def test_rerun_and_backfill_touch_only_affected_partitions(spark, fresh_cfg, tmp
     raw = tmp_path / "raw"
     for d in DAYS:
         write_csv(raw / f"telematics_{d.isoformat()}.csv", day_rows(d))
-    inputs = InputsConfig(telematics=[DatasetSpec(name="bf", path=str(raw))])
+    inputs = InputsConfig(telematics=[DatasetSpec(source_timezone="UTC", name="bf", path=str(raw))])
 
     run_ingest(spark, cfg, inputs, now=NOW)
     bronze_v = tables.version(spark, cfg, "bronze.telematics")
@@ -136,7 +136,7 @@ def test_concurrent_ingest_runs_never_duplicate(spark, fresh_cfg, tmp_path):
     cfg = fresh_cfg
     raw = tmp_path / "raw"
     write_csv(raw / "day1.csv", [*day_rows(DAYS[0]), "bf_v1,2024-03-04 11:00:00,95,77.2,0,1,50"])
-    inputs = InputsConfig(telematics=[DatasetSpec(name="cc", path=str(raw))])
+    inputs = InputsConfig(telematics=[DatasetSpec(source_timezone="UTC", name="cc", path=str(raw))])
     run_ingest(spark, cfg, inputs, now=NOW)  # tables exist: the race is on MERGE commits
     write_csv(raw / "day2.csv", [*day_rows(DAYS[1]), "bf_v2,2024-03-05 11:00:00,28.6,77.2,0,1,120"])
 
