@@ -127,6 +127,12 @@ class CsvOptions(Section):
     quote: str = '"'
     escape: str = '"'
     multiline: bool = Field(True, description="Quoted fields may contain newlines (AFDC exports do).")
+    max_chars_per_column: int = Field(
+        1_000_000,
+        ge=1,
+        description="Longest value (characters) a line may hold (Spark's maxCharsPerColumn); a file with a longer "
+        "one (a binary blob, a quote that never closes in a huge file) is recorded as unreadable and skipped.",
+    )
 
 
 class DatasetSpec(Section):

@@ -78,6 +78,23 @@ class SourceFile:
     modification_time: int  # ms since epoch
 
 
+@dataclass(frozen=True)
+class UnreadableFile:
+    """A source file ingest cannot read at all (corrupt archive, binary content, a value over
+    `csv.max_chars_per_column`): recorded in the file ledger and skipped, the others still load."""
+
+    file: SourceFile
+    reason: str  # "<error class>: <first line of its message>"
+
+
+# Bytes of a text file (after decompression) the probe reads: enough for the header and to tell
+# binary content, a bad archive header or a stream that ends early in a small file.
+PROBE_BYTES = 64 * 1024
+# Wrapper exceptions whose message says where, not what: the reason names the exception they wrap.
+_WRAPPERS = ("org.apache.spark.SparkException", "py4j.", "java.util.concurrent.ExecutionException", "java.lang.reflect.")
+_MAX_REASON_CHARS = 400
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading raw files (the only IO in this module)
 # ---------------------------------------------------------------------------------------------
@@ -133,6 +150,7 @@ def read_raw(spark: SparkSession, spec: DatasetSpec, files: Sequence[SourceFile]
                 .option("quote", spec.csv.quote)
                 .option("escape", spec.csv.escape)
                 .option("multiLine", spec.csv.multiline)
+                .option("maxCharsPerColumn", spec.csv.max_chars_per_column)
                 .option("mode", "PERMISSIVE")
             )
             return r.option("basePath", base_path) if base_path else r
@@ -163,6 +181,115 @@ def _read_csv_group(reader: Callable[[], DataFrameReader], paths: list[str]) -> 
         return reader().csv(paths)
     schema = T.StructType([T.StructField(n, T.StringType(), True) for n in names] + [T.StructField(_CORRUPT, T.StringType(), True)])
     return reader().schema(schema).option("columnNameOfCorruptRecord", _CORRUPT).csv(paths)
+
+
+# ---------------------------------------------------------------------------------------------
+# File-level checks: a file that cannot be read at all is set aside with a reason
+# ---------------------------------------------------------------------------------------------
+def probe_file(spark: SparkSession, spec: DatasetSpec, file: SourceFile) -> str | None:
+    """Cheap check of one file before the dataset's read; the reason it is unreadable, or None.
+
+    CSV/JSON: the first PROBE_BYTES through Hadoop's codecs (a `.gz` that is not gzip, or whose
+    stream ends early, fails here) and no NUL byte (binary content in a text file: a zip or an
+    image renamed .csv would otherwise become thousands of garbage rows). Parquet: the footer
+    (magic bytes, schema). Excel: openpyxl opens the workbook. Problems deeper inside a big file
+    (a truncated gzip, a value over `csv.max_chars_per_column`) surface in the dataset's read,
+    and `read_file_alone` then names the file.
+    """
+    try:
+        if spec.format in ("csv", "json"):
+            head = _head_bytes(spark, file.path, PROBE_BYTES)
+            if b"\x00" in head and not spec.csv.encoding.upper().startswith(("UTF-16", "UTF-32")):
+                return f"BinaryContent: NUL bytes in the first {len(head)} bytes of a {spec.format} file (encoding {spec.csv.encoding})"
+        elif spec.format == "parquet":
+            _parquet_footer(spark, file.path)
+        else:
+            _open_workbook(spark, file.path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read makes the file unreadable
+        return failure_reason(exc)
+    return None
+
+
+def read_file_alone(spark: SparkSession, spec: DatasetSpec, file: SourceFile, base_path: str | None = None) -> str | None:
+    """Read one file completely in its own small Spark job (Spark's `noop` sink evaluates every
+    column); the reason it fails, or None. Used only when the dataset's read failed, to find the
+    file(s) responsible."""
+    try:
+        read_raw(spark, spec, [file], base_path).write.format("noop").mode("overwrite").save()
+    except IngestInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to read makes the file unreadable
+        return failure_reason(exc)
+    return None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """`<error class>: <first line>` of the exception that says what went wrong: Spark's and
+    py4j's wrappers are skipped, and the root cause is added when it is another exception."""
+    chain = _exception_chain(exc)
+    named = [(cls, msg) for cls, msg in chain if not cls.startswith(_WRAPPERS)] or chain
+    cls, msg = named[0]
+    text = f"{cls.rsplit('.', 1)[-1]}: {msg}"
+    root_cls, root_msg = chain[-1]
+    if (root_cls, root_msg) != (cls, msg):
+        text += f" (caused by {root_cls.rsplit('.', 1)[-1]}: {root_msg})"
+    return text[:_MAX_REASON_CHARS]
+
+
+def _exception_chain(exc: BaseException) -> list[tuple[str, str]]:
+    """(class, first message line) from the outermost exception to the root cause, Java's included."""
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)  # py4j error, or one PySpark converted
+    if java is None:
+        cls = f"{type(exc).__module__}.{type(exc).__name__}" if type(exc).__module__ != "builtins" else type(exc).__name__
+        out = [(cls, _first_line(str(exc)))]
+        return out + (_exception_chain(exc.__cause__) if exc.__cause__ is not None else [])
+    out, seen = [], 0
+    while java is not None and seen < 20:  # Java cause chains end at null (or loop on themselves)
+        out.append((java.getClass().getName(), _first_line(java.getMessage() or "")))
+        nxt = java.getCause()
+        java = None if nxt is None or nxt.equals(java) else nxt
+        seen += 1
+    return out
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
+def _head_bytes(spark: SparkSession, path: str, limit: int) -> bytes:
+    """Up to `limit` bytes of a file after decompression by Hadoop's codecs (gzip, bzip2, ...)."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    stream = hpath.getFileSystem(conf).open(hpath)
+    try:
+        codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(hpath)
+        if codec is not None:
+            stream = codec.createInputStream(stream)
+        bounded = jvm.org.apache.commons.io.input.BoundedInputStream(stream, limit)
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(bounded))  # one py4j call, byte[] -> bytes
+    finally:
+        stream.close()
+
+
+def _parquet_footer(spark: SparkSession, path: str) -> None:
+    """Read a Parquet file's footer (where a truncated or foreign file fails) through Hadoop."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(hpath, conf))
+    reader.close()
+
+
+def _open_workbook(spark: SparkSession, path: str) -> None:
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(_local_path(spark, path), read_only=True)
+    workbook.close()
+
+
+def _local_path(spark: SparkSession, path: str) -> str:
+    return spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path).toUri().getPath()
 
 
 def _with_file(df: DataFrame) -> DataFrame:
@@ -198,7 +325,7 @@ def _read_excel(spark: SparkSession, spec: DatasetSpec, path: str) -> DataFrame:
     """An .xlsx sheet via pandas/openpyxl on the driver (meant for small dumps), all values as text."""
     import pandas as pd
 
-    local = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path).toUri().getPath()
+    local = _local_path(spark, path)
     sheet = 0 if spec.sheet is None else spec.sheet
     pdf = pd.read_excel(local, sheet_name=sheet, header=spec.header_row, dtype=str, engine="openpyxl")
     pdf.columns = [str(c) for c in pdf.columns]
@@ -650,9 +777,10 @@ AUDIT_SCHEMA = T.StructType(
         T.StructField("kind", T.StringType()),
         T.StructField("source_name", T.StringType()),
         T.StructField("path", T.StringType()),
-        T.StructField("status", T.StringType()),  # ingested | nothing_new | empty | no_files
+        T.StructField("status", T.StringType()),  # ingested | nothing_new | empty | no_files | unreadable
         T.StructField("files_seen", T.LongType()),
         T.StructField("files_read", T.LongType()),
+        T.StructField("files_unreadable", T.LongType()),  # set aside (ledger status unreadable); added in issue 20
         T.StructField("rows_read", T.LongType()),
         T.StructField("rows_bronze", T.LongType()),  # new rows written to bronze
         T.StructField("rows_quarantined", T.LongType()),
@@ -677,5 +805,9 @@ LEDGER_SCHEMA = T.StructType(
         T.StructField("spec_fingerprint", T.StringType()),
         T.StructField("run_id", T.StringType()),
         T.StructField("ingested_at", T.TimestampType()),
+        # Added in issue 20 (older ledgers have them null = ingested): ingested | unreadable, and why.
+        T.StructField("status", T.StringType()),
+        T.StructField("reason", T.StringType()),
     ]
 )
+LEDGER_INGESTED, LEDGER_UNREADABLE = "ingested", "unreadable"

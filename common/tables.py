@@ -98,11 +98,17 @@ def write(
     replace_where: str | None = None,
     comment: str | None = None,
     properties: dict[str, str] | None = None,
+    merge_schema: bool = False,
 ) -> WriteResult:
-    """Write a DataFrame as a Delta table (overwrite / append / replaceWhere of partitions)."""
+    """Write a DataFrame as a Delta table (overwrite / append / replaceWhere of partitions).
+
+    `merge_schema` lets an append add columns to an existing table (schema evolution of audit
+    tables whose layout grew; old rows read the new columns as null)."""
     spark = df.sparkSession
     path = cfg.storage.path(table)
     writer = df.write.format("delta").mode(mode)
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if replace_where:

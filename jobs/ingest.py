@@ -9,6 +9,10 @@ Writes: bronze.telematics (partitioned by UTC `date`), bronze.vehicles, bronze.s
 
 Rows read = rows written to bronze + rows quarantined + duplicates (identical raw rows, or rows
 already in bronze). Re-running on the same files writes no new bronze/quarantine version.
+A file that cannot be read at all (corrupt archive or Parquet, binary content, a value over
+`csv.max_chars_per_column`) is recorded in the ledger as `unreadable` with the reason and
+skipped; the dataset's other files still load, and the file is retried only once it changed
+(size or mtime) or with `--reprocess`.
 
     python -m jobs.ingest --env local --inputs conf/datasets/twizy.yaml
     spark-submit jobs/ingest.py --env emr
@@ -35,12 +39,15 @@ from common.config import Config, DatasetSpec, InputsConfig, load_dataset_files 
 from common.ingest import (
     AUDIT_SCHEMA,
     DUPLICATE,
+    LEDGER_INGESTED,
     LEDGER_SCHEMA,
+    LEDGER_UNREADABLE,
     QUARANTINE_KEYS,
     QUARANTINED,
     VALID,
     IngestInputError,
     SourceFile,
+    UnreadableFile,
     bronze_merge_keys,
     bronze_rows,
     classify,
@@ -48,7 +55,10 @@ from common.ingest import (
     mapping_key,
     new_rows,
     nulled_value_counts,
+    failure_reason,
+    probe_file,
     quarantine_rows,
+    read_file_alone,
     read_raw,
     spec_fingerprint,
     status_counts,
@@ -92,6 +102,8 @@ class DatasetRun:
     fingerprint: str
     files_seen: list[SourceFile]
     files_new: list[SourceFile]
+    base_path: str | None = None
+    unreadable: list[UnreadableFile] = field(default_factory=list)
     classified: DataFrame | None = None
     status: str = "ingested"
     message: str = ""
@@ -99,6 +111,12 @@ class DatasetRun:
     reasons: dict[str, int] = field(default_factory=dict)
     nulled: dict[str, int] = field(default_factory=dict)
     bronze_version: int | None = None
+
+    @property
+    def files_readable(self) -> list[SourceFile]:
+        """New files not set aside as unreadable."""
+        bad = {u.file.path for u in self.unreadable}
+        return [f for f in self.files_new if f.path not in bad]
 
 
 def run_ingest(
@@ -126,8 +144,12 @@ def run_ingest(
     for run in runs:
         if run.classified is not None:
             _ingest(spark, cfg, run, run_id, now)
+        if run.unreadable and run.status != "unreadable":
+            run.message = " ".join(
+                m for m in (run.message, f"{run.kind}/{run.spec.name}: {len(run.unreadable)} unreadable file(s) set aside (reasons in {LEDGER_TABLE})") if m
+            )
         if run.message:
-            (log.warning if run.status in ("empty", "no_files") else log.info)("%s", run.message)
+            (log.warning if run.status in ("empty", "no_files", "unreadable") or run.unreadable else log.info)("%s", run.message)
             report.notes.append(run.message)
 
     _write_audit(spark, cfg, runs, run_id, now)
@@ -159,13 +181,53 @@ def _plan(spark, cfg, kind, index, spec, ledger, now, generated) -> DatasetRun:
         return run
     # a folder: keep partition columns of layouts like <path>/vehicle_id=.../part-*.parquet
     qualified = _qualified(spark, path)
-    base = path if not _is_glob(path) and all(f.path.rstrip("/") != qualified for f in files) else None
-    raw = read_raw(spark, spec, new, base_path=base)
-    if not [c for c in raw.columns if not c.startswith("__")]:
-        run.status, run.message = "empty", f"{kind}/{spec.name}: {len(new)} file(s) under {path} contain no columns or rows"
-        return run
-    run.classified = classify(raw, spec, kind, cfg.ingest, now, where)  # raises on a missing column
+    run.base_path = path if not _is_glob(path) and all(f.path.rstrip("/") != qualified for f in files) else None
+    run.unreadable = [UnreadableFile(f, reason) for f in new if (reason := probe_file(spark, spec, f))]
+    _read_classified(spark, cfg, run, now)  # raises on a missing column
     return run
+
+
+def _read_classified(spark: SparkSession, cfg: Config, run: DatasetRun, now: datetime) -> None:
+    """Set `run.classified` from the readable files (lazy, so mapping errors show before any write).
+
+    When the read itself fails (Parquet footers, CSV headers and multi-line CSV schemas are read
+    here), every file is read alone to find the unreadable one(s), which are set aside; the read
+    is then repeated without them. An error no single file reproduces is raised as it is."""
+    kind, spec = run.kind, run.spec
+    run.classified = None
+    while True:
+        readable = run.files_readable
+        if not readable:
+            run.status = "unreadable"
+            run.message = (
+                f"{kind}/{spec.name}: all {len(run.files_new)} new file(s) under {run.path} are unreadable (reasons in "
+                f"{LEDGER_TABLE}); replace them (a changed file is read again) or rerun with --reprocess"
+            )
+            return
+        try:
+            raw = read_raw(spark, spec, readable, base_path=run.base_path)
+            if not [c for c in raw.columns if not c.startswith("__")]:
+                run.status, run.message = "empty", f"{kind}/{spec.name}: {len(readable)} file(s) under {run.path} contain no columns or rows"
+                return
+            run.classified = classify(raw, spec, kind, cfg.ingest, now, run.where)
+            return
+        except IngestInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised unless a file alone reproduces it
+            if not _set_aside_unreadable(spark, run, exc):
+                raise
+
+
+def _set_aside_unreadable(spark: SparkSession, run: DatasetRun, exc: BaseException) -> bool:
+    """After the dataset's read failed with `exc`: read each readable file alone and set aside
+    those that fail. False when none does (the error is not a file's: the caller re-raises)."""
+    log.warning("%s/%s: reading %d file(s) failed (%s); reading each file alone to find the unreadable one(s)",
+                run.kind, run.spec.name, len(run.files_readable), failure_reason(exc))  # fmt: skip
+    bad = [UnreadableFile(f, reason) for f in run.files_readable if (reason := read_file_alone(spark, run.spec, f, run.base_path))]
+    for u in bad:
+        log.warning("%s/%s: unreadable file %s: %s", run.kind, run.spec.name, u.file.path, u.reason)
+    run.unreadable += bad
+    return bool(bad)
 
 
 def _ingest(spark: SparkSession, cfg: Config, run: DatasetRun, run_id: str, now: datetime) -> None:
@@ -173,18 +235,31 @@ def _ingest(spark: SparkSession, cfg: Config, run: DatasetRun, run_id: str, now:
     _schema, _req, _key, ts_cols, bronze_table = KINDS[kind]
     # The classified rows are cached; a cached shuffle keeps the partitions it starts with, so
     # size them from this dataset's source files (bronze.telematics may not exist yet).
-    size_shuffles(spark, cfg, data_bytes=sum(f.size for f in run.files_new))
-    classified = run.classified.persist(StorageLevel.MEMORY_AND_DISK)
+    size_shuffles(spark, cfg, data_bytes=sum(f.size for f in run.files_readable))
+    # The first action reads every file: a file unreadable deep inside (a gzip cut short, a value
+    # over csv.max_chars_per_column) fails it, is set aside, and the dataset is read again.
+    while True:
+        classified = run.classified.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            counted = status_counts(classified).collect()  # bounded: one row per (status, reason code)
+            break
+        except Exception as exc:  # noqa: BLE001 - re-raised unless a file alone reproduces it
+            classified.unpersist()
+            if not _set_aside_unreadable(spark, run, exc):
+                raise
+            _read_classified(spark, cfg, run, now)
+            if run.classified is None:
+                return
     try:
         by_status: dict[str, int] = {}
-        for row in status_counts(classified).collect():  # bounded: one row per (status, reason code)
+        for row in counted:
             by_status[row["ingest_status"]] = by_status.get(row["ingest_status"], 0) + row["count"]
             if row["ingest_status"] == QUARANTINED:
                 run.reasons[row["reason"]] = row["count"]
         read = sum(by_status.values())
         run.counts = {"read": read, "quarantined": by_status.get(QUARANTINED, 0), "duplicates_raw": by_status.get(DUPLICATE, 0)}
         if read == 0:
-            run.status, run.message = "empty", f"{kind}/{spec.name}: {len(run.files_new)} file(s) under {run.path} contain no rows"
+            run.status, run.message = "empty", f"{kind}/{spec.name}: {len(run.files_readable)} file(s) under {run.path} contain no rows"
             run.counts.update(bronze=0, duplicates_existing=0)
             return
         run.nulled = {r["column"]: r["count"] for r in nulled_value_counts(classified).collect()}  # bounded: one row per optional column
@@ -231,18 +306,23 @@ def _write_audit(spark: SparkSession, cfg: Config, runs: list[DatasetRun], run_i
         c = r.counts
         audit.append(
             (
-                run_id, now, r.kind, r.spec.name, r.path, r.status, len(r.files_seen), len(r.files_new) if r.classified is not None else 0,
-                c.get("read", 0), c.get("bronze", 0), c.get("quarantined", 0),
+                run_id, now, r.kind, r.spec.name, r.path, r.status, len(r.files_seen), len(r.files_readable) if r.classified is not None else 0,
+                len(r.unreadable), c.get("read", 0), c.get("bronze", 0), c.get("quarantined", 0),
                 c.get("duplicates_raw", 0) + c.get("duplicates_existing", 0), c.get("duplicates_raw", 0), c.get("duplicates_existing", 0),
                 r.reasons, r.nulled, KINDS[r.kind][4], r.bronze_version, r.message or None,
             )
         )
         if r.classified is not None:
-            ledger += [(r.spec.name, r.kind, f.path, f.size, f.modification_time, r.fingerprint, run_id, now) for f in r.files_new]
+            ledger += [(r.spec.name, r.kind, f.path, f.size, f.modification_time, r.fingerprint, run_id, now, LEDGER_INGESTED, None) for f in r.files_readable]
+        # Unreadable files are recorded too, so the next run skips them until they change (or --reprocess).
+        ledger += [(r.spec.name, r.kind, u.file.path, u.file.size, u.file.modification_time, r.fingerprint, run_id, now, LEDGER_UNREADABLE, u.reason) for u in r.unreadable]
+    # mergeSchema: lakehouses written before these tables gained columns (files_unreadable, status, reason).
     if audit:
-        tables.write(spark.createDataFrame(audit, AUDIT_SCHEMA), cfg, AUDIT_TABLE, mode="append", comment="One row per dataset per ingest run (jobs/ingest.py)")
+        tables.write(spark.createDataFrame(audit, AUDIT_SCHEMA), cfg, AUDIT_TABLE, mode="append", merge_schema=True,
+                     comment="One row per dataset per ingest run (jobs/ingest.py)")  # fmt: skip
     if ledger:
-        tables.write(spark.createDataFrame(ledger, LEDGER_SCHEMA), cfg, LEDGER_TABLE, mode="append", comment="Files read by ingest, with size/mtime and mapping fingerprint")
+        tables.write(spark.createDataFrame(ledger, LEDGER_SCHEMA), cfg, LEDGER_TABLE, mode="append", merge_schema=True,
+                     comment="Files read by ingest (status ingested | unreadable + reason), with size/mtime and mapping fingerprint")  # fmt: skip
 
 
 def summary_text(run_id: str, runs: list[DatasetRun]) -> str:
@@ -263,6 +343,9 @@ def summary_text(run_id: str, runs: list[DatasetRun]) -> str:
                 )
         if r.nulled:
             lines.append("    unparseable optional values set to null: " + ", ".join(f"{k}={v}" for k, v in sorted(r.nulled.items())))
+        if r.unreadable:
+            lines.append(f"    unreadable files: {len(r.unreadable)} set aside (ledger status unreadable; retried when changed or with --reprocess)")
+            lines += [f"      {u.file.path}: {u.reason}" for u in r.unreadable]
     return "\n".join(lines)
 
 

@@ -362,6 +362,24 @@ OTHER_CASES: tuple[Case, ...] = (
         "tests/test_config.py::test_zoneless_timestamps_need_a_source_timezone",
     ),
     Case(
+        "unreadable_files",
+        "bad input",
+        "Files that cannot be read at all, next to good ones: a gzip cut in half, a `.gz` that is not gzip, binary "
+        "content in a .csv, a value over `csv.max_chars_per_column`, a truncated Parquet file, a corrupt .xlsx",
+        "each is recorded in `audit.ingest_files` with status `unreadable` and the reason (error class + first line), "
+        "skipped, counted (`files_unreadable`) and listed in the ingest summary; the good files of the same datasets "
+        "load row for row; the next run retries none of them, a replaced file is read again, `--reprocess` retries all",
+        "tests/test_ingest_unreadable.py::test_unreadable_files_are_set_aside_and_the_others_ingest",
+    ),
+    Case(
+        "ledger_schema_evolution",
+        "bad input",
+        "A lakehouse whose `audit.ingest_files` predates the `status`/`reason` columns",
+        "the next ingest appends with Delta schema evolution: old rows read the new columns as null (= ingested), "
+        "new rows carry them",
+        "tests/test_ingest_unreadable.py::test_existing_ledger_gains_status_and_reason",
+    ),
+    Case(
         "single_point_vehicle",
         "bad input",
         "A vehicle with a single point",
