@@ -738,6 +738,87 @@ def new_rows(batch: DataFrame, existing: DataFrame | None, keys: Sequence[str]) 
     return distinct.join(existing.select(*keys).distinct(), on=list(keys), how="left_anti").select(*batch.columns)
 
 
+IN_TABLE = "__in_table"
+
+
+def mark_in_table(batch: DataFrame, existing: DataFrame | None, keys: Sequence[str]) -> DataFrame:
+    """`batch` with a boolean `__in_table`: whether its key is already in `existing` (None = no table).
+
+    One join serves both counts of the reconciliation (rows already in bronze, new rows) and the
+    rows to insert, so bronze is scanned once, as the anti-join of `new_rows` did."""
+    if existing is None:
+        return batch.withColumn(IN_TABLE, F.lit(False))
+    present = existing.select(*keys).distinct().withColumn(IN_TABLE, F.lit(True))
+    return batch.join(present, on=list(keys), how="left").select(*batch.columns, F.coalesce(F.col(IN_TABLE), F.lit(False)).alias(IN_TABLE))
+
+
+def bronze_row_counts(keys: Sequence[str]) -> list[Column]:
+    """Aggregates over `mark_in_table`'s output: existing_in_bronze, new_in_run (rows) and
+    new_records (distinct keys among the new rows: what the bronze commit is given)."""
+    in_table = F.col(IN_TABLE)
+    return [
+        F.count(F.when(in_table, F.lit(1))).alias("existing_in_bronze"),
+        F.count(F.when(~in_table, F.lit(1))).alias("new_in_run"),
+        F.count_distinct(F.when(~in_table, F.struct(*keys))).alias("new_records"),
+    ]
+
+
+class ReconciliationError(RuntimeError):
+    """Ingest's numbers do not add up: rows were lost, doubled or written by someone else."""
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    """One dataset's numbers, each measured on its own (none derived from the others).
+
+    read, quarantined, duplicates_raw: the classification (rows per ingest_status);
+    existing_in_bronze, new_in_run: valid rows whose canonical record is / is not in bronze yet
+    (a join with bronze); new_records: distinct canonical records among the new ones (what the
+    bronze commit is given); bronze_inserted: Delta's own metric of that commit;
+    quarantine_new / quarantine_inserted: the same for the quarantine commit."""
+
+    read: int
+    quarantined: int
+    duplicates_raw: int
+    existing_in_bronze: int
+    new_in_run: int
+    new_records: int
+    bronze_inserted: int
+    quarantine_new: int = 0
+    quarantine_inserted: int = 0
+
+    @property
+    def repeated_in_run(self) -> int:
+        """Valid rows repeating a canonical record of this run that is not in bronze yet."""
+        return self.new_in_run - self.new_records
+
+    @property
+    def duplicates_existing(self) -> int:
+        """The audit's duplicates_existing: already in bronze, or earlier in this run."""
+        return self.existing_in_bronze + self.repeated_in_run
+
+
+def reconcile(c: IngestCounts) -> list[str]:
+    """What does not add up, as sentences with the numbers (empty when everything does).
+
+    rows read = bronze inserted + quarantined + duplicates raw + already in bronze + repeated in
+    run, with bronze inserted taken from Delta's metric (not from what the job meant to write);
+    and each commit inserted exactly the new records it was given (fewer: another writer inserted
+    some in between; more: the MERGE matched differently from the job's join)."""
+    problems = []
+    accounted = c.bronze_inserted + c.quarantined + c.duplicates_raw + c.existing_in_bronze + c.repeated_in_run
+    if accounted != c.read:
+        problems.append(
+            f"rows read {c.read} != bronze inserted {c.bronze_inserted} + quarantined {c.quarantined} + duplicates raw "
+            f"{c.duplicates_raw} + already in bronze {c.existing_in_bronze} + repeated in run {c.repeated_in_run} = {accounted}"
+        )
+    if c.bronze_inserted != c.new_records:
+        problems.append(f"the bronze commit inserted {c.bronze_inserted} rows (Delta's metric) but was given {c.new_records} new records")
+    if c.quarantine_inserted != c.quarantine_new:
+        problems.append(f"the quarantine commit inserted {c.quarantine_inserted} rows (Delta's metric) but was given {c.quarantine_new} new rows")
+    return problems
+
+
 def status_counts(classified: DataFrame) -> DataFrame:
     """Rows per (ingest_status, reason): the numbers of the audit row."""
     return classified.groupBy(STATUS, REASON).count()
@@ -777,7 +858,7 @@ AUDIT_SCHEMA = T.StructType(
         T.StructField("kind", T.StringType()),
         T.StructField("source_name", T.StringType()),
         T.StructField("path", T.StringType()),
-        T.StructField("status", T.StringType()),  # ingested | nothing_new | empty | no_files | unreadable
+        T.StructField("status", T.StringType()),  # ingested | nothing_new | empty | no_files | unreadable | reconciliation_failed | not_run
         T.StructField("files_seen", T.LongType()),
         T.StructField("files_read", T.LongType()),
         T.StructField("files_unreadable", T.LongType()),  # set aside (ledger status unreadable); added in issue 20

@@ -21,6 +21,8 @@ skipped; the dataset's other files still load, and the file is retried only once
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ if __package__ in (None, ""):  # spark-submit jobs/ingest.py: make `common` impo
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from common import tables
 from common.cli import StageReport, bootstrap, job_main
@@ -44,15 +47,19 @@ from common.ingest import (
     LEDGER_UNREADABLE,
     QUARANTINE_KEYS,
     QUARANTINED,
-    VALID,
+    IN_TABLE,
+    IngestCounts,
     IngestInputError,
+    ReconciliationError,
     SourceFile,
     UnreadableFile,
     bronze_merge_keys,
+    bronze_row_counts,
     bronze_rows,
     classify,
     list_source_files,
     mapping_key,
+    mark_in_table,
     new_rows,
     nulled_value_counts,
     failure_reason,
@@ -60,6 +67,7 @@ from common.ingest import (
     quarantine_rows,
     read_file_alone,
     read_raw,
+    reconcile,
     spec_fingerprint,
     status_counts,
 )
@@ -72,6 +80,10 @@ REQUIRES: tuple[tuple[str, ...], ...] = ()
 
 AUDIT_TABLE = "audit.ingest_runs"
 LEDGER_TABLE = "audit.ingest_files"
+# Test hook (tests/slow/test_ingest_crash.py, tests/slow/test_run_lease.py): with this variable set
+# to quarantine | bronze | audit | ledger, the driver SIGKILLs itself right after that commit (the
+# first of its kind), so a test can stop ingest exactly between two commits. Never set in production.
+KILL_AFTER_COMMIT_ENV = "EVFA_TEST_KILL_AFTER_COMMIT"
 
 
 def add_arguments(parser) -> None:
@@ -141,9 +153,16 @@ def run_ingest(
     ]
     if not runs:
         report.notes.append("no input datasets configured")
+    failed: ReconciliationError | None = None
     for run in runs:
-        if run.classified is not None:
-            _ingest(spark, cfg, run, run_id, now)
+        if run.classified is not None and failed is None:
+            try:
+                _ingest(spark, cfg, run, run_id, now)
+            except ReconciliationError as exc:
+                failed = exc  # audit rows are still written below, then the run fails
+        elif failed is not None and run.classified is not None:
+            run.classified, run.status = None, "not_run"
+            run.message = f"{run.kind}/{run.spec.name}: not ingested: an earlier dataset did not reconcile"
         if run.unreadable and run.status != "unreadable":
             run.message = " ".join(
                 m for m in (run.message, f"{run.kind}/{run.spec.name}: {len(run.unreadable)} unreadable file(s) set aside (reasons in {LEDGER_TABLE})") if m
@@ -153,6 +172,10 @@ def run_ingest(
             report.notes.append(run.message)
 
     _write_audit(spark, cfg, runs, run_id, now)
+    if failed is not None:
+        print(summary_text(run_id, runs))
+        log.error("%s", failed)
+        raise failed
     report.rows_in = sum(r.counts.get("read", 0) for r in runs)
     report.rows_out = sum(r.counts.get("bronze", 0) for r in runs)
     report.rows_quarantined = sum(r.counts.get("quarantined", 0) for r in runs)
@@ -264,33 +287,68 @@ def _ingest(spark: SparkSession, cfg: Config, run: DatasetRun, run_id: str, now:
             return
         run.nulled = {r["column"]: r["count"] for r in nulled_value_counts(classified).collect()}  # bounded: one row per optional column
 
+        quarantine_new = quarantine_inserted = 0
         if run.counts["quarantined"]:
             quarantine = quarantine_rows(classified, kind, run_id, now)
-            existing = tables.read(spark, cfg, f"quarantine.{kind}") if tables.exists(spark, cfg, f"quarantine.{kind}") else None
-            fresh = new_rows(quarantine, existing, QUARANTINE_KEYS)
-            if not fresh.isEmpty():
-                # MERGE, not a blind append: a concurrent run inserting the same rows then conflicts
-                # (Delta optimistic concurrency) instead of both appending duplicates.
-                tables.merge(fresh, cfg, f"quarantine.{kind}", keys=QUARANTINE_KEYS, comment=f"Rows of {kind} inputs that failed ingest validation (jobs/ingest.py)")
+            existing = tables.read_optional(spark, cfg, f"quarantine.{kind}")
+            fresh = new_rows(quarantine, existing, QUARANTINE_KEYS).persist(StorageLevel.MEMORY_AND_DISK)
+            try:
+                quarantine_new = fresh.count()
+                if quarantine_new:
+                    # MERGE, not a blind append: a concurrent run inserting the same rows then conflicts
+                    # (Delta optimistic concurrency) instead of both appending duplicates.
+                    result = tables.merge(fresh, cfg, f"quarantine.{kind}", keys=QUARANTINE_KEYS, comment=f"Rows of {kind} inputs that failed ingest validation (jobs/ingest.py)")
+                    quarantine_inserted = result.inserted()
+                    _after_commit("quarantine")
+            finally:
+                fresh.unpersist()
 
         keys = bronze_merge_keys(kind)
         partition_by = [cfg.ingest.partition_column] if ts_cols else None
         bronze = bronze_rows(classified, kind, cfg.ingest.partition_column, run_id, now)
-        existing = tables.read_optional(spark, cfg, bronze_table)
-        fresh = new_rows(bronze, existing, keys).persist(StorageLevel.MEMORY_AND_DISK)
+        marked = mark_in_table(bronze, tables.read_optional(spark, cfg, bronze_table), keys).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            n_new = fresh.count()
-            if n_new:
+            # One pass gives the three counts: rows already in bronze, new rows, new distinct records.
+            totals = marked.agg(*bronze_row_counts(keys)).first()
+            inserted = 0
+            if totals["new_records"]:
+                fresh = marked.where(~F.col(IN_TABLE)).drop(IN_TABLE).dropDuplicates(keys)
                 result = tables.merge(fresh, cfg, bronze_table, keys=keys, partition_by=partition_by, comment=f"Bronze {kind}: canonical columns (UTC), lineage; jobs/ingest.py")
-                run.bronze_version = result.version
+                run.bronze_version = result.commit_version
+                inserted = result.inserted()
+                _after_commit("bronze")
         finally:
-            fresh.unpersist()
-        run.counts["bronze"] = n_new
-        run.counts["duplicates_existing"] = by_status.get(VALID, 0) - n_new
-        if not n_new:
+            marked.unpersist()
+        counts = IngestCounts(
+            read=read,
+            quarantined=run.counts["quarantined"],
+            duplicates_raw=run.counts["duplicates_raw"],
+            existing_in_bronze=totals["existing_in_bronze"],
+            new_in_run=totals["new_in_run"],
+            new_records=totals["new_records"],
+            bronze_inserted=inserted,
+            quarantine_new=quarantine_new,
+            quarantine_inserted=quarantine_inserted,
+        )
+        run.counts["bronze"] = counts.bronze_inserted
+        run.counts["duplicates_existing"] = counts.duplicates_existing
+        problems = reconcile(counts)
+        if problems:
+            run.status = "reconciliation_failed"
+            run.message = f"{kind}/{spec.name}: ingest does not reconcile: " + "; ".join(problems)
+            raise ReconciliationError(run.message)
+        if not inserted:
             run.status = "nothing_new"
     finally:
         classified.unpersist()
+
+
+def _after_commit(commit: str) -> None:
+    """The test hook: SIGKILL this process after `commit` when KILL_AFTER_COMMIT_ENV names it."""
+    if os.environ.get(KILL_AFTER_COMMIT_ENV) == commit:
+        log.warning("test hook %s=%s: killing the driver (SIGKILL) after this commit", KILL_AFTER_COMMIT_ENV, commit)
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _ledger(spark: SparkSession, cfg: Config) -> set[tuple]:
@@ -312,7 +370,7 @@ def _write_audit(spark: SparkSession, cfg: Config, runs: list[DatasetRun], run_i
                 r.reasons, r.nulled, KINDS[r.kind][4], r.bronze_version, r.message or None,
             )
         )
-        if r.classified is not None:
+        if r.classified is not None and r.status != "reconciliation_failed":  # a failed dataset's files are read again
             ledger += [(r.spec.name, r.kind, f.path, f.size, f.modification_time, r.fingerprint, run_id, now, LEDGER_INGESTED, None) for f in r.files_readable]
         # Unreadable files are recorded too, so the next run skips them until they change (or --reprocess).
         ledger += [(r.spec.name, r.kind, u.file.path, u.file.size, u.file.modification_time, r.fingerprint, run_id, now, LEDGER_UNREADABLE, u.reason) for u in r.unreadable]
@@ -320,9 +378,11 @@ def _write_audit(spark: SparkSession, cfg: Config, runs: list[DatasetRun], run_i
     if audit:
         tables.write(spark.createDataFrame(audit, AUDIT_SCHEMA), cfg, AUDIT_TABLE, mode="append", merge_schema=True,
                      comment="One row per dataset per ingest run (jobs/ingest.py)")  # fmt: skip
+        _after_commit("audit")
     if ledger:
         tables.write(spark.createDataFrame(ledger, LEDGER_SCHEMA), cfg, LEDGER_TABLE, mode="append", merge_schema=True,
                      comment="Files read by ingest (status ingested | unreadable + reason), with size/mtime and mapping fingerprint")  # fmt: skip
+        _after_commit("ledger")
 
 
 def summary_text(run_id: str, runs: list[DatasetRun]) -> str:

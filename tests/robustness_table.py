@@ -436,7 +436,9 @@ OTHER_CASES: tuple[Case, ...] = (
         "fault",
         "Two ingest runs of the same files at once into the same lakehouse",
         "Delta's optimistic concurrency lets one commit per table version; the other run fails with a "
-        "`Concurrent...Exception` (reported, nothing half-written) or finds nothing new; after rerunning "
+        "`Concurrent...Exception` or, when one of its commits came second, with a `ReconciliationError` (Delta's metric "
+        "shows it inserted fewer rows than it was given; both runs fail when their commits interleave), or finds nothing "
+        "new; after rerunning "
         "the loser every table holds each row exactly once, quarantine included. On S3 this needs the "
         "DynamoDB LogStore the cluster confs set (case `s3_dynamodb_log_store`)",
         "tests/slow/test_robustness_rerun.py::test_concurrent_ingest_runs_never_duplicate",
@@ -491,6 +493,37 @@ OTHER_CASES: tuple[Case, ...] = (
         "`expireTime`, PITR, KMS; the execution role gets only DescribeTable/GetItem/PutItem/UpdateItem/Query on it) "
         "and its jar on the classpath (EMR's own, shipped to Glue); a Glue package without the jar refuses to submit",
         "tests/test_deploy_package.py::test_s3_commits_go_through_the_dynamodb_log_store",
+    ),
+    Case(
+        "reconciliation_can_fail",
+        "fault",
+        "Ingest's numbers do not add up (a join that misses rows already in bronze, another writer inserting the same rows)",
+        "each term is measured on its own: rows per status (classification), rows already in bronze (a join), new "
+        "records given to the commit, and rows inserted from Delta's own operation metric of the commit ingest made "
+        "(found by its user-metadata tag: `numTargetRowsInserted` for MERGE, `numOutputRows` for a write); a mismatch "
+        "fails the run with the numbers, the audit row says `reconciliation_failed` and the dataset's files stay "
+        "unrecorded (read again next run)",
+        "tests/test_ingest_reconcile.py::test_a_mismatch_fails_the_run_loudly",
+    ),
+    Case(
+        "crash_between_ingest_commits",
+        "fault",
+        "SIGKILL of the ingest driver right after each of its commits: quarantine MERGE, bronze MERGE, audit append, "
+        "ledger append (test hook `EVFA_TEST_KILL_AFTER_COMMIT=<commit>` in jobs/ingest.py)",
+        "the rerun ends with bronze, quarantine and the ledger equal to an uninterrupted run (chispa on all rows) and "
+        "reconciles; after a kill between the bronze commit and the ledger append the rerun reads the files again and "
+        "counts their rows as `duplicates_existing` (none inserted twice), after the ledger append it skips them",
+        "tests/slow/test_ingest_crash.py::test_killed_ingest_reruns_to_the_clean_tables",
+        slow=True,
+    ),
+    Case(
+        "run_lease_killed_holder",
+        "fault",
+        "An ingest run SIGKILLed while it holds the lease (after its bronze commit)",
+        "its lease stays in `audit.run_lease` unreleased; once last heartbeat + `lease.ttl_s` has passed the next "
+        "`python -m jobs.ingest` takes it over, logging a warning that names the dead holder's pid, and completes",
+        "tests/slow/test_run_lease.py::test_killed_holder_lease_expires_and_the_next_run_takes_over",
+        slow=True,
     ),
     Case(
         "executor_loss",

@@ -12,6 +12,7 @@ its own driver JVM). Cases `run_lease_second_run`, `run_lease_released_on_error`
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from pathlib import Path
 import pytest
 
 from common.lease import LEASE_TABLE, Owner, acquire, read_lease
-from tests.conftest import PROJECT_ROOT
+from jobs.ingest import KILL_AFTER_COMMIT_ENV
+from tests.conftest import PROJECT_ROOT, wait_for_lease_expiry
+from tests.robustness_table import TELEMATICS_HEADER
 
 pytestmark = pytest.mark.slow
 JOB_TIMEOUT_S = 1200
@@ -64,3 +67,27 @@ def test_failing_job_releases_its_lease(spark, fresh_cfg):
     state = read_lease(spark, fresh_cfg.storage.path(LEASE_TABLE))
     print(state)
     assert state.owner.job == "clean" and state.released_at is not None
+
+
+def test_killed_holder_lease_expires_and_the_next_run_takes_over(spark, fresh_cfg, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.csv").write_text(TELEMATICS_HEADER + "\nlk_1,2024-03-04 08:00:00,28.6,77.2,10,100,50\n")
+    inputs = tmp_path / "inputs.yaml"
+    inputs.write_text(f"inputs:\n  telematics:\n    - {{name: lk, path: {raw}, source_timezone: UTC}}\n")
+    short_lease = ("--conf", "lease.ttl_s=9", "--conf", "lease.heartbeat_s=3")
+
+    # the holder: ingest SIGKILLed by its test hook right after its bronze commit, lease in hand
+    killed = job(fresh_cfg, "ingest", "--inputs", str(inputs), *short_lease, env={KILL_AFTER_COMMIT_ENV: "bronze"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-1500:]
+    dead = read_lease(spark, fresh_cfg.storage.path(LEASE_TABLE))
+    assert dead.owner.job == "ingest" and dead.released_at is None, dead
+
+    # once its recorded expiry has passed, the next run takes the lease over with a warning
+    wait_for_lease_expiry(spark, fresh_cfg)
+    rerun = job(fresh_cfg, "ingest", "--inputs", str(inputs))
+    print(rerun.stderr[-2000:])
+    assert rerun.returncode == 0, rerun.stderr[-1500:]
+    assert "took over the EXPIRED lease" in rerun.stderr and f"pid {dead.owner.pid}" in rerun.stderr
+    state = read_lease(spark, fresh_cfg.storage.path(LEASE_TABLE))
+    assert state.owner.job == "ingest" and state.owner.pid != dead.owner.pid and state.released_at is not None
