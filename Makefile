@@ -83,6 +83,7 @@ HCLFMT_STAMP := .tools/hclfmt/.installed
 HCL_TOOLS_VERSION := 0.21.0
 
 package: setup
+	bin/fetch-jars --cluster
 	bin/package $(PACKAGE_ARGS)
 
 submit-emr: setup

@@ -148,13 +148,25 @@ def bootstrap(
     description: str | None = None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> tuple[Config, SparkSession, argparse.Namespace]:
-    """Parse the CLI, load and validate config once, and build the one SparkSession."""
+    """Parse the CLI, load and validate config once, build the one SparkSession and take the
+    lakehouse's run lease (common/lease.py) before the job writes anything.
+
+    The lease is held until the process exits (released then, also after an exception); the
+    pipeline's stages run in its process and join its lease. Exits non-zero, naming the holder,
+    when another run holds it."""
+    from common.lease import LeaseHeld, hold_run_lease
     from common.spark import build_session, python_for_workers, size_shuffles
 
     cfg, args = parse(job, argv, description, add_arguments)
     python_for_workers()
     spark = build_session(cfg)
     size_shuffles(spark, cfg)
+    if cfg.lease.enabled:
+        try:
+            hold_run_lease(spark, cfg, job)
+        except LeaseHeld as exc:
+            log.error("%s: %s", job, exc)
+            raise SystemExit(f"{job}: {exc}") from None
     return cfg, spark, args
 
 

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.redaction import redact
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # On EMR/Glue the code runs from a zip; common.deploy_runtime extracts conf/ and sets EVFA_CONF_DIR.
 CONF_DIR = Path(os.environ["EVFA_CONF_DIR"]) if os.environ.get("EVFA_CONF_DIR") else PROJECT_ROOT / "conf"
@@ -92,6 +94,32 @@ class MlflowConfig(Section):
 DatasetKind = Literal["telematics", "vehicles", "stations", "charger_status", "charging_sessions"]
 
 
+# Timestamp patterns that are numbers since 1970-01-01 UTC (common/ingest.py parse_timestamp).
+EPOCH_FORMATS = ("epoch_s", "epoch_ms", "epoch_auto")
+# A Spark datetime pattern with an offset/zone letter (outside quoted text) reads an instant.
+_ZONE_LETTERS = re.compile(r"[XxZzOV]")
+# Dataset kinds whose canonical schema has timestamp columns (common.schemas.KINDS; a test checks):
+# only they parse timestamps. Kept here because config must load without Spark (cluster bootstrap).
+TIMESTAMPED_KINDS = ("telematics", "charger_status", "charging_sessions")
+
+
+def zoneless_formats(formats: list[str] | tuple[str, ...]) -> list[str]:
+    """The patterns of `formats` that read wall-clock time: no offset/zone letter, not epoch."""
+    return [f for f in formats if f not in EPOCH_FORMATS and not _ZONE_LETTERS.search(re.sub(r"'[^']*'", "", f))]
+
+
+def missing_timezone(spec: "DatasetSpec", where: str) -> str | None:
+    """Why `spec` (at conf key `where`, e.g. inputs.telematics[0]) cannot be read, or None: a
+    wall-clock pattern needs the zone it was written in, and guessing UTC shifts every row."""
+    zoneless = zoneless_formats(spec.timestamp_formats)
+    if spec.source_timezone is not None or not zoneless:
+        return None
+    return (
+        f"{where}.source_timezone is not set but timestamp_formats {zoneless} carry no zone: set it to the IANA "
+        "zone the source writes wall-clock time in (e.g. UTC, Europe/London)"
+    )
+
+
 class CsvOptions(Section):
     delimiter: str = ","
     encoding: str = "UTF-8"
@@ -99,6 +127,12 @@ class CsvOptions(Section):
     quote: str = '"'
     escape: str = '"'
     multiline: bool = Field(True, description="Quoted fields may contain newlines (AFDC exports do).")
+    max_chars_per_column: int = Field(
+        1_000_000,
+        ge=1,
+        description="Longest value (characters) a line may hold (Spark's maxCharsPerColumn); a file with a longer "
+        "one (a binary blob, a quote that never closes in a huge file) is recorded as unreadable and skipped.",
+    )
 
 
 class DatasetSpec(Section):
@@ -130,7 +164,11 @@ class DatasetSpec(Section):
         default_factory=lambda: ["yyyy-MM-dd'T'HH:mm:ss[.SSS]XXX", "yyyy-MM-dd HH:mm:ss[.SSS]"],
         description="Spark datetime patterns tried in order; 'epoch_s', 'epoch_ms' and 'epoch_auto' are special.",
     )
-    source_timezone: str = Field("UTC", description="Zone of timestamps that carry no offset.")
+    source_timezone: str | None = Field(
+        None,
+        description="IANA zone of timestamps that carry no offset (wall-clock time). Required when a pattern of "
+        "timestamp_formats has no zone: there is no safe default.",
+    )
     constants: dict[str, Any] = Field(default_factory=dict, description="canonical column -> constant value.")
     decimal_comma: bool = Field(False, description="Numbers use ',' as decimal separator ('12,5').")
     csv: CsvOptions = Field(default_factory=CsvOptions)
@@ -139,9 +177,11 @@ class DatasetSpec(Section):
 
     @field_validator("source_timezone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _known_zone(cls, value: str | None) -> str | None:
         from zoneinfo import ZoneInfo
 
+        if value is None:
+            return value
         try:
             ZoneInfo(value)
         except Exception as exc:  # noqa: BLE001 - re-raised with the key name
@@ -160,6 +200,18 @@ class InputsConfig(Section):
 
     def is_empty(self) -> bool:
         return not any(getattr(self, k) for k in type(self).model_fields)
+
+    @model_validator(mode="after")
+    def _zone_of_wall_clock_times(self) -> "InputsConfig":
+        problems = [
+            msg
+            for kind in TIMESTAMPED_KINDS
+            for i, spec in enumerate(getattr(self, kind))
+            if (msg := missing_timezone(spec, f"inputs.{kind}[{i}]"))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,6 +289,28 @@ class GeneratorConfig(Section):
         lo, hi = self.ignition_heartbeat_s
         if not 0 < lo <= hi:
             raise ValueError(f"generator.ignition_heartbeat_s: need 0 < low <= high (got {self.ignition_heartbeat_s})")
+        return self
+
+
+LEASE_MIN_RENEWALS_PER_TTL = 3
+
+
+class LeaseConfig(Section):
+    """Run lease (`common/lease.py`, table audit.run_lease): one pipeline or job run at a time per lakehouse."""
+
+    enabled: bool = Field(True, description="Take the lease in every job's bootstrap; false only for lakehouses with one writer by construction.")
+    ttl_s: float = Field(
+        900.0, gt=0, description="A lease not renewed for this long is taken for a dead holder's: the next run takes it over, with a warning (s)."
+    )
+    heartbeat_s: float = Field(60.0, gt=0, description="The holder renews its lease this often, from a daemon thread (s).")
+
+    @model_validator(mode="after")
+    def _renewed_within_ttl(self) -> "LeaseConfig":
+        # Several renewals per TTL: one late renewal (a busy driver, an S3 retry) must not lose the lease.
+        if self.heartbeat_s * LEASE_MIN_RENEWALS_PER_TTL > self.ttl_s:
+            raise ValueError(
+                f"lease.heartbeat_s ({self.heartbeat_s}) must be at most lease.ttl_s / {LEASE_MIN_RENEWALS_PER_TTL} ({self.ttl_s})"
+            )
         return self
 
 
@@ -765,6 +839,7 @@ class Config(Section):
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    lease: LeaseConfig = Field(default_factory=LeaseConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     kpis: KpisConfig = Field(default_factory=KpisConfig)
@@ -786,20 +861,6 @@ class Config(Section):
 # Loading
 # --------------------------------------------------------------------------------------------
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-_SECRET_KEYS = re.compile(r"(password|secret|token|credential|access_key)", re.I)
-_URI_USERINFO = re.compile(r"(://)([^/@:]+):([^/@]+)@")
-
-
-def redact(obj: Any, key: str = "") -> Any:
-    if isinstance(obj, dict):
-        return {k: redact(v, k) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact(v, key) for v in obj]
-    if isinstance(obj, str):
-        if _SECRET_KEYS.search(key) and obj:
-            return "***"
-        return _URI_USERINFO.sub(r"\1\2:***@", obj)
-    return obj
 
 
 def _expand_env(obj: Any, env: dict[str, str] | None = None) -> Any:

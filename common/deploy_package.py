@@ -11,12 +11,14 @@ S3 key under the artifacts bucket, size and SHA-256:
 | `glue-requirements.txt` | Glue `--additional-python-modules` (with `--python-modules-installer-option -r`) | releases/<release>/ |
 | `entrypoints/<job>.py` | EMR `entryPoint`, Glue script | entrypoints/ (stable content) |
 | `jars/<sedona jars>` | EMR `--jars`, Glue `--extra-jars` | jars/ |
+| `jars/delta-storage-s3-dynamodb-<v>.jar` (when fetched) | Glue `--extra-jars` (Delta's DynamoDB LogStore; EMR has its own) | jars/ |
 | `pyenv-<profile>-py3.11-x86_64.tar.gz` | EMR `spark.archives` (#environment) | envs/<env hash>/ |
 | `entrypoints.auto.tfvars.json` | terraform `-var-file` (Glue job per entry point) | not uploaded |
 
 PySpark is never shipped (the platforms provide it) and neither are Delta jars (EMR 7 and
 Glue 5.1 ship Delta 3.3.2): only the pure-Python `delta` package, whose version is checked
-against common.versions.DELTA_VERSION. Sedona is supplied as jars (or `--packages`).
+against common.versions.DELTA_VERSION, and Delta's DynamoDB LogStore jar, which Glue lacks
+(docs/DEPLOY.md). Sedona is supplied as jars (or `--packages`).
 
 The Python environment follows AWS's recipe for a custom Python on EMR Serverless (a venv
 made with `--copies` plus the interpreter's standard library copied in), made relocatable:
@@ -52,7 +54,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from common.versions import DELTA_VERSION, SEDONA_COORDINATES, jar_file_name
+from common.versions import DELTA_LOG_STORE_COORDINATES, DELTA_VERSION, SEDONA_COORDINATES, jar_file_name
 
 log = logging.getLogger("ev_fleet.package")
 
@@ -286,6 +288,22 @@ def copy_sedona_jars(out: Path, jars_dir: Path) -> list[Path]:
             shutil.copy2(src, dest)
         copied.append(dest)
     return copied
+
+
+def copy_delta_log_store_jar(out: Path, jars_dir: Path) -> Path | None:
+    """Delta's DynamoDB LogStore jar for Glue (EMR ships it), from `bin/fetch-jars --cluster`.
+
+    None when it was not fetched: EMR runs still work, and a Glue submission whose conf uses the
+    LogStore refuses to start (common.deploy_submit) instead of failing on the cluster."""
+    src = jars_dir / jar_file_name(DELTA_LOG_STORE_COORDINATES[0])
+    if not src.exists():
+        log.warning("%s missing (run `bin/fetch-jars --cluster`): the package cannot run on Glue with the DynamoDB LogStore", src)
+        return None
+    dest = out / "jars" / src.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists() or dest.stat().st_size != src.stat().st_size:
+        shutil.copy2(src, dest)
+    return dest
 
 
 def write_glue_requirements(out: Path) -> Path:
@@ -556,6 +574,7 @@ def build(
 
     entrypoints = write_entrypoints(out, jobs)
     jars = copy_sedona_jars(out, jars_dir)
+    log_store_jar = copy_delta_log_store_jar(out, jars_dir)
     glue_reqs = write_glue_requirements(out)
     (out / "entrypoints.auto.tfvars.json").write_text(json.dumps({"job_names": jobs}, indent=2) + "\n")
 
@@ -587,6 +606,7 @@ def build(
         "jobs": jobs,
         "coordinates": {
             "sedona": list(SEDONA_COORDINATES),
+            "delta_log_store": list(DELTA_LOG_STORE_COORDINATES),
             "delta_version_provided_by_platform": DELTA_VERSION,
         },
         "artifacts": {
@@ -596,6 +616,7 @@ def build(
             "glue_requirements": _artifact(out, glue_reqs, f"{rel}/{glue_reqs.name}"),
             "entrypoints": {job: _artifact(out, p, f"{ENTRYPOINT_PREFIX}{p.name}") for job, p in entrypoints.items()},
             "jars": [_artifact(out, p, f"jars/{p.name}") for p in jars],
+            "delta_log_store_jar": _artifact(out, log_store_jar, f"jars/{log_store_jar.name}") if log_store_jar else None,
             "env_archive": env_artifact,
         },
         "build_seconds": {**seconds, "total": round(time.time() - t0, 1)},
@@ -609,6 +630,8 @@ def summary(manifest: dict) -> str:
     rows = [("wheel", a["wheel"]), ("code zip", a["code_zip"]), ("delta python", a["delta_python"]),
             ("glue requirements", a["glue_requirements"])]  # fmt: skip
     rows += [(f"jar {j['path']}", j) for j in a["jars"]]
+    if a.get("delta_log_store_jar"):
+        rows.append((f"jar {a['delta_log_store_jar']['path']} (Glue)", a["delta_log_store_jar"]))
     if a.get("env_archive"):
         rows.append(("env archive", a["env_archive"]))
     lines = [f"release {manifest['release']}  jobs: {', '.join(manifest['jobs'])}"]

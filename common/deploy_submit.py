@@ -32,6 +32,7 @@ from pathlib import Path
 from common.config import Config, load_config
 from common.deploy_package import DIST_DIR, PROJECT_ROOT, source_digest
 from common.spark import spark_conf
+from common.versions import DELTA_LOG_STORE_CLASS
 
 TERRAFORM_DIR = PROJECT_ROOT / "terraform" / "example"
 TF_OUTPUTS_FILE = DIST_DIR / "terraform-outputs.json"
@@ -42,19 +43,27 @@ REQUIRED_TF_OUTPUTS: dict[str, tuple[str, ...]] = {
         "region",
         "lakehouse_bucket",
         "artifacts_bucket",
+        "delta_log_table_name",
         "logs_bucket",
         "kms_key_arn",
         "execution_role_arn",
         "emr_serverless_application_id",
         "emr_serverless_log_group",
     ),
-    "glue": ("region", "lakehouse_bucket", "artifacts_bucket", "glue_job_names", "glue_log_group"),
-    "emr-ec2": ("region", "lakehouse_bucket", "artifacts_bucket", "emr_cluster_id"),
+    "glue": ("region", "lakehouse_bucket", "artifacts_bucket", "delta_log_table_name", "glue_job_names", "glue_log_group"),
+    "emr-ec2": ("region", "lakehouse_bucket", "artifacts_bucket", "delta_log_table_name", "emr_cluster_id"),
 }
 CONF_ENV = {"emr-serverless": "emr", "glue": "glue", "emr-ec2": "emr"}
 
-# Delta 3.3.2 as shipped by EMR 7.x: referenced on the cluster, never uploaded.
-EMR_DELTA_JARS = ("/usr/share/aws/delta/lib/delta-spark.jar", "/usr/share/aws/delta/lib/delta-storage.jar")
+# Delta 3.3.2 as shipped by EMR 7.x, with its DynamoDB LogStore for S3: referenced on the cluster,
+# never uploaded.
+EMR_DELTA_JARS = (
+    "/usr/share/aws/delta/lib/delta-spark.jar",
+    "/usr/share/aws/delta/lib/delta-storage.jar",
+    "/usr/share/aws/delta/lib/delta-storage-s3-dynamodb.jar",
+)
+# The one Delta jar the package may ship: the DynamoDB LogStore, which Glue does not provide.
+DELTA_LOG_STORE_JAR_PREFIX = "delta-storage-s3-dynamodb-"
 ENV_PYTHON = "./environment/bin/python"
 # Logs-bucket prefix of EMR Serverless monitoring logs (terraform execution_role: logs_writable_prefixes).
 EMR_SERVERLESS_LOG_PREFIX = "emr-serverless/"
@@ -110,6 +119,8 @@ def config_environment(outputs: Mapping, environ: Mapping[str, str]) -> dict[str
     env = {
         "EVFA_LAKEHOUSE_BUCKET": str(outputs["lakehouse_bucket"]),
         "EVFA_ARTIFACTS_BUCKET": str(outputs["artifacts_bucket"]),
+        "EVFA_DELTA_LOG_TABLE": str(outputs["delta_log_table_name"]),
+        "EVFA_AWS_REGION": str(outputs["region"]),
         "MLFLOW_TRACKING_URI": uri,
     }
     for key, value in env.items():
@@ -181,6 +192,24 @@ class Rendered:
 
 def _s3(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
+
+
+def uses_dynamodb_log_store(conf: Mapping[str, str]) -> bool:
+    """Whether the Spark settings route Delta commits on S3 through the DynamoDB LogStore."""
+    return conf.get("spark.delta.logStore.s3.impl") == DELTA_LOG_STORE_CLASS
+
+
+def _glue_log_store_jars(art: dict, conf: Mapping[str, str], bucket: str) -> list[str]:
+    """The LogStore jar Glue needs when the conf uses it (EMR provides it, Glue does not)."""
+    if not uses_dynamodb_log_store(conf):
+        return []
+    jar = art.get("delta_log_store_jar")
+    if not jar:
+        raise SubmitError(
+            "the Glue conf uses Delta's DynamoDB LogStore but the package has no delta-storage-s3-dynamodb jar: "
+            "run `bin/fetch-jars --cluster` (needs Maven Central) and `make package` again"
+        )
+    return [_s3(bucket, jar["key"])]
 
 
 def _common(manifest: dict, outputs: Mapping, job: str) -> tuple[dict, str]:
@@ -312,7 +341,7 @@ def render_glue(
     conf["spark.app.name"] = f"{cfg.spark.app_name}-{job}"
 
     py_files = [_s3(bucket, art["code_zip"]["key"]), _s3(bucket, art["delta_python"]["key"])]
-    jars = [_s3(bucket, j["key"]) for j in art["jars"]]
+    jars = [_s3(bucket, j["key"]) for j in art["jars"]] + _glue_log_store_jars(art, conf, bucket)
     requirements = _s3(bucket, art["glue_requirements"]["key"])
     job_argv = ["--env", conf_env, *sum((["--conf", o] for o in overrides), []), *rest]
     arguments = {
@@ -405,13 +434,16 @@ def artifact_index(manifest: dict) -> dict[str, dict]:
                *art["entrypoints"].values()]  # fmt: skip
     if art.get("env_archive"):
         entries.append(art["env_archive"])
+    if art.get("delta_log_store_jar"):
+        entries.append(art["delta_log_store_jar"])
     return {e["key"]: e for e in entries}
 
 
 def check_references(rendered: Rendered, manifest: dict, outputs: Mapping, dist: Path) -> list[str]:
     """Problems with the artifacts a command references: every s3:// URI of the artifacts bucket
     in the command must be a manifest entry whose file exists in `dist` with the recorded size;
-    Maven coordinates must be the Sedona ones; no Delta artifact may be shipped."""
+    Maven coordinates must be the Sedona ones; no Delta artifact may be shipped except the
+    DynamoDB LogStore jar (Glue does not provide it)."""
     problems = []
     index = artifact_index(manifest)
     prefix = f"s3://{outputs['artifacts_bucket']}/"
@@ -428,7 +460,7 @@ def check_references(rendered: Rendered, manifest: dict, outputs: Mapping, dist:
             problems.append(f"{uri}: {path} missing")
         elif path.stat().st_size != entry["bytes"]:
             problems.append(f"{uri}: {path} changed since packaging")
-        if "delta" in path.name.lower() and path.suffix == ".jar":
+        if "delta" in path.name.lower() and path.suffix == ".jar" and not path.name.startswith(DELTA_LOG_STORE_JAR_PREFIX):
             problems.append(f"{uri}: Delta jars are provided by the platform and must not be shipped")
     for uri in rendered.artifact_uris:
         if uri not in uris:

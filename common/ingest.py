@@ -28,7 +28,7 @@ from pyspark.sql import Column, DataFrame, DataFrameReader, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.config import DatasetSpec, IngestConfig
+from common.config import EPOCH_FORMATS, DatasetSpec, IngestConfig, missing_timezone, zoneless_formats
 from common.schemas import KINDS, OCPP_STATUSES
 
 # Columns the stage adds (names chosen not to collide with canonical columns).
@@ -57,9 +57,6 @@ _MALFORMED = "__malformed"
 _INTERNAL = (_FILE, _CORRUPT)
 
 VALID, QUARANTINED, DUPLICATE = "valid", "quarantined", "duplicate"
-EPOCH_FORMATS = ("epoch_s", "epoch_ms", "epoch_auto")
-# A timestamp pattern carrying its own offset/zone yields an instant; others are wall-clock time.
-_ZONE_LETTERS = re.compile(r"[XxZzOV]")
 # Largest epoch magnitudes accepted (seconds ~ year 33658): beyond them timestamp_seconds overflows.
 _MAX_EPOCH_S, _MAX_EPOCH_MS = 1e12, 1e15
 # Epoch values at or above this are milliseconds for 'epoch_auto' (1e11 s would be year 5138).
@@ -79,6 +76,23 @@ class SourceFile:
     path: str  # fully qualified (file:/..., s3://...)
     size: int  # bytes
     modification_time: int  # ms since epoch
+
+
+@dataclass(frozen=True)
+class UnreadableFile:
+    """A source file ingest cannot read at all (corrupt archive, binary content, a value over
+    `csv.max_chars_per_column`): recorded in the file ledger and skipped, the others still load."""
+
+    file: SourceFile
+    reason: str  # "<error class>: <first line of its message>"
+
+
+# Bytes of a text file (after decompression) the probe reads: enough for the header and to tell
+# binary content, a bad archive header or a stream that ends early in a small file.
+PROBE_BYTES = 64 * 1024
+# Wrapper exceptions whose message says where, not what: the reason names the exception they wrap.
+_WRAPPERS = ("org.apache.spark.SparkException", "py4j.", "java.util.concurrent.ExecutionException", "java.lang.reflect.")
+_MAX_REASON_CHARS = 400
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +150,7 @@ def read_raw(spark: SparkSession, spec: DatasetSpec, files: Sequence[SourceFile]
                 .option("quote", spec.csv.quote)
                 .option("escape", spec.csv.escape)
                 .option("multiLine", spec.csv.multiline)
+                .option("maxCharsPerColumn", spec.csv.max_chars_per_column)
                 .option("mode", "PERMISSIVE")
             )
             return r.option("basePath", base_path) if base_path else r
@@ -166,6 +181,115 @@ def _read_csv_group(reader: Callable[[], DataFrameReader], paths: list[str]) -> 
         return reader().csv(paths)
     schema = T.StructType([T.StructField(n, T.StringType(), True) for n in names] + [T.StructField(_CORRUPT, T.StringType(), True)])
     return reader().schema(schema).option("columnNameOfCorruptRecord", _CORRUPT).csv(paths)
+
+
+# ---------------------------------------------------------------------------------------------
+# File-level checks: a file that cannot be read at all is set aside with a reason
+# ---------------------------------------------------------------------------------------------
+def probe_file(spark: SparkSession, spec: DatasetSpec, file: SourceFile) -> str | None:
+    """Cheap check of one file before the dataset's read; the reason it is unreadable, or None.
+
+    CSV/JSON: the first PROBE_BYTES through Hadoop's codecs (a `.gz` that is not gzip, or whose
+    stream ends early, fails here) and no NUL byte (binary content in a text file: a zip or an
+    image renamed .csv would otherwise become thousands of garbage rows). Parquet: the footer
+    (magic bytes, schema). Excel: openpyxl opens the workbook. Problems deeper inside a big file
+    (a truncated gzip, a value over `csv.max_chars_per_column`) surface in the dataset's read,
+    and `read_file_alone` then names the file.
+    """
+    try:
+        if spec.format in ("csv", "json"):
+            head = _head_bytes(spark, file.path, PROBE_BYTES)
+            if b"\x00" in head and not spec.csv.encoding.upper().startswith(("UTF-16", "UTF-32")):
+                return f"BinaryContent: NUL bytes in the first {len(head)} bytes of a {spec.format} file (encoding {spec.csv.encoding})"
+        elif spec.format == "parquet":
+            _parquet_footer(spark, file.path)
+        else:
+            _open_workbook(spark, file.path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read makes the file unreadable
+        return failure_reason(exc)
+    return None
+
+
+def read_file_alone(spark: SparkSession, spec: DatasetSpec, file: SourceFile, base_path: str | None = None) -> str | None:
+    """Read one file completely in its own small Spark job (Spark's `noop` sink evaluates every
+    column); the reason it fails, or None. Used only when the dataset's read failed, to find the
+    file(s) responsible."""
+    try:
+        read_raw(spark, spec, [file], base_path).write.format("noop").mode("overwrite").save()
+    except IngestInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to read makes the file unreadable
+        return failure_reason(exc)
+    return None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """`<error class>: <first line>` of the exception that says what went wrong: Spark's and
+    py4j's wrappers are skipped, and the root cause is added when it is another exception."""
+    chain = _exception_chain(exc)
+    named = [(cls, msg) for cls, msg in chain if not cls.startswith(_WRAPPERS)] or chain
+    cls, msg = named[0]
+    text = f"{cls.rsplit('.', 1)[-1]}: {msg}"
+    root_cls, root_msg = chain[-1]
+    if (root_cls, root_msg) != (cls, msg):
+        text += f" (caused by {root_cls.rsplit('.', 1)[-1]}: {root_msg})"
+    return text[:_MAX_REASON_CHARS]
+
+
+def _exception_chain(exc: BaseException) -> list[tuple[str, str]]:
+    """(class, first message line) from the outermost exception to the root cause, Java's included."""
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)  # py4j error, or one PySpark converted
+    if java is None:
+        cls = f"{type(exc).__module__}.{type(exc).__name__}" if type(exc).__module__ != "builtins" else type(exc).__name__
+        out = [(cls, _first_line(str(exc)))]
+        return out + (_exception_chain(exc.__cause__) if exc.__cause__ is not None else [])
+    out, seen = [], 0
+    while java is not None and seen < 20:  # Java cause chains end at null (or loop on themselves)
+        out.append((java.getClass().getName(), _first_line(java.getMessage() or "")))
+        nxt = java.getCause()
+        java = None if nxt is None or nxt.equals(java) else nxt
+        seen += 1
+    return out
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
+def _head_bytes(spark: SparkSession, path: str, limit: int) -> bytes:
+    """Up to `limit` bytes of a file after decompression by Hadoop's codecs (gzip, bzip2, ...)."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    stream = hpath.getFileSystem(conf).open(hpath)
+    try:
+        codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(hpath)
+        if codec is not None:
+            stream = codec.createInputStream(stream)
+        bounded = jvm.org.apache.commons.io.input.BoundedInputStream(stream, limit)
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(bounded))  # one py4j call, byte[] -> bytes
+    finally:
+        stream.close()
+
+
+def _parquet_footer(spark: SparkSession, path: str) -> None:
+    """Read a Parquet file's footer (where a truncated or foreign file fails) through Hadoop."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(hpath, conf))
+    reader.close()
+
+
+def _open_workbook(spark: SparkSession, path: str) -> None:
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(_local_path(spark, path), read_only=True)
+    workbook.close()
+
+
+def _local_path(spark: SparkSession, path: str) -> str:
+    return spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path).toUri().getPath()
 
 
 def _with_file(df: DataFrame) -> DataFrame:
@@ -201,7 +325,7 @@ def _read_excel(spark: SparkSession, spec: DatasetSpec, path: str) -> DataFrame:
     """An .xlsx sheet via pandas/openpyxl on the driver (meant for small dumps), all values as text."""
     import pandas as pd
 
-    local = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path).toUri().getPath()
+    local = _local_path(spark, path)
     sheet = 0 if spec.sheet is None else spec.sheet
     pdf = pd.read_excel(local, sheet_name=sheet, header=spec.header_row, dtype=str, engine="openpyxl")
     pdf.columns = [str(c) for c in pdf.columns]
@@ -230,9 +354,12 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
 
     Raises MissingColumnError naming the canonical column and the conf key to set.
     """
-    schema, required, _key, _ts, _table = KINDS[kind]
+    schema, required, _key, ts_cols, _table = KINDS[kind]
     where = where or f"inputs.{kind}[?]"
     canonical = [f.name for f in schema.fields]
+    no_zone = missing_timezone(spec, where) if ts_cols else None
+    if no_zone:
+        raise IngestInputError(f"dataset {spec.name!r}: {no_zone}")
     for section, mapping in (("columns", spec.columns), ("expressions", spec.expressions), ("constants", spec.constants), ("values", spec.values)):
         unknown = sorted(set(mapping) - set(canonical))
         if unknown:
@@ -379,6 +506,11 @@ def _parse(v: str, vtype: T.DataType, target: T.DataType, spec: DatasetSpec) -> 
         if isinstance(vtype, T.TimestampType):
             return col
         if isinstance(vtype, (T.TimestampNTZType, T.DateType)):
+            if spec.source_timezone is None:
+                raise IngestInputError(
+                    f"dataset {spec.name!r}: source column {v!r} holds timestamps without zone ({vtype.simpleString()}); "
+                    "set its source_timezone to the IANA zone they were written in"
+                )
             return F.to_utc_timestamp(col.cast("timestamp"), spec.source_timezone)
         return parse_timestamp(v, spec.timestamp_formats, spec.source_timezone)
     if isinstance(target, T.DoubleType):
@@ -414,7 +546,7 @@ def parse_timestamp(column: str, formats: Sequence[str], source_timezone: str) -
                 candidates.append(F.when(F.abs(number) >= _EPOCH_AUTO_MS_FROM, millis).otherwise(seconds))
             continue
         ts = F.try_to_timestamp(text, F.lit(fmt))
-        if not _ZONE_LETTERS.search(re.sub(r"'[^']*'", "", fmt)):
+        if zoneless_formats([fmt]):
             ts = F.to_utc_timestamp(ts, source_timezone)
         candidates.append(ts)
     if not candidates:
@@ -606,6 +738,87 @@ def new_rows(batch: DataFrame, existing: DataFrame | None, keys: Sequence[str]) 
     return distinct.join(existing.select(*keys).distinct(), on=list(keys), how="left_anti").select(*batch.columns)
 
 
+IN_TABLE = "__in_table"
+
+
+def mark_in_table(batch: DataFrame, existing: DataFrame | None, keys: Sequence[str]) -> DataFrame:
+    """`batch` with a boolean `__in_table`: whether its key is already in `existing` (None = no table).
+
+    One join serves both counts of the reconciliation (rows already in bronze, new rows) and the
+    rows to insert, so bronze is scanned once, as the anti-join of `new_rows` did."""
+    if existing is None:
+        return batch.withColumn(IN_TABLE, F.lit(False))
+    present = existing.select(*keys).distinct().withColumn(IN_TABLE, F.lit(True))
+    return batch.join(present, on=list(keys), how="left").select(*batch.columns, F.coalesce(F.col(IN_TABLE), F.lit(False)).alias(IN_TABLE))
+
+
+def bronze_row_counts(keys: Sequence[str]) -> list[Column]:
+    """Aggregates over `mark_in_table`'s output: existing_in_bronze, new_in_run (rows) and
+    new_records (distinct keys among the new rows: what the bronze commit is given)."""
+    in_table = F.col(IN_TABLE)
+    return [
+        F.count(F.when(in_table, F.lit(1))).alias("existing_in_bronze"),
+        F.count(F.when(~in_table, F.lit(1))).alias("new_in_run"),
+        F.count_distinct(F.when(~in_table, F.struct(*keys))).alias("new_records"),
+    ]
+
+
+class ReconciliationError(RuntimeError):
+    """Ingest's numbers do not add up: rows were lost, doubled or written by someone else."""
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    """One dataset's numbers, each measured on its own (none derived from the others).
+
+    read, quarantined, duplicates_raw: the classification (rows per ingest_status);
+    existing_in_bronze, new_in_run: valid rows whose canonical record is / is not in bronze yet
+    (a join with bronze); new_records: distinct canonical records among the new ones (what the
+    bronze commit is given); bronze_inserted: Delta's own metric of that commit;
+    quarantine_new / quarantine_inserted: the same for the quarantine commit."""
+
+    read: int
+    quarantined: int
+    duplicates_raw: int
+    existing_in_bronze: int
+    new_in_run: int
+    new_records: int
+    bronze_inserted: int
+    quarantine_new: int = 0
+    quarantine_inserted: int = 0
+
+    @property
+    def repeated_in_run(self) -> int:
+        """Valid rows repeating a canonical record of this run that is not in bronze yet."""
+        return self.new_in_run - self.new_records
+
+    @property
+    def duplicates_existing(self) -> int:
+        """The audit's duplicates_existing: already in bronze, or earlier in this run."""
+        return self.existing_in_bronze + self.repeated_in_run
+
+
+def reconcile(c: IngestCounts) -> list[str]:
+    """What does not add up, as sentences with the numbers (empty when everything does).
+
+    rows read = bronze inserted + quarantined + duplicates raw + already in bronze + repeated in
+    run, with bronze inserted taken from Delta's metric (not from what the job meant to write);
+    and each commit inserted exactly the new records it was given (fewer: another writer inserted
+    some in between; more: the MERGE matched differently from the job's join)."""
+    problems = []
+    accounted = c.bronze_inserted + c.quarantined + c.duplicates_raw + c.existing_in_bronze + c.repeated_in_run
+    if accounted != c.read:
+        problems.append(
+            f"rows read {c.read} != bronze inserted {c.bronze_inserted} + quarantined {c.quarantined} + duplicates raw "
+            f"{c.duplicates_raw} + already in bronze {c.existing_in_bronze} + repeated in run {c.repeated_in_run} = {accounted}"
+        )
+    if c.bronze_inserted != c.new_records:
+        problems.append(f"the bronze commit inserted {c.bronze_inserted} rows (Delta's metric) but was given {c.new_records} new records")
+    if c.quarantine_inserted != c.quarantine_new:
+        problems.append(f"the quarantine commit inserted {c.quarantine_inserted} rows (Delta's metric) but was given {c.quarantine_new} new rows")
+    return problems
+
+
 def status_counts(classified: DataFrame) -> DataFrame:
     """Rows per (ingest_status, reason): the numbers of the audit row."""
     return classified.groupBy(STATUS, REASON).count()
@@ -645,9 +858,10 @@ AUDIT_SCHEMA = T.StructType(
         T.StructField("kind", T.StringType()),
         T.StructField("source_name", T.StringType()),
         T.StructField("path", T.StringType()),
-        T.StructField("status", T.StringType()),  # ingested | nothing_new | empty | no_files
+        T.StructField("status", T.StringType()),  # ingested | nothing_new | empty | no_files | unreadable | reconciliation_failed | not_run
         T.StructField("files_seen", T.LongType()),
         T.StructField("files_read", T.LongType()),
+        T.StructField("files_unreadable", T.LongType()),  # set aside (ledger status unreadable); added in issue 20
         T.StructField("rows_read", T.LongType()),
         T.StructField("rows_bronze", T.LongType()),  # new rows written to bronze
         T.StructField("rows_quarantined", T.LongType()),
@@ -672,5 +886,9 @@ LEDGER_SCHEMA = T.StructType(
         T.StructField("spec_fingerprint", T.StringType()),
         T.StructField("run_id", T.StringType()),
         T.StructField("ingested_at", T.TimestampType()),
+        # Added in issue 20 (older ledgers have them null = ingested): ingested | unreadable, and why.
+        T.StructField("status", T.StringType()),
+        T.StructField("reason", T.StringType()),
     ]
 )
+LEDGER_INGESTED, LEDGER_UNREADABLE = "ingested", "unreadable"

@@ -58,10 +58,13 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         "spark.ui.enabled": str(s.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": str(s.progress_bar).lower(),
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
-        # Delta's optimistic concurrency needs no lock on a local/HDFS file system. On S3 the default
-        # LogStore is only safe with a single writer per table at a time (docs/DEPLOY.md); concurrent
-        # writers from several clusters need the DynamoDB LogStore (io.delta:delta-storage-s3-dynamodb).
+        # Delta's optimistic concurrency needs no lock on a local/HDFS file system. On S3 it needs the
+        # DynamoDB LogStore, which conf/emr.yaml and conf/glue.yaml set (docs/DEPLOY.md).
         "spark.sql.sources.partitionOverwriteMode": "static",
+        # FAIR between pools, FIFO inside the default pool (the jobs' own order is unchanged): the run
+        # lease's renewals (common/lease.py, own pool) get a task slot while a long stage holds the
+        # others, instead of queueing behind it until the lease expires.
+        "spark.scheduler.mode": "FAIR",
     }
     conf.update(s.extra)
     return conf

@@ -2,6 +2,9 @@
 
 `bin/fetch-jars` downloads exactly these (a test checks the two lists agree); the deploy
 tooling passes the Sedona coordinates to EMR/Glue, which already ship Delta 3.3.2.
+`DELTA_LOG_STORE_COORDINATES` is cluster-only (Delta's DynamoDB LogStore for S3, docs/DEPLOY.md):
+EMR ships it in /usr/share/aws/delta/lib, Glue gets it with --extra-jars from `make package`
+(`bin/fetch-jars --cluster` downloads it); local runs on a file system never need it.
 """
 
 DELTA_VERSION = "3.3.2"
@@ -18,6 +21,8 @@ SEDONA_COORDINATES = (
     f"org.datasyslab:geotools-wrapper:{GEOTOOLS_WRAPPER_VERSION}",
 )
 ALL_COORDINATES = DELTA_COORDINATES + SEDONA_COORDINATES
+DELTA_LOG_STORE_COORDINATES = (f"io.delta:delta-storage-s3-dynamodb:{DELTA_VERSION}",)
+DELTA_LOG_STORE_CLASS = "io.delta.storage.S3DynamoDBLogStore"
 
 
 def jar_file_name(coordinate: str) -> str:

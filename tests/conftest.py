@@ -35,6 +35,21 @@ def make_config(root: Path, *overrides: str) -> Config:
     )
 
 
+def wait_for_lease_expiry(spark, cfg: Config) -> None:
+    """Sleep until the run lease of `cfg`'s lakehouse (left by a killed job) has expired: its
+    recorded expiry decides, no timing is asserted."""
+    import time
+    from datetime import datetime, timezone
+
+    from common.lease import LEASE_TABLE, is_free, read_lease
+
+    path = cfg.storage.path(LEASE_TABLE)
+    state = read_lease(spark, path)
+    while not is_free(state, datetime.now(timezone.utc)):
+        time.sleep(max(0.5, (state.expires_at - datetime.now(timezone.utc)).total_seconds()))
+        state = read_lease(spark, path)
+
+
 @pytest.fixture(scope="session")
 def session_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("evfa")
@@ -62,6 +77,18 @@ def fresh_cfg(tmp_path) -> Config:
 
 
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _release_run_leases():
+    """A job's main() called in-process (common.cli.bootstrap) holds its lakehouse's run lease until
+    the process exits; give it back after each test so no heartbeat outlives the test."""
+    yield
+    import sys
+
+    lease = sys.modules.get("common.lease")
+    if lease is not None:
+        lease.release_held_leases()
 
 
 # ---------------------------------------------------------------------------------------------

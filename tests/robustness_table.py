@@ -66,6 +66,11 @@ class InputCase:
     def prefix(self) -> str:
         return self.id
 
+    def spec_fields(self) -> dict:
+        """DatasetSpec fields besides name/path: the cases write UTC wall-clock times unless their
+        spec names another zone (a zone-less pattern needs source_timezone)."""
+        return {"source_timezone": "UTC", **self.spec}
+
     def materialise(self, folder: Path) -> Path:
         """Write the files into folder/<id>/ and return that folder."""
         target = folder / self.id
@@ -348,6 +353,33 @@ OTHER_CASES: tuple[Case, ...] = (
         "tests/test_robustness_input.py::test_ambiguous_day_month_formats_are_refused",
     ),
     Case(
+        "zoneless_without_source_timezone",
+        "bad input",
+        "A dataset whose `timestamp_formats` include a pattern without zone (`dd/MM/yyyy HH:mm`) and no `source_timezone`",
+        "refused when the config is loaded (and by ingest for a spec built in code), naming "
+        "`inputs.<kind>[i].source_timezone` and the zone-less patterns; it used to be read as UTC silently. "
+        "Patterns with a zone and kinds without timestamps (vehicles, stations) need none; every conf/datasets/*.yaml validates",
+        "tests/test_config.py::test_zoneless_timestamps_need_a_source_timezone",
+    ),
+    Case(
+        "unreadable_files",
+        "bad input",
+        "Files that cannot be read at all, next to good ones: a gzip cut in half, a `.gz` that is not gzip, binary "
+        "content in a .csv, a value over `csv.max_chars_per_column`, a truncated Parquet file, a corrupt .xlsx",
+        "each is recorded in `audit.ingest_files` with status `unreadable` and the reason (error class + first line), "
+        "skipped, counted (`files_unreadable`) and listed in the ingest summary; the good files of the same datasets "
+        "load row for row; the next run retries none of them, a replaced file is read again, `--reprocess` retries all",
+        "tests/test_ingest_unreadable.py::test_unreadable_files_are_set_aside_and_the_others_ingest",
+    ),
+    Case(
+        "ledger_schema_evolution",
+        "bad input",
+        "A lakehouse whose `audit.ingest_files` predates the `status`/`reason` columns",
+        "the next ingest appends with Delta schema evolution: old rows read the new columns as null (= ingested), "
+        "new rows carry them",
+        "tests/test_ingest_unreadable.py::test_existing_ledger_gains_status_and_reason",
+    ),
+    Case(
         "single_point_vehicle",
         "bad input",
         "A vehicle with a single point",
@@ -404,10 +436,93 @@ OTHER_CASES: tuple[Case, ...] = (
         "fault",
         "Two ingest runs of the same files at once into the same lakehouse",
         "Delta's optimistic concurrency lets one commit per table version; the other run fails with a "
-        "`Concurrent...Exception` (reported, nothing half-written) or finds nothing new; after rerunning "
-        "the loser every table holds each row exactly once, quarantine included. Two drivers on S3 need "
-        "a single-writer rule or the DynamoDB LogStore (docs/DEPLOY.md)",
+        "`Concurrent...Exception` or, when one of its commits came second, with a `ReconciliationError` (Delta's metric "
+        "shows it inserted fewer rows than it was given; both runs fail when their commits interleave), or finds nothing "
+        "new; after rerunning "
+        "the loser every table holds each row exactly once, quarantine included. On S3 this needs the "
+        "DynamoDB LogStore the cluster confs set (case `s3_dynamodb_log_store`)",
         "tests/slow/test_robustness_rerun.py::test_concurrent_ingest_runs_never_duplicate",
+        slow=True,
+    ),
+    Case(
+        "run_lease_second_run",
+        "fault",
+        "A second job (or pipeline) run on a lakehouse while another run holds it",
+        "the second run's bootstrap exits non-zero before reading or writing any table, naming the holder "
+        "(job, run id, host, pid, since, last heartbeat, expiry); the holder's lease row is untouched",
+        "tests/slow/test_run_lease.py::test_second_job_fails_fast_naming_the_holder",
+        slow=True,
+    ),
+    Case(
+        "run_lease_simultaneous_claims",
+        "fault",
+        "Two runs claim the lease of a fresh lakehouse at the same instant",
+        "each claim is a conditional Delta MERGE on `audit.run_lease`: one commit wins, the other conflicts "
+        "(optimistic concurrency), re-reads the row and is refused naming the winner",
+        "tests/test_lease.py::test_simultaneous_claims_are_decided_by_delta",
+    ),
+    Case(
+        "run_lease_expired_takeover",
+        "fault",
+        "A lease whose holder stopped renewing (last heartbeat + `lease.ttl_s` passed)",
+        "the next run takes it over with a warning naming the old holder; the old holder, if only slow, "
+        "learns at its next renewal that the lease is lost (logged as an error)",
+        "tests/test_lease.py::test_expired_lease_is_taken_over_with_a_warning",
+    ),
+    Case(
+        "run_lease_released_on_error",
+        "fault",
+        "A job that fails with an exception after taking the lease",
+        "the lease is released at interpreter exit (released_at set), so the next run starts at once",
+        "tests/slow/test_run_lease.py::test_failing_job_releases_its_lease",
+        slow=True,
+    ),
+    Case(
+        "run_lease_pipeline_stages",
+        "fault",
+        "The pipeline's stages (ingest, clean, ...) run inside a pipeline run that holds the lease",
+        "a second claim from the same process joins the lease it holds instead of claiming it again",
+        "tests/test_lease.py::test_a_process_joins_the_lease_it_holds",
+    ),
+    Case(
+        "s3_dynamodb_log_store",
+        "fault",
+        "Two drivers (EMR/Glue) commit the same Delta table version on S3, which has no put-if-absent",
+        "every cluster run (EMR Serverless, Glue, EMR on EC2) is submitted with Delta's S3DynamoDBLogStore for "
+        "s3:// and s3a:// on the DynamoDB table terraform creates (tablePath/fileName keys, on demand, TTL "
+        "`expireTime`, PITR, KMS; the execution role gets only DescribeTable/GetItem/PutItem/UpdateItem/Query on it) "
+        "and its jar on the classpath (EMR's own, shipped to Glue); a Glue package without the jar refuses to submit",
+        "tests/test_deploy_package.py::test_s3_commits_go_through_the_dynamodb_log_store",
+    ),
+    Case(
+        "reconciliation_can_fail",
+        "fault",
+        "Ingest's numbers do not add up (a join that misses rows already in bronze, another writer inserting the same rows)",
+        "each term is measured on its own: rows per status (classification), rows already in bronze (a join), new "
+        "records given to the commit, and rows inserted from Delta's own operation metric of the commit ingest made "
+        "(found by its user-metadata tag: `numTargetRowsInserted` for MERGE, `numOutputRows` for a write); a mismatch "
+        "fails the run with the numbers, the audit row says `reconciliation_failed` and the dataset's files stay "
+        "unrecorded (read again next run)",
+        "tests/test_ingest_reconcile.py::test_a_mismatch_fails_the_run_loudly",
+    ),
+    Case(
+        "crash_between_ingest_commits",
+        "fault",
+        "SIGKILL of the ingest driver right after each of its commits: quarantine MERGE, bronze MERGE, audit append, "
+        "ledger append (test hook `EVFA_TEST_KILL_AFTER_COMMIT=<commit>` in jobs/ingest.py)",
+        "the rerun ends with bronze, quarantine and the ledger equal to an uninterrupted run (chispa on all rows) and "
+        "reconciles; after a kill between the bronze commit and the ledger append the rerun reads the files again and "
+        "counts their rows as `duplicates_existing` (none inserted twice), after the ledger append it skips them",
+        "tests/slow/test_ingest_crash.py::test_killed_ingest_reruns_to_the_clean_tables",
+        slow=True,
+    ),
+    Case(
+        "run_lease_killed_holder",
+        "fault",
+        "An ingest run SIGKILLed while it holds the lease (after its bronze commit)",
+        "its lease stays in `audit.run_lease` unreleased; once last heartbeat + `lease.ttl_s` has passed the next "
+        "`python -m jobs.ingest` takes it over, logging a warning that names the dead holder's pid, and completes",
+        "tests/slow/test_run_lease.py::test_killed_holder_lease_expires_and_the_next_run_takes_over",
         slow=True,
     ),
     Case(
@@ -458,6 +573,17 @@ OTHER_CASES: tuple[Case, ...] = (
         "Secrets in config values (`${VAR}` passwords, user:password@ URIs) reaching logs",
         "every job logs its config once through `Config.redacted()`: the secret never appears, `***` does",
         "tests/test_robustness_static.py::test_jobs_log_the_redacted_config",
+    ),
+    Case(
+        "redaction_generated_configs",
+        "security",
+        "Credentials anywhere in a config: credential-like keys (`api_key`, `private_key`, "
+        "`fs.azure.account.key.<acct>...`, anything nested under them), URI passwords holding `/` or `:`, "
+        "sensitive parameters of a query string or DSN (password, token, sig and the like, after a ?, & or ;)",
+        "property-based (hypothesis, 300 generated nested configs): the secret never appears in "
+        "`json.dumps(redact(cfg))` and every other value is unchanged (harmless query parameters, users and "
+        "hosts stay readable); the project's own config prints unmasked",
+        "tests/test_redaction.py::test_no_secret_survives_and_nothing_else_changes",
     ),
     Case(
         "no_exact_homes_in_outputs",

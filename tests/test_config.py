@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.config import ConfigError, apply_override, load_config, redact
-from common.versions import ALL_COORDINATES
+from common.versions import ALL_COORDINATES, DELTA_LOG_STORE_COORDINATES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,10 +71,41 @@ def test_invalid_timezone_in_dataset_spec():
         load_config("local", ["inputs.telematics=[{name: x, path: /tmp/x, source_timezone: Mars/Olympus}]"])
 
 
+def test_zoneless_timestamps_need_a_source_timezone():
+    """A wall-clock pattern without source_timezone is a configuration error naming the key (it
+    used to be read as UTC silently); patterns with a zone, and kinds without timestamps, need none."""
+    with pytest.raises(ConfigError) as err:
+        load_config("local", ["inputs.charging_sessions=[{name: ok, path: /tmp/a, timestamp_formats: [\"yyyy-MM-dd'T'HH:mm:ssXXX\"]}, "
+                              "{name: wall, path: /tmp/b, timestamp_formats: ['dd/MM/yyyy HH:mm', epoch_s]}]"])  # fmt: skip
+    message = str(err.value)
+    print(message)
+    assert "inputs.charging_sessions[1].source_timezone is not set" in message and "['dd/MM/yyyy HH:mm']" in message
+    assert "charging_sessions[0]" not in message
+    cfg = load_config("local", ["inputs.vehicles=[{name: v, path: /tmp/v}]", "inputs.telematics=[{name: t, path: /tmp/t, source_timezone: UTC}]"])
+    assert cfg.inputs.telematics[0].source_timezone == "UTC" and cfg.inputs.vehicles[0].source_timezone is None
+
+
+def test_timestamped_kinds_agree_with_the_schemas():
+    from common.config import TIMESTAMPED_KINDS
+    from common.schemas import KINDS
+
+    assert set(TIMESTAMPED_KINDS) == {kind for kind, (_s, _r, _k, ts_cols, _t) in KINDS.items() if ts_cols}
+
+
+def test_every_shipped_dataset_config_validates():
+    from jobs.ingest import load_dataset_files
+
+    files = sorted((ROOT / "conf" / "datasets").glob("*.yaml"))
+    assert files
+    for path in files:
+        inputs = load_dataset_files([str(path)])
+        assert not inputs.is_empty(), path
+
+
 def test_fetch_jars_matches_versions_module():
     script = (ROOT / "bin" / "fetch-jars").read_text()
     listed = re.findall(r'^\s+"([\w.\-]+:[\w.\-]+:[\w.\-]+)"', script, re.M)
-    assert sorted(listed) == sorted(ALL_COORDINATES)
+    assert sorted(listed) == sorted(ALL_COORDINATES + DELTA_LOG_STORE_COORDINATES)
 
 
 def test_session_has_delta_sedona_utc(spark):

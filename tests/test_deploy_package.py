@@ -44,7 +44,7 @@ from common.deploy_submit import (
     render_glue,
 )
 from common.spark import spark_conf
-from common.versions import DELTA_COORDINATES, SEDONA_COORDINATES, jar_file_name
+from common.versions import DELTA_COORDINATES, DELTA_LOG_STORE_CLASS, DELTA_LOG_STORE_COORDINATES, SEDONA_COORDINATES, jar_file_name
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRON = {"MLFLOW_TRACKING_URI": "https://mlflow.internal.example.com"}
@@ -56,6 +56,7 @@ def fake_outputs(jobs: list[str]) -> dict:
         "lakehouse_bucket": "evfa-lakehouse-123456789012-eu-west-1",
         "artifacts_bucket": "evfa-artifacts-123456789012-eu-west-1",
         "logs_bucket": "evfa-logs-123456789012-eu-west-1",
+        "delta_log_table_name": "evfa-delta-log",
         "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000",
         "execution_role_arn": "arn:aws:iam::123456789012:role/evfa-job-execution",
         "emr_serverless_application_id": "00fabcdefgh12345",
@@ -73,11 +74,36 @@ def jobs_to_render(manifest: dict) -> list[str]:
     return ["pipeline"] if "pipeline" in manifest["jobs"] else manifest["jobs"]
 
 
+def cluster_env(outputs: dict) -> dict:
+    """The environment config_environment() derives from the terraform outputs."""
+    return {
+        "EVFA_LAKEHOUSE_BUCKET": outputs["lakehouse_bucket"],
+        "EVFA_ARTIFACTS_BUCKET": outputs["artifacts_bucket"],
+        "EVFA_DELTA_LOG_TABLE": outputs["delta_log_table_name"],
+        "EVFA_AWS_REGION": outputs["region"],
+        **ENVIRON,
+    }
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def jars_dir(tmp_path_factory) -> Path:
+    """.jars plus a stand-in for the DynamoDB LogStore jar: `bin/fetch-jars --cluster` needs Maven
+    Central, these offline tests check where the jar goes, not its bytecode."""
+    folder = tmp_path_factory.mktemp("jars")
+    for jar in (ROOT / ".jars").glob("*.jar"):
+        (folder / jar.name).symlink_to(jar.resolve())
+    stub = folder / jar_file_name(DELTA_LOG_STORE_COORDINATES[0])
+    if not stub.exists():
+        with zipfile.ZipFile(stub, "w") as zf:
+            zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, jars_dir):
     out = tmp_path_factory.mktemp("dist")
     started = time.time()
-    manifest = build(out, profile="light")
+    manifest = build(out, profile="light", jars_dir=jars_dir)
     env = manifest["artifacts"]["env_archive"]
     print(
         f"\nlight package: {time.time() - started:.1f}s (steps {manifest['build_seconds']}, env {env['timings']}); "
@@ -122,7 +148,9 @@ def test_pyspark_and_delta_jars_are_never_shipped(built):
     shipped_jars = sorted(Path(j["path"]).name for j in art["jars"])
     assert shipped_jars == sorted(jar_file_name(c) for c in SEDONA_COORDINATES)
     assert not any(jar_file_name(c) in shipped_jars for c in DELTA_COORDINATES)
-    assert not list(out.rglob("*delta*.jar")) and not list(out.rglob("pyspark*"))
+    # the only Delta jar shipped is the DynamoDB LogStore (Glue lacks it; EMR's own copy is used there)
+    assert [p.name for p in out.rglob("*delta*.jar")] == [jar_file_name(DELTA_LOG_STORE_COORDINATES[0])]
+    assert not list(out.rglob("pyspark*"))
 
     delta_zip = zipfile.ZipFile(out / art["delta_python"]["path"]).namelist()
     assert "delta/tables.py" in delta_zip and all(n.startswith("delta/") and n.endswith(".py") for n in delta_zip)
@@ -204,8 +232,7 @@ def test_emr_serverless_command_references_only_built_artifacts(built):
         conf, lists = _params(driver["sparkSubmitParameters"])
 
         # every Spark setting of the cluster config travels with --conf, unchanged
-        cfg = cluster_config("emr", {"EVFA_LAKEHOUSE_BUCKET": outputs["lakehouse_bucket"], "EVFA_ARTIFACTS_BUCKET": bucket, **ENVIRON},
-                             ["generator.vehicles=100"])  # fmt: skip
+        cfg = cluster_config("emr", cluster_env(outputs), ["generator.vehicles=100"])
         for key, value in spark_conf(cfg).items():
             assert conf[key] == value or key == "spark.app.name", key
         assert conf["spark.archives"] == f"s3://{bucket}/{art['env_archive']['key']}#environment"
@@ -214,8 +241,8 @@ def test_emr_serverless_command_references_only_built_artifacts(built):
         assert conf["spark.emr-serverless.driverEnv.EVFA_LAKEHOUSE_BUCKET"] == outputs["lakehouse_bucket"]
         assert conf["spark.emr-serverless.driverEnv.MLFLOW_TRACKING_URI"] == ENVIRON["MLFLOW_TRACKING_URI"]
         assert lists["--py-files"] == [f"s3://{bucket}/{art['code_zip']['key']}", f"s3://{bucket}/{art['delta_python']['key']}"]
-        assert lists["--jars"][:2] == list(EMR_DELTA_JARS)  # Delta from EMR itself, not shipped
-        assert lists["--jars"][2:] == [f"s3://{bucket}/{j['key']}" for j in art["jars"]]
+        assert lists["--jars"][: len(EMR_DELTA_JARS)] == list(EMR_DELTA_JARS)  # Delta from EMR itself, not shipped
+        assert lists["--jars"][len(EMR_DELTA_JARS) :] == [f"s3://{bucket}/{j['key']}" for j in art["jars"]]
 
         # every s3:// object of the artifacts bucket in the command is a built file
         for uri in rendered.artifact_uris:
@@ -251,11 +278,12 @@ def test_glue_command_references_only_built_artifacts(built):
         args = json.loads(argv[argv.index("--arguments") + 1])
         assert shlex.split(args["--job-args"]) == ["--env", "glue", "--conf", "generator.days=3"]
         assert args["--extra-py-files"].split(",") == [f"s3://{bucket}/{art['code_zip']['key']}", f"s3://{bucket}/{art['delta_python']['key']}"]
-        assert args["--extra-jars"].split(",") == [f"s3://{bucket}/{j['key']}" for j in art["jars"]]
+        shipped = [*art["jars"], art["delta_log_store_jar"]]  # Glue has no DynamoDB LogStore of its own
+        assert args["--extra-jars"].split(",") == [f"s3://{bucket}/{j['key']}" for j in shipped]
         assert args["--additional-python-modules"] == f"s3://{bucket}/{art['glue_requirements']['key']}"
         assert args["--python-modules-installer-option"] == "-r"
         env = deploy_runtime.parse_env_assignments(args["--evfa-env"])
-        assert env == {"EVFA_LAKEHOUSE_BUCKET": outputs["lakehouse_bucket"], "EVFA_ARTIFACTS_BUCKET": bucket, **ENVIRON}
+        assert env == cluster_env(outputs)
         conf = dict(item.split("=", 1) for item in args["--conf"].split(" --conf "))
         with_env = {**env}
         cfg = cluster_config("glue", with_env, ["generator.days=3"])
@@ -279,6 +307,33 @@ def test_emr_on_ec2_step_references_only_built_artifacts(built):
     step = json.loads(rendered.argv[rendered.argv.index("--steps") + 1])[0]
     assert step["Jar"] == "command-runner.jar" and step["Args"][:3] == ["spark-submit", "--deploy-mode", "cluster"]
     assert "spark.yarn.appMasterEnv.PYSPARK_PYTHON=./environment/bin/python" in step["Args"]
+
+
+@pytest.mark.parametrize("target", ["emr-serverless", "glue", "emr-ec2"])
+def test_s3_commits_go_through_the_dynamodb_log_store(built, target):
+    """On S3 every cluster run commits through Delta's S3DynamoDBLogStore, on the table terraform
+    created (its name comes from the outputs), with the jar on the classpath: EMR's own copy,
+    Glue's shipped with --extra-jars. Without it two drivers can both commit one table version."""
+    out, manifest = built
+    outputs = fake_outputs(manifest["jobs"])
+    job = jobs_to_render(manifest)[0]
+    renderer = {"emr-serverless": render_emr_serverless, "glue": render_glue, "emr-ec2": render_emr_ec2}[target]
+    kwargs = {} if target == "glue" else {"allow_nonportable_env": True}
+    rendered = renderer(manifest, outputs, job, [], ENVIRON, **kwargs)
+    assert check_references(rendered, manifest, outputs, out) == []
+    conf = rendered.spark_conf
+    assert conf["spark.delta.logStore.s3.impl"] == conf["spark.delta.logStore.s3a.impl"] == DELTA_LOG_STORE_CLASS
+    assert conf["spark.io.delta.storage.S3DynamoDBLogStore.ddb.tableName"] == outputs["delta_log_table_name"]
+    assert conf["spark.io.delta.storage.S3DynamoDBLogStore.ddb.region"] == outputs["region"]
+    text = rendered.shell()
+    if target == "glue":
+        assert f"s3://{outputs['artifacts_bucket']}/{manifest['artifacts']['delta_log_store_jar']['key']}" in text
+        without = json.loads(json.dumps(manifest))
+        without["artifacts"]["delta_log_store_jar"] = None
+        with pytest.raises(SubmitError, match="fetch-jars --cluster"):
+            render_glue(without, outputs, job, [], ENVIRON)
+    else:
+        assert "/usr/share/aws/delta/lib/delta-storage-s3-dynamodb.jar" in text
 
 
 def test_reference_check_catches_missing_and_foreign_artifacts(built, tmp_path):
@@ -324,7 +379,7 @@ def test_dry_run_prints_uploads_and_command(built, tmp_path, capsys, monkeypatch
                "--allow-nonportable-env", "--allow-stale", "--args", "--conf generator.vehicles=50"])  # fmt: skip
     printed = capsys.readouterr().out
     assert rc == 0, printed
-    assert printed.count("aws s3 cp ") == 6  # entry script, env archive, code zip, delta zip, 2 Sedona jars
+    assert printed.count("aws s3 cp ") == 6  # entry script, env archive, code zip, delta zip, 2 Sedona jars (EMR has the LogStore jar)
     assert "aws emr-serverless start-job-run" in printed and "generator.vehicles=50" in printed
 
 
@@ -354,7 +409,8 @@ def _is_timezone(value: str) -> bool:
 
 @pytest.mark.parametrize("env_name", ["emr", "glue"])
 def test_cluster_conf_has_no_local_paths(env_name):
-    env = {"EVFA_LAKEHOUSE_BUCKET": "lake-bucket", "EVFA_ARTIFACTS_BUCKET": "art-bucket", **ENVIRON}
+    env = {"EVFA_LAKEHOUSE_BUCKET": "lake-bucket", "EVFA_ARTIFACTS_BUCKET": "art-bucket", "EVFA_DELTA_LOG_TABLE": "t",
+           "EVFA_AWS_REGION": "eu-west-1", **ENVIRON}  # fmt: skip
     cfg = cluster_config(env_name, env)
     assert cfg.spark.master is None and cfg.spark.jars_dir is None and cfg.spark.driver_memory is None
     assert cfg.mlflow.tracking_uri == ENVIRON["MLFLOW_TRACKING_URI"]
@@ -378,9 +434,10 @@ def test_cluster_conf_has_no_local_paths(env_name):
 
 
 def test_glue_conf_requires_bucket_variables(monkeypatch):
-    for key in ("EVFA_LAKEHOUSE_BUCKET", "EVFA_ARTIFACTS_BUCKET", "MLFLOW_TRACKING_URI"):
+    names = ("EVFA_LAKEHOUSE_BUCKET", "EVFA_ARTIFACTS_BUCKET", "EVFA_DELTA_LOG_TABLE", "EVFA_AWS_REGION", "MLFLOW_TRACKING_URI")
+    for key in names:
         monkeypatch.delenv(key, raising=False)
-    with pytest.raises(ConfigError, match="EVFA_LAKEHOUSE_BUCKET|MLFLOW_TRACKING_URI|EVFA_ARTIFACTS_BUCKET"):
+    with pytest.raises(ConfigError, match="|".join(names)):
         load_config("glue")
 
 

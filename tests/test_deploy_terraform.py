@@ -152,7 +152,7 @@ def test_buckets_are_encrypted_versioned_private_and_logs_expire():
 def test_execution_role_data_access_is_scoped():
     module = TF_ROOT / "modules" / "execution_role"
     doc = resources(module, "aws_iam_policy_document", kind="data")["data_access"]
-    data_actions = ("s3:", "kms:", "logs:PutLogEvents", "logs:CreateLogStream")
+    data_actions = ("s3:", "kms:", "dynamodb:", "logs:PutLogEvents", "logs:CreateLogStream")
     for statement in doc["statement"]:
         res = statement["resources"]
         res_text = res if isinstance(res, str) else " ".join(res)
@@ -166,6 +166,36 @@ def test_execution_role_data_access_is_scoped():
             assert statement["condition"][0]["variable"] == "cloudwatch:namespace"
     trust = resources(module, "aws_iam_policy_document", kind="data")["assume"]["statement"][0]
     assert trust["condition"][0]["variable"] == "aws:SourceAccount"
+
+
+def test_delta_log_store_table_and_grants():
+    """The DynamoDB table of Delta's S3DynamoDBLogStore (the key schema the LogStore uses), on
+    demand, TTL on expireTime, PITR, KMS-encrypted; the execution role may use its items only;
+    the submit tooling gets its name from an output and the cluster confs point Delta at it."""
+    module = TF_ROOT / "modules" / "delta_log_store"
+    table = resources(module, "aws_dynamodb_table")["this"]
+    assert (table["hash_key"], table["range_key"], table["billing_mode"]) == ("tablePath", "fileName", "PAY_PER_REQUEST")
+    assert {(a["name"], a["type"]) for a in table["attribute"]} == {("tablePath", "S"), ("fileName", "S")}
+    assert table["ttl"][0] == {"attribute_name": "expireTime", "enabled": True}
+    assert table["point_in_time_recovery"][0]["enabled"] is True
+    sse = table["server_side_encryption"][0]
+    assert sse["enabled"] is True and "var.kms_key_arn" in sse["kms_key_arn"]
+
+    role = TF_ROOT / "modules" / "execution_role"
+    statements = {st["sid"]: st for st in resources(role, "aws_iam_policy_document", kind="data")["data_access"]["statement"]}
+    grant = statements["DeltaLogStoreTable"]
+    assert set(grant["actions"]) == {"dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+    assert grant["resources"] == ["${var.delta_log_table_arn}"]
+    assert not [st for sid, st in statements.items() if sid != "DeltaLogStoreTable" and any(a.startswith("dynamodb:") for a in st["actions"])]
+
+    calls = named(EXAMPLE, "module")
+    assert calls["execution_role"]["delta_log_table_arn"] == "${module.delta_log_store.table_arn}"
+    assert "module.delta_log_store.table_name" in named(EXAMPLE, "output")["delta_log_table_name"]["value"]
+    assert all("delta_log_table_name" in outputs for outputs in REQUIRED_TF_OUTPUTS.values())
+    for conf in ("emr.yaml", "glue.yaml"):
+        text = (TF_ROOT.parent / "conf" / conf).read_text()
+        assert "spark.delta.logStore.s3.impl: io.delta.storage.S3DynamoDBLogStore" in text
+        assert "S3DynamoDBLogStore.ddb.tableName: ${EVFA_DELTA_LOG_TABLE" in text
 
 
 def test_prefixes_agree_with_conf_and_submit_tooling():

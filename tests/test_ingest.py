@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from common.config import DatasetSpec, IngestConfig
 from common.ingest import (
     QUARANTINED,
+    IngestInputError,
     MissingColumnError,
     classify,
     map_columns,
@@ -114,7 +115,7 @@ def test_parse_timestamp_formats_zones_and_epochs(spark):
 
 
 def test_bad_values_become_null_and_are_flagged(spark):
-    spec = DatasetSpec(name="t", path="x", columns={"soc_pct": "soc", "speed_kmh": "speed", "altitude_m": "alt"}, constants={"vehicle_id": "v1"})
+    spec = DatasetSpec(source_timezone="UTC", name="t", path="x", columns={"soc_pct": "soc", "speed_kmh": "speed", "altitude_m": "alt"}, constants={"vehicle_id": "v1"})
     raw = raw_df(
         spark,
         ["ts", "lat", "lon", "soc", "speed", "alt"],
@@ -187,13 +188,20 @@ def test_missing_required_column_names_the_mapping_key(spark):
     msg = str(err.value)
     assert "'telematics_id'" in msg and "'vehicle_id'" in msg and "inputs.telematics[0].columns.vehicle_id" in msg
 
-    no_mapping = DatasetSpec(name="plain", path="x")
+    no_mapping = DatasetSpec(source_timezone="UTC", name="plain", path="x")
     with pytest.raises(MissingColumnError, match=r"required column 'vehicle_id'.*inputs.telematics\[2\].columns.vehicle_id.*constants.vehicle_id"):
         map_columns(raw, no_mapping, "telematics", "inputs.telematics[2]")
 
-    bad_expr = DatasetSpec(name="e", path="x", columns={"vehicle_id": "latitude"}, expressions={"ts": "concat(no_such_col, 'x')"})
+    bad_expr = DatasetSpec(source_timezone="UTC", name="e", path="x", columns={"vehicle_id": "latitude"}, expressions={"ts": "concat(no_such_col, 'x')"})
     with pytest.raises(MissingColumnError, match=r"inputs.telematics\[0\].expressions.ts"):
         map_columns(raw, bad_expr, "telematics", "inputs.telematics[0]")
+
+
+def test_zoneless_pattern_without_source_timezone_stops_naming_the_key(spark):
+    """A DatasetSpec used directly (not through InputsConfig) is refused the same way."""
+    raw = raw_df(spark, ["vehicle_id", "ts", "lat", "lon", "soc_pct"], [("v1", "2024-03-04 08:00:00", "28.6", "77.2", "50")])
+    with pytest.raises(IngestInputError, match=r"inputs\.telematics\[3\]\.source_timezone is not set"):
+        map_columns(raw, DatasetSpec(name="t", path="x"), "telematics", "inputs.telematics[3]")
 
 
 def test_csv_files_with_different_headers_union_by_name(spark, tmp_path):
@@ -211,7 +219,7 @@ def test_csv_files_with_different_headers_union_by_name(spark, tmp_path):
 # validation and duplicates
 # --------------------------------------------------------------------------------------------
 def test_validate_telematics_reasons(spark):
-    spec = DatasetSpec(name="t", path="x", columns={"soc_pct": "soc"})
+    spec = DatasetSpec(source_timezone="UTC", name="t", path="x", columns={"soc_pct": "soc"})
     raw = raw_df(
         spark,
         ["vehicle_id", "ts", "lat", "lon", "soc"],
@@ -280,7 +288,7 @@ def test_validate_session_reasons(spark):
 
 
 def test_filter_and_unknown_status(spark):
-    spec = DatasetSpec(name="c", path="x", filter="kind = 'EV'")
+    spec = DatasetSpec(source_timezone="UTC", name="c", path="x", filter="kind = 'EV'")
     raw = raw_df(
         spark,
         ["kind", "port_id", "ts", "status"],
@@ -292,7 +300,7 @@ def test_filter_and_unknown_status(spark):
 
 
 def test_exact_duplicates_are_marked_near_duplicates_kept(spark):
-    spec = DatasetSpec(name="t", path="x")
+    spec = DatasetSpec(source_timezone="UTC", name="t", path="x")
     row = ("v1", "2024-03-04 08:00:00", "28.6", "77.2", "50")
     raw = raw_df(
         spark,

@@ -138,6 +138,7 @@ def test_missing_column_stops_before_writing(spark, fresh_cfg, tmp_path):
     yaml_file = tmp_path / "broken.yaml"
     yaml_file.write_text(
         f"inputs:\n  telematics:\n    - name: other_dump\n      path: {tmp_path}/other/*.csv\n      columns: {{vehicle_id: telematics_id}}\n"
+        "      source_timezone: Africa/Nairobi\n"
     )
     with pytest.raises(SystemExit) as exit_:
         main(["--env", "test", "--conf", f"storage.root={fresh_cfg.storage.root}", "--inputs", str(yaml_file)])

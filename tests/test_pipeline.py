@@ -64,7 +64,7 @@ def test_select_stages_only_from_skip_in_dependency_order(cfg):
 
 def test_generate_runs_only_without_configured_inputs(cfg):
     with_inputs = cfg.model_copy(deep=True)
-    with_inputs.inputs.telematics = [DatasetSpec(name="fleet", path="raw/telematics/*.csv")]
+    with_inputs.inputs.telematics = [DatasetSpec(source_timezone="UTC", name="fleet", path="raw/telematics/*.csv")]
     assert "generate" in _names(select_stages(cfg, None, None, None))
     assert "generate" not in _names(select_stages(with_inputs, None, None, None))
     assert _names(select_stages(with_inputs, "generate,ingest", None, None)) == ["ingest"]

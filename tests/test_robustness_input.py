@@ -39,7 +39,7 @@ NOW = datetime.fromisoformat(INGEST_NOW)
 
 
 def spec_for(case: InputCase, folder) -> DatasetSpec:
-    return DatasetSpec(name=case.id, path=str(folder), **case.spec)
+    return DatasetSpec(name=case.id, path=str(folder), **case.spec_fields())
 
 
 def expected_bronze(spark, case: InputCase):
@@ -108,7 +108,7 @@ def test_renamed_required_column_stops_with_the_fix(spark, fresh_cfg, tmp_path):
     folder = tmp_path / "renamed"
     folder.mkdir()
     (folder / "a.csv").write_text(TELEMATICS_HEADER.replace("vehicle_id", "vehicle") + "\nv1,2024-03-04 08:00:00,28.6,77.2,0,1,50\n")
-    inputs = InputsConfig(telematics=[DatasetSpec(name="renamed", path=str(folder))])
+    inputs = InputsConfig(telematics=[DatasetSpec(source_timezone="UTC", name="renamed", path=str(folder))])
     with pytest.raises(IngestInputError) as err:
         run_ingest(spark, fresh_cfg, inputs, now=NOW)
     message = str(err.value)
@@ -123,7 +123,7 @@ def test_ambiguous_day_month_formats_are_refused(spark, fresh_cfg, tmp_path):
     folder = tmp_path / "ambiguous"
     folder.mkdir()
     (folder / "a.csv").write_text(TELEMATICS_HEADER + "\nv1,03/04/2021 10:00,28.6,77.2,0,1,50\nv1,13/04/2021 10:00,28.6,77.2,0,1,50\n")
-    spec = DatasetSpec(name="ambiguous", path=str(folder), timestamp_formats=["MM/dd/yyyy HH:mm", "dd/MM/yyyy HH:mm"])
+    spec = DatasetSpec(source_timezone="UTC", name="ambiguous", path=str(folder), timestamp_formats=["MM/dd/yyyy HH:mm", "dd/MM/yyyy HH:mm"])
     with pytest.raises(IngestInputError) as err:
         run_ingest(spark, fresh_cfg, InputsConfig(telematics=[spec]), now=NOW)
     message = str(err.value)

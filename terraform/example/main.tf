@@ -30,6 +30,14 @@ module "log_groups" {
   tags             = local.tags
 }
 
+module "delta_log_store" {
+  source = "../modules/delta_log_store"
+
+  name_prefix = var.name_prefix
+  kms_key_arn = module.storage.kms_key_arn
+  tags        = local.tags
+}
+
 module "execution_role" {
   source = "../modules/execution_role"
 
@@ -38,6 +46,7 @@ module "execution_role" {
   artifacts_bucket_arn = module.storage.artifacts_bucket_arn
   logs_bucket_arn      = module.storage.logs_bucket_arn
   kms_key_arn          = module.storage.kms_key_arn
+  delta_log_table_arn  = module.delta_log_store.table_arn
   log_group_arns       = values(module.log_groups.arns)
   tags                 = local.tags
 }

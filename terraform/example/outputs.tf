@@ -21,6 +21,11 @@ output "logs_bucket" {
   value       = module.storage.logs_bucket
 }
 
+output "delta_log_table_name" {
+  description = "DynamoDB table of Delta's S3DynamoDBLogStore (EVFA_DELTA_LOG_TABLE for conf/emr.yaml and conf/glue.yaml)."
+  value       = module.delta_log_store.table_name
+}
+
 output "kms_key_arn" {
   description = "Project KMS key (EMR Serverless log encryption)."
   value       = module.storage.kms_key_arn

@@ -26,13 +26,14 @@ from pyspark.sql import functions as F
 
 from common import tables
 from jobs.clean import run_clean
-from tests.conftest import PROJECT_ROOT, make_config
+from tests.conftest import PROJECT_ROOT, make_config, wait_for_lease_expiry
 
 pytestmark = pytest.mark.slow
 
 SILVER = "silver.telematics_clean"
 AS_OF = "2030-01-01T00:00:00+00:00"  # as the fleet_silver fixture
 JOB_TIMEOUT_S = 2400
+SHORT_LEASE = ("--conf", "lease.ttl_s=15", "--conf", "lease.heartbeat_s=5")
 
 
 def copy_bronze(src_cfg, dst_cfg) -> None:
@@ -103,7 +104,8 @@ def test_killed_clean_leaves_previous_version_and_rerun_converges(spark, fleet_s
     table_dir = Path(cfg.storage.path(SILVER))
     files_before = data_files(table_dir)
 
-    proc, log = start(job_command(tmp_path), tmp_path, "killed.log")
+    # The killed driver leaves its run lease behind: a short TTL lets the rerun take it over.
+    proc, log = start(job_command(tmp_path, *SHORT_LEASE), tmp_path, "killed.log")
     deadline = time.time() + JOB_TIMEOUT_S
     while time.time() < deadline and proc.poll() is None and not (data_files(table_dir) - files_before):
         time.sleep(0.05)
@@ -117,6 +119,7 @@ def test_killed_clean_leaves_previous_version_and_rerun_converges(spark, fleet_s
     assert tables.version(spark, cfg, SILVER) == previous_version, "a commit appeared although the job was killed"
     assert_df_equality(digest(tables.read(spark, cfg, SILVER)), previous, ignore_row_order=True, ignore_nullable=True)
 
+    wait_for_lease_expiry(spark, cfg)
     proc, log = start(job_command(tmp_path), tmp_path, "rerun.log")
     wait(proc, log)
     expected = digest(tables.read(spark, fleet_silver, SILVER))

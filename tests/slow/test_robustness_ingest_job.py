@@ -29,7 +29,7 @@ def ingested(spark, tmp_path_factory):
     by_kind: dict[str, list[DatasetSpec]] = {}
     for case in INPUT_CASES:
         folder = case.materialise(root / "raw")
-        by_kind.setdefault(case.kind, []).append(DatasetSpec(name=case.id, path=str(folder), **case.spec))
+        by_kind.setdefault(case.kind, []).append(DatasetSpec(name=case.id, path=str(folder), **case.spec_fields()))
     inputs = InputsConfig(**by_kind)
     first = run_ingest(spark, cfg, inputs, now=NOW, run_id="robust-1")
     versions = {t: tables.version(spark, cfg, t) for t in ("bronze.telematics", "quarantine.telematics")}

@@ -1,7 +1,7 @@
 # The IAM role Spark jobs run as (EMR Serverless job runs, Glue jobs) and the customer-managed
 # policy holding its data access. Data access is scoped to exactly the project's three buckets
-# (and, inside them, to the prefixes each stage writes), the project KMS key and the project's
-# log groups: no "*" resources for data.
+# (and, inside them, to the prefixes each stage writes), the project KMS key, the Delta log-store
+# DynamoDB table and the project's log groups: no "*" resources for data.
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
@@ -83,6 +83,20 @@ data "aws_iam_policy_document" "data_access" {
     sid       = "LogsBucketWrite"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
     resources = [for p in var.logs_writable_prefixes : "${var.logs_bucket_arn}/${p}*"]
+  }
+
+  # Delta's S3DynamoDBLogStore (conf/emr.yaml, conf/glue.yaml): claim and read commit entries of
+  # the project's log-store table only. DescribeTable: the LogStore checks the table at start-up.
+  statement {
+    sid = "DeltaLogStoreTable"
+    actions = [
+      "dynamodb:DescribeTable",
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:Query",
+    ]
+    resources = [var.delta_log_table_arn]
   }
 
   statement {

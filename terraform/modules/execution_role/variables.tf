@@ -81,6 +81,16 @@ variable "kms_key_arn" {
   }
 }
 
+variable "delta_log_table_arn" {
+  description = "ARN of the DynamoDB table of Delta's S3DynamoDBLogStore (get/put/update/query its items)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/[A-Za-z0-9_.-]+$", var.delta_log_table_arn))
+    error_message = "delta_log_table_arn must be a DynamoDB table ARN without wildcards."
+  }
+}
+
 variable "log_group_arns" {
   description = "ARNs of the CloudWatch log groups the jobs write to (without the trailing :*)."
   type        = list(string)
