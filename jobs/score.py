@@ -109,10 +109,13 @@ def soc_predictions(spark: SparkSession, cfg: Config, client, features: DataFram
     """Features -> gold.predictions_soc_minutely rows (regressor + classifier champions)."""
     s = cfg.ml.soc
     reg_v, reg_uri, reg_inputs, _ = champion(client, cfg, s.registered_model)
-    clf_v, clf_uri, clf_inputs, clf_tags = champion(client, cfg, s.registered_classifier)
-    threshold = float(clf_tags.get("decision_threshold", 0.5))
     drop = model_column(spark, reg_uri, reg_inputs)
-    prob = model_column(spark, clf_uri, clf_inputs)
+    if tracking.current_champion(client, s.registered_classifier, cfg.ml.champion_alias) is not None:
+        clf_v, clf_uri, clf_inputs, clf_tags = champion(client, cfg, s.registered_classifier)
+        threshold: float | None = float(clf_tags.get("decision_threshold", 0.5))
+        prob = model_column(spark, clf_uri, clf_inputs)
+    else:  # the gate refused the classifier: the drop forecast is still written, the event columns stay null
+        clf_v, threshold, prob = None, None, F.lit(None).cast("double")
     return (
         features.withColumn("pred_soc_drop_pct", drop)
         .withColumn("prob_drop_event", prob)
@@ -127,12 +130,12 @@ def soc_predictions(spark: SparkSession, cfg: Config, client, features: DataFram
             F.greatest(F.col("soc_pct") - F.col("pred_soc_drop_pct"), F.lit(0.0)).alias("pred_soc_at_horizon_pct"),
             F.lit(float(s.drop_threshold_pct)).alias("drop_threshold_pct"),
             "prob_drop_event",
-            (F.col("prob_drop_event") >= threshold).alias("drop_alert"),
-            F.lit(threshold).alias("decision_threshold"),
+            (F.col("prob_drop_event") >= F.lit(threshold)).alias("drop_alert"),
+            F.lit(threshold).cast("double").alias("decision_threshold"),
             F.lit(s.registered_model).alias("soc_model_name"),
             F.lit(reg_v).alias("soc_model_version"),
-            F.lit(s.registered_classifier).alias("event_model_name"),
-            F.lit(clf_v).alias("event_model_version"),
+            F.lit(s.registered_classifier if clf_v else None).cast("string").alias("event_model_name"),
+            F.lit(clf_v).cast("string").alias("event_model_version"),
             F.current_timestamp().alias("scored_at"),
         )
     )
@@ -170,8 +173,13 @@ def available_models(client, cfg: Config, models: tuple[str, ...], report: Stage
     (a note, so the pipeline summary and the report show why its predictions are missing)."""
     keep = []
     for model in models:
-        missing = [n for n in registered_names(cfg, model) if tracking.current_champion(client, n, cfg.ml.champion_alias) is None]
-        if missing:
+        names = registered_names(cfg, model)
+        missing = [n for n in names if tracking.current_champion(client, n, cfg.ml.champion_alias) is None]
+        if missing and model == "soc" and names[0] not in missing:
+            # the drop forecast has its champion: score it; the event probability stays null, and says why
+            report.notes.append(f"skipped the drop-event probability: {tracking.why_no_champion(client, missing[0], cfg.ml.champion_alias)}")
+            keep.append(model)
+        elif missing:
             reasons = "; ".join(tracking.why_no_champion(client, n, cfg.ml.champion_alias) for n in missing)
             report.notes.append(f"skipped {model} scoring: {reasons}")
             log.warning("score: skipped %s: %s", model, reasons)

@@ -38,3 +38,16 @@ def test_no_model_at_all_skips_the_stage_naming_each(fresh_cfg):
         available_models(client, fresh_cfg, ("soc", "energy"), StageReport("score"))
     msg = str(exc.value)
     assert "evfa_soc_drop_60m has no registered version" in msg and "evfa_energy_per_km has no registered version" in msg
+
+
+def test_drop_forecast_scores_without_the_event_classifier(fresh_cfg):
+    """The regressor has a champion, the classifier was refused: soc still scores, the reason is noted."""
+    cfg = fresh_cfg
+    client = tracking.configure(cfg)
+    _version(client, cfg.ml.soc.registered_model, alias="champion")
+    _version(client, cfg.ml.soc.registered_classifier, tags={"challenger_status": "rejected", "gate_reason": "no positive in the test window"})
+    report = StageReport("score")
+    assert available_models(client, cfg, ("soc",), report) == ("soc",)
+    assert report.notes == [
+        "skipped the drop-event probability: evfa_soc_drop_ge10_60m has no @champion: the gate refused v1: no positive in the test window"
+    ]
