@@ -22,6 +22,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # On EMR/Glue the code runs from a zip; common.deploy_runtime extracts conf/ and sets EVFA_CONF_DIR.
 CONF_DIR = Path(os.environ["EVFA_CONF_DIR"]) if os.environ.get("EVFA_CONF_DIR") else PROJECT_ROOT / "conf"
 LAYERS = ("raw", "bronze", "silver", "gold", "quarantine", "truth", "audit", "restricted")
+# Tables that hold every position a vehicle reported (or a trip's exact start and end): homes and
+# routines can be re-derived from them, so they live under storage.restricted_root/<layer>/<name>
+# with the restricted.* tables, not under the analysts' lakehouse prefixes (docs/PRIVACY.md).
+POSITION_TRACES = frozenset({"bronze.telematics", "silver.telematics_clean", "silver.trips", "quarantine.telematics"})
 
 
 class ConfigError(ValueError):
@@ -61,7 +65,8 @@ class StorageConfig(Section):
     root: str = Field("lakehouse", description="Lakehouse root; relative paths resolve against the project root.")
     restricted_root: str = Field(
         "lakehouse/restricted",
-        description="Personal data (residences). Keep it on a path with its own access policy.",
+        description="Personal data: restricted.* tables and the position traces (POSITION_TRACES). "
+        "Keep it on a path with its own access policy.",
     )
     tables: dict[str, str] = Field(default_factory=dict, description="Per-table location overrides: 'gold.x' -> path.")
 
@@ -77,7 +82,12 @@ class StorageConfig(Section):
         layer, _, name = table.partition(".")
         if layer not in LAYERS or not name:
             raise ConfigError(f"table name {table!r} must be '<layer>.<name>' with layer in {LAYERS}")
-        base = self.restricted_root if layer == "restricted" else f"{self.root.rstrip('/')}/{layer}"
+        if layer == "restricted":
+            base = self.restricted_root
+        elif table in POSITION_TRACES:
+            base = f"{self.restricted_root.rstrip('/')}/{layer}"
+        else:
+            base = f"{self.root.rstrip('/')}/{layer}"
         return self.resolve(f"{base.rstrip('/')}/{name}")
 
 

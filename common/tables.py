@@ -17,7 +17,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common.config import Config
+from common.config import POSITION_TRACES, Config
 
 log = logging.getLogger(__name__)
 
@@ -289,4 +289,8 @@ def list_tables(spark: SparkSession, cfg: Config, layers: tuple[str, ...] = ("br
             name = f"{layer}.{status.getPath().getName()}"
             if status.isDirectory() and exists(spark, cfg, name):
                 out.append({"table": name, "version": version(spark, cfg, name), "path": cfg.storage.path(name)})
+    # position traces live under the restricted root (common.config.POSITION_TRACES)
+    for name in sorted(POSITION_TRACES):
+        if name.split(".")[0] in layers and exists(spark, cfg, name):
+            out.append({"table": name, "version": version(spark, cfg, name), "path": cfg.storage.path(name)})
     return out

@@ -206,6 +206,36 @@ def current_champion(client: MlflowClient, name: str, alias: str) -> Any | None:
         return None
 
 
+# The only model format scoring loads: XGBoost's own JSON/UBJ through the mlflow.xgboost loader.
+# A pyfunc model (python_function with cloudpickle, a custom loader_module) runs arbitrary code
+# when it is unpickled, so a champion in any other format is refused, never loaded.
+SAFE_LOADER = "mlflow.xgboost"
+SAFE_XGBOOST_FORMATS = ("json", "ubj")
+
+
+def unsafe_model_reason(flavors: dict) -> str | None:
+    """Why a model with these MLmodel flavors must not be loaded, or None when it is safe to load."""
+    pyfunc = flavors.get("python_function") or {}
+    loader = pyfunc.get("loader_module")
+    if loader != SAFE_LOADER:
+        return f"its pyfunc loader is {loader!r}, not {SAFE_LOADER!r} (pickled or custom code is never loaded)"
+    fmt = (flavors.get("xgboost") or {}).get("model_format")
+    if fmt not in SAFE_XGBOOST_FORMATS:
+        return f"its xgboost model format is {fmt!r}, not one of {SAFE_XGBOOST_FORMATS} (pickle is never loaded)"
+    return None
+
+
+def champion_refusal(client: MlflowClient, name: str, alias: str) -> str | None:
+    """None when `name@alias` exists and is safe to load; otherwise why it is not scored."""
+    import mlflow
+
+    mv = current_champion(client, name, alias)
+    if mv is None:
+        return why_no_champion(client, name, alias)
+    reason = unsafe_model_reason(mlflow.models.get_model_info(f"models:/{name}/{mv.version}").flavors)
+    return f"{name}@{alias} (v{mv.version}) refused: {reason}" if reason else None
+
+
 def why_no_champion(client: MlflowClient, name: str, alias: str) -> str:
     """Why `name@alias` does not exist: no registered version yet, or the gate's reason on the newest one."""
     from mlflow.exceptions import MlflowException

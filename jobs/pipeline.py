@@ -24,7 +24,7 @@ from pyspark.sql import SparkSession
 
 from common import tables
 from common.cli import StageReport, StageSkipped, bootstrap, missing_inputs
-from common.config import Config
+from common.config import POSITION_TRACES, Config
 from common.spark import size_shuffles
 
 log = logging.getLogger("ev_fleet.pipeline")
@@ -224,7 +224,7 @@ def where_things_are(cfg: Config) -> str:
             "",
             f"Report:  {cfg.storage.resolve(cfg.report.output_dir)}/latest/index.html",
             f"Tables:  {cfg.storage.resolve(cfg.storage.root)}  (bronze/ silver/ gold/ quarantine/ truth/ audit/)",
-            f"Restricted personal data: {cfg.storage.resolve(cfg.storage.restricted_root)}",
+            f"Restricted personal data: {cfg.storage.resolve(cfg.storage.restricted_root)}  (residences, position traces: {', '.join(sorted(POSITION_TRACES))})",
             f"MLflow:  make mlflow-ui   -> http://127.0.0.1:5000  (tracking store {cfg.mlflow.tracking_uri})",
         ]
     )

@@ -69,8 +69,11 @@ def champion(client, cfg: Config, name: str):
     if mv is None:
         raise NoChampion(f"registered model {name!r} has no @{cfg.ml.champion_alias} version: run `python -m jobs.train` first")
     uri = f"models:/{name}/{mv.version}"
-    inputs = mlflow.models.get_model_info(uri).signature.inputs.input_names()
-    return str(mv.version), uri, inputs, dict(mv.tags or {})
+    info = mlflow.models.get_model_info(uri)
+    reason = tracking.unsafe_model_reason(info.flavors)
+    if reason:
+        raise NoChampion(f"{name}@{cfg.ml.champion_alias} (v{mv.version}) refused: {reason}")
+    return str(mv.version), uri, info.signature.inputs.input_names(), dict(mv.tags or {})
 
 
 def model_column(spark: SparkSession, uri: str, inputs: list[str]) -> Column:
@@ -110,7 +113,7 @@ def soc_predictions(spark: SparkSession, cfg: Config, client, features: DataFram
     s = cfg.ml.soc
     reg_v, reg_uri, reg_inputs, _ = champion(client, cfg, s.registered_model)
     drop = model_column(spark, reg_uri, reg_inputs)
-    if tracking.current_champion(client, s.registered_classifier, cfg.ml.champion_alias) is not None:
+    if tracking.champion_refusal(client, s.registered_classifier, cfg.ml.champion_alias) is None:
         clf_v, clf_uri, clf_inputs, clf_tags = champion(client, cfg, s.registered_classifier)
         threshold: float | None = float(clf_tags.get("decision_threshold", 0.5))
         prob = model_column(spark, clf_uri, clf_inputs)
@@ -174,13 +177,13 @@ def available_models(client, cfg: Config, models: tuple[str, ...], report: Stage
     keep = []
     for model in models:
         names = registered_names(cfg, model)
-        missing = [n for n in names if tracking.current_champion(client, n, cfg.ml.champion_alias) is None]
-        if missing and model == "soc" and names[0] not in missing:
+        refused = {n: r for n in names if (r := tracking.champion_refusal(client, n, cfg.ml.champion_alias))}
+        if refused and model == "soc" and names[0] not in refused:
             # the drop forecast has its champion: score it; the event probability stays null, and says why
-            report.notes.append(f"skipped the drop-event probability: {tracking.why_no_champion(client, missing[0], cfg.ml.champion_alias)}")
+            report.notes.append(f"skipped the drop-event probability: {refused[names[1]]}")
             keep.append(model)
-        elif missing:
-            reasons = "; ".join(tracking.why_no_champion(client, n, cfg.ml.champion_alias) for n in missing)
+        elif refused:
+            reasons = "; ".join(refused.values())
             report.notes.append(f"skipped {model} scoring: {reasons}")
             log.warning("score: skipped %s: %s", model, reasons)
         else:

@@ -204,7 +204,11 @@ def _champion_metric(
         return None, None, None
     uri = f"models:/{name}/{champ.version}"
     try:
-        inputs = mlflow.models.get_model_info(uri).signature.inputs.input_names()
+        info = mlflow.models.get_model_info(uri)
+        unsafe = tracking.unsafe_model_reason(info.flavors)
+        if unsafe:  # never unpickled to compare: the challenger may replace it
+            return None, champ.version, f"champion v{champ.version} refused: {unsafe}"
+        inputs = info.signature.inputs.input_names()
         missing = [c for c in inputs if c not in rows.columns]
         if missing:
             return None, champ.version, f"champion v{champ.version} cannot score this window (features {missing} gone)"

@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_defaults_and_env_overlay():
     cfg = load_config("local")
     assert cfg.spark.master == "local[*]"
-    assert cfg.storage.path("silver.telematics_clean").endswith("lakehouse/silver/telematics_clean")
+    assert cfg.storage.path("silver.daily_kpis").endswith("lakehouse/silver/daily_kpis")
+    # position traces go to the restricted root, kept in their layer folder
+    assert cfg.storage.path("silver.telematics_clean").endswith("lakehouse/restricted/silver/telematics_clean")
+    assert cfg.storage.path("bronze.telematics").endswith("lakehouse/restricted/bronze/telematics")
     assert cfg.storage.path("restricted.residences").endswith("lakehouse/restricted/residences")
     test = load_config("test")
     assert test.spark.shuffle_partitions == 2 and test.spark.ui_enabled is False

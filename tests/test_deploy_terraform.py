@@ -236,3 +236,23 @@ def test_platform_versions_and_logging():
     cluster = resources(TF_ROOT / "modules" / "emr_cluster", "aws_emr_cluster")["this"]
     assert cluster["applications"] == ["Spark"] and "security_configuration" in cluster
     assert named(EXAMPLE, "module")["emr_cluster"]["count"] == "${var.enable_emr_cluster ? 1 : 0}"
+
+
+def test_analyst_policy_denies_the_restricted_prefix_conf_writes_personal_data_to():
+    """Analysts read storage.root's prefix; storage.restricted_root (residences and every position
+    trace, common.config.POSITION_TRACES) is denied explicitly, and the prefixes are the ones the
+    cloud configs write to."""
+    import yaml
+
+    module = TF_ROOT / "modules" / "storage"
+    variables = named(module, "variable")
+    analyst, restricted = variables["analyst_prefix"]["default"], variables["restricted_prefix"]["default"]
+    statements = {s["sid"]: s for s in resources(module, "aws_iam_policy_document", kind="data")["analyst_read"]["statement"]}
+    deny = statements["DenyRestrictedPersonalData"]
+    assert deny["effect"] == "Deny" and "var.restricted_prefix" in str(deny["resources"])
+    assert "var.analyst_prefix" in str(statements["ReadLakehouseTables"]["resources"])
+    assert not any(s.get("effect", "Allow") == "Allow" and "restricted" in str(s["resources"]) for s in statements.values())
+    for conf in ("emr.yaml", "glue.yaml"):
+        storage = yaml.safe_load((TF_ROOT.parent / "conf" / conf).read_text())["storage"]
+        assert storage["root"].split("}/", 1)[1] + "/" == analyst, conf
+        assert storage["restricted_root"].split("}/", 1)[1] + "/" == restricted, conf

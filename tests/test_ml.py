@@ -346,7 +346,7 @@ def test_score_writes_predictions_with_champion_versions(spark, ml_cfg, trained)
     print(f"\nscore: {s['n']} vehicle-minutes, {e['n']} segments ({e['kwh']:.1f} kWh predicted) in {report.seconds}s")
     assert s["n"] == minutely_rows and s["null_pred"] == 0
     assert s["v"] == [trained["soc_regressor"].version] and s["ev"] == [trained["soc_classifier"].version]
-    assert 0 <= s["pmin"] <= s["pmax"] <= 1
+    assert s["pmax"] > s["pmin"]  # the classifier separates minutes, it is not a constant
     assert e["n"] == tables.read(spark, ml_cfg, "silver.segments").count() and e["v"] == [trained["energy"].version]
     assert soc.select("soc_model_name").distinct().collect()[0][0] == ml_cfg.ml.soc.registered_model
 

@@ -1,4 +1,6 @@
-"""Scoring skips a model the champion gate refused, with the gate's reason (real MLflow registry)."""
+"""Scoring skips a model the champion gate refused, with the gate's reason, and refuses to load a
+champion that is not an XGBoost JSON/UBJ model (a pickled pyfunc runs code when loaded).
+Real MLflow tracking store and registry; the models are real, tiny XGBoost / pyfunc models."""
 
 from __future__ import annotations
 
@@ -9,12 +11,35 @@ from common.cli import StageReport, StageSkipped
 from jobs.score import available_models
 
 
-def _version(client, name, tags=None, alias=None, source="file:///nowhere/model"):
+def _logged(kind: str = "xgboost") -> str:
+    """A real model logged to the configured tracking store; returns its artifact URI."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    import xgboost as xgb
+
+    with mlflow.start_run():
+        if kind == "xgboost":
+            x = pd.DataFrame({"x": np.arange(20.0)})
+            booster = xgb.train({"max_depth": 1}, xgb.DMatrix(x, label=x.x), num_boost_round=2)
+            signature = mlflow.models.infer_signature(x, booster.predict(xgb.DMatrix(x)))
+            info = mlflow.xgboost.log_model(booster, name="model", model_format="json", signature=signature)
+        else:  # a cloudpickled python model: loading it would run its code
+
+            class Echo(mlflow.pyfunc.PythonModel):
+                def predict(self, context, model_input):
+                    return model_input.iloc[:, 0]
+
+            info = mlflow.pyfunc.log_model(name="model", python_model=Echo())
+    return info.model_uri
+
+
+def _version(client, name, tags=None, alias=None, kind="xgboost"):
     try:
         client.create_registered_model(name)
     except Exception:  # noqa: BLE001 - already registered in this store
         pass
-    mv = client.create_model_version(name, source=source, tags=tags or {})
+    mv = client.create_model_version(name, source=_logged(kind), tags=tags or {})
     if alias:
         client.set_registered_model_alias(name, alias, mv.version)
     return mv
@@ -51,3 +76,26 @@ def test_drop_forecast_scores_without_the_event_classifier(fresh_cfg):
     assert report.notes == [
         "skipped the drop-event probability: evfa_soc_drop_ge10_60m has no @champion: the gate refused v1: no positive in the test window"
     ]
+
+
+def test_pickled_champion_is_refused_never_loaded(fresh_cfg):
+    """A pyfunc champion (cloudpickle) is not scored: the reason names its loader; the XGBoost JSON
+    champions of the same store are scored."""
+    cfg = fresh_cfg
+    client = tracking.configure(cfg)
+    _version(client, cfg.ml.soc.registered_model, alias="champion")
+    _version(client, cfg.ml.soc.registered_classifier, alias="champion")
+    _version(client, cfg.ml.energy.registered_model, alias="champion", kind="pickle")
+    report = StageReport("score")
+    assert available_models(client, cfg, ("soc", "energy"), report) == ("soc",)
+    assert report.notes == [
+        "skipped energy scoring: evfa_energy_per_km@champion (v1) refused: its pyfunc loader is "
+        "'mlflow.pyfunc.model', not 'mlflow.xgboost' (pickled or custom code is never loaded)"
+    ]
+    # and the loader itself refuses it, whoever calls it
+    from jobs.score import NoChampion, champion
+
+    with pytest.raises(NoChampion, match="refused: its pyfunc loader"):
+        champion(client, cfg, cfg.ml.energy.registered_model)
+    version, _uri, inputs, _tags = champion(client, cfg, cfg.ml.soc.registered_model)
+    assert (version, inputs) == ("1", ["x"])

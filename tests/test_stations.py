@@ -240,6 +240,7 @@ def afdc_kpis_with_pandas(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(out).T
 
 
+@pytest.mark.realdata
 def test_afdc_station_kpis_match_pandas_on_raw_exports(spark, afdc_cfg):
     folder = real_data("afdc_alt_fuel_stations")
     expected = afdc_kpis_with_pandas(folder)

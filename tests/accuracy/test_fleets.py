@@ -16,6 +16,8 @@ docs/INSIGHTS.md. Each fleet takes several minutes: marked `accuracy`; `.ci/run`
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,7 +32,8 @@ from tests.accuracy import scoring as S
 
 pytestmark = [pytest.mark.accuracy, pytest.mark.timeout(3600)]
 
-AS_OF = datetime(2030, 1, 1, tzinfo=timezone.utc)
+ENV = "local"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 COMMON = (
     "generator.vehicles=100",
     "generator.days=14",
@@ -85,47 +88,57 @@ PER_VEHICLE = ("silver.device_profiles", "restricted.residences", "gold.driver_r
 RESULTS: dict[str, list[S.Score]] = {}
 
 
-def _config(root, name):
-    storage = (
+STAGES = "ingest,clean,residence,charging,hotspots,risk"
+JOB_TIMEOUT_S = 3000
+
+
+def _storage(root) -> tuple[str, ...]:
+    return (
         f"storage.root={root}/lakehouse",
         f"storage.restricted_root={root}/lakehouse/restricted",
         f"mlflow.tracking_uri=sqlite:///{root}/mlflow/mlflow.db",
         f"mlflow.artifact_location={root}/mlflow/artifacts",
     )
+
+
+def _config(root, name):
     files = [MAPPED[name][0]] if name in MAPPED else None
-    return load_config("test", [*storage, *FLEETS[name]], dataset_files=files)
+    return load_config(ENV, [*_storage(root), *FLEETS[name]], dataset_files=files)
+
+
+def _job(root: Path, name: str, module: str, *args: str) -> None:
+    """`python -m <module> --env local ...` in a process (and JVM) of its own, as a user runs it:
+    the fleets do not accumulate in the test session's driver, and each runs at the laptop
+    configuration (conf/local.yaml), not the unit tests' 2 shuffle partitions."""
+    confs = [a for c in (*_storage(root), *FLEETS[name]) for a in ("--conf", c)]
+    cmd = [sys.executable, "-m", module, "--env", ENV, *args, *confs]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    if name in MAPPED and module == "jobs.pipeline":  # the generator writes the operator's export
+        cmd[5:5] = ["--inputs", MAPPED[name][0]]
+        env[MAPPED[name][1]] = f"{root}/lakehouse/raw"
+    log = root / f"{module.split('.')[-1]}.log"
+    with log.open("w") as out:
+        res = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=JOB_TIMEOUT_S)
+    assert res.returncode == 0, f"{' '.join(cmd[:6])} exited {res.returncode}:\n" + "".join(log.read_text().splitlines(True)[-40:])
 
 
 @pytest.fixture(scope="module", params=list(FLEETS))
 def fleet(request, spark, tmp_path_factory):
-    """One fleet through the insight stages; yields (name, cfg)."""
-    from common.generator import generate
-    from jobs.charging import run_charging
-    from jobs.clean import run_clean
-    from jobs.hotspots import run_hotspots
-    from jobs.ingest import resolve_inputs, run_ingest
-    from jobs.residence import run_residence
-    from jobs.risk import run_risk
-
+    """One fleet generated and run through the insight stages; yields (name, cfg)."""
     name = request.param
     # EVFA_ACCURACY_ROOT=<folder> keeps the fleets there and reuses a finished one (local iteration
     # on scoring); CI leaves it unset and builds every fleet afresh.
     keep = os.environ.get("EVFA_ACCURACY_ROOT")
     root = Path(keep) / name if keep else tmp_path_factory.mktemp(name)
-    if name in MAPPED:
-        os.environ[MAPPED[name][1]] = f"{root}/lakehouse/raw"
-    cfg = _config(root, name)
+    root.mkdir(parents=True, exist_ok=True)
     done = root / "insights.done"
     if not done.exists():
-        generate(spark, cfg)
-        inputs, generated = resolve_inputs(cfg)
-        run_ingest(spark, cfg, inputs, generated=generated, now=AS_OF)
-        run_clean(spark, cfg, as_of=AS_OF)
-        for run in (run_residence, run_charging, run_hotspots, run_risk):
-            run(spark, cfg)
-        if keep:
-            done.write_text(datetime.now(timezone.utc).isoformat())
-    yield name, cfg
+        _job(root, name, "jobs.generate")
+        _job(root, name, "jobs.pipeline", "--only", STAGES)
+        done.write_text(datetime.now(timezone.utc).isoformat())
+    if name in MAPPED:
+        os.environ[MAPPED[name][1]] = f"{root}/lakehouse/raw"
+    yield name, _config(root, name)
     if name in MAPPED:
         os.environ.pop(MAPPED[name][1], None)
     if name in RESULTS:

@@ -286,3 +286,48 @@ resource "aws_s3_bucket_policy" "this" {
 
   depends_on = [aws_s3_bucket_public_access_block.this]
 }
+
+# --------------------------------------------------------------------------------------------
+# Analyst read access: the lakehouse/ prefix (bronze/silver/gold/audit) and nothing under
+# restricted/, which holds residences and every position trace (docs/PRIVACY.md). Attach to the
+# analysts' roles or groups; the jobs' execution role has its own policy.
+# --------------------------------------------------------------------------------------------
+data "aws_iam_policy_document" "analyst_read" {
+  statement {
+    sid       = "ListLakehousePrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.lakehouse.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.analyst_prefix}*"]
+    }
+  }
+
+  statement {
+    sid       = "ReadLakehouseTables"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.lakehouse.arn}/${var.analyst_prefix}*"]
+  }
+
+  # An explicit deny wins over any allow another policy of the analyst grants.
+  statement {
+    sid       = "DenyRestrictedPersonalData"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = ["${aws_s3_bucket.lakehouse.arn}/${var.restricted_prefix}*"]
+  }
+
+  statement {
+    sid       = "DecryptLakehouseObjects"
+    actions   = ["kms:Decrypt", "kms:DescribeKey"]
+    resources = [aws_kms_key.this.arn]
+  }
+}
+
+resource "aws_iam_policy" "analyst_read" {
+  name        = "${var.name_prefix}-analyst-read"
+  description = "ev-fleet-analytics analysts: read the lakehouse/ tables, never restricted/ (personal data)."
+  policy      = data.aws_iam_policy_document.analyst_read.json
+  tags        = var.tags
+}

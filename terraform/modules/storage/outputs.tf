@@ -32,3 +32,8 @@ output "kms_key_arn" {
   description = "ARN of the KMS key encrypting the lakehouse, artifacts and log groups."
   value       = aws_kms_key.this.arn
 }
+
+output "analyst_read_policy_arn" {
+  description = "ARN of the managed policy for analysts: lakehouse/ tables readable, restricted/ denied."
+  value       = aws_iam_policy.analyst_read.arn
+}

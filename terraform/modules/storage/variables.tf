@@ -73,3 +73,23 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "analyst_prefix" {
+  description = "Lakehouse bucket prefix analysts may read (storage.root in conf/emr.yaml and conf/glue.yaml)."
+  type        = string
+  default     = "lakehouse/"
+  validation {
+    condition     = endswith(var.analyst_prefix, "/") && !startswith(var.analyst_prefix, "/")
+    error_message = "analyst_prefix is a bucket prefix ending in '/', e.g. 'lakehouse/'."
+  }
+}
+
+variable "restricted_prefix" {
+  description = "Lakehouse bucket prefix of personal data (storage.restricted_root): denied to analysts."
+  type        = string
+  default     = "restricted/"
+  validation {
+    condition     = endswith(var.restricted_prefix, "/") && !startswith(var.restricted_prefix, "/")
+    error_message = "restricted_prefix is a bucket prefix ending in '/', e.g. 'restricted/'."
+  }
+}
