@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 JARS_STAMP := .jars/.complete
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-payd test bench mlflow-ui serve-model package submit-emr submit-glue browser clean-data help
+.PHONY: setup demo demo-payd test lint bench mlflow-ui serve-model package submit-emr submit-glue browser clean-data help
 
 help:
 	@echo "make demo       set up and run the whole pipeline on the embedded default"
@@ -48,6 +48,10 @@ demo-payd: setup
 		--conf generator.early_start_share=0.2 --conf generator.away_night_share=0.1 --conf generator.multipath_rate=0.002 $(GEN_ARGS)
 	PAYD_FLEET_DIR=$(PAYD)/landing/raw $(BIN)/python -m jobs.pipeline --env local --inputs conf/datasets/payd_fleet.yaml $(PAYD_STORE) $(ARGS)
 
+# Lint rules in pyproject.toml [tool.ruff]; make test runs it first.
+lint: setup
+	$(BIN)/ruff check common jobs tests bench
+
 # Headless Chromium for the report's browser test (Debian package); tests skip with a
 # message when it cannot be installed.
 browser:
@@ -56,7 +60,7 @@ browser:
 # Everything that proves a claim in the docs: the default suite (unit, real data, the three-fleet
 # accuracy suite), then the fault / robustness / privacy suite (tests/slow: subprocess kills,
 # local-cluster executors, whole-pipeline runs), each in a pytest process of its own.
-test: setup browser
+test: setup browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m pytest tests/slow $(PYTEST_ARGS)
 

@@ -58,11 +58,11 @@ def main(argv=None) -> str:
             ],
         )
         spark = spark or build_session(cfg)
-        m_gen, rep = measure(spark, f"generate {vehicles} vehicles x {args.days} d", lambda: run_generate(spark, cfg, force=True))
+        m_gen, rep = measure(spark, f"generate {vehicles} vehicles x {args.days} d", lambda spark=spark, cfg=cfg: run_generate(spark, cfg, force=True))
         m_gen.rows = rep.rows_out
         lines.append(m_gen.line())
         if not args.generate_only:
-            m_ing, rep2 = measure(spark, "ingest (raw -> bronze)", lambda: run_ingest(spark, cfg, default_inputs(cfg), generated=True), rows=None)
+            m_ing, rep2 = measure(spark, "ingest (raw -> bronze)", lambda spark=spark, cfg=cfg: run_ingest(spark, cfg, default_inputs(cfg), generated=True), rows=None)
             m_ing.rows = rep2.rows_in
             lines.append(m_ing.line())
         print(HEADER, *lines, sep="\n", flush=True)

@@ -20,7 +20,6 @@ from common.cleaning import BLOCKING_MASK, FLAGS, POSITION_FLAGS, ROW_FLAGS, SOC
 from common.geo import haversine_np
 
 
-
 def _mask(*names: str) -> int:
     return sum(FLAGS[n] for n in names)
 

@@ -149,10 +149,9 @@ def pipeline_counts(spark, cfg) -> dict:
 
 def spark_worker(spec_path: str) -> int:
     """Generate + run the pipeline stages of one size, each measured; write the result JSON."""
+    from bench.harness import failure_reason, measure
     from common import tables
     from jobs.pipeline import STAGES, _call_stage
-
-    from bench.harness import failure_reason, measure
 
     spec = json.loads(Path(spec_path).read_text())
     result_path = Path(spec["result"])
@@ -201,9 +200,8 @@ def hotspot_worker(spec_path: str) -> int:
     import pandas as pd
 
     from bench.bench_insights import estimated_pairs, synthetic_visits
-    from common.dbscan import dense_labels, distributed_dbscan, haversine_dbscan
-
     from bench.harness import measure
+    from common.dbscan import dense_labels, distributed_dbscan, haversine_dbscan
 
     spec = json.loads(Path(spec_path).read_text())
     root = Path(spec["root"])

@@ -1063,7 +1063,7 @@ def network_records(world: World):
                     ev += [(o.start, "Faulted", o.error_code, None), (o.end, "Available", None, None)]
                 elif o.cause == "maintenance":
                     ev += [(o.start, "Unavailable", None, "scheduled_maintenance"), (o.end, "Available", None, None)]
-            for port, s, e, kwh, ok, err, vid, _ in sessions:
+            for port, s, e, _kwh, ok, err, _vid, _ in sessions:
                 if port != p.port_id:
                     continue
                 if ok:
@@ -1375,7 +1375,10 @@ def write_network(spark: SparkSession, cfg: Config, world: World, raw: dict[str,
     )
     (
         net.where("record_type = 'session'")
-        .select("session_id", "port_id", "station_id", "vehicle_id", F.date_format("ts", fmt).alias("start_ts"), F.date_format("end_ts", fmt).alias("end_ts"), F.round("kwh", 3).alias("kwh"), "success", "error_code")
+        .select(
+            "session_id", "port_id", "station_id", "vehicle_id", F.date_format("ts", fmt).alias("start_ts"),
+            F.date_format("end_ts", fmt).alias("end_ts"), F.round("kwh", 3).alias("kwh"), "success", "error_code",
+        )  # fmt: skip
         .repartition(1)
         .write.mode("overwrite")
         .json(raw["charging_sessions"])

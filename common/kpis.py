@@ -41,7 +41,6 @@ def vehicle_minutely(points: DataFrame, params: KpisConfig, charging_events: Dat
     event when `charging_events` (vehicle_id, start_ts, end_ts) is given, else SOC rose in a
     minute whose samples are all stationary (`charging_source` says which).
     """
-    t = params.trips
     soc_step = F.col("soc_pct") - F.col("prev_soc_pct")
     minutes = (
         points.withColumn("minute_ts", F.date_trunc("minute", "ts"))

@@ -55,6 +55,14 @@ def coarsen_point(lat: float | None, lon: float | None, cell_m: float) -> tuple[
     return centre_lat, (math.floor(lon / dlon) + 0.5) * dlon
 
 
+def withhold_where(df: DataFrame, condition: Column, lat_col: str = "lat", lon_col: str = "lon") -> DataFrame:
+    """Null `lat_col`/`lon_col` on the rows where `condition` holds. For vehicle-level rows outside
+    the restricted store: a coarsened home still lands within a few hundred metres of the door (a
+    1 km cell's centre is ~380 m away on average), so private places leave no position at all."""
+    hit = F.coalesce(condition, F.lit(False))
+    return df.withColumn(lat_col, F.when(~hit, F.col(lat_col))).withColumn(lon_col, F.when(~hit, F.col(lon_col)))
+
+
 def coarsen_where(df: DataFrame, condition: Column, cell_m: float, lat_col: str = "lat", lon_col: str = "lon") -> DataFrame:
     """`coarsen_location` on the rows where `condition` holds (e.g. charging sites of kind home)."""
     lat, lon = _cell_centre(F.col(lat_col), F.col(lon_col), cell_m)

@@ -80,7 +80,7 @@ def svg_map(map_id: str, title: str, layers: list[Layer], area_rings: list[list[
     for ly in layers:
         parts.append(f'<g class="layer" data-layer="{esc(ly.name)}" fill="{ly.color}" fill-opacity="0.7" stroke="#222" stroke-width="0.5">')
         for row in ly.points.itertuples(index=False):
-            x, y = xy(getattr(row, "lon"), getattr(row, "lat"))
+            x, y = xy(row.lon, row.lat)
             r = 4.0
             if ly.radius_col:
                 r = float(np.clip(getattr(row, ly.radius_col), 2.5, 16))

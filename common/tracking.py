@@ -24,7 +24,7 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from common.config import Config, PROJECT_ROOT
+from common.config import PROJECT_ROOT, Config
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ Reads:  silver.telematics_clean, bronze.vehicles (battery_kwh), bronze.stations,
 Writes: gold.charging_events, gold.charging_locations, gold.charging_sites and
         restricted.home_charging_sites. A home charging site is where a driver lives, and an
         unmatched site a single vehicle uses may be: in gold their positions (and those of their
-        events and locations) are coarsened to report.residence_cell_m cells; the exact
-        positions stay in the restricted table.
+        events and locations) are null; the exact positions stay in the restricted table, and
+        the report shows them coarsened to report.residence_cell_m cells.
 
     python -m jobs.charging --env local
 """
@@ -35,7 +35,7 @@ from common.charging import charging_locations, charging_sites, detect_charging_
 from common.cli import StageReport, bootstrap, job_main, require_inputs
 from common.config import Config
 from common.devices import heartbeats
-from common.privacy import coarsen_where
+from common.privacy import withhold_where
 from common.schemas import VEHICLES
 
 log = logging.getLogger("ev_fleet.charging")
@@ -53,10 +53,10 @@ SITES = "gold.charging_sites"
 HOME_SITES = "restricted.home_charging_sites"
 COMMENTS = {
     EVENTS: "Charging events: stationary SOC rises (high: > min_delta_soc_pct; low: fallback pass), kWh = dSOC x battery; "
-    "positions at private sites (home, single-vehicle unknown) coarsened",
-    LOCATIONS: "Per-vehicle charging locations (DBSCAN of event positions) with their fleet site; private-site positions coarsened",
+    "positions at private sites (home, single-vehicle unknown) withheld (null)",
+    LOCATIONS: "Per-vehicle charging locations (DBSCAN of event positions) with their fleet site; private-site positions withheld (null)",
     SITES: "Fleet charging sites: home / public / depot / unknown (station match via Sedona distance join); "
-    "home and single-vehicle unknown sites coarsened (exact in restricted.home_charging_sites)",
+    "home and single-vehicle unknown sites without position (exact in restricted.home_charging_sites)",
     HOME_SITES: "PERSONAL DATA: exact positions of home charging sites and unmatched sites used by one vehicle; restricted access, see docs/PRIVACY.md",
 }
 
@@ -95,18 +95,17 @@ def run_charging(spark: SparkSession, cfg: Config) -> StageReport:
     site_of_location = located.select("location_id", "site_id", "site_kind")
     events = events.join(site_of_location, "location_id", "left")
 
-    cell_m = cfg.report.residence_cell_m
     # Personal places: home sites, and unmatched sites only one vehicle uses (often the home of a
-    # driver without a labelled residence). Coarsened in gold, exact in the restricted table.
+    # driver without a labelled residence). No position in gold, exact in the restricted table.
     private = (F.col("kind") == "home") | ((F.col("kind") == "unknown") & (F.col("n_vehicles") == 1))
     private_sites = sites.where(private).select("site_id")
     located = located.join(private_sites.withColumn("_private", F.lit(True)), "site_id", "left")
     events = events.join(private_sites.withColumn("_private", F.lit(True)), "site_id", "left")
     is_private = F.coalesce(F.col("_private"), F.lit(False))
     results = {
-        EVENTS: coarsen_where(events, is_private, cell_m).drop("_private"),
-        LOCATIONS: coarsen_where(located, is_private, cell_m).drop("_private"),
-        SITES: coarsen_where(sites, private, cell_m),
+        EVENTS: withhold_where(events, is_private).drop("_private"),
+        LOCATIONS: withhold_where(located, is_private).drop("_private"),
+        SITES: withhold_where(sites, private),
         HOME_SITES: sites.where(private).select("site_id", "kind", "home_vehicle_id", "lat", "lon", "n_events"),
     }
     for table, df in results.items():

@@ -39,9 +39,9 @@ from pyspark.sql import functions as F
 
 from common import tables
 from common.cleaning import clean_telematics, cleaning_params, format_summary, quality_daily, rule_summary
-from common.devices import device_profiles
 from common.cli import StageReport, bootstrap, job_main, require_inputs
 from common.config import Config, ConfigError
+from common.devices import device_profiles
 from common.schemas import VEHICLES
 
 log = logging.getLogger("ev_fleet.clean")

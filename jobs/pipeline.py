@@ -47,7 +47,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("hotspots", ("silver.telematics_clean",), ("gold.hotspots",)),
     Stage("risk", ("gold.daily_kpis", "silver.telematics_clean", "restricted.residences"), ("gold.driver_risk",)),
     Stage("stations", ("bronze.stations", "gold.charging_events", "gold.hotspots"), ("gold.station_kpis", "gold.station_fleet_usage", "gold.expansion_gaps")),
-    Stage("reliability", ("bronze.charger_status", "bronze.charging_sessions", "bronze.stations", "silver.telematics_clean"), ("gold.port_status_intervals", "gold.port_reliability_monthly", "gold.site_reliability", "gold.reliability_tests", "gold.failed_charge_attempts")),
+    Stage(
+        "reliability",
+        ("bronze.charger_status", "bronze.charging_sessions", "bronze.stations", "silver.telematics_clean"),
+        ("gold.port_status_intervals", "gold.port_reliability_monthly", "gold.site_reliability", "gold.reliability_tests", "gold.failed_charge_attempts"),
+    ),
     Stage("train", ("silver.vehicle_minutely", "silver.segments", "silver.trips", "silver.telematics_clean", "bronze.vehicles"), ()),
     Stage("score", ("silver.vehicle_minutely", "silver.segments"), ("gold.predictions_soc_minutely", "gold.predictions_energy")),
     Stage("report", ("gold.*",), ()),

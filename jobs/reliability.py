@@ -286,10 +286,9 @@ def _failed_attempts(spark: SparkSession, cfg: Config, intervals: DataFrame, rep
     if clean is None or stations is None:
         report.notes.append(f"{CLEAN} or {STATIONS} not found: {FAILED_ATTEMPTS} not written")
         return
+    from common.devices import heartbeats
     from common.stations import latest_stations, match_events_to_stations, normalise_fleet_events
     from common.trips import detect_stops
-
-    from common.devices import heartbeats
 
     beats = heartbeats(tables.read_optional(spark, cfg, "silver.device_profiles"))
     stops = normalise_fleet_events(detect_stops(clean, cfg.kpis.trips, beats))

@@ -20,9 +20,9 @@ from pyspark.sql import functions as F
 
 from common import report as R
 from common import tables
+from common.cleaning import cleaning_params
 from common.cli import StageReport, bootstrap, job_main
 from common.config import Config
-from common.cleaning import cleaning_params
 
 log = logging.getLogger("ev_fleet.report")
 # Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
@@ -123,6 +123,12 @@ def section_maps(spark, cfg) -> R.Section:
 
     sites = tables.read_optional(spark, cfg, "gold.charging_sites")
     if sites is not None:
+        private = tables.read_optional(spark, cfg, "restricted.home_charging_sites")
+        if private is not None:  # gold has no position for private sites: show them coarsened
+            from common.privacy import coarsen_location
+
+            cell = coarsen_location(private.select("site_id", F.col("lat").alias("_lat"), F.col("lon").alias("_lon")), cfg.report.residence_cell_m, "_lat", "_lon")
+            sites = sites.join(cell, "site_id", "left").withColumn("lat", F.coalesce("lat", "_lat")).withColumn("lon", F.coalesce("lon", "_lon"))
         pdf = _latlon(_bounded(sites, cfg))
         layers = [
             R.Layer(f"charging site: {name}", g, R.PALETTE[i % len(R.PALETTE)], label_col="kind")

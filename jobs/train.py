@@ -624,7 +624,11 @@ def summary(outcomes: list[ModelOutcome]) -> str:
     keys = {
         "soc_regressor": ["test_mae", "baseline_persistence_test_mae", "baseline_vehicle_mean_test_mae", "test_rmse", "test_r2", "group_test_mae", "train_seconds"],
         "soc_classifier": ["test_roc_auc", "test_pr_auc", "test_brier", "test_f1", "baseline_persistence_test_roc_auc", "baseline_vehicle_rate_test_roc_auc", "train_seconds"],
-        "energy": ["test_trip_mape_pct", "test_trip_wape_pct", "baseline_physics_test_trip_wape_pct", "baseline_vehicle_mean_test_trip_wape_pct", "truth_test_trip_mape_pct", "baseline_physics_truth_test_trip_mape_pct", "baseline_vehicle_mean_truth_test_trip_mape_pct", "group_truth_test_trip_mape_pct", "train_seconds"],
+        "energy": [
+            "test_trip_mape_pct", "test_trip_wape_pct", "baseline_physics_test_trip_wape_pct", "baseline_vehicle_mean_test_trip_wape_pct",
+            "truth_test_trip_mape_pct", "baseline_physics_truth_test_trip_mape_pct", "baseline_vehicle_mean_truth_test_trip_mape_pct",
+            "group_truth_test_trip_mape_pct", "train_seconds",
+        ],  # fmt: skip
     }
     lines = ["model                       version  status    metrics"]
     for o in outcomes:

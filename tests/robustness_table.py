@@ -594,6 +594,26 @@ OTHER_CASES: tuple[Case, ...] = (
         "tests/slow/test_privacy_outputs.py::test_logs_and_report_never_show_exact_homes",
         slow=True,
     ),
+    Case(
+        "no_home_rederivable_from_open_tables",
+        "security",
+        "Homes re-derived from the tables an analyst can read (raw traces, trips' end points, quarantine "
+        "rows, charging at home)",
+        "position traces live under `storage.restricted_root` (`common.config.POSITION_TRACES`, denied to "
+        "analysts by terraform's `analyst_read` policy); gold holds no position of a private charging "
+        "site; DBSCAN of every vehicle's positions in every other table finds no cluster within 300 m "
+        "of a true home, while the same attack on the restricted trace finds >= 90 % of them",
+        "tests/slow/test_privacy_tables.py::test_no_home_can_be_rederived_outside_the_restricted_root",
+        slow=True,
+    ),
+    Case(
+        "pickled_champion_refused",
+        "security",
+        "A registered model that runs code when loaded (a cloudpickled pyfunc) set as `@champion`",
+        "scoring loads only XGBoost JSON/UBJ models through the `mlflow.xgboost` loader; any other "
+        "champion is skipped, never unpickled, and the note names its loader",
+        "tests/test_score_skip.py::test_pickled_champion_is_refused_never_loaded",
+    ),
 )
 
 AREAS = {"bad input": "Bad input", "fault": "Faults and reruns", "resource": "Resource limits", "security": "Security and privacy"}

@@ -14,8 +14,8 @@ from chispa import assert_df_equality
 from sklearn.metrics import adjusted_rand_score
 
 from common.dbscan import (
-    CellGrid,
     ROLE_INNER,
+    CellGrid,
     assign_cells,
     cluster_cell,
     dense_labels,

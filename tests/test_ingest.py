@@ -18,12 +18,12 @@ from common.ingest import (
     IngestInputError,
     MissingColumnError,
     classify,
+    list_source_files,
     map_columns,
     mark_duplicates,
     new_rows,
     parse_timestamp,
     read_raw,
-    list_source_files,
     validate,
 )
 from jobs.ingest import load_dataset_files

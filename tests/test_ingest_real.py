@@ -16,8 +16,8 @@ from pyspark.sql import functions as F
 
 from common import tables
 from common.schemas import STATIONS
-from tests.conftest import real_data
 from jobs.ingest import load_dataset_files, run_ingest
+from tests.conftest import real_data
 
 pytestmark = pytest.mark.realdata
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)

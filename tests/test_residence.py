@@ -61,7 +61,7 @@ def fleet(spark):
     rows += _rows("A", "Asia/Kolkata", DEPOT_A, d0 + timedelta(days=4), [5.5], rng)  # 05:30: not night
     rows += _rows("A", "Asia/Kolkata", HOME_A, d0 + timedelta(days=4), [2.0], rng, speed=30.0)  # driving: not parked
     # B: New York across the DST change of 2024-03-10; evenings at a bar fall in 00-05 *UTC*
-    for i, day in enumerate([date(2024, 3, 9), date(2024, 3, 10), date(2024, 3, 11)]):
+    for day in [date(2024, 3, 9), date(2024, 3, 10), date(2024, 3, 11)]:
         rows += _rows("B", "America/New_York", HOME_B, day, NIGHT, rng)
         rows += _rows("B", "America/New_York", BAR_B, day - timedelta(days=1), [20 + k / 4 for k in range(12)], rng)
     # C: only two nights

@@ -15,7 +15,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common.config import DatasetSpec
+from common.config import DatasetSpec, InputsConfig
 from common.ingest import (
     DUPLICATE,
     QUARANTINED,
@@ -32,7 +32,6 @@ from common.ingest import (
 )
 from common.schemas import KINDS
 from jobs.ingest import _plan, run_ingest
-from common.config import InputsConfig
 from tests.robustness_table import INGEST_NOW, INPUT_CASES, TELEMATICS_HEADER, InputCase
 
 NOW = datetime.fromisoformat(INGEST_NOW)

@@ -126,7 +126,7 @@ def test_killed_ingest_reruns_to_the_clean_tables(spark, clean_run, tmp_path, co
 
     rerun = {r["source_name"]: r for r in tables.read(spark, cfg, AUDIT_TABLE).where("run_id = 'rerun'").collect()}
     clean = {r["source_name"]: r for r in tables.read(spark, clean_cfg, AUDIT_TABLE).collect()}
-    for name, row in rerun.items():
+    for row in rerun.values():
         assert row["rows_read"] == row["rows_bronze"] + row["rows_quarantined"] + row["rows_duplicate"], row
     if commit == "ledger":  # everything was recorded: the rerun skips every file
         assert {r["status"] for r in rerun.values()} == {"nothing_new"}

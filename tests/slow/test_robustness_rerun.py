@@ -19,8 +19,8 @@ from pyspark.sql import functions as F
 
 from common import tables
 from common.config import DatasetSpec, InputsConfig
-from jobs.clean import run_clean
 from common.ingest import ReconciliationError
+from jobs.clean import run_clean
 from jobs.ingest import run_ingest
 from tests.robustness_table import TELEMATICS_HEADER
 
