@@ -63,12 +63,18 @@ class SparkConfig(Section):
 
 class StorageConfig(Section):
     root: str = Field("lakehouse", description="Lakehouse root; relative paths resolve against the project root.")
-    restricted_root: str = Field(
-        "lakehouse/restricted",
+    restricted_root: str | None = Field(
+        None,
         description="Personal data: restricted.* tables and the position traces (POSITION_TRACES). "
-        "Keep it on a path with its own access policy.",
+        "Keep it on a path with its own access policy. Null: <root>/restricted, so a lakehouse moved "
+        "with storage.root alone takes its personal data along.",
     )
     tables: dict[str, str] = Field(default_factory=dict, description="Per-table location overrides: 'gold.x' -> path.")
+
+    @property
+    def restricted(self) -> str:
+        """The restricted root in effect (restricted_root, else <root>/restricted)."""
+        return self.restricted_root or f"{self.root.rstrip('/')}/restricted"
 
     def resolve(self, path: str) -> str:
         if "://" in path or os.path.isabs(path):
@@ -83,9 +89,9 @@ class StorageConfig(Section):
         if layer not in LAYERS or not name:
             raise ConfigError(f"table name {table!r} must be '<layer>.<name>' with layer in {LAYERS}")
         if layer == "restricted":
-            base = self.restricted_root
+            base = self.restricted
         elif table in POSITION_TRACES:
-            base = f"{self.restricted_root.rstrip('/')}/{layer}"
+            base = f"{self.restricted.rstrip('/')}/{layer}"
         else:
             base = f"{self.root.rstrip('/')}/{layer}"
         return self.resolve(f"{base.rstrip('/')}/{name}")

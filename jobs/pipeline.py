@@ -228,7 +228,7 @@ def where_things_are(cfg: Config) -> str:
             "",
             f"Report:  {cfg.storage.resolve(cfg.report.output_dir)}/latest/index.html",
             f"Tables:  {cfg.storage.resolve(cfg.storage.root)}  (bronze/ silver/ gold/ quarantine/ truth/ audit/)",
-            f"Restricted personal data: {cfg.storage.resolve(cfg.storage.restricted_root)}  (residences, position traces: {', '.join(sorted(POSITION_TRACES))})",
+            f"Restricted personal data: {cfg.storage.resolve(cfg.storage.restricted)}  (residences, position traces: {', '.join(sorted(POSITION_TRACES))})",
             f"MLflow:  make mlflow-ui   -> http://127.0.0.1:5000  (tracking store {cfg.mlflow.tracking_uri})",
         ]
     )

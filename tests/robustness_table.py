@@ -616,6 +616,11 @@ OTHER_CASES: tuple[Case, ...] = (
     ),
 )
 
+# Wall-clock of `.ci/run` from a fresh clone on the 2-core, 24 GiB build machine (budget: 60 min).
+CI_TIMES = (
+    ("2026-12-05, fresh clone, other jobs running beside it", "TBD", "TBD", "TBD"),
+)
+
 AREAS = {"bad input": "Bad input", "fault": "Faults and reruns", "resource": "Resource limits", "security": "Security and privacy"}
 
 
@@ -633,7 +638,19 @@ def render() -> str:
         "",
         "Run: `pytest tests/test_robustness_*.py` (normal suite) and `pytest tests/slow` (slow: "
         "subprocess kills, `local-cluster`, reruns/backfill/concurrent writers, the whole ingest job "
-        "over every input case, privacy of the report); `pytest -m slow` selects the slow ones anywhere.",
+        "over every input case, privacy of the report and the tables); `pytest -m slow` selects the slow ones anywhere.",
+        "",
+        "## In CI",
+        "",
+        "`.ci/run` runs the README's `make test` with `EVFA_REQUIRE_REAL_DATA=1`: lint (ruff), then the "
+        "default suite (unit tests, the real-data tests, which fail instead of skipping when "
+        "`../shared/data/real` is missing, and the three-fleet accuracy suite), then `tests/slow` "
+        "(every slow case below), each in a pytest process of its own. Every test this page names "
+        "runs there.",
+        "",
+        "| measured | default suite | tests/slow | whole `.ci/run` (setup included) |",
+        "|---|---|---|---|",
+        *[f"| {when} | {default} | {slow} | {total} |" for when, default, slow, total in CI_TIMES],
         "",
         "## Bad input through ingest",
         "",

@@ -24,7 +24,7 @@ def test_unique_daily_visits(spark):
 
     def stop(v, d, hour, place, dwell):
         local = datetime.combine(d, datetime.min.time()) + timedelta(hours=hour)
-        return (v, d, local - timedelta(hours=5, minutes=30), local, *place, float(dwell))
+        return (v, d, local - timedelta(hours=5, minutes=30), local, local + timedelta(minutes=dwell), *place, float(dwell))
 
     stops = spark.createDataFrame(
         [
@@ -36,8 +36,8 @@ def test_unique_daily_visits(spark):
             stop("V2", d1, 8, _at(H1, east_m=20), 300),  # parked at the depot all day ...
             stop("V2", d1, 17, _at(H1, east_m=25), 200),  # ... and again in the evening: one visit
         ],
-        "vehicle_id string, local_date date, start_ts timestamp, start_ts_local timestamp, lat double, lon double, "
-        "dwell_minutes double",
+        "vehicle_id string, local_date date, start_ts timestamp, start_ts_local timestamp, end_ts_local timestamp, "
+        "lat double, lon double, dwell_minutes double",
     )
     got = unique_daily_visits(stops, HotspotsConfig(visit_merge_m=150.0))
     expected = spark.createDataFrame(

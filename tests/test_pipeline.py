@@ -93,6 +93,7 @@ def test_dates_reach_stages_that_take_them_and_failure_names_stage_and_inputs(sp
     monkeypatch.setattr(importlib.import_module("jobs.hotspots"), "run_hotspots", fake_hotspots)
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.storage.root = str(Path(cfg.storage.resolve(cfg.storage.root)) / "pipeline_failure")
+    run_cfg.storage.restricted_root = None  # <root>/restricted: never the shared fleet's traces
     tables.write(spark.range(1), run_cfg, "silver.telematics_clean")  # the stages' required input exists
 
     reports = run_pipeline(spark, run_cfg, _args(only="kpis", start_date=date(2024, 3, 4), end_date=date(2024, 3, 5)))
@@ -123,6 +124,7 @@ def test_absent_inputs_skip_stages_with_the_reason_and_the_report_says_why(spark
     report's sections say why they are empty; an upstream skip is named as the root cause."""
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.storage.root = str(tmp_path / "lakehouse")
+    run_cfg.storage.restricted_root = None
     run_cfg.report.output_dir = str(tmp_path / "reports")
     reports = {r.stage: r for r in run_pipeline(spark, run_cfg, _args(only="clean,kpis,stations,reliability,report"))}
     assert reports["clean"].status == "skipped"

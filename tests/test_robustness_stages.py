@@ -53,7 +53,10 @@ def test_single_point_vehicle_and_dst_fleet_clean(spark):
         [("ldn", "Tata Nexon EV", "car", 30.0, "d1", "Europe/London"), ("del", "Mahindra Treo", "e_rickshaw", 7.4, "d2", "Asia/Kolkata")],
         "vehicle_id string, model string, vehicle_type string, battery_kwh double, driver_id string, timezone string",
     )
-    params = CleaningParams(settings=CleanConfig(), area_wkt=WORLD, as_of=datetime(2025, 1, 1, tzinfo=timezone.utc), dataset_start=None)
+    params = CleaningParams(
+        settings=CleanConfig(), area_wkt=WORLD, as_of=datetime(2025, 1, 1, tzinfo=timezone.utc), dataset_start=None,
+        default_timezone="Asia/Kolkata",  # the dataset's zone for a vehicle without one (solo)
+    )
     silver = clean_telematics(bronze, vehicles, params)
     out = silver.select(
         "vehicle_id",

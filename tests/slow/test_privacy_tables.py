@@ -58,7 +58,7 @@ def homes_found(pdf: pd.DataFrame, vehicle_col: str, pairs, homes: pd.DataFrame)
 def test_no_home_can_be_rederived_outside_the_restricted_root(spark, fleet_gold):
     cfg = fleet_gold
     root = Path(cfg.storage.resolve(cfg.storage.root))
-    restricted = Path(cfg.storage.resolve(cfg.storage.restricted_root))
+    restricted = Path(cfg.storage.resolve(cfg.storage.restricted))
     homes = tables.read(spark, cfg, "truth.homes").select("vehicle_id", "home_lat", "home_lon").toPandas()
 
     # the position traces are stored where the docs say, and they exist in this lakehouse
