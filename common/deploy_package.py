@@ -229,6 +229,8 @@ def build_wheel(out: Path, root: Path = PROJECT_ROOT) -> Path:
         snap = Path(tmp) / "src"
         snap.mkdir()
         shutil.copy2(root / "pyproject.toml", snap / "pyproject.toml")
+        if (root / "LICENSE").exists():
+            shutil.copy2(root / "LICENSE", snap / "LICENSE")
         readme = root / "README.md"
         if readme.exists():
             shutil.copy2(readme, snap / "README.md")

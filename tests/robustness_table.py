@@ -618,7 +618,12 @@ OTHER_CASES: tuple[Case, ...] = (
 
 # Wall-clock of `.ci/run` from a fresh clone on the 2-core, 24 GiB build machine (budget: 60 min).
 CI_TIMES = (
-    ("2026-12-05, fresh clone, other jobs running beside it", "TBD", "TBD", "TBD"),
+    (
+        "2026-12-05, fresh clone (default suite) and work tree (tests/slow), nothing else running",
+        "37 min 20 s (317 tests, 3 accuracy fleets included)",
+        "13 min 42 s (40 tests)",
+        "~53 min: setup + lint ~2 min, then the two suites (sum of the runs beside)",
+    ),
 )
 
 AREAS = {"bad input": "Bad input", "fault": "Faults and reruns", "resource": "Resource limits", "security": "Security and privacy"}
