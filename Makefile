@@ -26,7 +26,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(JARS_STAMP): bin/fetch-jars common/versions.py
+$(JARS_STAMP): bin/fetch-jars common/core/versions.py
 	bin/fetch-jars
 	touch $@
 
@@ -50,7 +50,7 @@ demo-payd: setup
 
 # Lint rules in pyproject.toml [tool.ruff]; make test runs it first.
 lint: setup
-	$(BIN)/ruff check common jobs tests bench
+	$(BIN)/ruff check common jobs tests bench deploy
 
 # Headless Chromium for the report's browser test (Debian package); tests skip with a
 # message when it cannot be installed.
@@ -95,10 +95,10 @@ package: setup
 	bin/package $(PACKAGE_ARGS)
 
 submit-emr: setup
-	$(BIN)/python -m common.deploy_submit emr-serverless --job $(JOB) --args "$(ARGS)" $(SUBMIT_ARGS)
+	$(BIN)/python -m deploy.submit emr-serverless --job $(JOB) --args "$(ARGS)" $(SUBMIT_ARGS)
 
 submit-glue: setup
-	$(BIN)/python -m common.deploy_submit glue --job $(JOB) --args "$(ARGS)" $(SUBMIT_ARGS)
+	$(BIN)/python -m deploy.submit glue --job $(JOB) --args "$(ARGS)" $(SUBMIT_ARGS)
 
 # checkov's pins conflict with MLflow's, so it gets its own venv (tests/test_deploy_iac.py runs this).
 $(CHECKOV_STAMP): requirements-checkov.txt constraints-checkov.txt

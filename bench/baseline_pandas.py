@@ -5,7 +5,7 @@
 
 Reads the raw files the generator wrote under <storage.root>/raw/ (docs/GENERATOR.md) -- the
 same files the Spark pipeline ingests -- and runs the analysis the way one would in one Python
-process, with every threshold taken from the same config object (`common.config.load_config`
+process, with every threshold taken from the same config object (`common.core.config.load_config`
 with the same env and overrides as the Spark run), never re-typed:
 
 | stage     | what it does (pandas / numpy / scikit-learn)                                           |
@@ -13,13 +13,13 @@ with the same env and overrides as the Spark run), never re-typed:
 | ingest    | read raw telemetry (Parquet/CSV) + vehicles CSV; drop byte-identical copies; drop rows  |
 |           | the ingest contract quarantines (missing required column, lat/lon/SOC out of range,     |
 |           | timestamp before `ingest.min_valid_year` or after now + `ingest.max_future_days`)       |
-| clean     | bench/clean_pandas.py (the cleaning rules of common/cleaning.py); writes silver Parquet  |
-| kpis      | legs, stops and trips as in common/trips.py; daily KPIs per vehicle and local day       |
+| clean     | bench/clean_pandas.py (the cleaning rules of common/silver/cleaning.py); writes silver Parquet  |
+| kpis      | legs, stops and trips as in common/silver/trips.py; daily KPIs per vehicle and local day       |
 |           | (GPS km, moving hours, coverage, SOC, trips, charging events/kWh as in jobs/kpis.py)    |
 | residence | night points per vehicle; one scikit-learn DBSCAN per vehicle over the raw points (no   |
-|           | grid); home = cluster with most nights, then dwell (common.residence.home_of_vehicle)   |
-| charging  | two-pass charging detection (common/charging.py rules) + per-vehicle location DBSCAN    |
-| hotspots  | stops -> unique daily visits (common.hotspots._merge_day) -> one single-node DBSCAN     |
+|           | grid); home = cluster with most nights, then dwell (common.mobility.residence.home_of_vehicle)   |
+| charging  | two-pass charging detection (common/mobility/charging.py rules) + per-vehicle location DBSCAN    |
+| hotspots  | stops -> unique daily visits (common.mobility.hotspots._merge_day) -> one single-node DBSCAN     |
 |           | over all visits -> clusters with enough visits / vehicles within `hotspots.radius_m`    |
 | risk      | original rule: average daily km over reported days, fleet z-score < `risk.z_threshold`  |
 
@@ -51,7 +51,7 @@ import psutil
 
 from bench.clean_pandas import clean_pandas, haversine_np
 from bench.harness import Sampler
-from common.config import Config, load_config
+from common.core.config import Config, load_config
 
 STAGES = ("ingest", "clean", "kpis", "residence", "charging", "hotspots", "risk")
 NEEDS = {"clean": ("ingest",), "kpis": ("clean",), "residence": ("clean",), "charging": ("clean",), "hotspots": ("clean",), "risk": ("kpis",)}
@@ -113,8 +113,8 @@ def _lead(values: np.ndarray, first: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 def stage_ingest(cfg: Config, state: dict) -> dict:
     """Raw files -> bronze-equivalent frames (the rows jobs/ingest.py would keep)."""
-    from common.generator import default_inputs
-    from common.schemas import TELEMATICS_REQUIRED
+    from common.io.schemas import TELEMATICS_REQUIRED
+    from common.synthetic.generator import default_inputs
 
     inputs = default_inputs(cfg)
     tel = inputs.telematics[0]
@@ -148,7 +148,7 @@ def stage_ingest(cfg: Config, state: dict) -> dict:
 
 
 def stage_clean(cfg: Config, state: dict, out: Path) -> dict:
-    from common.cleaning import FLAGS, cleaning_params
+    from common.silver.cleaning import FLAGS, cleaning_params
 
     params = cleaning_params(cfg, as_of=datetime.now(timezone.utc))
     cleaned = clean_pandas(state.pop("bronze"), state["vehicles"], params)
@@ -163,7 +163,7 @@ def stage_clean(cfg: Config, state: dict, out: Path) -> dict:
 
 
 def add_legs(usable: pd.DataFrame, tp) -> pd.DataFrame:
-    """common.trips.add_legs: incoming leg, speed estimate, moving, gap, moving-leg km."""
+    """common.silver.trips.add_legs: incoming leg, speed estimate, moving, gap, moving-leg km."""
     pts = usable
     vid = pts["vehicle_id"].to_numpy()
     first = _first_of_vehicle(vid)
@@ -186,7 +186,7 @@ def add_legs(usable: pd.DataFrame, tp) -> pd.DataFrame:
 
 
 def mark_stops(legs: pd.DataFrame, min_stop_minutes: float, stop_radius_m: float) -> pd.DataFrame:
-    """common.trips.mark_stops: stationary runs, in_stop (dwell >= min), arrival / departure."""
+    """common.silver.trips.mark_stops: stationary runs, in_stop (dwell >= min), arrival / departure."""
     first = legs["_first"].to_numpy()
     stationary = ~legs["moving"].to_numpy()
     prev_stationary = np.zeros(len(legs), dtype=bool)
@@ -208,7 +208,7 @@ def mark_stops(legs: pd.DataFrame, min_stop_minutes: float, stop_radius_m: float
 
 
 def stops_from(marked: pd.DataFrame) -> pd.DataFrame:
-    """common.trips.stops_from_points (the columns hotspots need)."""
+    """common.silver.trips.stops_from_points (the columns hotspots need)."""
     s = marked.loc[marked["in_stop"].to_numpy()]
     g = s.groupby("_run", sort=False)
     stops = g.agg(
@@ -220,7 +220,7 @@ def stops_from(marked: pd.DataFrame) -> pd.DataFrame:
 
 
 def trips_from(marked: pd.DataFrame, tp) -> pd.DataFrame:
-    """common.trips.mark_trips + trips_from_points (count, km, local day of each kept trip)."""
+    """common.silver.trips.mark_trips + trips_from_points (count, km, local day of each kept trip)."""
     new_trip = marked["is_departure"].to_numpy() | marked["is_gap"].to_numpy() | marked["_first"].to_numpy()
     in_stop = marked["in_stop"].to_numpy()
     in_trip = ~in_stop | marked["is_departure"].to_numpy() | marked["is_arrival"].to_numpy()
@@ -240,7 +240,7 @@ def trips_from(marked: pd.DataFrame, tp) -> pd.DataFrame:
 
 
 def _day_seconds(days: pd.DataFrame) -> np.ndarray:
-    """Length of each (local_date, timezone) day in seconds (DST-aware, as common.kpis.local_day_seconds)."""
+    """Length of each (local_date, timezone) day in seconds (DST-aware, as common.mobility.kpis.local_day_seconds)."""
     out = np.full(len(days), 86400.0)
     for zone, idx in days.groupby("timezone", sort=False).indices.items():
         d = pd.DatetimeIndex(days["local_date"].to_numpy()[idx])
@@ -251,7 +251,7 @@ def _day_seconds(days: pd.DataFrame) -> np.ndarray:
 
 
 def charging_events(usable: pd.DataFrame, vehicles: pd.DataFrame, p) -> pd.DataFrame:
-    """common.charging.detect_charging_events: stationary SOC-rise runs, two passes (high, then low)."""
+    """common.mobility.charging.detect_charging_events: stationary SOC-rise runs, two passes (high, then low)."""
     keep = usable["lat"].notna() & usable["lon"].notna() & usable["soc_pct"].notna()
     pts = usable.loc[keep.to_numpy()].reset_index(drop=True)
     vid = pts["vehicle_id"].to_numpy()
@@ -349,7 +349,7 @@ def stage_kpis(cfg: Config, state: dict, out: Path) -> dict:
 
 def stage_residence(cfg: Config, state: dict, out: Path) -> dict:
     """Per-vehicle DBSCAN over raw night points (the original loop), homes chosen as the pipeline does."""
-    from common.residence import home_of_vehicle  # scikit-learn DBSCAN (common.dbscan.haversine_dbscan) + home rule
+    from common.mobility.residence import home_of_vehicle  # scikit-learn DBSCAN (common.spatial.dbscan.haversine_dbscan) + home rule
 
     p = cfg.residence
     u = state["usable"]
@@ -401,7 +401,7 @@ def stage_residence(cfg: Config, state: dict, out: Path) -> dict:
 
 
 def stage_charging(cfg: Config, state: dict, out: Path) -> dict:
-    from common.dbscan import haversine_dbscan
+    from common.spatial.dbscan import haversine_dbscan
 
     p = cfg.charging
     events = charging_events(state["usable"], state["vehicles"], p)
@@ -422,8 +422,8 @@ def stage_charging(cfg: Config, state: dict, out: Path) -> dict:
 
 
 def stage_hotspots(cfg: Config, state: dict, out: Path) -> dict:
-    from common.dbscan import haversine_dbscan
-    from common.hotspots import _merge_day
+    from common.mobility.hotspots import _merge_day
+    from common.spatial.dbscan import haversine_dbscan
 
     h, tp = cfg.hotspots, cfg.kpis.trips
     legs = add_legs(state["usable"], tp)
@@ -445,7 +445,7 @@ def stage_hotspots(cfg: Config, state: dict, out: Path) -> dict:
     )
     visits["lat"], visits["lon"] = visits["wlat"] / visits["w"], visits["wlon"] / visits["w"]
     visits["visit_id"] = visits["vehicle_id"] + "-" + visits["local_date"].dt.strftime("%Y%m%d") + "-" + visits["visit_no"].astype(str)
-    # point_id = row number over visit_id (common.hotspots.cluster_visits): DBSCAN in that order
+    # point_id = row number over visit_id (common.mobility.hotspots.cluster_visits): DBSCAN in that order
     visits = visits.sort_values("visit_id", kind="stable").reset_index(drop=True)
     labels = haversine_dbscan(visits["lat"].to_numpy(), visits["lon"].to_numpy(), h.eps_m, h.min_samples)
     visits["cluster"] = labels

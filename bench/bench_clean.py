@@ -1,4 +1,4 @@
-"""Cleaning throughput: Spark (common.cleaning) vs the same rules in single-process pandas.
+"""Cleaning throughput: Spark (common.silver.cleaning) vs the same rules in single-process pandas.
 
     .venv/bin/python -m bench.bench_clean                 # 10 M rows (default)
     .venv/bin/python -m bench.bench_clean --rows 1000000 --no-append
@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from bench.harness import HEADER, Measurement, machine_description, measure
-from common.config import PROJECT_ROOT, load_config
+from common.core.config import PROJECT_ROOT, load_config
 
 AS_OF = datetime(2025, 1, 1, tzinfo=timezone.utc)
 START = "2024-03-04 00:00:00"
@@ -99,7 +99,7 @@ def run_pandas(data: str, vehicles: str, out: str, result: str, overrides: list[
     import pandas as pd
 
     from bench.clean_pandas import clean_pandas
-    from common.cleaning import FLAGS, cleaning_params
+    from common.silver.cleaning import FLAGS, cleaning_params
 
     params = cleaning_params(load_config("local", overrides), as_of=AS_OF)
     t0 = time.perf_counter()
@@ -177,8 +177,8 @@ def main(argv=None) -> str:
 
     from pyspark.sql import functions as F
 
-    from common.cleaning import FLAGS, clean_telematics, cleaning_params
-    from common.spark import build_session, python_for_workers
+    from common.io.spark import build_session, python_for_workers
+    from common.silver.cleaning import FLAGS, clean_telematics, cleaning_params
 
     python_for_workers()
     cfg = load_config(args.env, overrides)

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.harness import HEADER, machine_description, measure
-from common.config import PROJECT_ROOT, load_config
+from common.core.config import PROJECT_ROOT, load_config
 
 ROWS_PER_VEHICLE_DAY = 603  # measured: 261,931 raw rows from 31 vehicles x 14 days (default sampling: moving 30-60 s, parked 300 s)
 
@@ -34,8 +34,8 @@ def main(argv=None) -> str:
     ap.add_argument("--generate-only", action="store_true", help="measure generation only (e.g. the 50 M-row target of issue 2)")
     args = ap.parse_args(argv)
 
-    from common.generator import default_inputs
-    from common.spark import build_session, python_for_workers
+    from common.io.spark import build_session, python_for_workers
+    from common.synthetic.generator import default_inputs
     from jobs.generate import run_generate
     from jobs.ingest import run_ingest
 

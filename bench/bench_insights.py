@@ -15,7 +15,7 @@ Both times include reading the input and writing the result; homes of both are c
 
 Hotspots: `--visits` synthetic unique-visit points over a city (scattered one-off stops, a long
 tail of places, and dense depots holding `--depot-share` of all visits). The exact distributed
-DBSCAN (common.dbscan) is timed from Parquet to materialised labels; single-node scikit-learn
+DBSCAN (common.spatial.dbscan) is timed from Parquet to materialised labels; single-node scikit-learn
 runs on the same points when its neighbour lists fit `--sklearn-max-pairs` (its memory grows
 with the square of a depot's size), else the estimate is printed. A second scenario without
 depots gives a scikit-learn time at full size; labels are compared (they must be identical).
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.harness import HEADER, Measurement, machine_description, measure, measure_subprocess
-from common.config import PROJECT_ROOT, load_config
-from common.geo import EARTH_RADIUS_M
+from common.core.config import PROJECT_ROOT, load_config
+from common.spatial.geo import EARTH_RADIUS_M
 
 START_UTC = "2024-03-03 18:30:00"  # local midnight of 2024-03-04 in Asia/Kolkata
 TZ = "Asia/Kolkata"
@@ -142,7 +142,7 @@ def bench_residence(spark, cfg, args, root: Path) -> list[str]:
     import pandas as pd
     from delta.tables import DeltaTable
 
-    from common import tables
+    from common.io import tables
     from jobs.residence import run_residence
 
     lines = []
@@ -236,7 +236,7 @@ def estimated_pairs(lat: np.ndarray, lon: np.ndarray, eps_m: float) -> float:
 def bench_hotspots_scenario(spark, cfg, args, root: Path, label: str, depot_share: float) -> tuple[list[str], list[str]]:
     import pandas as pd
 
-    from common.dbscan import dense_labels, distributed_dbscan, haversine_dbscan
+    from common.spatial.dbscan import dense_labels, distributed_dbscan, haversine_dbscan
 
     p = cfg.hotspots
     lat, lon = synthetic_visits(args.visits, depot_share)
@@ -300,7 +300,7 @@ def main(argv=None) -> str:
         run_pandas_residence(files, out, result, float(eps), int(min_samples))
         return ""
 
-    from common.spark import build_session, python_for_workers
+    from common.io.spark import build_session, python_for_workers
 
     root = Path(args.out) / f"insights_{args.rows}_{args.visits}"
     root.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,12 @@
 """Single-process pandas baseline of the cleaning rules (for bench/bench_clean.py only).
 
-The same rules, thresholds and repair as common/cleaning.py, written the way one would in pandas:
+The same rules, thresholds and repair as common/silver/cleaning.py, written the way one would in pandas:
 sort once, then vectorised `groupby(...).shift` / `ffill` / `bfill` per vehicle and one shapely
 `contains_xy` call for the operating area. It produces the same `quality_flags` bitmask,
 `is_usable`, repaired values, `*_imputed` flags and local time; it does not build the
 `quality_reasons` arrays (a list per row would only slow pandas down further).
 
-Not used by the pipeline: the numpy haversine below is the pandas twin of common.geo.haversine_m.
+Not used by the pipeline: the numpy haversine below is the pandas twin of common.spatial.geo.haversine_m.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pandas as pd
 import shapely
 from shapely import wkt as shapely_wkt
 
-from common.cleaning import BLOCKING_MASK, FLAGS, POSITION_FLAGS, ROW_FLAGS, SOC_FLAGS, CleaningParams
-from common.geo import haversine_np
+from common.silver.cleaning import BLOCKING_MASK, FLAGS, POSITION_FLAGS, ROW_FLAGS, SOC_FLAGS, CleaningParams
+from common.spatial.geo import haversine_np
 
 
 def _mask(*names: str) -> int:
@@ -38,7 +38,7 @@ def _neighbours(df: pd.DataFrame, mask: np.ndarray, cols: list[str]) -> tuple[pd
 
 
 def _blame(df, cand, in_bad, out_bad, has_prev):
-    """Same decisions as common.cleaning._blame_legs, with shifts inside the candidate subset."""
+    """Same decisions as common.silver.cleaning._blame_legs, with shifts inside the candidate subset."""
     ib = cand & np.nan_to_num(in_bad, nan=0).astype(bool)
     ob = cand & np.nan_to_num(out_bad, nan=0).astype(bool)
     state = pd.DataFrame({"outlier": (ib & ob).astype(float), "has_prev": has_prev.astype(float), "out_bad": ob.astype(float)}, index=df.index)

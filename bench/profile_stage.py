@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from common.config import load_config
+from common.core.config import load_config
 
 
 def read_event_log(path: str) -> dict[int, dict]:
@@ -122,7 +122,7 @@ def main(argv=None) -> str:
     ap.add_argument("--top", type=int, default=12)
     args = ap.parse_args(argv)
 
-    from common.spark import build_session, python_for_workers
+    from common.io.spark import build_session, python_for_workers
 
     log_dir = tempfile.mkdtemp(prefix="evfa-eventlog-")
     root = os.path.abspath(args.root)

@@ -47,7 +47,7 @@ import psutil
 
 from bench.bench_foundation import fleet_for
 from bench.harness import Measurement, machine_description
-from common.config import PROJECT_ROOT, load_config
+from common.core.config import PROJECT_ROOT, load_config
 
 DEFAULT_ROWS = [1_000_000, 10_000_000, 50_000_000]
 # Pipeline stages the baseline has a counterpart for (the rest need --stages explicitly).
@@ -100,7 +100,7 @@ def _progress(text: str) -> None:
 
 
 def _session(spec: dict):
-    from common.spark import build_session, python_for_workers
+    from common.io.spark import build_session, python_for_workers
 
     cfg = load_config(spec["env"], spec["overrides"])
     cfg.spark.extra = {**cfg.spark.extra, **UI_RETENTION}
@@ -112,7 +112,7 @@ def pipeline_counts(spark, cfg) -> dict:
     """The figures the agreement table compares (read after the timed stages)."""
     from pyspark.sql import functions as F
 
-    from common import tables
+    from common.io import tables
 
     def have(t: str) -> bool:
         return tables.exists(spark, cfg, t)
@@ -150,7 +150,7 @@ def pipeline_counts(spark, cfg) -> dict:
 def spark_worker(spec_path: str) -> int:
     """Generate + run the pipeline stages of one size, each measured; write the result JSON."""
     from bench.harness import failure_reason, measure
-    from common import tables
+    from common.io import tables
     from jobs.pipeline import STAGES, _call_stage
 
     spec = json.loads(Path(spec_path).read_text())
@@ -201,7 +201,7 @@ def hotspot_worker(spec_path: str) -> int:
 
     from bench.bench_insights import estimated_pairs, synthetic_visits
     from bench.harness import measure
-    from common.dbscan import dense_labels, distributed_dbscan, haversine_dbscan
+    from common.spatial.dbscan import dense_labels, distributed_dbscan, haversine_dbscan
 
     spec = json.loads(Path(spec_path).read_text())
     root = Path(spec["root"])

@@ -5,7 +5,7 @@ a lower threshold for vehicles with none); locations are a per-vehicle DBSCAN of
 (grouped pandas UDF); sites group all vehicles' locations with the exact distributed DBSCAN and
 are classified home / public / depot / unknown (residence within `charging.home_radius_m`,
 bronze.stations within `charging.station_radius_m` via a Sedona distance join). Logic and
-definitions: common/charging.py; thresholds: `charging.*` in conf.
+definitions: common/mobility/charging.py; thresholds: `charging.*` in conf.
 
 Reads:  silver.telematics_clean, bronze.vehicles (battery_kwh), bronze.stations,
         restricted.residences (optional: without it no site is classified home).
@@ -30,16 +30,16 @@ if __package__ in (None, ""):  # spark-submit jobs/charging.py: make `common` im
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
-from common.charging import charging_locations, charging_sites, detect_charging_events, label_event_locations
-from common.cli import StageReport, bootstrap, job_main, require_inputs
-from common.config import Config
-from common.devices import heartbeats
-from common.privacy import withhold_where
-from common.schemas import VEHICLES
+from common.core.config import Config
+from common.io import tables
+from common.io.cli import StageReport, bootstrap, job_main, require_inputs
+from common.io.schemas import VEHICLES
+from common.mobility.charging import charging_locations, charging_sites, detect_charging_events, label_event_locations
+from common.silver.devices import heartbeats
+from common.spatial.privacy import withhold_where
 
 log = logging.getLogger("ev_fleet.charging")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
 
 SILVER_TELEMATICS = "silver.telematics_clean"

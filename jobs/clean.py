@@ -6,9 +6,9 @@ Writes: silver.telematics_clean (partitioned by UTC `date`): every bronze row on
         positions/SOC/speed/odometer, the originals, `quality_flags`/`quality_reasons`/`is_usable`
         and local time; gold.quality_daily (per vehicle and local day: counts per rule, usable
         share, coverage); silver.device_profiles (per vehicle: reporting mode, heartbeat and the
-        intervals it rests on, common/devices.py; registered vehicles without telemetry included).
+        intervals it rests on, common/silver/devices.py; registered vehicles without telemetry included).
         Prints a per-rule summary table and the device modes. Rules and thresholds:
-        common/cleaning.py and the `clean` / `devices` sections of conf/base.yaml.
+        common/silver/cleaning.py and the `clean` / `devices` sections of conf/base.yaml.
 
 `--start-date/--end-date` (local dates, inclusive, as for the other stages) re-clean only the UTC
 `date` partitions that can hold those local days (start - 1 .. end + 1: every zone is within a
@@ -37,15 +37,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
-from common.cleaning import clean_telematics, cleaning_params, format_summary, quality_daily, rule_summary
-from common.cli import StageReport, bootstrap, job_main, require_inputs
-from common.config import Config, ConfigError
-from common.devices import device_profiles
-from common.schemas import VEHICLES
+from common.core.config import Config, ConfigError
+from common.io import tables
+from common.io.cli import StageReport, bootstrap, job_main, require_inputs
+from common.io.schemas import VEHICLES
+from common.silver.cleaning import clean_telematics, cleaning_params, format_summary, quality_daily, rule_summary
+from common.silver.devices import device_profiles
 
 log = logging.getLogger("ev_fleet.clean")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("bronze.telematics",),)
 
 BRONZE_TELEMATICS = "bronze.telematics"

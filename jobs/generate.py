@@ -16,13 +16,13 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
-from common.cli import StageReport, bootstrap, job_main
-from common.config import Config
-from common.generator import generate
+from common.core.config import Config
+from common.io import tables
+from common.io.cli import StageReport, bootstrap, job_main
+from common.synthetic.generator import generate
 
 log = logging.getLogger("ev_fleet.generate")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = ()
 CONFIG_PROPERTY = "evfa.generator.config_sha256"
 

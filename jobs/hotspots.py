@@ -1,11 +1,11 @@
 """Fleet hotspots: unique daily visits -> exact distributed DBSCAN -> gold.hotspots.
 
-Stops (common.trips.detect_stops, dwell >= `hotspots.min_dwell_min`) are reduced to one visit
-per (vehicle, local day, place), clustered with the exact distributed DBSCAN of common.dbscan
+Stops (common.silver.trips.detect_stops, dwell >= `hotspots.min_dwell_min`) are reduced to one visit
+per (vehicle, local day, place), clustered with the exact distributed DBSCAN of common.spatial.dbscan
 (grid cells with a 2 x eps halo, scikit-learn per cell in applyInPandas, union-find merge:
 the same clusters as single-node scikit-learn) and kept as hotspots when at least
 `hotspots.min_unique_visits` visits from `hotspots.min_distinct_vehicles` vehicles lie within
-`hotspots.radius_m` of the centroid. Logic: common/hotspots.py.
+`hotspots.radius_m` of the centroid. Logic: common/mobility/hotspots.py.
 
 Reads:  silver.telematics_clean.
 Writes: restricted.unique_daily_visits (every vehicle's daily places, homes included: personal
@@ -28,14 +28,14 @@ if __package__ in (None, ""):  # spark-submit jobs/hotspots.py: make `common` im
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
-from common.cli import StageReport, bootstrap, job_main, require_inputs
-from common.config import Config
-from common.devices import heartbeats
-from common.hotspots import cluster_visits, find_hotspots, stops_for_visits, unique_daily_visits
+from common.core.config import Config
+from common.io import tables
+from common.io.cli import StageReport, bootstrap, job_main, require_inputs
+from common.mobility.hotspots import cluster_visits, find_hotspots, stops_for_visits, unique_daily_visits
+from common.silver.devices import heartbeats
 
 log = logging.getLogger("ev_fleet.hotspots")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
 
 SILVER_TELEMATICS = "silver.telematics_clean"

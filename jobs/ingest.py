@@ -36,10 +36,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
-from common.cli import StageReport, bootstrap, job_main
-from common.config import Config, DatasetSpec, InputsConfig, load_dataset_files  # noqa: F401 - load_dataset_files re-exported for callers of jobs.ingest
-from common.ingest import (
+from common.bronze.ingest import (
     AUDIT_SCHEMA,
     DUPLICATE,
     IN_TABLE,
@@ -71,11 +68,14 @@ from common.ingest import (
     spec_fingerprint,
     status_counts,
 )
-from common.schemas import KINDS
-from common.spark import size_shuffles
+from common.core.config import Config, DatasetSpec, InputsConfig, load_dataset_files  # noqa: F401 - load_dataset_files re-exported for callers of jobs.ingest
+from common.io import tables
+from common.io.cli import StageReport, bootstrap, job_main
+from common.io.schemas import KINDS
+from common.io.spark import size_shuffles
 
 log = logging.getLogger("ev_fleet.ingest")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = ()
 
 AUDIT_TABLE = "audit.ingest_runs"
@@ -98,7 +98,7 @@ def resolve_inputs(cfg: Config) -> tuple[InputsConfig, bool]:
     """Datasets to ingest (conf or `--inputs` files) and whether they are the generator's defaults."""
     if not cfg.inputs.is_empty():
         return cfg.inputs, False
-    from common.generator import default_inputs  # lazy: the generator pulls in simulation code
+    from common.synthetic.generator import default_inputs  # lazy: the generator pulls in simulation code
 
     return default_inputs(cfg), True
 

@@ -11,8 +11,8 @@ Writes (all partitioned by local day, `local_date`, except billing by `period_st
         gold.daily_kpis          per vehicle and local day;
         gold.fleet_daily_kpis    fleet totals and percentiles per local day;
         gold.payd_billing        billable km per vehicle and period (odometer, GPS on faulty days).
-Definitions: common/trips.py and common/kpis.py; thresholds: the `kpis` section of conf/base.yaml.
-Charging events (minutely flag, daily counts and kWh) come from common.charging.detect_charging_events
+Definitions: common/silver/trips.py and common/mobility/kpis.py; thresholds: the `kpis` section of conf/base.yaml.
+Charging events (minutely flag, daily counts and kWh) come from common.mobility.charging.detect_charging_events
 (`charging` section); without that module the minutely flag falls back to stationary SOC rises.
 
 `--start-date/--end-date` (local dates, inclusive) recompute only those days (billing: the
@@ -39,22 +39,22 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
-from common.cli import StageReport, bootstrap, job_main, require_inputs
-from common.config import Config
-from common.devices import heartbeats
-from common.kpis import (
+from common.core.config import Config
+from common.io import tables
+from common.io.cli import StageReport, bootstrap, job_main, require_inputs
+from common.io.schemas import VEHICLES
+from common.mobility.kpis import (
     add_odometer_checks,
     daily_kpis,
     fleet_daily_kpis,
     payd_billing,
     vehicle_minutely,
 )
-from common.schemas import VEHICLES
-from common.trips import POINT_COLUMNS, segments_from_points, trip_points, trips_from_points
+from common.silver.devices import heartbeats
+from common.silver.trips import POINT_COLUMNS, segments_from_points, trip_points, trips_from_points
 
 log = logging.getLogger("ev_fleet.kpis")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
 
 SILVER_CLEAN = "silver.telematics_clean"
@@ -146,15 +146,15 @@ def read_vehicles(spark: SparkSession, cfg: Config, report: StageReport) -> Data
 
 
 def charging_events(clean: DataFrame, vehicles: DataFrame, cfg: Config, report: StageReport, beats: DataFrame | None = None) -> DataFrame | None:
-    """Charging events from common.charging (owned by the insights stage), or None while it is missing.
+    """Charging events from common.mobility.charging (owned by the insights stage), or None while it is missing.
 
     Normalised to vehicle_id, start_ts, end_ts, kwh, local_date (local day of the start).
     """
     try:
-        from common.charging import detect_charging_events
+        from common.mobility.charging import detect_charging_events
     except ImportError:
         report.notes.append(
-            "common.charging.detect_charging_events not available: charging flag per minute from SOC rises "
+            "common.mobility.charging.detect_charging_events not available: charging flag per minute from SOC rises "
             "only; daily charging_events/charging_kwh are null"
         )
         return None
@@ -250,7 +250,7 @@ def run_kpis(spark: SparkSession, cfg: Config, start_date: date | None = None, e
 
 
 def _period_start(day: date, period: str) -> date:
-    """Same as common.kpis.billing_period_start (Spark trunc: month, or week from Monday)."""
+    """Same as common.mobility.kpis.billing_period_start (Spark trunc: month, or week from Monday)."""
     return day.replace(day=1) if period == "month" else day - timedelta(days=day.weekday())
 
 

@@ -22,10 +22,10 @@ from datetime import date, datetime, timezone
 
 from pyspark.sql import SparkSession
 
-from common import tables
-from common.cli import StageReport, StageSkipped, bootstrap, missing_inputs
-from common.config import POSITION_TRACES, Config
-from common.spark import size_shuffles
+from common.core.config import POSITION_TRACES, Config
+from common.io import tables
+from common.io.cli import StageReport, StageSkipped, bootstrap, missing_inputs
+from common.io.spark import size_shuffles
 
 log = logging.getLogger("ev_fleet.pipeline")
 
@@ -100,7 +100,7 @@ def _call_stage(stage: Stage, spark: SparkSession, cfg: Config, args: argparse.N
     module = importlib.import_module(f"jobs.{stage.name}")
     size_shuffles(spark, cfg)  # ingest may just have created or grown the telemetry
     if stage.name == "ingest":
-        from common.generator import default_inputs
+        from common.synthetic.generator import default_inputs
 
         generated = cfg.inputs.is_empty()
         inputs = default_inputs(cfg) if generated else cfg.inputs

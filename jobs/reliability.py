@@ -15,7 +15,7 @@ Writes: gold.port_status_intervals     per port: merged intervals with status, s
                                        bootstrap CI, alert precision/recall, fault-rate hotspots;
         gold.failed_charge_attempts    fleet stops at a station without SOC gain, with the state
                                        of its ports at arrival (only when silver.telematics_clean exists).
-Definitions: common/reliability.py, common/reliability_stats.py; thresholds: `reliability`
+Definitions: common/network/reliability.py, common/network/stats.py; thresholds: `reliability`
 section of conf/base.yaml.
 
     python -m jobs.reliability --env local
@@ -36,11 +36,11 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import reliability_stats as stats
-from common import tables
-from common.cli import StageReport, bootstrap, job_main, require_inputs
-from common.config import Config
-from common.reliability import (
+from common.core.config import Config
+from common.io import tables
+from common.io.cli import StageReport, bootstrap, job_main, require_inputs
+from common.network import stats
+from common.network.reliability import (
     charger_fault_rates,
     charger_window_uptime,
     failed_charge_attempts,
@@ -57,7 +57,7 @@ from common.reliability import (
 )
 
 log = logging.getLogger("ev_fleet.reliability")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("bronze.charger_status", "bronze.charging_sessions"),)
 
 STATUS = "bronze.charger_status"
@@ -111,8 +111,8 @@ def observation_end(cfg: Config) -> str | None:
         return cfg.reliability.observation_end
     if not cfg.inputs.is_empty():
         return None
-    from common.generator import day_midnights_utc
-    from common.regions import get_region
+    from common.core.regions import get_region
+    from common.synthetic.generator import day_midnights_utc
 
     g = cfg.generator
     end = day_midnights_utc(g.start_date, g.days, get_region(g.region).timezone)[-1]
@@ -286,9 +286,9 @@ def _failed_attempts(spark: SparkSession, cfg: Config, intervals: DataFrame, rep
     if clean is None or stations is None:
         report.notes.append(f"{CLEAN} or {STATIONS} not found: {FAILED_ATTEMPTS} not written")
         return
-    from common.devices import heartbeats
-    from common.stations import latest_stations, match_events_to_stations, normalise_fleet_events
-    from common.trips import detect_stops
+    from common.network.stations import latest_stations, match_events_to_stations, normalise_fleet_events
+    from common.silver.devices import heartbeats
+    from common.silver.trips import detect_stops
 
     beats = heartbeats(tables.read_optional(spark, cfg, "silver.device_profiles"))
     stops = normalise_fleet_events(detect_stops(clean, cfg.kpis.trips, beats))

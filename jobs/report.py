@@ -18,14 +18,14 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import report as R
-from common import tables
-from common.cleaning import cleaning_params
-from common.cli import StageReport, bootstrap, job_main
-from common.config import Config
+from common.core.config import Config
+from common.io import tables
+from common.io.cli import StageReport, bootstrap, job_main
+from common.report.html import html as R
+from common.silver.cleaning import cleaning_params
 
 log = logging.getLogger("ev_fleet.report")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = ()
 
 
@@ -81,7 +81,7 @@ def section_quality(spark, cfg) -> R.Section:
     daily = tables.read_optional(spark, cfg, "gold.quality_daily")
     if daily is None:
         return s.add(no_data("gold.quality_daily", "clean", last_run_status(spark, cfg)))
-    from common.cleaning import rule_summary
+    from common.silver.cleaning import rule_summary
 
     rules = rule_summary(daily).toPandas()  # bounded: one row per cleaning rule
     totals = daily.agg(F.sum("rows").alias("rows"), F.sum("usable_rows").alias("usable")).first()
@@ -99,7 +99,7 @@ def section_fleet(spark, cfg) -> R.Section:
         return s.add(no_data("gold.fleet_daily_kpis", "kpis", last_run_status(spark, cfg)))
     pdf = _bounded(fleet, cfg).sort_values("local_date")
     x = pd.to_datetime(pdf["local_date"])
-    # Distributions over the vehicles reporting each day (common.kpis.fleet_daily_kpis; the
+    # Distributions over the vehicles reporting each day (common.mobility.kpis.fleet_daily_kpis; the
     # percentiles come from kpis.percentiles, so take the ones this table has).
     def dist(name: str) -> dict[str, list]:
         cols = [c for c in pdf.columns if c.startswith(f"{name}_p") and c[len(name) + 2 :].isdigit()]
@@ -125,7 +125,7 @@ def section_maps(spark, cfg) -> R.Section:
     if sites is not None:
         private = tables.read_optional(spark, cfg, "restricted.home_charging_sites")
         if private is not None:  # gold has no position for private sites: show them coarsened
-            from common.privacy import coarsen_location
+            from common.spatial.privacy import coarsen_location
 
             cell = coarsen_location(private.select("site_id", F.col("lat").alias("_lat"), F.col("lon").alias("_lon")), cfg.report.residence_cell_m, "_lat", "_lon")
             sites = sites.join(cell, "site_id", "left").withColumn("lat", F.coalesce("lat", "_lat")).withColumn("lon", F.coalesce("lon", "_lon"))
@@ -155,7 +155,7 @@ def section_maps(spark, cfg) -> R.Section:
     res = tables.read_optional(spark, cfg, "restricted.residences")
     risk = tables.read_optional(spark, cfg, "gold.driver_risk")
     if res is not None:
-        from common.privacy import coarsen_location
+        from common.spatial.privacy import coarsen_location
 
         homes = res.where(F.col("home_lat").isNotNull()).select("vehicle_id", F.col("home_lat").alias("lat"), F.col("home_lon").alias("lon"))
         layers = []
@@ -227,7 +227,7 @@ def section_reliability(spark, cfg) -> R.Section:
 def section_models(spark, cfg) -> R.Section:
     s = R.Section("models", "Models vs baselines")
     try:
-        from common.tracking import model_metrics_summary
+        from common.ml.tracking import model_metrics_summary
     except ImportError:
         return s.add("<p class='empty'>Model tracking not available.</p>")
     try:
@@ -250,7 +250,7 @@ def section_models(spark, cfg) -> R.Section:
 def champion_status(cfg: Config) -> pd.DataFrame | None:
     """Per registered model: the champion version, or why there is none (the gate's reason)."""
     try:
-        from common import tracking
+        from common.ml import tracking
 
         client = tracking.configure(cfg)
     except Exception:  # noqa: BLE001 - no tracking store: the models section says so

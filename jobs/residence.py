@@ -3,7 +3,7 @@
 Night points (usable, stationary, local 00:00-05:00 by default: `residence.*` in conf) are
 snapped to a ~10 m grid per vehicle and clustered with scikit-learn DBSCAN (haversine, ball
 tree) in a grouped pandas UDF; the home is the cluster with the most distinct nights, then the
-most dwell time. Logic: common/residence.py.
+most dwell time. Logic: common/mobility/residence.py.
 
 Reads:  silver.telematics_clean.
 Writes: restricted.residences (under storage.restricted_root, table property
@@ -26,15 +26,15 @@ if __package__ in (None, ""):  # spark-submit jobs/residence.py: make `common` i
 
 from pyspark.sql import SparkSession
 
-from common import tables
-from common.cli import StageReport, bootstrap, job_main, require_inputs
-from common.config import Config
-from common.devices import heartbeats
-from common.privacy import coarsen_point
-from common.residence import find_residences
+from common.core.config import Config
+from common.io import tables
+from common.io.cli import StageReport, bootstrap, job_main, require_inputs
+from common.mobility.residence import find_residences
+from common.silver.devices import heartbeats
+from common.spatial.privacy import coarsen_point
 
 log = logging.getLogger("ev_fleet.residence")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
 
 SILVER_TELEMATICS = "silver.telematics_clean"

@@ -4,7 +4,7 @@ Baseline rule of the original analysis -- average daily km over the days the veh
 z-score against the fleet, High if z < `risk.z_threshold` -- plus weekly trend, inactive days,
 days since the last trip, charging regularity and residence changes, each a weighted signal
 with a human-readable reason. Drivers whose device reported on few days are flagged
-`low_coverage` and scored on their reported days only. Logic: common/risk.py.
+`low_coverage` and scored on their reported days only. Logic: common/mobility/risk.py.
 
 Reads:  gold.daily_kpis (else silver.telematics_clean through the same trip legs),
         gold.charging_events (optional), restricted.residences (optional; only the
@@ -29,14 +29,14 @@ if __package__ in (None, ""):  # spark-submit jobs/risk.py: make `common` import
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
-from common.cli import StageReport, bootstrap, job_main, require_inputs
-from common.config import Config
-from common.devices import heartbeats
-from common.risk import INSUFFICIENT, TIERS, daily_activity, driver_risk
+from common.core.config import Config
+from common.io import tables
+from common.io.cli import StageReport, bootstrap, job_main, require_inputs
+from common.mobility.risk import INSUFFICIENT, TIERS, daily_activity, driver_risk
+from common.silver.devices import heartbeats
 
 log = logging.getLogger("ev_fleet.risk")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("gold.daily_kpis", "silver.telematics_clean"),)
 
 DAILY_KPIS = "gold.daily_kpis"

@@ -31,14 +31,15 @@ if __package__ in (None, ""):  # spark-submit jobs/score.py: make `common` impor
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables, tracking
-from common.cli import StageReport, StageSkipped, bootstrap, job_main, require_inputs
-from common.config import Config
-from common.ml_features import build_energy_features, build_soc_features
-from common.schemas import VEHICLES
+from common.core.config import Config
+from common.io import tables
+from common.io.cli import StageReport, StageSkipped, bootstrap, job_main, require_inputs
+from common.io.schemas import VEHICLES
+from common.ml import tracking
+from common.ml.features import build_energy_features, build_soc_features
 
 log = logging.getLogger("ev_fleet.score")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("silver.vehicle_minutely", "silver.segments"),)
 
 MINUTELY = "silver.vehicle_minutely"
@@ -217,7 +218,7 @@ def run_score(
         )
         rows_out += tables.read(spark, cfg, PRED_SOC).where(_in_range(start_date, end_date)).count()
     if "energy" in models:
-        from common.devices import heartbeats
+        from common.silver.devices import heartbeats
 
         beats = heartbeats(tables.read_optional(spark, cfg, "silver.device_profiles"))
         feats = build_energy_features(clean, tables.read(spark, cfg, SEGMENTS), cfg.kpis.trips, cfg.ml.energy, beats).where(

@@ -10,7 +10,7 @@ Writes: gold.station_kpis         per level overall / region (state) / network: 
                                   stations.match_radius_m (Sedona distance join), vehicles, kWh,
                                   hours, events without SOC gain;
         gold.expansion_gaps       hotspots with no open DC-fast station within stations.dc_fast_gap_m.
-Definitions: common/stations.py; thresholds: the `stations` section of conf/base.yaml.
+Definitions: common/network/stations.py; thresholds: the `stations` section of conf/base.yaml.
 
     python -m jobs.stations --env local
 """
@@ -28,10 +28,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables
-from common.cli import StageReport, bootstrap, job_main, require_inputs
-from common.config import Config
-from common.stations import (
+from common.core.config import Config
+from common.io import tables
+from common.io.cli import StageReport, bootstrap, job_main, require_inputs
+from common.network.stations import (
     expansion_gaps,
     latest_stations,
     match_events_to_stations,
@@ -43,7 +43,7 @@ from common.stations import (
 )
 
 log = logging.getLogger("ev_fleet.stations")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("bronze.stations",),)
 
 BRONZE_STATIONS = "bronze.stations"

@@ -7,7 +7,7 @@ Writes: MLflow (experiment `mlflow.experiment`): one parent run per invocation w
         per model; registered model versions; alias `ml.champion_alias` moved only for a model
         that beats the baselines and the current champion on the same test window. No Delta table.
 
-Models (docs/MODELS.md; features and labels in common/ml_features.py):
+Models (docs/MODELS.md; features and labels in common/ml/features.py):
   soc     ml.soc.registered_model       soc(t) - soc(t + 60 min), regression   (gate: test MAE)
           ml.soc.registered_classifier  P(drop >= 10 points)                   (gate: test ROC-AUC)
   energy  ml.energy.registered_model    kWh/km per ~1 km segment, scored per trip (gate: trip WAPE)
@@ -38,10 +38,12 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import tables, tracking
-from common.cli import StageReport, StageSkipped, bootstrap, job_main, require_inputs
-from common.config import Config
-from common.ml_eval import (
+from common.core.config import Config
+from common.io import tables
+from common.io.cli import StageReport, StageSkipped, bootstrap, job_main, require_inputs
+from common.io.schemas import VEHICLES
+from common.ml import tracking
+from common.ml.evaluate import (
     best_f1_threshold,
     classification_metrics,
     prefixed,
@@ -49,7 +51,7 @@ from common.ml_eval import (
     regression_metrics_many,
     trip_energy_metrics_pd,
 )
-from common.ml_features import (
+from common.ml.features import (
     ENERGY_FEATURES,
     ENERGY_LABEL,
     ENERGY_WEIGHT,
@@ -65,11 +67,10 @@ from common.ml_features import (
     persistence_drop,
     soc_labels,
 )
-from common.ml_train import FitResult, InsufficientData, fit_xgb, gain_importance, predict
-from common.schemas import VEHICLES
+from common.ml.train import FitResult, InsufficientData, fit_xgb, gain_importance, predict
 
 log = logging.getLogger("ev_fleet.train")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.cli).
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("silver.vehicle_minutely", "silver.segments"),)
 
 MINUTELY = "silver.vehicle_minutely"
@@ -386,7 +387,7 @@ def train_soc(spark: SparkSession, cfg: Config, client, versions: dict, report: 
 
 
 def _auc_of(df: DataFrame, score: str) -> tuple[float, float]:
-    from common.ml_eval import roc_pr_auc
+    from common.ml.evaluate import roc_pr_auc
 
     return roc_pr_auc(df, SOC_EVENT, score)
 
@@ -421,7 +422,7 @@ def _log_importance(fit: FitResult, title: str) -> None:
 # --------------------------------------------------------------------------------------------
 def energy_dataset(spark: SparkSession, cfg: Config) -> DataFrame:
     """Segment features (incl. physics integrated over legs) for every segment of silver.segments."""
-    from common.devices import heartbeats
+    from common.silver.devices import heartbeats
 
     return build_energy_features(
         tables.read(spark, cfg, SILVER_CLEAN), tables.read(spark, cfg, SEGMENTS), cfg.kpis.trips, cfg.ml.energy,

@@ -1,5 +1,5 @@
 """One session-scoped SparkSession (local[2], 2 shuffle partitions, UI off) and a per-session
-lakehouse under pytest's temporary folder. Everything goes through common.spark.build_session."""
+lakehouse under pytest's temporary folder. Everything goes through common.io.spark.build_session."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import Config, load_config
+from common.core.config import Config, load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REAL_DATA = PROJECT_ROOT.parent / "shared" / "data" / "real"
@@ -49,7 +49,7 @@ def wait_for_lease_expiry(spark, cfg: Config) -> None:
     import time
     from datetime import datetime, timezone
 
-    from common.lease import LEASE_TABLE, is_free, read_lease
+    from common.io.lease import LEASE_TABLE, is_free, read_lease
 
     path = cfg.storage.path(LEASE_TABLE)
     state = read_lease(spark, path)
@@ -70,7 +70,7 @@ def cfg(session_root) -> Config:
 
 @pytest.fixture(scope="session")
 def spark(cfg):
-    from common.spark import build_session, python_for_workers
+    from common.io.spark import build_session, python_for_workers
 
     python_for_workers()
     session = build_session(cfg)
@@ -89,12 +89,12 @@ os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
 @pytest.fixture(autouse=True)
 def _release_run_leases():
-    """A job's main() called in-process (common.cli.bootstrap) holds its lakehouse's run lease until
+    """A job's main() called in-process (common.io.cli.bootstrap) holds its lakehouse's run lease until
     the process exits; give it back after each test so no heartbeat outlives the test."""
     yield
     import sys
 
-    lease = sys.modules.get("common.lease")
+    lease = sys.modules.get("common.io.lease")
     if lease is not None:
         lease.release_held_leases()
 
@@ -114,7 +114,7 @@ FLEET_OVERRIDES = (
 @pytest.fixture(scope="session")
 def fleet_cfg(spark, session_root) -> Config:
     """Config whose lakehouse holds a generated fleet (raw files + truth tables)."""
-    from common.generator import generate
+    from common.synthetic.generator import generate
 
     fleet_cfg = make_config(session_root / "fleet", *FLEET_OVERRIDES)
     generate(spark, fleet_cfg)
@@ -124,7 +124,7 @@ def fleet_cfg(spark, session_root) -> Config:
 @pytest.fixture(scope="session")
 def fleet_bronze(spark, fleet_cfg) -> Config:
     """The generated fleet ingested into bronze (jobs.ingest on the generator's default inputs)."""
-    from common.generator import default_inputs
+    from common.synthetic.generator import default_inputs
     from jobs.ingest import run_ingest
 
     run_ingest(spark, fleet_cfg, default_inputs(fleet_cfg), generated=True)
@@ -203,7 +203,7 @@ def fleet_report(spark, fleet_scored, session_root):
     """The report built on the fully processed fleet, and the marker/chart counts it must show."""
     from pyspark.sql import functions as F
 
-    from common import tables
+    from common.io import tables
     from jobs.report import build_report
 
     cfg = fleet_scored.model_copy(deep=True)

@@ -548,7 +548,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "residences: night points reduced to ~10 m cells (counts as weights), then at most "
         "`residence.max_cells_per_vehicle` heaviest cells per vehicle; charging locations: at most "
         "`charging.max_events_per_vehicle` events per vehicle (seeded sample); hotspot visits: one vehicle-day per "
-        "call; hotspot DBSCAN: one spatial cell per call with grid-based dense sub-cells (common/dbscan.py)",
+        "call; hotspot DBSCAN: one spatial cell per call with grid-based dense sub-cells (common/spatial/dbscan.py)",
         "tests/test_robustness_stages.py::test_residence_udf_loads_at_most_the_heaviest_cells",
     ),
     Case(
@@ -599,7 +599,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "security",
         "Homes re-derived from the tables an analyst can read (raw traces, trips' end points, quarantine "
         "rows, charging at home)",
-        "position traces live under `storage.restricted_root` (`common.config.POSITION_TRACES`, denied to "
+        "position traces live under `storage.restricted_root` (`common.core.config.POSITION_TRACES`, denied to "
         "analysts by terraform's `analyst_read` policy); gold holds no position of a private charging "
         "site; DBSCAN of every vehicle's positions in every other table finds no cluster within 300 m "
         "of a true home, while the same attack on the restricted trace finds >= 90 % of them",

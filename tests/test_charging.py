@@ -9,9 +9,9 @@ import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 
-from common.charging import charging_sites, detect_charging_events
-from common.config import ChargingConfig
-from common.geo import EARTH_RADIUS_M
+from common.core.config import ChargingConfig
+from common.mobility.charging import charging_sites, detect_charging_events
+from common.spatial.geo import EARTH_RADIUS_M
 
 M_PER_DEG = np.pi * EARTH_RADIUS_M / 180
 T0 = datetime(2024, 3, 4, 0, 0)  # UTC; vehicles in UTC so local = UTC in expectations

@@ -17,8 +17,9 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from common import tables
-from common.cleaning import (
+from common.io import tables
+from common.io.schemas import TELEMATICS, VEHICLES
+from common.silver.cleaning import (
     BLOCKING_MASK,
     CANONICAL,
     FLAGS,
@@ -31,8 +32,7 @@ from common.cleaning import (
     quality_daily,
     rule_summary,
 )
-from common.geo import EARTH_RADIUS_M, haversine_m, haversine_np
-from common.schemas import TELEMATICS, VEHICLES
+from common.spatial.geo import EARTH_RADIUS_M, haversine_m, haversine_np
 from tests.conftest import make_config
 
 DAY = (2024, 3, 5)

@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from common import tables
-from common.cleaning import BLOCKING_MASK, FLAGS, clean_telematics, cleaning_params
-from common.schemas import VEHICLES
+from common.io import tables
+from common.io.schemas import VEHICLES
+from common.silver.cleaning import BLOCKING_MASK, FLAGS, clean_telematics, cleaning_params
 from tests.conftest import make_config, real_data
 
 AS_OF = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -162,7 +162,7 @@ def test_repaired_values_are_close_to_the_truth(spark, fleet_cfg_clean):
     )
     silver = tables.read(spark, cfg, "silver.telematics_clean").where(~F.array_contains("quality_reasons", "duplicate"))
     joined = silver.join(truth, ["vehicle_id", "ts"])
-    from common.geo import haversine_m
+    from common.spatial.geo import haversine_m
 
     pos = joined.where("position_imputed").select(haversine_m("lat", "lon", "true_lat", "true_lon").alias("err_m"))
     soc = joined.where("soc_imputed and not array_contains(quality_reasons, 'missing_value')").select(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from common.config import ConfigError, apply_override, load_config, redact
-from common.versions import ALL_COORDINATES, DELTA_LOG_STORE_COORDINATES
+from common.core.config import ConfigError, apply_override, load_config, redact
+from common.core.versions import ALL_COORDINATES, DELTA_LOG_STORE_COORDINATES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,8 +89,8 @@ def test_zoneless_timestamps_need_a_source_timezone():
 
 
 def test_timestamped_kinds_agree_with_the_schemas():
-    from common.config import TIMESTAMPED_KINDS
-    from common.schemas import KINDS
+    from common.core.config import TIMESTAMPED_KINDS
+    from common.io.schemas import KINDS
 
     assert set(TIMESTAMPED_KINDS) == {kind for kind, (_s, _r, _k, ts_cols, _t) in KINDS.items() if ts_cols}
 
@@ -131,7 +131,7 @@ def test_cli_help_lists_defaults(capsys):
 
 
 def test_cli_config_error_is_clear(capsys):
-    from common.cli import parse
+    from common.io.cli import parse
 
     with pytest.raises(SystemExit) as exc:
         parse("clean", ["--conf", "generator.vehicles=-1"])

@@ -1,4 +1,4 @@
-"""Exact distributed DBSCAN (common.dbscan) against single-node scikit-learn DBSCAN.
+"""Exact distributed DBSCAN (common.spatial.dbscan) against single-node scikit-learn DBSCAN.
 
 Identity is checked strictly: adjusted Rand index 1.0, identical noise, and identical labels
 once cluster ids (smallest core point_id) are renumbered in order -- scikit-learn's numbering.
@@ -13,7 +13,7 @@ import pytest
 from chispa import assert_df_equality
 from sklearn.metrics import adjusted_rand_score
 
-from common.dbscan import (
+from common.spatial.dbscan import (
     ROLE_INNER,
     CellGrid,
     assign_cells,
@@ -22,7 +22,7 @@ from common.dbscan import (
     distributed_dbscan,
     haversine_dbscan,
 )
-from common.geo import EARTH_RADIUS_M
+from common.spatial.geo import EARTH_RADIUS_M
 
 M_PER_DEG = np.pi * EARTH_RADIUS_M / 180
 

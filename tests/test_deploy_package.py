@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from common import deploy_runtime
-from common.config import ConfigError, load_config
-from common.deploy_package import (
+from common.core.config import ConfigError, load_config
+from common.core.versions import DELTA_COORDINATES, DELTA_LOG_STORE_CLASS, DELTA_LOG_STORE_COORDINATES, SEDONA_COORDINATES, jar_file_name
+from common.io import cluster_entry as deploy_runtime
+from common.io.spark import spark_conf
+from deploy.package import (
     PLATFORM_PROVIDED,
     build,
     build_code_zip,
@@ -33,7 +35,7 @@ from common.deploy_package import (
     sha256_file,
     source_digest,
 )
-from common.deploy_submit import (
+from deploy.submit import (
     EMR_DELTA_JARS,
     SubmitError,
     check_references,
@@ -43,8 +45,6 @@ from common.deploy_submit import (
     render_emr_serverless,
     render_glue,
 )
-from common.spark import spark_conf
-from common.versions import DELTA_COORDINATES, DELTA_LOG_STORE_CLASS, DELTA_LOG_STORE_COORDINATES, SEDONA_COORDINATES, jar_file_name
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRON = {"MLFLOW_TRACKING_URI": "https://mlflow.internal.example.com"}
@@ -133,7 +133,7 @@ def test_code_zip_carries_code_and_conf_and_is_deterministic(built, tmp_path):
     out, manifest = built
     path = out / manifest["artifacts"]["code_zip"]["path"]
     names = zipfile.ZipFile(path).namelist()
-    for required in ("common/__init__.py", "common/config.py", "common/deploy_runtime.py", "conf/base.yaml", "conf/emr.yaml", "conf/glue.yaml"):
+    for required in ("common/__init__.py", "common/core/config.py", "common/io/cluster_entry.py", "conf/base.yaml", "conf/emr.yaml", "conf/glue.yaml"):
         assert required in names
     assert all(f"jobs/{j}.py" in names for j in manifest["jobs"])
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -179,9 +179,9 @@ def test_env_archive_runs_the_config_loader_from_the_code_zip_when_relocated(bui
     env_dir.mkdir(parents=True)
     subprocess.run(["tar", "-xzf", str(out / art["env_archive"]["path"]), "-C", str(env_dir)], check=True)
     code = (
-        "from common import deploy_runtime\n"
+        "from common.io import cluster_entry as deploy_runtime\n"
         "conf = deploy_runtime.ensure_conf_dir()\n"
-        "from common.config import load_config, CONF_DIR\n"
+        "from common.core.config import load_config, CONF_DIR\n"
         "cfg = load_config('emr')\n"
         "import sys, json\n"
         "print(json.dumps({'conf': str(CONF_DIR), 'root': cfg.storage.root, 'table': cfg.storage.path('gold.kpis'),"

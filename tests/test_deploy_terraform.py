@@ -10,8 +10,8 @@ from pathlib import Path
 import hcl2
 import pytest
 
-from common.deploy_package import ENTRYPOINT_PREFIX
-from common.deploy_submit import EMR_SERVERLESS_LOG_PREFIX, REQUIRED_TF_OUTPUTS
+from deploy.package import ENTRYPOINT_PREFIX
+from deploy.submit import EMR_SERVERLESS_LOG_PREFIX, REQUIRED_TF_OUTPUTS
 
 TF_ROOT = Path(__file__).resolve().parent.parent / "terraform"
 EXAMPLE = TF_ROOT / "example"
@@ -105,7 +105,7 @@ def test_module_calls_match_module_interfaces():
 def test_outputs_consumed_by_submit_tooling_exist():
     outputs = set(named(EXAMPLE, "output"))
     consumed = set().union(*REQUIRED_TF_OUTPUTS.values())
-    assert consumed - outputs == set(), "outputs read by common/deploy_submit.py are missing from terraform/example/outputs.tf"
+    assert consumed - outputs == set(), "outputs read by deploy/submit.py are missing from terraform/example/outputs.tf"
 
 
 def test_example_tfvars_only_set_root_variables():
@@ -240,7 +240,7 @@ def test_platform_versions_and_logging():
 
 def test_analyst_policy_denies_the_restricted_prefix_conf_writes_personal_data_to():
     """Analysts read storage.root's prefix; storage.restricted_root (residences and every position
-    trace, common.config.POSITION_TRACES) is denied explicitly, and the prefixes are the ones the
+    trace, common.core.config.POSITION_TRACES) is denied explicitly, and the prefixes are the ones the
     cloud configs write to."""
     import yaml
 

@@ -1,4 +1,4 @@
-"""Device reporting modes (silver.device_profiles) and the shared silence rule (common.trips.add_legs).
+"""Device reporting modes (silver.device_profiles) and the shared silence rule (common.silver.trips.add_legs).
 
 Hand-built devices: positions along a meridian (km north of LAT0), UTC = local time. Expected
 modes, heartbeats and leg kinds follow from the rows by hand.
@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common.charging import detect_charging_events
-from common.config import ChargingConfig, DevicesConfig, TripsConfig
-from common.devices import device_profiles, heartbeats
-from common.geo import EARTH_RADIUS_M
-from common.trips import add_legs, detect_stops, parked_silence_limit_s
+from common.core.config import ChargingConfig, DevicesConfig, TripsConfig
+from common.mobility.charging import detect_charging_events
+from common.silver.devices import device_profiles, heartbeats
+from common.silver.trips import add_legs, detect_stops, parked_silence_limit_s
+from common.spatial.geo import EARTH_RADIUS_M
 
 DEG_PER_KM = math.degrees(1000.0 / EARTH_RADIUS_M)
 LAT0, LON0 = -1.29, 36.82

@@ -7,10 +7,10 @@ import pytest
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from common import tables
-from common.config import GeneratorConfig
-from common.generator import MODEL_BY_NAME, VehicleSim, build_world
-from common.geo import haversine_np
+from common.core.config import GeneratorConfig
+from common.io import tables
+from common.spatial.geo import haversine_np
+from common.synthetic.generator import MODEL_BY_NAME, VehicleSim, build_world
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_odometer_tracks_distance(points):
 
 
 def test_raw_files_and_network_consistency(spark, fleet_cfg):
-    from common.generator import default_inputs
+    from common.synthetic.generator import default_inputs
 
     inp = default_inputs(fleet_cfg)
     raw = spark.read.parquet(inp.telematics[0].path)
@@ -129,7 +129,7 @@ def test_true_paths_stay_inside_the_region_operating_area(region):
     import shapely
     from shapely import wkt
 
-    from common.regions import REGIONS, read_area_wkt
+    from common.core.regions import REGIONS, read_area_wkt
 
     w = build_world(GeneratorConfig(vehicles=8, days=3, seed=5, region=region))
     area = wkt.loads(read_area_wkt(REGIONS[region].area_file))

@@ -7,9 +7,9 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from chispa import assert_df_equality
 
-from common.config import HotspotsConfig
-from common.geo import EARTH_RADIUS_M
-from common.hotspots import cluster_visits, find_hotspots, unique_daily_visits
+from common.core.config import HotspotsConfig
+from common.mobility.hotspots import cluster_visits, find_hotspots, unique_daily_visits
+from common.spatial.geo import EARTH_RADIUS_M
 
 M_PER_DEG = np.pi * EARTH_RADIUS_M / 180
 H1 = (28.60, 77.20)

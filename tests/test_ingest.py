@@ -1,4 +1,4 @@
-"""Unit tests of common.ingest: mapping, parsing, validation, duplicates (hand-built rows).
+"""Unit tests of common.bronze.ingest: mapping, parsing, validation, duplicates (hand-built rows).
 
 Expected rows are written by hand; timestamps are given as UTC strings and cast in Spark (the
 session time zone is UTC), so the expected instants are readable.
@@ -12,8 +12,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common.config import DatasetSpec, IngestConfig
-from common.ingest import (
+from common.bronze.ingest import (
     QUARANTINED,
     IngestInputError,
     MissingColumnError,
@@ -26,6 +25,7 @@ from common.ingest import (
     read_raw,
     validate,
 )
+from common.core.config import DatasetSpec, IngestConfig
 from jobs.ingest import load_dataset_files
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=timezone.utc)

@@ -11,9 +11,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common import tables
-from common.config import InputsConfig
-from common.ingest import IngestInputError
+from common.bronze.ingest import IngestInputError
+from common.core.config import InputsConfig
+from common.io import tables
 from jobs.ingest import load_dataset_files, main, run_ingest
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=timezone.utc)

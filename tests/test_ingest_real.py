@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from common import tables
-from common.schemas import STATIONS
+from common.io import tables
+from common.io.schemas import STATIONS
 from jobs.ingest import load_dataset_files, run_ingest
 from tests.conftest import real_data
 

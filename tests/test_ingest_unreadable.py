@@ -21,9 +21,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common import tables
-from common.config import DatasetSpec, InputsConfig
-from common.ingest import LEDGER_SCHEMA, failure_reason
+from common.bronze.ingest import LEDGER_SCHEMA, failure_reason
+from common.core.config import DatasetSpec, InputsConfig
+from common.io import tables
 from jobs.ingest import LEDGER_TABLE, run_ingest
 from tests.robustness_table import TELEMATICS_HEADER
 

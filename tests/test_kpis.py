@@ -1,4 +1,4 @@
-"""Unit tests of common.trips and common.kpis on hand-built samples (chispa).
+"""Unit tests of common.silver.trips and common.mobility.kpis on hand-built samples (chispa).
 
 Vehicles drive due north from (28.6, 77.2): along a meridian the haversine distance is exactly
 R x dlat, so positions are given in km and expected distances are plain sums. Timestamps are
@@ -13,10 +13,10 @@ from datetime import date
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 
-from common.config import BillingConfig, KpisConfig, OdometerConfig, TripsConfig
-from common.geo import EARTH_RADIUS_M
-from common.kpis import add_odometer_checks, payd_billing, vehicle_minutely
-from common.trips import detect_stops, trip_points, trips_from_points
+from common.core.config import BillingConfig, KpisConfig, OdometerConfig, TripsConfig
+from common.mobility.kpis import add_odometer_checks, payd_billing, vehicle_minutely
+from common.silver.trips import detect_stops, trip_points, trips_from_points
+from common.spatial.geo import EARTH_RADIUS_M
 
 DEG_PER_KM = math.degrees(1000.0 / EARTH_RADIUS_M)
 LAT0, LON0 = 28.6, 77.2

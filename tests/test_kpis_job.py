@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common import tables
+from common.io import tables
 from jobs.kpis import BILLING, DAILY, FLEET_DAILY, MINUTELY, SEGMENTS, TRIPS, main, run_kpis
 
 PARTITION = {MINUTELY: "local_date", TRIPS: "local_date", SEGMENTS: "local_date", DAILY: "local_date", FLEET_DAILY: "local_date", BILLING: "period_start"}

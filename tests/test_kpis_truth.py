@@ -11,7 +11,7 @@ import time
 import pytest
 from pyspark.sql import functions as F
 
-from common import tables
+from common.io import tables
 
 FLEET_TZ = "Asia/Kolkata"  # the generator's region timezone (delhi_ncr)
 

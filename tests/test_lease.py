@@ -1,4 +1,4 @@
-"""The run lease (common/lease.py, table audit.run_lease) on a private lakehouse, in-process:
+"""The run lease (common/io/lease.py, table audit.run_lease) on a private lakehouse, in-process:
 a second claimant is refused with the holder named, an expired lease is taken over with a
 warning, renewals move the expiry, two simultaneous claims are decided by Delta (one wins), and
 a process joins the lease it already holds (the pipeline's stages). Cases `run_lease_*` of
@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from common.lease import LEASE_TABLE, LeaseHeld, Owner, acquire, hold_run_lease, read_lease, release_held_leases
+from common.io.lease import LEASE_TABLE, LeaseHeld, Owner, acquire, hold_run_lease, read_lease, release_held_leases
 from tests.conftest import make_config
 
 T0 = datetime(2024, 3, 4, 8, 0, tzinfo=timezone.utc)

@@ -11,7 +11,7 @@ import time
 
 from chispa import assert_df_equality
 
-from common import tables
+from common.io import tables
 from tests.conftest import make_config
 from tests.slow.test_faults import LOCAL_CLUSTER, SILVER, copy_bronze, digest, executors, job_command, start, wait
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from common import tables
-from common.cli import StageReport
-from common.config import DatasetSpec
+from common.core.config import DatasetSpec
+from common.io import tables
+from common.io.cli import StageReport
 from jobs import pipeline
 from jobs.pipeline import STAGE_NAMES, StageFailed, run_pipeline, select_stages
 

@@ -6,7 +6,7 @@ import pytest
 from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
-from common.privacy import coarsen_location, coarsen_point, coarsen_where
+from common.spatial.privacy import coarsen_location, coarsen_point, coarsen_where
 
 
 def test_coarsen_location_snaps_to_cell_centres(spark):

@@ -1,4 +1,4 @@
-"""Redaction of the config log line (`Config.redacted()`, `common.config.redact`): credential-like
+"""Redaction of the config log line (`Config.redacted()`, `common.core.config.redact`): credential-like
 keys, URI user-info and sensitive query parameters are masked; everything else is printed as is.
 Case `redacted_config_in_logs` of docs/ROBUSTNESS.md.
 
@@ -16,7 +16,7 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.config import Config, redact
+from common.core.config import Config, redact
 
 MASK = "***"
 # Reproducible in CI (same examples every run), no example database written into the checkout.

@@ -16,10 +16,10 @@ import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 
-from common import reliability_stats as stats
-from common import tables
-from common.config import ReliabilityConfig
-from common.reliability import (
+from common.core.config import ReliabilityConfig
+from common.io import tables
+from common.network import stats
+from common.network.reliability import (
     charger_fault_rates,
     classify_intervals,
     failed_charge_attempts,
@@ -447,7 +447,7 @@ def test_failed_attempts_against_generator_truth(spark, fleet_reliability):
     station has no true outage at all (ports up: must not be flagged), plus the generator's own
     failed attempts (truth.charging_events with success = false). Classified with the detected
     port intervals after the Sedona station match."""
-    from common.stations import latest_stations, match_events_to_stations
+    from common.network.stations import latest_stations, match_events_to_stations
 
     cfg = fleet_reliability
     truth = tables.read(spark, cfg, "truth.charger_outages")

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from common import report as R
+from common.report.html import html as R
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -167,7 +167,7 @@ def test_report_html_shows_every_section_layer_chart_and_the_gold_numbers(spark,
     """The report's content checked without a browser: every section, every map layer with one
     marker per row of its gold table, every chart drawn, and the numbers equal to the gold tables
     (recomputed here with pandas)."""
-    from common import tables
+    from common.io import tables
     from jobs.report import SECTIONS
 
     path, expected = fleet_report

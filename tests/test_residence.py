@@ -10,10 +10,10 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common.cleaning import add_local_time
-from common.config import CleanConfig, ResidenceConfig
-from common.geo import EARTH_RADIUS_M
-from common.residence import find_residences, home_of_vehicle, night_points
+from common.core.config import CleanConfig, ResidenceConfig
+from common.mobility.residence import find_residences, home_of_vehicle, night_points
+from common.silver.cleaning import add_local_time
+from common.spatial.geo import EARTH_RADIUS_M
 
 M_PER_DEG = np.pi * EARTH_RADIUS_M / 180
 HOME_A = (28.6100, 77.2000)

@@ -14,8 +14,8 @@ import pytest
 from chispa import assert_approx_df_equality
 from scipy import stats
 
-from common.config import RiskConfig
-from common.risk import INSUFFICIENT, driver_risk
+from common.core.config import RiskConfig
+from common.mobility.risk import INSUFFICIENT, driver_risk
 
 D0 = date(2024, 3, 4)
 DAYS = 14

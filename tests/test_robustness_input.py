@@ -15,8 +15,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common.config import DatasetSpec, InputsConfig
-from common.ingest import (
+from common.bronze.ingest import (
     DUPLICATE,
     QUARANTINED,
     STATUS,
@@ -30,7 +29,8 @@ from common.ingest import (
     quarantine_rows,
     status_counts,
 )
-from common.schemas import KINDS
+from common.core.config import DatasetSpec, InputsConfig
+from common.io.schemas import KINDS
 from jobs.ingest import _plan, run_ingest
 from tests.robustness_table import INGEST_NOW, INPUT_CASES, TELEMATICS_HEADER, InputCase
 

@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common.charging import label_event_locations
-from common.cleaning import CleaningParams, clean_telematics
-from common.config import ChargingConfig, CleanConfig, ResidenceConfig
-from common.limits import cap_rows_per_group
-from common.residence import find_residences
+from common.core.config import ChargingConfig, CleanConfig, ResidenceConfig
+from common.core.limits import cap_rows_per_group
+from common.mobility.charging import label_event_locations
+from common.mobility.residence import find_residences
+from common.silver.cleaning import CleaningParams, clean_telematics
 
 WORLD = "POLYGON((-179 -80, 179 -80, 179 80, -179 80, -179 -80))"
 BRONZE_DDL = (

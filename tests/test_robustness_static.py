@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from common.cli import parse
+from common.io.cli import parse
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCANNED = sorted([*PROJECT_ROOT.glob("jobs/*.py"), *PROJECT_ROOT.glob("common/*.py")])
@@ -178,7 +178,7 @@ def test_jobs_log_the_redacted_config(caplog, monkeypatch):
 
 
 def test_every_job_goes_through_bootstrap():
-    """Every job entry point parses its config through common.cli (which logs it redacted)."""
+    """Every job entry point parses its config through common.io.cli (which logs it redacted)."""
     missing = []
     for path in sorted(PROJECT_ROOT.glob("jobs/*.py")):
         tree = ast.parse(path.read_text())
@@ -188,4 +188,4 @@ def test_every_job_goes_through_bootstrap():
         calls = {n.func.id for n in ast.walk(mains[0]) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
         if not calls & {"bootstrap", "parse"}:
             missing.append(path.name)
-    assert not missing, f"jobs whose main() does not use common.cli.bootstrap/parse: {missing}"
+    assert not missing, f"jobs whose main() does not use common.io.cli.bootstrap/parse: {missing}"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from common import tracking
-from common.cli import StageReport, StageSkipped
+from common.io.cli import StageReport, StageSkipped
+from common.ml import tracking
 from jobs.score import available_models
 
 

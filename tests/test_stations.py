@@ -17,9 +17,9 @@ import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 
-from common import tables
-from common.config import StationsConfig
-from common.stations import (
+from common.core.config import StationsConfig
+from common.io import tables
+from common.network.stations import (
     access_hours_class,
     connector_diversity,
     expansion_gaps,
@@ -265,7 +265,7 @@ def test_afdc_station_kpis_match_pandas_on_raw_exports(spark, afdc_cfg):
 # Generated network (truth: the generator's station table)
 # --------------------------------------------------------------------------------------------
 def test_station_kpis_on_generated_network_match_generator_truth(spark, fleet_bronze):
-    from common.generator import ACCESS_HOURS_24_7, build_world
+    from common.synthetic.generator import ACCESS_HOURS_24_7, build_world
     from jobs.stations import run_stations
 
     run_stations(spark, fleet_bronze)

@@ -1,9 +1,9 @@
-"""common.tables helpers that are not covered through the jobs."""
+"""common.io.tables helpers that are not covered through the jobs."""
 
 from __future__ import annotations
 
 from bench.profile_stage import covered_seconds
-from common import tables
+from common.io import tables
 
 
 def test_job_description_names_jobs_and_restores_the_previous_one(spark, cfg):
@@ -35,8 +35,8 @@ def test_read_optional_is_none_for_a_missing_table_and_the_table_otherwise(spark
 
 
 def test_shuffle_partitions_grow_with_the_data_within_bounds():
-    from common.config import SparkConfig
-    from common.spark import shuffle_partitions_for
+    from common.core.config import SparkConfig
+    from common.io.spark import shuffle_partitions_for
 
     mib = 2**20
     s = SparkConfig(shuffle_partitions=8, bytes_per_shuffle_partition=16 * mib, max_shuffle_partitions=500)
@@ -53,7 +53,7 @@ def test_size_shuffles_sets_the_partitions_a_cached_shuffle_keeps(spark, fresh_c
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from common.spark import INITIAL_PARTITIONS, SIZING_TABLE, size_shuffles
+    from common.io.spark import INITIAL_PARTITIONS, SIZING_TABLE, size_shuffles
 
     before = spark.conf.get(INITIAL_PARTITIONS, None)
     mib = 2**20

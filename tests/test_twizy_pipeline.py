@@ -3,7 +3,7 @@
 `python -m jobs.pipeline --inputs conf/datasets/twizy.yaml` (the dataset file carries the
 vehicle's register line, Morocco's operating area and the Africa/Casablanca clock). The expected
 values are computed here with pandas from ../shared/data/real/rsk_twizy_ev_trips/twizy_trips.csv.gz
-alone, applying the documented rules by hand (docs/DEVICES.md, common/trips.py definitions):
+alone, applying the documented rules by hand (docs/DEVICES.md, common/silver/trips.py definitions):
 drives split at silences > 10 min and at standstills of >= 5 min, GPS km of moving legs, charges
 = SOC rising across a silence at one place that is short enough to be a parked period. The
 figures are recorded in docs/INSIGHTS.md. Model training and scoring on the log are covered by
@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common import tables
-from common.config import load_config
+from common.core.config import load_config
+from common.io import tables
 from tests.accuracy.scoring import dist_m
 from tests.conftest import real_data
 

@@ -1,4 +1,4 @@
-# Read by the submit tooling (common/deploy_submit.py: REQUIRED_TF_OUTPUTS); a test checks
+# Read by the submit tooling (deploy/submit.py: REQUIRED_TF_OUTPUTS); a test checks
 # that every output the tooling consumes is declared here.
 
 output "region" {

@@ -25,9 +25,9 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from common import tables
-from common.cleaning import FLAGS
-from common.config import load_config
+from common.core.config import load_config
+from common.io import tables
+from common.silver.cleaning import FLAGS
 from tests.accuracy import scoring as S
 
 pytestmark = [pytest.mark.accuracy, pytest.mark.timeout(3600)]

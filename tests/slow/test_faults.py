@@ -24,7 +24,7 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from common import tables
+from common.io import tables
 from jobs.clean import run_clean
 from tests.conftest import PROJECT_ROOT, make_config, wait_for_lease_expiry
 

@@ -26,7 +26,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common import tables
+from common.io import tables
 from jobs.ingest import AUDIT_TABLE, KILL_AFTER_COMMIT_ENV, LEDGER_TABLE, load_dataset_files, run_ingest
 from tests.conftest import PROJECT_ROOT, make_config
 from tests.robustness_table import TELEMATICS_HEADER

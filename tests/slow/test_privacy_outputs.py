@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from common import tables
+from common.io import tables
 from tests.conftest import PROJECT_ROOT, make_config
 
 pytestmark = pytest.mark.slow

@@ -20,9 +20,9 @@ import pytest
 from pyspark.sql import functions as F
 from sklearn.cluster import DBSCAN
 
-from common import tables
-from common.config import POSITION_TRACES
-from common.geo import EARTH_RADIUS_M, haversine_np
+from common.core.config import POSITION_TRACES
+from common.io import tables
+from common.spatial.geo import EARTH_RADIUS_M, haversine_np
 
 pytestmark = pytest.mark.slow
 

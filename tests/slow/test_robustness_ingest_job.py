@@ -11,8 +11,8 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common import tables
-from common.config import DatasetSpec, InputsConfig
+from common.core.config import DatasetSpec, InputsConfig
+from common.io import tables
 from jobs.ingest import run_ingest
 from tests.conftest import make_config
 from tests.robustness_table import INGEST_NOW, INPUT_CASES, InputCase

@@ -17,9 +17,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from common import tables
-from common.config import DatasetSpec, InputsConfig
-from common.ingest import ReconciliationError
+from common.bronze.ingest import ReconciliationError
+from common.core.config import DatasetSpec, InputsConfig
+from common.io import tables
 from jobs.clean import run_clean
 from jobs.ingest import run_ingest
 from tests.robustness_table import TELEMATICS_HEADER

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from common.lease import LEASE_TABLE, Owner, acquire, read_lease
+from common.io.lease import LEASE_TABLE, Owner, acquire, read_lease
 from jobs.ingest import KILL_AFTER_COMMIT_ENV
 from tests.conftest import PROJECT_ROOT, wait_for_lease_expiry
 from tests.robustness_table import TELEMATICS_HEADER

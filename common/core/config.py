@@ -1,0 +1,1030 @@
+"""Typed, validated configuration: `conf/base.yaml` + `conf/<env>.yaml` + `--conf key=value`.
+
+Loaded once per process by `load_config`; every job, test and notebook goes through it.
+Unknown keys and wrong types are errors that name the offending key. String values may
+reference the environment as `${VAR}` or `${VAR:-default}` (credentials never live in conf).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from common.core.redaction import redact
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# On EMR/Glue the code runs from a zip; common.io.cluster_entry extracts conf/ and sets EVFA_CONF_DIR.
+CONF_DIR = Path(os.environ["EVFA_CONF_DIR"]) if os.environ.get("EVFA_CONF_DIR") else PROJECT_ROOT / "conf"
+LAYERS = ("raw", "bronze", "silver", "gold", "quarantine", "truth", "audit", "restricted")
+# Tables that hold every position a vehicle reported (or a trip's exact start and end): homes and
+# routines can be re-derived from them, so they live under storage.restricted_root/<layer>/<name>
+# with the restricted.* tables, not under the analysts' lakehouse prefixes (docs/PRIVACY.md).
+POSITION_TRACES = frozenset({"bronze.telematics", "silver.telematics_clean", "silver.trips", "quarantine.telematics"})
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; the message names the key."""
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Platform sections
+# --------------------------------------------------------------------------------------------
+class SparkConfig(Section):
+    master: str | None = Field("local[*]", description="Spark master; null on EMR/Glue (spark-submit sets it).")
+    app_name: str = "ev-fleet-analytics"
+    shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; ~2-3x total cores.")
+    bytes_per_shuffle_partition: int | None = Field(
+        16 * 2**20,
+        ge=2**20,
+        description="Shuffles start with one partition per this many bytes of bronze.telematics (at least "
+        "shuffle_partitions, at most max_shuffle_partitions); AQE coalesces them, except under a cached frame. "
+        "Null: always shuffle_partitions.",
+    )
+    max_shuffle_partitions: int = Field(2000, ge=1, description="Upper bound of the sized shuffle partitions.")
+    driver_memory: str | None = Field("4g", description="Only applied when the builder starts the JVM (local).")
+    jars_dir: str | None = Field(".jars", description="Local jar cache filled by bin/fetch-jars; null on clusters.")
+    log_level: str = "WARN"
+    ui_enabled: bool = True
+    progress_bar: bool = True
+    extra: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings.")
+
+
+class StorageConfig(Section):
+    root: str = Field("lakehouse", description="Lakehouse root; relative paths resolve against the project root.")
+    restricted_root: str | None = Field(
+        None,
+        description="Personal data: restricted.* tables and the position traces (POSITION_TRACES). "
+        "Keep it on a path with its own access policy. Null: <root>/restricted, so a lakehouse moved "
+        "with storage.root alone takes its personal data along.",
+    )
+    tables: dict[str, str] = Field(default_factory=dict, description="Per-table location overrides: 'gold.x' -> path.")
+
+    @property
+    def restricted(self) -> str:
+        """The restricted root in effect (restricted_root, else <root>/restricted)."""
+        return self.restricted_root or f"{self.root.rstrip('/')}/restricted"
+
+    def resolve(self, path: str) -> str:
+        if "://" in path or os.path.isabs(path):
+            return path
+        return str(PROJECT_ROOT / path)
+
+    def path(self, table: str) -> str:
+        """Location of a table named '<layer>.<name>' (e.g. 'silver.telematics_clean')."""
+        if table in self.tables:
+            return self.resolve(self.tables[table])
+        layer, _, name = table.partition(".")
+        if layer not in LAYERS or not name:
+            raise ConfigError(f"table name {table!r} must be '<layer>.<name>' with layer in {LAYERS}")
+        if layer == "restricted":
+            base = self.restricted
+        elif table in POSITION_TRACES:
+            base = f"{self.restricted.rstrip('/')}/{layer}"
+        else:
+            base = f"{self.root.rstrip('/')}/{layer}"
+        return self.resolve(f"{base.rstrip('/')}/{name}")
+
+
+class MlflowConfig(Section):
+    tracking_uri: str = Field("sqlite:///lakehouse/mlflow/mlflow.db", description="Or ${MLFLOW_TRACKING_URI}.")
+    artifact_location: str = "lakehouse/mlflow/artifacts"
+    experiment: str = "ev-fleet-analytics"
+    registry_uri: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Input datasets (see docs/DATA_CONTRACT.md)
+# --------------------------------------------------------------------------------------------
+DatasetKind = Literal["telematics", "vehicles", "stations", "charger_status", "charging_sessions"]
+
+
+# Timestamp patterns that are numbers since 1970-01-01 UTC (common/bronze/ingest.py parse_timestamp).
+EPOCH_FORMATS = ("epoch_s", "epoch_ms", "epoch_auto")
+# A Spark datetime pattern with an offset/zone letter (outside quoted text) reads an instant.
+_ZONE_LETTERS = re.compile(r"[XxZzOV]")
+# Dataset kinds whose canonical schema has timestamp columns (common.io.schemas.KINDS; a test checks):
+# only they parse timestamps. Kept here because config must load without Spark (cluster bootstrap).
+TIMESTAMPED_KINDS = ("telematics", "charger_status", "charging_sessions")
+
+
+def zoneless_formats(formats: list[str] | tuple[str, ...]) -> list[str]:
+    """The patterns of `formats` that read wall-clock time: no offset/zone letter, not epoch."""
+    return [f for f in formats if f not in EPOCH_FORMATS and not _ZONE_LETTERS.search(re.sub(r"'[^']*'", "", f))]
+
+
+def missing_timezone(spec: "DatasetSpec", where: str) -> str | None:
+    """Why `spec` (at conf key `where`, e.g. inputs.telematics[0]) cannot be read, or None: a
+    wall-clock pattern needs the zone it was written in, and guessing UTC shifts every row."""
+    zoneless = zoneless_formats(spec.timestamp_formats)
+    if spec.source_timezone is not None or not zoneless:
+        return None
+    return (
+        f"{where}.source_timezone is not set but timestamp_formats {zoneless} carry no zone: set it to the IANA "
+        "zone the source writes wall-clock time in (e.g. UTC, Europe/London)"
+    )
+
+
+class CsvOptions(Section):
+    delimiter: str = ","
+    encoding: str = "UTF-8"
+    header: bool = True
+    quote: str = '"'
+    escape: str = '"'
+    multiline: bool = Field(True, description="Quoted fields may contain newlines (AFDC exports do).")
+    max_chars_per_column: int = Field(
+        1_000_000,
+        ge=1,
+        description="Longest value (characters) a line may hold (Spark's maxCharsPerColumn); a file with a longer "
+        "one (a binary blob, a quote that never closes in a huge file) is recorded as unreadable and skipped.",
+    )
+
+
+class DatasetSpec(Section):
+    """One source of raw files and how to map it onto the canonical schema."""
+
+    name: str = Field(..., description="Short id used in audit rows and quarantine reasons.")
+    path: str = Field(..., description="File, folder or glob.")
+    format: Literal["csv", "parquet", "json", "xlsx"] = "csv"
+    columns: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="canonical name -> source column name; a list is joined with spaces (e.g. ts: [Date, Time]).",
+    )
+    expressions: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical name -> Spark SQL expression over source columns (wins over `columns`).",
+    )
+    values: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="canonical name -> {source value: canonical value}, e.g. status codes; others pass through.",
+    )
+    null_values: list[str] = Field(
+        default_factory=lambda: ["", "NA", "N/A", "n/a", "null", "NULL", "None", "-"],
+        description="Source strings (after trimming) that mean 'no value'.",
+    )
+    filter: str | None = Field(
+        None, description="Spark SQL predicate over source columns; other rows are quarantined as excluded_by_filter."
+    )
+    timestamp_formats: list[str] = Field(
+        default_factory=lambda: ["yyyy-MM-dd'T'HH:mm:ss[.SSS]XXX", "yyyy-MM-dd HH:mm:ss[.SSS]"],
+        description="Spark datetime patterns tried in order; 'epoch_s', 'epoch_ms' and 'epoch_auto' are special.",
+    )
+    source_timezone: str | None = Field(
+        None,
+        description="IANA zone of timestamps that carry no offset (wall-clock time). Required when a pattern of "
+        "timestamp_formats has no zone: there is no safe default.",
+    )
+    constants: dict[str, Any] = Field(default_factory=dict, description="canonical column -> constant value.")
+    decimal_comma: bool = Field(False, description="Numbers use ',' as decimal separator ('12,5').")
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    sheet: str | int | None = Field(None, description="Excel sheet name or index.")
+    header_row: int = Field(0, ge=0, description="Excel: 0-based row holding the column names.")
+
+    @field_validator("source_timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        from zoneinfo import ZoneInfo
+
+        if value is None:
+            return value
+        try:
+            ZoneInfo(value)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the key name
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+
+class InputsConfig(Section):
+    """Configured input datasets. Empty lists mean: use the synthetic generator's output."""
+
+    telematics: list[DatasetSpec] = Field(default_factory=list)
+    vehicles: list[DatasetSpec] = Field(default_factory=list)
+    stations: list[DatasetSpec] = Field(default_factory=list)
+    charger_status: list[DatasetSpec] = Field(default_factory=list)
+    charging_sessions: list[DatasetSpec] = Field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, k) for k in type(self).model_fields)
+
+    @model_validator(mode="after")
+    def _zone_of_wall_clock_times(self) -> "InputsConfig":
+        problems = [
+            msg
+            for kind in TIMESTAMPED_KINDS
+            for i, spec in enumerate(getattr(self, kind))
+            if (msg := missing_timezone(spec, f"inputs.{kind}[{i}]"))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Stage sections
+# --------------------------------------------------------------------------------------------
+class GeneratorConfig(Section):
+    vehicles: int = Field(40, ge=1)
+    days: int = Field(14, ge=1)
+    start_date: str = Field("2024-03-04", description="First local day (ISO date).")
+    seed: int = 42
+    region: str = Field("delhi_ncr", description="Key into common.core.regions.REGIONS.")
+    moving_interval_s: tuple[int, int] = Field((30, 60), description="Sampling interval range while moving (s).")
+    parked_interval_s: int = Field(300, ge=30, description="Heartbeat while parked (s).")
+    hotspots: int = Field(12, ge=1)
+    stations: int = Field(30, ge=1)
+    at_risk_share: float = Field(0.15, ge=0, le=1, description="Share of low-activity / at-risk drivers.")
+    offline_share: float = Field(0.05, ge=0, le=1, description="Share of drivers whose device goes offline for days (not at risk).")
+    anomaly_rate: float = Field(0.004, ge=0, le=0.2, description="Per-row probability of an injected anomaly.")
+    vehicles_per_task: int = Field(25, ge=1, description="Vehicles simulated per Spark task (mapInPandas chunk).")
+    output_format: Literal["parquet", "csv"] = "parquet"
+    # --- device behaviour (docs/GENERATOR.md "Device reporting modes") ---
+    device_modes: dict[str, float] = Field(
+        default_factory=lambda: {"continuous": 1.0},
+        description="Share of devices per reporting mode: continuous (a heartbeat every parked_interval_s while "
+        "parked), ignition_only (a sample at key-off and key-on, one heartbeat every ignition_heartbeat_s while "
+        "parked or charging), bursty (1 Hz bursts while moving, irregular sampling and heartbeats). Sums to 1.",
+    )
+    ignition_heartbeat_s: tuple[int, int] = Field(
+        (1200, 14400), description="Range of the parked heartbeat interval of an ignition-only device, drawn per device (s)."
+    )
+    burst_share: float = Field(0.03, ge=0, le=1, description="bursty devices: share of moving intervals sampled at 1 Hz.")
+    irregular_drop_share: float = Field(
+        0.35, ge=0, lt=1, description="bursty devices: share of other moving samples and parked heartbeats never sent."
+    )
+    multipath_rate: float = Field(
+        0.0, ge=0, le=0.1, description="Per sent row: start of a GPS multipath episode (1-3 samples displaced 15-80 m; "
+        "realistic noise, not a labelled anomaly).",
+    )
+    # --- driver behaviour ---
+    part_time_share: float = Field(0.0, ge=0, le=1, description="Drivers who work on part_time_active_share of days at random (not at risk).")
+    part_time_active_share: float = Field(0.6, gt=0, le=1, description="Share of days a part-time driver works.")
+    early_start_share: float = Field(0.0, ge=0, le=1, description="Drivers whose shift starts before dawn (about 04:00-05:30 local).")
+    away_night_share: float = Field(0.0, ge=0, le=1, description="Drivers who now and then sleep away from home.")
+    away_night_prob: float = Field(0.12, ge=0, le=0.5, description="Per night, for those drivers: sleep at their away place.")
+    # --- what the raw files look like ---
+    layout: Literal["canonical", "payd"] = Field(
+        "canonical",
+        description="canonical: the contract's column names (docs/DATA_CONTRACT.md), read by the generator's default "
+        "inputs; payd: a pay-as-you-drive operator's CSV export (telematics_id, timestamp, latitude, ... and a "
+        "fleet register), ingested through a dataset mapping such as conf/datasets/payd_fleet.yaml.",
+    )
+    timestamp_style: Literal["utc", "utc_z", "local_offset"] = Field(
+        "utc", description="CSV timestamps: 'utc' (yyyy-MM-dd HH:mm:ss), 'utc_z' (ISO with Z), 'local_offset' (ISO local time with +hh:mm)."
+    )
+    network: bool = Field(True, description="Write the charging network's files (stations, charger status, sessions); false = a telematics-only deployment.")
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        # YAML and --conf turn an unquoted 2024-03-23 into a date; keep the ISO text.
+        from datetime import date
+
+        return value.isoformat() if isinstance(value, date) else value
+
+    @model_validator(mode="after")
+    def _shares(self) -> "GeneratorConfig":
+        known = {"continuous", "ignition_only", "bursty"}
+        unknown = set(self.device_modes) - known
+        if unknown:
+            raise ValueError(f"generator.device_modes: unknown mode(s) {sorted(unknown)}; known: {sorted(known)}")
+        if any(v < 0 for v in self.device_modes.values()) or abs(sum(self.device_modes.values()) - 1.0) > 1e-6:
+            raise ValueError(f"generator.device_modes: shares must be >= 0 and sum to 1 (got {self.device_modes})")
+        if self.at_risk_share + self.offline_share + self.part_time_share > 1:
+            raise ValueError("generator: at_risk_share + offline_share + part_time_share must be <= 1")
+        lo, hi = self.ignition_heartbeat_s
+        if not 0 < lo <= hi:
+            raise ValueError(f"generator.ignition_heartbeat_s: need 0 < low <= high (got {self.ignition_heartbeat_s})")
+        return self
+
+
+LEASE_MIN_RENEWALS_PER_TTL = 3
+
+
+class LeaseConfig(Section):
+    """Run lease (`common/io/lease.py`, table audit.run_lease): one pipeline or job run at a time per lakehouse."""
+
+    enabled: bool = Field(True, description="Take the lease in every job's bootstrap; false only for lakehouses with one writer by construction.")
+    ttl_s: float = Field(
+        900.0, gt=0, description="A lease not renewed for this long is taken for a dead holder's: the next run takes it over, with a warning (s)."
+    )
+    heartbeat_s: float = Field(60.0, gt=0, description="The holder renews its lease this often, from a daemon thread (s).")
+
+    @model_validator(mode="after")
+    def _renewed_within_ttl(self) -> "LeaseConfig":
+        # Several renewals per TTL: one late renewal (a busy driver, an S3 retry) must not lose the lease.
+        if self.heartbeat_s * LEASE_MIN_RENEWALS_PER_TTL > self.ttl_s:
+            raise ValueError(
+                f"lease.heartbeat_s ({self.heartbeat_s}) must be at most lease.ttl_s / {LEASE_MIN_RENEWALS_PER_TTL} ({self.ttl_s})"
+            )
+        return self
+
+
+class IngestConfig(Section):
+    lat_range: tuple[float, float] = (-90.0, 90.0)
+    lon_range: tuple[float, float] = (-180.0, 180.0)
+    soc_range: tuple[float, float] = (0.0, 100.0)
+    min_valid_year: int = Field(1990, description="Timestamps before this are sentinel/corrupt -> quarantine.")
+    max_future_days: int = Field(2, description="Timestamps more than this many days after ingest time -> quarantine.")
+    quarantine_open_sessions: bool = Field(True, description="Charging sessions without an end time -> quarantine.")
+    skip_ingested_files: bool = Field(
+        True, description="File ledger: skip files already ingested with the same size, mtime and mapping."
+    )
+    partition_column: str = "date"
+
+
+class CleanConfig(Section):
+    """Thresholds of `jobs/clean.py` (bronze.telematics -> silver.telematics_clean). Units in the names."""
+
+    area_file: str | None = Field(
+        None,
+        description="Operating area (WKT or GeoJSON file; relative to the project root); points outside are flagged. "
+        "Null: the generator region's area for the generator's own inputs, else no area rule (logged).",
+    )
+    default_timezone: str | None = Field(
+        None,
+        description="IANA zone for vehicles without bronze.vehicles.timezone. Null: the generator region's zone for "
+        "the generator's own inputs; with other inputs a vehicle without a zone is a configuration error naming this key.",
+    )
+    dataset_start: str | None = Field(
+        None,
+        description="ISO date/timestamp (UTC): earlier rows are flagged. Null = generator.start_date minus one day "
+        "when inputs are the synthetic generator, else no lower bound (ingest already drops sentinel years).",
+    )
+    future_tolerance_min: float = Field(10.0, ge=0, description="Rows later than run time + this are flagged (min).")
+    zero_coord_either_axis: bool = Field(
+        True,
+        description="Also treat lat == 0 or lon == 0 (not only both) as a receiver default; set false for fleets "
+        "that really drive on the equator or the prime meridian.",
+    )
+    physical_max_speed_kmh: dict[str, float] = Field(
+        default_factory=lambda: {
+            "e_rickshaw": 60.0,
+            "three_wheeler": 80.0,
+            "two_wheeler": 150.0,
+            "car": 220.0,
+            "van": 160.0,
+            "bus": 130.0,
+            "default": 220.0,
+        },
+        description="Physical cap on implied speed per vehicle_type (km/h); 'default' for unknown types.",
+    )
+    adaptive_speed_alpha: float = Field(3.0, gt=0, description="Adaptive cap = alpha x the vehicle's quantile speed.")
+    adaptive_speed_quantile: float = Field(0.95, gt=0, lt=1, description="Quantile of the vehicle's moving implied speed.")
+    moving_speed_kmh: float = Field(5.0, ge=0, description="Above this (reported or implied) a vehicle is driving (km/h).")
+    min_jump_m: float = Field(
+        200.0, ge=0, description="Legs shorter than this are never impossible (GPS jitter / stale fixes at 1 Hz) (m)."
+    )
+    spike_min_distance_m: float = Field(1000.0, ge=0, description="A position spike is at least this far from both neighbours (m).")
+    spike_return_ratio: float = Field(
+        0.5, gt=0, le=1, description="Spike: neighbours closer to each other than this x the shorter leg."
+    )
+    max_charger_kw: float = Field(150.0, gt=0, description="Fastest charger the fleet can use (kW): caps SOC rise per minute.")
+    max_discharge_c_rate: float = Field(4.0, gt=0, description="Fastest discharge in pack capacities per hour (1/h).")
+    default_battery_kwh: float = Field(5.0, gt=0, description="Battery size for vehicles missing from bronze.vehicles (kWh).")
+    soc_tolerance_pct: float = Field(1.0, ge=0, description="Slack for SOC quantisation/noise in rate checks (pct points).")
+    soc_rise_driving_tolerance_pct: float = Field(
+        2.0, ge=0, description="SOC may rise this much between two driving samples (regenerative braking) (pct points)."
+    )
+    soc_spike_min_pct: float = Field(10.0, gt=0, description="A SOC spike jumps at least this far on both legs (pct points).")
+    soc_spike_return_ratio: float = Field(
+        0.5, gt=0, le=1, description="SOC spike: neighbours differ by at most this x the smaller jump."
+    )
+    soc_spike_max_gap_s: float = Field(1800.0, gt=0, description="Both legs of a SOC spike are at most this long (s).")
+    soc_spike_parked_max_gap_s: float = Field(
+        43200.0, gt=0, description="... or this long when all three samples are parked at one place (devices that report "
+        "every few hours while parked) (s).",
+    )
+    soc_spike_parked_radius_m: float = Field(100.0, gt=0, description="Parked at one place: neighbours within this distance (m).")
+    repair_max_gap_s: float = Field(600.0, ge=0, description="Interpolate only between usable neighbours this close (s).")
+    repair_fill_limit_s: float = Field(300.0, ge=0, description="Else copy the nearest usable value within this time (s).")
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        from zoneinfo import ZoneInfo
+
+        if value is None:
+            return value
+        try:
+            ZoneInfo(value)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the key name
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @field_validator("dataset_start", mode="before")
+    @classmethod
+    def _iso_start(cls, value: Any) -> Any:
+        # YAML turns an unquoted 2021-01-01 into a date; keep the ISO text and check it parses.
+        from datetime import date, datetime
+
+        if isinstance(value, date | datetime):
+            value = value.isoformat()
+        if isinstance(value, str):
+            datetime.fromisoformat(value)
+        return value
+
+
+class TripsConfig(Section):
+    """Stops, trips and ~1 km energy segments (`common/silver/trips.py`, used by jobs/kpis.py and the insights jobs)."""
+
+    moving_speed_kmh: float = Field(
+        2.0, ge=0, description="A sample (reported speed) or leg (mean of its end speeds) above this is moving (km/h)."
+    )
+    min_stop_minutes: float = Field(
+        5.0, gt=0, description="A stop: stationary samples whose first and last are at least this far apart (dwell, min)."
+    )
+    stop_radius_m: float = Field(
+        100.0, gt=0, description="Consecutive stationary samples further apart than this start a new stop (m)."
+    )
+    max_gap_minutes: float = Field(
+        10.0, gt=0, description="A leg longer than this is a data gap: trips split there and its distance is not counted (min)."
+    )
+    parked_silence_factor: float = Field(
+        3.0, gt=0, description="A silence (leg longer than max_gap_minutes) whose ends are within stop_radius_m, with SOC not "
+        "falling more than parked_soc_drop_pct across it, is a parked period when no longer than this x the vehicle's "
+        "heartbeat (silver.device_profiles) ...",
+    )
+    parked_silence_min_minutes: float = Field(
+        120.0, gt=0, description="... and at least this long is always allowed (missed heartbeats, no profile yet) (min) ..."
+    )
+    parked_silence_max_hours: float = Field(
+        48.0, gt=0, description="... but never longer: a device silent for days is an outage, not a parked vehicle (h)."
+    )
+    parked_soc_drop_pct: float = Field(
+        2.0, ge=0, description="SOC falling more than this across a silence means the vehicle was driven: a gap (pct points)."
+    )
+    min_trip_km: float = Field(0.2, ge=0, description="Shorter 'trips' (GPS jitter between two stops) are dropped (km).")
+    segment_km: float = Field(1.0, gt=0, description="Target length of the energy-model segments a trip is cut into (km).")
+
+
+class DevicesConfig(Section):
+    """Device reporting modes measured by the clean stage (silver.device_profiles, `common/silver/devices.py`)."""
+
+    silent_day_share: float = Field(0.5, gt=0, le=1, description="mostly_silent: no sample on at least this share of days between the first and last sample.")
+    ignition_min_interval_s: float = Field(
+        900.0, gt=0, description="Parked silences longer than this mean the device sleeps while parked (s) ..."
+    )
+    ignition_parked_share: float = Field(
+        0.5, gt=0, le=1, description="... ignition_only when at least this share of the parked time lies in such silences."
+    )
+    burst_interval_s: float = Field(2.0, gt=0, description="Moving intervals this short are 1 Hz bursts (s).")
+    burst_share: float = Field(0.1, gt=0, le=1, description="bursty: at least this share of the moving intervals are bursts ...")
+    irregular_cv: float = Field(1.0, gt=0, description="... or the moving intervals' coefficient of variation is at least this.")
+
+
+class OdometerConfig(Section):
+    """Odometer fault detection of gold.payd_billing: a faulty vehicle-day is billed on GPS km."""
+
+    decrease_tolerance_km: float = Field(
+        0.2, ge=0, description="A reading may drop this much (rounding to 0.1 km, reordering) before it is 'decreasing' (km)."
+    )
+    jump_min_km: float = Field(5.0, gt=0, description="An increase is a 'jump' only when at least this big (km) ...")
+    max_speed_kmh: float = Field(
+        200.0, gt=0, description="... and faster than this over the leg (km/h): device gaps may legitimately add km."
+    )
+    stuck_min_gps_km: float = Field(
+        2.0, gt=0, description="'Stuck': the reading does not change while GPS moving distance adds up to this (km)."
+    )
+
+
+class BillingConfig(Section):
+    """Pay-as-you-drive billing (gold.payd_billing)."""
+
+    period: Literal["month", "week"] = Field("month", description="Billing period (local calendar).")
+    discrepancy_threshold_pct: float = Field(
+        10.0, ge=0, description="Flag a period whose |odometer km - GPS km| exceeds this share of GPS km (percent)."
+    )
+    discrepancy_min_km: float = Field(5.0, ge=0, description="... and this many km (short periods are noisy) (km).")
+    active_day_min_km: float = Field(0.5, ge=0, description="A day with at least this many billable km is active (km).")
+    odometer: OdometerConfig = Field(default_factory=OdometerConfig)
+
+
+class KpisConfig(Section):
+    """Fleet KPIs (`jobs/kpis.py`): minutely, trips, segments, daily, fleet daily, PAYD billing."""
+
+    rolling_window_minutes: int = Field(15, ge=1, description="Rolling window of silver.vehicle_minutely (event time, min).")
+    context_days: int = Field(
+        1, ge=0, description="--start-date/--end-date runs also read this many days either side (trips over midnight)."
+    )
+    percentiles: list[float] = Field(
+        default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 0.9], description="Percentiles of gold.fleet_daily_kpis (0-1)."
+    )
+    trips: TripsConfig = Field(default_factory=TripsConfig)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
+
+
+class PhysicsVehicleParams(Section):
+    """Longitudinal energy model of one vehicle model (the physics baseline of the energy model)."""
+
+    mass_kg: float = Field(..., gt=0, description="Loaded mass (kg).")
+    cda_m2: float = Field(..., gt=0, description="Drag coefficient x frontal area (m2).")
+    crr: float = Field(..., gt=0, description="Rolling resistance coefficient.")
+    drivetrain_eff: float = Field(..., gt=0, le=1, description="Battery -> wheel efficiency.")
+    regen_eff: float = Field(..., ge=0, le=1, description="Wheel -> battery efficiency when braking.")
+    aux_kw: float = Field(0.0, ge=0, description="Base auxiliary load (kW).")
+    hvac_kw_per_deg: float = Field(0.0, ge=0, description="HVAC load per degC away from 21 degC (kW/degC).")
+
+
+class XgbParams(Section):
+    """XGBoost booster parameters shared by xgboost.spark and the logged booster."""
+
+    n_estimators: int = Field(300, ge=1)
+    max_depth: int = Field(6, ge=1)
+    learning_rate: float = Field(0.08, gt=0, le=1)
+    subsample: float = Field(0.9, gt=0, le=1)
+    colsample_bytree: float = Field(0.9, gt=0, le=1)
+    min_child_weight: float = Field(5.0, ge=0)
+    reg_lambda: float = Field(1.0, ge=0)
+    tree_method: str = "hist"
+    max_bin: int = Field(256, ge=2)
+    objective: str | None = Field(
+        None, description="Regression objective (e.g. reg:absoluteerror for an MAE-judged forecast); null = xgboost default."
+    )
+
+
+class SocModelConfig(Section):
+    """SOC drop `horizon_min` ahead, per vehicle-minute (jobs/train.py, common/ml/features.py)."""
+
+    registered_model: str = "evfa_soc_drop_60m"
+    registered_classifier: str = "evfa_soc_drop_ge10_60m"
+    horizon_min: int = Field(60, ge=1, description="Forecast horizon (minutes).")
+    drop_threshold_pct: float = Field(10.0, gt=0, description="Classification event: drop >= this (SOC points).")
+    label_max_staleness_min: int = Field(
+        10, ge=0, description="SOC at t+horizon may come from the last minute with SOC at most this old (min)."
+    )
+    slope_window_min: int = Field(15, ge=2, description="Recent SOC slope / persistence baseline window (min).")
+    xgb: XgbParams = Field(default_factory=XgbParams)
+
+
+class EnergyModelConfig(Section):
+    """Energy per km per segment (silver.segments), evaluated per trip."""
+
+    registered_model: str = "evfa_energy_per_km"
+    min_segment_km: float = Field(0.5, gt=0, description="Shorter (trip-tail) segments are not used to train (km).")
+    min_eval_trip_km: float = Field(1.0, gt=0, description="Trips shorter than this are not scored for MAPE (km).")
+    default_model: str | None = Field(None, description="Physics parameters for vehicles whose model is not in `physics`.")
+    physics: dict[str, PhysicsVehicleParams] = Field(
+        default_factory=dict, description="Vehicle model name -> longitudinal energy parameters (physics baseline)."
+    )
+    xgb: XgbParams = Field(default_factory=lambda: XgbParams(n_estimators=400, max_depth=5, learning_rate=0.05))
+
+
+class MlConfig(Section):
+    """Model training/scoring (jobs/train.py, jobs/score.py). docs/MODELS.md explains the choices."""
+
+    num_workers: int = Field(2, ge=1, description="xgboost.spark workers (one Spark task each).")
+    seed: int = 42
+    test_days: int = Field(2, ge=1, description="Last N local days of data are the test window.")
+    gap_min: int = Field(60, ge=0, description="Gap between train and test (min); must be >= soc.horizon_min.")
+    holdout_vehicle_share: float = Field(0.25, gt=0, lt=1, description="Grouped-by-vehicle check: vehicles held out.")
+    refit_with_validation: bool = Field(
+        True,
+        description="SOC models: after the validation window has given its metrics and the decision threshold, "
+        "refit on train + validation rows (one day more history) before testing and logging.",
+    )
+    champion_alias: str = "champion"
+    soc: SocModelConfig = Field(default_factory=SocModelConfig)
+    energy: EnergyModelConfig = Field(default_factory=EnergyModelConfig)
+
+    @model_validator(mode="after")
+    def _gap_covers_horizon(self) -> "MlConfig":
+        if self.gap_min < self.soc.horizon_min:
+            raise ValueError(
+                f"ml.gap_min ({self.gap_min}) must be >= ml.soc.horizon_min ({self.soc.horizon_min}): "
+                "a training label would otherwise look into the test window"
+            )
+        return self
+
+
+class ReportConfig(Section):
+    output_dir: str = Field("reports", description="Reports go to <output_dir>/<run>/index.html; <output_dir>/latest links the newest.")
+    max_points_per_layer: int = Field(5000, ge=10, description="Cap on markers per map layer (rows brought to the driver).")
+    residence_cell_m: float = Field(1000.0, gt=0, description="Residences are shown coarsened to cells of this size (m).")
+    show_exact_residences: bool = Field(False, description="Explicit opt-in to plot exact home points (personal data).")
+    risk_z_line: float = Field(-1.5, description="Reference line on the risk z-score histogram.")
+
+
+class StationsConfig(Section):
+    """Station KPIs, fleet <-> network join and coverage gaps (`jobs/stations.py`, `common/network/stations.py`)."""
+
+    operational_status_codes: list[str] = Field(
+        default_factory=lambda: ["E"], description="AFDC status codes of an open station (E = available; P planned, T temporarily unavailable)."
+    )
+    public_access_values: list[str] = Field(default_factory=lambda: ["public"], description="`access` values that mean public (lower case).")
+    match_radius_m: float = Field(
+        75.0, gt=0, description="A fleet charging event or stop whose position is within this of a station is at that station (m)."
+    )
+    min_soc_gain_pct: float = Field(
+        1.0, ge=0, description="A stop at a station gaining less SOC than this did not charge: failed-attempt candidate (pct points)."
+    )
+    dc_fast_gap_m: float = Field(
+        3000.0, gt=0, description="A hotspot with no open DC-fast station within this distance is an expansion gap (m)."
+    )
+    gap_search_m: float = Field(
+        50000.0, gt=0, description="The nearest DC-fast station of a gap is searched within this radius; farther = null (m)."
+    )
+
+
+class ReliabilityConfig(Section):
+    """Charger reliability from OCPP status and sessions (`jobs/reliability.py`, `common/network/reliability.py`)."""
+
+    offline_timeout_s: float = Field(
+        2100.0, gt=0,
+        description="A port silent for longer than this is offline from last message + timeout until its next message (s). "
+        "OCPP 1.6 chargers re-send their status every 30 min (1800 s) while unchanged; 300 s grace.",
+    )
+    down_statuses: list[str] = Field(default_factory=lambda: ["Faulted", "Unavailable"], description="OCPP statuses that are an outage.")
+    excluded_causes: list[str] = Field(
+        default_factory=lambda: [
+            "scheduled_maintenance", "outside_opening_hours", "utility_outage", "vandalism", "natural_disaster", "vehicle_fault",
+        ],
+        description="`info` values (case-insensitive) that make a down status an excluded outage (23 CFR 680.116(b)).",
+    )
+    offline_info_codes: list[str] = Field(
+        default_factory=lambda: ["OOC"], description="`info` values of a down status that mean lost communication (ESB 'out of contact')."
+    )
+    snapshot_sources: dict[str, float] = Field(
+        default_factory=lambda: {"esb_cpinfo": 300.0},
+        description="source_name -> snapshot interval (s) of status feeds that list only non-free connectors "
+        "(absent = Available) instead of sending OCPP notifications.",
+    )
+    snapshot_max_gap_s: float = Field(
+        900.0, gt=0, description="Snapshot feeds: consecutive snapshots farther apart than this leave a no-data gap (s)."
+    )
+    observation_end: str | None = Field(
+        None,
+        description="ISO timestamp (UTC) closing the last interval of every port; null = the synthetic generator's period "
+        "end for its inputs, else the latest message of the source.",
+    )
+    nevi_target_pct: float = Field(97.0, ge=0, le=100, description="NEVI minimum port uptime (23 CFR 680.116(b)) (percent).")
+    nevi_window_months: int = Field(12, ge=1, description="Trailing window of the NEVI uptime (months).")
+    session_success_min_kwh: float = Field(
+        0.1, ge=0, description="Sources without a success flag: a session delivering at least this much energy succeeded (kWh)."
+    )
+    retry_window_min: float = Field(
+        30.0, ge=0, description="A vehicle's next session at the same station starting within this of the previous end is a retry (min)."
+    )
+    hotspot_window_days: int = Field(14, ge=1, description="Fault-rate hotspots: trailing window of failed/all sessions (days).")
+    hotspot_z: float = Field(2.0, description="A charger whose fault-rate z against the portfolio exceeds this is a hotspot.")
+    hotspot_min_sessions: int = Field(20, ge=1, description="Chargers with fewer sessions in the window are not scored.")
+    compare_window_days: int = Field(14, ge=1, description="Two-window test: the last N days vs the N days before (days).")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the two-window and regression tests.")
+    price_per_kwh: float = Field(0.35, ge=0, description="Tariff used to value lost energy of failed sessions (currency per kWh).")
+    currency: str = "USD"
+    bootstrap_resamples: int = Field(2000, ge=100, description="scipy.stats.bootstrap resamples of the lost-revenue CI.")
+    bootstrap_max_sessions: int = Field(
+        10000, ge=100, description="Successful sessions sampled (seeded) for the bootstrap; bounds driver memory and time."
+    )
+    stats_max_rows: int = Field(
+        200000, ge=100, description="Sessions brought to the driver for the load-vs-fault regression (seeded sample beyond)."
+    )
+    confidence_level: float = Field(0.95, gt=0, lt=1)
+    seed: int = 42
+    alert_thresholds_z: list[float] = Field(
+        default_factory=lambda: [1.0, 1.5, 2.0, 2.5, 3.0],
+        description="Fault-rate z thresholds scored by precision/recall against ports below the uptime target.",
+    )
+
+
+class ResidenceConfig(Section):
+    """Home location per vehicle from night parking (`jobs/residence.py`, `common/mobility/residence.py`)."""
+
+    night_start_hour: int = Field(0, ge=0, le=23, description="Night window start, local wall-clock hour (inclusive).")
+    night_end_hour: int = Field(
+        5, ge=1, le=24, description="Night window end, local hour (exclusive); a window with start > end wraps midnight."
+    )
+    stationary_speed_kmh: float = Field(2.0, ge=0, description="A night point at or below this reported speed is parked (km/h).")
+    grid_m: float = Field(
+        10.0, gt=0, description="Night points are snapped to cells of this size before DBSCAN; counts become sample_weight (m)."
+    )
+    eps_m: float = Field(50.0, gt=0, description="DBSCAN neighbourhood radius (haversine, m).")
+    min_samples: int = Field(
+        6, ge=1, description="DBSCAN min weighted night points for a core point (6 x 5-min heartbeats = 30 min parked)."
+    )
+    max_dwell_s: float = Field(
+        900.0, gt=0, description="Dwell of a night point = time to the vehicle's next night point, capped at this (device gaps) (s)."
+    )
+    min_nights: int = Field(3, ge=1, description="A home is labelled only when the vehicle spent at least this many nights there.")
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> "ResidenceConfig":
+        if self.night_start_hour == self.night_end_hour % 24:
+            raise ValueError("residence.night_start_hour and night_end_hour must differ")
+        return self
+    max_cells_per_vehicle: int = Field(
+        50000, ge=1, description="Most night grid cells of one vehicle the home DBSCAN (a grouped pandas UDF) loads; above "
+        "it the cells with the most points are kept. Bounds a Python worker's memory (50 000 cells = 5 km2 of 10 m cells)."
+    )
+
+
+class ChargingConfig(Section):
+    """Charging events, per-vehicle charging locations and fleet charging sites (`jobs/charging.py`)."""
+
+    stationary_speed_kmh: float = Field(2.0, ge=0, description="Both samples of a step at or below this are stationary (km/h).")
+    stationary_radius_m: float = Field(
+        100.0, gt=0, description="A step longer than this is a move, even at zero reported speed (m)."
+    )
+    max_pause_min: float = Field(
+        60.0, ge=0, description="Flat SOC for longer than this between two rises starts a new event (min)."
+    )
+    soc_drop_tolerance_pct: float = Field(
+        1.0, ge=0, description="A stationary SOC drop up to this does not end a run (integer SOC jitter) (pct points)."
+    )
+    min_delta_soc_pct: float = Field(5.0, ge=0, description="High-confidence events gain more than this (pct points).")
+    fallback_min_delta_soc_pct: float = Field(
+        2.0, ge=0, description="Second pass, only for vehicles without a high-confidence event: gain more than this (pct points)."
+    )
+    default_battery_kwh: float | None = Field(
+        None, gt=0, description="Battery for vehicles missing from bronze.vehicles (kWh); null = kwh stays null."
+    )
+    location_eps_m: float = Field(75.0, gt=0, description="Per-vehicle DBSCAN radius over event positions (m).")
+    location_min_events: int = Field(1, ge=1, description="DBSCAN min_samples: one successful charge makes a location.")
+    max_events_per_vehicle: int = Field(
+        20000, ge=1, description="Most events of one vehicle the location DBSCAN (a grouped pandas UDF) loads; above it a "
+        "seeded sample is clustered and the rest get no location_id. Bounds a Python worker's memory."
+    )
+    site_eps_m: float = Field(75.0, gt=0, description="Fleet-wide grouping of vehicles' locations into sites (m).")
+    home_radius_m: float = Field(150.0, gt=0, description="A site within this of a charging vehicle's residence is 'home' (m).")
+    station_radius_m: float = Field(100.0, gt=0, description="A site within this of a bronze.stations row is that station (m).")
+    partition_cell_m: float = Field(5000.0, gt=0, description="Spatial partition cell of the fleet-wide site grouping (m).")
+
+    @model_validator(mode="after")
+    def _cell_covers_halo(self) -> "ChargingConfig":
+        if self.partition_cell_m < 4 * self.site_eps_m:
+            raise ValueError(f"charging.partition_cell_m ({self.partition_cell_m}) must be >= 4 x site_eps_m ({self.site_eps_m})")
+        return self
+
+
+class HotspotsConfig(Section):
+    """Fleet hotspots from unique daily visits with exact distributed DBSCAN (`jobs/hotspots.py`)."""
+
+    min_dwell_min: float = Field(5.0, gt=0, description="A stop counts as a visit when its dwell reaches this (min).")
+    visit_merge_m: float = Field(
+        150.0, gt=0, description="Stops of one vehicle on one local day within this of each other are one visit (m)."
+    )
+    eps_m: float = Field(
+        100.0, gt=0, description="DBSCAN radius over unique-visit positions (m). Kept well below radius_m: at fleet "
+        "scale a 500 m radius chains a whole city's scattered stops into one cluster.",
+    )
+    min_samples: int = Field(10, ge=1, description="DBSCAN min unique visits within eps_m of a core visit.")
+    min_unique_visits: int = Field(50, ge=1, description="A cluster is a hotspot with at least this many unique visits ...")
+    radius_m: float = Field(500.0, gt=0, description="... within this distance of its centroid (m).")
+    min_distinct_vehicles: int = Field(
+        2, ge=1, description="A hotspot is shared: at least this many vehicles (one driver's home is not a fleet hotspot)."
+    )
+    busiest_hours: int = Field(3, ge=1, le=24, description="Local arrival hours listed per hotspot, busiest first.")
+    partition_cell_m: float = Field(
+        2000.0, gt=0, description="Distributed DBSCAN partition cell (m); at least 4 x eps_m. Halo = 2 x eps_m."
+    )
+
+    @model_validator(mode="after")
+    def _cell_covers_halo(self) -> "HotspotsConfig":
+        if self.partition_cell_m < 4 * self.eps_m:
+            raise ValueError(f"hotspots.partition_cell_m ({self.partition_cell_m}) must be >= 4 x eps_m ({self.eps_m})")
+        return self
+
+
+class RiskConfig(Section):
+    """Driver risk (`jobs/risk.py`): the original z-score rule plus tested trend/inactivity signals."""
+
+    z_threshold: float = Field(-1.5, description="Baseline: High risk when the average daily km z-score is below this.")
+    active_day_min_km: float = Field(5.0, ge=0, description="A reported day with less GPS distance is inactive (km).")
+    min_reported_days: int = Field(
+        3, ge=1, description="Fewer reported days: tier `insufficient_data` with the reason (never a silent absence)."
+    )
+    low_coverage_share: float = Field(
+        0.6, ge=0, le=1, description="Drivers whose device reported on fewer than this share of the period's days are "
+        "'low coverage': listed separately, never High only because of missing days.",
+    )
+    fdr: float = Field(
+        0.05, gt=0, lt=1, description="False discovery rate of the trend and rising-inactivity signals across the fleet: a "
+        "signal beyond the z rule scores only when its one-sided test's Benjamini-Hochberg q-value is below this.",
+    )
+    trend_min_days: int = Field(10, ge=4, description="Trend and rising-inactivity signals need at least this many reported days.")
+    trend_drop_pct_per_week: float = Field(
+        30.0, ge=0, description="Signal: daily km falling faster than this share of the driver's mean per week (percent), "
+        "significant (least-squares slope, one-sided t-test, fleet FDR)."
+    )
+    steep_drop_pct_per_week: float = Field(60.0, ge=0, description="Extra signal: the same test, falling faster than this (percent per week).")
+    min_day_coverage: float = Field(
+        0.5, ge=0, le=1, description="Days whose data covers less than this share of 24 h (gold.daily_kpis "
+        "data_coverage_share; parked silences count as covered, see kpis.trips) are not reported days.",
+    )
+    inactive_share: float = Field(0.3, ge=0, le=1, description="Signal: share of reported days that are inactive above this.")
+    days_since_trip: int = Field(2, ge=1, description="Signal: no active day in the last N reported days of the period.")
+    charging_gap_factor: float = Field(
+        2.0, gt=0, description="Signal: days since the last charge above this x the driver's median charging interval."
+    )
+    min_residence_confidence: float = Field(
+        0.6, ge=0, le=1, description="Signal: home confidence below this (nights split between places: moved or unstable)."
+    )
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "low_distance_z": 50.0,
+            "declining_trend": 25.0,
+            "steep_decline": 25.0,
+            "rising_inactivity": 25.0,
+            "inactive_days": 10.0,
+            "no_recent_trip": 15.0,
+            "irregular_charging": 10.0,
+            "residence_change": 10.0,
+        },
+        description="Points per signal; score = sum of the signals present (0-100, capped). A steady pattern (inactive "
+        "days, charging, residence) stays below high_score on its own: only the z rule or a tested change reaches High.",
+    )
+    high_score: float = Field(50.0, ge=0, description="Tier High at or above this score (or z below z_threshold).")
+    medium_score: float = Field(25.0, ge=0, description="Tier Medium at or above this score.")
+
+
+class Config(Section):
+    env: str = "local"
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    inputs: InputsConfig = Field(default_factory=InputsConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    lease: LeaseConfig = Field(default_factory=LeaseConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    devices: DevicesConfig = Field(default_factory=DevicesConfig)
+    kpis: KpisConfig = Field(default_factory=KpisConfig)
+    ml: MlConfig = Field(default_factory=MlConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    stations: StationsConfig = Field(default_factory=StationsConfig)
+    reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
+    residence: ResidenceConfig = Field(default_factory=ResidenceConfig)
+    charging: ChargingConfig = Field(default_factory=ChargingConfig)
+    hotspots: HotspotsConfig = Field(default_factory=HotspotsConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as a dict with values that may carry credentials masked (for logs)."""
+        return redact(self.model_dump(mode="json"))
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def _expand_env(obj: Any, env: dict[str, str] | None = None) -> Any:
+    """`${VAR}` / `${VAR:-default}` from `env` (then the process environment)."""
+    if isinstance(obj, dict):
+        return {k: _expand_env(v, env) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_expand_env(v, env) for v in obj]
+    if isinstance(obj, str):
+
+        def sub(m: re.Match[str]) -> str:
+            value = (env or {}).get(m.group(1), os.environ.get(m.group(1)))
+            if value is None:
+                if m.group(2) is None:
+                    raise ConfigError(f"environment variable {m.group(1)} is referenced in conf but not set")
+                return m.group(2)
+            return value
+
+        return _ENV_REF.sub(sub, obj)
+    return obj
+
+
+# Sections a dataset file may set in `settings:`: properties of the data (its area, clock, codes),
+# never the platform (where tables live, how Spark runs, where MLflow is).
+DATASET_SETTING_SECTIONS = ("clean", "ingest", "kpis", "residence", "charging", "hotspots", "risk", "stations", "reliability", "ml")
+
+
+def _dataset_file(name: str) -> Path:
+    path = Path(name)
+    if not path.exists() and (PROJECT_ROOT / name).exists():
+        path = PROJECT_ROOT / name
+    if not path.exists():
+        raise ConfigError(f"--inputs {name}: file not found")
+    return path
+
+
+def load_dataset_files(paths: list[str], env: dict[str, str] | None = None) -> InputsConfig:
+    """Concatenate the `inputs:` lists of dataset YAML files (relative to cwd or the project).
+
+    `env` values win over the process environment for `${VAR}` references (the generator points
+    a shipped mapping at its own raw folder this way)."""
+    merged: dict[str, list] = {}
+    for name in paths:
+        data = _read_yaml(_dataset_file(name))
+        data = _expand_env(data.get("inputs", {k: v for k, v in data.items() if k != "settings"}), env)
+        if not isinstance(data, dict):
+            raise ConfigError(f"--inputs {name}: expected a mapping 'inputs: {{<kind>: [datasets]}}'")
+        for kind, specs in data.items():
+            merged.setdefault(kind, []).extend(specs or [])
+    try:
+        return InputsConfig.model_validate(merged)
+    except ValidationError as exc:
+        lines = [f"  inputs.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"--inputs {', '.join(paths)}: invalid dataset config:\n" + "\n".join(lines)) from None
+
+
+def dataset_settings(paths: list[str]) -> dict[str, Any]:
+    """`settings:` of dataset files: dotted config keys that describe the data, e.g.
+    `clean.default_timezone: Africa/Nairobi`, `clean.area_file: conf/areas/nairobi.wkt`."""
+    out: dict[str, Any] = {}
+    for name in paths:
+        settings = _read_yaml(_dataset_file(name)).get("settings") or {}
+        if not isinstance(settings, dict):
+            raise ConfigError(f"--inputs {name}: 'settings' must map dotted keys to values")
+        for key, value in settings.items():
+            section = str(key).split(".", 1)[0]
+            if section not in DATASET_SETTING_SECTIONS:
+                raise ConfigError(
+                    f"--inputs {name}: settings.{key}: a dataset file may set only {', '.join(DATASET_SETTING_SECTIONS)} "
+                    "(the data's properties); platform settings belong in conf/<env>.yaml or --conf"
+                )
+            out[str(key)] = value
+    return out
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {part!r} is a value, not a section")
+    node[parts[-1]] = value
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in (overlay or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def apply_override(data: dict[str, Any], override: str) -> dict[str, Any]:
+    """Apply one `a.b.c=value` override; the value is parsed as YAML (numbers, lists, null)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--conf {override!r}: expected key=value, e.g. --conf clean.max_speed_kmh=150")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--conf {key}: {part!r} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return data
+
+
+def load_config(
+    env: str = "local", overrides: list[str] | None = None, conf_dir: Path | None = None, dataset_files: list[str] | None = None
+) -> Config:
+    """base.yaml <- <env>.yaml <- dataset files (`--inputs`) <- overrides, then validate.
+
+    Dataset files replace `inputs` and may set the data's properties (`settings:`); `--conf`
+    overrides win over both. Errors name the key and the file."""
+    conf_dir = conf_dir or CONF_DIR
+    base_file = conf_dir / "base.yaml"
+    env_file = conf_dir / f"{env}.yaml"
+    if not env_file.exists():
+        known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
+        raise ConfigError(f"unknown --env {env!r}: no {env_file} (known: {', '.join(known)})")
+    data = deep_merge(_read_yaml(base_file) if base_file.exists() else {}, _read_yaml(env_file))
+    data["env"] = env
+    if dataset_files:
+        data["inputs"] = load_dataset_files(dataset_files).model_dump(mode="json")
+        for key, value in dataset_settings(dataset_files).items():
+            _set_dotted(data, key, value)
+    for override in overrides or []:
+        data = apply_override(data, override)
+    data = _expand_env(data)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})"[:300])
+        raise ConfigError(f"invalid configuration for env {env!r}:\n" + "\n".join(lines)) from None

@@ -1,0 +1,21 @@
+"""Notebook bootstrap: the same config loader and SparkSession builder as the jobs.
+
+    from common.io.notebook import start
+    cfg, spark = start()          # EVFA_ENV (default local) and EVFA_CONF ("k=v;k=v") from the environment
+"""
+
+from __future__ import annotations
+
+import os
+
+from common.core.config import Config, load_config
+
+
+def start(env: str | None = None, overrides: list[str] | None = None) -> tuple[Config, object]:
+    from common.io.spark import build_session, python_for_workers
+
+    env = env or os.environ.get("EVFA_ENV", "local")
+    extra = [o for o in os.environ.get("EVFA_CONF", "").split(";") if o.strip()]
+    cfg = load_config(env, [*extra, *(overrides or [])])
+    python_for_workers()
+    return cfg, build_session(cfg)

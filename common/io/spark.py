@@ -1,0 +1,143 @@
+"""The one SparkSession builder used by every job, test and notebook.
+
+Delta SQL extension + catalog, Sedona registered through SedonaContext, Kryo with Sedona's
+registrator, AQE on, session timezone UTC. Locally the Delta/Sedona jars come from the
+offline cache `.jars/` (filled by `bin/fetch-jars`); on EMR/Glue `spark.jars`/`--packages`
+are set by spark-submit and `spark.jars_dir` is null in conf.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+
+from pyspark.sql import SparkSession
+
+from common.core.config import Config, ConfigError, SparkConfig
+from common.core.versions import ALL_COORDINATES, jar_file_name
+
+log = logging.getLogger(__name__)
+
+
+def local_jars(spark_cfg: SparkConfig, storage_root_resolver) -> list[str]:
+    """Absolute paths of the cached jars, or a clear error telling how to fetch them."""
+    if not spark_cfg.jars_dir:
+        return []
+    jars_dir = storage_root_resolver(spark_cfg.jars_dir)
+    wanted = [os.path.join(jars_dir, jar_file_name(c)) for c in ALL_COORDINATES]
+    missing = [p for p in wanted if not os.path.exists(p)]
+    if missing:
+        raise ConfigError(
+            f"missing Spark jars {', '.join(os.path.basename(m) for m in missing)} in {jars_dir}: "
+            "run `bin/fetch-jars` once (needs Maven Central), or set spark.jars_dir: null on a cluster"
+        )
+    return wanted
+
+
+def spark_conf(cfg: Config) -> dict[str, str]:
+    """Every Spark setting the builder applies, as plain strings (also used by deploy tooling)."""
+    s = cfg.spark
+    conf = {
+        "spark.app.name": s.app_name,
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.serializer": "org.apache.spark.serializer.KryoSerializer",
+        "spark.kryo.registrator": "org.apache.sedona.core.serde.SedonaKryoRegistrator",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        "spark.sql.adaptive.skewJoin.enabled": "true",
+        "spark.sql.shuffle.partitions": str(s.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        # Unparseable datetime strings become NULL (ingest quarantines them with a reason) instead of
+        # SparkUpgradeException for strings the pre-3.0 parser would have accepted (e.g. '20181101 45').
+        "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Grouped-UDF batches: keep Python workers' memory bounded on big vehicles.
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "20000",
+        "spark.ui.enabled": str(s.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": str(s.progress_bar).lower(),
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # Delta's optimistic concurrency needs no lock on a local/HDFS file system. On S3 it needs the
+        # DynamoDB LogStore, which conf/emr.yaml and conf/glue.yaml set (docs/DEPLOY.md).
+        "spark.sql.sources.partitionOverwriteMode": "static",
+        # FAIR between pools, FIFO inside the default pool (the jobs' own order is unchanged): the run
+        # lease's renewals (common/io/lease.py, own pool) get a task slot while a long stage holds the
+        # others, instead of queueing behind it until the lease expires.
+        "spark.scheduler.mode": "FAIR",
+    }
+    conf.update(s.extra)
+    return conf
+
+
+def build_session(cfg: Config) -> SparkSession:
+    """Create (or return the running) SparkSession configured for Delta + Sedona."""
+    builder = SparkSession.builder
+    if cfg.spark.master:
+        builder = builder.master(cfg.spark.master)
+    for key, value in spark_conf(cfg).items():
+        builder = builder.config(key, value)
+    jars = local_jars(cfg.spark, cfg.storage.resolve)
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
+    if cfg.spark.driver_memory and cfg.spark.master and cfg.spark.master.startswith("local"):
+        builder = builder.config("spark.driver.memory", cfg.spark.driver_memory)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    _register_sedona(spark)
+    return spark
+
+
+# AQE's starting number of shuffle partitions (it defaults to spark.sql.shuffle.partitions).
+INITIAL_PARTITIONS = "spark.sql.adaptive.coalescePartitions.initialPartitionNum"
+# Every heavy stage scales with the fleet's telemetry, so its size sizes the shuffles.
+SIZING_TABLE = "bronze.telematics"
+
+
+def shuffle_partitions_for(data_bytes: int, s: SparkConfig) -> int:
+    """One shuffle partition per `bytes_per_shuffle_partition` of input, within [shuffle_partitions,
+    max_shuffle_partitions].
+
+    Why not a fixed number: AQE coalesces small shuffle partitions but never splits big ones, and a
+    frame that is persisted keeps the partitions its shuffle started with (Spark 3.5 turns off the
+    final stage's coalescing for a cached plan). With a fixed 8, a 50 M-row fleet made ~1 GB cached
+    blocks, which are re-read from disk whole onto the heap (OutOfMemoryError, docs/BENCHMARKS.md);
+    with a fixed 200, every cached frame of a demo fleet is 200 tiny partitions."""
+    if not s.bytes_per_shuffle_partition:
+        return s.shuffle_partitions
+    wanted = -(-max(data_bytes, 0) // s.bytes_per_shuffle_partition)
+    return max(s.shuffle_partitions, min(s.max_shuffle_partitions, wanted))
+
+
+def size_shuffles(spark: SparkSession, cfg: Config, data_bytes: int | None = None) -> int:
+    """Set the session's starting shuffle partitions from the size of SIZING_TABLE, or from
+    `data_bytes` when given (ingest passes each dataset's source-file bytes: bronze may not exist
+    yet, and a small dataset needs few partitions). A runtime setting: the pipeline calls this
+    before every stage, so the stages after ingest see the telemetry's new size."""
+    from common.io import tables
+
+    size = data_bytes if data_bytes is not None else tables.size_bytes(spark, cfg, SIZING_TABLE) or 0
+    n = shuffle_partitions_for(size, cfg.spark)
+    if spark.conf.get(INITIAL_PARTITIONS, None) != str(n):
+        log.info("shuffles start with %d partitions (%s: %.0f MiB)", n, SIZING_TABLE if data_bytes is None else "input files", size / 2**20)
+        spark.conf.set(INITIAL_PARTITIONS, str(n))
+    return n
+
+
+def _register_sedona(spark: SparkSession) -> SparkSession:
+    from sedona.spark import SedonaContext
+
+    # SedonaContext.create registers the ST_* functions on this session (idempotent).
+    return SedonaContext.create(spark)
+
+
+def python_for_workers() -> None:
+    """Make executors use the same interpreter as the driver (venv), unless already set."""
+    import sys
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def jar_cache_is_complete(jars_dir: str) -> bool:
+    return all(glob.glob(os.path.join(jars_dir, jar_file_name(c))) for c in ALL_COORDINATES)

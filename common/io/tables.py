@@ -1,0 +1,296 @@
+"""All Delta IO in one place: table locations come from config, never from literals in jobs.
+
+Tables are path-based Delta tables named '<layer>.<name>' (see StorageConfig.path). Writes
+are atomic Delta commits: a killed job leaves the previous version readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common.core.config import POSITION_TRACES, Config
+
+log = logging.getLogger(__name__)
+
+
+class TableNotFound(RuntimeError):
+    """A job's input table does not exist yet: the message names the stage that writes it."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    path: str
+    version: int  # the table's version after the write (a property commit may follow the data commit)
+    rows: int | None = None
+    # The write's own data commit, found in the table history by its user-metadata tag: its version,
+    # operation (WRITE, MERGE, ...) and Delta's operation metrics (values are strings, as Delta logs them).
+    commit_version: int | None = None
+    operation: str | None = None
+    metrics: dict[str, str] = field(default_factory=dict)
+
+    def inserted(self) -> int:
+        """Rows the write's commit added (Delta's metric); 0 when it made no commit (Delta skips
+        empty commits, e.g. a MERGE that found every row already there). Needs a result of
+        `merge`, or of `write(..., commit_metrics=True)`."""
+        return 0 if self.commit_version is None else rows_inserted(self.operation, self.metrics)
+
+
+# Commits searched (newest first) for a write's tagged commit: its own, a table-property commit
+# after it, and any commits of concurrent writers in between.
+HISTORY_SEARCH = 25
+# Delta records this session setting in the commitInfo of a MERGE (writes take a writer option).
+_USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+# The setting is per session, not per thread: MERGEs of one process take turns so a commit never
+# carries another thread's tag.
+_MERGE_TAG_LOCK = threading.Lock()
+# Operation metric holding the rows a commit added, per Delta operation.
+_INSERTED_METRIC = {
+    "MERGE": "numTargetRowsInserted",
+    "WRITE": "numOutputRows",  # append / overwrite, also idempotent appends (txnAppId/txnVersion)
+    "CREATE TABLE AS SELECT": "numOutputRows",
+    "REPLACE TABLE AS SELECT": "numOutputRows",
+    "CREATE OR REPLACE TABLE AS SELECT": "numOutputRows",
+}
+
+
+class CommitNotFound(RuntimeError):
+    """A write's tag does not identify exactly one commit in the table's recent history."""
+
+
+def rows_inserted(operation: str | None, metrics: dict[str, str]) -> int:
+    """Rows a Delta commit added, from its own operation metrics.
+
+    Parameters
+    ----------
+    operation : str
+        The commit's `operation` (history): MERGE, WRITE, CREATE TABLE AS SELECT, ...
+    metrics : dict
+        Its `operationMetrics` (numTargetRowsInserted for MERGE, numOutputRows for writes).
+
+    Raises
+    ------
+    ValueError
+        For an operation without an inserted-rows metric, or a commit that lacks it.
+    """
+    key = _INSERTED_METRIC.get(operation or "")
+    if key is None or key not in metrics:
+        raise ValueError(f"Delta commit {operation!r} has no inserted-rows metric ({key or 'unknown operation'}); metrics: {metrics}")
+    return int(metrics[key])
+
+
+def commit_tag(table: str) -> str:
+    """A unique user-metadata tag for one write of `table` (identifies its commit in the history)."""
+    return f"evfa:{table}:{uuid.uuid4().hex}"
+
+
+def tagged_commit(spark: SparkSession, path: str, tag: str) -> tuple[int | None, str | None, dict[str, str]]:
+    """(version, operation, operationMetrics) of the commit whose userMetadata is `tag`;
+    (None, None, {}) when there is none (Delta made no commit). Raises CommitNotFound when the
+    tag appears more than once (it is unique per write)."""
+    found = (
+        DeltaTable.forPath(spark, path)
+        .history(HISTORY_SEARCH)
+        .where(F.col("userMetadata") == tag)
+        .select("version", "operation", "operationMetrics")
+        .collect()  # bounded: at most HISTORY_SEARCH commits
+    )
+    if not found:
+        return None, None, {}
+    if len(found) > 1:
+        raise CommitNotFound(f"{path}: {len(found)} commits tagged {tag!r} among the last {HISTORY_SEARCH}")
+    row = found[0]
+    return int(row["version"]), row["operation"], dict(row["operationMetrics"] or {})
+
+
+@contextmanager
+def job_description(spark: SparkSession, text: str) -> Iterator[None]:
+    """Name the Spark jobs started inside (Spark UI, event log, bench/profile_stage.py): a Delta
+    write's jobs otherwise show only `save at NativeMethodAccessorImpl.java:0`."""
+    sc = spark.sparkContext
+    previous = sc.getLocalProperty("spark.job.description")
+    sc.setJobDescription(text)
+    try:
+        yield
+    finally:
+        sc.setLocalProperty("spark.job.description", previous)  # None clears it
+
+
+# Names of the exceptions Delta raises when a concurrent commit won (optimistic concurrency), also
+# for two writers creating the same table (ProtocolChanged / FileAlreadyExists on version 0).
+_CONFLICTS = ("Concurrent", "ProtocolChanged", "MetadataChanged", "FileAlreadyExists", "concurrent update")
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """Whether `exc` says another writer committed first (retrying after a re-read is safe)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(k in text for k in _CONFLICTS)
+
+
+def exists(spark: SparkSession, cfg: Config, table: str) -> bool:
+    return DeltaTable.isDeltaTable(spark, cfg.storage.path(table))
+
+
+def read(spark: SparkSession, cfg: Config, table: str, version: int | None = None) -> DataFrame:
+    path = cfg.storage.path(table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        raise TableNotFound(f"table {table} not found at {path}: run the stage that writes it first")
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(path)
+
+
+def read_optional(spark: SparkSession, cfg: Config, table: str) -> DataFrame | None:
+    """The table, or None when it does not exist (an optional input of a job)."""
+    return read(spark, cfg, table) if exists(spark, cfg, table) else None
+
+
+def size_bytes(spark: SparkSession, cfg: Config, table: str) -> int | None:
+    """Bytes of the table's current files (Delta log, no data read); None when it does not exist."""
+    path = cfg.storage.path(table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return int(DeltaTable.forPath(spark, path).detail().select("sizeInBytes").first()[0])
+
+
+def version(spark: SparkSession, cfg: Config, table: str) -> int | None:
+    path = cfg.storage.path(table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+
+
+def write(
+    df: DataFrame,
+    cfg: Config,
+    table: str,
+    mode: str = "overwrite",
+    partition_by: list[str] | None = None,
+    replace_where: str | None = None,
+    comment: str | None = None,
+    properties: dict[str, str] | None = None,
+    merge_schema: bool = False,
+    commit_metrics: bool = False,
+) -> WriteResult:
+    """Write a DataFrame as a Delta table (overwrite / append / replaceWhere of partitions).
+
+    `merge_schema` lets an append add columns to an existing table (schema evolution of audit
+    tables whose layout grew; old rows read the new columns as null). `commit_metrics` looks the
+    write's own commit up in the history (operation metrics for a reconciliation); every commit
+    is tagged, the lookup costs one more history read so it is done only when asked."""
+    spark = df.sparkSession
+    path = cfg.storage.path(table)
+    tag = commit_tag(table)
+    writer = df.write.format("delta").mode(mode).option("userMetadata", tag)
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if replace_where:
+        writer = writer.option("replaceWhere", replace_where)
+    elif mode == "overwrite":
+        writer = writer.option("overwriteSchema", "true")
+    with job_description(spark, f"write {table}"):
+        writer.save(path)
+    commit_version, operation, metrics = tagged_commit(spark, path, tag) if commit_metrics else (None, None, {})
+    set_properties(spark, cfg, table, comment=comment, properties=properties)
+    v = version(spark, cfg, table)
+    log.info("wrote %s (%s) version %s", table, path, v)
+    return WriteResult(table=table, path=path, version=v if v is not None else -1, commit_version=commit_version, operation=operation, metrics=metrics)
+
+
+def set_properties(
+    spark: SparkSession,
+    cfg: Config,
+    table: str,
+    comment: str | None = None,
+    properties: dict[str, str] | None = None,
+) -> None:
+    """Table comment and properties; skipped when unchanged so reruns add no Delta versions."""
+    props = dict(properties or {})
+    if comment:
+        props["comment"] = comment
+    if not props:
+        return
+    path = cfg.storage.path(table)
+    detail = DeltaTable.forPath(spark, path).detail().select("description", "properties").first()
+    current = dict(detail["properties"] or {})
+    # Delta keeps a 'comment' property as the table description, not in `properties`.
+    if detail["description"] is not None:
+        current["comment"] = detail["description"]
+    changed = {k: v for k, v in props.items() if current.get(k) != v}
+    if not changed:
+        return
+    assignments = ", ".join(f"'{k}' = '{_sql_str(v)}'" for k, v in changed.items())
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+
+
+def merge(
+    df: DataFrame,
+    cfg: Config,
+    table: str,
+    keys: list[str],
+    partition_by: list[str] | None = None,
+    comment: str | None = None,
+    update: bool = False,
+) -> WriteResult:
+    """Insert rows whose natural key is new (and optionally update existing ones): idempotent.
+
+    The result carries the MERGE commit's operation metrics (`rows_inserted`); when the table does
+    not exist yet it is created by a WRITE instead."""
+    spark = df.sparkSession
+    path = cfg.storage.path(table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return write(df, cfg, table, mode="overwrite", partition_by=partition_by, comment=comment, commit_metrics=True)
+    target = DeltaTable.forPath(spark, path)
+    cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    builder = target.alias("t").merge(df.alias("s"), cond)
+    if update:
+        builder = builder.whenMatchedUpdateAll()
+    tag = commit_tag(table)
+    with _MERGE_TAG_LOCK, job_description(spark, f"merge into {table}"):
+        spark.conf.set(_USER_METADATA_CONF, tag)
+        try:
+            builder.whenNotMatchedInsertAll().execute()
+        finally:
+            spark.conf.unset(_USER_METADATA_CONF)
+    commit_version, operation, metrics = tagged_commit(spark, path, tag)
+    set_properties(spark, cfg, table, comment=comment)
+    v = version(spark, cfg, table)
+    return WriteResult(table=table, path=path, version=v if v is not None else -1, commit_version=commit_version, operation=operation, metrics=metrics)
+
+
+def _sql_str(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace("'", "\\'")
+
+
+def list_tables(spark: SparkSession, cfg: Config, layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "audit", "truth")) -> list[dict]:
+    """Delta tables under the lakehouse root with their latest version (local FS, S3 alike via Hadoop FS)."""
+    jvm = spark.sparkContext._jvm
+    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    out = []
+    for layer in layers:
+        base = cfg.storage.path(f"{layer}.x").rsplit("/", 1)[0]
+        path = jvm.org.apache.hadoop.fs.Path(base)
+        fs = path.getFileSystem(hconf)
+        if not fs.exists(path):
+            continue
+        for status in fs.listStatus(path):
+            name = f"{layer}.{status.getPath().getName()}"
+            if status.isDirectory() and exists(spark, cfg, name):
+                out.append({"table": name, "version": version(spark, cfg, name), "path": cfg.storage.path(name)})
+    # position traces live under the restricted root (common.core.config.POSITION_TRACES)
+    for name in sorted(POSITION_TRACES):
+        if name.split(".")[0] in layers and exists(spark, cfg, name):
+            out.append({"table": name, "version": version(spark, cfg, name), "path": cfg.storage.path(name)})
+    return out

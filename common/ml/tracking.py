@@ -1,0 +1,382 @@
+"""MLflow helpers: tracking setup, run logging, plots, and the registry's champion gate.
+
+Embedded default (conf/base.yaml `mlflow`): a SQLite tracking/registry store and an artifact
+folder under the project's `lakehouse/mlflow/`; `make mlflow-ui` serves both on localhost.
+On EMR `mlflow.tracking_uri` comes from `${MLFLOW_TRACKING_URI}` (a remote tracking server) and
+`mlflow.artifact_location` is an S3 prefix (conf/emr.yaml).
+
+Registry policy (`promote_if_better`): every training run registers a new model version. The
+alias `champion` (ml.champion_alias) moves to it only if, on the same test window, it beats
+every baseline and the current champion on the model's primary metric; otherwise the version is
+tagged `challenger_status=rejected` with the reason. Nothing here reads or writes Delta tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from common.core.config import PROJECT_ROOT, Config
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Setup
+# --------------------------------------------------------------------------------------------
+def _absolute_uri(uri: str) -> str:
+    """sqlite:///relative/path and plain relative folders resolve against the project root.
+
+    MLflow resolves them against the process's working directory, which differs between
+    `make`, pytest and spark-submit; the project root keeps one store per checkout."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        rel = uri[len("sqlite:///") :]
+        path = Path(rel) if os.path.isabs(rel) else PROJECT_ROOT / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if uri.startswith("sqlite:////"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        return uri
+    if "://" not in uri:
+        path = Path(uri) if os.path.isabs(uri) else PROJECT_ROOT / uri
+        path.mkdir(parents=True, exist_ok=True)
+        return path.as_uri()
+    return uri
+
+
+def tracking_uri(cfg: Config) -> str:
+    return _absolute_uri(cfg.mlflow.tracking_uri)
+
+
+def registry_uri(cfg: Config) -> str:
+    return _absolute_uri(cfg.mlflow.registry_uri) if cfg.mlflow.registry_uri else tracking_uri(cfg)
+
+
+def configure(cfg: Config) -> MlflowClient:
+    """Point this process (and child processes: spark_udf workers, `mlflow models serve`) at the
+    configured tracking/registry store, create the experiment with its artifact location."""
+    t_uri, r_uri = tracking_uri(cfg), registry_uri(cfg)
+    mlflow.set_tracking_uri(t_uri)
+    mlflow.set_registry_uri(r_uri)
+    os.environ["MLFLOW_TRACKING_URI"] = t_uri
+    os.environ["MLFLOW_REGISTRY_URI"] = r_uri
+    client = MlflowClient(tracking_uri=t_uri, registry_uri=r_uri)
+    if client.get_experiment_by_name(cfg.mlflow.experiment) is None:
+        client.create_experiment(cfg.mlflow.experiment, artifact_location=_absolute_uri(cfg.mlflow.artifact_location))
+    mlflow.set_experiment(cfg.mlflow.experiment)
+    return client
+
+
+# --------------------------------------------------------------------------------------------
+# Logging helpers
+# --------------------------------------------------------------------------------------------
+def log_metrics(metrics: Mapping[str, float | None], prefix: str = "") -> None:
+    """Log finite metrics; None/NaN (e.g. AUC of a window without events) are skipped with a tag."""
+    clean = {}
+    for key, value in metrics.items():
+        if value is None or value != value:  # NaN
+            mlflow.set_tag(f"metric_missing.{prefix}{key}", "undefined on this window")
+            continue
+        clean[f"{prefix}{key}"] = float(value)
+    if clean:
+        mlflow.log_metrics(clean)
+
+
+def log_table_versions(versions: Mapping[str, int | None]) -> None:
+    """Delta versions of the tables a model was trained on: params (searchable) and a JSON artifact."""
+    mlflow.log_params({f"table_version.{name}": "none" if v is None else v for name, v in versions.items()})
+    mlflow.log_dict(dict(versions), "inputs/delta_table_versions.json")
+
+
+def log_figure(fig, artifact_file: str) -> None:
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
+
+
+def feature_importance_figure(importance: Mapping[str, float], title: str):
+    """Horizontal bar chart of XGBoost 'gain' importance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = sorted(importance.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(7, max(3, 0.28 * len(items))))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#3b7dd8")
+    ax.set_xlabel("gain")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def residual_figure(y_true, y_pred, title: str, unit: str):
+    """Predicted vs actual and residual histogram (sampled test rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.scatter(y_true, y_pred, s=3, alpha=0.3)
+    lo, hi = float(np.nanmin([y_true.min(), y_pred.min()])), float(np.nanmax([y_true.max(), y_pred.max()]))
+    a1.plot([lo, hi], [lo, hi], "k--", lw=1)
+    a1.set_xlabel(f"actual ({unit})")
+    a1.set_ylabel(f"predicted ({unit})")
+    a2.hist(y_pred - y_true, bins=60, color="#d8773b")
+    a2.set_xlabel(f"residual = predicted - actual ({unit})")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_figure(y_true, prob, title: str, n_bins: int = 10):
+    """Reliability diagram (sklearn.calibration.calibration_curve) with the score histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.calibration import calibration_curve
+
+    y_true = np.asarray(y_true, dtype=int)
+    prob = np.asarray(prob, dtype=float)
+    frac_pos, mean_pred = calibration_curve(y_true, prob, n_bins=n_bins, strategy="quantile")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot([0, 1], [0, 1], "k--", lw=1)
+    a1.plot(mean_pred, frac_pos, "o-")
+    a1.set_xlabel("mean predicted probability")
+    a1.set_ylabel("observed frequency")
+    a2.hist(prob, bins=40, color="#3b7dd8")
+    a2.set_xlabel("predicted probability")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def xgb_model_signature(example_features, example_output):
+    from mlflow.models import infer_signature
+
+    return infer_signature(example_features, example_output)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry: register every run, move the champion alias only for a better model
+# --------------------------------------------------------------------------------------------
+@dataclass
+class GateResult:
+    name: str
+    version: str
+    promoted: bool
+    reason: str
+    previous_champion: str | None
+    metric: str
+    value: float
+    champion_value: float | None
+    baseline_values: dict[str, float]
+
+    def as_tags(self) -> dict[str, str]:
+        return {
+            "challenger_status": "champion" if self.promoted else "rejected",
+            "gate_reason": self.reason,
+            "gate_metric": self.metric,
+            "gate_value": f"{self.value:.6g}",
+        }
+
+
+def current_champion(client: MlflowClient, name: str, alias: str) -> Any | None:
+    """The ModelVersion behind `name@alias`, or None when the model or alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+# The only model format scoring loads: XGBoost's own JSON/UBJ through the mlflow.xgboost loader.
+# A pyfunc model (python_function with cloudpickle, a custom loader_module) runs arbitrary code
+# when it is unpickled, so a champion in any other format is refused, never loaded.
+SAFE_LOADER = "mlflow.xgboost"
+SAFE_XGBOOST_FORMATS = ("json", "ubj")
+
+
+def unsafe_model_reason(flavors: dict) -> str | None:
+    """Why a model with these MLmodel flavors must not be loaded, or None when it is safe to load."""
+    pyfunc = flavors.get("python_function") or {}
+    loader = pyfunc.get("loader_module")
+    if loader != SAFE_LOADER:
+        return f"its pyfunc loader is {loader!r}, not {SAFE_LOADER!r} (pickled or custom code is never loaded)"
+    fmt = (flavors.get("xgboost") or {}).get("model_format")
+    if fmt not in SAFE_XGBOOST_FORMATS:
+        return f"its xgboost model format is {fmt!r}, not one of {SAFE_XGBOOST_FORMATS} (pickle is never loaded)"
+    return None
+
+
+def champion_refusal(client: MlflowClient, name: str, alias: str) -> str | None:
+    """None when `name@alias` exists and is safe to load; otherwise why it is not scored."""
+    import mlflow
+
+    mv = current_champion(client, name, alias)
+    if mv is None:
+        return why_no_champion(client, name, alias)
+    reason = unsafe_model_reason(mlflow.models.get_model_info(f"models:/{name}/{mv.version}").flavors)
+    return f"{name}@{alias} (v{mv.version}) refused: {reason}" if reason else None
+
+
+def why_no_champion(client: MlflowClient, name: str, alias: str) -> str:
+    """Why `name@alias` does not exist: no registered version yet, or the gate's reason on the newest one."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        versions = []
+    if not versions:
+        return f"{name} has no registered version (the train stage has not produced one)"
+    newest = max(versions, key=lambda mv: int(mv.version))
+    reason = (newest.tags or {}).get("gate_reason")
+    if reason:
+        return f"{name} has no @{alias}: the gate refused v{newest.version}: {reason}"
+    return f"{name} has no @{alias} (newest version v{newest.version})"
+
+
+def _better(a: float, b: float, higher_is_better: bool) -> bool:
+    return a > b if higher_is_better else a < b
+
+
+def promote_if_better(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    alias: str,
+    metric: str,
+    value: float,
+    higher_is_better: bool,
+    baselines: Mapping[str, float],
+    champion_value: float | None,
+    champion_version: str | None,
+    champion_note: str | None = None,
+) -> GateResult:
+    """Move `alias` to `version` if it beats every baseline and the champion (strictly).
+
+    `champion_value` is the current champion's metric on the *same* test window (the caller
+    scores it); None means there is no champion yet, or it could not score the window (then
+    `champion_note` says why, and only the baselines gate)."""
+    losers = {b: v for b, v in baselines.items() if v is not None and not _better(value, v, higher_is_better)}
+    direction = "higher" if higher_is_better else "lower"
+    if losers:
+        reason = "does not beat baseline(s): " + ", ".join(
+            f"{b} {metric}={v:.4g} vs challenger {value:.4g} ({direction} is better)" for b, v in losers.items()
+        )
+        promoted = False
+    elif champion_value is not None and not _better(value, champion_value, higher_is_better):
+        reason = (
+            f"does not beat champion v{champion_version}: {metric}={value:.4g} vs champion {champion_value:.4g} "
+            f"on the same test window ({direction} is better)"
+        )
+        promoted = False
+    else:
+        promoted = True
+        if champion_value is None:
+            reason = "beats all baselines; " + (champion_note or "no previous champion")
+        else:
+            reason = f"beats all baselines and champion v{champion_version} ({metric} {value:.4g} vs {champion_value:.4g})"
+    result = GateResult(
+        name=name,
+        version=str(version),
+        promoted=promoted,
+        reason=reason,
+        previous_champion=champion_version,
+        metric=metric,
+        value=float(value),
+        champion_value=champion_value,
+        baseline_values={k: float(v) for k, v in baselines.items() if v is not None},
+    )
+    for key, val in result.as_tags().items():
+        client.set_model_version_tag(name, str(version), key, val)
+    if promoted:
+        client.set_registered_model_alias(name, alias, str(version))
+        if champion_version is not None:
+            client.set_model_version_tag(name, str(champion_version), "challenger_status", f"retired by v{version}")
+    log.info("registry %s v%s: %s (%s)", name, version, "PROMOTED to @" + alias if promoted else "rejected", reason)
+    return result
+
+
+def wait_until_ready(client: MlflowClient, name: str, version: str, timeout_s: float = 60) -> None:
+    import time
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        mv = client.get_model_version(name, version)
+        if mv.status == "READY":
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"model version {name} v{version} not READY after {timeout_s}s")
+
+
+def scratch_dir() -> str:
+    """A temp folder for artifacts that are logged then deleted."""
+    return tempfile.mkdtemp(prefix="evfa-mlflow-")
+
+
+# --------------------------------------------------------------------------------------------
+# Read side: what the report and notebooks show
+# --------------------------------------------------------------------------------------------
+def _registered_models(cfg: Config) -> dict[str, str]:
+    return {
+        "soc_regressor": cfg.ml.soc.registered_model,
+        "soc_classifier": cfg.ml.soc.registered_classifier,
+        "energy": cfg.ml.energy.registered_model,
+    }
+
+
+def model_metrics_summary(cfg: Config):
+    """Long pandas frame: one row per (model, candidate) on the model's gate metric.
+
+    For each registered model: the `champion` version (or the latest version when no version was
+    promoted) and the baselines logged in the same run, on the same test window -- the comparison
+    the registry gate made. Columns: model, registered_name, version, metric, candidate, value,
+    higher_is_better, status. Empty when nothing was trained yet."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    client = configure(cfg)
+    rows: list[dict[str, Any]] = []
+    for key, name in _registered_models(cfg).items():
+        mv = current_champion(client, name, cfg.ml.champion_alias)
+        if mv is None:
+            try:
+                versions = client.search_model_versions(f"name='{name}'")
+            except MlflowException:
+                continue
+            if not versions:
+                continue
+            mv = max(versions, key=lambda v: int(v.version))
+        gate_metric = mv.tags.get("gate_metric")
+        if not gate_metric or not mv.run_id:
+            continue
+        run_metrics = client.get_run(mv.run_id).data.metrics
+        bare = gate_metric.removeprefix("test_")
+        higher = bare in {"roc_auc", "pr_auc", "r2", "f1"}
+        status = mv.tags.get("challenger_status", "")
+        base = {"model": key, "registered_name": name, "version": str(mv.version), "metric": bare, "higher_is_better": higher, "status": status}
+        if gate_metric in run_metrics:
+            rows.append(base | {"candidate": f"model v{mv.version}", "value": float(run_metrics[gate_metric])})
+        suffix = "_" + gate_metric
+        for metric, value in sorted(run_metrics.items()):
+            if metric.startswith("baseline_") and metric.endswith(suffix):
+                rows.append(base | {"candidate": metric[len("baseline_") : -len(suffix)], "value": float(value)})
+    return pd.DataFrame(rows, columns=["model", "registered_name", "version", "metric", "candidate", "value", "higher_is_better", "status"])

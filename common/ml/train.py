@@ -1,0 +1,154 @@
+"""Distributed XGBoost training with `xgboost.spark` (one code path, laptop to EMR).
+
+`fit_xgb` trains a SparkXGBRegressor/SparkXGBClassifier on `ml.num_workers` Spark tasks (a
+barrier stage; each task holds a shard and they allreduce histograms). The input is
+dealt by vehicle to min(`num_workers`, vehicles) partitions and put in a fixed order inside them, so
+xgboost.spark does not reshuffle it and the same data + seed gives the same booster on every run
+(round-robin repartitioning would deal rows to workers in arrival order, which is not stable).
+
+The trained booster is what MLflow logs (`mlflow.xgboost`): scoring does not need Spark ML.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from common.core.config import XgbParams
+
+log = logging.getLogger(__name__)
+
+PRED = "prediction"
+
+
+class InsufficientData(ValueError):
+    """Too little labelled data to fit or evaluate a model; the message says what is missing."""
+
+
+@dataclass
+class FitResult:
+    model: object  # xgboost.spark model
+    booster: object  # xgboost.Booster with feature names
+    seconds: float
+    train_rows: int
+    valid_rows: int
+    evals_result: dict
+
+
+def xgb_kwargs(params: XgbParams, seed: int) -> dict:
+    return {
+        "n_estimators": params.n_estimators,
+        "max_depth": params.max_depth,
+        "learning_rate": params.learning_rate,
+        "subsample": params.subsample,
+        "colsample_bytree": params.colsample_bytree,
+        "min_child_weight": params.min_child_weight,
+        "reg_lambda": params.reg_lambda,
+        "tree_method": params.tree_method,
+        "max_bin": params.max_bin,
+        "random_state": seed,
+    }
+
+
+def shard_by_vehicle(rows: DataFrame, num_workers: int) -> tuple[DataFrame, int]:
+    """`rows` in exactly `workers` non-empty partitions, whole vehicles each, and `workers`.
+
+    xgboost.spark fails on an empty worker shard, and hashing vehicle ids into num_workers buckets
+    leaves buckets empty when the fleet is small (one real vehicle, a handful of test vehicles), so
+    vehicles are dealt round-robin in id order to min(num_workers, vehicles) workers: the same data
+    always gives the same shards (reproducible boosters)."""
+    ids = sorted(r.vehicle_id for r in rows.select("vehicle_id").distinct().collect())  # bounded: one row per vehicle
+    workers = max(1, min(num_workers, len(ids)))
+    if workers == 1:
+        return rows.repartition(1), 1  # a shuffle: barrier stages refuse a coalesce in their RDD chain
+    shard = {vid: i % workers for i, vid in enumerate(ids)}
+    keyed = rows.rdd.keyBy(lambda r: shard[r["vehicle_id"]]).partitionBy(workers, lambda k: k).values()
+    return rows.sparkSession.createDataFrame(keyed, rows.schema), workers
+
+
+def fit_xgb(
+    rows: DataFrame,
+    features: Sequence[str],
+    label: str,
+    params: XgbParams,
+    num_workers: int,
+    seed: int,
+    classification: bool = False,
+    weight_col: str | None = None,
+    validation_col: str | None = None,
+    order_cols: Sequence[str] = ("vehicle_id",),
+) -> FitResult:
+    """Fit on `rows` (features numeric; nulls are XGBoost 'missing'). `validation_col` (boolean)
+    marks rows used only as the evaluation set (learning curves), not for fitting."""
+    from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
+
+    kwargs = xgb_kwargs(params, seed)
+    kwargs.update(features_col=list(features), label_col=label, num_workers=num_workers, verbose=False)
+    if params.objective and not classification:
+        kwargs["objective"] = params.objective
+    if classification:
+        kwargs["eval_metric"] = "logloss"
+    else:
+        kwargs["eval_metric"] = "mae"
+    if weight_col:
+        kwargs["weight_col"] = weight_col
+    if validation_col:
+        kwargs["validation_indicator_col"] = validation_col
+
+    taken = {*features, label}
+    extra = [c for c in dict.fromkeys((weight_col, validation_col, *order_cols)) if c and c not in taken]
+    selected = rows.select(*[F.col(c).cast("double").alias(c) for c in features], F.col(label).cast("double").alias(label), *extra)
+    data, num_workers = shard_by_vehicle(selected, num_workers)
+    # Rows in a fixed pseudo-random order (a hash of the order columns): xgboost.spark reads each Arrow
+    # batch as a train part and a validation part, and fails on a batch whose part is empty -- which a
+    # time order makes likely (one vehicle's validation day is one contiguous block).
+    data = data.sortWithinPartitions(F.xxhash64(*order_cols), *order_cols)
+    kwargs["num_workers"] = num_workers
+    counts = data.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.col(validation_col).cast("int")).alias("v") if validation_col else F.lit(0).alias("v"),
+    ).first()
+    n, v = int(counts["n"] or 0), int(counts["v"] or 0)
+    if n - v < 1:
+        raise InsufficientData(f"{label}: no training rows")
+    if validation_col and v == 0:
+        # no labelled row in the validation window (a short day, a single vehicle): fit without an
+        # evaluation set (no learning curves) rather than give xgboost an empty one
+        log.warning("%s: the validation window has no labelled row; fitting without learning curves", label)
+        kwargs.pop("validation_indicator_col")
+    estimator = (SparkXGBClassifier if classification else SparkXGBRegressor)(**kwargs)
+    started = time.time()
+    model = estimator.fit(data)
+    seconds = time.time() - started
+    booster = model.get_booster()
+    booster.feature_names = list(features)
+    evals = {}
+    summary = getattr(model, "training_summary", None)
+    if summary is not None:
+        evals = {"train": getattr(summary, "train_objective_history", {}), "validation": getattr(summary, "validation_objective_history", {})}
+    log.info("xgboost.spark %s: %d rows, %d workers, %.1fs", label, n, num_workers, seconds)
+    return FitResult(model, booster, seconds, n - v, v, evals)
+
+
+def predict(fit: FitResult, rows: DataFrame, classification: bool = False, out: str = PRED) -> DataFrame:
+    """`rows` + `out`: regression value, or P(class 1) for a classifier."""
+    model = fit.model
+    scored = model.transform(rows)
+    if classification:
+        from pyspark.ml.functions import vector_to_array
+
+        scored = scored.withColumn(out, vector_to_array("probability")[1]).drop("probability", "rawPrediction", PRED)
+    elif out != PRED:
+        scored = scored.withColumnRenamed(PRED, out)
+    return scored
+
+
+def gain_importance(booster) -> dict[str, float]:
+    """Total gain per feature (features never split on get 0)."""
+    score = booster.get_score(importance_type="total_gain")
+    return {f: float(score.get(f, 0.0)) for f in booster.feature_names}

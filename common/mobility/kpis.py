@@ -1,0 +1,433 @@
+"""Fleet KPIs from cleaned telematics (pure DataFrame transforms; `jobs/kpis.py` does the IO).
+
+Input: the per-sample frame of `common.silver.trips.trip_points` (usable samples of
+silver.telematics_clean with legs, stops and trips marked). Outputs:
+
+- `vehicle_minutely` -> silver.vehicle_minutely: per vehicle and UTC minute, speed, GPS km,
+  moving share, SOC stats and change, rolling event-time windows, charging flag;
+- `add_odometer_checks` + `daily_kpis` -> gold.daily_kpis: per vehicle and local day;
+- `fleet_daily_kpis` -> gold.fleet_daily_kpis: fleet totals and percentiles per local day;
+- `payd_billing` -> gold.payd_billing: pay-as-you-drive km per vehicle and billing period.
+
+Units are in the column names (km, kWh, percent points `_pct`, shares 0-1 `_share`). Every
+sample-to-sample quantity belongs to the minute/day of the sample that ends the leg.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from common.core.config import BillingConfig, KpisConfig, OdometerConfig
+from common.silver.trips import events_window, peer_window, running_window, value_at_first, value_at_last
+
+# A reading that moved less than this did not change (odometers report 0.1 km or finer).
+_ODOMETER_EPS_KM = 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# silver.vehicle_minutely
+# --------------------------------------------------------------------------------------------
+def vehicle_minutely(points: DataFrame, params: KpisConfig, charging_events: DataFrame | None = None) -> DataFrame:
+    """Per vehicle and UTC minute (`minute_ts`) with samples.
+
+    speed_mean/max_kmh: sample speeds (reported, else implied); km: GPS km of the moving legs
+    ending in the minute; moving_share: share of samples above kpis.trips.moving_speed_kmh;
+    soc_mean/min/max_pct; soc_delta_pct: SOC change since the vehicle's previous sample (so
+    minutes add up to the change over any period); moving_s: seconds of moving legs.
+    rolling_*: range window over event time, the `rolling_window_minutes` minutes ending with
+    this one (minutes without samples contribute nothing; rolling_soc_delta_pct also includes
+    the step from the last sample before the window). charging: inside a detected charging
+    event when `charging_events` (vehicle_id, start_ts, end_ts) is given, else SOC rose in a
+    minute whose samples are all stationary (`charging_source` says which).
+    """
+    soc_step = F.col("soc_pct") - F.col("prev_soc_pct")
+    minutes = (
+        points.withColumn("minute_ts", F.date_trunc("minute", "ts"))
+        .groupBy("vehicle_id", "minute_ts")
+        .agg(
+            F.min(F.date_trunc("minute", "ts_local")).alias("minute_local"),
+            F.min("local_date").alias("local_date"),
+            F.count(F.lit(1)).alias("n_samples"),
+            F.avg("speed_est_kmh").alias("speed_mean_kmh"),
+            F.max("speed_est_kmh").alias("speed_max_kmh"),
+            F.sum("speed_est_kmh").alias("_speed_sum"),
+            F.count("speed_est_kmh").alias("_speed_n"),
+            F.sum("leg_km").alias("km"),
+            F.sum(F.when(F.col("leg_moving"), F.col("leg_s")).otherwise(0.0)).alias("moving_s"),
+            F.avg(F.col("moving").cast("double")).alias("moving_share"),
+            F.avg("soc_pct").alias("soc_mean_pct"),
+            F.min("soc_pct").alias("soc_min_pct"),
+            F.max("soc_pct").alias("soc_max_pct"),
+            F.sum(soc_step).alias("soc_delta_pct"),
+            F.max(F.col("moving").cast("int")).alias("_any_moving"),
+        )
+    )
+    window_s = params.rolling_window_minutes * 60
+    rolling = (
+        Window.partitionBy("vehicle_id")
+        .orderBy(F.col("minute_ts").cast("long"))
+        .rangeBetween(-(window_s - 60), 0)
+    )
+    minutes = (
+        minutes.withColumn("rolling_window_min", F.lit(params.rolling_window_minutes))
+        .withColumn("rolling_km", F.sum("km").over(rolling))
+        .withColumn("rolling_speed_mean_kmh", F.sum("_speed_sum").over(rolling) / F.sum("_speed_n").over(rolling))
+        .withColumn("rolling_soc_delta_pct", F.sum("soc_delta_pct").over(rolling))
+        .withColumn("rolling_n_samples", F.sum("n_samples").over(rolling))
+    )
+    if charging_events is not None:
+        minutes = _charging_from_events(minutes, charging_events)
+    else:
+        soc_rise = F.coalesce((F.col("soc_delta_pct") > 0) & (F.col("_any_moving") == 0), F.lit(False))
+        minutes = minutes.withColumn("charging", soc_rise).withColumn("charging_source", F.lit("soc_rise"))
+    return minutes.select(*MINUTELY_COLUMNS)
+
+
+def _charging_from_events(minutes: DataFrame, events: DataFrame) -> DataFrame:
+    """charging = the minute overlaps a charging event of the vehicle."""
+    ev = events.select(
+        "vehicle_id",
+        F.date_trunc("minute", "start_ts").alias("_ev_start"),
+        F.col("end_ts").alias("_ev_end"),
+    )
+    hits = (
+        minutes.select("vehicle_id", "minute_ts")
+        .join(ev, "vehicle_id")
+        .where((F.col("minute_ts") >= F.col("_ev_start")) & (F.col("minute_ts") <= F.col("_ev_end")))
+        .select("vehicle_id", "minute_ts", F.lit(True).alias("_hit"))
+        .distinct()
+    )
+    return (
+        minutes.join(hits, ["vehicle_id", "minute_ts"], "left")
+        .withColumn("charging", F.coalesce(F.col("_hit"), F.lit(False)))
+        .withColumn("charging_source", F.lit("events"))
+        .drop("_hit")
+    )
+
+
+MINUTELY_COLUMNS = (
+    "vehicle_id",
+    "minute_ts",
+    "minute_local",
+    "local_date",
+    "n_samples",
+    "speed_mean_kmh",
+    "speed_max_kmh",
+    "km",
+    "moving_s",
+    "moving_share",
+    "soc_mean_pct",
+    "soc_min_pct",
+    "soc_max_pct",
+    "soc_delta_pct",
+    "rolling_window_min",
+    "rolling_km",
+    "rolling_speed_mean_kmh",
+    "rolling_soc_delta_pct",
+    "rolling_n_samples",
+    "charging",
+    "charging_source",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Odometer checks
+# --------------------------------------------------------------------------------------------
+def add_odometer_checks(points: DataFrame, settings: OdometerConfig) -> DataFrame:
+    """Per sample: `odo_delta_km` since the previous reading and `odo_fault` of that step.
+
+    Faults (null = healthy):
+    - `decreasing`: the reading fell by more than decrease_tolerance_km;
+    - `jump`: it rose by at least jump_min_km faster than max_speed_kmh (a device silent for a
+      while may legitimately add km, so size alone is not enough);
+    - `stuck`: the reading did not change over consecutive steps whose GPS moving distance adds
+      up to stuck_min_gps_km (the steps that moved are flagged; parked steps are not evidence).
+    Needs `leg_km` from common.silver.trips.add_legs.
+    """
+    w = events_window()
+    point = F.when(F.col("odometer_km").isNotNull(), F.struct(F.col("ts").alias("ts"), F.col("odometer_km").alias("km")))
+    df = points.withColumn("_odo_pt", point).withColumn("_odo_prev", F.expr("lag(_odo_pt) ignore nulls").over(w))
+    delta = F.col("odometer_km") - F.col("_odo_prev.km")
+    dt_h = (F.col("ts").cast("double") - F.col("_odo_prev.ts").cast("double")) / 3600.0
+    df = df.withColumn("odo_delta_km", delta).withColumn("_odo_dt_h", dt_h)
+    changed = F.when(F.col("odometer_km").isNull(), F.lit(False)).otherwise(
+        F.coalesce(F.abs(F.col("odo_delta_km")) > _ODOMETER_EPS_KM, F.lit(True))
+    )
+    df = df.withColumn("_odo_changed", changed).withColumn(
+        "_odo_run", F.sum(F.col("_odo_changed").cast("long")).over(running_window())
+    )
+    df = df.withColumn(
+        "_odo_run_gps_km", F.sum(F.when(~F.col("_odo_changed"), F.col("leg_km")).otherwise(0.0)).over(peer_window("_odo_run"))
+    )
+    s = settings
+    decreasing = F.col("odo_delta_km") < -s.decrease_tolerance_km
+    jump = (F.col("odo_delta_km") >= s.jump_min_km) & (
+        (F.col("_odo_dt_h") <= 0) | (F.col("odo_delta_km") / F.col("_odo_dt_h") > s.max_speed_kmh)
+    )
+    stuck = ~F.col("_odo_changed") & (F.col("_odo_run_gps_km") >= s.stuck_min_gps_km) & (F.col("leg_km") > 0)
+    fault = (
+        F.when(F.coalesce(decreasing, F.lit(False)), "decreasing")
+        .when(F.coalesce(jump, F.lit(False)), "jump")
+        .when(F.coalesce(stuck, F.lit(False)), "stuck")
+    )
+    return df.withColumn("odo_fault", fault).drop("_odo_pt", "_odo_prev", "_odo_dt_h", "_odo_changed", "_odo_run", "_odo_run_gps_km")
+
+
+# --------------------------------------------------------------------------------------------
+# gold.daily_kpis
+# --------------------------------------------------------------------------------------------
+def local_day_seconds(local_date: Column, timezone: Column) -> Column:
+    """Length of a local calendar day in seconds (86400 except on DST change days)."""
+    start = F.to_utc_timestamp(local_date.cast("timestamp"), timezone)
+    end = F.to_utc_timestamp(F.date_add(local_date, 1).cast("timestamp"), timezone)
+    return end.cast("long") - start.cast("long")
+
+
+def daily_kpis(
+    points: DataFrame,
+    trips: DataFrame,
+    minutely: DataFrame,
+    vehicles: DataFrame,
+    charging_events: DataFrame | None = None,
+) -> DataFrame:
+    """Per vehicle and local day with usable samples (gold.daily_kpis).
+
+    gps_km (moving legs), odometer_km (sum of healthy reading steps; null without readings),
+    odometer_first/last_km, odometer_faults (array of fault types, see add_odometer_checks),
+    odometer_ok; moving_hours and utilisation_share (moving time / length of the local day);
+    soc_start/end/min/max_pct (first/last usable SOC of the day); trips, trip_km,
+    trip_energy_kwh (trips counted on the day they start); charging_events/charging_kwh from
+    the charging events (null when not available), charging_minutes from the minutely flag;
+    data_coverage_share = time covered by legs no longer than kpis.trips.max_gap_minutes /
+    length of the day (capped at 1); n_samples.
+    `points` must carry the odometer checks (`add_odometer_checks`).
+    """
+    observed = F.when(~F.col("is_gap") & F.col("prev_ts").isNotNull(), F.col("leg_s")).otherwise(0.0)
+    days = points.groupBy("vehicle_id", "local_date").agg(
+        F.count(F.lit(1)).alias("n_samples"),
+        F.first("timezone").alias("timezone"),
+        F.min("ts").alias("first_ts"),
+        F.max("ts").alias("last_ts"),
+        F.sum("leg_km").alias("gps_km"),
+        F.sum(F.when(F.col("leg_moving"), F.col("leg_s")).otherwise(0.0)).alias("_moving_s"),
+        F.sum(observed).alias("_observed_s"),
+        value_at_first("soc_pct").alias("soc_start_pct"),
+        value_at_last("soc_pct").alias("soc_end_pct"),
+        F.min("soc_pct").alias("soc_min_pct"),
+        F.max("soc_pct").alias("soc_max_pct"),
+        F.sum(F.when(F.col("odo_fault").isNull(), F.col("odo_delta_km"))).alias("odometer_km"),
+        value_at_first("odometer_km").alias("odometer_first_km"),
+        value_at_last("odometer_km").alias("odometer_last_km"),
+        F.array_sort(F.collect_set("odo_fault")).alias("odometer_faults"),
+    )
+    day_s = local_day_seconds(F.col("local_date"), F.col("timezone"))
+    days = (
+        days.withColumn("moving_hours", F.col("_moving_s") / 3600.0)
+        .withColumn("utilisation_share", F.col("_moving_s") / day_s)
+        .withColumn("data_coverage_share", F.least(F.lit(1.0), F.col("_observed_s") / day_s))
+        .withColumn("odometer_ok", F.col("odometer_last_km").isNotNull() & (F.size("odometer_faults") == 0))
+    )
+    per_trip_day = trips.groupBy("vehicle_id", "local_date").agg(
+        F.count(F.lit(1)).alias("trips"),
+        F.sum("distance_km").alias("trip_km"),
+        F.sum("energy_kwh").alias("trip_energy_kwh"),
+    )
+    charging_minutes = minutely.groupBy("vehicle_id", "local_date").agg(
+        F.sum(F.col("charging").cast("int")).alias("charging_minutes")
+    )
+    days = days.join(per_trip_day, ["vehicle_id", "local_date"], "left").join(
+        charging_minutes, ["vehicle_id", "local_date"], "left"
+    )
+    if charging_events is not None:
+        per_charge_day = charging_events.groupBy("vehicle_id", "local_date").agg(
+            F.count(F.lit(1)).alias("charging_events"), F.sum("kwh").alias("charging_kwh")
+        )
+        days = days.join(per_charge_day, ["vehicle_id", "local_date"], "left").fillna(
+            0, ["charging_events", "charging_kwh"]
+        )
+    else:
+        days = days.withColumn("charging_events", F.lit(None).cast("long")).withColumn(
+            "charging_kwh", F.lit(None).cast("double")
+        )
+    fleet = vehicles.select("vehicle_id", "model", "vehicle_type", "battery_kwh").dropDuplicates(["vehicle_id"])
+    days = (
+        days.fillna(0, ["trips", "charging_minutes"])
+        .fillna(0.0, ["trip_km", "trip_energy_kwh"])
+        .join(F.broadcast(fleet), "vehicle_id", "left")
+    )
+    return days.select(*DAILY_COLUMNS)
+
+
+DAILY_COLUMNS = (
+    "vehicle_id",
+    "local_date",
+    "timezone",
+    "model",
+    "vehicle_type",
+    "battery_kwh",
+    "gps_km",
+    "odometer_km",
+    "odometer_first_km",
+    "odometer_last_km",
+    "odometer_faults",
+    "odometer_ok",
+    "moving_hours",
+    "utilisation_share",
+    "soc_start_pct",
+    "soc_end_pct",
+    "soc_min_pct",
+    "soc_max_pct",
+    "trips",
+    "trip_km",
+    "trip_energy_kwh",
+    "charging_events",
+    "charging_kwh",
+    "charging_minutes",
+    "data_coverage_share",
+    "n_samples",
+    "first_ts",
+    "last_ts",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# gold.fleet_daily_kpis
+# --------------------------------------------------------------------------------------------
+def fleet_daily_kpis(daily: DataFrame, params: KpisConfig) -> DataFrame:
+    """Per local day: fleet totals and the distribution over vehicles (exact percentiles).
+
+    A vehicle is active on a day with a trip or at least kpis.billing.active_day_min_km GPS km.
+    Percentiles (kpis.percentiles) of gps_km, moving_hours, soc_min_pct and
+    data_coverage_share are taken over the vehicles reporting that day; the km percentiles
+    also over active vehicles only (`active_gps_km_p*`).
+    """
+    active = (F.col("trips") > 0) | (F.col("gps_km") >= params.billing.active_day_min_km)
+    pcts = list(params.percentiles)
+    agg = [
+        F.count(F.lit(1)).alias("vehicles_reporting"),
+        F.sum(active.cast("int")).alias("vehicles_active"),
+        F.sum("gps_km").alias("gps_km"),
+        F.sum("odometer_km").alias("odometer_km"),
+        F.sum("moving_hours").alias("moving_hours"),
+        F.sum("trips").alias("trips"),
+        F.sum("trip_km").alias("trip_km"),
+        F.sum("trip_energy_kwh").alias("trip_energy_kwh"),
+        F.sum("charging_events").alias("charging_events"),
+        F.sum("charging_kwh").alias("charging_kwh"),
+        F.sum("charging_minutes").alias("charging_minutes"),
+        F.sum((~F.col("odometer_ok")).cast("int")).alias("vehicles_odometer_not_ok"),
+        F.avg("data_coverage_share").alias("data_coverage_mean_share"),
+        F.min("data_coverage_share").alias("data_coverage_min_share"),
+    ]
+    dists = {
+        "gps_km": F.col("gps_km"),
+        "active_gps_km": F.when(active, F.col("gps_km")),
+        "moving_hours": F.col("moving_hours"),
+        "soc_min_pct": F.col("soc_min_pct"),
+        "data_coverage_share": F.col("data_coverage_share"),
+    }
+    for name, col in dists.items():
+        agg.append(F.percentile(col, F.array(*[F.lit(p) for p in pcts])).alias(f"_p_{name}"))
+    fleet = daily.groupBy("local_date").agg(*agg)
+    out = [c for c in fleet.columns if not c.startswith("_p_")]
+    cols = [F.col(c) for c in out]
+    for name in dists:
+        for i, p in enumerate(pcts):
+            cols.append(F.col(f"_p_{name}")[i].alias(f"{name}_p{round(p * 100):02d}"))
+    fleet = fleet.select(*cols)
+    return fleet.withColumn(
+        "fleet_kwh_per_km", F.when(F.col("trip_km") > 0, F.col("trip_energy_kwh") / F.col("trip_km"))
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# gold.payd_billing
+# --------------------------------------------------------------------------------------------
+def billing_period_start(local_date: Column, period: str) -> Column:
+    """First local day of the billing period (`month`, or ISO `week` starting Monday)."""
+    return F.trunc(local_date, "month" if period == "month" else "week")
+
+
+def billing_period_end(period_start: Column, period: str) -> Column:
+    return F.last_day(period_start) if period == "month" else F.date_add(period_start, 6)
+
+
+def payd_billing(daily: DataFrame, settings: BillingConfig) -> DataFrame:
+    """Pay-as-you-drive km per vehicle and billing period from gold.daily_kpis rows.
+
+    Each day is billed on its odometer km when the odometer reported and showed no fault that
+    day (`odometer_ok`), else on its GPS km: a stuck, decreasing or jumping odometer only costs
+    the days it misbehaved, and km the GPS could not see (device silent, odometer still counting)
+    stay billable on healthy days. billing_source: odometer | gps | mixed.
+    discrepancy_km/pct: odometer km - GPS km over the odometer-billed days (same days, so a
+    healthy pair differs only by GPS corner-cutting and device gaps); discrepancy_flag when
+    |pct| > discrepancy_threshold_pct and |km| > discrepancy_min_km -- a calibration problem
+    the step rules cannot see. odometer_reading_km: last - first raw reading of the period
+    (what odometer-only billing would charge). days_active: days with at least
+    active_day_min_km billable km.
+    """
+    p = settings.period
+    day_km = F.when(F.col("odometer_ok"), F.col("odometer_km")).otherwise(F.col("gps_km"))
+    days = daily.withColumn("_billable", F.coalesce(day_km, F.lit(0.0))).withColumn(
+        "period_start", billing_period_start(F.col("local_date"), p)
+    )
+    ok = F.col("odometer_ok")
+    bills = days.groupBy("vehicle_id", "period_start").agg(
+        F.first("model").alias("model"),
+        F.count(F.lit(1)).alias("days_reporting"),
+        F.sum((F.col("_billable") >= settings.active_day_min_km).cast("int")).alias("days_active"),
+        F.sum("_billable").alias("billable_km"),
+        F.sum("gps_km").alias("gps_km"),
+        F.sum(F.when(ok, F.col("odometer_km"))).alias("odometer_km"),
+        F.sum(F.when(ok, F.col("gps_km"))).alias("_gps_km_odo_days"),
+        F.sum(ok.cast("int")).alias("odometer_billed_days"),
+        F.sum((~ok).cast("int")).alias("gps_billed_days"),
+        F.sum((F.size("odometer_faults") > 0).cast("int")).alias("odometer_fault_days"),
+        F.array_sort(F.array_distinct(F.flatten(F.collect_list("odometer_faults")))).alias("odometer_faults"),
+        (value_at_last("odometer_last_km", "local_date") - value_at_first("odometer_first_km", "local_date")).alias(
+            "odometer_reading_km"
+        ),
+    )
+    disc_km = F.col("odometer_km") - F.col("_gps_km_odo_days")
+    disc_pct = F.when(F.col("_gps_km_odo_days") > 0, disc_km / F.col("_gps_km_odo_days") * 100.0)
+    flag = (F.abs(F.col("discrepancy_pct")) > settings.discrepancy_threshold_pct) & (
+        F.abs(F.col("discrepancy_km")) > settings.discrepancy_min_km
+    )
+    source = (
+        F.when(F.col("gps_billed_days") == 0, "odometer")
+        .when(F.col("odometer_billed_days") == 0, "gps")
+        .otherwise("mixed")
+    )
+    return (
+        bills.withColumn("period_end", billing_period_end(F.col("period_start"), p))
+        .withColumn("billing_period", F.lit(p))
+        .withColumn("billing_source", source)
+        .withColumn("discrepancy_km", disc_km)
+        .withColumn("discrepancy_pct", disc_pct)
+        .withColumn("discrepancy_flag", F.coalesce(flag, F.lit(False)))
+        .select(*BILLING_COLUMNS)
+    )
+
+
+BILLING_COLUMNS = (
+    "vehicle_id",
+    "period_start",
+    "period_end",
+    "billing_period",
+    "model",
+    "billable_km",
+    "billing_source",
+    "gps_km",
+    "odometer_km",
+    "odometer_reading_km",
+    "odometer_billed_days",
+    "gps_billed_days",
+    "odometer_fault_days",
+    "odometer_faults",
+    "discrepancy_km",
+    "discrepancy_pct",
+    "discrepancy_flag",
+    "days_reporting",
+    "days_active",
+)

@@ -1,0 +1,75 @@
+"""Coarsening of personal locations before they leave the restricted store (docs/PRIVACY.md).
+
+Residences (restricted.residences) are personal data. Anything derived from them that is shown
+outside the restricted store -- the HTML report, logs, printed summaries -- goes through
+`coarsen_location` (Spark) or `coarsen_point` (one value, e.g. a log line) unless exact output is
+explicitly enabled (`report.show_exact_residences`).
+
+The grid: rows `cell_m` high; in each row, columns `cell_m` wide at the row's central latitude.
+A point becomes the centre of its cell, so every home in one cell shows at the same place.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from common.spatial.dbscan import grid_cell
+from common.spatial.geo import EARTH_RADIUS_M
+
+_DEG_PER_M = 180.0 / (math.pi * EARTH_RADIUS_M)
+
+
+def _cell_centre(lat: Column, lon: Column, cell_m: float) -> tuple[Column, Column]:
+    """Centre of the common.spatial.dbscan.grid_cell cell holding (lat, lon): one grid for the project."""
+    row, col = grid_cell(lat, lon, cell_m)
+    dlat = cell_m * _DEG_PER_M
+    centre_lat = (row + F.lit(0.5)) * F.lit(dlat)
+    dlon = F.lit(dlat) / F.greatest(F.cos(F.radians(centre_lat)), F.lit(1e-6))
+    return centre_lat, (col + F.lit(0.5)) * dlon
+
+
+def coarsen_location(df: DataFrame, cell_m: float, lat_col: str = "lat", lon_col: str = "lon") -> DataFrame:
+    """Replace `lat_col`/`lon_col` (degrees) by the centre of their `cell_m` grid cell (m).
+
+    Other columns pass through; nulls stay null. A 1 km cell puts a home somewhere in ~1 km2,
+    shared with the neighbourhood, instead of on its doorstep.
+    """
+    if cell_m <= 0:
+        raise ValueError("cell_m must be positive")
+    lat, lon = _cell_centre(F.col(lat_col), F.col(lon_col), cell_m)
+    return df.withColumn("_coarse_lon", lon).withColumn(lat_col, lat).withColumn(lon_col, F.col("_coarse_lon")).drop(
+        "_coarse_lon"
+    )
+
+
+def coarsen_point(lat: float | None, lon: float | None, cell_m: float) -> tuple[float | None, float | None]:
+    """The same grid for one point (logs, printed tables)."""
+    if lat is None or lon is None:
+        return None, None
+    dlat = cell_m * _DEG_PER_M
+    centre_lat = (math.floor(lat / dlat) + 0.5) * dlat
+    dlon = dlat / max(math.cos(math.radians(centre_lat)), 1e-6)
+    return centre_lat, (math.floor(lon / dlon) + 0.5) * dlon
+
+
+def withhold_where(df: DataFrame, condition: Column, lat_col: str = "lat", lon_col: str = "lon") -> DataFrame:
+    """Null `lat_col`/`lon_col` on the rows where `condition` holds. For vehicle-level rows outside
+    the restricted store: a coarsened home still lands within a few hundred metres of the door (a
+    1 km cell's centre is ~380 m away on average), so private places leave no position at all."""
+    hit = F.coalesce(condition, F.lit(False))
+    return df.withColumn(lat_col, F.when(~hit, F.col(lat_col))).withColumn(lon_col, F.when(~hit, F.col(lon_col)))
+
+
+def coarsen_where(df: DataFrame, condition: Column, cell_m: float, lat_col: str = "lat", lon_col: str = "lon") -> DataFrame:
+    """`coarsen_location` on the rows where `condition` holds (e.g. charging sites of kind home)."""
+    lat, lon = _cell_centre(F.col(lat_col), F.col(lon_col), cell_m)
+    hit = F.coalesce(condition, F.lit(False))
+    return (
+        df.withColumn("_coarse_lon", F.when(hit, lon).otherwise(F.col(lon_col)))
+        .withColumn(lat_col, F.when(hit, lat).otherwise(F.col(lat_col)))
+        .withColumn(lon_col, F.col("_coarse_lon"))
+        .drop("_coarse_lon")
+    )
