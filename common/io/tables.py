@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from common.core.config import POSITION_TRACES, Config
 
@@ -153,6 +154,17 @@ def read(spark: SparkSession, cfg: Config, table: str, version: int | None = Non
 def read_optional(spark: SparkSession, cfg: Config, table: str) -> DataFrame | None:
     """The table, or None when it does not exist (an optional input of a job)."""
     return read(spark, cfg, table) if exists(spark, cfg, table) else None
+
+
+def read_or_empty(spark: SparkSession, cfg: Config, table: str, schema: StructType, notes: list[str] | None = None, why: str = "") -> DataFrame:
+    """The table, or an empty frame of ``schema`` when it does not exist (an optional input whose
+    absence the stage can work around). The absence is said in ``notes`` (a StageReport's notes),
+    with ``why`` naming what the stage does without it, so it is never silent."""
+    if exists(spark, cfg, table):
+        return read(spark, cfg, table)
+    if notes is not None:
+        notes.append(f"{table} missing" + (f": {why}" if why else ""))
+    return spark.createDataFrame([], schema)
 
 
 def size_bytes(spark: SparkSession, cfg: Config, table: str) -> int | None:
