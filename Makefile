@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 JARS_STAMP := .jars/.complete
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-payd test lint bench mlflow-ui serve-model package submit-emr submit-glue browser clean-data help
+.PHONY: setup demo demo-payd test lint docs bench mlflow-ui serve-model package submit-emr submit-glue browser clean-data help
 
 help:
 	@echo "make demo       set up and run the whole pipeline on the embedded default"
@@ -17,6 +17,8 @@ help:
 	@echo "make mlflow-ui  MLflow UI on http://127.0.0.1:5000 over the local tracking store"
 	@echo "make serve-model MODEL=evfa_energy_per_km PORT=5001   REST scoring of a champion model"
 	@echo "make package    wheel, venv archive, Glue zip, entry scripts into dist/"
+	@echo "make lint       ruff lint + format check, import contracts, mypy (make test runs it first)"
+	@echo "make docs       regenerate docs/CONFIG.md, conf/config.schema.json, the table flow in docs/ARCHITECTURE.md"
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11) on PATH"; exit 1; }
@@ -48,9 +50,18 @@ demo-payd: setup
 		--conf generator.early_start_share=0.2 --conf generator.away_night_share=0.1 --conf generator.multipath_rate=0.002 $(GEN_ARGS)
 	PAYD_FLEET_DIR=$(PAYD)/landing/raw $(BIN)/python -m jobs.pipeline --env local --inputs conf/datasets/payd_fleet.yaml $(PAYD_STORE) $(ARGS)
 
-# Lint rules in pyproject.toml [tool.ruff]; make test runs it first.
+# Style and structure, all configured in pyproject.toml; make test runs it first: ruff (lint and
+# format), the import contracts between the packages (import-linter), the type checker (mypy).
 lint: setup
 	$(BIN)/ruff check common jobs tests bench deploy
+	$(BIN)/ruff format --check common jobs tests bench deploy
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
+
+# Generated reference docs (conf/config.schema.json, docs/CONFIG.md, the table flow in
+# docs/ARCHITECTURE.md) from the config models, the table catalog and the jobs' declarations.
+docs: setup
+	$(BIN)/python -m deploy.gen_docs
 
 # Headless Chromium for the report's browser test (Debian package); tests skip with a
 # message when it cannot be installed.

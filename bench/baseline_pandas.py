@@ -113,8 +113,8 @@ def _lead(values: np.ndarray, first: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 def stage_ingest(cfg: Config, state: dict) -> dict:
     """Raw files -> bronze-equivalent frames (the rows jobs/ingest.py would keep)."""
+    from common.io.landing import default_inputs
     from common.io.schemas import TELEMATICS_REQUIRED
-    from common.synthetic.generator import default_inputs
 
     inputs = default_inputs(cfg)
     tel = inputs.telematics[0]
@@ -202,9 +202,7 @@ def mark_stops(legs: pd.DataFrame, min_stop_minutes: float, stop_radius_m: float
     run_first, run_last = g.transform("min").to_numpy(), g.transform("max").to_numpy()
     with np.errstate(invalid="ignore"):
         in_stop = stationary & (run_last - run_first >= min_stop_minutes * 60.0)
-    return legs.assign(
-        _run=run_key, in_stop=in_stop, is_arrival=in_stop & (t == run_first), is_departure=in_stop & (t == run_last)
-    )
+    return legs.assign(_run=run_key, in_stop=in_stop, is_arrival=in_stop & (t == run_first), is_departure=in_stop & (t == run_last))
 
 
 def stops_from(marked: pd.DataFrame) -> pd.DataFrame:
@@ -233,9 +231,7 @@ def trips_from(marked: pd.DataFrame, tp) -> pd.DataFrame:
             "km": np.where(leg_in_trip, marked["leg_km"].to_numpy(), 0.0),
         }
     )[in_trip]
-    trips = df.groupby("trip", sort=False).agg(
-        vehicle_id=("vehicle_id", "first"), local_date=("local_date", "first"), n=("km", "size"), distance_km=("km", "sum")
-    )
+    trips = df.groupby("trip", sort=False).agg(vehicle_id=("vehicle_id", "first"), local_date=("local_date", "first"), n=("km", "size"), distance_km=("km", "sum"))
     return trips[(trips["n"] >= 2) & (trips["distance_km"] >= tp.min_trip_km)].reset_index(drop=True)
 
 
@@ -439,8 +435,7 @@ def stage_hotspots(cfg: Config, state: dict, out: Path) -> dict:
     stops["wlat"], stops["wlon"] = stops["lat"] * stops["w"], stops["lon"] * stops["w"]
     visits = (
         stops.groupby(["vehicle_id", "local_date", "visit_no"], sort=True)
-        .agg(wlat=("wlat", "sum"), wlon=("wlon", "sum"), w=("w", "sum"), n_stops=("lat", "size"),
-             dwell_minutes=("dwell_minutes", "sum"), first_arrival_local=("start_ts_local", "min"))  # fmt: skip
+        .agg(wlat=("wlat", "sum"), wlon=("wlon", "sum"), w=("w", "sum"), n_stops=("lat", "size"), dwell_minutes=("dwell_minutes", "sum"), first_arrival_local=("start_ts_local", "min"))  # fmt: skip
         .reset_index()
     )
     visits["lat"], visits["lon"] = visits["wlat"] / visits["w"], visits["wlon"] / visits["w"]

@@ -65,22 +65,14 @@ def synthetic_bronze(spark, rows: int, vehicles: int, seed: int = 7):
         F.lit(30.0).alias("ambient_temp_c"),
     )
     near_dups = clean.where(F.rand(seed + 2) < 0.001).withColumn("lat", F.col("lat") + 0.0001)
-    return (
-        clean.unionByName(near_dups)
-        .withColumn("source_name", F.lit("bench"))
-        .withColumn("source_file", F.lit("synthetic"))
-        .withColumn("date", F.to_date("ts"))
-    )
+    return clean.unionByName(near_dups).withColumn("source_name", F.lit("bench")).withColumn("source_file", F.lit("synthetic")).withColumn("date", F.to_date("ts"))
 
 
 def vehicles_pdf(vehicles: int):
     import pandas as pd
 
     return pd.DataFrame(
-        [
-            (f"B{v:05d}", "bench", TYPES[v % 4][0], TYPES[v % 4][1], f"D{v:05d}", "Asia/Kolkata")
-            for v in range(vehicles)
-        ],
+        [(f"B{v:05d}", "bench", TYPES[v % 4][0], TYPES[v % 4][1], f"D{v:05d}", "Asia/Kolkata") for v in range(vehicles)],
         columns=["vehicle_id", "model", "vehicle_type", "battery_kwh", "driver_id", "timezone"],
     )
 
@@ -200,9 +192,7 @@ def main(argv=None) -> str:
         rows=rows,
     )
     silver = spark.read.parquet(str(spark_out))
-    spark_counts = silver.agg(
-        *[F.sum((F.col("quality_flags").bitwiseAND(F.lit(bit)) != 0).cast("long")).alias(n) for n, bit in FLAGS.items()]
-    ).first().asDict()
+    spark_counts = silver.agg(*[F.sum((F.col("quality_flags").bitwiseAND(F.lit(bit)) != 0).cast("long")).alias(n) for n, bit in FLAGS.items()]).first().asDict()
     assert silver.count() == rows, "rows in != rows out"
 
     lines = [HEADER, m_spark.line()]

@@ -34,8 +34,8 @@ def main(argv=None) -> str:
     ap.add_argument("--generate-only", action="store_true", help="measure generation only (e.g. the 50 M-row target of issue 2)")
     args = ap.parse_args(argv)
 
+    from common.io.landing import default_inputs
     from common.io.spark import build_session, python_for_workers
-    from common.synthetic.generator import default_inputs
     from jobs.generate import run_generate
     from jobs.ingest import run_ingest
 
@@ -67,10 +67,7 @@ def main(argv=None) -> str:
             lines.append(m_ing.line())
         print(HEADER, *lines, sep="\n", flush=True)
     cmd = "python -m bench.bench_foundation " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = (
-        f"\n### Generation and ingest — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n"
-        f"Machine: {machine_description()}  \nCommand: `{cmd}`\n\n{HEADER}\n" + "\n".join(lines) + "\n"
-    )
+    text = f"\n### Generation and ingest — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\nMachine: {machine_description()}  \nCommand: `{cmd}`\n\n{HEADER}\n" + "\n".join(lines) + "\n"
     if not args.no_append:
         with open(PROJECT_ROOT / "docs" / "BENCHMARKS.md", "a") as fh:
             fh.write(text)

@@ -56,9 +56,7 @@ def synthetic_silver(spark, rows: int, days: int):
     def u(*parts) -> F.Column:  # deterministic uniform [0, 1) from a hash
         return (F.abs(F.xxhash64(*[F.lit(p) if not isinstance(p, F.Column) else p for p in parts])) % 1_000_003) / 1_000_003.0
 
-    base = spark.range(vehicles * per_vehicle).select(
-        (F.col("id") / per_vehicle).cast("long").alias("v"), (F.col("id") % per_vehicle).alias("i")
-    )
+    base = spark.range(vehicles * per_vehicle).select((F.col("id") / per_vehicle).cast("long").alias("v"), (F.col("id") % per_vehicle).alias("i"))
     day = (F.col("i") / 1440).cast("long")
     minute = F.col("i") % 1440  # local minute of day
     night = (minute >= 21 * 60) | (minute < 7 * 60)
@@ -81,18 +79,8 @@ def synthetic_silver(spark, rows: int, days: int):
     frac = in_block / 20.0
     jit_n = (u(F.col("v"), F.col("i"), F.lit("n")) - 0.5) * 10
     jit_e = (u(F.col("v"), F.col("i"), F.lit("e")) - 0.5) * 10
-    lat = (
-        F.when(night & away, away_lat)
-        .when(night, home_lat)
-        .when(driving, prev_lat + (stop_lat - prev_lat) * frac)
-        .otherwise(stop_lat)
-    ) + jit_n / M_PER_DEG
-    lon = (
-        F.when(night & away, away_lon)
-        .when(night, home_lon)
-        .when(driving, prev_lon + (stop_lon - prev_lon) * frac)
-        .otherwise(stop_lon)
-    ) + jit_e / (M_PER_DEG * math.cos(math.radians(CENTER[0])))
+    lat = (F.when(night & away, away_lat).when(night, home_lat).when(driving, prev_lat + (stop_lat - prev_lat) * frac).otherwise(stop_lat)) + jit_n / M_PER_DEG
+    lon = (F.when(night & away, away_lon).when(night, home_lon).when(driving, prev_lon + (stop_lon - prev_lon) * frac).otherwise(stop_lon)) + jit_e / (M_PER_DEG * math.cos(math.radians(CENTER[0])))
     ts = F.to_timestamp(F.lit(START_UTC)) + F.make_dt_interval(mins=F.col("i"), secs=(F.col("v") % 50).cast("decimal(8,6)"))
     df = base.select(
         F.format_string("R%05d", F.col("v")).alias("vehicle_id"),
@@ -133,8 +121,7 @@ def run_pandas_residence(files_json: str, out: str, result: str, eps_m: float, m
     t_cluster = time.perf_counter()
     pd.DataFrame(homes, columns=["vehicle_id", "home_lat", "home_lon", "points"]).to_parquet(out, index=False)
     Path(result).write_text(
-        json.dumps({"rows": len(df), "night_points": len(night), "vehicles": len(homes), "read_s": t_read - t0,
-                    "cluster_s": t_cluster - t_read, "total_s": time.perf_counter() - t0})  # fmt: skip
+        json.dumps({"rows": len(df), "night_points": len(night), "vehicles": len(homes), "read_s": t_read - t0, "cluster_s": t_cluster - t_read, "total_s": time.perf_counter() - t0})  # fmt: skip
     )
 
 
@@ -175,8 +162,7 @@ def bench_residence(spark, cfg, args, root: Path) -> list[str]:
         base = pd.read_parquet(out).merge(labelled, on="vehicle_id", suffixes=("_pd", ""))
         d = np.hypot((base.home_lat_pd - base.home_lat) * M_PER_DEG, (base.home_lon_pd - base.home_lon) * M_PER_DEG * math.cos(math.radians(CENTER[0])))
         lines += [
-            f"pandas: {pdres['total_s']:,.1f} s (read {pdres['read_s']:.1f}, DBSCAN loop {pdres['cluster_s']:.1f}) over "
-            f"{pdres['night_points']:,} raw night points of {pdres['vehicles']} vehicles",
+            f"pandas: {pdres['total_s']:,.1f} s (read {pdres['read_s']:.1f}, DBSCAN loop {pdres['cluster_s']:.1f}) over {pdres['night_points']:,} raw night points of {pdres['vehicles']} vehicles",
             f"speed-up Spark vs pandas loop: {m_pd.seconds / m_spark.seconds:.2f}x (target >= 3x)",
             f"homes agreeing within 25 m: {int((d <= 25).sum())} of {len(base)}",
         ]
@@ -250,9 +236,7 @@ def bench_hotspots_scenario(spark, cfg, args, root: Path, label: str, depot_shar
         labels.write.mode("overwrite").parquet(str(out))
         labels.unpersist()
 
-    m_dist, _ = measure(
-        spark, f"hotspot DBSCAN, exact distributed ({label}), Spark {cfg.spark.master}", distributed, rows=len(lat)
-    )
+    m_dist, _ = measure(spark, f"hotspot DBSCAN, exact distributed ({label}), Spark {cfg.spark.master}", distributed, rows=len(lat))
     got = pd.read_parquet(out).sort_values("point_id")
     labels = dense_labels(got.cluster_id.to_numpy())
     lines = [m_dist.line()]
@@ -267,14 +251,10 @@ def bench_hotspots_scenario(spark, cfg, args, root: Path, label: str, depot_shar
         ref = haversine_dbscan(lat, lon, p.eps_m, p.min_samples)
         sk_s = time.perf_counter() - t0
         lines.append(Measurement(f"hotspot DBSCAN, scikit-learn single node ({label})", sk_s, len(lat)).line())
-        notes.append(
-            f"{label}: scikit-learn {sk_s:,.1f} s; identical labels: {bool(np.array_equal(ref, labels))} "
-            f"(~{pairs:,.0f} neighbour pairs)"
-        )
+        notes.append(f"{label}: scikit-learn {sk_s:,.1f} s; identical labels: {bool(np.array_equal(ref, labels))} (~{pairs:,.0f} neighbour pairs)")
     else:
         notes.append(
-            f"{label}: scikit-learn single node not run: ~{pairs:,.0f} neighbour pairs (~{pairs * 8 / 2**30:,.1f} GiB of "
-            f"neighbour indices) exceed --sklearn-max-pairs {args.sklearn_max_pairs:,.0f}"
+            f"{label}: scikit-learn single node not run: ~{pairs:,.0f} neighbour pairs (~{pairs * 8 / 2**30:,.1f} GiB of neighbour indices) exceed --sklearn-max-pairs {args.sklearn_max_pairs:,.0f}"
         )
     return lines, notes
 

@@ -39,10 +39,9 @@ class Measurement:
     def line(self) -> str:
         rps = f"{self.rows_per_s:,.0f}" if self.rows_per_s else "-"
         sh = f"{self.shuffle_mb:,.1f}" if self.shuffle_mb is not None else "-"
-        return (
-            f"| {self.label} | {self.rows or '-':,} | {self.seconds:,.1f} | {rps} | {self.peak_driver_mb:,.0f} | "
-            f"{self.peak_workers_mb:,.0f} | {self.peak_python_driver_mb:,.0f} | {sh} |"
-        ).replace("| -, |", "| - |")
+        return (f"| {self.label} | {self.rows or '-':,} | {self.seconds:,.1f} | {rps} | {self.peak_driver_mb:,.0f} | {self.peak_workers_mb:,.0f} | {self.peak_python_driver_mb:,.0f} | {sh} |").replace(
+            "| -, |", "| - |"
+        )
 
 
 HEADER = "| stage | rows | seconds | rows/s | driver JVM peak MB | Python workers peak MB | Python driver peak MB | shuffle MB |\n|---|---:|---:|---:|---:|---:|---:|---:|"

@@ -97,16 +97,13 @@ def report(jobs: dict[int, dict], wall_s: float, top: int) -> str:
         s["tasks"] += j["tasks"]
     in_jobs = covered_seconds([(j["start"], j["end"]) for j in done])
     lines = [
-        f"stage wall {wall_s:.1f} s; {len(done)} Spark jobs covering {in_jobs:.1f} s; "
-        f"outside any job (driver Python, Delta commits, planning): {wall_s - in_jobs:.1f} s",
+        f"stage wall {wall_s:.1f} s; {len(done)} Spark jobs covering {in_jobs:.1f} s; outside any job (driver Python, Delta commits, planning): {wall_s - in_jobs:.1f} s",
         "",
         "| call site | jobs | wall s | tasks | executor CPU s | input MB | shuffle write MB | shuffle read MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for site, s in sorted(by_site.items(), key=lambda kv: -kv[1]["wall"])[:top]:
-        lines.append(
-            f"| `{site}` | {s['n']} | {s['wall']:.1f} | {s['tasks']} | {s['cpu']:.1f} | {s['in']:.1f} | {s['sw']:.1f} | {s['sr']:.1f} |"
-        )
+        lines.append(f"| `{site}` | {s['n']} | {s['wall']:.1f} | {s['tasks']} | {s['cpu']:.1f} | {s['in']:.1f} | {s['sw']:.1f} | {s['sr']:.1f} |")
     return "\n".join(lines)
 
 

@@ -222,8 +222,7 @@ def hotspot_worker(spec_path: str) -> int:
         _progress(f"hotspot DBSCAN, {label} ...")
         m, _ = measure(spark, f"exact distributed DBSCAN ({label})", distributed, rows=len(lat))
         result["scenarios"].append(
-            {"label": label, "share": share, "path": str(path), "out": str(out), "measurement": asdict(m),
-             "pairs": estimated_pairs(lat, lon, p.eps_m)}  # fmt: skip
+            {"label": label, "share": share, "path": str(path), "out": str(out), "measurement": asdict(m), "pairs": estimated_pairs(lat, lon, p.eps_m)}  # fmt: skip
         )
         _save(Path(spec["result"]), result)
     spark.stop()  # scikit-learn gets the memory the JVM held
@@ -334,9 +333,7 @@ def render_size(s: dict, pipe: dict, base: dict | None, base_args: dict, when: s
         if m.get("failed"):
             name = f"{stage} (**failed**: seconds and peaks until the failure)"
         mem = " | ".join(_n(m[k] or None) for k in ("peak_driver_mb", "peak_workers_mb", "peak_python_driver_mb"))  # 0: not sampled
-        lines.append(
-            f"| {name} | {_n(m['rows'])} | {m['seconds']:,.1f} | {_n(rps)} | {mem} | {_n(m['shuffle_mb'], 1)} | {b_s} | {b_rps} | {b_mb} | {ratio} |"
-        )
+        lines.append(f"| {name} | {_n(m['rows'])} | {m['seconds']:,.1f} | {_n(rps)} | {mem} | {_n(m['shuffle_mb'], 1)} | {b_s} | {b_rps} | {b_mb} | {ratio} |")
     e = s["e2e"]
     if e:
         b = s["base_e2e"]

@@ -157,11 +157,7 @@ def runtime_requirements(profile: str = "full") -> list[str]:
         return pinned_closure(list(LIGHT_ROOTS))
     roots = _requirement_names(PROJECT_ROOT / "requirements.txt")
     pins = pinned_closure(roots)
-    extra = [
-        line.split("#", 1)[0].strip()
-        for line in CLUSTER_REQUIREMENTS.read_text().splitlines()
-        if line.split("#", 1)[0].strip()
-    ]
+    extra = [line.split("#", 1)[0].strip() for line in CLUSTER_REQUIREMENTS.read_text().splitlines() if line.split("#", 1)[0].strip()]
     names = {canonicalize_name(p.split("==")[0]) for p in pins}
     return pins + [e for e in extra if canonicalize_name(e.split("==")[0]) not in names]
 
@@ -423,9 +419,7 @@ def portability_report(env_dir: Path) -> Portability:
 def _copy_stdlib(src: Path, dest: Path) -> None:
     def ignore(folder: str, names: list[str]) -> set[str]:
         # Tests, GUI tools, the static library and bytecode are not needed to run jobs.
-        return {
-            n for n in names if n in _STDLIB_SKIP or n.startswith(("config-", "_tkinter.")) or n.endswith((".pyc", ".a"))
-        }
+        return {n for n in names if n in _STDLIB_SKIP or n.startswith(("config-", "_tkinter.")) or n.endswith((".pyc", ".a"))}
 
     shutil.copytree(src, dest, ignore=ignore, dirs_exist_ok=True, symlinks=False)
 
@@ -492,8 +486,7 @@ def build_env_archive(out: Path, requirements: list[str], profile: str, python: 
     }
     if portability.portable is False:
         log.warning(
-            "environment archive is NOT portable to Amazon Linux 2023 (glibc %s): %s. Build it on a host "
-            "with glibc <= %s (docs/DEPLOY.md, 'Building the environment archive').",
+            "environment archive is NOT portable to Amazon Linux 2023 (glibc %s): %s. Build it on a host with glibc <= %s (docs/DEPLOY.md, 'Building the environment archive').",
             portability.target_glibc,
             "; ".join(portability.offenders[:5]),
             portability.target_glibc,

@@ -206,8 +206,7 @@ def _glue_log_store_jars(art: dict, conf: Mapping[str, str], bucket: str) -> lis
     jar = art.get("delta_log_store_jar")
     if not jar:
         raise SubmitError(
-            "the Glue conf uses Delta's DynamoDB LogStore but the package has no delta-storage-s3-dynamodb jar: "
-            "run `bin/fetch-jars --cluster` (needs Maven Central) and `make package` again"
+            "the Glue conf uses Delta's DynamoDB LogStore but the package has no delta-storage-s3-dynamodb jar: run `bin/fetch-jars --cluster` (needs Maven Central) and `make package` again"
         )
     return [_s3(bucket, jar["key"])]
 
@@ -529,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/submit", description=__doc__.splitlines()[0])
     parser.add_argument("target", choices=sorted(RENDERERS))
     parser.add_argument("--job", default="pipeline", help="entry point: jobs/<job>.py")
-    parser.add_argument("--args", default="", help="the job's own arguments as one shell string, e.g. \"--conf generator.vehicles=500\"")
+    parser.add_argument("--args", default="", help='the job\'s own arguments as one shell string, e.g. "--conf generator.vehicles=500"')
     parser.add_argument("--dist", type=Path, default=DIST_DIR)
     parser.add_argument("--outputs", type=Path, default=TF_OUTPUTS_FILE, help="saved `terraform output -json` (default: read live)")
     parser.add_argument("--dry-run", action="store_true", help="print the upload and submit commands only")

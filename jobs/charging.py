@@ -39,6 +39,9 @@ from common.silver.devices import heartbeats
 from common.spatial.privacy import withhold_where
 
 log = logging.getLogger("ev_fleet.charging")
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = ("silver.telematics_clean", "bronze.vehicles", "bronze.stations", "restricted.residences", "silver.device_profiles")
+OUTPUTS: tuple[str, ...] = ("gold.charging_events", "gold.charging_locations", "gold.charging_sites", "restricted.home_charging_sites")
 # Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
 
@@ -51,14 +54,6 @@ EVENTS = "gold.charging_events"
 LOCATIONS = "gold.charging_locations"
 SITES = "gold.charging_sites"
 HOME_SITES = "restricted.home_charging_sites"
-COMMENTS = {
-    EVENTS: "Charging events: stationary SOC rises (high: > min_delta_soc_pct; low: fallback pass), kWh = dSOC x battery; "
-    "positions at private sites (home, single-vehicle unknown) withheld (null)",
-    LOCATIONS: "Per-vehicle charging locations (DBSCAN of event positions) with their fleet site; private-site positions withheld (null)",
-    SITES: "Fleet charging sites: home / public / depot / unknown (station match via Sedona distance join); "
-    "home and single-vehicle unknown sites without position (exact in restricted.home_charging_sites)",
-    HOME_SITES: "PERSONAL DATA: exact positions of home charging sites and unmatched sites used by one vehicle; restricted access, see docs/PRIVACY.md",
-}
 
 
 def _optional(spark: SparkSession, cfg: Config, table: str, report: StageReport, why: str) -> DataFrame | None:
@@ -79,9 +74,7 @@ def run_charging(spark: SparkSession, cfg: Config) -> StageReport:
     report = StageReport(stage="charging")
     p = cfg.charging
     clean = tables.read(spark, cfg, SILVER_TELEMATICS)
-    vehicles = _optional(spark, cfg, BRONZE_VEHICLES, report, "kWh is null unless charging.default_battery_kwh is set")
-    if vehicles is None:
-        vehicles = spark.createDataFrame([], VEHICLES)
+    vehicles = tables.read_or_empty(spark, cfg, BRONZE_VEHICLES, VEHICLES, notes=report.notes, why="kWh is null unless charging.default_battery_kwh is set")
     stations = _optional(spark, cfg, BRONZE_STATIONS, report, "no site is matched to a station")
     residences = _optional(spark, cfg, RESIDENCES, report, "no site is classified home (run jobs/residence.py first)")
 
@@ -110,7 +103,7 @@ def run_charging(spark: SparkSession, cfg: Config) -> StageReport:
     }
     for table, df in results.items():
         props = {"evfa.personal_data": "true"} if table.startswith("restricted.") else None
-        written = tables.write(df, cfg, table, mode="overwrite", comment=COMMENTS[table], properties=props)
+        written = tables.write(df, cfg, table, mode="overwrite", properties=props)
         report.tables[table] = written.version
 
     counts = tables.read(spark, cfg, SITES).groupBy("kind").agg(F.count("*").alias("n"), F.sum("n_events").alias("events"))

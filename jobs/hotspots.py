@@ -35,6 +35,9 @@ from common.mobility.hotspots import cluster_visits, find_hotspots, stops_for_vi
 from common.silver.devices import heartbeats
 
 log = logging.getLogger("ev_fleet.hotspots")
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = ("silver.telematics_clean", "silver.device_profiles")
+OUTPUTS: tuple[str, ...] = ("restricted.unique_daily_visits", "gold.hotspots")
 # Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
 
@@ -42,11 +45,6 @@ SILVER_TELEMATICS = "silver.telematics_clean"
 DEVICE_PROFILES = "silver.device_profiles"
 VISITS = "restricted.unique_daily_visits"
 HOTSPOTS = "gold.hotspots"
-COMMENTS = {
-    VISITS: "PERSONAL DATA: one row per vehicle, local day and place stopped at (homes included); restricted, see docs/PRIVACY.md",
-    HOTSPOTS: "Fleet hotspots: DBSCAN clusters of unique daily visits with >= min_unique_visits within radius_m "
-    "from >= min_distinct_vehicles vehicles; hull WKT, busiest local hours",
-}
 
 
 def run_hotspots(spark: SparkSession, cfg: Config) -> StageReport:
@@ -55,16 +53,14 @@ def run_hotspots(spark: SparkSession, cfg: Config) -> StageReport:
     clean = tables.read(spark, cfg, SILVER_TELEMATICS)
     beats = heartbeats(tables.read_optional(spark, cfg, DEVICE_PROFILES))
     visits = unique_daily_visits(stops_for_visits(clean, cfg.kpis.trips, p, beats), p)
-    written = tables.write(
-        visits, cfg, VISITS, mode="overwrite", comment=COMMENTS[VISITS], properties={"evfa.personal_data": "true"}
-    )
+    written = tables.write(visits, cfg, VISITS, mode="overwrite", properties={"evfa.personal_data": "true"})
     report.tables[VISITS] = written.version
     visits = tables.read(spark, cfg, VISITS)
     report.rows_in = visits.count()
 
     clustered = cluster_visits(visits, p)
     hotspots = find_hotspots(clustered, p)
-    written = tables.write(hotspots, cfg, HOTSPOTS, mode="overwrite", comment=COMMENTS[HOTSPOTS])
+    written = tables.write(hotspots, cfg, HOTSPOTS, mode="overwrite")
     report.tables[HOTSPOTS] = written.version
     rows = tables.read(spark, cfg, HOTSPOTS).orderBy(F.desc("unique_visits")).collect()  # bounded: one row per hotspot
     report.rows_out = len(rows)

@@ -34,6 +34,9 @@ from common.silver.devices import heartbeats
 from common.spatial.privacy import coarsen_point
 
 log = logging.getLogger("ev_fleet.residence")
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = ("silver.telematics_clean", "silver.device_profiles")
+OUTPUTS: tuple[str, ...] = ("restricted.residences",)
 # Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
 
@@ -45,10 +48,6 @@ PERSONAL_DATA_PROPERTIES = {
     "evfa.personal_fields": "home_lat,home_lon,first_seen,last_seen",
     "evfa.display_rule": "coarsen to report.residence_cell_m unless report.show_exact_residences",
 }
-COMMENT = (
-    "PERSONAL DATA: home location per vehicle from night parking (DBSCAN); restricted access, "
-    "see docs/PRIVACY.md"
-)
 
 
 def run_residence(spark: SparkSession, cfg: Config) -> StageReport:
@@ -57,9 +56,7 @@ def run_residence(spark: SparkSession, cfg: Config) -> StageReport:
     clean = tables.read(spark, cfg, SILVER_TELEMATICS)
     profiles = tables.read_optional(spark, cfg, "silver.device_profiles")
     homes = find_residences(clean, cfg.residence, cfg.kpis.trips, heartbeats(profiles), fleet=profiles)
-    written = tables.write(
-        homes, cfg, RESIDENCES, mode="overwrite", comment=COMMENT, properties=PERSONAL_DATA_PROPERTIES
-    )
+    written = tables.write(homes, cfg, RESIDENCES, mode="overwrite", properties=PERSONAL_DATA_PROPERTIES)
     report.tables[RESIDENCES] = written.version
     rows = tables.read(spark, cfg, RESIDENCES).collect()  # bounded: one row per vehicle
     report.rows_out = len(rows)

@@ -32,10 +32,14 @@ from pyspark.sql import functions as F
 from common.core.config import Config
 from common.io import tables
 from common.io.cli import StageReport, bootstrap, job_main, require_inputs
+from common.io.schemas import VEHICLES
 from common.mobility.risk import INSUFFICIENT, TIERS, daily_activity, driver_risk
 from common.silver.devices import heartbeats
 
 log = logging.getLogger("ev_fleet.risk")
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = ("gold.daily_kpis", "silver.telematics_clean", "gold.charging_events", "restricted.residences", "bronze.vehicles", "silver.device_profiles")
+OUTPUTS: tuple[str, ...] = ("gold.driver_risk",)
 # Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("gold.daily_kpis", "silver.telematics_clean"),)
 
@@ -46,10 +50,6 @@ RESIDENCES = "restricted.residences"
 BRONZE_VEHICLES = "bronze.vehicles"
 DEVICE_PROFILES = "silver.device_profiles"
 DRIVER_RISK = "gold.driver_risk"
-COMMENT = (
-    "Driver risk: score 0-100, tier High/Medium/Low, baseline z-score of average daily km (High if z < threshold), "
-    "signals and reasons; low_coverage drivers flagged, scored on reported days only"
-)
 
 
 def run_risk(spark: SparkSession, cfg: Config) -> StageReport:
@@ -61,18 +61,19 @@ def run_risk(spark: SparkSession, cfg: Config) -> StageReport:
         report.notes.append("gold.daily_kpis missing: daily km computed from silver.telematics_clean")
         daily = daily_activity(tables.read(spark, cfg, SILVER_TELEMATICS), cfg.kpis.trips, heartbeats(profiles))
     optional = {}
-    for table in (EVENTS, RESIDENCES, BRONZE_VEHICLES):
+    for table in (EVENTS, RESIDENCES):
         optional[table] = tables.read_optional(spark, cfg, table)
         if optional[table] is None:
             report.notes.append(f"{table} missing: its signals are not scored")
+    vehicles = tables.read_or_empty(spark, cfg, BRONZE_VEHICLES, VEHICLES, notes=report.notes, why="its signals are not scored")
     if profiles is None:
         report.notes.append(f"{DEVICE_PROFILES} missing: the fleet is the vehicles with daily data or in bronze.vehicles")
-    risk = driver_risk(daily, optional[BRONZE_VEHICLES], cfg.risk, optional[EVENTS], optional[RESIDENCES], fleet=profiles)
-    written = tables.write(risk, cfg, DRIVER_RISK, mode="overwrite", comment=COMMENT)
+    risk = driver_risk(daily, vehicles, cfg.risk, optional[EVENTS], optional[RESIDENCES], fleet=profiles)
+    written = tables.write(risk, cfg, DRIVER_RISK, mode="overwrite")
     report.tables[DRIVER_RISK] = written.version
     rows = tables.read(spark, cfg, DRIVER_RISK).orderBy(F.desc_nulls_last("score"), "vehicle_id").collect()  # bounded: one row per driver
     report.rows_out = len(rows)
-    fleet = fleet_size(daily, optional[BRONZE_VEHICLES], profiles)
+    fleet = fleet_size(daily, vehicles, profiles)
     tiers = {t: sum(1 for r in rows if r["tier"] == t) for t in TIERS}
     line = f"driver_risk: {len(rows)} vehicles = " + " + ".join(f"{n} {t}" for t, n in tiers.items()) + f"; fleet {fleet}"
     print(line)

@@ -26,23 +26,27 @@ if __package__ in (None, ""):  # spark-submit jobs/stations.py: make `common` im
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from common.core.config import Config
 from common.io import tables
 from common.io.cli import StageReport, bootstrap, job_main, require_inputs
 from common.network.stations import (
     expansion_gaps,
+    kpi_summary_table,
     latest_stations,
     match_events_to_stations,
     normalise_fleet_events,
     normalise_hotspots,
+    overall_kpi_note,
     station_attributes,
     station_fleet_usage,
     station_kpis,
 )
 
 log = logging.getLogger("ev_fleet.stations")
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = ("bronze.stations", "gold.charging_events", "gold.hotspots")
+OUTPUTS: tuple[str, ...] = ("gold.station_kpis", "gold.station_fleet_usage", "gold.expansion_gaps")
 # Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = (("bronze.stations",),)
 
@@ -52,14 +56,6 @@ HOTSPOTS = "gold.hotspots"
 STATION_KPIS = "gold.station_kpis"
 FLEET_USAGE = "gold.station_fleet_usage"
 EXPANSION_GAPS = "gold.expansion_gaps"
-
-COMMENTS = {
-    STATION_KPIS: "Station KPIs per level (overall/region/network): operational rate, DC-fast share, 24/7 access rate, "
-    "public share, public/private ratio, avg connector diversity (fractions 0-1); jobs/stations.py",
-    FLEET_USAGE: "Fleet charging events matched to the nearest station within stations.match_radius_m: events, vehicles, "
-    "kWh, hours, events without SOC gain per station; jobs/stations.py",
-    EXPANSION_GAPS: "Hotspots without an open DC-fast station within stations.dc_fast_gap_m, with the nearest one; jobs/stations.py",
-}
 
 
 def read_station_attributes(spark: SparkSession, cfg: Config) -> DataFrame:
@@ -74,27 +70,23 @@ def run_stations(spark: SparkSession, cfg: Config) -> StageReport:
     stations = read_station_attributes(spark, cfg).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         report.rows_in = stations.count()
-        result = tables.write(station_kpis(stations), cfg, STATION_KPIS, comment=COMMENTS[STATION_KPIS])
+        result = tables.write(station_kpis(stations), cfg, STATION_KPIS)
         report.tables[STATION_KPIS] = result.version
-        overall = tables.read(spark, cfg, STATION_KPIS).where("level = 'overall'").first()
-        if overall:
-            report.notes.append(
-                f"{overall.stations} stations: operational {overall.operational_rate:.1%}, DC fast {overall.dc_fast_share:.1%}, "
-                f"24/7 {overall.access_24_7_rate:.1%}, public {overall.public_share:.1%}, "
-                f"connector diversity {overall.avg_connector_diversity or 0:.2f}"
-            )
+        note = overall_kpi_note(tables.read(spark, cfg, STATION_KPIS))
+        if note:
+            report.notes.append(note)
 
         if tables.exists(spark, cfg, CHARGING_EVENTS):
             events = normalise_fleet_events(tables.read(spark, cfg, CHARGING_EVENTS))
             usage = station_fleet_usage(match_events_to_stations(events, stations, params), params)
-            result = tables.write(usage, cfg, FLEET_USAGE, comment=COMMENTS[FLEET_USAGE])
+            result = tables.write(usage, cfg, FLEET_USAGE)
             report.tables[FLEET_USAGE] = result.version
         else:
             report.notes.append(f"{CHARGING_EVENTS} not found (run jobs/charging.py): {FLEET_USAGE} not written")
 
         if tables.exists(spark, cfg, HOTSPOTS):
             hotspots = normalise_hotspots(tables.read(spark, cfg, HOTSPOTS))
-            result = tables.write(expansion_gaps(hotspots, stations, params), cfg, EXPANSION_GAPS, comment=COMMENTS[EXPANSION_GAPS])
+            result = tables.write(expansion_gaps(hotspots, stations, params), cfg, EXPANSION_GAPS)
             report.tables[EXPANSION_GAPS] = result.version
             n_gaps = tables.read(spark, cfg, EXPANSION_GAPS).count()
             report.notes.append(f"{n_gaps} hotspot(s) without a DC-fast station within {params.dc_fast_gap_m:.0f} m")
@@ -110,16 +102,7 @@ def run_stations(spark: SparkSession, cfg: Config) -> StageReport:
 
 def kpi_summary(spark: SparkSession, cfg: Config, levels: tuple[str, ...] = ("overall", "region")) -> str:
     """Text table of gold.station_kpis for the given levels (for logs and tests)."""
-    rows = tables.read(spark, cfg, STATION_KPIS).where(F.col("level").isin(*levels)).orderBy("level", "group").collect()  # bounded: overall + per-region KPI rows
-    head = f"{'level':<8} {'group':<14} {'stations':>8} {'oper.':>7} {'DCfast':>7} {'24/7':>7} {'public':>7} {'pub/priv':>8} {'conn.div':>8}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        ratio = "-" if r.public_private_ratio is None else f"{r.public_private_ratio:.2f}"
-        lines.append(
-            f"{r.level:<8} {r.group[:14]:<14} {r.stations:>8} {r.operational_rate:>7.3f} {r.dc_fast_share:>7.3f} "
-            f"{r.access_24_7_rate:>7.3f} {r.public_share:>7.3f} {ratio:>8} {r.avg_connector_diversity or 0:>8.3f}"
-        )
-    return "\n".join(lines)
+    return kpi_summary_table(tables.read(spark, cfg, STATION_KPIS), levels)
 
 
 @job_main

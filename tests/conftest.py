@@ -4,6 +4,7 @@ lakehouse under pytest's temporary folder. Everything goes through common.io.spa
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,26 @@ def _release_run_leases():
         lease.release_held_leases()
 
 
+@contextmanager
+def declared_only(stage_name: str):
+    """Run a stage's code and fail when it read or wrote a table its job does not declare
+    (INPUTS / OUTPUTS): the stage graph and docs/ARCHITECTURE.md cannot drift from the code."""
+    from common.io import tables
+    from common.io.stages import undeclared_access
+    from jobs.pipeline import STAGES
+
+    stage = next(s for s in STAGES if s.name == stage_name)
+    with tables.recording() as access:
+        yield
+    assert not undeclared_access(stage, access), undeclared_access(stage, access)
+
+
+def assert_declared(reports) -> None:
+    """The pipeline notes every undeclared table access; none may occur."""
+    notes = [n for r in reports for n in r.notes if n.startswith("undeclared")]
+    assert not notes, notes
+
+
 # ---------------------------------------------------------------------------------------------
 # One generated fleet per test session, shared by every accuracy test (generation is the slow
 # part). Later stages add fixtures that build on it (ingest -> clean -> insights).
@@ -114,20 +135,22 @@ FLEET_OVERRIDES = (
 @pytest.fixture(scope="session")
 def fleet_cfg(spark, session_root) -> Config:
     """Config whose lakehouse holds a generated fleet (raw files + truth tables)."""
-    from common.synthetic.generator import generate
+    from jobs.generate import generate
 
     fleet_cfg = make_config(session_root / "fleet", *FLEET_OVERRIDES)
-    generate(spark, fleet_cfg)
+    with declared_only("generate"):
+        generate(spark, fleet_cfg)
     return fleet_cfg
 
 
 @pytest.fixture(scope="session")
 def fleet_bronze(spark, fleet_cfg) -> Config:
     """The generated fleet ingested into bronze (jobs.ingest on the generator's default inputs)."""
-    from common.synthetic.generator import default_inputs
+    from common.io.landing import default_inputs
     from jobs.ingest import run_ingest
 
-    run_ingest(spark, fleet_cfg, default_inputs(fleet_cfg), generated=True)
+    with declared_only("ingest"):
+        run_ingest(spark, fleet_cfg, default_inputs(fleet_cfg), generated=True)
     return fleet_cfg
 
 
@@ -140,7 +163,8 @@ def fleet_silver(spark, fleet_bronze) -> Config:
 
     from jobs.clean import run_clean
 
-    run_clean(spark, fleet_bronze, as_of=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    with declared_only("clean"):
+        run_clean(spark, fleet_bronze, as_of=datetime(2030, 1, 1, tzinfo=timezone.utc))
     return fleet_bronze
 
 
@@ -155,7 +179,7 @@ def fleet_gold(spark, fleet_silver) -> Config:
     """KPIs and the fleet-wide stages on the fleet through the pipeline runner (kpis ... reliability)."""
     from jobs.pipeline import run_pipeline
 
-    run_pipeline(spark, fleet_silver, _pipeline_args("kpis,residence,charging,hotspots,risk,stations,reliability"))
+    assert_declared(run_pipeline(spark, fleet_silver, _pipeline_args("kpis,residence,charging,hotspots,risk,stations,reliability")))
     return fleet_silver
 
 
@@ -185,7 +209,8 @@ def trained(spark, ml_cfg):
     """The first training run of the session: registers v1 of every model (champions)."""
     from jobs.train import run_train
 
-    report = run_train(spark, ml_cfg, run_name="test-train-1")
+    with declared_only("train"):
+        report = run_train(spark, ml_cfg, run_name="test-train-1")
     return {o.key: o for o in report.outcomes}
 
 
@@ -194,7 +219,7 @@ def fleet_scored(spark, fleet_gold, trained) -> Config:
     """fleet_gold with the models trained (`trained`) and gold predictions written (jobs.score)."""
     from jobs.pipeline import run_pipeline
 
-    run_pipeline(spark, fleet_gold, _pipeline_args("score"))
+    assert_declared(run_pipeline(spark, fleet_gold, _pipeline_args("score")))
     return fleet_gold
 
 
@@ -208,7 +233,8 @@ def fleet_report(spark, fleet_scored, session_root):
 
     cfg = fleet_scored.model_copy(deep=True)
     cfg.report.output_dir = str(session_root / "reports")
-    path = build_report(spark, cfg, run_id="fleet")
+    with declared_only("report"):
+        path = build_report(spark, cfg, run_id="fleet")
     hotspots = tables.read(spark, cfg, "gold.hotspots").count()
     dc = tables.read(spark, cfg, "bronze.stations").where(F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0).count()
     gaps = tables.read(spark, cfg, "gold.expansion_gaps").count()
@@ -223,9 +249,19 @@ def fleet_report(spark, fleet_scored, session_root):
         "layers": layers,
         "risk_tiers": tiers,
         "charts": [
-            "quality_rules", "fleet_km", "fleet_utilisation", "fleet_soc", "risk_z", "risk_tiers", "station_kpis",
-            "rel_uptime_pct", "rel_mtbf_hours", "rel_mttr_hours",
-            "model_soc_regressor", "model_soc_classifier", "model_energy",
+            "quality_rules",
+            "fleet_km",
+            "fleet_utilisation",
+            "fleet_soc",
+            "risk_z",
+            "risk_tiers",
+            "station_kpis",
+            "rel_uptime_pct",
+            "rel_mtbf_hours",
+            "rel_mttr_hours",
+            "model_soc_regressor",
+            "model_soc_classifier",
+            "model_energy",
         ],
     }
     return path, expected

@@ -279,13 +279,7 @@ INPUT_CASES: tuple[InputCase, ...] = (
     InputCase(
         "station_embedded_newline",
         "Station file with a quoted field holding newlines (AFDC directions)",
-        {
-            "stations.csv": (
-                'ID,Station Name,Intersection Directions,Latitude,Longitude\n'
-                '{v}_1,"Depot A","Gate 2,\nturn left\nafter the barrier",28.61,77.20\n'
-                "{v}_2,Depot B,,28.62,77.21\n"
-            ).encode()
-        },
+        {"stations.csv": ('ID,Station Name,Intersection Directions,Latitude,Longitude\n{v}_1,"Depot A","Gate 2,\nturn left\nafter the barrier",28.61,77.20\n{v}_2,Depot B,,28.62,77.21\n').encode()},
         Expected(read=2, bronze=2),
         kind="stations",
         spec={"columns": {"station_id": "ID", "name": "Station Name", "lat": "Latitude", "lon": "Longitude"}},
@@ -340,8 +334,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "renamed_required_column",
         "bad input",
         "Renamed required column (`vehicle_id` exported as `vehicle`)",
-        "ingest stops before writing anything: the error names the dataset, its path, the canonical column, the "
-        "source columns found and the key to set (`inputs.telematics[0].columns.vehicle_id`)",
+        "ingest stops before writing anything: the error names the dataset, its path, the canonical column, the source columns found and the key to set (`inputs.telematics[0].columns.vehicle_id`)",
         "tests/test_robustness_input.py::test_renamed_required_column_stops_with_the_fix",
     ),
     Case(
@@ -375,8 +368,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "ledger_schema_evolution",
         "bad input",
         "A lakehouse whose `audit.ingest_files` predates the `status`/`reason` columns",
-        "the next ingest appends with Delta schema evolution: old rows read the new columns as null (= ingested), "
-        "new rows carry them",
+        "the next ingest appends with Delta schema evolution: old rows read the new columns as null (= ingested), new rows carry them",
         "tests/test_ingest_unreadable.py::test_existing_ledger_gains_status_and_reason",
     ),
     Case(
@@ -390,16 +382,14 @@ OTHER_CASES: tuple[Case, ...] = (
         "dst_fleet",
         "bad input",
         "A fleet spanning a DST change (Europe/London vehicle next to an Asia/Kolkata one)",
-        "`ts_local`/`local_date` follow each vehicle's zone across the change (00:30 UTC -> 00:30 GMT, "
-        "01:30 UTC -> 02:30 BST); UTC order and neighbour rules are unaffected",
+        "`ts_local`/`local_date` follow each vehicle's zone across the change (00:30 UTC -> 00:30 GMT, 01:30 UTC -> 02:30 BST); UTC order and neighbour rules are unaffected",
         "tests/test_robustness_stages.py::test_single_point_vehicle_and_dst_fleet_clean",
     ),
     Case(
         "huge_vehicle",
         "bad input",
         "One vehicle holding ~10 % of all rows, through a grouped pandas UDF stage (charging locations)",
-        "the stage completes; the per-vehicle UDF loads at most `charging.max_events_per_vehicle` rows "
-        "(a seeded sample above it; the others keep a null location_id); other vehicles are unaffected",
+        "the stage completes; the per-vehicle UDF loads at most `charging.max_events_per_vehicle` rows (a seeded sample above it; the others keep a null location_id); other vehicles are unaffected",
         "tests/test_robustness_stages.py::test_grouped_udf_caps_rows_per_vehicle",
     ),
     # ---- faults ----
@@ -407,8 +397,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "crash_mid_write",
         "fault",
         "SIGKILL of the Spark driver while `jobs.clean` writes silver",
-        "the table stays readable at its previous version (no new commit, no partial rows: orphan data files "
-        "are invisible); the rerun equals an uninterrupted run (chispa on all rows)",
+        "the table stays readable at its previous version (no new commit, no partial rows: orphan data files are invisible); the rerun equals an uninterrupted run (chispa on all rows)",
         "tests/slow/test_faults.py::test_killed_clean_leaves_previous_version_and_rerun_converges",
         slow=True,
     ),
@@ -448,8 +437,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "run_lease_second_run",
         "fault",
         "A second job (or pipeline) run on a lakehouse while another run holds it",
-        "the second run's bootstrap exits non-zero before reading or writing any table, naming the holder "
-        "(job, run id, host, pid, since, last heartbeat, expiry); the holder's lease row is untouched",
+        "the second run's bootstrap exits non-zero before reading or writing any table, naming the holder (job, run id, host, pid, since, last heartbeat, expiry); the holder's lease row is untouched",
         "tests/slow/test_run_lease.py::test_second_job_fails_fast_naming_the_holder",
         slow=True,
     ),
@@ -457,16 +445,14 @@ OTHER_CASES: tuple[Case, ...] = (
         "run_lease_simultaneous_claims",
         "fault",
         "Two runs claim the lease of a fresh lakehouse at the same instant",
-        "each claim is a conditional Delta MERGE on `audit.run_lease`: one commit wins, the other conflicts "
-        "(optimistic concurrency), re-reads the row and is refused naming the winner",
+        "each claim is a conditional Delta MERGE on `audit.run_lease`: one commit wins, the other conflicts (optimistic concurrency), re-reads the row and is refused naming the winner",
         "tests/test_lease.py::test_simultaneous_claims_are_decided_by_delta",
     ),
     Case(
         "run_lease_expired_takeover",
         "fault",
         "A lease whose holder stopped renewing (last heartbeat + `lease.ttl_s` passed)",
-        "the next run takes it over with a warning naming the old holder; the old holder, if only slow, "
-        "learns at its next renewal that the lease is lost (logged as an error)",
+        "the next run takes it over with a warning naming the old holder; the old holder, if only slow, learns at its next renewal that the lease is lost (logged as an error)",
         "tests/test_lease.py::test_expired_lease_is_taken_over_with_a_warning",
     ),
     Case(
@@ -509,7 +495,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "crash_between_ingest_commits",
         "fault",
         "SIGKILL of the ingest driver right after each of its commits: quarantine MERGE, bronze MERGE, audit append, "
-        "ledger append (test hook `EVFA_TEST_KILL_AFTER_COMMIT=<commit>` in jobs/ingest.py)",
+        "ledger append (test hook `EVFA_TEST_KILL_AFTER_COMMIT=<commit>` in common/bronze/load.py)",
         "the rerun ends with bronze, quarantine and the ledger equal to an uninterrupted run (chispa on all rows) and "
         "reconciles; after a kill between the bronze commit and the ledger append the rerun reads the files again and "
         "counts their rows as `duplicates_existing` (none inserted twice), after the ledger append it skips them",
@@ -555,8 +541,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "no_unbounded_collect",
         "resource",
         "`collect()` / `toPandas()` of unbounded data on the driver",
-        "an AST scan of jobs/*.py and common/*.py fails unless each call follows `.limit()`/`.first()`/a "
-        "global aggregate or carries `# bounded: <reason>`",
+        "an AST scan of jobs/*.py and common/*.py fails unless each call follows `.limit()`/`.first()`/a global aggregate or carries `# bounded: <reason>`",
         "tests/test_robustness_static.py::test_driver_collects_are_bounded",
     ),
     # ---- security ----
@@ -589,16 +574,14 @@ OTHER_CASES: tuple[Case, ...] = (
         "no_exact_homes_in_outputs",
         "security",
         "Exact home coordinates in logs or the HTML report",
-        "the residence job's logs and the report (default settings) contain no home coordinate of "
-        "`truth.homes` to 4 or more decimals",
+        "the residence job's logs and the report (default settings) contain no home coordinate of `truth.homes` to 4 or more decimals",
         "tests/slow/test_privacy_outputs.py::test_logs_and_report_never_show_exact_homes",
         slow=True,
     ),
     Case(
         "no_home_rederivable_from_open_tables",
         "security",
-        "Homes re-derived from the tables an analyst can read (raw traces, trips' end points, quarantine "
-        "rows, charging at home)",
+        "Homes re-derived from the tables an analyst can read (raw traces, trips' end points, quarantine rows, charging at home)",
         "position traces live under `storage.restricted_root` (`common.core.config.POSITION_TRACES`, denied to "
         "analysts by terraform's `analyst_read` policy); gold holds no position of a private charging "
         "site; DBSCAN of every vehicle's positions in every other table finds no cluster within 300 m "
@@ -610,8 +593,7 @@ OTHER_CASES: tuple[Case, ...] = (
         "pickled_champion_refused",
         "security",
         "A registered model that runs code when loaded (a cloudpickled pyfunc) set as `@champion`",
-        "scoring loads only XGBoost JSON/UBJ models through the `mlflow.xgboost` loader; any other "
-        "champion is skipped, never unpickled, and the note names its loader",
+        "scoring loads only XGBoost JSON/UBJ models through the `mlflow.xgboost` loader; any other champion is skipped, never unpickled, and the note names its loader",
         "tests/test_score_skip.py::test_pickled_champion_is_refused_never_loaded",
     ),
 )
@@ -634,8 +616,7 @@ def render() -> str:
     out = [
         "# Robustness: faults, bad input, reruns and limits",
         "",
-        "<!-- Generated by `python -m tests.robustness_table` from tests/robustness_table.py; "
-        "tests/test_robustness_docs.py fails when this file is stale. Do not edit by hand. -->",
+        "<!-- Generated by `python -m tests.robustness_table` from tests/robustness_table.py; tests/test_robustness_docs.py fails when this file is stale. Do not edit by hand. -->",
         "",
         "Every row is a promise with a test that fails when it breaks. Ingest inputs are asserted on the",
         "audit numbers (`audit.ingest_runs`: rows read = bronze + quarantined + duplicates) and on the",
@@ -665,8 +646,7 @@ def render() -> str:
     for c in INPUT_CASES:
         out.append(f"| `{c.id}` | {c.title} ({c.kind}) | {_cell(c.outcome())} |")
     out.append("")
-    out.append("Asserted by `tests/test_robustness_input.py::test_bad_input_is_classified` (per case) and "
-               "`tests/slow/test_robustness_ingest_job.py` (one ingest job over all cases).")
+    out.append("Asserted by `tests/test_robustness_input.py::test_bad_input_is_classified` (per case) and `tests/slow/test_robustness_ingest_job.py` (one ingest job over all cases).")
     for area, heading in AREAS.items():
         rows = [c for c in OTHER_CASES if c.area == area]
         if not rows:

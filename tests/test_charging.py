@@ -55,10 +55,7 @@ def _e2():
 
 
 def _clean(spark):
-    schema = (
-        "vehicle_id string, ts timestamp, ts_local timestamp, local_date date, timezone string, lat double, lon double, "
-        "speed_kmh double, soc_pct double, is_usable boolean"
-    )
+    schema = "vehicle_id string, ts timestamp, ts_local timestamp, local_date date, timezone string, lat double, lon double, speed_kmh double, soc_pct double, is_usable boolean"
     return spark.createDataFrame(_e1() + _e2(), schema)
 
 
@@ -73,8 +70,7 @@ def test_detect_charging_events_two_passes(spark):
             ("E1", "high", at(450), at(485), 63.0, 70.0, 7.0, 2.1, 35.0),
             ("E2", "low", at(25), at(70), 50.0, 54.0, 4.0, 0.296, 45.0),
         ],
-        "vehicle_id string, confidence string, start_ts timestamp, end_ts timestamp, soc_start_pct double, "
-        "soc_end_pct double, delta_soc_pct double, kwh double, duration_min double",
+        "vehicle_id string, confidence string, start_ts timestamp, end_ts timestamp, soc_start_pct double, soc_end_pct double, delta_soc_pct double, kwh double, duration_min double",
     )
     assert_approx_df_equality(got.select(*cols), expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
     e1 = got.where("vehicle_id = 'E1'").orderBy("start_ts").collect()
@@ -102,12 +98,9 @@ def test_charging_sites_classification(spark):
             ("V2", "V2-L1", *_east(depot, 10), 4, 50.0, t, t),
             ("V3", "V3-L0", *far, 1, 5.0, t, t),
         ],
-        "vehicle_id string, location_id string, lat double, lon double, n_events long, kwh_total double, "
-        "first_start_ts timestamp, last_end_ts timestamp",
+        "vehicle_id string, location_id string, lat double, lon double, n_events long, kwh_total double, first_start_ts timestamp, last_end_ts timestamp",
     )
-    residences = spark.createDataFrame(
-        [("V1", *home_v1), ("V2", 28.5, 77.0), ("V3", None, None)], "vehicle_id string, home_lat double, home_lon double"
-    )
+    residences = spark.createDataFrame([("V1", *home_v1), ("V2", 28.5, 77.0), ("V3", None, None)], "vehicle_id string, home_lat double, home_lon double")
     stations = spark.createDataFrame(
         [("ST1", "EV Station 1", *public, "public"), ("ST2", "Depot 2", *depot, "private"), ("ST3", "Far", 28.9, 77.9, "public")],
         "station_id string, name string, lat double, lon double, access string",

@@ -70,12 +70,7 @@ def pt(vid, hhmmss, lat=LAT0, lon=LON0, soc=80.0, speed=20.0, odo=1000.0, day=DA
 
 def bronze_df(spark, rows) -> DataFrame:
     """Bronze layout: canonical columns + lineage + UTC `date` partition."""
-    return (
-        spark.createDataFrame(rows, TELEMATICS)
-        .withColumn("source_name", F.lit("hand_built"))
-        .withColumn("source_file", F.lit("test_clean.py"))
-        .withColumn("date", F.to_date("ts"))
-    )
+    return spark.createDataFrame(rows, TELEMATICS).withColumn("source_name", F.lit("hand_built")).withColumn("source_file", F.lit("test_clean.py")).withColumn("date", F.to_date("ts"))
 
 
 def vehicles_df(spark) -> DataFrame:
@@ -85,9 +80,7 @@ def vehicles_df(spark) -> DataFrame:
 def params_for(cfg, **overrides) -> CleaningParams:
     settings = cfg.clean.model_copy(update=overrides)
     base = cleaning_params(cfg, as_of=AS_OF)
-    return CleaningParams(
-        settings=settings, area_wkt=base.area_wkt, as_of=AS_OF, dataset_start=DATASET_START, default_timezone=base.default_timezone
-    )
+    return CleaningParams(settings=settings, area_wkt=base.area_wkt, as_of=AS_OF, dataset_start=DATASET_START, default_timezone=base.default_timezone)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,9 +325,7 @@ def test_haversine_one_degree_and_agrees_with_sedona(spark):
 # Rule 1 and 2
 # ---------------------------------------------------------------------------------------------
 def test_rule1_invalid_and_zero_coordinates_are_flagged_and_repaired(spark, cleaned):
-    got = cleaned.where("vehicle_id = 'COORD'").select(
-        "ts", "quality_reasons", "is_usable", "position_imputed", "lat", "lon"
-    ).orderBy("ts")
+    got = cleaned.where("vehicle_id = 'COORD'").select("ts", "quality_reasons", "is_usable", "position_imputed", "lat", "lon").orderBy("ts")
     schema = "ts timestamp, quality_reasons array<string>, is_usable boolean, position_imputed boolean, lat double, lon double"
     # 10:00 and 10:07 are 7 min apart (< 10 min): the gap is linearly interpolated, 0.001 deg/min.
     want = [
@@ -358,9 +349,7 @@ def test_tie_order_of_equal_timestamps_depends_on_values_not_lineage(spark, cfg)
     rows = [pt("COORD", "10:00", LAT0, LON0), pt("COORD", "10:00", LAT0 + 0.001, LON0)]
     here = bronze_df(spark, rows).withColumn("ingest_run_id", F.lit("run-1"))
     elsewhere = here.withColumn("source_file", F.lit("s3://bucket/raw/other-part.parquet")).withColumn("ingest_run_id", F.lit("run-2"))
-    ties = [
-        [r["_tie"] for r in prepare(df, vehicles_df(spark), cfg.clean).orderBy("lat").collect()] for df in (here, elsewhere)
-    ]
+    ties = [[r["_tie"] for r in prepare(df, vehicles_df(spark), cfg.clean).orderBy("lat").collect()] for df in (here, elsewhere)]
     assert ties[0] == ties[1]
     assert ties[0][0] != ties[0][1]
 
@@ -368,12 +357,7 @@ def test_tie_order_of_equal_timestamps_depends_on_values_not_lineage(spark, cfg)
 def test_rule1_zero_on_one_axis_can_be_allowed(spark, cfg):
     rows = [pt("COORD", "10:00", 0.0, 32.5), pt("COORD", "10:01", 0.0, 0.0)]
     settings = cfg.clean.model_copy(update={"zero_coord_either_axis": False})
-    got = (
-        prepare(bronze_df(spark, rows), vehicles_df(spark), settings)
-        .transform(flag_invalid_coordinates, settings)
-        .select("ts", "quality_flags")
-        .orderBy("ts")
-    )
+    got = prepare(bronze_df(spark, rows), vehicles_df(spark), settings).transform(flag_invalid_coordinates, settings).select("ts", "quality_flags").orderBy("ts")
     want = expected(spark, [(at("10:00"), 0), (at("10:01"), FLAGS["zero_coord"])], "ts timestamp, quality_flags int")
     assert_df_equality(got, want, ignore_nullable=True)
 
@@ -387,13 +371,7 @@ def test_rule2_outside_area_uses_the_polygon(spark, cfg):
         pt("COORD", "10:03", 0.0, 0.0),  # a receiver default, not a trip abroad
         pt("COORD", "10:04", None, 15.0),  # no position: rule 1 only
     ]
-    got = (
-        prepare(bronze_df(spark, rows), vehicles_df(spark), cfg.clean)
-        .transform(flag_invalid_coordinates, cfg.clean)
-        .transform(flag_outside_area, square)
-        .select("ts", "quality_flags")
-        .orderBy("ts")
-    )
+    got = prepare(bronze_df(spark, rows), vehicles_df(spark), cfg.clean).transform(flag_invalid_coordinates, cfg.clean).transform(flag_outside_area, square).select("ts", "quality_flags").orderBy("ts")
     want = [
         (at("10:00"), 0),
         (at("10:01"), FLAGS["outside_area"]),
@@ -516,9 +494,7 @@ def test_rule4_adaptive_cap_protects_a_vehicle_faster_than_its_physical_cap(spar
     bronze = bronze_df(spark, rows)
     caps = {**cfg.clean.physical_max_speed_kmh, "car": 30.0}
     lenient = clean_telematics(bronze, vehicles_df(spark), params_for(cfg, physical_max_speed_kmh=caps))
-    strict = clean_telematics(
-        bronze, vehicles_df(spark), params_for(cfg, physical_max_speed_kmh=caps, adaptive_speed_alpha=2.0)
-    )
+    strict = clean_telematics(bronze, vehicles_df(spark), params_for(cfg, physical_max_speed_kmh=caps, adaptive_speed_alpha=2.0))
     assert lenient.where("size(quality_reasons) > 0").count() == 0
     flagged = strict.where("size(quality_reasons) > 0").select("ts", "quality_reasons")
     assert_df_equality(flagged, expected(spark, [(at("10:06"), ["impossible_speed"])]), ignore_nullable=True)
@@ -582,20 +558,14 @@ def test_input_order_does_not_change_the_result(spark, cfg, bronze, cleaned):
     shuffled = bronze.orderBy(F.rand(seed=3)).repartition(3)
     again = clean_telematics(shuffled, vehicles_df(spark), params_for(cfg))
     cols = ["vehicle_id", "ts", "lat_orig", "lat", "lon", "soc_pct", "quality_flags", "is_usable"]
-    assert_df_equality(
-        again.select(*cols), cleaned.select(*cols), ignore_row_order=True, allow_nan_equality=True
-    )
+    assert_df_equality(again.select(*cols), cleaned.select(*cols), ignore_row_order=True, allow_nan_equality=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # Repair edge cases, local time, shape
 # ---------------------------------------------------------------------------------------------
 def test_repair_start_end_gap_fill_and_single_points(spark, cleaned):
-    got = (
-        cleaned.where(F.col("vehicle_id").startswith("R_"))
-        .select("vehicle_id", "ts", "lat", "lon", "position_imputed", "is_usable")
-        .orderBy("vehicle_id", "ts")
-    )
+    got = cleaned.where(F.col("vehicle_id").startswith("R_")).select("vehicle_id", "ts", "lat", "lon", "position_imputed", "is_usable").orderBy("vehicle_id", "ts")
     schema = "vehicle_id string, ts timestamp, lat double, lon double, position_imputed boolean, is_usable boolean"
     want = [
         ("R_END", at("10:00"), 28.620, 77.220, False, True),
@@ -617,11 +587,7 @@ def test_repair_start_end_gap_fill_and_single_points(spark, cleaned):
 
 
 def test_local_time_follows_vehicle_timezone_across_dst(spark, cleaned):
-    got = (
-        cleaned.where(F.col("vehicle_id").isin("EU1", "NOVEH"))
-        .select("vehicle_id", "ts", "timezone", "ts_local", "local_date")
-        .orderBy("vehicle_id", "ts")
-    )
+    got = cleaned.where(F.col("vehicle_id").isin("EU1", "NOVEH")).select("vehicle_id", "ts", "timezone", "ts_local", "local_date").orderBy("vehicle_id", "ts")
     schema = "vehicle_id string, ts timestamp, timezone string, ts_local timestamp, local_date date"
     d = lambda y, m, day: datetime(y, m, day).date()  # noqa: E731
     want = [
@@ -646,13 +612,8 @@ def test_rows_in_equal_rows_out_and_silver_columns(bronze, cleaned):
 
 
 def test_missing_speed_and_odometer_are_repaired_and_stay_usable(spark, cleaned):
-    got = cleaned.where("vehicle_id = 'NULLS'").select(
-        "ts", "speed_kmh", "odometer_km", "speed_imputed", "odometer_imputed", "is_usable", "quality_reasons"
-    )
-    schema = (
-        "ts timestamp, speed_kmh double, odometer_km double, speed_imputed boolean, odometer_imputed boolean,"
-        " is_usable boolean, quality_reasons array<string>"
-    )
+    got = cleaned.where("vehicle_id = 'NULLS'").select("ts", "speed_kmh", "odometer_km", "speed_imputed", "odometer_imputed", "is_usable", "quality_reasons")
+    schema = "ts timestamp, speed_kmh double, odometer_km double, speed_imputed boolean, odometer_imputed boolean, is_usable boolean, quality_reasons array<string>"
     want = [
         (at("10:00"), 20.0, 100.0, False, False, True, []),
         (at("10:01"), 22.0, 100.2, True, True, True, ["missing_value"]),
@@ -670,8 +631,7 @@ def test_quality_daily_counts_and_coverage(spark):
             ("V1", datetime(2024, 3, 5, 5, 0), datetime(2024, 3, 5, 10, 30), FLAGS["missing_value"], True, False, True),
             ("V1", datetime(2024, 3, 5, 20, 0), datetime(2024, 3, 6, 1, 30), 0, True, False, False),
         ],
-        "vehicle_id string, ts timestamp, ts_local timestamp, quality_flags int, is_usable boolean,"
-        " position_imputed boolean, soc_imputed boolean",
+        "vehicle_id string, ts timestamp, ts_local timestamp, quality_flags int, is_usable boolean, position_imputed boolean, soc_imputed boolean",
     ).withColumn("local_date", F.to_date("ts_local"))
     daily = quality_daily(silver)
     got = daily.select(
@@ -707,9 +667,7 @@ def test_job_writes_silver_and_gold(spark, fresh_cfg, capsys):
     rows = [*spike_rows(), *soc_rows(), *coord_rows()]
     tables.write(bronze_df(spark, rows), fresh_cfg, "bronze.telematics", partition_by=["date"])
     # a timezone that is not an IANA zone falls back to clean.default_timezone (with a note)
-    fleet = vehicles_df(spark).withColumn(
-        "timezone", F.when(F.col("vehicle_id") == "SOC", F.lit("Mars/Olympus")).otherwise(F.col("timezone"))
-    )
+    fleet = vehicles_df(spark).withColumn("timezone", F.when(F.col("vehicle_id") == "SOC", F.lit("Mars/Olympus")).otherwise(F.col("timezone")))
     tables.write(fleet, fresh_cfg, "bronze.vehicles")
     root = fresh_cfg.storage.root
     argv = [

@@ -111,19 +111,14 @@ def confusion_table(keys) -> list[dict]:
 def format_table(table: list[dict]) -> str:
     lines = [f"{'anomaly_type':<18}{'truth':>7}{'TP':>6}{'FP':>6}{'FN':>6}{'precision':>11}{'recall':>9}"]
     for r in table:
-        lines.append(
-            f"{r['type']:<18}{r['tp'] + r['fn']:>7}{r['tp']:>6}{r['fp']:>6}{r['fn']:>6}"
-            f"{r['precision']:>11.2%}{r['recall']:>9.2%}"
-        )
+        lines.append(f"{r['type']:<18}{r['tp'] + r['fn']:>7}{r['tp']:>6}{r['fp']:>6}{r['fn']:>6}{r['precision']:>11.2%}{r['recall']:>9.2%}")
     return "\n".join(lines)
 
 
 def test_precision_and_recall_per_anomaly_type(scored_keys):
     table = confusion_table(scored_keys)
     print("\n" + format_table(table))
-    unlabelled = scored_keys.where(
-        F.col("anomaly_type").isNull() & (F.col("flags").bitwiseAND(F.lit(BLOCKING_MASK)) != 0)
-    ).count()
+    unlabelled = scored_keys.where(F.col("anomaly_type").isNull() & (F.col("flags").bitwiseAND(F.lit(BLOCKING_MASK)) != 0)).count()
     clean_keys = scored_keys.where(F.col("anomaly_type").isNull()).count()
     print(f"clean keys flagged unusable: {unlabelled} of {clean_keys}")
     for r in table:
@@ -137,9 +132,7 @@ def test_null_fields_stay_usable_and_are_repaired(spark, fleet_cfg_clean):
     """null_field: speed or odometer missing -> still usable, value imputed from neighbours."""
     silver = tables.read(spark, fleet_cfg_clean, "silver.telematics_clean")
     truth = tables.read(spark, fleet_cfg_clean, "truth.anomalies").where("anomaly_type = 'null_field'")
-    rows = silver.join(truth.select("vehicle_id", "ts"), ["vehicle_id", "ts"]).select(
-        "is_usable", (F.col("speed_imputed") | F.col("odometer_imputed")).alias("imputed")
-    )
+    rows = silver.join(truth.select("vehicle_id", "ts"), ["vehicle_id", "ts"]).select("is_usable", (F.col("speed_imputed") | F.col("odometer_imputed")).alias("imputed"))
     stats = rows.agg(F.count(F.lit(1)).alias("n"), F.avg(F.col("is_usable").cast("double")), F.avg(F.col("imputed").cast("double"))).first()
     print(f"null_field rows {stats[0]}: usable {stats[1]:.1%}, imputed {stats[2]:.1%}")
     assert stats[0] > 0 and stats[1] == 1.0 and stats[2] >= 0.95
@@ -155,19 +148,13 @@ def test_out_of_order_rows_are_not_flagged(scored_keys):
 def test_repaired_values_are_close_to_the_truth(spark, fleet_cfg_clean):
     """Repaired positions (spikes, zeros, outside points) and SOC spikes against the true path."""
     cfg = fleet_cfg_clean
-    truth = (
-        tables.read(spark, cfg, "truth.points")
-        .where(F.col("anomaly_type").isNull() | (F.col("anomaly_type") != "near_duplicate"))
-        .select("vehicle_id", "ts", "true_lat", "true_lon", "true_soc")
-    )
+    truth = tables.read(spark, cfg, "truth.points").where(F.col("anomaly_type").isNull() | (F.col("anomaly_type") != "near_duplicate")).select("vehicle_id", "ts", "true_lat", "true_lon", "true_soc")
     silver = tables.read(spark, cfg, "silver.telematics_clean").where(~F.array_contains("quality_reasons", "duplicate"))
     joined = silver.join(truth, ["vehicle_id", "ts"])
     from common.spatial.geo import haversine_m
 
     pos = joined.where("position_imputed").select(haversine_m("lat", "lon", "true_lat", "true_lon").alias("err_m"))
-    soc = joined.where("soc_imputed and not array_contains(quality_reasons, 'missing_value')").select(
-        F.abs(F.col("soc_pct") - F.col("true_soc")).alias("err_pct")
-    )
+    soc = joined.where("soc_imputed and not array_contains(quality_reasons, 'missing_value')").select(F.abs(F.col("soc_pct") - F.col("true_soc")).alias("err_pct"))
     p = pos.agg(F.count(F.lit(1)), F.percentile_approx("err_m", 0.5), F.percentile_approx("err_m", 0.9)).first()
     s = soc.agg(F.count(F.lit(1)), F.percentile_approx("err_pct", 0.5), F.percentile_approx("err_pct", 0.9)).first()
     print(f"repaired positions {p[0]}: median error {p[1]:.0f} m, p90 {p[2]:.0f} m")
@@ -222,12 +209,7 @@ def test_twizy_glitches_flagged_and_trips_stay_usable(spark, tmp_path):
             assert not g.is_usable, g
             assert "zero_coord" in g.quality_reasons, g
 
-        per_day = (
-            silver.groupBy("local_date")
-            .agg(F.count(F.lit(1)).alias("rows"), F.avg(F.col("is_usable").cast("double")).alias("usable"))
-            .orderBy("local_date")
-            .collect()
-        )
+        per_day = silver.groupBy("local_date").agg(F.count(F.lit(1)).alias("rows"), F.avg(F.col("is_usable").cast("double")).alias("usable")).orderBy("local_date").collect()
         print("\nlocal day        rows   usable")
         for t in per_day:
             print(f"{t.local_date!s:<14}{t.rows:>7}  {t.usable:.4%}")

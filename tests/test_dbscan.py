@@ -119,9 +119,7 @@ def test_distributed_dbscan_tiny_example(spark):
     pts = [(10, *_offset(lat0, lon0, 0, 0)), (11, *_offset(lat0, lon0, 8, 0)), (12, *_offset(lat0, lon0, 0, 8)), (13, *_offset(lat0, lon0, 500, 0))]
     points = spark.createDataFrame([(i, float(a), float(b)) for i, a, b in pts], "point_id long, lat double, lon double")
     got = distributed_dbscan(points, eps_m=20.0, min_samples=3, cell_m=100.0)
-    expected = spark.createDataFrame(
-        [(10, 10, True), (11, 10, True), (12, 10, True), (13, -1, False)], "point_id long, cluster_id long, is_core boolean"
-    )
+    expected = spark.createDataFrame([(10, 10, True), (11, 10, True), (12, 10, True), (13, -1, False)], "point_id long, cluster_id long, is_core boolean")
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 

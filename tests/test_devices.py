@@ -22,10 +22,7 @@ DEG_PER_KM = math.degrees(1000.0 / EARTH_RADIUS_M)
 LAT0, LON0 = -1.29, 36.82
 T0 = datetime(2024, 3, 4, 6, 0)
 TRIPS = TripsConfig()
-SCHEMA = (
-    "vehicle_id string, ts timestamp, ts_local timestamp, local_date date, timezone string, lat double, lon double, "
-    "speed_kmh double, soc_pct double, is_usable boolean"
-)
+SCHEMA = "vehicle_id string, ts timestamp, ts_local timestamp, local_date date, timezone string, lat double, lon double, speed_kmh double, soc_pct double, is_usable boolean"
 
 
 def rows(vehicle: str, samples: list[tuple[float, float, float, float]]) -> list[tuple]:
@@ -99,9 +96,7 @@ def test_device_modes_and_heartbeats(spark):
         ],
         "vehicle_id string, device_mode string, heartbeat_interval_s double, span_days int, silent_day_share double",
     )
-    assert_df_equality(
-        got.select(*want.columns).orderBy("vehicle_id"), want, ignore_nullable=True
-    )
+    assert_df_equality(got.select(*want.columns).orderBy("vehicle_id"), want, ignore_nullable=True)
     ign = got.where("vehicle_id = 'IGN'").first()
     assert ign["parked_silence_share"] == 1.0  # every parked second of IGN lies in a 2 h silence
     assert ign["mode_reason"].startswith("100 % of parked time in silences > 15 min")
@@ -134,9 +129,7 @@ def test_silence_rule_parked_or_gap(spark):
 
 
 def test_parked_silence_limit_follows_the_heartbeat(spark):
-    limits = spark.createDataFrame([(None,), (300.0,), (3600.0,), (14400.0,), (86400.0,)], "hb double").select(
-        parked_silence_limit_s(TRIPS, F.col("hb")).alias("limit_s")
-    )
+    limits = spark.createDataFrame([(None,), (300.0,), (3600.0,), (14400.0,), (86400.0,)], "hb double").select(parked_silence_limit_s(TRIPS, F.col("hb")).alias("limit_s"))
     # max(3 x heartbeat, 2 h), at most 48 h
     assert [r.limit_s for r in limits.collect()] == [7200.0, 7200.0, 10800.0, 43200.0, 172800.0]
 

@@ -35,9 +35,7 @@ def test_vehicle_simulation_is_deterministic():
 
 def test_soc_and_coordinates_in_range(points):
     clean = points.where(F.col("anomaly_type").isNull())
-    row = clean.agg(
-        F.min("true_soc"), F.max("true_soc"), F.min("soc_pct"), F.max("soc_pct"), F.count(F.when(F.isnan("lat") | F.col("lat").isNull(), 1))
-    ).first()
+    row = clean.agg(F.min("true_soc"), F.max("true_soc"), F.min("soc_pct"), F.max("soc_pct"), F.count(F.when(F.isnan("lat") | F.col("lat").isNull(), 1))).first()
     assert 0 <= row[0] and row[1] <= 100 and 0 <= row[2] and row[3] <= 100
     assert row[4] == 0
     # no vehicle is driven to an empty battery
@@ -95,15 +93,13 @@ def test_energy_consistent_with_soc(spark, fleet_cfg):
 
 
 def test_odometer_tracks_distance(points):
-    per_vehicle = points.where(F.col("anomaly_type").isNull()).groupBy("vehicle_id").agg(
-        (F.max("odometer_km") - F.min("odometer_km")).alias("odo"), F.sum("distance_km").alias("dist")
-    ).toPandas()
+    per_vehicle = points.where(F.col("anomaly_type").isNull()).groupBy("vehicle_id").agg((F.max("odometer_km") - F.min("odometer_km")).alias("odo"), F.sum("distance_km").alias("dist")).toPandas()
     rel = ((per_vehicle.odo - per_vehicle.dist) / per_vehicle.dist).abs()
     assert (rel < 0.01).mean() > 0.8  # a few vehicles have a deliberately stuck odometer
 
 
 def test_raw_files_and_network_consistency(spark, fleet_cfg):
-    from common.synthetic.generator import default_inputs
+    from common.io.landing import default_inputs
 
     inp = default_inputs(fleet_cfg)
     raw = spark.read.parquet(inp.telematics[0].path)
@@ -112,7 +108,15 @@ def test_raw_files_and_network_consistency(spark, fleet_cfg):
     sessions = spark.read.json(inp.charging_sessions[0].path)
     status = spark.read.option("header", True).csv(inp.charger_status[0].path)
     assert set(r.status for r in status.select("status").distinct().collect()) <= {
-        "Available", "Preparing", "Charging", "SuspendedEVSE", "SuspendedEV", "Finishing", "Reserved", "Unavailable", "Faulted"
+        "Available",
+        "Preparing",
+        "Charging",
+        "SuspendedEVSE",
+        "SuspendedEV",
+        "Finishing",
+        "Reserved",
+        "Unavailable",
+        "Faulted",
     }
     # every successful fleet charge at a station has a session for that vehicle
     fleet = tables.read(spark, fleet_cfg, "truth.charging_events").where("success and site_id like 'ST%'")

@@ -36,8 +36,7 @@ def test_unique_daily_visits(spark):
             stop("V2", d1, 8, _at(H1, east_m=20), 300),  # parked at the depot all day ...
             stop("V2", d1, 17, _at(H1, east_m=25), 200),  # ... and again in the evening: one visit
         ],
-        "vehicle_id string, local_date date, start_ts timestamp, start_ts_local timestamp, end_ts_local timestamp, "
-        "lat double, lon double, dwell_minutes double",
+        "vehicle_id string, local_date date, start_ts timestamp, start_ts_local timestamp, end_ts_local timestamp, lat double, lon double, dwell_minutes double",
     )
     got = unique_daily_visits(stops, HotspotsConfig(visit_merge_m=150.0))
     expected = spark.createDataFrame(
@@ -74,9 +73,7 @@ def _visits(spark):
         add(f"V{i % 4}", (28.55, 77.15), 30, 14, i)
     for i in range(20):  # scattered one-off stops
         add(f"V{i % 6}", (28.60 + rng.uniform(-0.1, 0.1), 77.20 + rng.uniform(-0.1, 0.1)), 0, 11, i % 7)
-    return spark.createDataFrame(
-        rows, "vehicle_id string, local_date date, visit_no int, lat double, lon double, arrival_hour int, visit_id string"
-    )
+    return spark.createDataFrame(rows, "vehicle_id string, local_date date, visit_no int, lat double, lon double, arrival_hour int, visit_id string")
 
 
 def test_find_hotspots(spark):

@@ -136,10 +136,7 @@ def test_missing_column_stops_before_writing(spark, fresh_cfg, tmp_path):
     assert not tables.exists(spark, fresh_cfg, "bronze.telematics")  # the good dataset was not written either
 
     yaml_file = tmp_path / "broken.yaml"
-    yaml_file.write_text(
-        f"inputs:\n  telematics:\n    - name: other_dump\n      path: {tmp_path}/other/*.csv\n      columns: {{vehicle_id: telematics_id}}\n"
-        "      source_timezone: Africa/Nairobi\n"
-    )
+    yaml_file.write_text(f"inputs:\n  telematics:\n    - name: other_dump\n      path: {tmp_path}/other/*.csv\n      columns: {{vehicle_id: telematics_id}}\n      source_timezone: Africa/Nairobi\n")
     with pytest.raises(SystemExit) as exit_:
         main(["--env", "test", "--conf", f"storage.root={fresh_cfg.storage.root}", "--inputs", str(yaml_file)])
     assert "inputs.telematics[0].columns.vehicle_id" in str(exit_.value.code)

@@ -14,11 +14,11 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from common.bronze import ingest
+from common.bronze import load as ingest_job
 from common.bronze.ingest import IN_TABLE, IngestCounts, ReconciliationError, reconcile
 from common.core.config import DatasetSpec, InputsConfig
 from common.io import tables
 from common.io.tables import rows_inserted
-from jobs import ingest as ingest_job
 from jobs.ingest import AUDIT_TABLE, LEDGER_TABLE, run_ingest
 from tests.robustness_table import TELEMATICS_HEADER
 

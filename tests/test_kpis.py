@@ -89,9 +89,7 @@ def _trips(spark, rows):
 
 def _expected_trips(spark, rows):
     df = spark.createDataFrame(rows, TRIP_COLS.replace("timestamp", "string"))
-    return df.withColumn("start_ts", F.col("start_ts").cast("timestamp")).withColumn(
-        "end_ts", F.col("end_ts").cast("timestamp")
-    )
+    return df.withColumn("start_ts", F.col("start_ts").cast("timestamp")).withColumn("end_ts", F.col("end_ts").cast("timestamp"))
 
 
 def test_trip_is_split_at_a_stop(spark):
@@ -111,14 +109,18 @@ def test_trip_is_split_at_a_stop(spark):
 def test_detect_stops_returns_each_stop_with_place_and_dwell(spark):
     stops = detect_stops(clean_df(spark, STOP_SPLIT), PARAMS)
     actual = stops.select("stop_id", "start_ts", "end_ts", "dwell_minutes", "local_date", "n_samples", "lat").orderBy("start_ts")
-    expected = spark.createDataFrame(
-        [
-            ("V1-S20240304T080000", "2024-03-04 08:00:00", "2024-03-04 08:10:00", 10.0, date(2024, 3, 4), 3, LAT0),
-            ("V1-S20240304T081400", "2024-03-04 08:14:00", "2024-03-04 08:24:00", 10.0, date(2024, 3, 4), 3, LAT0 + 1.5 * DEG_PER_KM),
-            ("V1-S20240304T082800", "2024-03-04 08:28:00", "2024-03-04 08:40:00", 12.0, date(2024, 3, 4), 3, LAT0 + 2.5 * DEG_PER_KM),
-        ],
-        "stop_id string, start_ts string, end_ts string, dwell_minutes double, local_date date, n_samples long, lat double",
-    ).withColumn("start_ts", F.col("start_ts").cast("timestamp")).withColumn("end_ts", F.col("end_ts").cast("timestamp"))
+    expected = (
+        spark.createDataFrame(
+            [
+                ("V1-S20240304T080000", "2024-03-04 08:00:00", "2024-03-04 08:10:00", 10.0, date(2024, 3, 4), 3, LAT0),
+                ("V1-S20240304T081400", "2024-03-04 08:14:00", "2024-03-04 08:24:00", 10.0, date(2024, 3, 4), 3, LAT0 + 1.5 * DEG_PER_KM),
+                ("V1-S20240304T082800", "2024-03-04 08:28:00", "2024-03-04 08:40:00", 12.0, date(2024, 3, 4), 3, LAT0 + 2.5 * DEG_PER_KM),
+            ],
+            "stop_id string, start_ts string, end_ts string, dwell_minutes double, local_date date, n_samples long, lat double",
+        )
+        .withColumn("start_ts", F.col("start_ts").cast("timestamp"))
+        .withColumn("end_ts", F.col("end_ts").cast("timestamp"))
+    )
     assert_approx_df_equality(actual, expected, precision=1e-9, ignore_nullable=True)
 
 
@@ -149,7 +151,9 @@ def test_trip_is_split_at_a_data_gap(spark):
 # --------------------------------------------------------------------------------------------
 # silver.vehicle_minutely
 # --------------------------------------------------------------------------------------------
-MINUTE_COLS = "minute_ts string, n_samples long, speed_mean_kmh double, speed_max_kmh double, km double, moving_share double, soc_mean_pct double, soc_min_pct double, soc_max_pct double, soc_delta_pct double"
+MINUTE_COLS = (
+    "minute_ts string, n_samples long, speed_mean_kmh double, speed_max_kmh double, km double, moving_share double, soc_mean_pct double, soc_min_pct double, soc_max_pct double, soc_delta_pct double"
+)
 
 
 def test_minutely_aggregates_a_hand_computed_minute(spark):
@@ -164,9 +168,7 @@ def test_minutely_aggregates_a_hand_computed_minute(spark):
     actual = actual.select(*[c.split()[0] for c in MINUTE_COLS.split(", ")]).withColumn("minute_ts", F.col("minute_ts").cast("string"))
     # Legs ending in 10:00: 0.1 km (mean end speed 15 km/h: moving), 0.15 km (10 km/h: moving),
     # 0 km (both ends stopped: not moving). SOC: 70, 70, 69; change since 09:59:50 (71) = -2.
-    expected = spark.createDataFrame(
-        [("2024-03-04 10:00:00", 3, 20 / 3, 20.0, 0.25, 1 / 3, 209 / 3, 69.0, 70.0, -2.0)], MINUTE_COLS
-    )
+    expected = spark.createDataFrame([("2024-03-04 10:00:00", 3, 20 / 3, 20.0, 0.25, 1 / 3, 209 / 3, 69.0, 70.0, -2.0)], MINUTE_COLS)
     assert_approx_df_equality(actual, expected, precision=1e-9, ignore_nullable=True)
 
 
@@ -240,7 +242,9 @@ def test_odometer_checks_flag_stuck_decreasing_and_jumping_readings(spark):
     assert_approx_df_equality(actual, expected, precision=1e-9, ignore_nullable=True)
 
 
-DAILY_COLS = "vehicle_id string, local_date date, model string, gps_km double, odometer_km double, odometer_first_km double, odometer_last_km double, odometer_faults array<string>, odometer_ok boolean"
+DAILY_COLS = (
+    "vehicle_id string, local_date date, model string, gps_km double, odometer_km double, odometer_first_km double, odometer_last_km double, odometer_faults array<string>, odometer_ok boolean"
+)
 
 
 def test_billing_period_with_a_broken_odometer_bills_faulty_days_on_gps(spark):
@@ -260,11 +264,28 @@ def test_billing_period_with_a_broken_odometer_bills_faulty_days_on_gps(spark):
         ],
         DAILY_COLS,
     )
-    actual = payd_billing(daily, BillingConfig()).select(
-        "vehicle_id", "period_start", "period_end", "billable_km", "billing_source", "gps_km", "odometer_km",
-        "odometer_reading_km", "gps_billed_days", "odometer_fault_days", "odometer_faults", "discrepancy_km",
-        "discrepancy_pct", "discrepancy_flag", "days_reporting", "days_active",
-    ).orderBy("vehicle_id", "period_start")
+    actual = (
+        payd_billing(daily, BillingConfig())
+        .select(
+            "vehicle_id",
+            "period_start",
+            "period_end",
+            "billable_km",
+            "billing_source",
+            "gps_km",
+            "odometer_km",
+            "odometer_reading_km",
+            "gps_billed_days",
+            "odometer_fault_days",
+            "odometer_faults",
+            "discrepancy_km",
+            "discrepancy_pct",
+            "discrepancy_flag",
+            "days_reporting",
+            "days_active",
+        )
+        .orderBy("vehicle_id", "period_start")
+    )
     expected = spark.createDataFrame(
         [
             ("V1", date(2024, 3, 1), date(2024, 3, 31), 50.0 + 60.0 + 40.0 + 30.5, "mixed", 179.0, 80.5, 181.5, 2, 2, ["jump", "stuck"], 1.5, 1.5 / 79 * 100, False, 4, 4),

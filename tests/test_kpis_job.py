@@ -24,9 +24,7 @@ START, END = date(2024, 3, 6), date(2024, 3, 7)  # the fixture fleet covers 2024
 
 def _rounded(df: DataFrame) -> DataFrame:
     """Doubles to 6 decimals: sums over shuffled rows may differ in the last bit between runs."""
-    return df.select(
-        *[F.round(F.col(f.name), 6).alias(f.name) if isinstance(f.dataType, T.DoubleType) else F.col(f.name) for f in df.schema.fields]
-    )
+    return df.select(*[F.round(F.col(f.name), 6).alias(f.name) if isinstance(f.dataType, T.DoubleType) else F.col(f.name) for f in df.schema.fields])
 
 
 def _same_rows(a: DataFrame, b: DataFrame) -> bool:

@@ -74,10 +74,7 @@ def test_trip_distance_matches_truth(matched_trips):
         F.avg(rel).alias("mean_rel"),
         (F.sum("distance_km") / F.sum("true_km") - 1).alias("total_rel"),
     ).first()
-    print(
-        f"\n[kpis] trip distance vs truth over {s['n']} trips: median |err| {s['median_abs']:.2%}, "
-        f"p95 |err| {s['p95_abs']:.2%}, mean err {s['mean_rel']:+.2%}, total {s['total_rel']:+.2%}"
-    )
+    print(f"\n[kpis] trip distance vs truth over {s['n']} trips: median |err| {s['median_abs']:.2%}, p95 |err| {s['p95_abs']:.2%}, mean err {s['mean_rel']:+.2%}, total {s['total_rel']:+.2%}")
     # Straight chords between 30-60 s samples cut the polyline's bends a little (a bias of well
     # under 1 %); departure/arrival samples carry ~7 m GPS jitter. 2 % / 5 % leaves room for
     # short trips where 10 m is a larger share.
@@ -116,12 +113,8 @@ def test_trip_energy_matches_truth_within_integer_soc_resolution(matched_trips):
 
 def test_daily_gps_km_matches_truth_distance(spark, fleet_kpis):
     cfg = fleet_kpis
-    points = tables.read(spark, cfg, "truth.points").where(
-        F.col("anomaly_type").isNull() | (F.col("anomaly_type") != "near_duplicate")
-    )
-    truth = points.groupBy("vehicle_id", F.to_date(F.from_utc_timestamp("ts", FLEET_TZ)).alias("local_date")).agg(
-        F.sum("distance_km").alias("true_km")
-    )
+    points = tables.read(spark, cfg, "truth.points").where(F.col("anomaly_type").isNull() | (F.col("anomaly_type") != "near_duplicate"))
+    truth = points.groupBy("vehicle_id", F.to_date(F.from_utc_timestamp("ts", FLEET_TZ)).alias("local_date")).agg(F.sum("distance_km").alias("true_km"))
     daily = tables.read(spark, cfg, "gold.daily_kpis").select("vehicle_id", "local_date", "gps_km", "odometer_km", "odometer_ok")
     j = truth.join(daily, ["vehicle_id", "local_date"], "inner").where("true_km >= 5")
     rel = (F.col("gps_km") - F.col("true_km")) / F.col("true_km")
@@ -130,9 +123,7 @@ def test_daily_gps_km_matches_truth_distance(spark, fleet_kpis):
         F.percentile(F.abs(rel), 0.5).alias("median_abs"),
         F.max(F.abs(rel)).alias("max_abs"),
         (F.sum("gps_km") / F.sum("true_km") - 1).alias("total_rel"),
-        F.percentile(F.abs(F.when(F.col("odometer_ok"), (F.col("odometer_km") - F.col("true_km")) / F.col("true_km"))), 0.5).alias(
-            "odo_median_abs"
-        ),
+        F.percentile(F.abs(F.when(F.col("odometer_ok"), (F.col("odometer_km") - F.col("true_km")) / F.col("true_km"))), 0.5).alias("odo_median_abs"),
     ).first()
     print(
         f"\n[kpis] GPS km per vehicle-day vs truth over {s['n']} days: median |err| {s['median_abs']:.2%}, "
@@ -147,16 +138,17 @@ def test_stuck_odometer_vehicles_are_billed_on_gps(spark, fleet_kpis):
     cfg = fleet_kpis
     faults = tables.read(spark, cfg, "truth.vehicles").select("vehicle_id", "odometer_fault")
     truth_km = (
-        tables.read(spark, cfg, "truth.points")
-        .where(F.col("anomaly_type").isNull() | (F.col("anomaly_type") != "near_duplicate"))
-        .groupBy("vehicle_id")
-        .agg(F.sum("distance_km").alias("true_km"))
+        tables.read(spark, cfg, "truth.points").where(F.col("anomaly_type").isNull() | (F.col("anomaly_type") != "near_duplicate")).groupBy("vehicle_id").agg(F.sum("distance_km").alias("true_km"))
     )
-    bills = tables.read(spark, cfg, "gold.payd_billing").groupBy("vehicle_id").agg(
-        F.sum("billable_km").alias("billable_km"),
-        F.sum("gps_billed_days").alias("gps_billed_days"),
-        F.array_distinct(F.flatten(F.collect_list("odometer_faults"))).alias("faults"),
-        F.collect_set("billing_source").alias("sources"),
+    bills = (
+        tables.read(spark, cfg, "gold.payd_billing")
+        .groupBy("vehicle_id")
+        .agg(
+            F.sum("billable_km").alias("billable_km"),
+            F.sum("gps_billed_days").alias("gps_billed_days"),
+            F.array_distinct(F.flatten(F.collect_list("odometer_faults"))).alias("faults"),
+            F.collect_set("billing_source").alias("sources"),
+        )
     )
     rows = bills.join(faults, "vehicle_id").join(truth_km, "vehicle_id").collect()
     stuck = [r for r in rows if r["odometer_fault"] == "stuck"]

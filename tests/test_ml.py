@@ -40,15 +40,21 @@ def test_soc_labels_horizon_staleness_and_charging(spark):
 
     rows = [
         # vehicle, minute, soc, charging
-        ("A", 0, 80.0, False), ("A", 30, 75.0, False), ("A", 60, 70.0, False),  # 10-point drop -> event
-        ("B", 0, 60.0, False), ("B", 45, 58.0, False),  # nothing in [50, 60] -> no label
-        ("C", 0, 50.0, False), ("C", 20, 52.0, True), ("C", 60, 55.0, False),  # charging inside -> no label
-        ("D", 0, 50.0, False), ("D", 55, 49.0, False),  # reading 5 min early is fine -> 1 point
-        ("E", 0, 40.0, False), ("E", 30, 47.0, False), ("E", 60, 46.0, False),  # unobserved charge (+7) -> no label
+        ("A", 0, 80.0, False),
+        ("A", 30, 75.0, False),
+        ("A", 60, 70.0, False),  # 10-point drop -> event
+        ("B", 0, 60.0, False),
+        ("B", 45, 58.0, False),  # nothing in [50, 60] -> no label
+        ("C", 0, 50.0, False),
+        ("C", 20, 52.0, True),
+        ("C", 60, 55.0, False),  # charging inside -> no label
+        ("D", 0, 50.0, False),
+        ("D", 55, 49.0, False),  # reading 5 min early is fine -> 1 point
+        ("E", 0, 40.0, False),
+        ("E", 30, 47.0, False),
+        ("E", 60, 46.0, False),  # unobserved charge (+7) -> no label
     ]
-    df = spark.createDataFrame(
-        [(v, m * 60, soc, soc, ch) for v, m, soc, ch in rows], "vehicle_id string, _t long, soc_pct double, soc_max_pct double, charging boolean"
-    )
+    df = spark.createDataFrame([(v, m * 60, soc, soc, ch) for v, m, soc, ch in rows], "vehicle_id string, _t long, soc_pct double, soc_max_pct double, charging boolean")
     cfg = SocModelConfig(horizon_min=60, label_max_staleness_min=10, drop_threshold_pct=10)
     got = {r["vehicle_id"]: (r[SOC_LABEL], r[SOC_EVENT]) for r in soc_labels(df, cfg).where("_t = 0").collect()}
     assert got == {"A": (10.0, 1), "B": (None, None), "C": (None, None), "D": (1.0, 0), "E": (None, None)}
@@ -184,11 +190,9 @@ def test_physics_leg_energy_matches_the_generators_model(spark):
 
 
 def test_time_split_roles_keep_a_gap_before_validation_and_test(spark):
-    from jobs.train import time_split
+    from common.ml.evaluate import time_split
 
-    days = spark.createDataFrame(
-        [(date(2024, 3, d), 1_709_500_000 + 86_400 * i) for i, d in enumerate(range(4, 11))], "local_date date, first_s long"
-    )
+    days = spark.createDataFrame([(date(2024, 3, d), 1_709_500_000 + 86_400 * i) for i, d in enumerate(range(4, 11))], "local_date date, first_s long")
     split = time_split(days, test_days=2, gap_min=60)
     assert split.test_dates == ["2024-03-09", "2024-03-10"] and split.valid_date == "2024-03-08"
     t0, v0 = split.test_start_s, split.valid_start_s
@@ -256,9 +260,24 @@ def test_soc_drop_regression_beats_persistence(trained):
     _show(
         "SOC drop 60 min ahead (points), test window",
         m,
-        ["test_mae", "test_rmse", "test_r2", "baseline_persistence_test_mae", "baseline_persistence_test_rmse", "baseline_persistence_test_r2",
-         "baseline_vehicle_mean_test_mae", "baseline_vehicle_mean_test_rmse", "baseline_vehicle_mean_test_r2", "test_mae_vs_persistence",
-         "group_test_mae", "group_baseline_persistence_test_mae", "group_baseline_vehicle_mean_test_mae", "valid_mae", "test_n", "train_seconds"],
+        [
+            "test_mae",
+            "test_rmse",
+            "test_r2",
+            "baseline_persistence_test_mae",
+            "baseline_persistence_test_rmse",
+            "baseline_persistence_test_r2",
+            "baseline_vehicle_mean_test_mae",
+            "baseline_vehicle_mean_test_rmse",
+            "baseline_vehicle_mean_test_r2",
+            "test_mae_vs_persistence",
+            "group_test_mae",
+            "group_baseline_persistence_test_mae",
+            "group_baseline_vehicle_mean_test_mae",
+            "valid_mae",
+            "test_n",
+            "train_seconds",
+        ],
     )
     assert m["test_mae"] <= SOC_MAE_VS_PERSISTENCE_MAX * m["baseline_persistence_test_mae"]
     assert m["test_mae"] < m["baseline_vehicle_mean_test_mae"]
@@ -270,10 +289,25 @@ def test_soc_drop_classifier_auc(trained):
     _show(
         "P(SOC drop >= 10 points in 60 min), test window",
         m,
-        ["test_roc_auc", "test_pr_auc", "test_brier", "test_f1", "test_precision", "test_recall", "test_threshold", "test_base_rate",
-         "baseline_persistence_test_roc_auc", "baseline_persistence_test_pr_auc", "baseline_persistence_test_brier", "baseline_persistence_test_f1",
-         "baseline_vehicle_rate_test_roc_auc", "baseline_vehicle_rate_test_pr_auc", "baseline_vehicle_rate_test_brier", "baseline_vehicle_rate_test_f1",
-         "train_seconds"],
+        [
+            "test_roc_auc",
+            "test_pr_auc",
+            "test_brier",
+            "test_f1",
+            "test_precision",
+            "test_recall",
+            "test_threshold",
+            "test_base_rate",
+            "baseline_persistence_test_roc_auc",
+            "baseline_persistence_test_pr_auc",
+            "baseline_persistence_test_brier",
+            "baseline_persistence_test_f1",
+            "baseline_vehicle_rate_test_roc_auc",
+            "baseline_vehicle_rate_test_pr_auc",
+            "baseline_vehicle_rate_test_brier",
+            "baseline_vehicle_rate_test_f1",
+            "train_seconds",
+        ],
     )
     assert m["test_roc_auc"] >= SOC_ROC_AUC_MIN
     assert m["test_roc_auc"] > m["baseline_persistence_test_roc_auc"]
@@ -285,14 +319,29 @@ def test_energy_trip_mape_against_truth(trained):
     _show(
         "Energy per trip, test window (truth = generator physics; observed = SOC x battery)",
         m,
-        ["truth_test_trip_mape_pct", "truth_test_trip_mae_kwh", "truth_test_trip_median_ape_pct",
-         "baseline_physics_truth_test_trip_mape_pct", "baseline_physics_truth_test_trip_mae_kwh",
-         "baseline_vehicle_mean_truth_test_trip_mape_pct", "baseline_vehicle_mean_truth_test_trip_mae_kwh",
-         "observed_soc_vs_truth_test_trip_mape_pct",
-         "test_trip_wape_pct", "baseline_physics_test_trip_wape_pct", "baseline_vehicle_mean_test_trip_wape_pct",
-         "test_segment_mae", "test_segment_rmse", "test_segment_r2", "baseline_physics_test_segment_mae", "baseline_vehicle_mean_test_segment_mae",
-         "group_truth_test_trip_mape_pct", "group_baseline_physics_truth_test_trip_mape_pct", "group_baseline_vehicle_mean_truth_test_trip_mape_pct",
-         "truth_test_trip_n", "train_seconds"],
+        [
+            "truth_test_trip_mape_pct",
+            "truth_test_trip_mae_kwh",
+            "truth_test_trip_median_ape_pct",
+            "baseline_physics_truth_test_trip_mape_pct",
+            "baseline_physics_truth_test_trip_mae_kwh",
+            "baseline_vehicle_mean_truth_test_trip_mape_pct",
+            "baseline_vehicle_mean_truth_test_trip_mae_kwh",
+            "observed_soc_vs_truth_test_trip_mape_pct",
+            "test_trip_wape_pct",
+            "baseline_physics_test_trip_wape_pct",
+            "baseline_vehicle_mean_test_trip_wape_pct",
+            "test_segment_mae",
+            "test_segment_rmse",
+            "test_segment_r2",
+            "baseline_physics_test_segment_mae",
+            "baseline_vehicle_mean_test_segment_mae",
+            "group_truth_test_trip_mape_pct",
+            "group_baseline_physics_truth_test_trip_mape_pct",
+            "group_baseline_vehicle_mean_truth_test_trip_mape_pct",
+            "truth_test_trip_n",
+            "train_seconds",
+        ],
     )
     assert m["truth_test_trip_mape_pct"] <= 6.0
     assert m["truth_test_trip_mape_pct"] < m["baseline_physics_truth_test_trip_mape_pct"]
@@ -396,8 +445,7 @@ def test_serve_champion_answers_one_http_request(spark, ml_cfg, trained):
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(ml_cfg), "MLFLOW_REGISTRY_URI": tracking.registry_uri(ml_cfg)}
     # mlflow execs `uvicorn` through a shell: the venv's bin must be on PATH (as `make serve-model` does)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    cmd = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local",
-           "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
+    cmd = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 240
@@ -461,10 +509,20 @@ def test_twizy_energy_model_time_split(spark, session_root):
     _show(
         "RSK Twizy (real, single vehicle): energy per trip on the last 2 days (observed = SOC x 6.1 kWh)",
         m,
-        ["test_trip_mae_kwh", "test_trip_mape_pct", "test_trip_wape_pct", "test_trip_n",
-         "baseline_vehicle_mean_test_trip_mae_kwh", "baseline_vehicle_mean_test_trip_mape_pct", "baseline_vehicle_mean_test_trip_wape_pct",
-         "baseline_physics_test_trip_mae_kwh", "baseline_physics_test_trip_mape_pct",
-         "test_segment_mae", "baseline_vehicle_mean_test_segment_mae", "train_seconds"],
+        [
+            "test_trip_mae_kwh",
+            "test_trip_mape_pct",
+            "test_trip_wape_pct",
+            "test_trip_n",
+            "baseline_vehicle_mean_test_trip_mae_kwh",
+            "baseline_vehicle_mean_test_trip_mape_pct",
+            "baseline_vehicle_mean_test_trip_wape_pct",
+            "baseline_physics_test_trip_mae_kwh",
+            "baseline_physics_test_trip_mape_pct",
+            "test_segment_mae",
+            "baseline_vehicle_mean_test_segment_mae",
+            "train_seconds",
+        ],
     )
     print(f"  gate: v{report.outcomes[0].version} {'champion' if report.outcomes[0].promoted else 'rejected'}: {report.outcomes[0].reason}")
     assert m["test_trip_n"] >= 1 and math.isfinite(m["test_trip_mape_pct"])

@@ -40,7 +40,11 @@ def test_a_job_runs_alone_under_spark_submit():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
         [os.path.join(bin_dir, "spark-submit"), str(root / "jobs" / "clean.py"), "--help"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "--start-date" in out.stdout and "(default: local)" in out.stdout
@@ -54,9 +58,7 @@ def test_select_stages_only_from_skip_in_dependency_order(cfg):
     assert _names(select_stages(cfg, None, None, None)) == list(STAGE_NAMES)
     assert _names(select_stages(cfg, "risk,clean", None, None)) == ["clean", "risk"]  # dependency order, not CLI order
     assert _names(select_stages(cfg, None, "train", None)) == ["train", "score", "report"]
-    assert _names(select_stages(cfg, None, "kpis", "report,charging")) == [
-        "kpis", "residence", "hotspots", "risk", "stations", "reliability", "train", "score"
-    ]
+    assert _names(select_stages(cfg, None, "kpis", "report,charging")) == ["kpis", "residence", "hotspots", "risk", "stations", "reliability", "train", "score"]
     assert _names(select_stages(cfg, "kpis", "residence", None)) == []  # --from after the only stage: nothing
     with pytest.raises(SystemExit, match="unknown stage.*kpi.*stages are: generate"):
         select_stages(cfg, "kpi", None, None)
@@ -129,21 +131,15 @@ def test_absent_inputs_skip_stages_with_the_reason_and_the_report_says_why(spark
     reports = {r.stage: r for r in run_pipeline(spark, run_cfg, _args(only="clean,kpis,stations,reliability,report"))}
     assert reports["clean"].status == "skipped"
     assert reports["clean"].notes == ["no bronze.telematics - configure inputs.telematics to enable"]
-    assert reports["kpis"].notes == [
-        "no silver.telematics_clean - run the clean stage first (clean was skipped: no bronze.telematics - configure inputs.telematics to enable)"
-    ]
+    assert reports["kpis"].notes == ["no silver.telematics_clean - run the clean stage first (clean was skipped: no bronze.telematics - configure inputs.telematics to enable)"]
     assert reports["stations"].notes == ["no bronze.stations - configure inputs.stations to enable"]
-    assert reports["reliability"].notes == [
-        "no bronze.charger_status or bronze.charging_sessions - configure inputs.charger_status or inputs.charging_sessions to enable"
-    ]
+    assert reports["reliability"].notes == ["no bronze.charger_status or bronze.charging_sessions - configure inputs.charger_status or inputs.charging_sessions to enable"]
     assert reports["report"].status == "ok"
     html = (tmp_path / "reports" / "latest" / "index.html").read_text()
     assert "No data: the stations stage was skipped (no bronze.stations - configure inputs.stations to enable)." in html
     assert "No data: the kpis stage was skipped" in html
     runs = tables.read(spark, run_cfg, "audit.stage_runs").orderBy("position").select("stage", "status").collect()
-    assert [(r.stage, r.status) for r in runs] == [
-        ("clean", "skipped"), ("kpis", "skipped"), ("stations", "skipped"), ("reliability", "skipped"), ("report", "ok")
-    ]
+    assert [(r.stage, r.status) for r in runs] == [("clean", "skipped"), ("kpis", "skipped"), ("stations", "skipped"), ("reliability", "skipped"), ("report", "ok")]
 
 
 def test_a_job_alone_without_its_input_exits_99_with_the_reason(tmp_path):

@@ -18,9 +18,7 @@ def test_coarsen_location_snaps_to_cell_centres(spark):
     got = coarsen_location(homes, 1000.0)
     c1 = coarsen_point(28.61000, 77.20000, 1000.0)
     c3 = coarsen_point(28.63700, 77.20000, 1000.0)
-    expected = spark.createDataFrame(
-        [("V1", *c1), ("V2", *c1), ("V3", *c3), ("V4", None, None)], "vehicle_id string, lat double, lon double"
-    )
+    expected = spark.createDataFrame([("V1", *c1), ("V2", *c1), ("V3", *c3), ("V4", None, None)], "vehicle_id string, lat double, lon double")
     assert_approx_df_equality(got, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
     assert c1 != c3
     # the published position is within half a cell diagonal of the true one, never exact
@@ -28,9 +26,7 @@ def test_coarsen_location_snaps_to_cell_centres(spark):
 
 
 def test_coarsen_where_only_touches_matching_rows(spark):
-    sites = spark.createDataFrame(
-        [("S1", "home", 28.61, 77.2), ("S2", "public", 28.61, 77.2)], "site_id string, kind string, lat double, lon double"
-    )
+    sites = spark.createDataFrame([("S1", "home", 28.61, 77.2), ("S2", "public", 28.61, 77.2)], "site_id string, kind string, lat double, lon double")
     got = {r["site_id"]: (r["lat"], r["lon"]) for r in coarsen_where(sites, F.col("kind") == "home", 500.0).collect()}
     assert got["S2"] == (28.61, 77.2)
     assert got["S1"] == pytest.approx(coarsen_point(28.61, 77.2, 500.0))

@@ -75,7 +75,7 @@ def uri_with_sensitive_query(draw) -> tuple[str, str, list[str]]:
 PLAIN_URLS = st.builds(lambda s, h, q: f"{s}://{h}/x" + (f"?{q[0]}={q[1]}" if q else ""), SCHEMES, HOSTS, st.none() | st.tuples(SAFE_WORDS, SAFE_WORDS))
 PLAIN_VALUES = st.one_of(
     st.text(alphabet=string.ascii_letters + string.digits + " ./-_", max_size=20).filter(lambda t: not any(p in t.lower() for p in _SENSITIVE_PARTS)),
-    st.integers(-10**6, 10**6),
+    st.integers(-(10**6), 10**6),
     st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
     st.none(),

@@ -166,35 +166,68 @@ def hand_intervals(spark):
         ("Z", "2024-04-01 02:00:00", "2024-04-01 04:00:00", "up", None),
     ]
     df = spark.createDataFrame(rows, "port_id string, start_ts string, end_ts string, state string, down_cause string")
-    return ts_cols(df, "start_ts", "end_ts").select(
-        F.lit("hand").alias("source_name"), F.lit("ST").alias("station_id"), F.lit("C").alias("charger_id"), "*"
-    )
+    return ts_cols(df, "start_ts", "end_ts").select(F.lit("hand").alias("source_name"), F.lit("ST").alias("station_id"), F.lit("C").alias("charger_id"), "*")
 
 
 def test_monthly_uptime_mtbf_mttr_by_hand(spark):
     intervals = mark_failures(hand_intervals(spark))
-    first_seen = spark.createDataFrame(
-        [("hand", "X", "2024-04-01 00:00:00"), ("hand", "Z", "2024-03-31 20:00:00")], "source_name string, port_id string, first_seen_ts string"
-    ).withColumn("first_seen_ts", F.col("first_seen_ts").cast("timestamp"))
-    sessions = spark.createDataFrame([("X", "2024-04-01", 400, 396, 4)], "port_id string, month string, sessions long, successful_sessions long, failed_sessions long").withColumn("month", F.col("month").cast("date"))
+    first_seen = spark.createDataFrame([("hand", "X", "2024-04-01 00:00:00"), ("hand", "Z", "2024-03-31 20:00:00")], "source_name string, port_id string, first_seen_ts string").withColumn(
+        "first_seen_ts", F.col("first_seen_ts").cast("timestamp")
+    )
+    sessions = spark.createDataFrame([("X", "2024-04-01", 400, 396, 4)], "port_id string, month string, sessions long, successful_sessions long, failed_sessions long").withColumn(
+        "month", F.col("month").cast("date")
+    )
     monthly = port_reliability_monthly(port_month_minutes(intervals), first_seen, sessions, PARAMS)
     got = monthly.select(
-        "port_id", F.date_format("month", "yyyy-MM").alias("month"), "observed_minutes", "up_minutes", "down_minutes", "excluded_minutes",
-        "failures", "down_episodes", "mtbf_hours", "mttr_hours", "availability_pct", "faults_per_1000_sessions",
-        "outage_minutes_12m", "excluded_minutes_12m", "nevi_uptime_pct", "observed_uptime_pct", "uptime_basis", "uptime_pct", "below_target",
+        "port_id",
+        F.date_format("month", "yyyy-MM").alias("month"),
+        "observed_minutes",
+        "up_minutes",
+        "down_minutes",
+        "excluded_minutes",
+        "failures",
+        "down_episodes",
+        "mtbf_hours",
+        "mttr_hours",
+        "availability_pct",
+        "faults_per_1000_sessions",
+        "outage_minutes_12m",
+        "excluded_minutes_12m",
+        "nevi_uptime_pct",
+        "observed_uptime_pct",
+        "uptime_basis",
+        "uptime_pct",
+        "below_target",
     ).orderBy("port_id", "month")
     expected = spark.createDataFrame(
         [
             # X: MTBF = 42,420 min / 60 / 2 failures = 353.5 h; MTTR = 540 / 60 / 2 episodes = 4.5 h;
             # availability = 42,420 / (42,420 + 540); T_outage = 540 + 240, T_excluded = 240;
             # NEVI = (525,600 - 540) / 525,600; observed = (43,200 - 540) / 43,200; both faults -> 2 / 400 sessions
-            ("X", "2024-04", 43200.0, 42420.0, 540.0, 240.0, 2, 2, 353.5, 4.5, 100 * 42420 / 42960, 5.0,
-             780.0, 240.0, 100 * (525600 - 540) / 525600, 100 * (43200 - 540) / 43200, "observed_period", 100 * (43200 - 540) / 43200, False),
+            (
+                "X",
+                "2024-04",
+                43200.0,
+                42420.0,
+                540.0,
+                240.0,
+                2,
+                2,
+                353.5,
+                4.5,
+                100 * 42420 / 42960,
+                5.0,
+                780.0,
+                240.0,
+                100 * (525600 - 540) / 525600,
+                100 * (43200 - 540) / 43200,
+                "observed_period",
+                100 * (43200 - 540) / 43200,
+                False,
+            ),
             # Z: the failure and the episode count in March (where the outage starts)
-            ("Z", "2024-03", 240.0, 120.0, 120.0, 0.0, 1, 1, 2.0, 2.0, 50.0, None,
-             120.0, 0.0, 100 * (525600 - 120) / 525600, 50.0, "observed_period", 50.0, True),
-            ("Z", "2024-04", 240.0, 120.0, 120.0, 0.0, 0, 0, None, None, 50.0, None,
-             240.0, 0.0, 100 * (525600 - 240) / 525600, 50.0, "observed_period", 50.0, True),
+            ("Z", "2024-03", 240.0, 120.0, 120.0, 0.0, 1, 1, 2.0, 2.0, 50.0, None, 120.0, 0.0, 100 * (525600 - 120) / 525600, 50.0, "observed_period", 50.0, True),
+            ("Z", "2024-04", 240.0, 120.0, 120.0, 0.0, 0, 0, None, None, 50.0, None, 240.0, 0.0, 100 * (525600 - 240) / 525600, 50.0, "observed_period", 50.0, True),
         ],
         "port_id string, month string, observed_minutes double, up_minutes double, down_minutes double, excluded_minutes double, "
         "failures long, down_episodes long, mtbf_hours double, mttr_hours double, availability_pct double, faults_per_1000_sessions double, "
@@ -242,8 +275,10 @@ def test_session_success_and_first_time_success(spark):
         "station_id", "sessions", "failed_sessions", "session_success_rate_pct", "attempt_sequences", "first_time_success_rate_pct", "lost_kwh_est", "lost_revenue_est"
     )
     # 6 sessions, 2 failed; 5 attempt sequences (V1: s1+s2, s3; s4, s5, s6), first tries ok: s3, s4, s6
-    expected = spark.createDataFrame([("S", 6, 2, 100 * 4 / 6, 5, 60.0, 20.0, 20.0 * 0.35)],
-                                     "station_id string, sessions long, failed_sessions long, session_success_rate_pct double, attempt_sequences long, first_time_success_rate_pct double, lost_kwh_est double, lost_revenue_est double")
+    expected = spark.createDataFrame(
+        [("S", 6, 2, 100 * 4 / 6, 5, 60.0, 20.0, 20.0 * 0.35)],
+        "station_id string, sessions long, failed_sessions long, session_success_rate_pct double, attempt_sequences long, first_time_success_rate_pct double, lost_kwh_est double, lost_revenue_est double",
+    )
     assert_approx_df_equality(site, expected, 1e-9, ignore_nullable=True)
 
 
@@ -430,8 +465,10 @@ def test_fleet_monthly_uptime_and_failures(spark, fleet_reliability):
     merged = per_port.merge(true_down, on="port_id", how="left").fillna({"down_s": 0.0})
     merged["truth_uptime"] = 100 * (1 - merged.down_s.clip(upper=span) / span)
     err = (merged.u - merged.truth_uptime).abs()
-    print(f"\nports {len(merged)}: observed uptime vs truth, mean abs error {err.mean():.3f} pp, max {err.max():.3f} pp; "
-          f"below 97 %: detected {(merged.u < 97).sum()}, truth {(merged.truth_uptime < 97).sum()}")
+    print(
+        f"\nports {len(merged)}: observed uptime vs truth, mean abs error {err.mean():.3f} pp, max {err.max():.3f} pp; "
+        f"below 97 %: detected {(merged.u < 97).sum()}, truth {(merged.truth_uptime < 97).sum()}"
+    )
     assert err.mean() < 1.0
     assert ((merged.u < 97) == (merged.truth_uptime < 97)).mean() >= 0.9
     tests = tables.read(spark, cfg, "gold.reliability_tests")
@@ -466,18 +503,26 @@ def test_failed_attempts_against_generator_truth(spark, fleet_reliability):
     generated = charges.select(F.col("site_id").alias("station_id"), "start_ts", F.lit(True).alias("expected"))
     arrivals = down_arrivals.unionByName(up_arrivals).unionByName(generated).join(stations.select("station_id", "lat", "lon"), "station_id")
     stops = arrivals.select(
-        F.concat_ws("@", "station_id", F.col("start_ts").cast("string")).alias("event_id"), F.lit("V").alias("vehicle_id"), "start_ts",
-        (F.col("start_ts") + F.expr("INTERVAL 10 MINUTES")).alias("end_ts"), (F.col("lat") + 10 / 111_195).alias("lat"), "lon",
-        F.lit(40.0).alias("soc_start_pct"), F.lit(40.0).alias("soc_end_pct"), "expected",
+        F.concat_ws("@", "station_id", F.col("start_ts").cast("string")).alias("event_id"),
+        F.lit("V").alias("vehicle_id"),
+        "start_ts",
+        (F.col("start_ts") + F.expr("INTERVAL 10 MINUTES")).alias("end_ts"),
+        (F.col("lat") + 10 / 111_195).alias("lat"),
+        "lon",
+        F.lit(40.0).alias("soc_start_pct"),
+        F.lit(40.0).alias("soc_end_pct"),
+        "expected",
     )
     matched = match_events_to_stations(stops, stations, cfg.stations)
     attempts = failed_charge_attempts(matched, tables.read(spark, cfg, "gold.port_status_intervals"), cfg.stations.min_soc_gain_pct).toPandas()
     pos, neg = attempts[attempts.expected], attempts[~attempts.expected]
     recall = pos.is_failed_attempt.mean()
     false_alarms = neg.is_failed_attempt.mean()
-    print(f"\nfailed attempts: {len(pos)} arrivals while all ports truly down (incl. {charges.count()} generated failed attempts) -> "
-          f"flagged {int(pos.is_failed_attempt.sum())} (recall {recall:.2f}); {len(neg)} arrivals with every port truly up -> "
-          f"flagged {int(neg.is_failed_attempt.sum())} ({false_alarms:.2%}); port states {attempts.port_state.value_counts().to_dict()}")
+    print(
+        f"\nfailed attempts: {len(pos)} arrivals while all ports truly down (incl. {charges.count()} generated failed attempts) -> "
+        f"flagged {int(pos.is_failed_attempt.sum())} (recall {recall:.2f}); {len(neg)} arrivals with every port truly up -> "
+        f"flagged {int(neg.is_failed_attempt.sum())} ({false_alarms:.2%}); port states {attempts.port_state.value_counts().to_dict()}"
+    )
     assert len(attempts) == stops.count()  # every arrival matched its station
     assert len(pos) > 0 and recall >= 0.9
     assert false_alarms <= 0.05

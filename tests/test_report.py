@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from common.report.html import html as R
+from common.report import html as R
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

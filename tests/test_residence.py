@@ -39,9 +39,7 @@ def _rows(vehicle, tz, place, day, hours, rng, speed=0.0):
 
 
 def _silver(spark, rows):
-    df = spark.createDataFrame(
-        rows, "vehicle_id string, ts timestamp, lat double, lon double, speed_kmh double, is_usable boolean, timezone string"
-    )
+    df = spark.createDataFrame(rows, "vehicle_id string, ts timestamp, lat double, lon double, speed_kmh double, is_usable boolean, timezone string")
     return df.transform(add_local_time, CleanConfig())  # the cleaning job's DST-aware local time (zones given per row)
 
 
@@ -83,9 +81,7 @@ def test_find_residences(spark, fleet):
         [("A", "home", 4, 5, 0.8), ("B", "home", 3, 3, 1.0), ("C", "insufficient_nights", 2, 2, None)],
         "vehicle_id string, status string, home_nights int, nights_observed long, confidence double",
     )
-    assert_df_equality(
-        got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True, ignore_column_order=True
-    )
+    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True, ignore_column_order=True)
     homes = {r["vehicle_id"]: r for r in got.collect()}
     for vid, truth in (("A", HOME_A), ("B", HOME_B)):
         r = homes[vid]

@@ -39,12 +39,7 @@ P = RiskConfig()
 
 
 def _daily(spark):
-    rows = [
-        (v, D0 + timedelta(days=i), float(km), PARTIAL.get(v, {}).get(i, 1.0))
-        for v, series in KM.items()
-        for i, km in enumerate(series)
-        if km is not None
-    ]
+    rows = [(v, D0 + timedelta(days=i), float(km), PARTIAL.get(v, {}).get(i, 1.0)) for v, series in KM.items() for i, km in enumerate(series) if km is not None]
     return spark.createDataFrame(rows, "vehicle_id string, local_date date, gps_km double, data_coverage_share double")
 
 
@@ -142,9 +137,7 @@ def test_charging_and_residence_signals(spark):
         [("R1", D0 + timedelta(days=i)) for i in range(DAYS - 3)] + [("R2", D0 + timedelta(days=i)) for i in range(DAYS)],
         "vehicle_id string, local_date date",
     )
-    residences = spark.createDataFrame(
-        [("R1", False, 1.0), ("R2", True, 0.6), ("R3", False, 0.4)], "vehicle_id string, residence_changed boolean, confidence double"
-    )
+    residences = spark.createDataFrame([("R1", False, 1.0), ("R2", True, 0.6), ("R3", False, 0.4)], "vehicle_id string, residence_changed boolean, confidence double")
     got = {r["vehicle_id"]: r for r in driver_risk(daily, None, P, events, residences).collect()}
     assert got["R1"]["signals"] == ["irregular_charging"] and got["R1"]["days_since_last_charge"] == 3
     assert got["R2"]["signals"] == ["residence_change"] and got["R2"]["reasons"] == ["moved between two night places"]
@@ -159,6 +152,4 @@ def test_fleet_from_profiles_adds_vehicles_without_days(spark):
     assert got.count() == len(KM) + 1
     assert quiet["tier"] == INSUFFICIENT and quiet["device_mode"] == "ignition_only"
     assert quiet["reasons"] == [f"no reported day (no day with data over {P.min_day_coverage:.0%} of 24 h)", "device mode ignition_only"]
-    assert_approx_df_equality(
-        got.where("vehicle_id = 'R1'").select("device_mode"), spark.createDataFrame([("continuous",)], "device_mode string"), 0.0, ignore_nullable=True
-    )
+    assert_approx_df_equality(got.where("vehicle_id = 'R1'").select("device_mode"), spark.createDataFrame([("continuous",)], "device_mode string"), 0.0, ignore_nullable=True)

@@ -1,7 +1,7 @@
 """Bad input through ingest: every case of docs/ROBUSTNESS.md "Bad input through ingest".
 
 Each case (tests/robustness_table.py INPUT_CASES) is planned by the ingest job's own planner
-(`jobs.ingest._plan`: file listing, empty-file handling, mapping) and classified by the job's
+(`common.bronze.plan.plan_dataset`: file listing, empty-file handling, mapping) and classified by the job's
 transforms; the numbers the audit row would carry are computed with the same functions the job
 uses, without Delta writes (fast). tests/slow/test_robustness_ingest_job.py runs the whole job over
 all cases and checks the audit rows against the same expectations.
@@ -29,9 +29,10 @@ from common.bronze.ingest import (
     quarantine_rows,
     status_counts,
 )
+from common.bronze.plan import plan_dataset as _plan
 from common.core.config import DatasetSpec, InputsConfig
 from common.io.schemas import KINDS
-from jobs.ingest import _plan, run_ingest
+from jobs.ingest import run_ingest
 from tests.robustness_table import INGEST_NOW, INPUT_CASES, TELEMATICS_HEADER, InputCase
 
 NOW = datetime.fromisoformat(INGEST_NOW)

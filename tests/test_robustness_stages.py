@@ -26,10 +26,7 @@ BRONZE_DDL = (
 
 def bronze_df(spark, rows):
     """bronze.telematics rows from (vehicle_id, UTC ts, lat, lon, soc) with constant speed/odometer."""
-    full = [
-        (v, ts, lat, lon, 0.0, 1000.0, soc, None, None, None, "t", "file:/t.csv", f"h{i}", "run", None, None)
-        for i, (v, ts, lat, lon, soc) in enumerate(rows)
-    ]
+    full = [(v, ts, lat, lon, 0.0, 1000.0, soc, None, None, None, "t", "file:/t.csv", f"h{i}", "run", None, None) for i, (v, ts, lat, lon, soc) in enumerate(rows)]
     df = spark.createDataFrame(full, BRONZE_DDL).withColumn("ts", F.col("ts").cast("timestamp"))
     return df.withColumn("date", F.to_date("ts"))
 
@@ -54,7 +51,10 @@ def test_single_point_vehicle_and_dst_fleet_clean(spark):
         "vehicle_id string, model string, vehicle_type string, battery_kwh double, driver_id string, timezone string",
     )
     params = CleaningParams(
-        settings=CleanConfig(), area_wkt=WORLD, as_of=datetime(2025, 1, 1, tzinfo=timezone.utc), dataset_start=None,
+        settings=CleanConfig(),
+        area_wkt=WORLD,
+        as_of=datetime(2025, 1, 1, tzinfo=timezone.utc),
+        dataset_start=None,
         default_timezone="Asia/Kolkata",  # the dataset's zone for a vehicle without one (solo)
     )
     silver = clean_telematics(bronze, vehicles, params)
@@ -78,8 +78,7 @@ def test_single_point_vehicle_and_dst_fleet_clean(spark):
             ("del", "2024-03-31 00:30:00", "2024-03-31 06:00:00", "2024-03-31", [], True, False, False),
             ("del", "2024-03-31 01:30:00", "2024-03-31 07:00:00", "2024-03-31", [], True, False, False),
         ],
-        "vehicle_id string, ts string, ts_local string, local_date string, quality_reasons array<string>, is_usable boolean, "
-        "position_imputed boolean, soc_imputed boolean",
+        "vehicle_id string, ts string, ts_local string, local_date string, quality_reasons array<string>, is_usable boolean, position_imputed boolean, soc_imputed boolean",
     )
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
     assert silver.count() == bronze.count()  # rows in = rows out
@@ -98,9 +97,7 @@ def test_grouped_udf_caps_rows_per_vehicle(spark):
     params = ChargingConfig(max_events_per_vehicle=cap, location_eps_m=75.0)
 
     labelled = label_event_locations(events, params)
-    per_vehicle = {r["vehicle_id"]: (r["rows"], r["located"]) for r in labelled.groupBy("vehicle_id").agg(
-        F.count(F.lit(1)).alias("rows"), F.count("location_id").alias("located")
-    ).collect()}
+    per_vehicle = {r["vehicle_id"]: (r["rows"], r["located"]) for r in labelled.groupBy("vehicle_id").agg(F.count(F.lit(1)).alias("rows"), F.count("location_id").alias("located")).collect()}
     print("huge vehicle: rows", per_vehicle["huge"][0], "clustered", per_vehicle["huge"][1], "cap", cap)
     assert per_vehicle["huge"] == (40, cap)  # every event kept in the output, only `cap` loaded by the UDF
     assert all(per_vehicle[f"v{i:02d}"] == (12, 12) for i in range(30))

@@ -19,7 +19,7 @@ import pytest
 from common.io.cli import parse
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCANNED = sorted([*PROJECT_ROOT.glob("jobs/*.py"), *PROJECT_ROOT.glob("common/*.py")])
+SCANNED = sorted([*PROJECT_ROOT.glob("jobs/*.py"), *PROJECT_ROOT.glob("common/**/*.py"), *PROJECT_ROOT.glob("deploy/*.py")])
 DRIVER_CALLS = ("collect", "toPandas")
 # Methods whose result has a size independent of the data: a global aggregate or a cap.
 BOUNDING_METHODS = {"limit", "first", "head", "take", "tail"}
@@ -69,9 +69,7 @@ def unbounded_driver_calls(path: Path, root: Path = PROJECT_ROOT) -> list[str]:
             comments[tok.start[0]] = tok.string
     tree = ast.parse(source)
     # statement span of every line, so a comment anywhere in the statement (or just above it) counts
-    spans: list[tuple[int, int]] = [
-        (n.lineno, n.end_lineno or n.lineno) for n in ast.walk(tree) if isinstance(n, ast.stmt)
-    ]
+    spans: list[tuple[int, int]] = [(n.lineno, n.end_lineno or n.lineno) for n in ast.walk(tree) if isinstance(n, ast.stmt)]
     found = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in DRIVER_CALLS):
@@ -95,10 +93,7 @@ def test_driver_collects_are_bounded():
     """Every DataFrame.collect()/toPandas() in jobs/ and common/ is on a bounded result: after
     `.limit()`, on a global aggregate, or with `# bounded: <reason>` on the statement."""
     offenders = [hit for path in SCANNED for hit in unbounded_driver_calls(path)]
-    assert not offenders, (
-        "collect()/toPandas() without an obvious bound (add .limit(), aggregate first, or justify with "
-        "'# bounded: <reason>' on the statement):\n  " + "\n  ".join(offenders)
-    )
+    assert not offenders, "collect()/toPandas() without an obvious bound (add .limit(), aggregate first, or justify with '# bounded: <reason>' on the statement):\n  " + "\n  ".join(offenders)
 
 
 def test_bounded_check_itself(tmp_path):
@@ -147,9 +142,7 @@ def test_no_secrets_in_tracked_files():
     allowed = _secrets(json.loads(BASELINE.read_text()))
     new = sorted(found - allowed)
     print(f"detect-secrets: {len(found)} finding(s), {len(found & allowed)} audited in .secrets.baseline")
-    assert not new, "possible credentials in tracked files (move them to the environment / IAM, or audit them into .secrets.baseline):\n" + "\n".join(
-        f"  {f}: {t}" for f, t, _h in new
-    )
+    assert not new, "possible credentials in tracked files (move them to the environment / IAM, or audit them into .secrets.baseline):\n" + "\n".join(f"  {f}: {t}" for f, t, _h in new)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,9 +158,12 @@ def test_jobs_log_the_redacted_config(caplog, monkeypatch):
     cfg, _args = parse(
         "clean",
         [
-            "--env", "test",
-            "--conf", f"mlflow.tracking_uri={tracking_uri}",
-            "--conf", "spark.extra={spark.hadoop.fs.s3a.session.token: '${EVFA_TEST_TOKEN}'}",
+            "--env",
+            "test",
+            "--conf",
+            f"mlflow.tracking_uri={tracking_uri}",
+            "--conf",
+            "spark.extra={spark.hadoop.fs.s3a.session.token: '${EVFA_TEST_TOKEN}'}",
         ],
     )
     assert "pw-s3cr3t-123" in cfg.mlflow.tracking_uri  # the job itself still gets the real value

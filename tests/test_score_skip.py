@@ -73,9 +73,7 @@ def test_drop_forecast_scores_without_the_event_classifier(fresh_cfg):
     _version(client, cfg.ml.soc.registered_classifier, tags={"challenger_status": "rejected", "gate_reason": "no positive in the test window"})
     report = StageReport("score")
     assert available_models(client, cfg, ("soc",), report) == ("soc",)
-    assert report.notes == [
-        "skipped the drop-event probability: evfa_soc_drop_ge10_60m has no @champion: the gate refused v1: no positive in the test window"
-    ]
+    assert report.notes == ["skipped the drop-event probability: evfa_soc_drop_ge10_60m has no @champion: the gate refused v1: no positive in the test window"]
 
 
 def test_pickled_champion_is_refused_never_loaded(fresh_cfg):
@@ -89,11 +87,11 @@ def test_pickled_champion_is_refused_never_loaded(fresh_cfg):
     report = StageReport("score")
     assert available_models(client, cfg, ("soc", "energy"), report) == ("soc",)
     assert report.notes == [
-        "skipped energy scoring: evfa_energy_per_km@champion (v1) refused: its pyfunc loader is "
-        "'mlflow.pyfunc.model', not 'mlflow.xgboost' (pickled or custom code is never loaded)"
+        "skipped energy scoring: evfa_energy_per_km@champion (v1) refused: its pyfunc loader is 'mlflow.pyfunc.model', not 'mlflow.xgboost' (pickled or custom code is never loaded)"
     ]
     # and the loader itself refuses it, whoever calls it
-    from jobs.score import NoChampion, champion
+    from common.ml.champion import NoChampion
+    from common.ml.champion import load_champion as champion
 
     with pytest.raises(NoChampion, match="refused: its pyfunc loader"):
         champion(client, cfg, cfg.ml.energy.registered_model)

@@ -33,8 +33,10 @@ from tests.conftest import make_config, real_data
 
 PARAMS = StationsConfig()
 M_PER_DEG_LAT = 6_371_008.8 * math.pi / 180  # metres per degree of latitude on the sphere Sedona uses
-STATION_COLS = "station_id string, name string, lat double, lon double, status string, access string, access_hours string, " \
+STATION_COLS = (
+    "station_id string, name string, lat double, lon double, status string, access string, access_hours string, "
     "level2_count int, dc_fast_count int, connector_types string, network string, power_kw double, city string, state string"
+)
 
 
 def north_east(lat: float, lon: float, north_m: float, east_m: float) -> tuple[float, float]:
@@ -101,8 +103,19 @@ def hand_stations(spark):
 
 def test_station_kpis_by_hand(spark):
     kpis = station_kpis(station_attributes(hand_stations(spark), PARAMS))
-    cols = ["level", "group", "stations", "operational_rate", "dc_fast_share", "dc_fast_port_share", "access_24_7_rate",
-            "access_hours_unknown", "public_share", "public_private_ratio", "avg_connector_diversity"]
+    cols = [
+        "level",
+        "group",
+        "stations",
+        "operational_rate",
+        "dc_fast_share",
+        "dc_fast_port_share",
+        "access_24_7_rate",
+        "access_hours_unknown",
+        "public_share",
+        "public_private_ratio",
+        "avg_connector_diversity",
+    ]
     got = kpis.select(*cols).orderBy("level", "group")
     expected = spark.createDataFrame(
         [
@@ -151,8 +164,7 @@ def test_fleet_events_matched_to_nearest_station_within_radius(spark):
             ("C3", "V1", ts(12), ts(12, 10), *e3, 50.0, 50.0, 0.0),  # stop without SOC gain
             ("C4", "V3", ts(20), ts(23), *e4, 20.0, 90.0, 5.0),
         ],
-        "charge_id string, vehicle_id string, start_ts timestamp, end_ts timestamp, lat double, lon double, "
-        "soc_start double, soc_end double, energy_kwh double",
+        "charge_id string, vehicle_id string, start_ts timestamp, end_ts timestamp, lat double, lon double, soc_start double, soc_end double, energy_kwh double",
     )
     matched = match_events_to_stations(normalise_fleet_events(events), geo_stations(spark), PARAMS)
     got = matched.select("event_id", "station_id", F.round("distance_m", 1).alias("distance_m")).orderBy("event_id")
@@ -161,9 +173,7 @@ def test_fleet_events_matched_to_nearest_station_within_radius(spark):
     plan = matched._jdf.queryExecution().executedPlan().toString()
     assert "DistanceJoin" in plan or "BroadcastIndexJoin" in plan, plan[:2000]  # Sedona's join, not a cartesian product
 
-    usage = station_fleet_usage(matched, PARAMS).select(
-        "station_id", "fleet_charging_events", "fleet_vehicles", "fleet_kwh", "fleet_charging_hours", "events_without_soc_gain"
-    ).orderBy("station_id")
+    usage = station_fleet_usage(matched, PARAMS).select("station_id", "fleet_charging_events", "fleet_vehicles", "fleet_kwh", "fleet_charging_hours", "events_without_soc_gain").orderBy("station_id")
     expected = spark.createDataFrame(
         [("S1", 2, 2, 10.0, 1.5, 0), ("S2", 0, 0, None, None, 1)],
         "station_id string, fleet_charging_events long, fleet_vehicles long, fleet_kwh double, fleet_charging_hours double, events_without_soc_gain long",
@@ -175,9 +185,7 @@ def test_expansion_gaps_need_an_open_dc_fast_station_nearby(spark):
     h1 = north_east(*BASE, 0, 500)  # 500 m from S1 (open DC): covered
     h2 = north_east(*BASE, 10000, 100)  # 100 m from S3 (DC but planned), 10 km from S1: gap
     h3 = north_east(*BASE, -60000, 0)  # 60 km away from everything: gap, nothing within 50 km
-    hotspots = spark.createDataFrame(
-        [("H1", *h1, 40), ("H2", *h2, 25), ("H3", *h3, 3)], "hotspot_id string, lat double, lon double, unique_daily_visits long"
-    )
+    hotspots = spark.createDataFrame([("H1", *h1, 40), ("H2", *h2, 25), ("H3", *h3, 3)], "hotspot_id string, lat double, lon double, unique_daily_visits long")
     gaps = expansion_gaps(hotspots, geo_stations(spark), PARAMS)
     got = gaps.select("hotspot_id", "unique_daily_visits", "nearest_dc_station_id", F.round("nearest_dc_distance_m", -1).alias("d"), "gap_threshold_m").orderBy("hotspot_id")
     d_h2 = math.hypot(10000, 100)

@@ -11,6 +11,8 @@ Reads raw files (CSV incl. BOM / quoted newlines / gzip, Parquet, JSON lines, Ex
 The canonical schemas, required columns and natural keys are `common.io.schemas.KINDS`; the contract
 (column meanings, units, reason codes) is docs/DATA_CONTRACT.md. Timestamps are stored as UTC
 instants: a pattern without a zone is read as wall-clock time in the dataset's `source_timezone`.
+The stage's planning (file ledger, unreadable files) is `common.bronze.plan`, its commits and audit
+rows `common.bronze.load`.
 """
 
 from __future__ import annotations
@@ -29,19 +31,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.core.config import EPOCH_FORMATS, DatasetSpec, IngestConfig, missing_timezone, zoneless_formats
-from common.io.schemas import KINDS, OCPP_STATUSES
+from common.io.schemas import INGESTED_AT, KINDS, OCPP_STATUSES, ROW_HASH, RUN_ID, SOURCE_FILE, SOURCE_NAME
+from common.io.spark import jvm_of
 
-# Columns the stage adds (names chosen not to collide with canonical columns).
-SOURCE_NAME = "source_name"
-SOURCE_FILE = "source_file"
+# Columns the stage adds besides the bronze lineage columns of common.io.schemas (names chosen not
+# to collide with canonical columns).
 RAW_RECORD = "raw_record"
 RAW_HASH = "raw_hash"
-ROW_HASH = "row_hash"
-RUN_ID = "ingest_run_id"
-INGESTED_AT = "ingested_at"
-# Bronze columns that say where and when a row was loaded, not what it says (common/silver/cleaning.py
-# breaks timestamp ties without them).
-LINEAGE_COLUMNS = frozenset({SOURCE_NAME, SOURCE_FILE, ROW_HASH, RUN_ID, INGESTED_AT})
 STATUS = "ingest_status"  # valid | quarantined | duplicate
 REASONS = "reasons"
 REASON = "reason"
@@ -103,7 +99,7 @@ def list_source_files(spark: SparkSession, path: str) -> list[SourceFile]:
 
     Names starting with '_' or '.' (_SUCCESS, .crc, _delta_log) are skipped, as Spark does.
     """
-    jvm = spark.sparkContext._jvm
+    jvm = jvm_of(spark)
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     pattern = jvm.org.apache.hadoop.fs.Path(path)
     fs = pattern.getFileSystem(conf)
@@ -142,7 +138,7 @@ def read_raw(spark: SparkSession, spec: DatasetSpec, files: Sequence[SourceFile]
             key = _csv_header(spark, p, spec.csv.encoding) if spec.csv.header else None
             groups.setdefault(key, []).append(p)
 
-        def reader():  # a new reader per read: DataFrameReader.schema() changes the reader in place
+        def csv_reader() -> DataFrameReader:  # a new reader per read: DataFrameReader.schema() changes the reader in place
             r = (
                 spark.read.option("header", spec.csv.header)
                 .option("sep", spec.csv.delimiter)
@@ -155,7 +151,7 @@ def read_raw(spark: SparkSession, spec: DatasetSpec, files: Sequence[SourceFile]
             )
             return r.option("basePath", base_path) if base_path else r
 
-        frames = [_with_file(_read_csv_group(reader, group)) for group in groups.values()]
+        frames = [_with_file(_read_csv_group(csv_reader, group)) for group in groups.values()]
     elif spec.format == "json":
         reader = spark.read.option("primitivesAsString", True).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", _CORRUPT)
         if base_path:
@@ -258,7 +254,7 @@ def _first_line(text: str) -> str:
 
 def _head_bytes(spark: SparkSession, path: str, limit: int) -> bytes:
     """Up to `limit` bytes of a file after decompression by Hadoop's codecs (gzip, bzip2, ...)."""
-    jvm = spark.sparkContext._jvm
+    jvm = jvm_of(spark)
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     stream = hpath.getFileSystem(conf).open(hpath)
@@ -274,7 +270,7 @@ def _head_bytes(spark: SparkSession, path: str, limit: int) -> bytes:
 
 def _parquet_footer(spark: SparkSession, path: str) -> None:
     """Read a Parquet file's footer (where a truncated or foreign file fails) through Hadoop."""
-    jvm = spark.sparkContext._jvm
+    jvm = jvm_of(spark)
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(hpath, conf))
@@ -289,7 +285,7 @@ def _open_workbook(spark: SparkSession, path: str) -> None:
 
 
 def _local_path(spark: SparkSession, path: str) -> str:
-    return spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path).toUri().getPath()
+    return jvm_of(spark).org.apache.hadoop.fs.Path(path).toUri().getPath()
 
 
 def _with_file(df: DataFrame) -> DataFrame:
@@ -306,7 +302,7 @@ def _strip_header_names(df: DataFrame) -> DataFrame:
 
 def _csv_header(spark: SparkSession, path: str, encoding: str) -> str | None:
     """First line of a (possibly compressed) file, read through Hadoop's codecs."""
-    jvm = spark.sparkContext._jvm
+    jvm = jvm_of(spark)
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     stream = hpath.getFileSystem(conf).open(hpath)
@@ -352,11 +348,70 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
     turns '12,5' into 12.5. A value that is present but does not parse becomes null and its column
     is listed in `unparsed_columns` (validate() turns that into a reason).
 
-    Raises MissingColumnError naming the canonical column and the conf key to set.
+    Parameters
+    ----------
+    raw : DataFrame
+        Source columns as `read_raw` returns them (+ `__source_file`, `__corrupt_record`).
+    spec : DatasetSpec
+        The dataset's mapping.
+    kind : str
+        Canonical kind (a key of `common.io.schemas.KINDS`).
+    where : str, optional
+        The dataset's conf key (inputs.<kind>[<index>]) named in error messages.
+
+    Returns
+    -------
+    DataFrame
+        Canonical columns, SOURCE_NAME, SOURCE_FILE, RAW_RECORD, RAW_HASH, `unparsed_columns` and
+        the internal flags `validate` reads.
+
+    Raises
+    ------
+    IngestInputError
+        The mapping contradicts the data or the conf (MissingColumnError names the canonical
+        column and the conf key to set).
     """
-    schema, required, _key, ts_cols, _table = KINDS[kind]
     where = where or f"inputs.{kind}[?]"
-    canonical = [f.name for f in schema.fields]
+    check_mapping(raw, spec, kind, where)
+    sources = _Sources.of(raw, spec, kind, where)
+    values = {f.name: sources.value(f) for f in KINDS[kind][0].fields}
+    excluded = F.lit(False)
+    if spec.filter:
+        excluded = ~F.coalesce(_checked_expr(sources.df, spec.filter, f"{where}.filter", sources.columns), F.lit(False))
+    staged = sources.df.select(
+        F.lit(spec.name).alias(SOURCE_NAME),
+        F.col(_FILE).alias(SOURCE_FILE),
+        RAW_RECORD,
+        F.sha2(F.col(RAW_RECORD), 256).alias(RAW_HASH),
+        excluded.alias(_EXCLUDED),
+        sources.malformed.alias(_MALFORMED),
+        *values.values(),
+    )
+    return parse_staged(staged, spec, kind)
+
+
+def check_mapping(raw: DataFrame, spec: DatasetSpec, kind: str, where: str) -> None:
+    """Reject a mapping that cannot be applied, before any column is built.
+
+    Parameters
+    ----------
+    raw : DataFrame
+        The raw frame (only its session's time zone is checked: it must be UTC).
+    spec : DatasetSpec
+        The dataset's mapping: a source time zone for zoneless timestamps, sections naming
+        canonical columns only, no pair of day/month-swapped timestamp patterns.
+    kind : str
+        Canonical kind (a key of `common.io.schemas.KINDS`).
+    where : str
+        The dataset's conf key, named in the messages.
+
+    Raises
+    ------
+    IngestInputError
+        Naming the conf key to fix.
+    """
+    schema, _required, _key, ts_cols, _table = KINDS[kind]
+    canonical = schema.fieldNames()
     no_zone = missing_timezone(spec, where) if ts_cols else None
     if no_zone:
         raise IngestInputError(f"dataset {spec.name!r}: {no_zone}")
@@ -375,55 +430,68 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
     if raw.sparkSession.conf.get("spark.sql.session.timeZone") != "UTC":
         raise IngestInputError("ingest needs spark.sql.session.timeZone=UTC (set by common.io.spark.build_session)")
 
-    source_cols = [c for c in raw.columns if c not in _INTERNAL]
-    lookup = {c.strip().lower(): c for c in source_cols}
 
-    def source(name: str, conf_key: str, canon: str) -> Column:
-        actual = lookup.get(name.strip().lower())
+@dataclass(frozen=True)
+class _Sources:
+    """The source columns of one raw frame (with its raw record) and the mapping read from them."""
+
+    df: DataFrame  # the raw rows + RAW_RECORD
+    spec: DatasetSpec
+    kind: str
+    where: str  # the dataset's conf key
+    columns: tuple[str, ...]  # source column names, internal columns excluded
+    malformed: Column  # the row's field count differs from the header / the JSON line does not parse
+
+    @classmethod
+    def of(cls, raw: DataFrame, spec: DatasetSpec, kind: str, where: str) -> _Sources:
+        """Add the raw record: the source values as JSON. A malformed row keeps its raw line in the
+        record (null fields are left out of the JSON, so well-formed rows' records and hashes do
+        not change)."""
+        columns = tuple(c for c in raw.columns if c not in _INTERNAL)
+        corrupt = [F.col(_CORRUPT)] if _CORRUPT in raw.columns else []
+        malformed = F.col(_CORRUPT).isNotNull() if corrupt else F.lit(False)
+        record = F.to_json(F.struct(*[F.col(_quote(c)) for c in columns], *corrupt)).alias(RAW_RECORD)
+        return cls(raw.select("*", record), spec, kind, where, columns, malformed)
+
+    def column(self, name: str, conf_key: str, canon: str) -> Column:
+        """The source column `name` (case-insensitive), or MissingColumnError naming `conf_key`."""
+        actual = {c.strip().lower(): c for c in self.columns}.get(name.strip().lower())
         if actual is None:
             raise MissingColumnError(
-                f"dataset {spec.name!r}: source column {name!r} for canonical column {canon!r} is not in the data; "
-                f"set {conf_key} to one of: {', '.join(source_cols) or '(no columns)'}"
+                f"dataset {self.spec.name!r}: source column {name!r} for canonical column {canon!r} is not in the data; set {conf_key} to one of: {', '.join(self.columns) or '(no columns)'}"
             )
         return F.col(_quote(actual))
 
-    # A malformed row keeps its raw line in the record (null fields are left out of the JSON, so
-    # well-formed rows' records and hashes do not change).
-    corrupt = [F.col(_CORRUPT)] if _CORRUPT in raw.columns else []
-    malformed = F.col(_CORRUPT).isNotNull() if corrupt else F.lit(False)
-    with_record = raw.select(
-        "*",
-        F.to_json(F.struct(*[F.col(_quote(c)) for c in source_cols], *corrupt)).alias(RAW_RECORD),
-    )
-
-    # Stage 1: the source value of every canonical column (cleaned text, or the typed source value).
-    values: dict[str, Column] = {}
-    for field in schema.fields:
-        c = field.name
+    def source(self, c: str) -> Column:
+        """Canonical column `c`'s source value: expression, mapped column(s), constant or same name."""
+        spec, where, key = self.spec, self.where, f"{self.where}.columns.{c}"
         if c in spec.expressions:
-            expr = _checked_expr(with_record, spec.expressions[c], f"{where}.expressions.{c}", source_cols)
-        elif c in spec.columns:
+            return _checked_expr(self.df, spec.expressions[c], f"{where}.expressions.{c}", self.columns)
+        if c in spec.columns:
             src = spec.columns[c]
-            if isinstance(src, list):
-                parts = [_clean_text(source(s, f"{where}.columns.{c}", c).cast("string"), spec.null_values) for s in src]
-                expr = F.concat_ws(" ", *parts)
-                expr = F.when(reduce(lambda a, b: a & b, [p.isNotNull() for p in parts]), expr)
-            else:
-                expr = source(src, f"{where}.columns.{c}", c)
-        elif c in spec.constants:
+            if not isinstance(src, list):
+                return self.column(src, key, c)
+            parts = [_clean_text(self.column(s, key, c).cast("string"), spec.null_values) for s in src]
+            return F.when(reduce(lambda a, b: a & b, [p.isNotNull() for p in parts]), F.concat_ws(" ", *parts))
+        if c in spec.constants:
             value = spec.constants[c]
-            expr = F.lit(None if value is None else str(value)).cast("string")
-        elif c.lower() in lookup:
-            expr = F.col(_quote(lookup[c.lower()]))
-        elif c in required:
+            return F.lit(None if value is None else str(value)).cast("string")
+        same_name = {s.strip().lower(): s for s in self.columns}.get(c.lower())
+        if same_name is not None:
+            return F.col(_quote(same_name))
+        if c in KINDS[self.kind][1]:
             raise MissingColumnError(
-                f"dataset {spec.name!r} ({spec.path}): required column {c!r} not found in {source_cols}; "
-                f"set {where}.columns.{c} to the source column name"
-                + (f" (or {where}.constants.{c} for a single-{kind.rstrip('s')} file)" if c == "vehicle_id" else "")
+                f"dataset {spec.name!r} ({spec.path}): required column {c!r} not found in {list(self.columns)}; "
+                f"set {key} to the source column name" + (f" (or {where}.constants.{c} for a single-{self.kind.rstrip('s')} file)" if c == "vehicle_id" else "")
             )
-        else:
-            expr = F.lit(None).cast("string")
-        source_type = with_record.select(expr).schema.fields[0].dataType
+        return F.lit(None).cast("string")
+
+    def value(self, field: T.StructField) -> Column:
+        """Stage 1: `field`'s source value as cleaned text (nulls, codes, decimal comma), or the
+        typed source value, aliased `__v_<name>`."""
+        c, spec = field.name, self.spec
+        expr = self.source(c)
+        source_type = self.df.select(expr).schema.fields[0].dataType
         if isinstance(source_type, (T.StringType, T.NullType)):
             expr = _clean_text(expr.cast("string"), spec.null_values)
             if c in spec.values:
@@ -433,30 +501,32 @@ def map_columns(raw: DataFrame, spec: DatasetSpec, kind: str, where: str | None 
                 expr = F.regexp_replace(expr, ",", ".")
         elif isinstance(field.dataType, T.TimestampType) and isinstance(source_type, T.NumericType):
             expr = expr.cast("string")  # epoch numbers go through the epoch_* formats
-        values[c] = expr.alias(f"__v_{c}")
+        return expr.alias(f"__v_{c}")
 
-    excluded = F.lit(False)
-    if spec.filter:
-        excluded = ~F.coalesce(_checked_expr(with_record, spec.filter, f"{where}.filter", source_cols), F.lit(False))
-    staged = with_record.select(
-        F.lit(spec.name).alias(SOURCE_NAME),
-        F.col(_FILE).alias(SOURCE_FILE),
-        RAW_RECORD,
-        F.sha2(F.col(RAW_RECORD), 256).alias(RAW_HASH),
-        excluded.alias(_EXCLUDED),
-        malformed.alias(_MALFORMED),
-        *values.values(),
-    )
 
-    # Stage 2: parse into the canonical types.
-    parsed: dict[str, Column] = {}
-    for field in schema.fields:
-        c, v = field.name, f"__v_{field.name}"
-        vtype = staged.schema[v].dataType
-        parsed[c] = _parse(v, vtype, field.dataType, spec)
-    unparsed = F.array_compact(
-        F.array(*[F.when(F.col(f"__v_{c}").isNotNull() & parsed[c].isNull(), F.lit(c)) for c in canonical])
-    )
+def parse_staged(staged: DataFrame, spec: DatasetSpec, kind: str) -> DataFrame:
+    """Stage 2 of `map_columns`: parse every `__v_<column>` into its canonical type.
+
+    Parameters
+    ----------
+    staged : DataFrame
+        Lineage, raw record, flags and one `__v_<column>` per canonical column of `kind`.
+    spec : DatasetSpec
+        The dataset's mapping (timestamp patterns, source time zone).
+    kind : str
+        Canonical kind (a key of `common.io.schemas.KINDS`).
+
+    Returns
+    -------
+    DataFrame
+        Canonical columns, lineage, RAW_RECORD, RAW_HASH, `unparsed_columns` (present but
+        unparseable, now null), and the flags `__excluded`, `__malformed`, `__bad_encoding`
+        (U+FFFD in a text value) and `__day_month_swapped`.
+    """
+    schema = KINDS[kind][0]
+    canonical = schema.fieldNames()
+    parsed = {f.name: _parse(f"__v_{f.name}", staged.schema[f"__v_{f.name}"].dataType, f.dataType, spec) for f in schema.fields}
+    unparsed = F.array_compact(F.array(*[F.when(F.col(f"__v_{c}").isNotNull() & parsed[c].isNull(), F.lit(c)) for c in canonical]))
     swapped = F.array_compact(
         F.array(
             *[
@@ -486,11 +556,7 @@ def _swapped_fit(v: str, spec: DatasetSpec) -> Column:
     """`v` parsed with the dataset's patterns with day and month swapped (null when none differs or
     fits): a value that only fits that way means the source writes the other order."""
     # Year-first patterns (ISO yyyy-MM-dd) are never written day-first: 2024-13-04 is corrupt, not swapped.
-    other = [
-        swap_day_month(f)
-        for f in spec.timestamp_formats
-        if f not in EPOCH_FORMATS and swap_day_month(f) != f and not f.lstrip("'\"").startswith(("y", "u"))
-    ]
+    other = [swap_day_month(f) for f in spec.timestamp_formats if f not in EPOCH_FORMATS and swap_day_month(f) != f and not f.lstrip("'\"").startswith(("y", "u"))]
     return parse_timestamp(v, other, spec.source_timezone) if other else F.lit(None).cast("timestamp")
 
 
@@ -508,8 +574,7 @@ def _parse(v: str, vtype: T.DataType, target: T.DataType, spec: DatasetSpec) -> 
         if isinstance(vtype, (T.TimestampNTZType, T.DateType)):
             if spec.source_timezone is None:
                 raise IngestInputError(
-                    f"dataset {spec.name!r}: source column {v!r} holds timestamps without zone ({vtype.simpleString()}); "
-                    "set its source_timezone to the IANA zone they were written in"
+                    f"dataset {spec.name!r}: source column {v!r} holds timestamps without zone ({vtype.simpleString()}); set its source_timezone to the IANA zone they were written in"
                 )
             return F.to_utc_timestamp(col.cast("timestamp"), spec.source_timezone)
         return parse_timestamp(v, spec.timestamp_formats, spec.source_timezone)
@@ -523,11 +588,13 @@ def _parse(v: str, vtype: T.DataType, target: T.DataType, spec: DatasetSpec) -> 
     return col.cast("string")
 
 
-def parse_timestamp(column: str, formats: Sequence[str], source_timezone: str) -> Column:
+def parse_timestamp(column: str, formats: Sequence[str], source_timezone: str | None) -> Column:
     """Text column `column` parsed with the first format that fits, as a UTC instant (else null).
 
     Patterns are Spark datetime patterns; one without an offset/zone letter (X, x, Z, z, O, V) is
-    wall-clock time in `source_timezone` and is shifted with to_utc_timestamp (DST and Morocco's
+    wall-clock time in `source_timezone` (only read then: None is fine when every format carries
+    its zone or is an epoch, which config validation, `missing_timezone`, ensures otherwise) and is
+    shifted with to_utc_timestamp (DST and Morocco's
     Ramadan offset come from the JVM's tz database). 'epoch_s' / 'epoch_ms' / 'epoch_auto' read
     numbers since 1970-01-01 UTC. Assumes the session time zone is UTC (common.io.spark sets it).
     """
@@ -547,7 +614,7 @@ def parse_timestamp(column: str, formats: Sequence[str], source_timezone: str) -
             continue
         ts = F.try_to_timestamp(text, F.lit(fmt))
         if zoneless_formats([fmt]):
-            ts = F.to_utc_timestamp(ts, source_timezone)
+            ts = F.to_utc_timestamp(ts, source_timezone)  # type: ignore[arg-type]  # None only when missing_timezone's check was bypassed: passed on as before (null instants)
         candidates.append(ts)
     if not candidates:
         return F.lit(None).cast("timestamp")
@@ -675,11 +742,7 @@ def mark_duplicates(validated: DataFrame) -> DataFrame:
 
 def classify(raw: DataFrame, spec: DatasetSpec, kind: str, rules: IngestConfig, now: datetime, where: str | None = None) -> DataFrame:
     """map_columns -> validate -> mark_duplicates."""
-    return (
-        map_columns(raw, spec, kind, where)
-        .transform(lambda df: validate(df, kind, rules, now))
-        .transform(mark_duplicates)
-    )
+    return map_columns(raw, spec, kind, where).transform(lambda df: validate(df, kind, rules, now)).transform(mark_duplicates)
 
 
 def row_hash(kind: str) -> Column:
@@ -826,12 +889,7 @@ def status_counts(classified: DataFrame) -> DataFrame:
 
 def nulled_value_counts(classified: DataFrame) -> DataFrame:
     """Per optional column, how many kept rows had a present but unparseable value (now null)."""
-    return (
-        classified.where(F.col(STATUS) == VALID)
-        .select(F.explode(UNPARSED).alias("column"))
-        .groupBy("column")
-        .count()
-    )
+    return classified.where(F.col(STATUS) == VALID).select(F.explode(UNPARSED).alias("column")).groupBy("column").count()
 
 
 def spec_fingerprint(kind: str, spec: DatasetSpec, rules: IngestConfig) -> str:
@@ -851,6 +909,9 @@ def _utc(ts: datetime) -> datetime:
 # ---------------------------------------------------------------------------------------------
 # Audit and ledger rows
 # ---------------------------------------------------------------------------------------------
+AUDIT_TABLE = "audit.ingest_runs"  # one row per dataset and run
+LEDGER_TABLE = "audit.ingest_files"  # one row per file read (or set aside as unreadable)
+
 AUDIT_SCHEMA = T.StructType(
     [
         T.StructField("run_id", T.StringType()),
@@ -861,7 +922,7 @@ AUDIT_SCHEMA = T.StructType(
         T.StructField("status", T.StringType()),  # ingested | nothing_new | empty | no_files | unreadable | reconciliation_failed | not_run
         T.StructField("files_seen", T.LongType()),
         T.StructField("files_read", T.LongType()),
-        T.StructField("files_unreadable", T.LongType()),  # set aside (ledger status unreadable); added in issue 20
+        T.StructField("files_unreadable", T.LongType()),  # set aside (ledger status unreadable); null in older rows
         T.StructField("rows_read", T.LongType()),
         T.StructField("rows_bronze", T.LongType()),  # new rows written to bronze
         T.StructField("rows_quarantined", T.LongType()),
@@ -886,7 +947,7 @@ LEDGER_SCHEMA = T.StructType(
         T.StructField("spec_fingerprint", T.StringType()),
         T.StructField("run_id", T.StringType()),
         T.StructField("ingested_at", T.TimestampType()),
-        # Added in issue 20 (older ledgers have them null = ingested): ingested | unreadable, and why.
+        # ingested | unreadable, and why (null in older ledgers = ingested).
         T.StructField("status", T.StringType()),
         T.StructField("reason", T.StringType()),
     ]

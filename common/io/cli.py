@@ -1,6 +1,6 @@
 """Shared command line for every job: `--env`, repeatable `--conf key=value`, `--help` with defaults.
 
-    cfg, spark, args = bootstrap("clean", argv, description=__doc__)
+cfg, spark, args = bootstrap("clean", argv, description=__doc__)
 """
 
 from __future__ import annotations
@@ -104,8 +104,7 @@ def base_parser(job: str, description: str | None) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="YAML",
-        help="dataset file (e.g. conf/datasets/twizy.yaml), repeatable: replaces inputs.* and sets the data's "
-        "properties from its `settings:` (area, timezone); --conf still wins",
+        help="dataset file (e.g. conf/datasets/twizy.yaml), repeatable: replaces inputs.* and sets the data's properties from its `settings:` (area, timezone); --conf still wins",
     )
     parser.add_argument("--log-level", default="INFO", help="Python logging level for the job's own messages")
     return parser

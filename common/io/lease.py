@@ -103,10 +103,7 @@ class LeaseState:
 
     def describe(self) -> str:
         o = self.owner
-        return (
-            f"job '{o.job}' (run {o.run_id}, host {o.host}, pid {o.pid}) since {_iso(self.acquired_at)}, "
-            f"last heartbeat {_iso(self.heartbeat_at)}"
-        )
+        return f"job '{o.job}' (run {o.run_id}, host {o.host}, pid {o.pid}) since {_iso(self.acquired_at)}, last heartbeat {_iso(self.heartbeat_at)}"
 
 
 def is_free(state: LeaseState | None, now: datetime) -> bool:
@@ -214,9 +211,7 @@ _CONDITIONS = {
 def _merge(spark: SparkSession, path: str, row: tuple, operation: str) -> None:
     source = spark.createDataFrame([row], LEASE_SCHEMA)
     if not DeltaTable.isDeltaTable(spark, path):
-        DeltaTable.createIfNotExists(spark).location(path).addColumns(LEASE_SCHEMA).comment(
-            "Run lease: which pipeline/job run may write to this lakehouse (common/io/lease.py)"
-        ).execute()
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(LEASE_SCHEMA).comment("Run lease: which pipeline/job run may write to this lakehouse (common/io/lease.py)").execute()
     builder = DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), "t.lease_name = s.lease_name")
     builder = builder.whenMatchedUpdateAll(condition=_CONDITIONS[operation])
     if operation == "claim":
@@ -254,7 +249,7 @@ def acquire(
     for _attempt in range(MAX_CLAIM_ATTEMPTS):
         now = clock()
         current = read_lease(session, path)
-        if not is_free(current, now):
+        if current is not None and not is_free(current, now):  # is_free(None) is True: nobody ever held it
             raise LeaseHeld(current, cfg.storage.resolve(cfg.storage.root))
         token = uuid.uuid4().hex
         lease = Lease(session, path, cfg.lease, owner, token, acquired_at=now, clock=clock)
@@ -271,7 +266,8 @@ def acquire(
                 log.warning(
                     "run lease: took over the EXPIRED lease of %s (expired %s; that run was killed or lost its driver); "
                     "its partial writes are not committed (Delta) and the ingest ledger re-reads its files",
-                    current.describe(), _iso(current.expires_at),
+                    current.describe(),
+                    _iso(current.expires_at),
                 )
             log.info("run lease on %s taken by %s (run %s, host %s, pid %s)", path, owner.job, owner.run_id, owner.host, owner.pid)
             return lease

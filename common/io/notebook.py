@@ -1,7 +1,7 @@
 """Notebook bootstrap: the same config loader and SparkSession builder as the jobs.
 
-    from common.io.notebook import start
-    cfg, spark = start()          # EVFA_ENV (default local) and EVFA_CONF ("k=v;k=v") from the environment
+from common.io.notebook import start
+cfg, spark = start()          # EVFA_ENV (default local) and EVFA_CONF ("k=v;k=v") from the environment
 """
 
 from __future__ import annotations

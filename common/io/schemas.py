@@ -1,11 +1,22 @@
 """Canonical schemas of the input contract (docs/DATA_CONTRACT.md) and of bronze tables.
 
 Raw files of any layout are mapped onto these by `common.bronze.ingest` through a DatasetSpec.
+This module is the table contract shared by the layers: bronze writes the lineage columns below,
+silver reads them, neither imports the other.
 """
 
 from __future__ import annotations
 
 from pyspark.sql import types as T
+
+# Lineage columns ingest adds to every bronze row: where and when a row was loaded, not what it
+# says (common/silver/cleaning.py breaks timestamp ties without them).
+SOURCE_NAME = "source_name"  # the DatasetSpec's name
+SOURCE_FILE = "source_file"  # fully qualified path of the raw file
+ROW_HASH = "row_hash"  # SHA-256 of the canonical values (hex)
+RUN_ID = "ingest_run_id"
+INGESTED_AT = "ingested_at"  # UTC instant of the ingest run
+LINEAGE_COLUMNS = frozenset({SOURCE_NAME, SOURCE_FILE, ROW_HASH, RUN_ID, INGESTED_AT})
 
 TELEMATICS = T.StructType(
     [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -29,8 +30,7 @@ def local_jars(spark_cfg: SparkConfig, storage_root_resolver) -> list[str]:
     missing = [p for p in wanted if not os.path.exists(p)]
     if missing:
         raise ConfigError(
-            f"missing Spark jars {', '.join(os.path.basename(m) for m in missing)} in {jars_dir}: "
-            "run `bin/fetch-jars` once (needs Maven Central), or set spark.jars_dir: null on a cluster"
+            f"missing Spark jars {', '.join(os.path.basename(m) for m in missing)} in {jars_dir}: run `bin/fetch-jars` once (needs Maven Central), or set spark.jars_dir: null on a cluster"
         )
     return wanted
 
@@ -122,6 +122,17 @@ def size_shuffles(spark: SparkSession, cfg: Config, data_bytes: int | None = Non
         log.info("shuffles start with %d partitions (%s: %.0f MiB)", n, SIZING_TABLE if data_bytes is None else "input files", size / 2**20)
         spark.conf.set(INITIAL_PARTITIONS, str(n))
     return n
+
+
+def jvm_of(spark: SparkSession) -> Any:
+    """The driver JVM through Py4J (`spark.sparkContext._jvm`, e.g. `.org.apache.hadoop.fs.Path`).
+
+    pyspark types it Optional (a class attribute that stays None until a SparkContext has launched
+    the Py4J gateway); a running session always has it."""
+    gateway = spark.sparkContext._jvm
+    if gateway is None:
+        raise RuntimeError("no JVM gateway: spark.sparkContext._jvm is None (the SparkContext never started its Py4J gateway)")
+    return gateway
 
 
 def _register_sedona(spark: SparkSession) -> SparkSession:

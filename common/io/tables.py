@@ -14,17 +14,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from common.core.catalog import TABLES
 from common.core.config import POSITION_TRACES, Config
+from common.io.spark import jvm_of
 
 log = logging.getLogger(__name__)
 
 
 class TableNotFound(RuntimeError):
     """A job's input table does not exist yet: the message names the stage that writes it."""
+
+
+def first_row(df: DataFrame) -> Row:
+    """`df.first()` where the result always has a row: a global aggregate (`df.agg(...)`,
+    `groupBy().sum(...)`), a Delta table's `detail()` or `history(1)`. pyspark types first() as
+    `Row | None`; an empty result here is a bug, so it raises instead of returning None."""
+    row = df.first()
+    if row is None:
+        raise RuntimeError(f"expected one row, the query returned none (columns {df.columns})")
+    return row
 
 
 @dataclass(frozen=True)
@@ -123,7 +135,7 @@ def job_description(spark: SparkSession, text: str) -> Iterator[None]:
     try:
         yield
     finally:
-        sc.setLocalProperty("spark.job.description", previous)  # None clears it
+        sc.setLocalProperty("spark.job.description", previous)  # type: ignore[arg-type]  # None clears it (the JVM's setLocalProperty); pyspark's stub says str
 
 
 # Names of the exceptions Delta raises when a concurrent commit won (optimistic concurrency), also
@@ -137,6 +149,28 @@ def is_commit_conflict(exc: BaseException) -> bool:
     return any(k in text for k in _CONFLICTS)
 
 
+_recording = threading.local()
+
+
+@contextmanager
+def recording() -> Iterator[dict[str, set[str]]]:
+    """Record the tables read and written inside the block (this thread): ``{"read": {...},
+    "written": {...}}``. The pipeline checks them against each job's declared INPUTS/OUTPUTS."""
+    acc: dict[str, set[str]] = {"read": set(), "written": set()}
+    previous = getattr(_recording, "acc", None)
+    _recording.acc = acc
+    try:
+        yield acc
+    finally:
+        _recording.acc = previous
+
+
+def _record(kind: str, table: str) -> None:
+    acc = getattr(_recording, "acc", None)
+    if acc is not None:
+        acc[kind].add(table)
+
+
 def exists(spark: SparkSession, cfg: Config, table: str) -> bool:
     return DeltaTable.isDeltaTable(spark, cfg.storage.path(table))
 
@@ -145,6 +179,7 @@ def read(spark: SparkSession, cfg: Config, table: str, version: int | None = Non
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):
         raise TableNotFound(f"table {table} not found at {path}: run the stage that writes it first")
+    _record("read", table)
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
@@ -172,14 +207,14 @@ def size_bytes(spark: SparkSession, cfg: Config, table: str) -> int | None:
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):
         return None
-    return int(DeltaTable.forPath(spark, path).detail().select("sizeInBytes").first()[0])
+    return int(first_row(DeltaTable.forPath(spark, path).detail().select("sizeInBytes"))[0])
 
 
 def version(spark: SparkSession, cfg: Config, table: str) -> int | None:
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):
         return None
-    return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+    return first_row(DeltaTable.forPath(spark, path).history(1).select("version"))[0]
 
 
 def write(
@@ -202,6 +237,10 @@ def write(
     is tagged, the lookup costs one more history read so it is done only when asked."""
     spark = df.sparkSession
     path = cfg.storage.path(table)
+    declared = TABLES.get(table)
+    if declared is not None and comment is None:  # the catalog says what a row of the table is
+        comment = declared.description
+    _record("written", table)
     tag = commit_tag(table)
     writer = df.write.format("delta").mode(mode).option("userMetadata", tag)
     if merge_schema:
@@ -235,7 +274,7 @@ def set_properties(
     if not props:
         return
     path = cfg.storage.path(table)
-    detail = DeltaTable.forPath(spark, path).detail().select("description", "properties").first()
+    detail = first_row(DeltaTable.forPath(spark, path).detail().select("description", "properties"))
     current = dict(detail["properties"] or {})
     # Delta keeps a 'comment' property as the table description, not in `properties`.
     if detail["description"] is not None:
@@ -264,6 +303,7 @@ def merge(
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):
         return write(df, cfg, table, mode="overwrite", partition_by=partition_by, comment=comment, commit_metrics=True)
+    _record("written", table)
     target = DeltaTable.forPath(spark, path)
     cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     builder = target.alias("t").merge(df.alias("s"), cond)
@@ -288,7 +328,7 @@ def _sql_str(value: str) -> str:
 
 def list_tables(spark: SparkSession, cfg: Config, layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "audit", "truth")) -> list[dict]:
     """Delta tables under the lakehouse root with their latest version (local FS, S3 alike via Hadoop FS)."""
-    jvm = spark.sparkContext._jvm
+    jvm = jvm_of(spark)
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
     out = []
     for layer in layers:

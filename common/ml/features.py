@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.window import WindowSpec
 
 from common.core.config import EnergyModelConfig, PhysicsVehicleParams, SocModelConfig
 from common.spatial.dbscan import grid_cell
@@ -119,12 +120,7 @@ def physics_leg_kwh() -> Column:
     dz = F.coalesce(F.col("alt_smooth_m") - F.col("prev_alt_smooth_m"), F.lit(0.0))
     grade = F.when(ds > 1, F.least(F.greatest(dz / ds, F.lit(-0.08)), F.lit(0.08))).otherwise(0.0)
     m = F.col("p_mass_kg")
-    force = (
-        m * G * F.col("p_crr") * (vm > 0).cast("double")
-        + 0.5 * AIR_DENSITY * F.col("p_cda_m2") * vm * vm
-        + m * G * grade
-        + 1.05 * m * accel
-    )
+    force = m * G * F.col("p_crr") * (vm > 0).cast("double") + 0.5 * AIR_DENSITY * F.col("p_cda_m2") * vm * vm + m * G * grade + 1.05 * m * accel
     p_wheel = force * vm
     p_batt = F.when(p_wheel > 0, p_wheel / F.col("p_drivetrain_eff")).otherwise(p_wheel * F.col("p_regen_eff"))
     temp = F.coalesce(F.col("ambient_temp_c"), F.lit(21.0))
@@ -144,33 +140,21 @@ def assign_to_intervals(points: DataFrame, intervals: DataFrame, key: str, ts: s
     and small per task (a segment spans at most two days)."""
     iv = _day_buckets(intervals.select("vehicle_id", key, "start_ts", "end_ts"), "start_ts", "end_ts")
     pts = points.withColumn("_day", F.to_date(ts))
-    return (
-        pts.join(iv, ["vehicle_id", "_day"], "inner")
-        .where((F.col(ts) > F.col("start_ts")) & (F.col(ts) <= F.col("end_ts")))
-        .drop("_day", "start_ts", "end_ts")
-    )
+    return pts.join(iv, ["vehicle_id", "_day"], "inner").where((F.col(ts) > F.col("start_ts")) & (F.col(ts) <= F.col("end_ts"))).drop("_day", "start_ts", "end_ts")
 
 
-def segment_physics(
-    trip_legs: DataFrame, segments: DataFrame, physics: DataFrame, default_model: str | None = None
-) -> DataFrame:
+def segment_physics(trip_legs: DataFrame, segments: DataFrame, physics: DataFrame, default_model: str | None = None) -> DataFrame:
     """segment_id, physics_kwh: the physics model integrated over the legs of each segment.
 
     `trip_legs` is common.silver.trips.trip_points output (legs with speeds, altitude, temperature,
     `leg_in_trip`); `physics` from `physics_params_frame`. Vehicles whose model has no
     parameters use `default_model`'s, else get no physics value (null)."""
-    legs = trip_legs.where("leg_in_trip").select(
-        "vehicle_id", "ts", "leg_s", "speed_est_kmh", "prev_speed_kmh", "alt_smooth_m", "prev_alt_smooth_m", "ambient_temp_c"
-    )
+    legs = trip_legs.where("leg_in_trip").select("vehicle_id", "ts", "leg_s", "speed_est_kmh", "prev_speed_kmh", "alt_smooth_m", "prev_alt_smooth_m", "ambient_temp_c")
     seg = segments.select("vehicle_id", "segment_id", "start_ts", "end_ts")
     model = segments.select("segment_id", F.coalesce(F.col("model"), F.lit(default_model)).alias("_model"))
     on_seg = assign_to_intervals(legs, seg, "segment_id").where(F.col("leg_s") > 0)
     params = F.broadcast(physics)
-    per_leg = (
-        on_seg.join(model, "segment_id")
-        .join(params, F.col("_model") == F.col("phys_model"), "left")
-        .withColumn("_kwh", physics_leg_kwh())
-    )
+    per_leg = on_seg.join(model, "segment_id").join(params, F.col("_model") == F.col("phys_model"), "left").withColumn("_kwh", physics_leg_kwh())
     return per_leg.groupBy("segment_id").agg(F.sum("_kwh").alias("physics_kwh"))
 
 
@@ -186,11 +170,7 @@ def vehicle_history_ratio(segments_with_physics: DataFrame) -> DataFrame:
         F.sum(F.when(F.col("energy_kwh").isNotNull(), F.col("distance_km"))).alias("_km"),
     )
     before = Window.partitionBy("vehicle_id").orderBy("local_date").rowsBetween(Window.unboundedPreceding, -1)
-    hist = (
-        daily.withColumn("_obs_c", F.sum("_obs").over(before))
-        .withColumn("_phys_c", F.sum("_phys").over(before))
-        .withColumn("_km_c", F.sum("_km").over(before))
-    )
+    hist = daily.withColumn("_obs_c", F.sum("_obs").over(before)).withColumn("_phys_c", F.sum("_phys").over(before)).withColumn("_km_c", F.sum("_km").over(before))
     return hist.select(
         "vehicle_id",
         "local_date",
@@ -216,12 +196,31 @@ def segment_energy_features(segments: DataFrame, physics_per_segment: DataFrame)
         "energy_kwh",
         "physics_kwh",
         "vehicle_hist_kwh_per_km",
-        *[F.col(c).cast("double").alias(c) for c in (
-            "distance_km", "duration_s", "mean_speed_kmh", "speed_mean_kmh", "speed_max_kmh", "speed_std_kmh",
-            "speed_rms_kmh", "accel_pos_mean_mps2", "accel_neg_mean_mps2", "accel_std_mps2", "rpa_mps2",
-            "idle_share", "altitude_gain_m", "altitude_loss_m", "grade_pct", "mean_ambient_temp_c",
-            "local_hour", "day_of_week", "battery_kwh", "vehicle_physics_ratio",
-        )],
+        *[
+            F.col(c).cast("double").alias(c)
+            for c in (
+                "distance_km",
+                "duration_s",
+                "mean_speed_kmh",
+                "speed_mean_kmh",
+                "speed_max_kmh",
+                "speed_std_kmh",
+                "speed_rms_kmh",
+                "accel_pos_mean_mps2",
+                "accel_neg_mean_mps2",
+                "accel_std_mps2",
+                "rpa_mps2",
+                "idle_share",
+                "altitude_gain_m",
+                "altitude_loss_m",
+                "grade_pct",
+                "mean_ambient_temp_c",
+                "local_hour",
+                "day_of_week",
+                "battery_kwh",
+                "vehicle_physics_ratio",
+            )
+        ],
         F.when(km > 0, F.col("n_stops") / km).alias("stops_per_km"),
         F.when(km > 0, F.col("physics_kwh") / km).alias("physics_kwh_per_km"),
         F.when(km > 0, F.col("physics_kwh") / km * F.col("vehicle_physics_ratio")).alias("physics_x_ratio_kwh_per_km"),
@@ -326,7 +325,7 @@ def minutely_temperature(clean: DataFrame) -> DataFrame:
     )
 
 
-def _range(seconds_back: int, seconds_ahead: int = 0) -> Window:
+def _range(seconds_back: int, seconds_ahead: int = 0) -> WindowSpec:
     return Window.partitionBy("vehicle_id").orderBy(F.col("_t")).rangeBetween(seconds_back, seconds_ahead)
 
 
@@ -347,9 +346,7 @@ def vehicle_minutely_history(minutely: DataFrame) -> DataFrame:
         "vehicle_id",
         "local_date",
         F.avg("_km").over(before).alias("vehicle_hist_daily_km"),
-        F.when(F.sum("_drive_km").over(before) >= 5, F.sum("_soc_used").over(before) / F.sum("_drive_km").over(before)).alias(
-            "vehicle_hist_soc_pct_per_km"
-        ),
+        F.when(F.sum("_drive_km").over(before) >= 5, F.sum("_soc_used").over(before) / F.sum("_drive_km").over(before)).alias("vehicle_hist_soc_pct_per_km"),
     )
 
 
@@ -393,9 +390,7 @@ def vehicle_trip_history(trips: DataFrame, dates: DataFrame) -> DataFrame:
         row.alias("_r"),
         col.alias("_c"),
     )
-    earlier = dates.join(ends, "vehicle_id").where(
-        (F.col("_end_date") < F.col("local_date")) & (F.col("_end_date") >= F.date_sub("local_date", PLACE_HISTORY_DAYS))
-    )
+    earlier = dates.join(ends, "vehicle_id").where((F.col("_end_date") < F.col("local_date")) & (F.col("_end_date") >= F.date_sub("local_date", PLACE_HISTORY_DAYS)))
     habits = earlier.groupBy("vehicle_id", "local_date").agg(
         F.avg("distance_km").alias("vehicle_hist_trip_km"),
         (F.count(F.lit(1)) / F.countDistinct("_end_date")).alias("vehicle_hist_trips_per_day"),
@@ -490,12 +485,8 @@ def fleet_trip_places(trips: DataFrame, dates: DataFrame) -> DataFrame:
         row.alias("_r"),
         col.alias("_c"),
     )
-    cells = ends.groupBy("_end_date", "_r", "_c").agg(
-        F.count(F.lit(1)).alias("_n"), F.sum("end_lat").alias("_slat"), F.sum("end_lon").alias("_slon")
-    )
-    earlier = F.broadcast(dates.select("local_date").distinct()).join(
-        cells, (F.col("_end_date") < F.col("local_date")) & (F.col("_end_date") >= F.date_sub("local_date", PLACE_HISTORY_DAYS))
-    )
+    cells = ends.groupBy("_end_date", "_r", "_c").agg(F.count(F.lit(1)).alias("_n"), F.sum("end_lat").alias("_slat"), F.sum("end_lon").alias("_slon"))
+    earlier = F.broadcast(dates.select("local_date").distinct()).join(cells, (F.col("_end_date") < F.col("local_date")) & (F.col("_end_date") >= F.date_sub("local_date", PLACE_HISTORY_DAYS)))
     rank = Window.partitionBy("local_date").orderBy(F.desc("w"), "_r", "_c")
     return (
         earlier.groupBy("local_date", "_r", "_c")
@@ -513,9 +504,9 @@ FLEET_AHEAD_COLUMNS = ("tripdir_fleet_mean_km", "tripdir_fleet_p90_km", "tripdir
 def _fleet_ahead(places_by_date: dict, local_date: pd.Series, lat: pd.Series, lon: pd.Series, tx: pd.Series, ty: pd.Series, tn: pd.Series) -> pd.DataFrame:
     """Body of the pandas UDF of `trip_direction_features`: FLEET_AHEAD_COLUMNS per row (NaN, i.e.
     null, where the trip has no direction yet or the date has no places), numpy over (rows x
-    places) blocks. Why not Spark's array functions: with up to MAX_FLEET_PLACES places per row,
-    interpreted higher-order functions (transform/filter/aggregate) made the feature frame ~10x
-    slower to build on the demo fleet (29 s -> 328 s)."""
+    places) blocks rather than Spark's higher-order array functions (transform/filter/aggregate),
+    which are interpreted per element: with up to MAX_FLEET_PLACES places per row they dominate
+    the feature frame's build time (docs/MODELS.md section 4)."""
     res = np.full((len(lat), len(FLEET_AHEAD_COLUMNS)), np.nan)
     dates = local_date.to_numpy()
     has_dir = (tn > MIN_TRIP_DISP_M).to_numpy(dtype=bool)  # null _tn compares False
@@ -576,16 +567,16 @@ def trip_direction_features(df: DataFrame, trips: DataFrame | None) -> DataFrame
             return _fleet_ahead(by_date, local_date, lat, lon, tx, ty, tn)
 
         schema = ", ".join(f"{c} double" for c in FLEET_AHEAD_COLUMNS)
-        ahead = F.pandas_udf(fleet_ahead, schema)("local_date", "lat", "lon", "_tx", "_ty", "_tn")
+        ahead = F.pandas_udf(fleet_ahead, schema)(  # type: ignore[call-overload]  # pyspark 3.5 stubs lack the DDL-string form
+            "local_date", "lat", "lon", "_tx", "_ty", "_tn"
+        )
         out = df.withColumn("_ahead", ahead).select("*", *[F.col(f"_ahead.{c}").alias(c) for c in FLEET_AHEAD_COLUMNS]).drop("_ahead")
     else:
         out = df.select("*", *[F.lit(None).cast("double").alias(c) for c in FLEET_AHEAD_COLUMNS])
     return out.withColumn("tripdir_fleet_soc_pct", F.col("tripdir_fleet_mean_km") * F.col("vehicle_hist_soc_pct_per_km")).drop("_tx", "_ty", "_tn")
 
 
-def soc_features(
-    minutely: DataFrame, vehicles: DataFrame, temperature: DataFrame | None = None, trips: DataFrame | None = None
-) -> DataFrame:
+def soc_features(minutely: DataFrame, vehicles: DataFrame, temperature: DataFrame | None = None, trips: DataFrame | None = None) -> DataFrame:
     """silver.vehicle_minutely (+ bronze.vehicles, minutely temperature and positions, silver.trips)
     -> SOC_FEATURES per vehicle-minute.
 
@@ -602,12 +593,8 @@ def soc_features(
             F.when(span_min >= w / 2, (F.col("soc_mean_pct") - first["soc"]) / span_min),
         )
     day = Window.partitionBy("vehicle_id", "local_date").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0)
-    last_moving = F.max(F.when(F.col("km") > 0, F.col("_t"))).over(
-        Window.partitionBy("vehicle_id").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0)
-    )
-    last_charging = F.max(F.when(F.col("charging"), F.col("_t"))).over(
-        Window.partitionBy("vehicle_id").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0)
-    )
+    last_moving = F.max(F.when(F.col("km") > 0, F.col("_t"))).over(Window.partitionBy("vehicle_id").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0))
+    last_charging = F.max(F.when(F.col("charging"), F.col("_t"))).over(Window.partitionBy("vehicle_id").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0))
     # A parked vehicle reports a heartbeat every few minutes, a moving one every <= 1 min: a row
     # after a >= PARKED_GAP_MIN silence without km is "parked". Minutes/km since then = the
     # current trip so far (0 while parked).
@@ -618,9 +605,8 @@ def soc_features(
     df = df.withColumn("_cum_km", F.sum(F.coalesce(F.col("km"), F.lit(0.0))).over(so_far))
     parked_row = F.coalesce(F.col("minutes_since_prev_sample") >= PARKED_GAP_MIN, F.lit(True)) & (F.coalesce(F.col("km"), F.lit(0.0)) == 0)
     last_parked = F.max(F.when(parked_row, F.struct(F.col("_t").alias("t"), F.col("_cum_km").alias("km")))).over(so_far)
-    df = (
-        df.withColumn("minutes_since_parked", F.coalesce(F.least((F.col("_t") - last_parked["t"]) / 60.0, F.lit(1440.0)), F.lit(1440.0)))
-        .withColumn("km_since_parked", F.coalesce(F.col("_cum_km") - last_parked["km"], F.col("_cum_km")))
+    df = df.withColumn("minutes_since_parked", F.coalesce(F.least((F.col("_t") - last_parked["t"]) / 60.0, F.lit(1440.0)), F.lit(1440.0))).withColumn(
+        "km_since_parked", F.coalesce(F.col("_cum_km") - last_parked["km"], F.col("_cum_km"))
     )
     first_move_today = F.min(F.when(F.col("km") > 0, F.col("_t"))).over(day)
     df = (
@@ -637,9 +623,7 @@ def soc_features(
         .withColumn("soc_used_today_pct", F.first("soc_mean_pct").over(day) - F.col("soc_mean_pct"))
         # capped at 24 h: "long ago" and "never seen" are the same thing for a 1-hour forecast
         .withColumn("minutes_since_moving", F.coalesce(F.least((F.col("_t") - last_moving) / 60.0, F.lit(1440.0)), F.lit(1440.0)))
-        .withColumn(
-            "minutes_since_charging", F.coalesce(F.least((F.col("_t") - last_charging) / 60.0, F.lit(1440.0)), F.lit(1440.0))
-        )
+        .withColumn("minutes_since_charging", F.coalesce(F.least((F.col("_t") - last_charging) / 60.0, F.lit(1440.0)), F.lit(1440.0)))
         .withColumn("is_charging", F.col("charging").cast("double"))
         .withColumn("local_hour", F.hour("minute_local") + F.minute("minute_local") / 60.0)
         .withColumn("day_of_week", F.dayofweek("minute_local").cast("double"))
@@ -647,9 +631,7 @@ def soc_features(
     if temperature is not None:
         df = df.join(temperature, ["vehicle_id", "minute_ts"], "left")
     else:
-        df = df.withColumn("ambient_temp_c", F.lit(None).cast("double")).withColumn("lat", F.lit(None).cast("double")).withColumn(
-            "lon", F.lit(None).cast("double")
-        )
+        df = df.withColumn("ambient_temp_c", F.lit(None).cast("double")).withColumn("lat", F.lit(None).cast("double")).withColumn("lon", F.lit(None).cast("double"))
     # Where the vehicle spent the night (its first position of the local day): parked there in the
     # evening usually means the shift is over; parked elsewhere means a dwell that will end.
     day_all = Window.partitionBy("vehicle_id", "local_date").orderBy("_t").rowsBetween(Window.unboundedPreceding, 0)
@@ -687,14 +669,9 @@ def soc_labels(features: DataFrame, cfg: SocModelConfig) -> DataFrame:
     future = F.last(F.col("soc_pct")).over(_range(h - s, h))
     charging_ahead = F.max(F.col("charging").cast("int")).over(_range(0, h)) > 0
     rise_ahead = F.max("soc_max_pct").over(_range(60, h)) > F.col("soc_pct") + SOC_RISE_TOLERANCE_PCT
-    df = (
-        features.withColumn("soc_future_pct", future)
-        .withColumn("charging_in_horizon", F.coalesce(charging_ahead | F.coalesce(rise_ahead, F.lit(False)), F.lit(False)))
-    )
+    df = features.withColumn("soc_future_pct", future).withColumn("charging_in_horizon", F.coalesce(charging_ahead | F.coalesce(rise_ahead, F.lit(False)), F.lit(False)))
     drop = F.when(~F.col("charging_in_horizon"), F.col("soc_pct") - F.col("soc_future_pct"))
-    return df.withColumn(SOC_LABEL, drop).withColumn(
-        SOC_EVENT, F.when(F.col(SOC_LABEL).isNotNull(), (F.col(SOC_LABEL) >= cfg.drop_threshold_pct).cast("int"))
-    )
+    return df.withColumn(SOC_LABEL, drop).withColumn(SOC_EVENT, F.when(F.col(SOC_LABEL).isNotNull(), (F.col(SOC_LABEL) >= cfg.drop_threshold_pct).cast("int")))
 
 
 def persistence_drop(slope_col: str, horizon_min: int) -> Column:
@@ -708,9 +685,7 @@ def persistence_drop(slope_col: str, horizon_min: int) -> Column:
 # --------------------------------------------------------------------------------------------
 # Whole feature frames from the silver tables (shared by jobs/train.py and jobs/score.py)
 # --------------------------------------------------------------------------------------------
-def build_energy_features(
-    clean: DataFrame, segments: DataFrame, trips_cfg, energy_cfg: EnergyModelConfig, heartbeats: DataFrame | None = None
-) -> DataFrame:
+def build_energy_features(clean: DataFrame, segments: DataFrame, trips_cfg, energy_cfg: EnergyModelConfig, heartbeats: DataFrame | None = None) -> DataFrame:
     """silver.telematics_clean + silver.segments -> segment_energy_features (physics from conf).
 
     `heartbeats` (silver.device_profiles) must be the ones silver.segments was cut with, so the

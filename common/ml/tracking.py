@@ -25,6 +25,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from common.core.config import PROJECT_ROOT, Config
+from common.ml.train import gain_importance
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,24 @@ def log_figure(fig, artifact_file: str) -> None:
 
     mlflow.log_figure(fig, artifact_file)
     plt.close(fig)
+
+
+# Rows behind a plot: enough for a scatter or a calibration curve, small enough for the driver.
+PLOT_ROWS = 20_000
+
+
+def plot_sample(df, columns: list[str], seed: int, rows: int = PLOT_ROWS):
+    """A seeded sample of at most ``rows`` rows of ``df[columns]`` as a pandas frame (for plots)."""
+    n = df.count()
+    frac = min(1.0, rows / n) if n else 1.0
+    return df.select(*columns).sample(fraction=frac, seed=seed).limit(rows).toPandas()
+
+
+def log_feature_importance(booster, title: str) -> None:
+    """Log the booster's total-gain importance per feature: feature_importance.json and a bar chart."""
+    imp = gain_importance(booster)
+    mlflow.log_dict(imp, "feature_importance.json")
+    log_figure(feature_importance_figure(imp, title), "plots/feature_importance.png")
 
 
 def feature_importance_figure(importance: Mapping[str, float], title: str):
@@ -241,7 +260,7 @@ def why_no_champion(client: MlflowClient, name: str, alias: str) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
-        versions = client.search_model_versions(f"name='{name}'")
+        versions = list(client.search_model_versions(f"name='{name}'"))
     except MlflowException:
         versions = []
     if not versions:
@@ -278,15 +297,10 @@ def promote_if_better(
     losers = {b: v for b, v in baselines.items() if v is not None and not _better(value, v, higher_is_better)}
     direction = "higher" if higher_is_better else "lower"
     if losers:
-        reason = "does not beat baseline(s): " + ", ".join(
-            f"{b} {metric}={v:.4g} vs challenger {value:.4g} ({direction} is better)" for b, v in losers.items()
-        )
+        reason = "does not beat baseline(s): " + ", ".join(f"{b} {metric}={v:.4g} vs challenger {value:.4g} ({direction} is better)" for b, v in losers.items())
         promoted = False
     elif champion_value is not None and not _better(value, champion_value, higher_is_better):
-        reason = (
-            f"does not beat champion v{champion_version}: {metric}={value:.4g} vs champion {champion_value:.4g} "
-            f"on the same test window ({direction} is better)"
-        )
+        reason = f"does not beat champion v{champion_version}: {metric}={value:.4g} vs champion {champion_value:.4g} on the same test window ({direction} is better)"
         promoted = False
     else:
         promoted = True

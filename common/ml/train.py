@@ -15,11 +15,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from common.core.config import XgbParams
+from common.io.tables import first_row
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,8 @@ class InsufficientData(ValueError):
 
 @dataclass
 class FitResult:
-    model: object  # xgboost.spark model
-    booster: object  # xgboost.Booster with feature names
+    model: Any  # xgboost.spark model
+    booster: Any  # xgboost.Booster with feature names
     seconds: float
     train_rows: int
     valid_rows: int
@@ -109,10 +111,12 @@ def fit_xgb(
     # time order makes likely (one vehicle's validation day is one contiguous block).
     data = data.sortWithinPartitions(F.xxhash64(*order_cols), *order_cols)
     kwargs["num_workers"] = num_workers
-    counts = data.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(F.col(validation_col).cast("int")).alias("v") if validation_col else F.lit(0).alias("v"),
-    ).first()
+    counts = first_row(
+        data.agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(F.col(validation_col).cast("int")).alias("v") if validation_col else F.lit(0).alias("v"),
+        )
+    )
     n, v = int(counts["n"] or 0), int(counts["v"] or 0)
     if n - v < 1:
         raise InsufficientData(f"{label}: no training rows")
@@ -142,7 +146,7 @@ def predict(fit: FitResult, rows: DataFrame, classification: bool = False, out: 
     if classification:
         from pyspark.ml.functions import vector_to_array
 
-        scored = scored.withColumn(out, vector_to_array("probability")[1]).drop("probability", "rawPrediction", PRED)
+        scored = scored.withColumn(out, vector_to_array(F.col("probability"))[1]).drop("probability", "rawPrediction", PRED)
     elif out != PRED:
         scored = scored.withColumnRenamed(PRED, out)
     return scored

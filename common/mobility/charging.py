@@ -29,6 +29,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.window import WindowSpec
 
 from common.core.config import ChargingConfig, TripsConfig
 from common.core.limits import cap_rows_per_group
@@ -60,17 +61,15 @@ EVENT_COLUMNS = (
 )
 
 
-def _events_window() -> Window:
+def _events_window() -> WindowSpec:
     return Window.partitionBy("vehicle_id").orderBy("ts")
 
 
-def _running() -> Window:
+def _running() -> WindowSpec:
     return _events_window().rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
 
-def charging_steps(
-    clean_df: DataFrame, params: ChargingConfig, trips: TripsConfig | None = None, heartbeats: DataFrame | None = None
-) -> DataFrame:
+def charging_steps(clean_df: DataFrame, params: ChargingConfig, trips: TripsConfig | None = None, heartbeats: DataFrame | None = None) -> DataFrame:
     """Usable samples with SOC and their incoming step: `stationary_step`, `d_soc`, `run` (stationary run id).
 
     Steps come from common.silver.trips.add_legs, so silences follow the shared rule: a parked silence
@@ -82,9 +81,9 @@ def charging_steps(
     from common.silver.trips import add_legs
 
     p = params
-    pts = clean_df.where(
-        F.col("is_usable") & F.col("lat").isNotNull() & F.col("lon").isNotNull() & F.col("soc_pct").isNotNull()
-    ).select("vehicle_id", "ts", "ts_local", "local_date", "timezone", "lat", "lon", "speed_kmh", "soc_pct")
+    pts = clean_df.where(F.col("is_usable") & F.col("lat").isNotNull() & F.col("lon").isNotNull() & F.col("soc_pct").isNotNull()).select(
+        "vehicle_id", "ts", "ts_local", "local_date", "timezone", "lat", "lon", "speed_kmh", "soc_pct"
+    )
     w = _events_window()
     prev = F.lag(F.struct(F.col("ts_local").alias("ts_local"), F.col("local_date").alias("local_date"))).over(w)
     df = (
@@ -99,9 +98,7 @@ def charging_steps(
         & (F.col("step_m") <= p.stationary_radius_m)
         & F.col("leg_kind").isin("stationary", "parked")
     )
-    df = df.withColumn("stationary_step", F.coalesce(stationary, F.lit(False))).withColumn(
-        "d_soc", F.col("soc_pct") - F.col("prev_soc_pct")
-    )
+    df = df.withColumn("stationary_step", F.coalesce(stationary, F.lit(False))).withColumn("d_soc", F.col("soc_pct") - F.col("prev_soc_pct"))
     breaks = ~F.col("stationary_step") | F.coalesce(F.col("d_soc") < -p.soc_drop_tolerance_pct, F.lit(False))
     return df.withColumn("run", F.sum(breaks.cast("long")).over(_running()))
 
@@ -151,9 +148,7 @@ def detect_charging_events(
     (silver.device_profiles) sets each vehicle's parked-silence limit (common.silver.trips.add_legs).
     """
     p = params or ChargingConfig()
-    candidates = _rising_events(charging_steps(clean_df, p, trips, heartbeats), p).withColumn(
-        "delta_soc_pct", F.col("soc_end_pct") - F.col("soc_start_pct")
-    )
+    candidates = _rising_events(charging_steps(clean_df, p, trips, heartbeats), p).withColumn("delta_soc_pct", F.col("soc_end_pct") - F.col("soc_start_pct"))
     # Both passes in one: a vehicle's events above the fallback threshold are kept only when the
     # vehicle has no high-confidence event (one window instead of a self anti-join).
     is_high = F.col("delta_soc_pct") > p.min_delta_soc_pct
@@ -166,9 +161,7 @@ def detect_charging_events(
 
     battery = F.col("battery_kwh")
     if vehicles_df is not None:
-        fleet = vehicles_df.select("vehicle_id", F.col("battery_kwh").cast("double").alias("battery_kwh")).dropDuplicates(
-            ["vehicle_id"]
-        )
+        fleet = vehicles_df.select("vehicle_id", F.col("battery_kwh").cast("double").alias("battery_kwh")).dropDuplicates(["vehicle_id"])
         events = events.join(F.broadcast(fleet), "vehicle_id", "left")
     else:
         events = events.withColumn("battery_kwh", F.lit(None).cast("double"))
@@ -223,9 +216,7 @@ def label_event_locations(events: DataFrame, params: ChargingConfig) -> DataFram
         .select(
             "vehicle_id",
             "event_id",
-            F.when(F.col("location_no") >= 0, F.concat(F.col("vehicle_id"), F.lit("-L"), F.col("location_no").cast("string"))).alias(
-                "location_id"
-            ),
+            F.when(F.col("location_no") >= 0, F.concat(F.col("vehicle_id"), F.lit("-L"), F.col("location_no").cast("string"))).alias("location_id"),
         )
     )
     return events.join(labelled, ["vehicle_id", "event_id"], "left")
@@ -262,12 +253,8 @@ def group_sites(locations: DataFrame, params: ChargingConfig) -> DataFrame:
     """locations + `site_no` (1..k): fleet-wide exact DBSCAN with min_samples 1, i.e. locations
     chained within site_eps_m of each other are one site. Point ids come from a row number over
     location_id, so reruns number sites the same way."""
-    pts = locations.select("location_id", "lat", "lon").withColumn(
-        "point_id", F.row_number().over(Window.orderBy("location_id")).cast("long")
-    )
-    labels = distributed_dbscan(
-        pts.select("point_id", "lat", "lon"), eps_m=params.site_eps_m, min_samples=1, cell_m=params.partition_cell_m
-    )
+    pts = locations.select("location_id", "lat", "lon").withColumn("point_id", F.row_number().over(Window.orderBy("location_id")).cast("long"))
+    labels = distributed_dbscan(pts.select("point_id", "lat", "lon"), eps_m=params.site_eps_m, min_samples=1, cell_m=params.partition_cell_m)
     site_no = F.dense_rank().over(Window.orderBy("cluster_id"))
     mapping = pts.join(labels, "point_id").select("location_id", site_no.alias("site_no"))
     return locations.join(mapping, "location_id")
@@ -358,8 +345,6 @@ def nearest_station(points: DataFrame, stations: DataFrame, radius_m: float) -> 
         F.expr("ST_Point(lon, lat)").alias("_geom_s"),
     )
     distance = F.expr("ST_DistanceSphere(_geom_p, _geom_s)")
-    pairs = pts.join(st, distance <= F.lit(float(radius_m))).select(
-        "site_no", "station_id", "station_name", "station_access", distance.alias("station_distance_m")
-    )
+    pairs = pts.join(st, distance <= F.lit(float(radius_m))).select("site_no", "station_id", "station_name", "station_access", distance.alias("station_distance_m"))
     best = Window.partitionBy("site_no").orderBy("station_distance_m", "station_id")
     return pairs.withColumn("_r", F.row_number().over(best)).where("_r = 1").drop("_r")

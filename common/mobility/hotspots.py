@@ -69,7 +69,6 @@ def _merge_day(day: pd.DataFrame, merge_m: float) -> list[int]:
     return out
 
 
-
 def _visits_udf(merge_m: float):
     cols = [f.name for f in VISIT_SCHEMA.fields]
 
@@ -161,9 +160,7 @@ def cluster_visits(visits: DataFrame, params: HotspotsConfig) -> DataFrame:
     point_id is a row number over visit_id, so cluster ids (smallest core point_id) are stable.
     """
     pts = visits.withColumn("point_id", F.row_number().over(Window.orderBy("visit_id")).cast("long")).persist()
-    labels = distributed_dbscan(
-        pts.select("point_id", "lat", "lon"), params.eps_m, params.min_samples, params.partition_cell_m
-    )
+    labels = distributed_dbscan(pts.select("point_id", "lat", "lon"), params.eps_m, params.min_samples, params.partition_cell_m)
     return pts.join(labels, "point_id")
 
 
@@ -178,14 +175,8 @@ def find_hotspots(clustered: DataFrame, params: HotspotsConfig) -> DataFrame:
     the first and the last visit.
     """
     members = clustered.where(F.col("cluster_id") >= 0)
-    centroids = members.groupBy("cluster_id").agg(
-        F.avg("lat").alias("c_lat"), F.avg("lon").alias("c_lon"), F.count(F.lit(1)).alias("cluster_visits")
-    )
-    near = (
-        members.join(centroids, "cluster_id")
-        .withColumn("_d", haversine_m("lat", "lon", "c_lat", "c_lon"))
-        .where(F.col("_d") <= params.radius_m)
-    )
+    centroids = members.groupBy("cluster_id").agg(F.avg("lat").alias("c_lat"), F.avg("lon").alias("c_lon"), F.count(F.lit(1)).alias("cluster_visits"))
+    near = members.join(centroids, "cluster_id").withColumn("_d", haversine_m("lat", "lon", "c_lat", "c_lon")).where(F.col("_d") <= params.radius_m)
     per_hour = near.where(F.col("arrival_hour").isNotNull()).groupBy("cluster_id", "arrival_hour").agg(F.count(F.lit(1)).alias("_n"))
     hours = per_hour.groupBy("cluster_id").agg(
         F.map_from_entries(F.collect_list(F.struct("arrival_hour", "_n"))).alias("_hour_map"),

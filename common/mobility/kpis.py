@@ -11,18 +11,106 @@ silver.telematics_clean with legs, stops and trips marked). Outputs:
 
 Units are in the column names (km, kWh, percent points `_pct`, shares 0-1 `_share`). Every
 sample-to-sample quantity belongs to the minute/day of the sample that ends the leg.
+
+A range run (`--start-date/--end-date`) reads `input_window` of silver.telematics_clean and
+recomputes the billing periods of `billing_ranges`; `charging_events` and `kpis_summary` are
+the stage's charging input and printed summary.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from common.core.config import BillingConfig, KpisConfig, OdometerConfig
-from common.silver.trips import events_window, peer_window, running_window, value_at_first, value_at_last
+from common.core.config import BillingConfig, ChargingConfig, KpisConfig, OdometerConfig, TripsConfig
+from common.io.ranges import DateRange
+from common.io.tables import first_row
+from common.silver.trips import POINT_COLUMNS, events_window, peer_window, running_window, value_at_first, value_at_last
 
 # A reading that moved less than this did not change (odometers report 0.1 km or finer).
 _ODOMETER_EPS_KM = 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs of a (range) run
+# --------------------------------------------------------------------------------------------
+def input_window(clean: DataFrame, rng: DateRange, context_days: int) -> DataFrame:
+    """The silver.telematics_clean rows a run over `rng` needs.
+
+    Parameters
+    ----------
+    clean : DataFrame
+        silver.telematics_clean (partitioned by UTC `date`, with `local_date`).
+    rng : DateRange
+        Local days to compute; a full range returns `clean` as it is.
+    context_days : int
+        Days read on either side of the range (kpis.context_days), so trips over midnight come
+        out as in a full run.
+
+    Returns
+    -------
+    DataFrame
+        The rows of the widened range, plus each vehicle's last usable sample before it (the
+        previous step of the first sample in the window); with a start bound only the
+        POINT_COLUMNS and `is_usable` are kept.
+    """
+    if rng.is_full:
+        return clean
+    ctx = rng.widened(context_days)
+    # `date` (UTC, the partition column) is within a day of the local date: prune partitions first.
+    window = clean.where(ctx.widened(1).contains("date")).where(ctx.contains("local_date"))
+    if ctx.start is None:
+        return window
+    cols = [*POINT_COLUMNS, "is_usable"]
+    before = clean.where((F.col("date") <= F.lit(ctx.start + timedelta(days=1))) & (F.col("local_date") < F.lit(ctx.start)))
+    last_before = before.where("is_usable").groupBy("vehicle_id").agg(F.max(F.struct("ts", *[c for c in cols if c not in ("vehicle_id", "ts")])).alias("_last")).select("vehicle_id", "_last.*")
+    return window.select(*cols).unionByName(last_before.select(*cols))
+
+
+def charging_events(
+    clean: DataFrame,
+    vehicles: DataFrame,
+    charging: ChargingConfig | None,
+    trips: TripsConfig,
+    beats: DataFrame | None = None,
+    notes: list[str] | None = None,
+) -> DataFrame | None:
+    """Charging events of common.mobility.charging, in the shape the KPIs read.
+
+    Parameters
+    ----------
+    clean : DataFrame
+        silver.telematics_clean rows (the run's window).
+    vehicles : DataFrame
+        bronze.vehicles (battery_kwh, kWh).
+    charging : ChargingConfig or None
+        The `charging` config section.
+    trips : TripsConfig
+        kpis.trips thresholds.
+    beats : DataFrame, optional
+        Heartbeats per vehicle (common.silver.devices.heartbeats).
+    notes : list of str, optional
+        A StageReport's notes: says so when the detector is not available.
+
+    Returns
+    -------
+    DataFrame or None
+        vehicle_id, start_ts, end_ts (UTC), kwh, local_date (local day of the start); None when
+        common.mobility.charging cannot be imported (the minutely flag then falls back to SOC rises).
+    """
+    try:
+        from common.mobility.charging import detect_charging_events
+    except ImportError:
+        if notes is not None:
+            notes.append("common.mobility.charging.detect_charging_events not available: charging flag per minute from SOC rises only; daily charging_events/charging_kwh are null")
+        return None
+    events = detect_charging_events(clean, vehicles, charging, trips, beats)
+    cols = set(events.columns)
+    kwh = F.col("kwh") if "kwh" in cols else F.col("energy_kwh")
+    local_date = F.col("local_date") if "local_date" in cols else F.to_date(F.from_utc_timestamp("start_ts", F.col("timezone")))
+    return events.select("vehicle_id", "start_ts", "end_ts", kwh.alias("kwh"), local_date.alias("local_date"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,11 +152,7 @@ def vehicle_minutely(points: DataFrame, params: KpisConfig, charging_events: Dat
         )
     )
     window_s = params.rolling_window_minutes * 60
-    rolling = (
-        Window.partitionBy("vehicle_id")
-        .orderBy(F.col("minute_ts").cast("long"))
-        .rangeBetween(-(window_s - 60), 0)
-    )
+    rolling = Window.partitionBy("vehicle_id").orderBy(F.col("minute_ts").cast("long")).rangeBetween(-(window_s - 60), 0)
     minutes = (
         minutes.withColumn("rolling_window_min", F.lit(params.rolling_window_minutes))
         .withColumn("rolling_km", F.sum("km").over(rolling))
@@ -98,12 +182,7 @@ def _charging_from_events(minutes: DataFrame, events: DataFrame) -> DataFrame:
         .select("vehicle_id", "minute_ts", F.lit(True).alias("_hit"))
         .distinct()
     )
-    return (
-        minutes.join(hits, ["vehicle_id", "minute_ts"], "left")
-        .withColumn("charging", F.coalesce(F.col("_hit"), F.lit(False)))
-        .withColumn("charging_source", F.lit("events"))
-        .drop("_hit")
-    )
+    return minutes.join(hits, ["vehicle_id", "minute_ts"], "left").withColumn("charging", F.coalesce(F.col("_hit"), F.lit(False))).withColumn("charging_source", F.lit("events")).drop("_hit")
 
 
 MINUTELY_COLUMNS = (
@@ -151,26 +230,14 @@ def add_odometer_checks(points: DataFrame, settings: OdometerConfig) -> DataFram
     delta = F.col("odometer_km") - F.col("_odo_prev.km")
     dt_h = (F.col("ts").cast("double") - F.col("_odo_prev.ts").cast("double")) / 3600.0
     df = df.withColumn("odo_delta_km", delta).withColumn("_odo_dt_h", dt_h)
-    changed = F.when(F.col("odometer_km").isNull(), F.lit(False)).otherwise(
-        F.coalesce(F.abs(F.col("odo_delta_km")) > _ODOMETER_EPS_KM, F.lit(True))
-    )
-    df = df.withColumn("_odo_changed", changed).withColumn(
-        "_odo_run", F.sum(F.col("_odo_changed").cast("long")).over(running_window())
-    )
-    df = df.withColumn(
-        "_odo_run_gps_km", F.sum(F.when(~F.col("_odo_changed"), F.col("leg_km")).otherwise(0.0)).over(peer_window("_odo_run"))
-    )
+    changed = F.when(F.col("odometer_km").isNull(), F.lit(False)).otherwise(F.coalesce(F.abs(F.col("odo_delta_km")) > _ODOMETER_EPS_KM, F.lit(True)))
+    df = df.withColumn("_odo_changed", changed).withColumn("_odo_run", F.sum(F.col("_odo_changed").cast("long")).over(running_window()))
+    df = df.withColumn("_odo_run_gps_km", F.sum(F.when(~F.col("_odo_changed"), F.col("leg_km")).otherwise(0.0)).over(peer_window("_odo_run")))
     s = settings
     decreasing = F.col("odo_delta_km") < -s.decrease_tolerance_km
-    jump = (F.col("odo_delta_km") >= s.jump_min_km) & (
-        (F.col("_odo_dt_h") <= 0) | (F.col("odo_delta_km") / F.col("_odo_dt_h") > s.max_speed_kmh)
-    )
+    jump = (F.col("odo_delta_km") >= s.jump_min_km) & ((F.col("_odo_dt_h") <= 0) | (F.col("odo_delta_km") / F.col("_odo_dt_h") > s.max_speed_kmh))
     stuck = ~F.col("_odo_changed") & (F.col("_odo_run_gps_km") >= s.stuck_min_gps_km) & (F.col("leg_km") > 0)
-    fault = (
-        F.when(F.coalesce(decreasing, F.lit(False)), "decreasing")
-        .when(F.coalesce(jump, F.lit(False)), "jump")
-        .when(F.coalesce(stuck, F.lit(False)), "stuck")
-    )
+    fault = F.when(F.coalesce(decreasing, F.lit(False)), "decreasing").when(F.coalesce(jump, F.lit(False)), "jump").when(F.coalesce(stuck, F.lit(False)), "stuck")
     return df.withColumn("odo_fault", fault).drop("_odo_pt", "_odo_prev", "_odo_dt_h", "_odo_changed", "_odo_run", "_odo_run_gps_km")
 
 
@@ -233,29 +300,15 @@ def daily_kpis(
         F.sum("distance_km").alias("trip_km"),
         F.sum("energy_kwh").alias("trip_energy_kwh"),
     )
-    charging_minutes = minutely.groupBy("vehicle_id", "local_date").agg(
-        F.sum(F.col("charging").cast("int")).alias("charging_minutes")
-    )
-    days = days.join(per_trip_day, ["vehicle_id", "local_date"], "left").join(
-        charging_minutes, ["vehicle_id", "local_date"], "left"
-    )
+    charging_minutes = minutely.groupBy("vehicle_id", "local_date").agg(F.sum(F.col("charging").cast("int")).alias("charging_minutes"))
+    days = days.join(per_trip_day, ["vehicle_id", "local_date"], "left").join(charging_minutes, ["vehicle_id", "local_date"], "left")
     if charging_events is not None:
-        per_charge_day = charging_events.groupBy("vehicle_id", "local_date").agg(
-            F.count(F.lit(1)).alias("charging_events"), F.sum("kwh").alias("charging_kwh")
-        )
-        days = days.join(per_charge_day, ["vehicle_id", "local_date"], "left").fillna(
-            0, ["charging_events", "charging_kwh"]
-        )
+        per_charge_day = charging_events.groupBy("vehicle_id", "local_date").agg(F.count(F.lit(1)).alias("charging_events"), F.sum("kwh").alias("charging_kwh"))
+        days = days.join(per_charge_day, ["vehicle_id", "local_date"], "left").fillna(0, ["charging_events", "charging_kwh"])
     else:
-        days = days.withColumn("charging_events", F.lit(None).cast("long")).withColumn(
-            "charging_kwh", F.lit(None).cast("double")
-        )
+        days = days.withColumn("charging_events", F.lit(None).cast("long")).withColumn("charging_kwh", F.lit(None).cast("double"))
     fleet = vehicles.select("vehicle_id", "model", "vehicle_type", "battery_kwh").dropDuplicates(["vehicle_id"])
-    days = (
-        days.fillna(0, ["trips", "charging_minutes"])
-        .fillna(0.0, ["trip_km", "trip_energy_kwh"])
-        .join(F.broadcast(fleet), "vehicle_id", "left")
-    )
+    days = days.fillna(0, ["trips", "charging_minutes"]).fillna(0.0, ["trip_km", "trip_energy_kwh"]).join(F.broadcast(fleet), "vehicle_id", "left")
     return days.select(*DAILY_COLUMNS)
 
 
@@ -336,9 +389,7 @@ def fleet_daily_kpis(daily: DataFrame, params: KpisConfig) -> DataFrame:
         for i, p in enumerate(pcts):
             cols.append(F.col(f"_p_{name}")[i].alias(f"{name}_p{round(p * 100):02d}"))
     fleet = fleet.select(*cols)
-    return fleet.withColumn(
-        "fleet_kwh_per_km", F.when(F.col("trip_km") > 0, F.col("trip_energy_kwh") / F.col("trip_km"))
-    )
+    return fleet.withColumn("fleet_kwh_per_km", F.when(F.col("trip_km") > 0, F.col("trip_energy_kwh") / F.col("trip_km")))
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,6 +402,38 @@ def billing_period_start(local_date: Column, period: str) -> Column:
 
 def billing_period_end(period_start: Column, period: str) -> Column:
     return F.last_day(period_start) if period == "month" else F.date_add(period_start, 6)
+
+
+def billing_ranges(rng: DateRange, period: str) -> tuple[DateRange, DateRange]:
+    """The billing periods a range run touches, recomputed from all their days.
+
+    Parameters
+    ----------
+    rng : DateRange
+        Local days of the run.
+    period : str
+        kpis.billing.period: `month`, or `week` (ISO, from Monday).
+
+    Returns
+    -------
+    tuple of DateRange
+        (local days of gold.daily_kpis to read: first day of the first period to the last day of
+        the last one; `period_start` values of gold.payd_billing to replace). Full for a full run.
+    """
+    first = _period_start(rng.start, period) if rng.start else None
+    last = _period_start(rng.end, period) if rng.end else None
+    return DateRange(first, _period_end(last, period) if last else None), DateRange(first, last)
+
+
+def _period_start(day: date, period: str) -> date:
+    """Same as billing_period_start (Spark trunc: month, or week from Monday)."""
+    return day.replace(day=1) if period == "month" else day - timedelta(days=day.weekday())
+
+
+def _period_end(start: date, period: str) -> date:
+    if period == "week":
+        return start + timedelta(days=6)
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
 
 
 def payd_billing(daily: DataFrame, settings: BillingConfig) -> DataFrame:
@@ -369,9 +452,7 @@ def payd_billing(daily: DataFrame, settings: BillingConfig) -> DataFrame:
     """
     p = settings.period
     day_km = F.when(F.col("odometer_ok"), F.col("odometer_km")).otherwise(F.col("gps_km"))
-    days = daily.withColumn("_billable", F.coalesce(day_km, F.lit(0.0))).withColumn(
-        "period_start", billing_period_start(F.col("local_date"), p)
-    )
+    days = daily.withColumn("_billable", F.coalesce(day_km, F.lit(0.0))).withColumn("period_start", billing_period_start(F.col("local_date"), p))
     ok = F.col("odometer_ok")
     bills = days.groupBy("vehicle_id", "period_start").agg(
         F.first("model").alias("model"),
@@ -385,20 +466,12 @@ def payd_billing(daily: DataFrame, settings: BillingConfig) -> DataFrame:
         F.sum((~ok).cast("int")).alias("gps_billed_days"),
         F.sum((F.size("odometer_faults") > 0).cast("int")).alias("odometer_fault_days"),
         F.array_sort(F.array_distinct(F.flatten(F.collect_list("odometer_faults")))).alias("odometer_faults"),
-        (value_at_last("odometer_last_km", "local_date") - value_at_first("odometer_first_km", "local_date")).alias(
-            "odometer_reading_km"
-        ),
+        (value_at_last("odometer_last_km", "local_date") - value_at_first("odometer_first_km", "local_date")).alias("odometer_reading_km"),
     )
     disc_km = F.col("odometer_km") - F.col("_gps_km_odo_days")
     disc_pct = F.when(F.col("_gps_km_odo_days") > 0, disc_km / F.col("_gps_km_odo_days") * 100.0)
-    flag = (F.abs(F.col("discrepancy_pct")) > settings.discrepancy_threshold_pct) & (
-        F.abs(F.col("discrepancy_km")) > settings.discrepancy_min_km
-    )
-    source = (
-        F.when(F.col("gps_billed_days") == 0, "odometer")
-        .when(F.col("odometer_billed_days") == 0, "gps")
-        .otherwise("mixed")
-    )
+    flag = (F.abs(F.col("discrepancy_pct")) > settings.discrepancy_threshold_pct) & (F.abs(F.col("discrepancy_km")) > settings.discrepancy_min_km)
+    source = F.when(F.col("gps_billed_days") == 0, "odometer").when(F.col("odometer_billed_days") == 0, "gps").otherwise("mixed")
     return (
         bills.withColumn("period_end", billing_period_end(F.col("period_start"), p))
         .withColumn("billing_period", F.lit(p))
@@ -431,3 +504,42 @@ BILLING_COLUMNS = (
     "days_reporting",
     "days_active",
 )
+
+
+# --------------------------------------------------------------------------------------------
+# The stage's summary
+# --------------------------------------------------------------------------------------------
+def kpis_summary(trips: DataFrame, daily: DataFrame, rng: DateRange) -> str:
+    """The two lines the KPI stage prints (the last one is also its note).
+
+    Parameters
+    ----------
+    trips : DataFrame
+        silver.trips of the range (distance_km, energy_kwh).
+    daily : DataFrame
+        gold.daily_kpis of the range.
+    rng : DateRange
+        The run's local days (named in the first line).
+
+    Returns
+    -------
+    str
+        Vehicles, vehicle-days and vehicle-days billed on GPS; trips, trip km, trip energy (kWh)
+        and GPS km.
+    """
+    t = first_row(trips.agg(F.count(F.lit(1)).alias("n"), F.sum("distance_km").alias("km"), F.sum("energy_kwh").alias("kwh")))
+    d = first_row(
+        daily.agg(
+            F.countDistinct("vehicle_id").alias("vehicles"),
+            F.count(F.lit(1)).alias("days"),
+            F.sum("gps_km").alias("gps_km"),
+            F.sum((~F.col("odometer_ok")).cast("int")).alias("odo_bad"),
+        )
+    )
+    scope = "all days" if rng.is_full else f"{rng.start or '...'} to {rng.end or '...'}"
+    return "\n".join(
+        [
+            f"kpis ({scope}): {d['vehicles'] or 0} vehicles, {d['days'] or 0} vehicle-days, {d['odo_bad'] or 0} vehicle-days billed on GPS (odometer missing or faulty)",
+            f"trips {t['n'] or 0:,}  trip km {t['km'] or 0:,.1f}  trip energy {t['kwh'] or 0:,.1f} kWh  GPS km {d['gps_km'] or 0:,.1f}",
+        ]
+    )

@@ -40,9 +40,7 @@ def _in_window(hour: Column, start: int, end: int) -> Column:
     return (hour >= start) | (hour < end)
 
 
-def night_window_points(
-    clean_df: DataFrame, params: ResidenceConfig, trips: TripsConfig | None = None, heartbeats: DataFrame | None = None
-) -> DataFrame:
+def night_window_points(clean_df: DataFrame, params: ResidenceConfig, trips: TripsConfig | None = None, heartbeats: DataFrame | None = None) -> DataFrame:
     """Usable points in the local night window with `night_date`, `dwell_s` and `stationary`.
 
     `dwell_s` is the time to the vehicle's next usable point when the leg to it is not a data gap
@@ -54,30 +52,18 @@ def night_window_points(
 
     p = params
     needed = ["vehicle_id", "ts", "ts_local", "local_date", "timezone", "lat", "lon", "speed_kmh", "soc_pct"]
-    usable = clean_df.where(F.col("is_usable") & F.col("lat").isNotNull() & F.col("lon").isNotNull()).select(
-        *[c for c in needed if c in clean_df.columns]
-    )
+    usable = clean_df.where(F.col("is_usable") & F.col("lat").isNotNull() & F.col("lon").isNotNull()).select(*[c for c in needed if c in clean_df.columns])
     w = events_window()
     legs = usable.transform(add_legs, trips or TripsConfig(), heartbeats)
     next_s = F.lead("leg_s").over(w)
     dwell = F.when(~F.lead("is_gap").over(w), next_s).otherwise(F.least(next_s, F.lit(float(p.max_dwell_s))))
-    pts = legs.withColumn("dwell_s", F.coalesce(dwell, F.lit(0.0))).select(
-        "vehicle_id", "ts", "ts_local", "local_date", "timezone", "lat", "lon", "speed_kmh", "dwell_s"
-    )
+    pts = legs.withColumn("dwell_s", F.coalesce(dwell, F.lit(0.0))).select("vehicle_id", "ts", "ts_local", "local_date", "timezone", "lat", "lon", "speed_kmh", "dwell_s")
     hour = F.hour("ts_local") + F.minute("ts_local") / 60.0 + F.second("ts_local") / 3600.0
     wraps = p.night_start_hour >= p.night_end_hour
     # A wrapped window (e.g. 22-05) belongs to the date on which it ends.
-    night_date = (
-        F.when(hour >= p.night_start_hour, F.date_add("local_date", 1)).otherwise(F.col("local_date"))
-        if wraps
-        else F.col("local_date")
-    )
+    night_date = F.when(hour >= p.night_start_hour, F.date_add("local_date", 1)).otherwise(F.col("local_date")) if wraps else F.col("local_date")
     stationary = F.coalesce(F.when(~F.isnan("speed_kmh"), F.col("speed_kmh")), F.lit(0.0)) <= p.stationary_speed_kmh
-    return (
-        pts.where(_in_window(hour, p.night_start_hour, p.night_end_hour))
-        .withColumn("night_date", night_date)
-        .withColumn("stationary", stationary)
-    )
+    return pts.where(_in_window(hour, p.night_start_hour, p.night_end_hour)).withColumn("night_date", night_date).withColumn("stationary", stationary)
 
 
 def night_points(clean_df: DataFrame, params: ResidenceConfig, trips: TripsConfig | None = None, heartbeats: DataFrame | None = None) -> DataFrame:
@@ -87,9 +73,7 @@ def night_points(clean_df: DataFrame, params: ResidenceConfig, trips: TripsConfi
 
 def nights_observed(window_points: DataFrame) -> DataFrame:
     """Per vehicle: distinct nights with any usable point in the night window (moving or not)."""
-    return window_points.groupBy("vehicle_id").agg(
-        F.countDistinct("night_date").alias("nights_observed"), F.first("timezone").alias("timezone")
-    )
+    return window_points.groupBy("vehicle_id").agg(F.countDistinct("night_date").alias("nights_observed"), F.first("timezone").alias("timezone"))
 
 
 def night_cells(points: DataFrame, grid_m: float) -> DataFrame:
@@ -131,7 +115,6 @@ HOME_SCHEMA = T.StructType(
 )
 
 
-
 def home_of_vehicle(cells: pd.DataFrame, eps_m: float, min_samples: int, min_nights: int) -> dict | None:
     """The home cluster of one vehicle's night cells (pandas; used by the UDF and the benchmark).
 
@@ -140,9 +123,7 @@ def home_of_vehicle(cells: pd.DataFrame, eps_m: float, min_samples: int, min_nig
     """
     if cells.empty:
         return None
-    labels = haversine_dbscan(
-        cells["lat"].to_numpy(), cells["lon"].to_numpy(), eps_m, min_samples, cells["weight"].to_numpy(dtype=float)
-    )
+    labels = haversine_dbscan(cells["lat"].to_numpy(), cells["lon"].to_numpy(), eps_m, min_samples, cells["weight"].to_numpy(dtype=float))
     places = []
     for label in np.unique(labels[labels >= 0]):
         m = labels == label
@@ -252,9 +233,7 @@ def find_residences(
         observed.join(homes, "vehicle_id", "left")
         .withColumn(
             "status",
-            F.when(F.col("home_nights").isNull(), F.lit("no_cluster"))
-            .when(labelled, F.lit("home"))
-            .otherwise(F.lit("insufficient_nights")),
+            F.when(F.col("home_nights").isNull(), F.lit("no_cluster")).when(labelled, F.lit("home")).otherwise(F.lit("insufficient_nights")),
         )
         .withColumn("home_lat", F.when(labelled, F.col("home_lat")))
         .withColumn("home_lon", F.when(labelled, F.col("home_lon")))
@@ -262,7 +241,9 @@ def find_residences(
     )
     if fleet is not None:
         ids = fleet.select("vehicle_id").where(F.col("vehicle_id").isNotNull()).distinct()
-        out = ids.join(out, "vehicle_id", "full").withColumn("status", F.coalesce(F.col("status"), F.lit("no_night_data"))).withColumn(
-            "nights_observed", F.coalesce(F.col("nights_observed"), F.lit(0).cast("long"))
+        out = (
+            ids.join(out, "vehicle_id", "full")
+            .withColumn("status", F.coalesce(F.col("status"), F.lit("no_night_data")))
+            .withColumn("nights_observed", F.coalesce(F.col("nights_observed"), F.lit(0).cast("long")))
         )
     return out.select(*RESIDENCE_COLUMNS)

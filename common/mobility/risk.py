@@ -124,7 +124,7 @@ def _fmt(col: Column, digits: int = 1) -> Column:
     return F.format_number(col, digits)
 
 
-@F.pandas_udf(T.DoubleType())
+@F.pandas_udf(T.DoubleType())  # type: ignore[call-overload]  # type-hinted pandas UDF: pyspark 3.5 stubs only overload the functionType form
 def _slope_p_value(t: pd.Series, dof: pd.Series) -> pd.Series:
     """P(T <= t) under a Student t with `dof` degrees of freedom: one-sided test of a falling trend."""
     from scipy import stats
@@ -132,7 +132,7 @@ def _slope_p_value(t: pd.Series, dof: pd.Series) -> pd.Series:
     return pd.Series(stats.t.cdf(t.to_numpy(float), dof.to_numpy(float)))
 
 
-@F.pandas_udf(T.DoubleType())
+@F.pandas_udf(T.DoubleType())  # type: ignore[call-overload]  # type-hinted pandas UDF: pyspark 3.5 stubs only overload the functionType form
 def _later_inactivity_p_value(days: pd.Series, inactive: pd.Series, late_days: pd.Series, late_inactive: pd.Series) -> pd.Series:
     """One-sided Fisher exact test that inactive days are more frequent in the later days:
     P(X >= late_inactive), X hypergeometric (population days, inactive of them, late_days drawn)."""
@@ -170,15 +170,11 @@ def _trend_and_inactivity(days: DataFrame, p: RiskConfig) -> DataFrame:
         F.when(enough & F.col("_slope").isNotNull(), _slope_p_value(t, F.col("_n") - 2.0)).alias("trend_p_value"),
         "inactive_share_early",
         "inactive_share_late",
-        F.when(enough, _later_inactivity_p_value(F.col("_n").cast("double"), F.col("_inactive"), F.col("_late_days"), F.col("_late_inactive"))).alias(
-            "inactivity_p_value"
-        ),
+        F.when(enough, _later_inactivity_p_value(F.col("_n").cast("double"), F.col("_inactive"), F.col("_late_days"), F.col("_late_inactive"))).alias("inactivity_p_value"),
     )
 
 
-_Q_SCHEMA = T.StructType(
-    [T.StructField("vehicle_id", T.StringType()), T.StructField("trend_q_value", T.DoubleType()), T.StructField("inactivity_q_value", T.DoubleType())]
-)
+_Q_SCHEMA = T.StructType([T.StructField("vehicle_id", T.StringType()), T.StructField("trend_q_value", T.DoubleType()), T.StructField("inactivity_q_value", T.DoubleType())])
 
 
 def _bh_fn(pdf: pd.DataFrame) -> pd.DataFrame:
@@ -227,12 +223,8 @@ def driver_risk(
         # read as a short or inactive day: it is not a reported day.
         daily = daily.where(F.coalesce(F.col("data_coverage_share"), F.lit(1.0)) >= p.min_day_coverage)
     bounds = daily.agg(F.min("local_date").alias("period_start"), F.max("local_date").alias("period_end"))
-    days = daily.select("vehicle_id", "local_date", F.coalesce(F.col("gps_km"), F.lit(0.0)).alias("km")).crossJoin(
-        F.broadcast(bounds)
-    )
-    days = days.withColumn("_x", F.datediff("local_date", "period_start").cast("double")).withColumn(
-        "_active", F.col("km") >= p.active_day_min_km
-    )
+    days = daily.select("vehicle_id", "local_date", F.coalesce(F.col("gps_km"), F.lit(0.0)).alias("km")).crossJoin(F.broadcast(bounds))
+    days = days.withColumn("_x", F.datediff("local_date", "period_start").cast("double")).withColumn("_active", F.col("km") >= p.active_day_min_km)
     per = days.groupBy("vehicle_id", "period_start", "period_end").agg(
         F.count(F.lit(1)).alias("reported_days"),
         F.avg("km").alias("avg_daily_km"),
@@ -252,9 +244,7 @@ def driver_risk(
         .withColumn("low_coverage", F.col("coverage_share") < p.low_coverage_share)
         .withColumn(
             "z_score",
-            F.when(F.col("_fleet_std") > 0, (F.col("avg_daily_km") - F.col("_fleet_mean")) / F.col("_fleet_std")).otherwise(
-                F.lit(0.0)
-            ),
+            F.when(F.col("_fleet_std") > 0, (F.col("avg_daily_km") - F.col("_fleet_mean")) / F.col("_fleet_std")).otherwise(F.lit(0.0)),
         )
         .withColumn("baseline_high", F.col("z_score") < p.z_threshold)
         .withColumn("inactive_share", 1.0 - F.col("active_days") / F.col("reported_days"))
@@ -275,11 +265,7 @@ def driver_risk(
     if charging_events is not None:
         per = per.join(_charging_features(charging_events, last_reported), "vehicle_id", "left")
     else:
-        per = (
-            per.withColumn("charge_days", F.lit(None).cast("int"))
-            .withColumn("days_since_last_charge", F.lit(None).cast("int"))
-            .withColumn("median_charge_interval_days", F.lit(None).cast("double"))
-        )
+        per = per.withColumn("charge_days", F.lit(None).cast("int")).withColumn("days_since_last_charge", F.lit(None).cast("int")).withColumn("median_charge_interval_days", F.lit(None).cast("double"))
     if residences is not None:
         res = residences.select(
             "vehicle_id",
@@ -288,9 +274,7 @@ def driver_risk(
         )
         per = per.join(res, "vehicle_id", "left")
     else:
-        per = per.withColumn("residence_changed", F.lit(None).cast("boolean")).withColumn(
-            "residence_confidence", F.lit(None).cast("double")
-        )
+        per = per.withColumn("residence_changed", F.lit(None).cast("boolean")).withColumn("residence_confidence", F.lit(None).cast("double"))
 
     per = _score(per, p).withColumn("_scored", scored)
     return _with_whole_fleet(per, daily, vehicles, fleet, p)
@@ -307,10 +291,7 @@ def _score(per: DataFrame, p: RiskConfig) -> DataFrame:
         "rising_inactivity": F.col("inactivity_q_value") < p.fdr,
         "inactive_days": F.col("inactive_share") > p.inactive_share,
         "no_recent_trip": F.col("days_since_last_trip") >= p.days_since_trip,
-        "irregular_charging": (
-            ((F.col("charge_days") >= 2) & (F.col("days_since_last_charge") > p.charging_gap_factor * usual_gap))
-            | ((F.col("charge_days") == 0) & (F.col("reported_days") >= 3))
-        ),
+        "irregular_charging": (((F.col("charge_days") >= 2) & (F.col("days_since_last_charge") > p.charging_gap_factor * usual_gap)) | ((F.col("charge_days") == 0) & (F.col("reported_days") >= 3))),
         "residence_change": F.col("residence_changed") | (F.col("residence_confidence") < p.min_residence_confidence),
     }
     reasons = {
@@ -391,18 +372,13 @@ def _with_whole_fleet(per: DataFrame, daily: DataFrame, vehicles: DataFrame | No
         universe = universe.withColumn("device_mode", F.lit(None).cast("string"))
     out = universe.join(per, "vehicle_id", "left")
     scored = F.coalesce(F.col("_scored"), F.lit(False))
-    why = (
-        F.when(
-            F.col("reported_days").isNull(),
-            F.when(F.col("device_mode") == "no_data", F.lit("no usable telemetry (registered vehicle)")).otherwise(
-                F.lit(f"no reported day (no day with data over {p.min_day_coverage:.0%} of 24 h)")
-            ),
-        )
-        .otherwise(
-            F.concat(
-                F.col("reported_days").cast("string"),
-                F.lit(f" reported day(s), fewer than risk.min_reported_days = {p.min_reported_days}"),
-            )
+    why = F.when(
+        F.col("reported_days").isNull(),
+        F.when(F.col("device_mode") == "no_data", F.lit("no usable telemetry (registered vehicle)")).otherwise(F.lit(f"no reported day (no day with data over {p.min_day_coverage:.0%} of 24 h)")),
+    ).otherwise(
+        F.concat(
+            F.col("reported_days").cast("string"),
+            F.lit(f" reported day(s), fewer than risk.min_reported_days = {p.min_reported_days}"),
         )
     )
     mode_note = F.when(F.col("device_mode").isNotNull(), F.concat(F.lit("device mode "), F.col("device_mode")))

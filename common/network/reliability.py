@@ -30,10 +30,14 @@ All timestamps are UTC; months are UTC calendar months.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from common.core.config import ReliabilityConfig
+from common.core.config import Config, ReliabilityConfig
+from common.core.dates import day_midnights_utc
+from common.core.regions import get_region
 
 UP_STATUSES = ("Available", "Preparing", "Charging", "SuspendedEVSE", "SuspendedEV", "Finishing", "Reserved")
 OFFLINE = "Offline"
@@ -42,8 +46,19 @@ UP, DOWN, EXCLUDED, UNOBSERVED = "up", "down", "excluded", "no_data"
 MINUTES_PER_YEAR = 525_600  # the NEVI formula's fixed denominator (365 days)
 
 INTERVAL_COLUMNS = (
-    "source_name", "station_id", "charger_id", "port_id", "start_ts", "end_ts", "duration_s",
-    "status", "error_code", "info", "state", "down_cause", "excluded_cause",
+    "source_name",
+    "station_id",
+    "charger_id",
+    "port_id",
+    "start_ts",
+    "end_ts",
+    "duration_s",
+    "status",
+    "error_code",
+    "info",
+    "state",
+    "down_cause",
+    "excluded_cause",
 )
 
 # Per (port, ts) a snapshot feed may list one connector type twice (multi-socket charge points):
@@ -76,6 +91,32 @@ def _with_source(status: DataFrame) -> DataFrame:
 # --------------------------------------------------------------------------------------------
 # Status -> intervals
 # --------------------------------------------------------------------------------------------
+def observation_end(cfg: Config) -> str | None:
+    """End of the observation period of the status feeds (UTC, 'YYYY-MM-DD HH:MM:SS').
+
+    Parameters
+    ----------
+    cfg : Config
+        The run's config: reliability.observation_end, inputs, generator.
+
+    Returns
+    -------
+    str or None
+        reliability.observation_end when set; else, for the synthetic generator's inputs (no
+        configured inputs), the end of its simulated period (local midnight after the last day);
+        else None (each source's latest message ends its observation). The generator emits the
+        status of ports with a charge running past the period end beyond it; with the latest
+        message as the end, every other port would look offline for that last hour.
+    """
+    if cfg.reliability.observation_end:
+        return cfg.reliability.observation_end
+    if not cfg.inputs.is_empty():
+        return None
+    g = cfg.generator
+    end = day_midnights_utc(g.start_date, g.days, get_region(g.region).timezone)[-1]
+    return datetime.fromtimestamp(float(end), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def observation_ends(status: DataFrame, params: ReliabilityConfig) -> DataFrame:
     """source_name -> observation_end: the configured end, else the source's latest message."""
     status = _with_source(status)
@@ -117,15 +158,19 @@ def _merge_segments(segments: DataFrame) -> DataFrame:
         | (F.col("start_ts") != F.lag("end_ts").over(w))
     )
     runs = segments.withColumn("_run", F.sum(new.cast("int")).over(w.rowsBetween(Window.unboundedPreceding, Window.currentRow)))
-    return runs.groupBy(*_port_key(), "_run").agg(
-        F.first("station_id", ignorenulls=True).alias("station_id"),
-        F.first("charger_id", ignorenulls=True).alias("charger_id"),
-        F.min("start_ts").alias("start_ts"),
-        F.max("end_ts").alias("end_ts"),
-        F.first("status").alias("status"),
-        F.first("error_code").alias("error_code"),
-        F.first("cause_info").alias("info"),
-    ).drop("_run")
+    return (
+        runs.groupBy(*_port_key(), "_run")
+        .agg(
+            F.first("station_id", ignorenulls=True).alias("station_id"),
+            F.first("charger_id", ignorenulls=True).alias("charger_id"),
+            F.min("start_ts").alias("start_ts"),
+            F.max("end_ts").alias("end_ts"),
+            F.first("status").alias("status"),
+            F.first("error_code").alias("error_code"),
+            F.first("cause_info").alias("info"),
+        )
+        .drop("_run")
+    )
 
 
 def ocpp_status_intervals(status: DataFrame, params: ReliabilityConfig, ends: DataFrame | None = None) -> DataFrame:
@@ -176,19 +221,10 @@ def snapshot_status_intervals(snapshots: DataFrame, params: ReliabilityConfig) -
     rank = F.create_map(*[F.lit(x) for kv in _SNAPSHOT_RANK.items() for x in kv])
     listed = snapshots.withColumn("_rank", F.coalesce(F.element_at(rank, F.col("status")), F.lit(99)))
     best = Window.partitionBy(*_port_key(), "ts").orderBy("_rank", "info")
-    listed = (
-        listed.withColumn("_rn", F.row_number().over(best)).where("_rn = 1")
-        .select("source_name", "port_id", "ts", "status", "error_code", F.col("info").alias("cause_info"))
-    )
+    listed = listed.withColumn("_rn", F.row_number().over(best)).where("_rn = 1").select("source_name", "port_id", "ts", "status", "error_code", F.col("info").alias("cause_info"))
     times = snapshots.select("source_name", "ts").distinct()
-    ports = snapshots.groupBy("source_name", "port_id").agg(
-        F.first("station_id", ignorenulls=True).alias("station_id"), F.first("charger_id", ignorenulls=True).alias("charger_id")
-    )
-    grid = (
-        ports.join(times, "source_name")
-        .join(listed, ["source_name", "port_id", "ts"], "left")
-        .withColumn("status", F.coalesce(F.col("status"), F.lit("Available")))
-    )
+    ports = snapshots.groupBy("source_name", "port_id").agg(F.first("station_id", ignorenulls=True).alias("station_id"), F.first("charger_id", ignorenulls=True).alias("charger_id"))
+    grid = ports.join(times, "source_name").join(listed, ["source_name", "port_id", "ts"], "left").withColumn("status", F.coalesce(F.col("status"), F.lit("Available")))
     w = Window.partitionBy(*_port_key()).orderBy("ts")
     step = F.coalesce(F.element_at(interval_s, F.col("source_name")), F.lit(float(params.snapshot_max_gap_s)))
     grid = grid.withColumn("_next", F.lead("ts").over(w)).withColumn("_step", step)
@@ -232,9 +268,17 @@ def classify_intervals(intervals: DataFrame, params: ReliabilityConfig) -> DataF
         .otherwise(F.lit("unavailable"))
     )
     return out.select(
-        "source_name", "station_id", "charger_id", "port_id", "start_ts", "end_ts",
+        "source_name",
+        "station_id",
+        "charger_id",
+        "port_id",
+        "start_ts",
+        "end_ts",
         (_secs("end_ts") - _secs("start_ts")).alias("duration_s"),
-        "status", "error_code", "info", "state",
+        "status",
+        "error_code",
+        "info",
+        "state",
         cause.alias("down_cause"),
         F.when(F.col("state") == EXCLUDED, F.col("info")).alias("excluded_cause"),
     )
@@ -282,11 +326,7 @@ def session_outcomes(sessions: DataFrame, params: ReliabilityConfig) -> DataFram
     df = sessions.withColumn("succeeded", succeeded)
     w = Window.partitionBy("source_name", "station_id", "vehicle_id").orderBy("start_ts", "session_id")
     prev_end = F.lag(F.coalesce("end_ts", "start_ts")).over(w)
-    retry = (
-        F.col("vehicle_id").isNotNull()
-        & prev_end.isNotNull()
-        & ((_secs("start_ts") - _secs(prev_end)) <= params.retry_window_min * 60.0)
-    )
+    retry = F.col("vehicle_id").isNotNull() & prev_end.isNotNull() & ((_secs("start_ts") - _secs(prev_end)) <= params.retry_window_min * 60.0)
     return df.withColumn("first_attempt", ~F.coalesce(retry, F.lit(False)))
 
 
@@ -307,17 +347,13 @@ def session_load(outcomes: DataFrame) -> DataFrame:
     feed its predictor) and `failed` (1/0)."""
     start_s = F.col("start_ts").cast("long")  # whole seconds: range frames need an integral order key
     w = Window.partitionBy("source_name", "port_id").orderBy(start_s).rangeBetween(-86400, -1)
-    return outcomes.where(F.col("succeeded").isNotNull()).withColumn(
-        "load_sessions_24h", F.count(F.lit(1)).over(w)
-    ).withColumn("failed", (~F.col("succeeded")).cast("int"))
+    return outcomes.where(F.col("succeeded").isNotNull()).withColumn("load_sessions_24h", F.count(F.lit(1)).over(w)).withColumn("failed", (~F.col("succeeded")).cast("int"))
 
 
 def window_counts(outcomes: DataFrame, start: Column, end: Column) -> DataFrame:
     """Sessions and failed sessions starting in (start, end] per source_name."""
     df = outcomes.where(F.col("succeeded").isNotNull() & (F.col("start_ts") > start) & (F.col("start_ts") <= end))
-    return df.groupBy("source_name").agg(
-        F.count(F.lit(1)).alias("sessions"), F.sum((~F.col("succeeded")).cast("int")).cast("long").alias("failed")
-    )
+    return df.groupBy("source_name").agg(F.count(F.lit(1)).alias("sessions"), F.sum((~F.col("succeeded")).cast("int")).cast("long").alias("failed"))
 
 
 def charger_window_uptime(intervals: DataFrame, start: Column, end: Column) -> DataFrame:
@@ -330,9 +366,7 @@ def charger_window_uptime(intervals: DataFrame, start: Column, end: Column) -> D
         F.sum(F.when(F.col("state") != UNOBSERVED, F.col("_m"))).alias("observed_minutes"),
         F.coalesce(F.sum(F.when(F.col("state") == DOWN, F.col("_m"))), F.lit(0.0)).alias("down_minutes"),
     )
-    return out.withColumn(
-        "uptime_pct", _ratio(F.col("observed_minutes") - F.col("down_minutes"), F.col("observed_minutes"), 100.0)
-    )
+    return out.withColumn("uptime_pct", _ratio(F.col("observed_minutes") - F.col("down_minutes"), F.col("observed_minutes"), 100.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -427,23 +461,54 @@ def port_reliability_monthly(month_minutes: DataFrame, port_first_seen: DataFram
         .withColumn("faults_per_1000_sessions", _ratio(F.col("fault_failures"), F.col("sessions"), 1000.0))
     )
     return df.select(
-        "source_name", "station_id", "charger_id", "port_id", "month", "window_start", "months_in_window",
-        "observed_minutes", "up_minutes", "down_minutes", "excluded_minutes",
-        "fault_minutes", "offline_minutes", "unavailable_minutes",
-        "failures", "fault_failures", "down_episodes", "mtbf_hours", "mttr_hours", "availability_pct",
-        "sessions", "successful_sessions", "failed_sessions", "faults_per_1000_sessions",
-        "observed_minutes_12m", "outage_minutes_12m", "excluded_minutes_12m", "down_minutes_12m",
-        "nevi_uptime_pct", "observed_uptime_pct", "window_complete", "uptime_basis", "uptime_pct",
-        "below_target", "nevi_below_target",
+        "source_name",
+        "station_id",
+        "charger_id",
+        "port_id",
+        "month",
+        "window_start",
+        "months_in_window",
+        "observed_minutes",
+        "up_minutes",
+        "down_minutes",
+        "excluded_minutes",
+        "fault_minutes",
+        "offline_minutes",
+        "unavailable_minutes",
+        "failures",
+        "fault_failures",
+        "down_episodes",
+        "mtbf_hours",
+        "mttr_hours",
+        "availability_pct",
+        "sessions",
+        "successful_sessions",
+        "failed_sessions",
+        "faults_per_1000_sessions",
+        "observed_minutes_12m",
+        "outage_minutes_12m",
+        "excluded_minutes_12m",
+        "down_minutes_12m",
+        "nevi_uptime_pct",
+        "observed_uptime_pct",
+        "window_complete",
+        "uptime_basis",
+        "uptime_pct",
+        "below_target",
+        "nevi_below_target",
     )
 
 
 def sessions_by_port_month(outcomes: DataFrame) -> DataFrame:
     """Sessions, successful and failed sessions per (port_id, UTC month of start)."""
-    return outcomes.where(F.col("succeeded").isNotNull()).groupBy("port_id", F.trunc("start_ts", "month").alias("month")).agg(
-        F.count(F.lit(1)).alias("sessions"),
-        F.sum(F.col("succeeded").cast("int")).cast("long").alias("successful_sessions"),
-        F.sum((~F.col("succeeded")).cast("int")).cast("long").alias("failed_sessions"),
+    return (
+        outcomes.where(F.col("succeeded").isNotNull())
+        .groupBy("port_id", F.trunc("start_ts", "month").alias("month"))
+        .agg(
+            F.count(F.lit(1)).alias("sessions"),
+            F.sum(F.col("succeeded").cast("int")).cast("long").alias("successful_sessions"),
+            F.sum((~F.col("succeeded")).cast("int")).cast("long").alias("failed_sessions"),
+        )
     )
 
 
@@ -486,12 +551,16 @@ def site_session_summary(outcomes: DataFrame, params: ReliabilityConfig, mean_kw
     lost_kwh_est = failed sessions x `mean_kwh` (mean energy of a successful session in the
     portfolio); lost_revenue_est = lost_kwh_est x price_per_kwh."""
     keys = ["station_id"]
-    base = outcomes.where(F.col("succeeded").isNotNull()).groupBy(*keys).agg(
-        F.first("source_name").alias("session_source"),
-        F.count(F.lit(1)).alias("sessions"),
-        F.sum(F.col("succeeded").cast("int")).cast("long").alias("successful_sessions"),
-        F.sum((~F.col("succeeded")).cast("int")).cast("long").alias("failed_sessions"),
-        F.sum(F.when(F.col("succeeded"), F.col("kwh"))).alias("delivered_kwh"),
+    base = (
+        outcomes.where(F.col("succeeded").isNotNull())
+        .groupBy(*keys)
+        .agg(
+            F.first("source_name").alias("session_source"),
+            F.count(F.lit(1)).alias("sessions"),
+            F.sum(F.col("succeeded").cast("int")).cast("long").alias("successful_sessions"),
+            F.sum((~F.col("succeeded")).cast("int")).cast("long").alias("failed_sessions"),
+            F.sum(F.when(F.col("succeeded"), F.col("kwh"))).alias("delivered_kwh"),
+        )
     )
     fts = first_time_success(outcomes, keys)
     mean = F.lit(mean_kwh).cast("double")
@@ -527,9 +596,7 @@ def charger_fault_rates(outcomes: DataFrame, port_chargers: DataFrame | None, as
         F.count(F.lit(1)).alias("sessions_window"),
         F.sum((~F.col("succeeded")).cast("int")).cast("long").alias("failed_window"),
     )
-    per = per.withColumn("fault_rate", F.col("failed_window") / F.col("sessions_window")).withColumn(
-        "scored", F.col("sessions_window") >= params.hotspot_min_sessions
-    )
+    per = per.withColumn("fault_rate", F.col("failed_window") / F.col("sessions_window")).withColumn("scored", F.col("sessions_window") >= params.hotspot_min_sessions)
     pool = Window.partitionBy("source_name")
     p = F.sum(F.when(F.col("scored"), F.col("failed_window"))).over(pool) / F.sum(F.when(F.col("scored"), F.col("sessions_window"))).over(pool)
     se = F.sqrt(F.col("portfolio_rate") * (1 - F.col("portfolio_rate")) / F.col("sessions_window"))
@@ -553,12 +620,8 @@ def failed_charge_attempts(matched_stops: DataFrame, intervals: DataFrame, min_s
     no port available and at least one down -- the driver came to charge and the network failed
     them. `port_state` summarises: all_down | some_down | none_down | no_status."""
     stops = matched_stops.where(F.coalesce(F.col("soc_gain_pct"), F.lit(0.0)) < min_soc_gain_pct)
-    iv = intervals.select(
-        F.col("station_id").alias("_sid"), F.col("port_id"), F.col("start_ts").alias("_s"), F.col("end_ts").alias("_e"), "status", "state"
-    )
-    at_arrival = stops.join(
-        iv, (stops.station_id == iv._sid) & (iv._s <= stops.start_ts) & (iv._e > stops.start_ts), "left"
-    )
+    iv = intervals.select(F.col("station_id").alias("_sid"), F.col("port_id"), F.col("start_ts").alias("_s"), F.col("end_ts").alias("_e"), "status", "state")
+    at_arrival = stops.join(iv, (stops.station_id == iv._sid) & (iv._s <= stops.start_ts) & (iv._e > stops.start_ts), "left")
     keys = [c for c in matched_stops.columns]
     out = at_arrival.groupBy(*keys).agg(
         F.countDistinct("port_id").alias("ports_with_status"),
@@ -573,6 +636,4 @@ def failed_charge_attempts(matched_stops: DataFrame, intervals: DataFrame, min_s
         .when(F.col("ports_down") > 0, F.lit("some_down"))
         .otherwise(F.lit("none_down"))
     )
-    return out.withColumn("port_state", port_state).withColumn(
-        "is_failed_attempt", (F.col("ports_available") == 0) & (F.col("ports_down") > 0)
-    )
+    return out.withColumn("port_state", port_state).withColumn("is_failed_attempt", (F.col("ports_available") == 0) & (F.col("ports_down") > 0))

@@ -159,6 +159,57 @@ def station_kpis(attrs: DataFrame) -> DataFrame:
     )
 
 
+def overall_kpi_note(kpis: DataFrame) -> str | None:
+    """One line of the `overall` row of gold.station_kpis (shares in percent); None without it.
+
+    Parameters
+    ----------
+    kpis : DataFrame
+        `station_kpis` rows (fractions 0-1).
+
+    Returns
+    -------
+    str or None
+        Stations, operational, DC-fast, 24/7 and public shares, mean connector diversity.
+    """
+    overall = kpis.where("level = 'overall'").first()
+    if not overall:
+        return None
+    return (
+        f"{overall.stations} stations: operational {overall.operational_rate:.1%}, DC fast {overall.dc_fast_share:.1%}, "
+        f"24/7 {overall.access_24_7_rate:.1%}, public {overall.public_share:.1%}, "
+        f"connector diversity {overall.avg_connector_diversity or 0:.2f}"
+    )
+
+
+def kpi_summary_table(kpis: DataFrame, levels: tuple[str, ...] = ("overall", "region")) -> str:
+    """Text table of `station_kpis` rows for the given levels (for logs and tests).
+
+    Parameters
+    ----------
+    kpis : DataFrame
+        `station_kpis` rows (gold.station_kpis; shares as fractions 0-1).
+    levels : tuple of str
+        Levels to show (of `KPI_LEVELS`).
+
+    Returns
+    -------
+    str
+        A header, a rule and one line per (level, group): stations, operational, DC-fast, 24/7
+        and public shares (fractions 0-1), public/private ratio, mean connector diversity.
+    """
+    rows = kpis.where(F.col("level").isin(*levels)).orderBy("level", "group").collect()  # bounded: overall + per-region KPI rows
+    head = f"{'level':<8} {'group':<14} {'stations':>8} {'oper.':>7} {'DCfast':>7} {'24/7':>7} {'public':>7} {'pub/priv':>8} {'conn.div':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        ratio = "-" if r.public_private_ratio is None else f"{r.public_private_ratio:.2f}"
+        lines.append(
+            f"{r.level:<8} {r.group[:14]:<14} {r.stations:>8} {r.operational_rate:>7.3f} {r.dc_fast_share:>7.3f} "
+            f"{r.access_24_7_rate:>7.3f} {r.public_share:>7.3f} {ratio:>8} {r.avg_connector_diversity or 0:>8.3f}"
+        )
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------------------------
 # Spatial matching (Sedona)
 # --------------------------------------------------------------------------------------------
@@ -240,7 +291,11 @@ def match_events_to_stations(events: DataFrame, stations: DataFrame, params: Sta
 
     Adds station_id, station_name, station_network, has_dc_fast, distance_m, soc_gain_pct."""
     st = stations.select(
-        "station_id", F.col("name").alias("name"), "lat", "lon", F.col("network").alias("network"),
+        "station_id",
+        F.col("name").alias("name"),
+        "lat",
+        "lon",
+        F.col("network").alias("network"),
         (F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0).alias("has_dc_fast"),
     )
     matched = nearest_within(events, st, params.match_radius_m, "event_id", "st_")
@@ -279,9 +334,7 @@ def expansion_gaps(hotspots: DataFrame, stations: DataFrame, params: StationsCon
     `hotspots` needs hotspot_id, lat, lon (other columns are kept). Adds nearest_dc_station_id,
     nearest_dc_station_name, nearest_dc_distance_m (null when none within gap_search_m) and
     gap_threshold_m. Open = status in operational_status_codes."""
-    dc = stations.where(
-        (F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0) & F.col("status").isin(*params.operational_status_codes)
-    ).select("station_id", "name", "lat", "lon")
+    dc = stations.where((F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0) & F.col("status").isin(*params.operational_status_codes)).select("station_id", "name", "lat", "lon")
     search = max(params.gap_search_m, params.dc_fast_gap_m)
     nearest = nearest_within(hotspots, dc, search, "hotspot_id", "dc_", how="left")
     return (
@@ -303,6 +356,4 @@ def normalise_hotspots(hotspots: DataFrame) -> DataFrame:
         raise ValueError(f"hotspots need an id and lat/lon columns (have {hotspots.columns})")
     renames = {hid: "hotspot_id", lat: "lat", lon: "lon"}
     keep = [c for c in hotspots.columns if c not in renames and c.lower() not in ("lat", "lon", "hotspot_id")]
-    return hotspots.select(*[F.col(src).alias(dst) for src, dst in renames.items()], *keep).withColumn(
-        "hotspot_id", F.col("hotspot_id").cast("string")
-    )
+    return hotspots.select(*[F.col(src).alias(dst) for src, dst in renames.items()], *keep).withColumn("hotspot_id", F.col("hotspot_id").cast("string"))

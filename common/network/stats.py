@@ -51,12 +51,20 @@ def _f(x) -> float | None:
     return None if math.isnan(x) or math.isinf(x) else x
 
 
-def row(test: str, scope: str, subject: str, metric: str, value=None, ci_low=None, ci_high=None, statistic=None,
-        p_value=None, n=None, parameters: dict | None = None, note: str | None = None) -> dict:
+def row(test: str, scope: str, subject: str, metric: str, value=None, ci_low=None, ci_high=None, statistic=None, p_value=None, n=None, parameters: dict | None = None, note: str | None = None) -> dict:
     return {
-        "test": test, "scope": scope, "subject": subject, "metric": metric, "value": _f(value),
-        "ci_low": _f(ci_low), "ci_high": _f(ci_high), "statistic": _f(statistic), "p_value": _f(p_value),
-        "n": None if n is None else int(n), "parameters": json.dumps(parameters or {}, sort_keys=True, default=str), "note": note,
+        "test": test,
+        "scope": scope,
+        "subject": subject,
+        "metric": metric,
+        "value": _f(value),
+        "ci_low": _f(ci_low),
+        "ci_high": _f(ci_high),
+        "statistic": _f(statistic),
+        "p_value": _f(p_value),
+        "n": None if n is None else int(n),
+        "parameters": json.dumps(parameters or {}, sort_keys=True, default=str),
+        "note": note,
     }
 
 
@@ -75,8 +83,7 @@ def two_window_fault_test(scope: str, recent: tuple[int, int], baseline: tuple[i
     p1, p0 = k1 / n1, k0 / n0
     params.update(recent_rate=p1, baseline_rate=p0)
     if k1 + k0 in (0, n1 + n0):
-        return [row("two_window_fault_rate", scope, "portfolio", "fault_rate_diff", p1 - p0, n=n1 + n0, parameters=params,
-                    note="no variation (all sessions succeeded or all failed): test undefined")]
+        return [row("two_window_fault_rate", scope, "portfolio", "fault_rate_diff", p1 - p0, n=n1 + n0, parameters=params, note="no variation (all sessions succeeded or all failed): test undefined")]
     z, p = proportions_ztest(np.array([k1, k0]), np.array([n1, n0]), alternative="two-sided")
     lo, hi = confint_proportions_2indep(k1, n1, k0, n0, method="wald", compare="diff", alpha=alpha)
     verdict = "significant change" if p < alpha else "no significant change"
@@ -99,15 +106,21 @@ def load_fault_logit(scope: str, sessions: pd.DataFrame, alpha: float) -> list[d
         return [row("load_fault_logit", scope, "portfolio", "odds_ratio", n=n, parameters=params, note=f"fit failed: {type(exc).__name__}: {exc}"[:300])]
     beta = fit.params["load_sessions_24h"]
     lo, hi = fit.conf_int(alpha=alpha).loc["load_sessions_24h"]
-    params.update(coef=float(beta), intercept=float(fit.params["const"]), mean_load=float(sessions["load_sessions_24h"].mean()),
-                  failure_rate=float(sessions["failed"].mean()), converged=bool(fit.mle_retvals.get("converged", True)))
+    params.update(
+        coef=float(beta),
+        intercept=float(fit.params["const"]),
+        mean_load=float(sessions["load_sessions_24h"].mean()),
+        failure_rate=float(sessions["failed"].mean()),
+        converged=bool(fit.mle_retvals.get("converged", True)),
+    )
     p = fit.pvalues["load_sessions_24h"]
     note = ("higher load, more failures" if beta > 0 else "higher load, fewer failures") if p < alpha else "no significant association"
     return [row("load_fault_logit", scope, "portfolio", "odds_ratio", math.exp(beta), math.exp(lo), math.exp(hi), fit.tvalues["load_sessions_24h"], p, n, params, note)]
 
 
-def lost_revenue_bootstrap(scope: str, success_kwh: np.ndarray, failed_sessions: int, price_per_kwh: float, currency: str,
-                           resamples: int, confidence: float, seed: int, sampled_from: int | None = None) -> list[dict]:
+def lost_revenue_bootstrap(
+    scope: str, success_kwh: np.ndarray, failed_sessions: int, price_per_kwh: float, currency: str, resamples: int, confidence: float, seed: int, sampled_from: int | None = None
+) -> list[dict]:
     """Lost revenue = failed sessions x mean kWh of a successful session x price.
 
     The CI comes from scipy.stats.bootstrap of the mean kWh (BCa, which corrects the skew of
@@ -117,8 +130,15 @@ def lost_revenue_bootstrap(scope: str, success_kwh: np.ndarray, failed_sessions:
 
     kwh = np.asarray(success_kwh, dtype=float)
     kwh = kwh[np.isfinite(kwh)]
-    params = {"failed_sessions": failed_sessions, "price_per_kwh": price_per_kwh, "currency": currency, "resamples": resamples,
-              "confidence_level": confidence, "kwh_sample": len(kwh), "successful_sessions": sampled_from or len(kwh)}
+    params = {
+        "failed_sessions": failed_sessions,
+        "price_per_kwh": price_per_kwh,
+        "currency": currency,
+        "resamples": resamples,
+        "confidence_level": confidence,
+        "kwh_sample": len(kwh),
+        "successful_sessions": sampled_from or len(kwh),
+    }
     if len(kwh) < 2:
         return [row("lost_revenue_bootstrap", scope, "portfolio", "lost_revenue", n=failed_sessions, parameters=params, note="fewer than 2 successful sessions with energy")]
     scale = failed_sessions * price_per_kwh
@@ -127,19 +147,31 @@ def lost_revenue_bootstrap(scope: str, success_kwh: np.ndarray, failed_sessions:
     try:
         if np.ptp(kwh) == 0:
             raise ValueError("all values equal: BCa undefined")
-        res = bootstrap((kwh,), np.mean, n_resamples=resamples, confidence_level=confidence, method="BCa",
-                        rng=np.random.default_rng(seed), batch=200)
+        res = bootstrap((kwh,), np.mean, n_resamples=resamples, confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed), batch=200)
         lo, hi = res.confidence_interval
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError("BCa interval not finite")
     except Exception:  # noqa: BLE001 - degenerate samples (all equal): fall back to the percentile interval
         method = "percentile"
-        res = bootstrap((kwh,), np.mean, n_resamples=resamples, confidence_level=confidence, method="percentile",
-                        rng=np.random.default_rng(seed), batch=200)
+        res = bootstrap((kwh,), np.mean, n_resamples=resamples, confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed), batch=200)
         lo, hi = res.confidence_interval
     params.update(mean_kwh=float(mean), mean_kwh_ci=[float(lo), float(hi)], method=method, lost_kwh=float(failed_sessions * mean))
-    return [row("lost_revenue_bootstrap", scope, "portfolio", "lost_revenue", scale * mean, scale * lo, scale * hi, None, None,
-                failed_sessions, params, f"{currency}; failed sessions x mean successful kWh x price")]
+    return [
+        row(
+            "lost_revenue_bootstrap",
+            scope,
+            "portfolio",
+            "lost_revenue",
+            scale * mean,
+            scale * lo,
+            scale * hi,
+            None,
+            None,
+            failed_sessions,
+            params,
+            f"{currency}; failed sessions x mean successful kWh x price",
+        )
+    ]
 
 
 def alert_precision_recall(scope: str, chargers: pd.DataFrame, thresholds: Sequence[float], target_pct: float) -> list[dict]:
@@ -157,8 +189,16 @@ def alert_precision_recall(scope: str, chargers: pd.DataFrame, thresholds: Seque
         tp = int((alert & label).sum())
         fp = int((alert & ~label).sum())
         fn = int((~alert & label).sum())
-        params = {"threshold_z": t, "tp": tp, "fp": fp, "fn": fn, "alerts": tp + fp, "positives": positives,
-                  "label": f"charger observed uptime < {target_pct}% in the window", "population": "chargers scored for fault rate"}
+        params = {
+            "threshold_z": t,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "alerts": tp + fp,
+            "positives": positives,
+            "label": f"charger observed uptime < {target_pct}% in the window",
+            "population": "chargers scored for fault rate",
+        }
         precision = tp / (tp + fp) if tp + fp else None
         recall = tp / positives if positives else None
         out.append(row("alert_threshold_pr", scope, f"z>{t:g}", "precision", precision, n=len(df), parameters=params))
@@ -172,8 +212,8 @@ def hotspot_rows(scope: str, chargers: pd.DataFrame, z_threshold: float) -> list
     for r in chargers.itertuples(index=False):
         if r.z is None or (isinstance(r.z, float) and math.isnan(r.z)):
             continue
-        params = {"station_id": r.station_id, "failed": int(r.failed_window), "portfolio_rate": _f(r.portfolio_rate),
-                  "window_days": int(r.window_days), "z_threshold": z_threshold}
-        out.append(row("fault_rate_hotspot", scope, str(r.charger_id), "fault_rate", r.fault_rate, statistic=r.z,
-                       n=int(r.sessions_window), parameters=params, note="hotspot" if r.is_hotspot else None))
+        params = {"station_id": r.station_id, "failed": int(r.failed_window), "portfolio_rate": _f(r.portfolio_rate), "window_days": int(r.window_days), "z_threshold": z_threshold}
+        out.append(
+            row("fault_rate_hotspot", scope, str(r.charger_id), "fault_rate", r.fault_rate, statistic=r.z, n=int(r.sessions_window), parameters=params, note="hotspot" if r.is_hotspot else None)
+        )
     return out

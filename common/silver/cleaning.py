@@ -36,17 +36,22 @@ sorts the data once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.window import WindowSpec
 
-from common.bronze.ingest import LINEAGE_COLUMNS
-from common.core.config import CleanConfig, Config
+from common.core.config import CleanConfig, Config, ConfigError
 from common.core.regions import get_region, read_area_wkt
+from common.io.schemas import LINEAGE_COLUMNS
 from common.spatial.geo import haversine_m
+
+log = logging.getLogger("ev_fleet.clean")
 
 # Bit per rule. Order is the order of `quality_reasons`.
 FLAGS: dict[str, int] = {
@@ -129,6 +134,66 @@ def _utc(value: datetime) -> datetime:
 
 
 # --------------------------------------------------------------------------------------------
+# Vehicle timezones (local days need one per vehicle)
+# --------------------------------------------------------------------------------------------
+def known_timezones_only(vehicles: DataFrame, notes: list[str] | None = None) -> DataFrame:
+    """Null out timezones that are not IANA zones (from_utc_timestamp would fail on them).
+
+    Parameters
+    ----------
+    vehicles : DataFrame
+        bronze.vehicles rows (small: one row per vehicle) with a `timezone` column.
+    notes : list of str, optional
+        A StageReport's notes: the unknown zones are named there (and logged).
+
+    Returns
+    -------
+    DataFrame
+        `vehicles` with unknown zones set to null: those vehicles fall back to
+        clean.default_timezone.
+    """
+    unknown = []
+    for (zone,) in vehicles.select("timezone").where(F.col("timezone").isNotNull()).distinct().collect():  # bounded: one row per distinct timezone
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            unknown.append(zone)
+    if not unknown:
+        return vehicles
+    note = f"unknown vehicle timezones {sorted(unknown)}: clean.default_timezone used instead"
+    log.warning(note)
+    if notes is not None:
+        notes.append(note)
+    return vehicles.withColumn("timezone", F.when(~F.col("timezone").isin(unknown), F.col("timezone")))
+
+
+def require_vehicle_timezones(bronze: DataFrame, vehicles: DataFrame) -> None:
+    """Check that every vehicle of `bronze` has a zone in `vehicles` (needed without clean.default_timezone).
+
+    Parameters
+    ----------
+    bronze : DataFrame
+        bronze.telematics rows (only `vehicle_id` is read).
+    vehicles : DataFrame
+        bronze.vehicles rows with `timezone` (IANA zone or null).
+
+    Raises
+    ------
+    ConfigError
+        Naming up to five vehicles without a zone and the settings that fix it.
+    """
+    zoned = vehicles.where(F.col("timezone").isNotNull()).select("vehicle_id").distinct()
+    missing = bronze.select("vehicle_id").distinct().join(zoned, "vehicle_id", "left_anti")
+    sample = [r.vehicle_id for r in missing.limit(5).collect()]
+    if sample:
+        raise ConfigError(
+            f"vehicle(s) {', '.join(sample)}{' ...' if len(sample) == 5 else ''} have no timezone in bronze.vehicles and "
+            "clean.default_timezone is not set: set clean.default_timezone (e.g. --conf clean.default_timezone=Africa/Nairobi, "
+            "or `settings: {clean.default_timezone: ...}` in the dataset file) or map a timezone column for the vehicles"
+        )
+
+
+# --------------------------------------------------------------------------------------------
 # The whole job as one chain
 # --------------------------------------------------------------------------------------------
 def clean_telematics(bronze: DataFrame, vehicles: DataFrame, params: CleaningParams) -> DataFrame:
@@ -167,7 +232,7 @@ def _add_flags(df: DataFrame, **conditions: Column) -> DataFrame:
     return df.withColumn("quality_flags", flags)
 
 
-def _events() -> Window:
+def _events() -> WindowSpec:
     """The one window: a vehicle's rows in event order; `_suspect`/`_tie` order equal timestamps."""
     return Window.partitionBy("vehicle_id").orderBy("ts", "_suspect", "_tie")
 
@@ -209,18 +274,15 @@ def prepare(bronze: DataFrame, vehicles: DataFrame, settings: CleanConfig, defau
     # hash equal, which is fine). Lineage is left out: the file a row came from has a different
     # path in every lakehouse, and the copy kept must not depend on where the input was stored.
     tie = F.xxhash64(*[F.col(c) for c in bronze.columns if c not in LINEAGE_COLUMNS])
-    return (
-        bronze.join(F.broadcast(fleet), "vehicle_id", "left")
-        .select(
-            *bronze.columns,
-            *originals,
-            "_vehicle_type",
-            F.coalesce(F.col("_battery_kwh"), F.lit(settings.default_battery_kwh)).alias("_battery_kwh"),
-            F.coalesce(F.col("_vehicle_tz"), F.lit(default_timezone or settings.default_timezone)).alias("timezone"),
-            F.col("ts").cast("double").alias("_t"),
-            tie.alias("_tie"),
-            F.lit(0).alias("quality_flags"),
-        )
+    return bronze.join(F.broadcast(fleet), "vehicle_id", "left").select(
+        *bronze.columns,
+        *originals,
+        "_vehicle_type",
+        F.coalesce(F.col("_battery_kwh"), F.lit(settings.default_battery_kwh)).alias("_battery_kwh"),
+        F.coalesce(F.col("_vehicle_tz"), F.lit(default_timezone or settings.default_timezone)).alias("timezone"),
+        F.col("ts").cast("double").alias("_t"),
+        tie.alias("_tie"),
+        F.lit(0).alias("quality_flags"),
     )
 
 
@@ -252,21 +314,13 @@ def flag_outside_area(points: DataFrame, area_wkt: str | None) -> DataFrame:
     """
     if area_wkt is None:
         return points
-    area = points.sparkSession.createDataFrame([(area_wkt,)], "area_wkt string").select(
-        F.expr("ST_GeomFromWKT(area_wkt)").alias("_area")
-    )
+    area = points.sparkSession.createDataFrame([(area_wkt,)], "area_wkt string").select(F.expr("ST_GeomFromWKT(area_wkt)").alias("_area"))
     testable = ~_has("invalid_coord", "zero_coord")
     inside = F.expr("ST_Contains(_area, ST_Point(lon, lat))")
-    return (
-        points.crossJoin(F.broadcast(area))
-        .transform(_add_flags, outside_area=F.when(testable, ~inside).otherwise(F.lit(False)))
-        .drop("_area")
-    )
+    return points.crossJoin(F.broadcast(area)).transform(_add_flags, outside_area=F.when(testable, ~inside).otherwise(F.lit(False))).drop("_area")
 
 
-def flag_timestamps(
-    points: DataFrame, as_of: datetime, dataset_start: datetime | None, settings: CleanConfig
-) -> DataFrame:
+def flag_timestamps(points: DataFrame, as_of: datetime, dataset_start: datetime | None, settings: CleanConfig) -> DataFrame:
     """Rule 6: `ts_future` (after as_of + future_tolerance_min) and `ts_before_start` (or null ts)."""
     latest = _utc(as_of) + timedelta(minutes=settings.future_tolerance_min)
     before = F.col("ts").isNull()
@@ -331,9 +385,7 @@ def _blame_legs(df: DataFrame, prefix: str, candidate: Column, in_bad: Column, o
     point after the cluster flagged, not the whole cluster.
     """
     ib, ob = f"{prefix}_ib", f"{prefix}_ob"
-    df = df.withColumns(
-        {ib: candidate & F.coalesce(in_bad, F.lit(False)), ob: candidate & F.coalesce(out_bad, F.lit(False))}
-    )
+    df = df.withColumns({ib: candidate & F.coalesce(in_bad, F.lit(False)), ob: candidate & F.coalesce(out_bad, F.lit(False))})
     state = f"{prefix}_state"
     df = df.withColumn(
         state,
@@ -353,9 +405,7 @@ def _blame_legs(df: DataFrame, prefix: str, candidate: Column, in_bad: Column, o
     next_out_bad = F.coalesce(next_state["out_bad"], F.lit(False))
     blame_in = F.col(ib) & (F.col(ob) | (~prev_is_outlier & ~prev_is_first))
     blame_out = F.col(ob) & (F.col(ib) | (~has_prev & ~next_out_bad))
-    return df.withColumns({f"{prefix}_blame_in": blame_in, f"{prefix}_blame_out": blame_out}).drop(
-        ib, ob, state, f"{prefix}_prev_state", f"{prefix}_next_state"
-    )
+    return df.withColumns({f"{prefix}_blame_in": blame_in, f"{prefix}_blame_out": blame_out}).drop(ib, ob, state, f"{prefix}_prev_state", f"{prefix}_next_state")
 
 
 def flag_speed_outliers(points: DataFrame, settings: CleanConfig) -> DataFrame:
@@ -381,14 +431,10 @@ def flag_speed_outliers(points: DataFrame, settings: CleanConfig) -> DataFrame:
     # from when the earlier position was first reported (`fix`), not from its last repeat.
     df = points.withColumn("_pos0", F.when(candidate, F.struct("lat", "lon")))
     df = df.withColumn("_pp0", _prev("_pos0"))
-    new_fix = candidate & (
-        F.col("_pp0").isNull() | (F.col("_pp0")["lat"] != F.col("lat")) | (F.col("_pp0")["lon"] != F.col("lon"))
-    )
+    new_fix = candidate & (F.col("_pp0").isNull() | (F.col("_pp0")["lat"] != F.col("lat")) | (F.col("_pp0")["lon"] != F.col("lon")))
     running = _events().rowsBetween(Window.unboundedPreceding, Window.currentRow)
     df = df.withColumn("_fix", F.last(F.when(new_fix, F.col("_t")), ignorenulls=True).over(running))
-    point = F.struct(
-        F.col("_t").alias("t"), F.col("_fix").alias("fix"), F.col("lat").alias("lat"), F.col("lon").alias("lon")
-    )
+    point = F.struct(F.col("_t").alias("t"), F.col("_fix").alias("fix"), F.col("lat").alias("lat"), F.col("lon").alias("lon"))
     df = df.withColumn("_pos", F.when(candidate, point))
     df = df.withColumns({"_pp": _prev("_pos"), "_pn": _next("_pos")})
     pp, pn = F.col("_pp"), F.col("_pn")
@@ -408,9 +454,7 @@ def flag_speed_outliers(points: DataFrame, settings: CleanConfig) -> DataFrame:
     # The quantile ignores legs above the physical cap, so a few spikes in a short series cannot
     # inflate the adaptive cap of their own vehicle.
     cap = speed_cap_kmh(s)
-    moving_leg = F.when(
-        candidate & (F.col("_v_in") > s.moving_speed_kmh) & (F.col("_v_in") <= cap), F.col("_v_in")
-    )
+    moving_leg = F.when(candidate & (F.col("_v_in") > s.moving_speed_kmh) & (F.col("_v_in") <= cap), F.col("_v_in"))
     p_moving = F.percentile_approx(moving_leg, s.adaptive_speed_quantile).over(Window.partitionBy("vehicle_id"))
     df = df.withColumn("_vmax", F.greatest(cap, F.lit(s.adaptive_speed_alpha) * p_moving))
 
@@ -421,12 +465,7 @@ def flag_speed_outliers(points: DataFrame, settings: CleanConfig) -> DataFrame:
     far_from_both = (F.col("_d_in") > s.spike_min_distance_m) & (F.col("_d_out") > s.spike_min_distance_m)
     neighbours_closer = F.col("_d_pn") < shorter
     clear_return = F.col("_d_pn") < F.lit(s.spike_return_ratio) * shorter
-    spike = (
-        candidate
-        & far_from_both
-        & neighbours_closer
-        & ((leg_in_bad & leg_out_bad) | (clear_return & (leg_in_bad | leg_out_bad)))
-    )
+    spike = candidate & far_from_both & neighbours_closer & ((leg_in_bad & leg_out_bad) | (clear_return & (leg_in_bad | leg_out_bad)))
     df = df.transform(_add_flags, speed_spike=spike)
 
     # Second pass without the spikes: what is left are jumps; blame one point per bad leg.
@@ -568,15 +607,8 @@ def interpolate_groups(df: DataFrame, groups: Iterable[RepairGroup], settings: C
     groups = list(groups)
     t = F.col("_t")
     names = {g.imputed: (f"_{g.imputed}_g", f"_{g.imputed}_p", f"_{g.imputed}_n") for g in groups}
-    df = df.withColumns(
-        {
-            names[g.imputed][0]: F.when(g.good, F.struct(t.alias("t"), *[F.col(f).alias(f) for f in g.fields]))
-            for g in groups
-        }
-    )
-    df = df.withColumns(
-        {c: fn(names[g.imputed][0]) for g in groups for c, fn in ((names[g.imputed][1], _prev), (names[g.imputed][2], _next))}
-    )
+    df = df.withColumns({names[g.imputed][0]: F.when(g.good, F.struct(t.alias("t"), *[F.col(f).alias(f) for f in g.fields])) for g in groups})
+    df = df.withColumns({c: fn(names[g.imputed][0]) for g in groups for c, fn in ((names[g.imputed][1], _prev), (names[g.imputed][2], _next))})
     repaired: dict[str, Column] = {}
     for g in groups:
         _, p, n = names[g.imputed]
@@ -591,11 +623,7 @@ def interpolate_groups(df: DataFrame, groups: Iterable[RepairGroup], settings: C
         fraction = F.when(gap > 0, since_prev / gap).otherwise(F.lit(0.0))
         repaired[g.imputed] = ~g.good & (interpolate | use_prev | use_next)
         for f in g.fields:
-            value = (
-                F.when(interpolate, prev[f] + (nxt[f] - prev[f]) * fraction)
-                .when(use_prev, prev[f])
-                .when(use_next, nxt[f])
-            )
+            value = F.when(interpolate, prev[f] + (nxt[f] - prev[f]) * fraction).when(use_prev, prev[f]).when(use_next, nxt[f])
             repaired[f] = F.when(g.good, F.col(f)).otherwise(value)
     return df.withColumns(repaired).drop(*[c for triple in names.values() for c in triple])
 
@@ -639,9 +667,7 @@ def finalize(points: DataFrame) -> DataFrame:
         F.array(*[F.when(_has(name), F.lit(name)) for name in FLAGS]),
         lambda r: r.isNotNull(),
     )
-    df = points.withColumns(
-        {"quality_reasons": reasons, "is_usable": F.col("quality_flags").bitwiseAND(F.lit(BLOCKING_MASK)) == 0}
-    )
+    df = points.withColumns({"quality_reasons": reasons, "is_usable": F.col("quality_flags").bitwiseAND(F.lit(BLOCKING_MASK)) == 0})
     if "date" not in df.columns:
         df = df.withColumn("date", F.to_date("ts"))
     silver = [
@@ -671,10 +697,7 @@ def quality_daily(silver: DataFrame) -> DataFrame:
     `coverage_hours` = distinct local clock hours with any row; `usable_hours` = with a usable row.
     """
     hour = F.date_trunc("hour", F.col("ts_local"))
-    per_rule = [
-        F.sum((F.col("quality_flags").bitwiseAND(F.lit(bit)) != 0).cast("int")).alias(f"n_{name}")
-        for name, bit in FLAGS.items()
-    ]
+    per_rule = [F.sum((F.col("quality_flags").bitwiseAND(F.lit(bit)) != 0).cast("int")).alias(f"n_{name}") for name, bit in FLAGS.items()]
     return (
         silver.groupBy("vehicle_id", "local_date")
         .agg(

@@ -111,21 +111,12 @@ def device_profiles(clean_df: DataFrame, vehicles: DataFrame | None, trips: Trip
         (F.coalesce(F.sum(long_parked), F.lit(0.0)) / F.sum(parked_dt)).alias("parked_silence_share"),
         (F.max("dt_s") / 3600.0).alias("longest_silence_h"),
     )
-    per = per.withColumn("span_days", F.datediff("_last_day", "_first_day") + 1).withColumn(
-        "silent_day_share", 1.0 - F.col("days_with_data") / F.col("span_days")
-    )
+    per = per.withColumn("span_days", F.datediff("_last_day", "_first_day") + 1).withColumn("silent_day_share", 1.0 - F.col("days_with_data") / F.col("span_days"))
     silent = F.col("silent_day_share") >= p.silent_day_share
     ignition = F.coalesce(F.col("parked_silence_share"), F.lit(0.0)) >= p.ignition_parked_share
-    bursty = (F.coalesce(F.col("burst_share"), F.lit(0.0)) >= p.burst_share) | (
-        F.coalesce(F.col("moving_interval_cv"), F.lit(0.0)) >= p.irregular_cv
-    )
+    bursty = (F.coalesce(F.col("burst_share"), F.lit(0.0)) >= p.burst_share) | (F.coalesce(F.col("moving_interval_cv"), F.lit(0.0)) >= p.irregular_cv)
     pct = lambda c: F.format_number(F.col(c) * 100.0, 0)  # noqa: E731 - percent text of a share
-    mode = (
-        F.when(silent, F.lit("mostly_silent"))
-        .when(ignition, F.lit("ignition_only"))
-        .when(bursty, F.lit("bursty"))
-        .otherwise(F.lit("continuous"))
-    )
+    mode = F.when(silent, F.lit("mostly_silent")).when(ignition, F.lit("ignition_only")).when(bursty, F.lit("bursty")).otherwise(F.lit("continuous"))
     reason = (
         F.when(silent, F.concat(F.lit("no sample on "), pct("silent_day_share"), F.lit(f" % of days (>= {p.silent_day_share:.0%})")))
         .when(
@@ -147,9 +138,11 @@ def device_profiles(clean_df: DataFrame, vehicles: DataFrame | None, trips: Trip
     per = per.withColumn("device_mode", mode).withColumn("mode_reason", reason)
     if vehicles is not None:
         registered = vehicles.select("vehicle_id").where(F.col("vehicle_id").isNotNull()).distinct()
-        per = registered.join(per, "vehicle_id", "full").withColumn(
-            "device_mode", F.coalesce(F.col("device_mode"), F.lit("no_data"))
-        ).withColumn("mode_reason", F.coalesce(F.col("mode_reason"), F.lit("registered in bronze.vehicles, no usable telemetry")))
+        per = (
+            registered.join(per, "vehicle_id", "full")
+            .withColumn("device_mode", F.coalesce(F.col("device_mode"), F.lit("no_data")))
+            .withColumn("mode_reason", F.coalesce(F.col("mode_reason"), F.lit("registered in bronze.vehicles, no usable telemetry")))
+        )
     return per.select(*PROFILE_COLUMNS)
 
 
@@ -158,3 +151,20 @@ def heartbeats(profiles: DataFrame | None) -> DataFrame | None:
     if profiles is None:
         return None
     return profiles.where(F.col("heartbeat_interval_s").isNotNull()).select("vehicle_id", "heartbeat_interval_s")
+
+
+def device_mode_summary(profiles: DataFrame) -> str:
+    """The clean stage's note on reporting modes, e.g. 'device modes: bursty 2, continuous 20'.
+
+    Parameters
+    ----------
+    profiles : DataFrame
+        silver.device_profiles (one row per vehicle).
+
+    Returns
+    -------
+    str
+        Vehicles per `device_mode`, modes in alphabetical order.
+    """
+    modes = profiles.groupBy("device_mode").count().collect()  # bounded: one row per mode
+    return "device modes: " + ", ".join(f"{r['device_mode']} {r['count']}" for r in sorted(modes, key=lambda r: r["device_mode"]))

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.window import WindowSpec
 
 from common.core.config import TripsConfig
 from common.spatial.geo import haversine_m
@@ -66,16 +67,16 @@ POINT_COLUMNS = (
 )
 
 
-def events_window() -> Window:
+def events_window() -> WindowSpec:
     """A vehicle's usable samples in event order ((vehicle_id, ts) is unique among usable rows)."""
     return Window.partitionBy("vehicle_id").orderBy("ts")
 
 
-def running_window() -> Window:
+def running_window() -> WindowSpec:
     return events_window().rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
 
-def peer_window(column: str) -> Window:
+def peer_window(column: str) -> WindowSpec:
     """Rows of a vehicle sharing `column` (a run id that grows with ts): same partitioning, no reshuffle."""
     return Window.partitionBy("vehicle_id").orderBy(column).rangeBetween(0, 0)
 
@@ -104,10 +105,7 @@ _OPTIONAL_POINT_COLUMNS = {"odometer_km": "double", "altitude_m": "double", "amb
 def usable_points(clean: DataFrame) -> DataFrame:
     """Usable rows of silver.telematics_clean with the columns stops/trips/KPIs need (optional
     sensor columns a narrower frame lacks are null)."""
-    cols = [
-        F.col(c) if c in clean.columns or c not in _OPTIONAL_POINT_COLUMNS else F.lit(None).cast(_OPTIONAL_POINT_COLUMNS[c]).alias(c)
-        for c in POINT_COLUMNS
-    ]
+    cols = [F.col(c) if c in clean.columns or c not in _OPTIONAL_POINT_COLUMNS else F.lit(None).cast(_OPTIONAL_POINT_COLUMNS[c]).alias(c) for c in POINT_COLUMNS]
     return clean.where(F.col("is_usable")).select(*cols)
 
 
@@ -147,12 +145,7 @@ def add_legs(points: DataFrame, params: TripsConfig, heartbeats: DataFrame | Non
         df = df.join(F.broadcast(heartbeats.select("vehicle_id", F.col("heartbeat_interval_s").alias("_heartbeat_s"))), "vehicle_id", "left")
     df = df.withColumn("_prev", prev)
     leg_s = F.col("ts").cast("double") - F.col("_prev.ts").cast("double")
-    df = (
-        df.withColumn("prev_ts", F.col("_prev.ts"))
-        .withColumn("leg_s", leg_s)
-        .withColumn("leg_m", haversine_m(F.col("_prev.lat"), F.col("_prev.lon"), F.col("lat"), F.col("lon")))
-        .drop("_prev")
-    )
+    df = df.withColumn("prev_ts", F.col("_prev.ts")).withColumn("leg_s", leg_s).withColumn("leg_m", haversine_m(F.col("_prev.lat"), F.col("_prev.lon"), F.col("lat"), F.col("lon"))).drop("_prev")
     implied = F.when(F.col("leg_s") > 0, F.col("leg_m") / F.col("leg_s") * KMH_PER_MPS)
     speed = F.when(~F.isnan("speed_kmh"), F.col("speed_kmh"))
     df = (
@@ -201,13 +194,9 @@ def mark_stops(legs: DataFrame, params: TripsConfig) -> DataFrame:
     moved = F.coalesce(F.col("leg_m") > params.stop_radius_m, F.lit(False))
     # A gap ends a stop (the vehicle may have left and come back); a parked silence does not.
     run_start = stationary & (~prev_stationary | moved | F.col("is_gap"))
-    df = legs.withColumn("_run_start", run_start).withColumn(
-        "stop_run", F.sum(F.col("_run_start").cast("long")).over(running_window())
-    )
+    df = legs.withColumn("_run_start", run_start).withColumn("stop_run", F.sum(F.col("_run_start").cast("long")).over(running_window()))
     run = peer_window("stop_run")
-    df = df.withColumn("_run_first", F.min(F.when(stationary, F.col("ts"))).over(run)).withColumn(
-        "_run_last", F.max(F.when(stationary, F.col("ts"))).over(run)
-    )
+    df = df.withColumn("_run_first", F.min(F.when(stationary, F.col("ts"))).over(run)).withColumn("_run_last", F.max(F.when(stationary, F.col("ts"))).over(run))
     dwell_s = F.col("_run_last").cast("double") - F.col("_run_first").cast("double")
     in_stop = stationary & (dwell_s >= params.min_stop_minutes * 60.0)
     return (
@@ -237,9 +226,7 @@ def stops_from_points(marked: DataFrame) -> DataFrame:
             value_at_last("soc_pct").alias("soc_end_pct"),
             F.first("timezone").alias("timezone"),
         )
-        .withColumn(
-            "dwell_minutes", (F.col("end_ts").cast("double") - F.col("start_ts").cast("double")) / 60.0
-        )
+        .withColumn("dwell_minutes", (F.col("end_ts").cast("double") - F.col("start_ts").cast("double")) / 60.0)
         .select(
             "vehicle_id",
             _stable_id("S", F.col("start_ts")).alias("stop_id"),
@@ -287,9 +274,7 @@ def mark_trips(marked: DataFrame) -> DataFrame:
     w = events_window()
     first = F.col("prev_ts").isNull()
     new_trip = F.col("is_departure") | F.col("is_gap") | first
-    df = marked.withColumn("_new_trip", new_trip).withColumn(
-        "trip_seq", F.sum(F.col("_new_trip").cast("long")).over(running_window())
-    )
+    df = marked.withColumn("_new_trip", new_trip).withColumn("trip_seq", F.sum(F.col("_new_trip").cast("long")).over(running_window()))
     in_trip = ~F.col("in_stop") | F.col("is_departure") | F.col("is_arrival")
     next_gap = F.lead("is_gap").over(w)
     return (

@@ -134,9 +134,7 @@ def cell_key(row: np.ndarray, col: np.ndarray) -> np.ndarray:
     return (np.asarray(row, dtype=np.int64) + (1 << 30)) * (1 << 32) + (np.asarray(col, dtype=np.int64) + (1 << 31))
 
 
-def assign_cells(
-    point_id: np.ndarray, lat: np.ndarray, lon: np.ndarray, weight: np.ndarray, eps_m: float, cell_m: float
-) -> pd.DataFrame:
+def assign_cells(point_id: np.ndarray, lat: np.ndarray, lon: np.ndarray, weight: np.ndarray, eps_m: float, cell_m: float) -> pd.DataFrame:
     """Copies of each point: its home cell (role 0) and halo cells within 2 x eps (roles 1, 2).
 
     Returns columns cell, point_id, lat, lon, weight, role.
@@ -150,9 +148,7 @@ def assign_cells(
     reach2_lat = 2 * _deg(eps_m) * _HALO_SAFETY
     reach1_lon = lon_reach_deg(lat, eps_m) * _HALO_SAFETY
     reach2_lon = lon_reach_deg(lat, 2 * eps_m) * _HALO_SAFETY
-    out = [
-        pd.DataFrame({"cell": cell_key(row, col), "point_id": point_id, "lat": lat, "lon": lon, "weight": weight, "role": ROLE_INNER})
-    ]
+    out = [pd.DataFrame({"cell": cell_key(row, col), "point_id": point_id, "lat": lat, "lon": lon, "weight": weight, "role": ROLE_INNER})]
     dlat = grid.dlat
     for dr in (-1, 0, 1):
         r2 = row + dr
@@ -261,9 +257,7 @@ def cluster_cell(
     ask = np.flatnonzero((role <= ROLE_HALO1) & ~in_dense)
     if len(ask):
         tree_all = BallTree(X, metric="haversine")
-        counts = np.concatenate(
-            [tree_all.query_radius(X[ask[i : i + _QUERY_CHUNK]], r=eps, count_only=True) for i in range(0, len(ask), _QUERY_CHUNK)]
-        )
+        counts = np.concatenate([tree_all.query_radius(X[ask[i : i + _QUERY_CHUNK]], r=eps, count_only=True) for i in range(0, len(ask), _QUERY_CHUNK)])
         w_min, w_max = float(weight.min()), float(weight.max())
         if w_min == w_max:
             is_core[ask] = counts * w_min >= min_samples
@@ -420,9 +414,7 @@ def _copies_fn(eps_m: float, cell_m: float):
 
 def _cell_fn(eps_m: float, min_samples: float):
     def fn(pdf: pd.DataFrame) -> pd.DataFrame:
-        res = cluster_cell(
-            pdf["lat"].to_numpy(), pdf["lon"].to_numpy(), pdf["weight"].to_numpy(), pdf["role"].to_numpy(), eps_m, min_samples
-        )
+        res = cluster_cell(pdf["lat"].to_numpy(), pdf["lon"].to_numpy(), pdf["weight"].to_numpy(), pdf["role"].to_numpy(), eps_m, min_samples)
         role = pdf["role"].to_numpy()
         # inner points always; halo copies only when core (they link local clusters across cells)
         keep = (role == ROLE_INNER) | res.is_core
@@ -474,12 +466,8 @@ def distributed_dbscan(
     try:
         core = cells.where("is_core")
         # Local clusters sharing a core point (a halo copy and its inner original) are one cluster.
-        inner_core = core.where(F.col("role") == ROLE_INNER).select(
-            "point_id", F.col("cell").alias("cell_a"), F.col("local").alias("local_a")
-        )
-        halo_core = core.where(F.col("role") != ROLE_INNER).select(
-            "point_id", F.col("cell").alias("cell_b"), F.col("local").alias("local_b")
-        )
+        inner_core = core.where(F.col("role") == ROLE_INNER).select("point_id", F.col("cell").alias("cell_a"), F.col("local").alias("local_a"))
+        halo_core = core.where(F.col("role") != ROLE_INNER).select("point_id", F.col("cell").alias("cell_b"), F.col("local").alias("local_b"))
         links = inner_core.join(halo_core, "point_id").select("cell_a", "local_a", "cell_b", "local_b").distinct().collect()  # bounded: one row per pair of local clusters sharing a halo core point
         # A cluster's id is its smallest core point_id; every core point is inner in one cell.
         firsts = inner_core.groupBy("cell_a", "local_a").agg(F.min("point_id").alias("first")).collect()  # bounded: one row per local cluster

@@ -40,9 +40,7 @@ def coarsen_location(df: DataFrame, cell_m: float, lat_col: str = "lat", lon_col
     if cell_m <= 0:
         raise ValueError("cell_m must be positive")
     lat, lon = _cell_centre(F.col(lat_col), F.col(lon_col), cell_m)
-    return df.withColumn("_coarse_lon", lon).withColumn(lat_col, lat).withColumn(lon_col, F.col("_coarse_lon")).drop(
-        "_coarse_lon"
-    )
+    return df.withColumn("_coarse_lon", lon).withColumn(lat_col, lat).withColumn(lon_col, F.col("_coarse_lon")).drop("_coarse_lon")
 
 
 def coarsen_point(lat: float | None, lon: float | None, cell_m: float) -> tuple[float | None, float | None]:

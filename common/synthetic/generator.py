@@ -18,6 +18,10 @@ What it simulates (see docs/GENERATOR.md for the tables and anomaly types):
 Small world state (places, stations, outages, vehicles) is built on the driver from the seed;
 telemetry is simulated on executors with `mapInPandas` over vehicle chunks, so 50 M rows never
 sit in driver memory. Everything is a pure function of `cfg.generator`.
+
+This module returns DataFrames (`simulate`, `truth_frames`, `truth_charging_sites`, ...) and
+writes only the raw files a source system would deliver (`write_raw_*`); jobs/generate.py
+writes the truth.* Delta tables through common.io.tables.
 """
 
 from __future__ import annotations
@@ -25,8 +29,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,8 +37,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.core.config import Config, CsvOptions, DatasetSpec, GeneratorConfig, InputsConfig
+from common.core.config import GeneratorConfig
+from common.core.dates import day_midnights_utc
 from common.core.regions import Region, get_region
+from common.io.tables import first_row
 from common.spatial.geo import EARTH_RADIUS_M, haversine_np  # noqa: F401 - haversine_np is part of this module's API
 
 G = 9.81
@@ -158,7 +163,6 @@ def offset_m(lat: np.ndarray | float, lon: np.ndarray | float, north_m, east_m):
     return lat + np.degrees(dlat), lon + np.degrees(dlon)
 
 
-
 def bearing_np(lat1, lon1, lat2, lon2):
     p1, p2 = np.radians(lat1), np.radians(lat2)
     dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
@@ -197,29 +201,45 @@ class World:
     day_midnights: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-def day_midnights_utc(start_date: str, days: int, timezone: str) -> np.ndarray:
-    """Epoch seconds of each simulated local midnight (DST-aware), plus the one after the last day."""
-    tz = ZoneInfo(timezone)
-    d0 = date.fromisoformat(start_date)
-    return np.array(
-        [datetime.combine(d0 + timedelta(days=i), datetime.min.time(), tz).timestamp() for i in range(days + 1)]
-    )
-
-
 def build_world(gcfg: GeneratorConfig, timezone: str | None = None) -> World:
+    """The driver-side world of a generator config: places, stations, ports, outages, vehicles.
+
+    Parameters
+    ----------
+    gcfg : GeneratorConfig
+        The `generator` config section (sizes, region, start date, days, seed).
+    timezone : str, optional
+        IANA time zone of the simulated days; default the region's.
+
+    Returns
+    -------
+    World
+        A pure function of `gcfg` (one seeded random stream, drawn in a fixed order).
+    """
     region = get_region(gcfg.region)
     tz = timezone or region.timezone
     rng = np.random.default_rng(_seed(gcfg.seed, "world"))
-    lat0, lon0, R = region.center_lat, region.center_lon, region.radius_km * 1000
+    hotspots = _build_hotspots(rng, gcfg, region)
+    stations = _build_stations(rng, gcfg, region, hotspots)
+    ports = _build_ports(stations)
+    midnights = day_midnights_utc(gcfg.start_date, gcfg.days, tz)
+    outages = _build_outages(rng, stations, ports, midnights, gcfg)
+    vehicles = _build_vehicles(rng, gcfg, region, tz, hotspots, stations)
+    temps = rng.normal(0, 1.5, gcfg.days)
+    return World(gcfg, region, tz, hotspots, stations, ports, outages, vehicles, temps, midnights)
 
-    # Hotspots: >= 1.5 km apart so each is its own cluster.
+
+def _build_hotspots(rng: np.random.Generator, gcfg: GeneratorConfig, region: Region) -> pd.DataFrame:
+    """Shared places (hotspot_id, name, kind, lat, lon, radius_m in m, popularity summing to 1)."""
+    lat0, lon0, R = region.center_lat, region.center_lon, region.radius_km * 1000
+    # >= 1.5 km apart so each is its own cluster
     hs: list[tuple[float, float]] = []
     while len(hs) < gcfg.hotspots:
         la, lo = random_in_disk(rng, lat0, lon0, 0.85 * R, 1)
         if all(haversine_np(la[0], lo[0], a, b) > 1500 for a, b in hs):
             hs.append((float(la[0]), float(lo[0])))
     popularity = rng.dirichlet(np.full(gcfg.hotspots, 2.0))
-    hotspots = pd.DataFrame(
+    return pd.DataFrame(
         {
             "hotspot_id": [f"HS{i:03d}" for i in range(gcfg.hotspots)],
             "name": [f"{HOTSPOT_KINDS[i % len(HOTSPOT_KINDS)].replace('_', ' ').title()} {i}" for i in range(gcfg.hotspots)],
@@ -231,7 +251,11 @@ def build_world(gcfg: GeneratorConfig, timezone: str | None = None) -> World:
         }
     )
 
-    # Stations: ~40 % at hotspots (depots / public chargers at markets), the rest spread out.
+
+def _build_stations(rng: np.random.Generator, gcfg: GeneratorConfig, region: Region, hotspots: pd.DataFrame) -> pd.DataFrame:
+    """AFDC-like station master (one row per station; power_kw in kW, hotspot_id of a station at a hotspot)."""
+    lat0, lon0, R = region.center_lat, region.center_lon, region.radius_km * 1000
+    # ~40 % at hotspots (depots / public chargers at markets), the rest spread out
     n_st = gcfg.stations
     at_hs = min(int(round(0.4 * n_st)), gcfg.hotspots)
     st_lat = np.empty(n_st)
@@ -256,19 +280,11 @@ def build_world(gcfg: GeneratorConfig, timezone: str | None = None) -> World:
         rng.choice(ACCESS_HOURS_LIMITED, n_st),
     )
     connectors = [
-        " ".join(
-            sorted(
-                set(
-                    (["CCS2"] * bool(d) + (["CHADEMO"] if d and rng.random() < 0.3 else []))
-                    + (["TYPE2"] if l2 else [])
-                    + (["BHARAT_AC001"] if rng.random() < 0.4 else [])
-                )
-            )
-        )
+        " ".join(sorted(set((["CCS2"] * bool(d) + (["CHADEMO"] if d and rng.random() < 0.3 else [])) + (["TYPE2"] if l2 else []) + (["BHARAT_AC001"] if rng.random() < 0.4 else []))))
         for d, l2 in zip(dc_fast, level2)
     ]
     power = np.where(dc_fast > 0, rng.choice([30.0, 50.0, 60.0], n_st), rng.choice([3.3, 7.4, 11.0], n_st))
-    stations = pd.DataFrame(
+    return pd.DataFrame(
         {
             "station_id": [f"ST{i:04d}" for i in range(n_st)],
             "name": [f"{'Depot' if is_depot[i] else 'EV Station'} {i}" for i in range(n_st)],
@@ -287,7 +303,11 @@ def build_world(gcfg: GeneratorConfig, timezone: str | None = None) -> World:
             "hotspot_id": [hotspots.hotspot_id[hs_idx[i]] if i < at_hs else None for i in range(n_st)],
         }
     )
-    ports = pd.DataFrame(
+
+
+def _build_ports(stations: pd.DataFrame) -> pd.DataFrame:
+    """Ports of the stations that exist (not planned): DC-fast ports first, two ports per charger."""
+    return pd.DataFrame(
         [
             {
                 "station_id": s.station_id,
@@ -302,16 +322,10 @@ def build_world(gcfg: GeneratorConfig, timezone: str | None = None) -> World:
         ]
     )
 
-    midnights = day_midnights_utc(gcfg.start_date, gcfg.days, tz)
-    outages = _build_outages(rng, stations, ports, midnights, gcfg)
-    vehicles = _build_vehicles(rng, gcfg, region, tz, hotspots, stations)
-    temps = rng.normal(0, 1.5, gcfg.days)
-    return World(gcfg, region, tz, hotspots, stations, ports, outages, vehicles, temps, midnights)
-
 
 def _build_outages(rng, stations, ports, midnights, gcfg) -> pd.DataFrame:
     """Per-port faults, per-station maintenance (excluded from uptime) and offline gaps."""
-    rows = []
+    rows: list[tuple[Any, Any, Any, Any, str, bool, str | None]] = []  # error_code is None for maintenance and offline gaps
     t0, t1 = midnights[0], midnights[-1]
     span_days = (t1 - t0) / 86400
     bad = set(rng.choice(stations.station_id, size=max(1, len(stations) // 10), replace=False))
@@ -384,8 +398,7 @@ def _build_vehicles(rng, gcfg, region, tz, hotspots, stations) -> pd.DataFrame:
             }
         )
     vehicles = pd.DataFrame(rows)
-    # Devices and behaviours draw from streams of their own, so a fleet without them is the same
-    # fleet as before they existed (same seed, same people, same trips).
+    # Devices and behaviours draw from random streams of their own: the draws above do not depend on them.
     return _assign_behaviour(_assign_devices(vehicles, gcfg), gcfg, region)
 
 
@@ -463,7 +476,7 @@ class VehicleSim:
         self.g = world.gcfg
         self.m = {m.name: m for m in FLEETS[world.region.fleet]}[v.model]
         self.rng = np.random.default_rng(_seed(self.g.seed, "vehicle", v.vehicle_id))
-        # behaviours added later (part-time days, away nights) draw from their own stream
+        # part-time days and away nights draw from a stream of their own
         self.brng = np.random.default_rng(_seed(self.g.seed, "behaviour", v.vehicle_id))
         self.trace = _Trace()
         self.t = world.day_midnights[0]
@@ -509,8 +522,17 @@ class VehicleSim:
             state = np.where(np.r_[self.soc, soc[:-1]] < target_soc - 0.05, "charging", "parked").astype(object)
             self.soc = float(soc[-1])
         self.trace.add(
-            t=t, lat=lat, lon=lon, speed=np.zeros(n), soc=soc, state=state, place=self.place, trip=None,
-            charge=charge if charge else None, energy=np.zeros(n), dist=np.zeros(n),
+            t=t,
+            lat=lat,
+            lon=lon,
+            speed=np.zeros(n),
+            soc=soc,
+            state=state,
+            place=self.place,
+            trip=None,
+            charge=charge if charge else None,
+            energy=np.zeros(n),
+            dist=np.zeros(n),
         )
         self.t = float(t[-1])
 
@@ -542,9 +564,8 @@ class VehicleSim:
         east = (lon2 - self.lon) * math.pi / 180 * EARTH_RADIUS_M * math.cos(math.radians(self.lat))
         perp = self.rng.normal(0, 0.25 * straight, k)
         norm = max(straight, 1.0)
-        wl = [self.lat] + [float(offset_m(self.lat, self.lon, f * north - p * east / norm, f * east + p * north / norm)[0]) for f, p in zip(fr, perp)] + [lat2]
-        wo = [self.lon] + [float(offset_m(self.lat, self.lon, f * north - p * east / norm, f * east + p * north / norm)[1]) for f, p in zip(fr, perp)] + [lon2]
-        wl, wo = np.array(wl), np.array(wo)
+        wl = np.array([self.lat] + [float(offset_m(self.lat, self.lon, f * north - p * east / norm, f * east + p * north / norm)[0]) for f, p in zip(fr, perp)] + [lat2])
+        wo = np.array([self.lon] + [float(offset_m(self.lat, self.lon, f * north - p * east / norm, f * east + p * north / norm)[1]) for f, p in zip(fr, perp)] + [lon2])
         seg = haversine_np(wl[:-1], wo[:-1], wl[1:], wo[1:])
         cum = np.r_[0, np.cumsum(seg)]
         length = cum[-1]
@@ -585,8 +606,17 @@ class VehicleSim:
         energy = self.energy_kwh(v, v_prev, dt, ds, alt - alt_prev, temp)
         soc = self.soc - np.cumsum(energy) / self.m.battery_kwh * 100
         self.trace.add(
-            t=t, lat=lat, lon=lon, speed=v / KMH, soc=soc, state="moving", place=None, trip=trip,
-            charge=None, energy=energy, dist=ds / 1000,
+            t=t,
+            lat=lat,
+            lon=lon,
+            speed=v / KMH,
+            soc=soc,
+            state="moving",
+            place=None,
+            trip=trip,
+            charge=None,
+            energy=energy,
+            dist=ds / 1000,
         )
         # the arrival sample is stationary at the destination
         self.t, self.lat, self.lon, self.soc, self.place = float(t[-1]), lat2, lon2, float(soc[-1]), place
@@ -967,7 +997,6 @@ def gps_multipath(df: pd.DataFrame, rate: float, rng: np.random.Generator) -> pd
     return df.assign(lat=lat, lon=lon)
 
 
-
 def simulate_vehicles(world: World):
     """mapInPandas function: vehicle rows in, simulated telemetry rows out."""
 
@@ -1050,14 +1079,14 @@ def network_records(world: World):
                 busy[p.port_id].append((s, end))
                 sessions.append((p.port_id, s, end, kwh, ok, err, None, f"{p.port_id}-S{j:05d}"))
 
-        rows = []
+        rows: list[tuple[Any, ...]] = []  # one NETWORK_SCHEMA row each; session and status rows fill different columns
         for sess in sessions:
             port, s, e, kwh, ok, err, vid, sid_ = sess
             charger = ports.set_index("port_id").charger_id[port]
             rows.append(("session", sid, charger, port, s, e, None, err, None, sid_, vid, kwh, ok))
         # status notifications from sessions + outages
         for p in ports.itertuples():
-            ev = [(t0, "Available", None, None)]
+            ev: list[tuple[Any, str, str | None, str | None]] = [(t0, "Available", None, None)]  # (ts, status, error_code, info)
             for o in outages[outages.port_id == p.port_id].itertuples():
                 if o.cause == "fault":
                     ev += [(o.start, "Faulted", o.error_code, None), (o.end, "Available", None, None)]
@@ -1092,46 +1121,8 @@ def network_records(world: World):
 
 
 # ----------------------------------------------------------------------------------------------
-# Orchestration (Spark)
+# Spark side: telemetry, raw files and truth tables
 # ----------------------------------------------------------------------------------------------
-RAW_DATASETS = ("telematics", "vehicles", "stations", "charger_status", "charging_sessions")
-PAYD_MAPPING = "conf/datasets/payd_fleet.yaml"  # the dataset mapping a PAYD operator's export is read with
-
-
-def raw_paths(cfg: Config) -> dict[str, str]:
-    """Folder of each raw dataset the generator writes (<storage.root>/raw/<dataset>)."""
-    raw = cfg.storage.path("raw.telematics").rsplit("/", 1)[0]
-    return {k: f"{raw}/{k}" for k in RAW_DATASETS}
-
-
-def default_inputs(cfg: Config) -> InputsConfig:
-    """Dataset specs describing the generator's raw files.
-
-    canonical layout: the contract's column names, timestamps as UTC instants. payd layout: the
-    operator export is read exactly as a user would read it, through conf/datasets/payd_fleet.yaml
-    with PAYD_FLEET_DIR pointing at the raw folder. Without the network files (generator.network
-    false) only telematics and vehicles are listed, as in a telematics-only deployment.
-    """
-    g = cfg.generator
-    raw = raw_paths(cfg)
-    if g.layout == "payd":
-        from common.core.config import load_dataset_files
-
-        return load_dataset_files([PAYD_MAPPING], env={"PAYD_FLEET_DIR": raw["telematics"].rsplit("/", 1)[0]})
-    iso = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss[.SSS]XXX", "yyyy-MM-dd'T'HH:mm:ss[.SSS]"]
-    specs = {
-        "telematics": DatasetSpec(name="synthetic_telematics", path=raw["telematics"], format=g.output_format, timestamp_formats=iso, source_timezone="UTC"),
-        "vehicles": DatasetSpec(name="synthetic_vehicles", path=raw["vehicles"], format="csv", csv=CsvOptions()),
-    }
-    if g.network:
-        specs |= {
-            "stations": DatasetSpec(name="synthetic_stations", path=raw["stations"], format="csv"),
-            "charger_status": DatasetSpec(name="synthetic_charger_status", path=raw["charger_status"], format="csv", timestamp_formats=iso, source_timezone="UTC"),
-            "charging_sessions": DatasetSpec(name="synthetic_charging_sessions", path=raw["charging_sessions"], format="json", timestamp_formats=iso, source_timezone="UTC"),
-        }
-    return InputsConfig(**{k: [v] for k, v in specs.items()})
-
-
 def simulate(spark: SparkSession, world: World) -> DataFrame:
     """Distributed telemetry simulation: one mapInPandas task per chunk of vehicles."""
     n_tasks = max(1, math.ceil(len(world.vehicles) / world.gcfg.vehicles_per_task))
@@ -1141,32 +1132,6 @@ def simulate(spark: SparkSession, world: World) -> DataFrame:
 
 def _epoch(col: str) -> F.Column:
     return F.col(col).cast("double")
-
-
-@dataclass
-class GenerateResult:
-    telemetry_rows: int
-    truth_tables: dict[str, int]
-    raw_paths: dict[str, str]
-
-
-def generate(spark: SparkSession, cfg: Config) -> GenerateResult:
-    """Simulate the fleet and network; write raw files and truth Delta tables. Idempotent (overwrite)."""
-    from common.io import tables
-
-    g = cfg.generator
-    world = build_world(g)
-    raw = raw_paths(cfg)
-    # the single expensive pass: telemetry + the truth behind every row
-    tables.write(simulate(spark, world), cfg, "truth.points", mode="overwrite", comment="Simulated samples: emitted values + truth behind each row")
-    points = tables.read(spark, cfg, "truth.points")
-    n_rows = write_raw_telemetry(points, world, raw["telematics"])
-    write_raw_masters(spark, world, raw)
-    counts = write_truth_tables(spark, cfg, world, points)
-    if g.network:
-        counts["network_records"] = write_network(spark, cfg, world, raw)
-    written = {k: v for k, v in raw.items() if g.network or k in ("telematics", "vehicles")}
-    return GenerateResult(telemetry_rows=n_rows, truth_tables=counts, raw_paths=written)
 
 
 def _timestamp_text(ts: F.Column, timezone: str, style: str) -> F.Column:
@@ -1205,9 +1170,8 @@ def write_raw_telemetry(points: DataFrame, world: World, path: str) -> int:
         telemetry.write.mode("overwrite").parquet(path)
     else:
         telemetry.withColumn("ts", _timestamp_text(F.col("ts"), world.timezone, g.timestamp_style)).write.mode("overwrite").option("header", True).csv(path)
-    # Rows written = sum of copies (the explode above); a column sum over truth.points instead of
-    # re-parsing the raw files (at 10 M rows re-reading the CSV was a full extra pass).
-    return int(points.agg(F.sum("copies")).first()[0] or 0)
+    # rows written = sum of copies (the explode above), counted on truth.points, not the raw files
+    return int(first_row(points.agg(F.sum("copies")))[0] or 0)
 
 
 # The PAYD register's own words for vehicle types (mapped back by conf/datasets/payd_fleet.yaml).
@@ -1235,33 +1199,66 @@ def write_raw_masters(spark: SparkSession, world: World, raw: dict[str, str]) ->
         spark.createDataFrame(st).coalesce(1).write.mode("overwrite").option("header", True).csv(raw["stations"])
 
 
-def write_truth_tables(spark: SparkSession, cfg: Config, world: World, points: DataFrame) -> dict[str, int]:
-    """truth.vehicles, homes, at_risk_drivers, anomalies, trips, hotspots, charging_events/sites, charger_outages."""
-    from common.io import tables
+# Comments of the truth.* Delta tables (jobs/generate.py writes them).
+def truth_frames(spark: SparkSession, world: World, points: DataFrame) -> dict[str, DataFrame]:
+    """The truth tables derived from the world and truth.points, in the order they are written.
 
+    Parameters
+    ----------
+    spark : SparkSession
+    world : World
+        The generated world (`build_world`).
+    points : DataFrame
+        truth.points as written (`simulate`), read back.
+
+    Returns
+    -------
+    dict
+        truth table name (without `truth.`) -> DataFrame: vehicles, homes, at_risk_drivers,
+        anomalies, trips, hotspots, charging_events. truth.charging_sites and
+        truth.network_records are built from the written charging_events
+        (`truth_charging_sites`, `network_frame`); truth.charger_outages by `truth_charger_outages`.
+    """
+    clean = true_samples(points)
+    return {
+        **truth_people(spark, world),
+        "anomalies": truth_anomalies(points),
+        "trips": truth_trips(clean),
+        "hotspots": truth_hotspots(spark, world, clean),
+        "charging_events": truth_charging_events(spark, world, clean),
+    }
+
+
+def true_samples(points: DataFrame) -> DataFrame:
+    """truth.points without the near-duplicate rows the devices added (one row per true sample)."""
+    return points.where(F.col("anomaly_type").isNull() | (F.col("anomaly_type") != "near_duplicate"))
+
+
+def truth_people(spark: SparkSession, world: World) -> dict[str, DataFrame]:
+    """truth.vehicles (fleet and people), truth.homes (lat/lon in degrees) and truth.at_risk_drivers."""
     v = world.vehicles
-    counts: dict[str, int] = {}
+    return {
+        "vehicles": spark.createDataFrame(v.drop(columns=["favourite_hotspots", "away_lat", "away_lon"])),
+        "homes": spark.createDataFrame(v[["vehicle_id", "home_lat", "home_lon"]]),
+        "at_risk_drivers": spark.createDataFrame(v[["vehicle_id", "driver_id", "profile"]]).withColumn("is_at_risk", F.col("profile") == "at_risk"),
+    }
 
-    def put(name: str, df: DataFrame, comment: str) -> None:
-        tables.write(df, cfg, f"truth.{name}", mode="overwrite", comment=comment)
-        counts[name] = tables.read(spark, cfg, f"truth.{name}").count()
 
-    put("vehicles", spark.createDataFrame(v.drop(columns=["favourite_hotspots", "away_lat", "away_lon"])), "Generator fleet and people (truth)")
-    put("homes", spark.createDataFrame(v[["vehicle_id", "home_lat", "home_lon"]]), "True home locations (synthetic personal data)")
-    put(
-        "at_risk_drivers",
-        spark.createDataFrame(v[["vehicle_id", "driver_id", "profile"]]).withColumn("is_at_risk", F.col("profile") == "at_risk"),
-        "At-risk (declining, inactive) and offline-device drivers",
-    )
-    put(
-        "anomalies",
-        points.where(F.col("anomaly_type").isNotNull()).select("vehicle_id", "ts", "anomaly_type", F.col("anomaly_detail").alias("detail")),
-        "Every injected anomaly, keyed by vehicle_id and ts of the affected raw row",
-    )
-    clean_pts = points.where(F.col("anomaly_type").isNull() | (F.col("anomaly_type") != "near_duplicate"))
-    put(
-        "trips",
-        clean_pts.where(F.col("trip_id").isNotNull())
+def truth_anomalies(points: DataFrame) -> DataFrame:
+    """truth.anomalies: every injected anomaly (vehicle_id, ts of the affected raw row, anomaly_type, detail)."""
+    return points.where(F.col("anomaly_type").isNotNull()).select("vehicle_id", "ts", "anomaly_type", F.col("anomaly_detail").alias("detail"))
+
+
+def truth_trips(clean: DataFrame) -> DataFrame:
+    """truth.trips per trip: start/end, distance (km), battery energy (kWh), SOC (%), mean speed (km/h), temperature (degC).
+
+    Parameters
+    ----------
+    clean : DataFrame
+        `true_samples` of truth.points.
+    """
+    return (
+        clean.where(F.col("trip_id").isNotNull())
         .groupBy("vehicle_id", "trip_id")
         .agg(
             F.min("ts").alias("start_ts"),
@@ -1272,37 +1269,50 @@ def write_truth_tables(spark: SparkSession, cfg: Config, world: World, points: D
             F.min("true_soc").alias("soc_end"),
             F.avg("true_speed_kmh").alias("mean_speed_kmh"),
             F.avg("ambient_temp_c").alias("ambient_temp_c"),
-        ),
-        "Physics truth per trip: distance, battery energy",
+        )
     )
-    tz = world.timezone
-    local_day = F.to_date(F.from_utc_timestamp("ts", tz))
-    # Unique daily visits per shared place. A charging station placed at a hotspot counts for
-    # the hotspot; other stations are places of their own (a busy depot is a real hotspot).
+
+
+def truth_hotspots(spark: SparkSession, world: World, clean: DataFrame) -> DataFrame:
+    """truth.hotspots: shared places with their expected unique daily visits (vehicles x local days).
+
+    A charging station placed at a hotspot counts for the hotspot; other stations are places of
+    their own (a busy depot is a real hotspot, radius_m 20 m).
+
+    Parameters
+    ----------
+    spark : SparkSession
+    world : World
+    clean : DataFrame
+        `true_samples` of truth.points.
+    """
+    local_day = F.to_date(F.from_utc_timestamp("ts", world.timezone))
     place_map = spark.createDataFrame(world.stations[["station_id", "hotspot_id"]].fillna({"hotspot_id": ""}))
     stops = (
-        clean_pts.where((F.col("state") != "moving") & (F.col("place_id").startswith("HS") | F.col("place_id").startswith("ST")))
+        clean.where((F.col("state") != "moving") & (F.col("place_id").startswith("HS") | F.col("place_id").startswith("ST")))
         .join(place_map, F.col("place_id") == place_map.station_id, "left")
         .withColumn("place", F.when(F.coalesce(F.col("hotspot_id"), F.lit("")) != "", F.col("hotspot_id")).otherwise(F.col("place_id")))
     )
-    visits = (
-        stops.select("vehicle_id", "place", local_day.alias("local_day"))
-        .distinct()
-        .groupBy(F.col("place").alias("hotspot_id"))
-        .agg(F.count("*").alias("expected_unique_daily_visits"))
-    )
+    visits = stops.select("vehicle_id", "place", local_day.alias("local_day")).distinct().groupBy(F.col("place").alias("hotspot_id")).agg(F.count("*").alias("expected_unique_daily_visits"))
     hs_pdf = world.hotspots.drop(columns=["popularity"])
     st_places = world.stations[world.stations.hotspot_id.isna()][["station_id", "name", "lat", "lon"]].rename(columns={"station_id": "hotspot_id"})
     st_places = st_places.assign(kind="charging_station", radius_m=20.0)[hs_pdf.columns]
     hs = spark.createDataFrame(pd.concat([hs_pdf, st_places], ignore_index=True))
-    put(
-        "hotspots",
-        hs.join(visits, "hotspot_id", "left").fillna(0, ["expected_unique_daily_visits"]),
-        "Shared places (hotspots and stand-alone stations) with expected unique daily visits",
-    )
+    return hs.join(visits, "hotspot_id", "left").fillna(0, ["expected_unique_daily_visits"])
 
-    charges = (
-        clean_pts.where(F.col("charge_id").isNotNull())
+
+def truth_charging_events(spark: SparkSession, world: World, clean: DataFrame) -> DataFrame:
+    """truth.charging_events: every simulated charge (site_id, start/end, SOC start/end in %, kWh, success).
+
+    Parameters
+    ----------
+    spark : SparkSession
+    world : World
+    clean : DataFrame
+        `true_samples` of truth.points.
+    """
+    return (
+        clean.where(F.col("charge_id").isNotNull())
         .groupBy("vehicle_id", "charge_id", "place_id")
         .agg(
             F.min("ts").alias("start_ts"),
@@ -1311,20 +1321,33 @@ def write_truth_tables(spark: SparkSession, cfg: Config, world: World, points: D
             F.max("true_soc").alias("soc_end"),
             F.max(F.col("state") == "charging").alias("success"),
         )
-        .join(spark.createDataFrame(v[["vehicle_id", "battery_kwh"]]), "vehicle_id")
+        .join(spark.createDataFrame(world.vehicles[["vehicle_id", "battery_kwh"]]), "vehicle_id")
         .withColumn("kwh", (F.col("soc_end") - F.col("soc_start")) / 100 * F.col("battery_kwh"))
         .withColumnRenamed("place_id", "site_id")
         .drop("battery_kwh")
     )
-    put("charging_events", charges, "Every simulated charge (truth)")
-    # Sites and the network below read the written table: recomputing the aggregate would scan
-    # truth.points twice more.
-    charges = tables.read(spark, cfg, "truth.charging_events")
-    stations_pdf = world.stations[["station_id", "lat", "lon", "access", "network"]]
-    st_df = spark.createDataFrame(stations_pdf)
-    homes_df = spark.createDataFrame(v[["vehicle_id", "home_lat", "home_lon"]])
+
+
+def truth_charging_sites(spark: SparkSession, world: World, charges: DataFrame) -> DataFrame:
+    """truth.charging_sites: places where fleet vehicles charged (home or station) and their successful charges.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    world : World
+    charges : DataFrame
+        truth.charging_events as written (read back: recomputing it would scan truth.points again).
+
+    Returns
+    -------
+    DataFrame
+        site_id, kind (home / depot / public / private), station_id, vehicle_id (of a home), lat,
+        lon (degrees), n_events.
+    """
+    st_df = spark.createDataFrame(world.stations[["station_id", "lat", "lon", "access", "network"]])
+    homes_df = spark.createDataFrame(world.vehicles[["vehicle_id", "home_lat", "home_lon"]])
     site_counts = charges.where("success").groupBy("site_id").agg(F.count("*").alias("n_events"), F.first("vehicle_id").alias("any_vehicle"))
-    sites = (
+    return (
         site_counts.join(st_df, site_counts.site_id == st_df.station_id, "left")
         .join(homes_df, F.concat(F.lit("HOME-"), homes_df.vehicle_id) == site_counts.site_id, "left")
         .select(
@@ -1337,32 +1360,52 @@ def write_truth_tables(spark: SparkSession, cfg: Config, world: World, points: D
             "n_events",
         )
     )
-    put("charging_sites", sites, "Places where fleet vehicles charged (home or station)")
-    outages = spark.createDataFrame(world.outages).select(
+
+
+def truth_charger_outages(spark: SparkSession, world: World) -> DataFrame:
+    """truth.charger_outages: true per-port downtime (start_ts, end_ts, cause, excluded, error_code)."""
+    return spark.createDataFrame(world.outages).select(
         "station_id", "port_id", F.col("start").cast("timestamp").alias("start_ts"), F.col("end").cast("timestamp").alias("end_ts"), "cause", "excluded", "error_code"
     )
-    put("charger_outages", outages, "True per-port downtime: faults, scheduled maintenance (excluded), offline gaps")
-
-    return counts
 
 
-def write_network(spark: SparkSession, cfg: Config, world: World, raw: dict[str, str]) -> int:
-    """Sessions and OCPP status per station, consistent with the fleet's charges; rows of truth.network_records."""
-    from common.io import tables
+def network_frame(spark: SparkSession, world: World, charges: DataFrame) -> DataFrame:
+    """truth.network_records: sessions and OCPP status per station, consistent with the fleet's charges.
 
-    charges = tables.read(spark, cfg, "truth.charging_events")
-    fleet_events = (
-        charges.where(F.col("site_id").startswith("ST"))
-        .select(F.col("site_id").alias("station_id"), "charge_id", "vehicle_id", _epoch("start_ts").alias("start"), _epoch("end_ts").alias("end"), "kwh", "success")
+    Parameters
+    ----------
+    spark : SparkSession
+    world : World
+    charges : DataFrame
+        truth.charging_events as written.
+
+    Returns
+    -------
+    DataFrame
+        `NETWORK_SCHEMA` rows (record_type session | status), simulated per station on the executors.
+    """
+    fleet_events = charges.where(F.col("site_id").startswith("ST")).select(
+        F.col("site_id").alias("station_id"), "charge_id", "vehicle_id", _epoch("start_ts").alias("start"), _epoch("end_ts").alias("end"), "kwh", "success"
     )
     all_stations = spark.createDataFrame(world.stations[["station_id"]])
     events = all_stations.join(fleet_events, "station_id", "left")
-    network = events.groupBy("station_id").applyInPandas(
+    return events.groupBy("station_id").applyInPandas(
         lambda key_pdf: network_records(world)((key_pdf.station_id.iloc[0],), key_pdf.dropna(subset=["charge_id"])),
         NETWORK_SCHEMA,
     )
-    tables.write(network, cfg, "truth.network_records", mode="overwrite", comment="Generated sessions and status notifications")
-    net = tables.read(spark, cfg, "truth.network_records")
+
+
+def write_raw_network(net: DataFrame, raw: dict[str, str]) -> None:
+    """Raw network feeds from truth.network_records: status notifications as one CSV file and
+    sessions as one JSON-lines file (timestamps as UTC text, kWh rounded to 3 decimals).
+
+    Parameters
+    ----------
+    net : DataFrame
+        truth.network_records as written.
+    raw : dict
+        `raw_paths` (charger_status and charging_sessions folders).
+    """
     fmt = "yyyy-MM-dd HH:mm:ss"
     (
         net.where("record_type = 'status'")
@@ -1376,11 +1419,17 @@ def write_network(spark: SparkSession, cfg: Config, world: World, raw: dict[str,
     (
         net.where("record_type = 'session'")
         .select(
-            "session_id", "port_id", "station_id", "vehicle_id", F.date_format("ts", fmt).alias("start_ts"),
-            F.date_format("end_ts", fmt).alias("end_ts"), F.round("kwh", 3).alias("kwh"), "success", "error_code",
+            "session_id",
+            "port_id",
+            "station_id",
+            "vehicle_id",
+            F.date_format("ts", fmt).alias("start_ts"),
+            F.date_format("end_ts", fmt).alias("end_ts"),
+            F.round("kwh", 3).alias("kwh"),
+            "success",
+            "error_code",
         )  # fmt: skip
         .repartition(1)
         .write.mode("overwrite")
         .json(raw["charging_sessions"])
     )
-    return net.count()

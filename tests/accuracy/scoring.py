@@ -120,10 +120,12 @@ def anomalies(keys: pd.DataFrame, flag_bits: dict[str, int]) -> tuple[Score, Sco
     quarantine reasons) and `anomaly_type` (truth, null = clean). A key is detected when a rule
     meant for its type fired; precision counts every key any position/SOC/duplicate rule fired on."""
     handled = keys.anomaly_type.isin(list(ANOMALY_HANDLING))
+
     def caught(row) -> bool:
         flags, reasons = ANOMALY_HANDLING[row["anomaly_type"]]
         mask = sum(flag_bits[f] for f in flags)
         return bool(int(row["flags"]) & mask) or any(r in reasons for r in (row["reasons"] if row["reasons"] is not None else []))
+
     tp = int(keys[handled].apply(caught, axis=1).sum()) if handled.any() else 0
     rule_mask = sum(flag_bits[f] for fl, _ in ANOMALY_HANDLING.values() for f in fl)
     fired = ((keys["flags"].astype(int) & rule_mask) != 0) | keys["reasons"].apply(lambda r: any(x in {q for _, qs in ANOMALY_HANDLING.values() for q in qs} for x in (r if r is not None else [])))

@@ -151,18 +151,21 @@ def _read(spark, cfg, table) -> pd.DataFrame:
 
 def _anomaly_keys(spark, cfg) -> pd.DataFrame:
     silver = tables.read(spark, cfg, "silver.telematics_clean").groupBy("vehicle_id", "ts").agg(F.bit_or("quality_flags").alias("flags"))
-    quarantined = (
-        tables.read_optional(spark, cfg, "quarantine.telematics")
-    )
+    quarantined = tables.read_optional(spark, cfg, "quarantine.telematics")
     keys = silver
     if quarantined is not None:
         # the raw record keeps source column names: map the mapped dataset's names back
         raw_cols = "vehicle_id string, ts string, telematics_id string, timestamp string"
-        q = quarantined.select(F.from_json("raw_record", raw_cols).alias("r"), "reasons").select(
-            F.coalesce("r.vehicle_id", "r.telematics_id").alias("vehicle_id"),
-            F.coalesce(F.to_timestamp("r.ts"), F.to_timestamp("r.timestamp")).alias("ts"),
-            "reasons",
-        ).groupBy("vehicle_id", "ts").agg(F.flatten(F.collect_list("reasons")).alias("reasons"))
+        q = (
+            quarantined.select(F.from_json("raw_record", raw_cols).alias("r"), "reasons")
+            .select(
+                F.coalesce("r.vehicle_id", "r.telematics_id").alias("vehicle_id"),
+                F.coalesce(F.to_timestamp("r.ts"), F.to_timestamp("r.timestamp")).alias("ts"),
+                "reasons",
+            )
+            .groupBy("vehicle_id", "ts")
+            .agg(F.flatten(F.collect_list("reasons")).alias("reasons"))
+        )
         keys = keys.join(q, ["vehicle_id", "ts"], "full")
     else:
         keys = keys.withColumn("reasons", F.array().cast("array<string>"))

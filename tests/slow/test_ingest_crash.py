@@ -54,9 +54,7 @@ def write_inputs(root: Path) -> Path:
     )
     spec = root / "inputs.yaml"
     spec.write_text(
-        "inputs:\n"
-        f"  telematics:\n    - {{name: ck_tele, path: {tele}, source_timezone: UTC}}\n"
-        f"  charging_sessions:\n    - {{name: ck_sess, path: {sess}, format: json, source_timezone: UTC}}\n"
+        f"inputs:\n  telematics:\n    - {{name: ck_tele, path: {tele}, source_timezone: UTC}}\n  charging_sessions:\n    - {{name: ck_sess, path: {sess}, format: json, source_timezone: UTC}}\n"
     )
     return spec
 

@@ -86,11 +86,6 @@ def test_no_home_can_be_rederived_outside_the_restricted_root(spark, fleet_gold)
 
     # Control: the restricted trace places (nearly) every vehicle at home, so the detector works.
     # (positions to ~10 m, de-duplicated: the same places, a fraction of the rows for DBSCAN)
-    trace = (
-        tables.read(spark, cfg, "silver.telematics_clean")
-        .select("vehicle_id", F.round("lat", 4).alias("lat"), F.round("lon", 4).alias("lon"))
-        .dropDuplicates()
-        .toPandas()
-    )
+    trace = tables.read(spark, cfg, "silver.telematics_clean").select("vehicle_id", F.round("lat", 4).alias("lat"), F.round("lon", 4).alias("lon")).dropDuplicates().toPandas()
     at_home = homes_found(trace, "vehicle_id", [("lat", "lon")], homes)
     assert len(at_home) >= 0.9 * len(homes), (len(at_home), len(homes))

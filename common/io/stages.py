@@ -1,0 +1,185 @@
+"""The stage graph: which stage reads and writes which table, derived from the jobs' declarations.
+
+Each job module declares ``INPUTS`` (tables it reads when they exist), ``OUTPUTS`` (tables it
+writes) and ``REQUIRES`` (input groups of which one table must exist, else the stage is skipped),
+all names of the table catalog (common/core/catalog.py). The pipeline orders the stages from
+these declarations, and checks after every stage that it read and wrote nothing it did not
+declare (``undeclared_access``), so the declarations cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pyspark.sql import SparkSession
+
+from common.core.catalog import names
+from common.core.config import POSITION_TRACES, Config
+from common.io import tables
+from common.io.cli import StageReport, missing_inputs
+
+RUNS_TABLE = "audit.stage_runs"
+# Written by every stage run through the pipeline or a job's lease; not a stage's own output.
+BOOKKEEPING = frozenset({RUNS_TABLE, "audit.run_lease"})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One job of the pipeline and the catalog tables it reads and writes."""
+
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    requires: tuple[tuple[str, ...], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        names(*self.inputs, *self.outputs, *(t for group in self.requires for t in group))
+
+
+def writers(stages: Sequence[Stage]) -> dict[str, str]:
+    """Table -> the stage that writes it; a table written by two stages is an error."""
+    out: dict[str, str] = {}
+    for stage in stages:
+        for table in stage.outputs:
+            if table in out:
+                raise ValueError(f"{table} is declared as an output of both {out[table]} and {stage.name}")
+            out[table] = stage.name
+    return out
+
+
+def upstream(stages: Sequence[Stage]) -> dict[str, set[str]]:
+    """Stage -> the stages that write one of its inputs."""
+    by_table = writers(stages)
+    return {s.name: {by_table[t] for t in s.inputs if t in by_table and by_table[t] != s.name} for s in stages}
+
+
+def ordered(stages: Sequence[Stage]) -> list[Stage]:
+    """Stages in dependency order: each after every stage writing one of its inputs; among stages
+    ready at the same time, the order given (a stable topological sort). A cycle is an error."""
+    deps = upstream(stages)
+    done: set[str] = set()
+    out: list[Stage] = []
+    pending = list(stages)
+    while pending:
+        ready = next((s for s in pending if deps[s.name] <= done), None)
+        if ready is None:
+            raise ValueError(f"cycle in the stage graph among {', '.join(s.name for s in pending)}")
+        out.append(ready)
+        done.add(ready.name)
+        pending.remove(ready)
+    return out
+
+
+def parse_names(stages: Sequence[Stage], value: str | None) -> list[str]:
+    """Stage names of a comma-separated CLI value; an unknown name exits with the known ones."""
+    known = [s.name for s in stages]
+    chosen = [v.strip() for v in (value or "").split(",") if v.strip()]
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(known)}")
+    return chosen
+
+
+def select(stages: Sequence[Stage], only: str | None, from_stage: str | None, skip: str | None, generate: bool) -> list[Stage]:
+    """Stages to run in the given (dependency) order: ``--only``, then ``--from``, minus ``--skip``;
+    ``generate`` only when no input dataset is configured."""
+    chosen = list(stages)
+    if only:
+        wanted = set(parse_names(stages, only))
+        chosen = [s for s in chosen if s.name in wanted]
+    if from_stage:
+        parse_names(stages, from_stage)
+        chosen_names = [s.name for s in chosen]
+        chosen = chosen[chosen_names.index(from_stage) :] if from_stage in chosen_names else []
+    skipped = set(parse_names(stages, skip))
+    return [s for s in chosen if s.name not in skipped and (generate or s.name != "generate")]
+
+
+def why_skipped(stage: Stage, spark: SparkSession, cfg: Config, skipped: dict[str, str], by_table: dict[str, str]) -> str | None:
+    """Reason the stage cannot run (its REQUIRES groups), naming the root cause when an upstream
+    stage of this run was skipped; None when it can run."""
+    reason = missing_inputs(spark, cfg, stage.requires, by_table)
+    if reason is None:
+        return None
+    upstream = [by_table[t] for group in stage.requires for t in group if by_table.get(t) in skipped]
+    return f"{reason} ({upstream[0]} was skipped: {skipped[upstream[0]]})" if upstream else reason
+
+
+def undeclared_access(stage: Stage, access: dict[str, set[str]]) -> list[str]:
+    """Notes for tables the stage read or wrote without declaring them (empty when it kept to them)."""
+    notes = []
+    read = access["read"] - set(stage.inputs) - set(stage.outputs) - BOOKKEEPING
+    written = access["written"] - set(stage.outputs) - BOOKKEEPING
+    if read:
+        notes.append(f"undeclared input(s) of {stage.name}: {', '.join(sorted(read))}")
+    if written:
+        notes.append(f"undeclared output(s) of {stage.name}: {', '.join(sorted(written))}")
+    return notes
+
+
+def close_report(stage: Stage, report: StageReport, access: dict[str, set[str]], spark: SparkSession, cfg: Config) -> StageReport:
+    """Name the report after its stage, note any undeclared table access, and add the Delta
+    version of each declared output the stage did not report itself."""
+    report.stage = stage.name
+    report.notes += undeclared_access(stage, access)
+    if report.seconds is None:
+        report.finish()
+    for table in stage.outputs:
+        if table not in report.tables and not table.startswith("raw.") and tables.exists(spark, cfg, table):
+            version = tables.version(spark, cfg, table)
+            if version is not None:  # None only if the table vanished since exists() (same isDeltaTable check)
+                report.tables[table] = version
+    return report
+
+
+def report_line(report: StageReport) -> str:
+    """Rows in/out/quarantined of a finished stage, and its skip or undeclared-access notes."""
+    notes = "".join(f"; {n}" for n in report.notes if n.startswith(("skipped", "undeclared")))
+    return f"(rows in={report.rows_in} out={report.rows_out} quarantined={report.rows_quarantined}){notes}"
+
+
+def record_run(spark: SparkSession, cfg: Config, run_id: str, reports: list[StageReport], recorded: int) -> int:
+    """Append the audit rows of stages not recorded yet (status, reason, seconds, rows); returns how
+    many are recorded. The report reads the latest run to say why a section has no data."""
+    now = datetime.now(timezone.utc)
+    rows = [
+        (run_id, now, i, r.stage, r.status, "; ".join(n for n in r.notes if r.status != "ok" or n.startswith("skipped")) or None, float(r.seconds or 0.0), r.rows_in, r.rows_out)
+        for i, r in enumerate(reports)
+        if i >= recorded
+    ]
+    if rows:
+        schema = "run_id string, finished_at timestamp, position int, stage string, status string, reason string, seconds double, rows_in long, rows_out long"
+        tables.write(spark.createDataFrame(rows, schema), cfg, RUNS_TABLE, mode="append", comment="One row per stage per pipeline run: ok / skipped (with the reason) / failed")
+    return len(reports)
+
+
+def _count(x: int | None) -> str:
+    return f"{x:,}" if isinstance(x, int) else "-"
+
+
+def summary_table(reports: list[StageReport]) -> str:
+    """One line per stage: status, rows in/out/quarantined, seconds, output tables and versions."""
+    lines = [f"{'stage':<12} {'status':<8} {'rows in':>12} {'rows out':>12} {'quarant.':>9} {'seconds':>8}  output table (Delta version)"]
+    lines.append("-" * 110)
+    for r in reports:
+        outs = ", ".join(f"{t} (v{v})" for t, v in r.tables.items()) or "-"
+        if r.status != "ok":
+            outs = f"{r.status}: {'; '.join(r.notes)}"
+        lines.append(f"{r.stage:<12} {r.status:<8} {_count(r.rows_in):>12} {_count(r.rows_out):>12} {_count(r.rows_quarantined):>9} {r.seconds or 0:>8.1f}  {outs}")
+        lines += [f"{'':<22}{n}" for n in r.notes if r.status == "ok" and n.startswith("skipped")]
+    return "\n".join(lines)
+
+
+def where_things_are(cfg: Config) -> str:
+    """Where a user finds the report, the tables, the personal data and the models."""
+    return "\n".join(
+        [
+            "",
+            f"Report:  {cfg.storage.resolve(cfg.report.output_dir)}/latest/index.html",
+            f"Tables:  {cfg.storage.resolve(cfg.storage.root)}  (bronze/ silver/ gold/ quarantine/ truth/ audit/)",
+            f"Restricted personal data: {cfg.storage.resolve(cfg.storage.restricted)}  (residences, position traces: {', '.join(sorted(POSITION_TRACES))})",
+            f"MLflow:  make mlflow-ui   -> http://127.0.0.1:5000  (tracking store {cfg.mlflow.tracking_uri})",
+        ]
+    )

@@ -1,0 +1,175 @@
+"""Training of the energy-per-km model: kWh/km per segment, evaluated on trip totals.
+
+One nested MLflow run of the active run: params, segment and trip metrics of the model and of
+its baselines on the same test trips (and against the generator's truth when there is one),
+learning curves, importance, residual plots, the registered booster and the registry gate
+(`common.ml.registry`, on trip WAPE against the observed SOC energy).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common.core.config import Config
+from common.ml import tracking
+from common.ml.evaluate import (
+    SplitRows,
+    energy_baselines,
+    prefixed,
+    regression_metrics_many,
+    trip_energy_metrics_pd,
+    trip_predictions,
+    trip_truth_energy,
+    trip_window_metrics,
+)
+from common.ml.features import ENERGY_FEATURES, ENERGY_LABEL, ENERGY_WEIGHT, holdout_vehicles
+from common.ml.registry import Challenger, ModelOutcome, log_registered_model, registry_gate
+from common.ml.train import InsufficientData, fit_xgb, predict
+
+ORDER = ("vehicle_id", "start_ts")  # row order of a fit (reproducible boosters)
+TRIP_KWH = {"pred": "pred_kwh", "b_physics": "b_physics_kwh", "b_vehicle_mean": "b_vehicle_mean_kwh"}
+
+
+def require_training_segments(rows: SplitRows) -> None:
+    """Raise `InsufficientData` when no labelled segment lies in the training window.
+
+    The message says how many segments have no battery size (bronze.vehicles.battery_kwh), the
+    usual reason: without it a segment has no energy label.
+    """
+    if rows.counts.get("train"):
+        return
+    if rows.all_rows is None:
+        raise ValueError("energy training rows were built without all_rows (energy_training_sets sets it)")
+    no_battery = rows.all_rows.where(F.col("battery_kwh").isNull()).count()
+    hint = f"; {no_battery} segment(s) have no battery size (bronze.vehicles.battery_kwh), so no energy label" if no_battery else ""
+    raise InsufficientData(f"no labelled segment in the training window{hint}")
+
+
+def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips: DataFrame, truth_points: DataFrame | None, client, versions: dict) -> list[ModelOutcome]:
+    """Fit, evaluate, log and register the energy-per-km model.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+        ``ml`` and ``ml.energy`` settings.
+    rows : SplitRows
+        `energy_split_rows` of the segment features.
+    trips : DataFrame
+        silver.trips: test trips of at least ``ml.energy.min_eval_trip_km`` (km) are evaluated.
+    truth_points : DataFrame or None
+        truth.points (synthetic data): adds ``*truth_test_trip_*`` metrics.
+    client : mlflow.tracking.MlflowClient
+    versions : dict
+        Delta versions of the input tables (logged on the run).
+
+    Returns
+    -------
+    list of ModelOutcome
+        The ``energy`` outcome.
+    """
+    import mlflow
+
+    e, ml = cfg.ml.energy, cfg.ml
+    split = rows.split
+    train, valid, test_labelled = rows.window("train"), rows.window("valid"), rows.window("test")
+    features = list(ENERGY_FEATURES)
+    baselines = energy_baselines(train)
+    test_trips = trips.where((F.col("start_ts").cast("long") >= split.test_start_s) & (F.col("distance_km") >= e.min_eval_trip_km))
+    truth = trip_truth_energy(truth_points, test_trips)
+    # every segment of a test trip is predicted (short tail pieces too): the trip total is the product
+    if rows.all_rows is None:
+        raise ValueError("energy training rows were built without all_rows (energy_training_sets sets it)")
+    test_segments = rows.all_rows.where(F.col("role") == "test").join(test_trips.select("trip_id"), "trip_id", "left_semi")
+
+    with mlflow.start_run(run_name="energy_per_km", nested=True) as run:
+        mlflow.log_params(
+            {
+                "task": "regression",
+                "label": ENERGY_LABEL,
+                "weight": ENERGY_WEIGHT,
+                "unit": "segment (silver.segments), scored per trip",
+                "min_segment_km": e.min_segment_km,
+                "min_eval_trip_km": e.min_eval_trip_km,
+                "num_workers": ml.num_workers,
+                "seed": ml.seed,
+                "features": ",".join(features),
+                "physics_models": ",".join(sorted(e.physics)),
+                **{f"rows.{k}": v for k, v in rows.counts.items()},
+                **split.as_params(),
+                **{f"xgb.{k}": v for k, v in e.xgb.model_dump().items()},
+            }
+        )
+        tracking.log_table_versions(versions)
+        fit = fit_xgb(train.unionByName(valid), features, ENERGY_LABEL, e.xgb, ml.num_workers, ml.seed, weight_col=ENERGY_WEIGHT, validation_col="is_valid", order_cols=ORDER)
+        seg_scored = baselines.with_baselines(predict(fit, test_segments, out="pred")).persist(StorageLevel.MEMORY_AND_DISK)
+        lab_scored = seg_scored.join(test_labelled.select("segment_id"), "segment_id", "left_semi")
+        many = regression_metrics_many(lab_scored, ENERGY_LABEL, {"model": "pred", "physics": "b_physics", "vehicle_mean": "b_vehicle_mean"})
+        metrics = prefixed(many["model"], "test_segment_")
+        metrics |= prefixed(many["physics"], "baseline_physics_test_segment_")
+        metrics |= prefixed(many["vehicle_mean"], "baseline_vehicle_mean_test_segment_")
+        metrics |= trip_window_metrics(seg_scored, test_trips, truth, TRIP_KWH)
+        metrics |= energy_group_metrics(cfg, train, baselines.with_baselines(test_segments), test_trips, truth)
+        metrics["train_seconds"] = fit.seconds
+        tracking.log_metrics(metrics)
+        mlflow.log_dict(fit.evals_result, "learning_curves.json")
+        tracking.log_feature_importance(fit.booster, "Energy per km")
+        pdf = tracking.plot_sample(lab_scored, [ENERGY_LABEL, "pred"], ml.seed)
+        tracking.log_figure(tracking.residual_figure(pdf[ENERGY_LABEL], pdf["pred"], "kWh/km per segment: test window (SOC label)", "kWh/km"), "plots/residuals.png")
+        per_trip = trip_predictions(seg_scored, test_trips, {"pred": "pred_kwh"})
+        if truth is not None:
+            per_trip = per_trip.join(truth, "trip_id")
+        tpdf: pd.DataFrame = per_trip.limit(tracking.PLOT_ROWS).toPandas()
+        ref = "truth_kwh" if truth is not None else "observed_kwh"
+        tracking.log_figure(tracking.residual_figure(tpdf[ref], tpdf["pred_kwh"], f"Trip energy: test window ({ref})", "kWh"), "plots/trip_residuals.png")
+        info = log_registered_model(fit, features, test_labelled, e.registered_model, classification=False)
+
+        def champion_wape(df: DataFrame, col: str) -> float:
+            per_trip = trip_predictions(df, test_trips, {col: "_kwh"}).toPandas()  # bounded: one row per test trip
+            return trip_energy_metrics_pd(per_trip, "observed_kwh", "_kwh")["wape_pct"]
+
+        challenger = Challenger(
+            e.registered_model, str(info.registered_model_version), "test_trip_wape_pct", metrics["test_trip_wape_pct"], False,
+            {"physics": metrics["baseline_physics_test_trip_wape_pct"], "vehicle_mean": metrics["baseline_vehicle_mean_test_trip_wape_pct"]},
+            test_segments, champion_wape,
+        )  # fmt: skip
+        gate = registry_gate(spark, client, ml.champion_alias, challenger)
+        outcome = ModelOutcome("energy", e.registered_model, gate.version, gate.promoted, gate.reason, metrics, run.info.run_id)
+        seg_scored.unpersist()
+    return [outcome]
+
+
+def energy_group_metrics(cfg: Config, train: DataFrame, test_segments: DataFrame, test_trips: DataFrame, truth: DataFrame | None) -> dict[str, float]:
+    """Grouped-by-vehicle check: fit without the held-out vehicles, score their test trips.
+
+    Parameters
+    ----------
+    cfg : Config
+        ``ml.holdout_vehicle_share`` of the vehicles (seeded choice) are held out.
+    train : DataFrame
+        Labelled training segments.
+    test_segments : DataFrame
+        Every segment of the test trips, with the baseline columns (`EnergyBaselines.with_baselines`).
+    test_trips : DataFrame
+    truth : DataFrame or None
+        `trip_truth_energy` of the test trips.
+
+    Returns
+    -------
+    dict[str, float]
+        `trip_window_metrics` prefixed ``group_`` (kWh, percent) and ``group_holdout_vehicles``;
+        empty with a single vehicle.
+    """
+    e, ml = cfg.ml.energy, cfg.ml
+    vids = [r["vehicle_id"] for r in train.select("vehicle_id").distinct().collect()]  # bounded: one row per vehicle
+    if len(vids) < 2:
+        return {}  # one vehicle: nothing to hold out
+    held = holdout_vehicles(vids, ml.holdout_vehicle_share, ml.seed)
+    fit = fit_xgb(train.where(~F.col("vehicle_id").isin(held)), list(ENERGY_FEATURES), ENERGY_LABEL, e.xgb, ml.num_workers, ml.seed, weight_col=ENERGY_WEIGHT, order_cols=ORDER)
+    scored = predict(fit, test_segments.where(F.col("vehicle_id").isin(held)), out="pred")
+    out = {f"group_{k}": v for k, v in trip_window_metrics(scored, test_trips, truth, TRIP_KWH).items()}
+    out["group_holdout_vehicles"] = float(len(held))
+    return out

@@ -1,0 +1,212 @@
+"""Registering a trained booster and the champion gate of the MLflow model registry.
+
+Every training run registers a new version (`log_registered_model`). `registry_gate` re-scores
+the current champion on the challenger's own test rows and moves the champion alias only for a
+challenger that beats every baseline and the champion there (`tracking.promote_if_better`).
+Called inside the model's MLflow run: metrics and tags land on that run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+
+from common.ml import tracking
+from common.ml.champion import RefusedChampion, champion_column, pinned_champion
+from common.ml.train import FitResult
+
+log = logging.getLogger(__name__)
+
+# Metric of a prediction column on test rows: (rows, name of the prediction column) -> value.
+MetricFn = Callable[[DataFrame, str], float]
+
+
+@dataclass
+class ModelOutcome:
+    """What training did with one model: its registered version and the gate's decision."""
+
+    key: str  # soc_regressor / soc_classifier / energy
+    registered_name: str
+    version: str
+    promoted: bool
+    reason: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """A newly registered model version and what the gate compares it with.
+
+    Parameters
+    ----------
+    name : str
+        Registered model name.
+    version : str
+        The challenger's registered version.
+    metric : str
+        The gate metric's run-metric name (e.g. ``test_mae``); the champion's value is logged as
+        ``champion_<metric>``.
+    value : float
+        The challenger's value of ``metric`` on the test window (in the metric's unit).
+    higher_is_better : bool
+    baselines : Mapping[str, float]
+        Baseline name -> its value of ``metric`` on the same test rows.
+    test_rows : DataFrame
+        The rows the current champion is re-scored on (features of the test window).
+    metric_fn : MetricFn
+        Computes ``metric`` from ``test_rows`` plus a prediction column.
+    """
+
+    name: str
+    version: str
+    metric: str
+    value: float
+    higher_is_better: bool
+    baselines: Mapping[str, float]
+    test_rows: DataFrame
+    metric_fn: MetricFn
+
+
+class ChampionScore(NamedTuple):
+    """The current champion's gate metric on the challenger's test rows."""
+
+    value: float | None  # None: no champion, or it could not score the rows (`note` says why)
+    version: str | None  # None: no champion
+    note: str | None
+
+
+def log_registered_model(fit: FitResult, features: list[str], example: DataFrame, registered_name: str, classification: bool) -> Any:
+    """Log the booster with `mlflow.xgboost` (JSON, signature, input example) and register a version.
+
+    Parameters
+    ----------
+    fit : FitResult
+    features : list of str
+        Model inputs, in the booster's order.
+    example : DataFrame
+        Rows with the features; the first 5 (without NaN when there are any) are the input example.
+    registered_name : str
+    classification : bool
+        Recorded in the model metadata (``binary_probability`` or ``regression``).
+
+    Returns
+    -------
+    mlflow.models.model.ModelInfo
+        ``registered_model_version`` is the new version.
+    """
+    import mlflow
+    import xgboost as xgb
+
+    complete = example.dropna(subset=list(features))  # an example without NaN serialises cleanly
+    source = complete if complete.limit(1).count() else example
+    pdf: pd.DataFrame = source.select(*features).limit(5).toPandas()
+    pdf = pdf.astype("float64")
+    out = fit.booster.predict(xgb.DMatrix(pdf))
+    return mlflow.xgboost.log_model(
+        fit.booster,
+        name="model",
+        signature=tracking.xgb_model_signature(pdf, out),
+        input_example=pdf,
+        registered_model_name=registered_name,
+        model_format="json",
+        metadata={"task": "binary_probability" if classification else "regression", "features": list(features)},
+    )
+
+
+def champion_score(spark: SparkSession, client, name: str, alias: str, rows: DataFrame, metric_fn: MetricFn) -> ChampionScore:
+    """The current champion's metric on ``rows``, scored through `mlflow.pyfunc.spark_udf`.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    client : mlflow.tracking.MlflowClient
+    name, alias : str
+        Registered model name and champion alias.
+    rows : DataFrame
+        The challenger's test rows (must hold the champion's input columns).
+    metric_fn : MetricFn
+
+    Returns
+    -------
+    ChampionScore
+        ``value`` None with a ``note`` when the champion is refused, needs features the rows no
+        longer have, or fails: a broken champion never blocks a good challenger.
+    """
+    champ = tracking.current_champion(client, name, alias)
+    if champ is None:
+        return ChampionScore(None, None, None)
+    try:
+        model = pinned_champion(name, alias, champ)
+        missing = [c for c in model.inputs if c not in rows.columns]
+        if missing:
+            return ChampionScore(None, champ.version, f"champion v{champ.version} cannot score this window (features {missing} gone)")
+        scored = rows.withColumn("_champion_pred", champion_column(spark, model))
+        return ChampionScore(metric_fn(scored, "_champion_pred"), champ.version, None)
+    except RefusedChampion as exc:  # never unpickled to compare: the challenger may replace it
+        return ChampionScore(None, champ.version, f"champion v{champ.version} refused: {exc.reason}")
+    except Exception as exc:  # noqa: BLE001 - a broken champion must not block a good challenger
+        log.warning("champion %s v%s could not be evaluated: %s", name, champ.version, exc)
+        return ChampionScore(None, champ.version, f"champion v{champ.version} could not be evaluated: {type(exc).__name__}")
+
+
+def registry_gate(spark: SparkSession, client, alias: str, challenger: Challenger) -> tracking.GateResult:
+    """The gate's decision on a challenger; moves ``alias`` to it when it wins.
+
+    Waits until the version is READY, re-scores the current champion on the challenger's test
+    rows (logged as ``champion_<metric>``), applies `tracking.promote_if_better` (version tags,
+    alias) and tags the active run ``registry.*``.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    client : mlflow.tracking.MlflowClient
+    alias : str
+        The champion alias (``ml.champion_alias``).
+    challenger : Challenger
+
+    Returns
+    -------
+    tracking.GateResult
+    """
+    import mlflow
+
+    tracking.wait_until_ready(client, challenger.name, challenger.version)
+    champ = champion_score(spark, client, challenger.name, alias, challenger.test_rows, challenger.metric_fn)
+    if champ.value is not None:
+        mlflow.log_metric(f"champion_{challenger.metric}", champ.value)
+    gate = tracking.promote_if_better(
+        client, challenger.name, challenger.version, alias, challenger.metric, challenger.value, challenger.higher_is_better,
+        challenger.baselines, champ.value, champ.version, champ.note,
+    )  # fmt: skip
+    mlflow.set_tags({f"registry.{k}": v for k, v in gate.as_tags().items()} | {"registry.version": challenger.version})
+    return gate
+
+
+def outcomes_summary(outcomes: list[ModelOutcome]) -> str:
+    """A fixed-width table of the outcomes and their key metrics (printed at the end of training)."""
+    keys = {
+        "soc_regressor": ["test_mae", "baseline_persistence_test_mae", "baseline_vehicle_mean_test_mae", "test_rmse", "test_r2", "group_test_mae", "train_seconds"],
+        "soc_classifier": ["test_roc_auc", "test_pr_auc", "test_brier", "test_f1", "baseline_persistence_test_roc_auc", "baseline_vehicle_rate_test_roc_auc", "train_seconds"],
+        "energy": [
+            "test_trip_mape_pct",
+            "test_trip_wape_pct",
+            "baseline_physics_test_trip_wape_pct",
+            "baseline_vehicle_mean_test_trip_wape_pct",
+            "truth_test_trip_mape_pct",
+            "baseline_physics_truth_test_trip_mape_pct",
+            "baseline_vehicle_mean_truth_test_trip_mape_pct",
+            "group_truth_test_trip_mape_pct",
+            "train_seconds",
+        ],  # fmt: skip
+    }
+    lines = ["model                       version  status    metrics"]
+    for o in outcomes:
+        ms = "  ".join(f"{k}={o.metrics[k]:.4g}" for k in keys.get(o.key, []) if k in o.metrics)
+        lines.append(f"{o.registered_name:<27} v{o.version:<7} {'champion' if o.promoted else 'rejected':<9} {ms}")
+    return "\n".join(lines)

@@ -1,0 +1,225 @@
+"""Training of the SOC drop models: the drop over the horizon (regression) and P(drop >= threshold).
+
+Each model gets a nested MLflow run of the active run: params, metrics of the model and of its
+baselines on the same test rows, learning curves, importance, a plot, the registered booster and
+the registry gate (`common.ml.registry`). Validation metrics, learning curves and the
+classifier's decision threshold come from the first fit (train days, validation day only
+evaluated); the model that is tested and registered is refitted on train + validation days when
+`ml.refit_with_validation` is set. The test window is seen by neither.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mlflow.tracking import MlflowClient
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common.core.config import Config
+from common.ml import tracking
+from common.ml.evaluate import (
+    SocBaselines,
+    SplitRows,
+    best_f1_threshold,
+    classification_metrics,
+    prefixed,
+    regression_metrics,
+    regression_metrics_many,
+    roc_pr_auc,
+    soc_baselines,
+)
+from common.ml.features import SOC_EVENT, SOC_FEATURES, SOC_LABEL, holdout_vehicles
+from common.ml.registry import Challenger, ModelOutcome, log_registered_model, registry_gate
+from common.ml.train import FitResult, fit_xgb, predict
+
+ORDER = ("vehicle_id", "_t")  # row order of a fit (reproducible boosters)
+
+
+@dataclass(frozen=True)
+class _SocRun:
+    """What both SOC models share: inputs, windows, baselines and run params."""
+
+    spark: SparkSession
+    cfg: Config
+    client: MlflowClient
+    versions: dict
+    rows: SplitRows
+    baselines: SocBaselines
+    params: dict
+
+    @property
+    def features(self) -> list[str]:
+        return list(SOC_FEATURES)
+
+    def first_fit(self, label: str, classification: bool = False) -> FitResult:
+        """Fitted on train days; validation rows only evaluated (learning curves)."""
+        ml = self.cfg.ml
+        return fit_xgb(_train_valid(self.rows), self.features, label, ml.soc.xgb, ml.num_workers, ml.seed, classification=classification, validation_col="is_valid", order_cols=ORDER)
+
+    def final_fit(self, first: FitResult, label: str, classification: bool = False) -> FitResult:
+        """The model that is tested and registered: ``first``, or a refit with its parameters on
+        train + validation rows (keeping ``first``'s learning curves; seconds add up)."""
+        ml = self.cfg.ml
+        if not ml.refit_with_validation:
+            return first
+        refit = fit_xgb(_train_valid(self.rows), self.features, label, ml.soc.xgb, ml.num_workers, ml.seed, classification=classification, order_cols=ORDER)
+        refit.seconds += first.seconds
+        refit.evals_result = first.evals_result
+        return refit
+
+    def gate(self, name: str, info, metric: str, value: float, higher: bool, baselines: dict[str, float], metric_fn) -> tracking.GateResult:
+        challenger = Challenger(name, str(info.registered_model_version), metric, value, higher, baselines, self.rows.window("test"), metric_fn)
+        return registry_gate(self.spark, self.client, self.cfg.ml.champion_alias, challenger)
+
+
+def _train_valid(rows: SplitRows) -> DataFrame:
+    return rows.window("train").unionByName(rows.window("valid"))
+
+
+def train_soc_models(spark: SparkSession, cfg: Config, rows: SplitRows, client, versions: dict) -> list[ModelOutcome]:
+    """Fit, evaluate, log and register the SOC drop regressor and the drop-event classifier.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+        ``ml`` and ``ml.soc`` settings.
+    rows : SplitRows
+        `soc_split_rows` of the SOC features.
+    client : mlflow.tracking.MlflowClient
+    versions : dict
+        Delta versions of the input tables (logged on each run).
+
+    Returns
+    -------
+    list of ModelOutcome
+        ``soc_regressor`` then ``soc_classifier``.
+    """
+    s, ml = cfg.ml.soc, cfg.ml
+    # the per-vehicle baselines see the rows the final model is fitted on, so the comparison stays fair
+    baselines = soc_baselines(rows.window("train"), _train_valid(rows) if ml.refit_with_validation else rows.window("train"), s)
+    params = {
+        "horizon_min": s.horizon_min,
+        "drop_threshold_pct": s.drop_threshold_pct,
+        "label_max_staleness_min": s.label_max_staleness_min,
+        "charging_in_horizon": "excluded (no label)",
+        "num_workers": ml.num_workers,
+        "seed": ml.seed,
+        "features": ",".join(SOC_FEATURES),
+        "persistence_window_min": baselines.persistence_window_min,
+        "final_fit_rows": "train+valid" if ml.refit_with_validation else "train",
+        **{f"rows.{k}": v for k, v in rows.counts.items()},
+        **rows.split.as_params(),
+        **{f"xgb.{k}": v for k, v in s.xgb.model_dump().items()},
+    }
+    run = _SocRun(spark, cfg, client, versions, rows, baselines, params)
+    return [_train_regressor(run), _train_classifier(run)]
+
+
+def _train_regressor(run: _SocRun) -> ModelOutcome:
+    import mlflow
+
+    s, ml, b = run.cfg.ml.soc, run.cfg.ml, run.baselines
+    valid, test = run.rows.window("valid"), run.rows.window("test")
+    with mlflow.start_run(run_name="soc_drop_regressor", nested=True) as mlrun:
+        mlflow.log_params(run.params | {"task": "regression", "label": SOC_LABEL})
+        tracking.log_table_versions(run.versions)
+        first = run.first_fit(SOC_LABEL)
+        valid_metrics = prefixed(regression_metrics(predict(first, valid, out="pred"), SOC_LABEL, "pred"), "valid_")
+        fit = run.final_fit(first, SOC_LABEL)
+        scored = b.with_baselines(predict(fit, test, out="pred")).persist(StorageLevel.MEMORY_AND_DISK)
+        many = regression_metrics_many(scored, SOC_LABEL, {"model": "pred", "persistence": "b_persistence", "vehicle_mean": "b_vehicle_mean"})
+        m_model, m_pers, m_vmean = many["model"], many["persistence"], many["vehicle_mean"]
+        metrics = prefixed(m_model, "test_") | prefixed(m_pers, "baseline_persistence_test_") | prefixed(m_vmean, "baseline_vehicle_mean_test_")
+        metrics["test_mae_vs_persistence"] = m_model["mae"] / m_pers["mae"] if m_pers["mae"] else math.nan
+        metrics |= valid_metrics
+        metrics |= {f"baseline_persistence_{w}m_train_mae": v for w, v in b.persistence_train_mae.items()}
+        metrics |= soc_group_metrics(run.cfg, run.rows.window("train"), b.with_baselines(test))
+        metrics["train_seconds"] = fit.seconds
+        tracking.log_metrics(metrics)
+        mlflow.log_dict(fit.evals_result, "learning_curves.json")
+        tracking.log_feature_importance(fit.booster, "SOC drop 60 min (regression)")
+        pdf = tracking.plot_sample(scored, [SOC_LABEL, "pred"], ml.seed)
+        tracking.log_figure(tracking.residual_figure(pdf[SOC_LABEL], pdf["pred"], "SOC drop 60 min: test window", "SOC points"), "plots/residuals.png")
+        info = log_registered_model(fit, run.features, test, s.registered_model, classification=False)
+        gate = run.gate(
+            s.registered_model, info, "test_mae", m_model["mae"], False, {"persistence": m_pers["mae"], "vehicle_mean": m_vmean["mae"]},
+            lambda df, col: regression_metrics(df, SOC_LABEL, col)["mae"],
+        )  # fmt: skip
+        outcome = ModelOutcome("soc_regressor", s.registered_model, gate.version, gate.promoted, gate.reason, metrics, mlrun.info.run_id)
+        scored.unpersist()
+    return outcome
+
+
+def _train_classifier(run: _SocRun) -> ModelOutcome:
+    import mlflow
+
+    s, ml, b = run.cfg.ml.soc, run.cfg.ml, run.baselines
+    valid, test = run.rows.window("valid"), run.rows.window("test")
+    with mlflow.start_run(run_name="soc_drop_classifier", nested=True) as mlrun:
+        mlflow.log_params(run.params | {"task": "classification", "label": SOC_EVENT})
+        tracking.log_table_versions(run.versions)
+        first = run.first_fit(SOC_EVENT, classification=True)
+        valid_scored = b.with_baselines(predict(first, valid, classification=True, out="prob"))
+        threshold = best_f1_threshold(valid_scored, SOC_EVENT, "prob")
+        rate_threshold = best_f1_threshold(valid_scored, SOC_EVENT, "b_vehicle_rate")
+        fit = run.final_fit(first, SOC_EVENT, classification=True)
+        scored = b.with_baselines(predict(fit, test, classification=True, out="prob")).persist(StorageLevel.MEMORY_AND_DISK)
+        m_model = classification_metrics(scored, SOC_EVENT, "prob", threshold)
+        # persistence: its extrapolated drop ranks rows (AUCs); its yes/no call gives Brier and F1
+        m_pers = classification_metrics(scored, SOC_EVENT, "b_persistence_event", 0.5)
+        m_pers["roc_auc"], m_pers["pr_auc"] = roc_pr_auc(scored, SOC_EVENT, "b_persistence")
+        m_rate = classification_metrics(scored, SOC_EVENT, "b_vehicle_rate", rate_threshold)
+        metrics = prefixed(m_model, "test_") | prefixed(m_pers, "baseline_persistence_test_") | prefixed(m_rate, "baseline_vehicle_rate_test_")
+        metrics |= prefixed(classification_metrics(valid_scored, SOC_EVENT, "prob", threshold), "valid_")
+        metrics["train_seconds"] = fit.seconds
+        tracking.log_metrics(metrics)
+        mlflow.log_param("decision_threshold", threshold)
+        tracking.log_feature_importance(fit.booster, "P(SOC drop >= 10 points in 60 min)")
+        pdf = tracking.plot_sample(scored, [SOC_EVENT, "prob"], ml.seed)
+        tracking.log_figure(tracking.calibration_figure(pdf[SOC_EVENT], pdf["prob"], "Calibration: test window"), "plots/calibration.png")
+        info = log_registered_model(fit, run.features, test, s.registered_classifier, classification=True)
+        run.client.set_model_version_tag(s.registered_classifier, str(info.registered_model_version), "decision_threshold", f"{threshold:.4f}")
+        gate = run.gate(
+            s.registered_classifier, info, "test_roc_auc", m_model["roc_auc"], True, {"persistence": m_pers["roc_auc"], "vehicle_rate": m_rate["roc_auc"]},
+            lambda df, col: roc_pr_auc(df, SOC_EVENT, col)[0],
+        )  # fmt: skip
+        outcome = ModelOutcome("soc_classifier", s.registered_classifier, gate.version, gate.promoted, gate.reason, metrics, mlrun.info.run_id)
+        scored.unpersist()
+    return outcome
+
+
+def soc_group_metrics(cfg: Config, train: DataFrame, test: DataFrame) -> dict[str, float]:
+    """Grouped-by-vehicle check of the regressor: fit without the held-out vehicles, score their test window.
+
+    Parameters
+    ----------
+    cfg : Config
+        ``ml.holdout_vehicle_share`` of the vehicles (seeded choice) are held out.
+    train : DataFrame
+        Labelled training rows.
+    test : DataFrame
+        Labelled test rows with the baseline columns (`SocBaselines.with_baselines`).
+
+    Returns
+    -------
+    dict[str, float]
+        ``group_test_*`` and ``group_baseline_*_test_*`` regression metrics (SOC percent points)
+        and ``group_holdout_vehicles``; empty with a single vehicle.
+    """
+    s, ml = cfg.ml.soc, cfg.ml
+    vids = [r["vehicle_id"] for r in train.select("vehicle_id").distinct().collect()]  # bounded: one row per vehicle
+    if len(vids) < 2:
+        return {}  # one vehicle: nothing to hold out
+    held = holdout_vehicles(vids, ml.holdout_vehicle_share, ml.seed)
+    fit = fit_xgb(train.where(~F.col("vehicle_id").isin(held)), list(SOC_FEATURES), SOC_LABEL, s.xgb, ml.num_workers, ml.seed, order_cols=ORDER)
+    scored = predict(fit, test.where(F.col("vehicle_id").isin(held)), out="pred")
+    many = regression_metrics_many(scored, SOC_LABEL, {"model": "pred", "persistence": "b_persistence", "vehicle_mean": "b_vehicle_mean"})
+    out = prefixed(many["model"], "group_test_")
+    out |= prefixed(many["persistence"], "group_baseline_persistence_test_")
+    out |= prefixed(many["vehicle_mean"], "group_baseline_vehicle_mean_test_")
+    out["group_holdout_vehicles"] = float(len(held))
+    return out

@@ -1,0 +1,344 @@
+"""Sections of the HTML report, built from the gold tables a job has read.
+
+Each `section_*` takes the report's inputs (`ReportInputs`: the tables of `REPORT_TABLES`, None
+when absent, and the last pipeline run's stage status) and the config, and returns an
+`html.Section`; a section whose table does not exist says why (the stage's skip reason from the
+last run, else which stage writes it). Only bounded, aggregated data is brought to the driver
+(`report.max_points_per_layer` rows per layer or chart). Residences appear only coarsened to
+`report.residence_cell_m` cells unless `report.show_exact_residences` is set. Nothing here
+reads or writes storage (model metrics come from the MLflow tracking store).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from common.core.config import Config
+from common.io.tables import first_row
+from common.report import html as R
+from common.silver.cleaning import cleaning_params
+
+# Tables the sections read; a job reads each one that exists (tables.read_optional).
+STAGE_RUNS = "audit.stage_runs"
+REPORT_TABLES = (
+    STAGE_RUNS,
+    "gold.quality_daily",
+    "gold.fleet_daily_kpis",
+    "gold.charging_sites",
+    "restricted.home_charging_sites",
+    "gold.hotspots",
+    "gold.expansion_gaps",
+    "bronze.stations",
+    "restricted.residences",
+    "gold.driver_risk",
+    "gold.station_kpis",
+    "gold.port_reliability_monthly",
+    "gold.site_reliability",
+    "gold.reliability_tests",
+)
+
+StageStatus = dict[str, tuple[str, str | None]]
+
+
+@dataclass
+class ReportInputs:
+    """What the sections show.
+
+    Attributes
+    ----------
+    tables : Mapping[str, DataFrame or None]
+        Table name -> DataFrame, None (or missing) when the table does not exist.
+    status : dict
+        Stage -> (status, reason) of the newest pipeline run (`last_run_status`); {} when none.
+    """
+
+    tables: Mapping[str, DataFrame | None] = field(default_factory=dict)
+    status: StageStatus = field(default_factory=dict)
+
+    def get(self, table: str) -> DataFrame | None:
+        """The table, or None when it does not exist."""
+        return self.tables.get(table)
+
+
+def _bounded(df: DataFrame, cfg: Config) -> pd.DataFrame:
+    """Bring at most max_points_per_layer rows to the driver (report inputs are aggregates)."""
+    return df.limit(cfg.report.max_points_per_layer).toPandas()
+
+
+def _latlon(pdf: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a position (every mapped gold table has lat/lon columns)."""
+    return pdf.dropna(subset=["lat", "lon"])
+
+
+def last_run_status(runs: DataFrame | None) -> StageStatus:
+    """Stage status of the newest pipeline run.
+
+    Parameters
+    ----------
+    runs : DataFrame or None
+        audit.stage_runs (run_id, finished_at, stage, status, reason); None when it does not exist.
+
+    Returns
+    -------
+    dict
+        stage -> (status, reason) of the run with the latest finished_at; {} when there is none.
+    """
+    if runs is None:
+        return {}
+    latest = first_row(runs.agg(F.max(F.struct("finished_at", "run_id")).alias("m")))["m"]
+    if latest is None:
+        return {}
+    rows = runs.where(F.col("run_id") == latest["run_id"]).select("stage", "status", "reason").collect()  # bounded: one row per stage
+    return {r["stage"]: (r["status"], r["reason"]) for r in rows}
+
+
+def no_data(table: str, stage: str, status: StageStatus) -> str:
+    """Why a section is empty: the stage's skip reason from the last run, else which stage writes the table."""
+    state, reason = status.get(stage, (None, None))
+    if state == "skipped" and reason:
+        return f"<p class='empty'>No data: the {R.esc(stage)} stage was skipped ({R.esc(reason)}).</p>"
+    if state == "failed":
+        return f"<p class='empty'>No data: the {R.esc(stage)} stage failed in the last run ({R.esc(reason or '')}).</p>"
+    return f"<p class='empty'>No data: {R.esc(table)} does not exist (run the {R.esc(stage)} stage).</p>"
+
+
+def section_status(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Stage status table of the newest pipeline run."""
+    s = R.Section("status", "Pipeline run")
+    status = inputs.status
+    if not status:
+        return s.add("<p class='empty'>No pipeline run recorded (stages were run one by one).</p>")
+    pdf = pd.DataFrame([(stage, st, reason or "") for stage, (st, reason) in status.items()], columns=["stage", "status", "reason"])
+    skipped = pdf[pdf.status != "ok"]
+    if len(skipped):
+        s.add(f"<p>{len(skipped)} stage(s) did not produce data in the last run; their sections say why.</p>")
+    return s.add(R.table_html(pdf, "status_table", "{}"))
+
+
+def section_quality(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Rows cleaned, usable share and rows flagged per cleaning rule (gold.quality_daily)."""
+    s = R.Section("quality", "Data quality")
+    daily = inputs.get("gold.quality_daily")
+    if daily is None:
+        return s.add(no_data("gold.quality_daily", "clean", inputs.status))
+    from common.silver.cleaning import rule_summary
+
+    rules: pd.DataFrame = rule_summary(daily).toPandas()  # bounded: one row per cleaning rule
+    totals = first_row(daily.agg(F.sum("rows").alias("rows"), F.sum("usable_rows").alias("usable")))
+    share = (totals.usable or 0) / max(totals.rows or 1, 1)
+    s.add(R.kpi_tiles([("rows cleaned", f"{totals.rows:,}"), ("usable share", f"{share:.2%}"), ("rules", str(len(rules)))]))
+    s.add(R.bar_chart("quality_rules", rules["rule"].tolist(), {"rows flagged": rules["rows_flagged"].tolist()}, "Rows flagged per rule", "rows", horizontal=True))
+    s.add(R.table_html(rules[["rule", "rows_flagged", "share"]], "quality_table", "{:,.4f}"))
+    return s
+
+
+def section_fleet(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Daily fleet distance (km), moving hours and lowest SOC (%) percentiles (gold.fleet_daily_kpis)."""
+    s = R.Section("fleet", "Fleet activity")
+    fleet = inputs.get("gold.fleet_daily_kpis")
+    if fleet is None:
+        return s.add(no_data("gold.fleet_daily_kpis", "kpis", inputs.status))
+    pdf = _bounded(fleet, cfg).sort_values("local_date")
+    x = pd.to_datetime(pdf["local_date"])
+
+    # Distributions over the vehicles reporting each day (common.mobility.kpis.fleet_daily_kpis; the
+    # percentiles come from kpis.percentiles, so take the ones this table has).
+    def dist(name: str) -> dict[str, list]:
+        cols = [c for c in pdf.columns if c.startswith(f"{name}_p") and c[len(name) + 2 :].isdigit()]
+        pick = [c for c in cols if c[-2:] in ("10", "50", "90")] or cols
+        return {c.replace(f"{name}_", ""): pdf[c].tolist() for c in pick}
+
+    s.add(R.line_chart("fleet_km", x, {"fleet GPS km": pdf["gps_km"].tolist()}, "Daily fleet distance", "km"))
+    util = dist("moving_hours")
+    if util:
+        s.add(R.line_chart("fleet_utilisation", x, util, "Utilisation: moving hours per vehicle (percentiles over vehicles)", "hours"))
+    soc = dist("soc_min_pct")
+    if soc:
+        s.add(R.line_chart("fleet_soc", x, soc, "Lowest state of charge of the day (percentiles over vehicles)", "%"))
+    return s
+
+
+def _charging_sites_map(inputs: ReportInputs, cfg: Config, area: list) -> str | None:
+    """Charging sites by kind; private (home) sites only coarsened to report.residence_cell_m (m)."""
+    sites = inputs.get("gold.charging_sites")
+    if sites is None:
+        return None
+    private = inputs.get("restricted.home_charging_sites")
+    if private is not None:  # gold has no position for private sites: show them coarsened
+        from common.spatial.privacy import coarsen_location
+
+        cell = coarsen_location(private.select("site_id", F.col("lat").alias("_lat"), F.col("lon").alias("_lon")), cfg.report.residence_cell_m, "_lat", "_lon")
+        sites = sites.join(cell, "site_id", "left").withColumn("lat", F.coalesce("lat", "_lat")).withColumn("lon", F.coalesce("lon", "_lon"))
+    pdf = _latlon(_bounded(sites, cfg))
+    layers = [R.Layer(f"charging site: {name}", g, R.PALETTE[i % len(R.PALETTE)], label_col="kind") for i, (name, g) in enumerate(pdf.groupby("kind"))]
+    return R.svg_map("map-charging-sites", "Charging sites used by the fleet", layers, area)
+
+
+def _hotspots_map(inputs: ReportInputs, cfg: Config, area: list) -> str | None:
+    """Hotspots (sized by unique visits), DC-fast stations and expansion gaps."""
+    hot = inputs.get("gold.hotspots")
+    gaps = inputs.get("gold.expansion_gaps")
+    layers = []
+    if hot is not None:
+        pdf = _latlon(_bounded(hot, cfg))
+        pdf["r"] = 3 + 10 * pdf["unique_visits"] / max(pdf["unique_visits"].max(), 1)
+        layers.append(R.Layer("hotspot", pdf, R.PALETTE[3], radius_col="r", label_col="unique_visits"))
+    if gaps is not None:
+        layers.append(R.Layer("expansion gap (no DC fast nearby)", _latlon(_bounded(gaps, cfg)), R.PALETTE[1], shape="square"))
+    stations = inputs.get("bronze.stations")
+    if stations is not None:
+        dc = _bounded(stations.where(F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0).select("lat", "lon", "name"), cfg)
+        layers.append(R.Layer("DC-fast station", dc, R.PALETTE[2], label_col="name"))
+    if not layers:
+        return None
+    return R.svg_map("map-hotspots", "Operational hotspots, DC-fast stations and expansion gaps", layers, area)
+
+
+def _risk_areas_map(inputs: ReportInputs, cfg: Config, area: list) -> str | None:
+    """Drivers per home area and risk tier: homes coarsened to report.residence_cell_m (m) cells
+    unless report.show_exact_residences."""
+    res = inputs.get("restricted.residences")
+    if res is None:
+        return None
+    from common.spatial.privacy import coarsen_location
+
+    risk = inputs.get("gold.driver_risk")
+    homes = res.where(F.col("home_lat").isNotNull()).select("vehicle_id", F.col("home_lat").alias("lat"), F.col("home_lon").alias("lon"))
+    layers = []
+    exact = cfg.report.show_exact_residences
+    if not exact:
+        homes = coarsen_location(homes, cfg.report.residence_cell_m)
+    if risk is not None:
+        homes = homes.join(risk.select("vehicle_id", "tier"), "vehicle_id", "left")
+    else:
+        homes = homes.withColumn("tier", F.lit("unknown"))
+    agg = homes.groupBy("lat", "lon", "tier").agg(F.count("*").alias("drivers"))
+    pdf = _bounded(agg, cfg)
+    pdf["r"] = 3 + 2 * pdf.drivers
+    colors = {"High": R.PALETTE[1], "Medium": R.PALETTE[3], "Low": R.PALETTE[2]}
+    for tier, g in pdf.groupby(pdf.tier.fillna("unknown")):
+        layers.append(R.Layer(f"drivers ({tier} risk)", g, colors.get(tier, "#888"), radius_col="r", label_col="drivers"))
+    what = "exact home points (explicitly enabled)" if exact else f"home areas coarsened to {cfg.report.residence_cell_m:.0f} m cells"
+    return R.svg_map("map-risk-areas", f"Drivers by risk tier: {what}", layers, area)
+
+
+def section_maps(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Maps over the operating area: charging sites, hotspots and gaps, drivers by risk tier."""
+    s = R.Section("maps", "Maps")
+    area_wkt = cleaning_params(cfg).area_wkt
+    area = R.area_rings_from_wkt(area_wkt) if area_wkt else []
+    for build in (_charging_sites_map, _hotspots_map, _risk_areas_map):
+        fragment = build(inputs, cfg, area)
+        if fragment is not None:
+            s.add(fragment)
+    if not s.body:
+        s.add("<p class='empty'>No map inputs yet.</p>")
+    return s
+
+
+def section_risk(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Distribution of the drivers' distance z-scores and drivers per risk tier (gold.driver_risk)."""
+    s = R.Section("risk", "Driver risk")
+    risk = inputs.get("gold.driver_risk")
+    if risk is None:
+        return s.add(no_data("gold.driver_risk", "risk", inputs.status))
+    pdf = _bounded(risk, cfg)
+    z = pdf["z_score"].dropna()
+    s.add(R.histogram("risk_z", z.tolist(), f"Average daily distance z-score ({len(z)} scored drivers)", "z", vline=cfg.report.risk_z_line))
+    counts = pdf.tier.value_counts()
+    s.add(R.bar_chart("risk_tiers", counts.index.tolist(), {"drivers": counts.values.tolist()}, "Drivers per risk tier", "drivers"))
+    return s
+
+
+def section_stations(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Station KPI table and KPIs per network (fractions 0-1, gold.station_kpis)."""
+    s = R.Section("stations", "Charging stations")
+    kpis = inputs.get("gold.station_kpis")
+    if kpis is None:
+        return s.add(no_data("gold.station_kpis", "stations", inputs.status))
+    pdf = _bounded(kpis, cfg)
+    s.add(R.table_html(pdf.head(40), "station_kpis_table", "{:,.3f}"))
+    metrics = [c for c in ("operational_rate", "dc_fast_share", "access_24_7_rate", "public_share") if c in pdf.columns]
+    sub = pdf[pdf["level"] == "network"].head(15)
+    if len(sub) == 0:  # a network without network names: show the overall row
+        sub = pdf[pdf["level"] == "overall"]
+    if metrics and len(sub):
+        s.add(R.bar_chart("station_kpis", sub["group"].astype(str).tolist(), {m: sub[m].tolist() for m in metrics}, "Station KPIs per network", "share", horizontal=True))
+    return s
+
+
+def section_reliability(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Port uptime (%), MTBF and MTTR (hours) distributions and the reliability tests table."""
+    s = R.Section("reliability", "Charger reliability")
+    monthly = inputs.get("gold.port_reliability_monthly")
+    site = inputs.get("gold.site_reliability")
+    if monthly is None and site is None:
+        return s.add(no_data("gold.port_reliability_monthly", "reliability", inputs.status))
+    if monthly is not None:
+        pdf = _bounded(monthly, cfg)
+        for col, title, unit in (("uptime_pct", "Port uptime", "%"), ("mtbf_hours", "MTBF", "hours"), ("mttr_hours", "MTTR", "hours")):
+            s.add(R.histogram(f"rel_{col}", pdf[col].tolist(), f"{title} distribution (ports x months)", unit))
+    tests = inputs.get("gold.reliability_tests")
+    if tests is not None:
+        s.add(R.table_html(_bounded(tests, cfg), "reliability_tests_table", "{:,.4f}"))
+    return s
+
+
+def section_models(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Registered champions and each model's test metric against its baselines (MLflow)."""
+    s = R.Section("models", "Models vs baselines")
+    try:
+        from common.ml.tracking import model_metrics_summary
+    except ImportError:
+        return s.add("<p class='empty'>Model tracking not available.</p>")
+    try:
+        summary = model_metrics_summary(cfg)
+    except Exception as exc:  # noqa: BLE001 - the report must not fail because MLflow is empty
+        return s.add(f"<p class='empty'>No model runs found ({R.esc(type(exc).__name__)}).</p>")
+    registry = champion_status(cfg)
+    if registry is not None:
+        s.add(R.table_html(registry, "model_registry_table", "{}"))
+    if summary is None or len(summary) == 0:
+        return s.add(no_data("MLflow runs", "train", inputs.status))
+    s.add(R.table_html(summary, "model_metrics_table", "{:,.4f}"))
+    for model, g in summary.groupby("model"):
+        metric = g["metric"].iloc[0]
+        better = "higher" if bool(g["higher_is_better"].iloc[0]) else "lower"
+        s.add(R.bar_chart(f"model_{model}", g["candidate"].tolist(), {metric: g["value"].tolist()}, f"{model}: test {metric} vs baselines ({better} is better)", metric))
+    return s
+
+
+def champion_status(cfg: Config) -> pd.DataFrame | None:
+    """Per registered model: the champion version, or why there is none (the gate's reason).
+
+    Parameters
+    ----------
+    cfg : Config
+        The run's config (mlflow tracking store, ml.*.registered_model, ml.champion_alias).
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        Columns 'registered model', '@<alias>' (v<version> or '-') and 'why not'; None when the
+        tracking store cannot be configured.
+    """
+    try:
+        from common.ml import tracking
+
+        client = tracking.configure(cfg)
+    except Exception:  # noqa: BLE001 - no tracking store: the models section says so
+        return None
+    rows = []
+    names = (cfg.ml.soc.registered_model, cfg.ml.soc.registered_classifier, cfg.ml.energy.registered_model)
+    for name in names:
+        mv = tracking.current_champion(client, name, cfg.ml.champion_alias)
+        rows.append((name, f"v{mv.version}" if mv else "-", "" if mv else tracking.why_no_champion(client, name, cfg.ml.champion_alias)))
+    return pd.DataFrame(rows, columns=["registered model", f"@{cfg.ml.champion_alias}", "why not"])
+
+
+SECTIONS = (section_status, section_quality, section_fleet, section_maps, section_risk, section_stations, section_reliability, section_models)
