@@ -124,3 +124,15 @@ def _empty_conf_dir() -> Path:
     d = Path(tempfile.mkdtemp())
     (d / "local.yaml").write_text("{}\n")
     return d
+
+
+def test_an_override_changes_one_key_and_keeps_the_sections_other_defaults():
+    """Nested defaults (the tuned xgb parameters) survive a dotted override of one of their keys."""
+    from common.core.config import Config
+
+    defaults = Config()
+    cfg = load_config("test", ["ml.energy.xgb.n_estimators=300", "ml.soc.xgb.max_depth=4"])
+    assert cfg.ml.energy.xgb == defaults.ml.energy.xgb.model_copy(update={"n_estimators": 300})
+    assert cfg.ml.soc.xgb == defaults.ml.soc.xgb.model_copy(update={"max_depth": 4})
+    assert cfg.ml.soc.xgb.objective == "reg:absoluteerror" and cfg.ml.energy.xgb.learning_rate == 0.05
+    assert set(cfg.ml.energy.physics) == set(defaults.ml.energy.physics)

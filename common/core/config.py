@@ -921,7 +921,11 @@ def load_config(env: str = "local", overrides: list[str] | None = None, conf_dir
     if not env_file.exists():
         known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
         raise ConfigError(f"unknown --env {env!r}: no {env_file} (known: {', '.join(known)})")
-    data = deep_merge(_read_yaml(base_file) if base_file.exists() else {}, _read_yaml(env_file))
+    # Files and overrides merge into the models' defaults key by key: `ml.energy.xgb.n_estimators=300`
+    # changes one value and keeps the section's other defaults (a nested model built from a partial
+    # dict would take its class defaults instead).
+    defaults = Config.model_construct().model_dump(mode="json", exclude={"env"})
+    data = deep_merge(defaults, deep_merge(_read_yaml(base_file) if base_file.exists() else {}, _read_yaml(env_file)))
     data["env"] = env
     if dataset_files:
         data["inputs"] = load_dataset_files(dataset_files).model_dump(mode="json")
