@@ -57,6 +57,7 @@ lint: setup
 	$(BIN)/ruff format --check common jobs tests bench deploy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
+	$(BIN)/numpydoc lint $$(find common -name "*.py" | sort)
 
 # Generated reference docs (conf/config.schema.json, docs/CONFIG.md, the table flow in
 # docs/ARCHITECTURE.md) from the config models, the table catalog and the jobs' declarations.

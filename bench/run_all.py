@@ -132,8 +132,8 @@ def pipeline_counts(spark, cfg) -> dict:
         out["trips"] = read("silver.trips").count()
     if have("restricted.residences"):
         out["homes"] = read("restricted.residences").where(F.col("status") == "home").count()
-    if have("gold.charging_events"):
-        by = {r[0]: r[1] for r in read("gold.charging_events").groupBy("confidence").count().collect()}
+    if have("silver.charging_events"):
+        by = {r[0]: r[1] for r in read("silver.charging_events").groupBy("confidence").count().collect()}
         out["events"], out["events_high"], out["events_low"] = sum(by.values()), by.get("high", 0), by.get("low", 0)
     if have("gold.charging_locations"):
         out["locations"] = read("gold.charging_locations").count()

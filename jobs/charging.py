@@ -9,7 +9,7 @@ definitions: common/mobility/charging.py; thresholds: `charging.*` in conf.
 
 Reads:  silver.telematics_clean, bronze.vehicles (battery_kwh), bronze.stations,
         restricted.residences (optional: without it no site is classified home).
-Writes: gold.charging_events, gold.charging_locations, gold.charging_sites and
+Writes: silver.charging_events, gold.charging_locations, gold.charging_sites and
         restricted.home_charging_sites. A home charging site is where a driver lives, and an
         unmatched site a single vehicle uses may be: in gold their positions (and those of their
         events and locations) are null; the exact positions stay in the restricted table, and
@@ -39,21 +39,21 @@ from common.silver.devices import heartbeats
 from common.spatial.privacy import withhold_where
 
 log = logging.getLogger("ev_fleet.charging")
-# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
-INPUTS: tuple[str, ...] = ("silver.telematics_clean", "bronze.vehicles", "bronze.stations", "restricted.residences", "silver.device_profiles")
-OUTPUTS: tuple[str, ...] = ("gold.charging_events", "gold.charging_locations", "gold.charging_sites", "restricted.home_charging_sites")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
-REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
-
 SILVER_TELEMATICS = "silver.telematics_clean"
 BRONZE_VEHICLES = "bronze.vehicles"
 BRONZE_STATIONS = "bronze.stations"
 RESIDENCES = "restricted.residences"
 DEVICE_PROFILES = "silver.device_profiles"
-EVENTS = "gold.charging_events"
+EVENTS = "silver.charging_events"
 LOCATIONS = "gold.charging_locations"
 SITES = "gold.charging_sites"
 HOME_SITES = "restricted.home_charging_sites"
+
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = (SILVER_TELEMATICS, BRONZE_VEHICLES, BRONZE_STATIONS, RESIDENCES, DEVICE_PROFILES)
+OUTPUTS: tuple[str, ...] = (EVENTS, LOCATIONS, SITES, HOME_SITES)
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = ((SILVER_TELEMATICS,),)
 
 
 def _optional(spark: SparkSession, cfg: Config, table: str, report: StageReport, why: str) -> DataFrame | None:

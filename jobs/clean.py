@@ -51,17 +51,17 @@ from common.silver.cleaning import (
 from common.silver.devices import device_mode_summary, device_profiles
 
 log = logging.getLogger("ev_fleet.clean")
-# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
-INPUTS: tuple[str, ...] = ("bronze.telematics", "bronze.vehicles")
-OUTPUTS: tuple[str, ...] = ("silver.telematics_clean", "gold.quality_daily", "silver.device_profiles")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
-REQUIRES: tuple[tuple[str, ...], ...] = (("bronze.telematics",),)
-
 BRONZE_TELEMATICS = "bronze.telematics"
 BRONZE_VEHICLES = "bronze.vehicles"
 SILVER_TELEMATICS = "silver.telematics_clean"
 GOLD_QUALITY = "gold.quality_daily"
 DEVICE_PROFILES = "silver.device_profiles"
+
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = (BRONZE_TELEMATICS, BRONZE_VEHICLES)
+OUTPUTS: tuple[str, ...] = (SILVER_TELEMATICS, GOLD_QUALITY, DEVICE_PROFILES)
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = ((BRONZE_TELEMATICS,),)
 
 
 def add_arguments(parser) -> None:

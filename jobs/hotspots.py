@@ -35,16 +35,16 @@ from common.mobility.hotspots import cluster_visits, find_hotspots, stops_for_vi
 from common.silver.devices import heartbeats
 
 log = logging.getLogger("ev_fleet.hotspots")
-# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
-INPUTS: tuple[str, ...] = ("silver.telematics_clean", "silver.device_profiles")
-OUTPUTS: tuple[str, ...] = ("restricted.unique_daily_visits", "gold.hotspots")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
-REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
-
 SILVER_TELEMATICS = "silver.telematics_clean"
 DEVICE_PROFILES = "silver.device_profiles"
 VISITS = "restricted.unique_daily_visits"
 HOTSPOTS = "gold.hotspots"
+
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = (SILVER_TELEMATICS, DEVICE_PROFILES)
+OUTPUTS: tuple[str, ...] = (VISITS, HOTSPOTS)
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = ((SILVER_TELEMATICS,),)
 
 
 def run_hotspots(spark: SparkSession, cfg: Config) -> StageReport:

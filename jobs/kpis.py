@@ -55,12 +55,6 @@ from common.mobility.kpis import (
 from common.silver.devices import heartbeats
 from common.silver.trips import segments_from_points, trip_points, trips_from_points
 
-# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
-INPUTS: tuple[str, ...] = ("silver.telematics_clean", "bronze.vehicles", "silver.device_profiles")
-OUTPUTS: tuple[str, ...] = ("silver.vehicle_minutely", "silver.trips", "silver.segments", "gold.daily_kpis", "gold.fleet_daily_kpis", "gold.payd_billing")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
-REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
-
 SILVER_CLEAN = "silver.telematics_clean"
 BRONZE_VEHICLES = "bronze.vehicles"
 DEVICE_PROFILES = "silver.device_profiles"
@@ -70,6 +64,12 @@ SEGMENTS = "silver.segments"
 DAILY = "gold.daily_kpis"
 FLEET_DAILY = "gold.fleet_daily_kpis"
 BILLING = "gold.payd_billing"
+
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = (SILVER_CLEAN, BRONZE_VEHICLES, DEVICE_PROFILES)
+OUTPUTS: tuple[str, ...] = (MINUTELY, TRIPS, SEGMENTS, DAILY, FLEET_DAILY, BILLING)
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = ((SILVER_CLEAN,),)
 
 
 def add_arguments(parser) -> None:

@@ -3,7 +3,7 @@
 Reads:  bronze.charger_status (OCPP 1.6 notifications, or snapshot feeds such as ESB cpinfo),
         bronze.charging_sessions, bronze.stations; silver.telematics_clean (optional: fleet
         stops for failed charge attempts).
-Writes: gold.port_status_intervals     per port: merged intervals with status, state
+Writes: silver.port_status_intervals     per port: merged intervals with status, state
                                        (up / down / excluded / no_data), down and excluded cause;
         gold.port_reliability_monthly  per port and UTC month: minutes by state, failures, MTBF,
                                        MTTR, sessions, NEVI uptime over the trailing 12 months and
@@ -43,21 +43,21 @@ from common.network.stations import latest_stations, match_events_to_stations, n
 from common.silver.devices import heartbeats
 from common.silver.trips import detect_stops
 
-# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
-INPUTS: tuple[str, ...] = ("bronze.charger_status", "bronze.charging_sessions", "bronze.stations", "silver.telematics_clean", "silver.device_profiles")
-OUTPUTS: tuple[str, ...] = ("gold.port_status_intervals", "gold.port_reliability_monthly", "gold.site_reliability", "gold.reliability_tests", "gold.failed_charge_attempts")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
-REQUIRES: tuple[tuple[str, ...], ...] = (("bronze.charger_status", "bronze.charging_sessions"),)
-
 STATUS = "bronze.charger_status"
 SESSIONS = "bronze.charging_sessions"
 STATIONS = "bronze.stations"
 CLEAN = "silver.telematics_clean"
-INTERVALS = "gold.port_status_intervals"
+INTERVALS = "silver.port_status_intervals"
 MONTHLY = "gold.port_reliability_monthly"
 SITES = "gold.site_reliability"
 TESTS = "gold.reliability_tests"
 FAILED_ATTEMPTS = "gold.failed_charge_attempts"
+
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = (STATUS, SESSIONS, STATIONS, CLEAN, "silver.device_profiles")
+OUTPUTS: tuple[str, ...] = (INTERVALS, MONTHLY, SITES, TESTS, FAILED_ATTEMPTS)
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = ((STATUS, SESSIONS),)
 
 
 def _write(df: DataFrame, cfg: Config, table: str, report: StageReport) -> None:

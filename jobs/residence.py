@@ -34,14 +34,15 @@ from common.silver.devices import heartbeats
 from common.spatial.privacy import coarsen_point
 
 log = logging.getLogger("ev_fleet.residence")
-# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
-INPUTS: tuple[str, ...] = ("silver.telematics_clean", "silver.device_profiles")
-OUTPUTS: tuple[str, ...] = ("restricted.residences",)
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
-REQUIRES: tuple[tuple[str, ...], ...] = (("silver.telematics_clean",),)
-
 SILVER_TELEMATICS = "silver.telematics_clean"
 RESIDENCES = "restricted.residences"
+
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = (SILVER_TELEMATICS, "silver.device_profiles")
+OUTPUTS: tuple[str, ...] = (RESIDENCES,)
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = ((SILVER_TELEMATICS,),)
+
 PERSONAL_DATA_PROPERTIES = {
     "evfa.personal_data": "true",
     "evfa.data_classification": "restricted",

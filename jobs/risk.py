@@ -7,7 +7,7 @@ with a human-readable reason. Drivers whose device reported on few days are flag
 `low_coverage` and scored on their reported days only. Logic: common/mobility/risk.py.
 
 Reads:  gold.daily_kpis (else silver.telematics_clean through the same trip legs),
-        gold.charging_events (optional), restricted.residences (optional; only the
+        silver.charging_events (optional), restricted.residences (optional; only the
         residence_changed flag and confidence are used), bronze.vehicles (driver_id),
         silver.device_profiles (the fleet and each device's mode).
 Writes: gold.driver_risk: one row per vehicle of the fleet (telemetry or bronze.vehicles), a
@@ -37,19 +37,19 @@ from common.mobility.risk import INSUFFICIENT, TIERS, daily_activity, driver_ris
 from common.silver.devices import heartbeats
 
 log = logging.getLogger("ev_fleet.risk")
-# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
-INPUTS: tuple[str, ...] = ("gold.daily_kpis", "silver.telematics_clean", "gold.charging_events", "restricted.residences", "bronze.vehicles", "silver.device_profiles")
-OUTPUTS: tuple[str, ...] = ("gold.driver_risk",)
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
-REQUIRES: tuple[tuple[str, ...], ...] = (("gold.daily_kpis", "silver.telematics_clean"),)
-
 DAILY_KPIS = "gold.daily_kpis"
 SILVER_TELEMATICS = "silver.telematics_clean"
-EVENTS = "gold.charging_events"
+EVENTS = "silver.charging_events"
 RESIDENCES = "restricted.residences"
 BRONZE_VEHICLES = "bronze.vehicles"
 DEVICE_PROFILES = "silver.device_profiles"
 DRIVER_RISK = "gold.driver_risk"
+
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = (DAILY_KPIS, SILVER_TELEMATICS, EVENTS, RESIDENCES, BRONZE_VEHICLES, DEVICE_PROFILES)
+OUTPUTS: tuple[str, ...] = (DRIVER_RISK,)
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = ((DAILY_KPIS, SILVER_TELEMATICS),)
 
 
 def run_risk(spark: SparkSession, cfg: Config) -> StageReport:

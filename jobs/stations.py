@@ -1,7 +1,7 @@
 """Charging-network KPIs, fleet usage of stations and coverage gaps.
 
 Reads:  bronze.stations (AFDC-like station master; the latest ingested version of each station),
-        gold.charging_events (fleet charges, written by jobs/charging.py; optional),
+        silver.charging_events (fleet charges, written by jobs/charging.py; optional),
         gold.hotspots (fleet hotspots, written by jobs/hotspots.py; optional).
 Writes: gold.station_kpis         per level overall / region (state) / network: operational rate,
                                   DC-fast share, 24/7 access rate, public share and public/private
@@ -44,18 +44,18 @@ from common.network.stations import (
 )
 
 log = logging.getLogger("ev_fleet.stations")
-# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
-INPUTS: tuple[str, ...] = ("bronze.stations", "gold.charging_events", "gold.hotspots")
-OUTPUTS: tuple[str, ...] = ("gold.station_kpis", "gold.station_fleet_usage", "gold.expansion_gaps")
-# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
-REQUIRES: tuple[tuple[str, ...], ...] = (("bronze.stations",),)
-
 BRONZE_STATIONS = "bronze.stations"
-CHARGING_EVENTS = "gold.charging_events"
+CHARGING_EVENTS = "silver.charging_events"
 HOTSPOTS = "gold.hotspots"
 STATION_KPIS = "gold.station_kpis"
 FLEET_USAGE = "gold.station_fleet_usage"
 EXPANSION_GAPS = "gold.expansion_gaps"
+
+# Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
+INPUTS: tuple[str, ...] = (BRONZE_STATIONS, CHARGING_EVENTS, HOTSPOTS)
+OUTPUTS: tuple[str, ...] = (STATION_KPIS, FLEET_USAGE, EXPANSION_GAPS)
+# Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
+REQUIRES: tuple[tuple[str, ...], ...] = ((BRONZE_STATIONS,),)
 
 
 def read_station_attributes(spark: SparkSession, cfg: Config) -> DataFrame:

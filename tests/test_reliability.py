@@ -423,7 +423,7 @@ def test_port_downtime_matches_generator_truth(spark, fleet_reliability):
     """Time overlap per port between detected downtime and truth.charger_outages: recall = share
     of true downtime detected, precision = share of detected downtime that is true."""
     cfg = fleet_reliability
-    iv = tables.read(spark, cfg, "gold.port_status_intervals")
+    iv = tables.read(spark, cfg, "silver.port_status_intervals")
     truth = tables.read(spark, cfg, "truth.charger_outages")
     lines = [f"{'truth cause':<12} {'truth h':>8} {'detected h':>10} {'overlap h':>9} {'recall':>7} {'precision':>9}"]
     scores = {}
@@ -489,7 +489,7 @@ def test_failed_attempts_against_generator_truth(spark, fleet_reliability):
     cfg = fleet_reliability
     truth = tables.read(spark, cfg, "truth.charger_outages")
     stations = latest_stations(tables.read(spark, cfg, "bronze.stations"))
-    ports = tables.read(spark, cfg, "gold.port_status_intervals").select("station_id", "port_id").distinct()
+    ports = tables.read(spark, cfg, "silver.port_status_intervals").select("station_id", "port_id").distinct()
     n_ports = ports.groupBy("station_id").agg(F.count("*").alias("n"))
     offline = truth.where("cause = 'offline'").groupBy("station_id", "start_ts", "end_ts").agg(F.count("*").alias("down")).join(n_ports, "station_id")
     down_arrivals = offline.where("down = n").select(
@@ -514,7 +514,7 @@ def test_failed_attempts_against_generator_truth(spark, fleet_reliability):
         "expected",
     )
     matched = match_events_to_stations(stops, stations, cfg.stations)
-    attempts = failed_charge_attempts(matched, tables.read(spark, cfg, "gold.port_status_intervals"), cfg.stations.min_soc_gain_pct).toPandas()
+    attempts = failed_charge_attempts(matched, tables.read(spark, cfg, "silver.port_status_intervals"), cfg.stations.min_soc_gain_pct).toPandas()
     pos, neg = attempts[attempts.expected], attempts[~attempts.expected]
     recall = pos.is_failed_attempt.mean()
     false_alarms = neg.is_failed_attempt.mean()
@@ -557,7 +557,7 @@ def test_esb_uptime_from_snapshots(spark, esb_cfg):
 
     folder = real_data("ireland_esb_chargepoint_status")
     print("\nESB Nov 2018 (absent connector = Available; OOS = fault, OOC = offline)\n" + uptime_summary(spark, esb_cfg))
-    iv = tables.read(spark, esb_cfg, "gold.port_status_intervals")
+    iv = tables.read(spark, esb_cfg, "silver.port_status_intervals")
     by = {(r.state, r.down_cause): r.h for r in iv.groupBy("state", "down_cause").agg((F.sum("duration_s") / 3600).alias("h")).collect()}
     print({f"{k[0]}/{k[1]}": round(v, 1) for k, v in by.items()})
 
@@ -625,4 +625,4 @@ def test_dundee_sessions_quarantine_and_reliability(spark, dundee_cfg):
         print(f"{name}: value={r.value:.4f} CI=({r.ci_low}, {r.ci_high}) stat={r.statistic} p={r.p_value} n={r.n} {r.note}")
     print(f"sessions {totals.n}, failed {totals.f} ({100 * totals.f / totals.n:.2f} %), fault-rate hotspot chargers {hot}")
     assert rows["lost_revenue_bootstrap"].ci_low <= rows["lost_revenue_bootstrap"].value <= rows["lost_revenue_bootstrap"].ci_high
-    assert not tables.exists(spark, dundee_cfg, "gold.port_status_intervals")  # sessions only: no status feed
+    assert not tables.exists(spark, dundee_cfg, "silver.port_status_intervals")  # sessions only: no status feed

@@ -102,7 +102,7 @@ def test_twizy_figures_match_the_raw_file(spark, twizy_lakehouse):
     cfg, _ = twizy_lakehouse
     want = expected_figures(raw_log())
     trips = tables.read(spark, cfg, "silver.trips").toPandas()
-    events = tables.read(spark, cfg, "gold.charging_events").toPandas()
+    events = tables.read(spark, cfg, "silver.charging_events").toPandas()
     profile = tables.read(spark, cfg, "silver.device_profiles").toPandas().iloc[0]
     risk = tables.read(spark, cfg, "gold.driver_risk").toPandas().iloc[0]
     print(f"\ntwizy: {len(trips)} trips, {trips.distance_km.sum():.1f} km, {len(events)} charging events, mode {profile.device_mode}; expected {want}")

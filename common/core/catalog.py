@@ -100,15 +100,19 @@ TABLES: dict[str, Table] = {
             position_trace=True,
         ),
         Table("silver.segments", "~1 km trip segments with energy-model features (speed, acceleration, altitude, temperature, SOC)", ("local_date",)),
+        Table(
+            "silver.charging_events",
+            "Charging events: stationary SOC rises (high: > min_delta_soc_pct; low: fallback pass), kWh = dSOC x battery; positions at private sites (home, single-vehicle unknown) withheld (null)",
+        ),
+        Table(
+            "silver.port_status_intervals",
+            "Per port: status intervals from OCPP notifications (offline after reliability.offline_timeout_s of silence) or snapshot feeds; state up/down/excluded/no_data; jobs/reliability.py",
+        ),
         # gold: what users read
         Table("gold.quality_daily", "Per vehicle and local day: rows per cleaning rule, usable share, coverage hours"),
         Table("gold.daily_kpis", "Per vehicle and local day: GPS/odometer km, utilisation, SOC, trips, charging, data coverage", ("local_date",)),
         Table("gold.fleet_daily_kpis", "Per local day: fleet totals and percentiles over vehicles", ("local_date",)),
         Table("gold.payd_billing", "Pay-as-you-drive km per vehicle and billing period: odometer, GPS on days the odometer is faulty", ("period_start",)),
-        Table(
-            "gold.charging_events",
-            "Charging events: stationary SOC rises (high: > min_delta_soc_pct; low: fallback pass), kWh = dSOC x battery; positions at private sites (home, single-vehicle unknown) withheld (null)",
-        ),
         Table(
             "gold.charging_locations",
             "Per-vehicle charging locations (DBSCAN of event positions) with their fleet site; private-site positions withheld (null)",
@@ -134,10 +138,6 @@ TABLES: dict[str, Table] = {
             "Fleet charging events matched to the nearest station within stations.match_radius_m: events, vehicles, kWh, hours, events without SOC gain per station; jobs/stations.py",
         ),
         Table("gold.expansion_gaps", "Hotspots without an open DC-fast station within stations.dc_fast_gap_m, with the nearest one; jobs/stations.py"),
-        Table(
-            "gold.port_status_intervals",
-            "Per port: status intervals from OCPP notifications (offline after reliability.offline_timeout_s of silence) or snapshot feeds; state up/down/excluded/no_data; jobs/reliability.py",
-        ),
         Table(
             "gold.port_reliability_monthly",
             "Per port and UTC month: minutes by state, failures, MTBF/MTTR, sessions; NEVI uptime (525600 - (T_outage - T_excluded)) / 525600 x 100 over the trailing 12 months and over the observed period; jobs/reliability.py",

@@ -11,13 +11,28 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.core.catalog import POSITION_TRACES
 from common.core.redaction import redact
+
+
+def _known_zone(value: str | None) -> str | None:
+    from zoneinfo import ZoneInfo
+
+    if value is None:
+        return value
+    try:
+        ZoneInfo(value)
+    except Exception as exc:  # noqa: BLE001 - re-raised as a validation error naming the key
+        raise ValueError(f"unknown timezone {value!r}") from exc
+    return value
+
+
+IanaZone = Annotated[str | None, AfterValidator(_known_zone)]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # On EMR/Glue the code runs from a zip; common.io.cluster_entry extracts conf/ and sets EVFA_CONF_DIR.
@@ -172,7 +187,7 @@ class DatasetSpec(Section):
         default_factory=lambda: ["yyyy-MM-dd'T'HH:mm:ss[.SSS]XXX", "yyyy-MM-dd HH:mm:ss[.SSS]"],
         description="Spark datetime patterns tried in order; 'epoch_s', 'epoch_ms' and 'epoch_auto' are special.",
     )
-    source_timezone: str | None = Field(
+    source_timezone: IanaZone = Field(
         None,
         description="IANA zone of timestamps that carry no offset (wall-clock time). Required when a pattern of timestamp_formats has no zone: there is no safe default.",
     )
@@ -181,19 +196,6 @@ class DatasetSpec(Section):
     csv: CsvOptions = Field(default_factory=CsvOptions)
     sheet: str | int | None = Field(None, description="Excel sheet name or index.")
     header_row: int = Field(0, ge=0, description="Excel: 0-based row holding the column names.")
-
-    @field_validator("source_timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        from zoneinfo import ZoneInfo
-
-        if value is None:
-            return value
-        try:
-            ZoneInfo(value)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the key name
-            raise ValueError(f"unknown timezone {value!r}") from exc
-        return value
 
 
 class InputsConfig(Section):
@@ -329,7 +331,7 @@ class CleanConfig(Section):
         description="Operating area (WKT or GeoJSON file; relative to the project root); points outside are flagged. "
         "Null: the generator region's area for the generator's own inputs, else no area rule (logged).",
     )
-    default_timezone: str | None = Field(
+    default_timezone: IanaZone = Field(
         None,
         description="IANA zone for vehicles without bronze.vehicles.timezone. Null: the generator region's zone for "
         "the generator's own inputs; with other inputs a vehicle without a zone is a configuration error naming this key.",
@@ -378,19 +380,6 @@ class CleanConfig(Section):
     soc_spike_parked_radius_m: float = Field(100.0, gt=0, description="Parked at one place: neighbours within this distance (m).")
     repair_max_gap_s: float = Field(600.0, ge=0, description="Interpolate only between usable neighbours this close (s).")
     repair_fill_limit_s: float = Field(300.0, ge=0, description="Else copy the nearest usable value within this time (s).")
-
-    @field_validator("default_timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        from zoneinfo import ZoneInfo
-
-        if value is None:
-            return value
-        try:
-            ZoneInfo(value)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the key name
-            raise ValueError(f"unknown timezone {value!r}") from exc
-        return value
 
     @field_validator("dataset_start", mode="before")
     @classmethod

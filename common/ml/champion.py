@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from common.core.config import Config, SocModelConfig
 from common.ml import tracking
+from common.ml.features import SEGMENT_KEYS
 
 
 class NoChampion(RuntimeError):
@@ -191,12 +192,7 @@ def energy_prediction_rows(spark: SparkSession, features: DataFrame, name: str, 
         observed_kwh_per_km (kWh/km, observed only when the segment has an SOC label).
     """
     return features.withColumn("pred_kwh_per_km", champion_column(spark, model)).select(
-        "vehicle_id",
-        "trip_id",
-        "segment_id",
-        "local_date",
-        "start_ts",
-        "end_ts",
+        *SEGMENT_KEYS,
         "distance_km",
         "pred_kwh_per_km",
         (F.col("pred_kwh_per_km") * F.col("distance_km")).alias("pred_energy_kwh"),

@@ -88,7 +88,10 @@ SEGMENT_FEATURES = (
     "physics_x_ratio_kwh_per_km",
 )
 ENERGY_FEATURES = (*SEGMENT_FEATURES, *VEHICLE_FEATURES)
+# Computed in segment_energy_features; every other feature is a column of the joined segment rows.
+_DERIVED_ENERGY_FEATURES = frozenset({"stops_per_km", "physics_kwh_per_km", "physics_x_ratio_kwh_per_km", *[f"vt_{t}" for t in VEHICLE_TYPES]})
 ENERGY_LABEL = "kwh_per_km"
+SEGMENT_KEYS = ("vehicle_id", "trip_id", "segment_id", "local_date", "start_ts", "end_ts")
 ENERGY_WEIGHT = "distance_km"
 
 
@@ -185,42 +188,13 @@ def segment_energy_features(segments: DataFrame, physics_per_segment: DataFrame)
     seg = seg.join(vehicle_history_ratio(seg), ["vehicle_id", "local_date"], "left")
     km = F.col("distance_km")
     return seg.select(
-        "vehicle_id",
-        "trip_id",
-        "segment_id",
-        "local_date",
-        "start_ts",
-        "end_ts",
+        *SEGMENT_KEYS,
         "model",
         "is_full_length",
         "energy_kwh",
         "physics_kwh",
         "vehicle_hist_kwh_per_km",
-        *[
-            F.col(c).cast("double").alias(c)
-            for c in (
-                "distance_km",
-                "duration_s",
-                "mean_speed_kmh",
-                "speed_mean_kmh",
-                "speed_max_kmh",
-                "speed_std_kmh",
-                "speed_rms_kmh",
-                "accel_pos_mean_mps2",
-                "accel_neg_mean_mps2",
-                "accel_std_mps2",
-                "rpa_mps2",
-                "idle_share",
-                "altitude_gain_m",
-                "altitude_loss_m",
-                "grade_pct",
-                "mean_ambient_temp_c",
-                "local_hour",
-                "day_of_week",
-                "battery_kwh",
-                "vehicle_physics_ratio",
-            )
-        ],
+        *[F.col(c).cast("double").alias(c) for c in ENERGY_FEATURES if c not in _DERIVED_ENERGY_FEATURES],
         F.when(km > 0, F.col("n_stops") / km).alias("stops_per_km"),
         F.when(km > 0, F.col("physics_kwh") / km).alias("physics_kwh_per_km"),
         F.when(km > 0, F.col("physics_kwh") / km * F.col("vehicle_physics_ratio")).alias("physics_x_ratio_kwh_per_km"),

@@ -11,7 +11,10 @@ evaluated); the model that is tested and registered is refitted on train + valid
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from mlflow.tracking import MlflowClient
 from pyspark import StorageLevel
@@ -53,6 +56,16 @@ class _SocRun:
     @property
     def features(self) -> list[str]:
         return list(SOC_FEATURES)
+
+    @contextmanager
+    def nested_run(self, run_name: str, task: str, label: str) -> Iterator[Any]:
+        """A nested MLflow run with the shared params, this model's task and label, and the input versions."""
+        import mlflow
+
+        with mlflow.start_run(run_name=run_name, nested=True) as mlrun:
+            mlflow.log_params(self.params | {"task": task, "label": label})
+            tracking.log_table_versions(self.versions)
+            yield mlrun
 
     def first_fit(self, label: str, classification: bool = False) -> FitResult:
         """Fitted on train days; validation rows only evaluated (learning curves)."""
@@ -124,9 +137,7 @@ def _train_regressor(run: _SocRun) -> ModelOutcome:
 
     s, ml, b = run.cfg.ml.soc, run.cfg.ml, run.baselines
     valid, test = run.rows.window("valid"), run.rows.window("test")
-    with mlflow.start_run(run_name="soc_drop_regressor", nested=True) as mlrun:
-        mlflow.log_params(run.params | {"task": "regression", "label": SOC_LABEL})
-        tracking.log_table_versions(run.versions)
+    with run.nested_run("soc_drop_regressor", "regression", SOC_LABEL) as mlrun:
         first = run.first_fit(SOC_LABEL)
         valid_metrics = prefixed(regression_metrics(predict(first, valid, out="pred"), SOC_LABEL, "pred"), "valid_")
         fit = run.final_fit(first, SOC_LABEL)
@@ -159,9 +170,7 @@ def _train_classifier(run: _SocRun) -> ModelOutcome:
 
     s, ml, b = run.cfg.ml.soc, run.cfg.ml, run.baselines
     valid, test = run.rows.window("valid"), run.rows.window("test")
-    with mlflow.start_run(run_name="soc_drop_classifier", nested=True) as mlrun:
-        mlflow.log_params(run.params | {"task": "classification", "label": SOC_EVENT})
-        tracking.log_table_versions(run.versions)
+    with run.nested_run("soc_drop_classifier", "classification", SOC_EVENT) as mlrun:
         first = run.first_fit(SOC_EVENT, classification=True)
         valid_scored = b.with_baselines(predict(first, valid, classification=True, out="prob"))
         threshold = best_f1_threshold(valid_scored, SOC_EVENT, "prob")

@@ -2,7 +2,7 @@
 
 Reads silver.telematics_clean rows (usable rows, repaired lat/lon/soc_pct/speed_kmh, ts_local,
 local_date, timezone), bronze.vehicles (battery_kwh), bronze.stations and the residences;
-`jobs/charging.py` writes gold.charging_events, gold.charging_locations and gold.charging_sites.
+`jobs/charging.py` writes silver.charging_events, gold.charging_locations and gold.charging_sites.
 
 - **event** (`detect_charging_events`): a run of SOC increase while the vehicle stands still.
   Steps between consecutive usable samples of a vehicle are *stationary* when both samples are at

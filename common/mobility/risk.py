@@ -8,7 +8,7 @@ Inputs (pure transforms; `jobs/risk.py` does the IO):
   missing one);
 - the fleet: every vehicle with telemetry (silver.device_profiles) or in bronze.vehicles -- each
   gets exactly one row;
-- charging events (gold.charging_events, optional), residences (restricted.residences,
+- charging events (silver.charging_events, optional), residences (restricted.residences,
   optional: only `residence_changed`/`confidence` are used, never positions), vehicles
   (driver_id).
 

@@ -195,17 +195,23 @@ def ocpp_status_intervals(status: DataFrame, params: ReliabilityConfig, ends: Da
     msgs = msgs.withColumn("_next", nxt).withColumn("_gap", _secs("_next") - _secs("ts"))
     silent = F.col("_gap") > timeout
     held_until = F.when(silent, _ts(_secs("ts") + timeout)).otherwise(F.col("_next"))
+    return _held_and_gaps(msgs, held_until, silent, _ts(_secs("ts") + timeout), OFFLINE)
+
+
+def _held_and_gaps(rows: DataFrame, held_until: Column, gap: Column, gap_start: Column, gap_status: str) -> DataFrame:
+    """Each row's status held until `held_until`; where `gap`, a `gap_status` interval from
+    `gap_start` to the next row (`_next`). Merged into status intervals per port."""
     base = ["source_name", "station_id", "charger_id", "port_id"]
-    held = msgs.select(*base, F.col("ts").alias("start_ts"), held_until.alias("end_ts"), "status", "error_code", "cause_info")
-    offline = msgs.where(silent).select(
+    held = rows.select(*base, F.col("ts").alias("start_ts"), held_until.alias("end_ts"), "status", "error_code", "cause_info")
+    gaps = rows.where(gap).select(
         *base,
-        _ts(_secs("ts") + timeout).alias("start_ts"),
+        gap_start.alias("start_ts"),
         F.col("_next").alias("end_ts"),
-        F.lit(OFFLINE).alias("status"),
+        F.lit(gap_status).alias("status"),
         F.lit(None).cast("string").alias("error_code"),
         F.lit(None).cast("string").alias("cause_info"),
     )
-    return _merge_segments(held.unionByName(offline))
+    return _merge_segments(held.unionByName(gaps))
 
 
 def snapshot_status_intervals(snapshots: DataFrame, params: ReliabilityConfig) -> DataFrame:
@@ -232,17 +238,7 @@ def snapshot_status_intervals(snapshots: DataFrame, params: ReliabilityConfig) -
     broken = F.col("_next").isNotNull() & (gap > params.snapshot_max_gap_s)
     # The source's last snapshot closes the observation (as the latest message does for OCPP).
     held_until = F.when(F.col("_next").isNull(), F.col("ts")).when(broken, _ts(_secs("ts") + F.col("_step"))).otherwise(F.col("_next"))
-    base = ["source_name", "station_id", "charger_id", "port_id"]
-    held = grid.select(*base, F.col("ts").alias("start_ts"), held_until.alias("end_ts"), "status", "error_code", "cause_info")
-    no_data = grid.where(broken).select(
-        *base,
-        _ts(_secs("ts") + F.col("_step")).alias("start_ts"),
-        F.col("_next").alias("end_ts"),
-        F.lit(NO_DATA).alias("status"),
-        F.lit(None).cast("string").alias("error_code"),
-        F.lit(None).cast("string").alias("cause_info"),
-    )
-    return _merge_segments(held.unionByName(no_data))
+    return _held_and_gaps(grid, held_until, broken, _ts(_secs("ts") + F.col("_step")), NO_DATA)
 
 
 def classify_intervals(intervals: DataFrame, params: ReliabilityConfig) -> DataFrame:

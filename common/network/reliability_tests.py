@@ -74,7 +74,7 @@ def session_tests(outcomes: DataFrame, intervals: DataFrame | None, params: Reli
         Session outcomes (`session_outcomes`: source_name, station_id, port_id, start_ts,
         succeeded, kwh in kWh, ...).
     intervals : DataFrame or None
-        Port status intervals (gold.port_status_intervals); None without a status feed (no
+        Port status intervals (silver.port_status_intervals); None without a status feed (no
         charger ids for the fault rates, no alert precision/recall).
     params : ReliabilityConfig
         The `reliability` config section (windows in days, alpha, price per kWh, seed, ...).

@@ -105,7 +105,7 @@ def site_reliability(
     Parameters
     ----------
     intervals : DataFrame or None
-        Port status intervals with failures marked (gold.port_status_intervals); None without a
+        Port status intervals with failures marked (silver.port_status_intervals); None without a
         status feed.
     monthly : DataFrame or None
         gold.port_reliability_monthly (given together with `intervals`).

@@ -253,7 +253,7 @@ def _pick(df: DataFrame, *names: str) -> str | None:
 
 
 def normalise_fleet_events(events: DataFrame) -> DataFrame:
-    """Fleet charging events (gold.charging_events, or a stop table) in the columns this module uses:
+    """Fleet charging events (silver.charging_events, or a stop table) in the columns this module uses:
 
     event_id, vehicle_id, start_ts, end_ts (UTC), lat, lon (degrees), soc_start_pct, soc_end_pct,
     kwh (null when unknown). Accepts the usual alternative names (charge_id / stop_id, soc_start,
