@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 JARS_STAMP := .jars/.complete
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-payd test lint docs bench mlflow-ui serve-model package submit-emr submit-glue browser clean-data help
+.PHONY: setup demo demo-payd test lint docs bench mlflow-ui serve-model package submit-emr submit-glue browser clean-data help lock
 
 help:
 	@echo "make demo       set up and run the whole pipeline on the embedded default"
@@ -18,13 +18,14 @@ help:
 	@echo "make serve-model MODEL=evfa_energy_per_km PORT=5001   REST scoring of a champion model"
 	@echo "make package    wheel, venv archive, Glue zip, entry scripts into dist/"
 	@echo "make lint       ruff lint + format check, import contracts, mypy (make test runs it first)"
+	@echo "make lock       re-resolve requirements*.txt into the hashed requirements.lock (keeps existing pins)"
 	@echo "make docs       regenerate docs/CONFIG.md, conf/config.schema.json, the table flow in docs/ARCHITECTURE.md"
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+$(STAMP): requirements.lock pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel
-	$(BIN)/pip install -q -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
@@ -130,3 +131,8 @@ deploy-tools: $(CHECKOV_STAMP) $(HCLFMT_STAMP)
 iac-check: deploy-tools
 	.venv-checkov/bin/checkov -d terraform --framework terraform --quiet --compact --skip-download
 	bin/tf-fmt --check
+
+# The exact, hashed, universal lock (Linux and macOS markers) that setup installs with
+# --require-hashes. Existing pins are kept; `make lock UPGRADE=pkg` moves one package.
+lock: setup
+	$(BIN)/uv pip compile requirements-dev.txt --generate-hashes --universal --python-version 3.11 -o requirements.lock $(if $(UPGRADE),--upgrade-package $(UPGRADE))

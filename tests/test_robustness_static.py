@@ -132,7 +132,7 @@ def test_no_secrets_in_tracked_files():
     tool = Path(sys.executable).with_name("detect-secrets")
     if not tool.exists():
         tool = shutil.which("detect-secrets")
-    assert tool, "detect-secrets is not installed: pip install -r requirements-dev.txt -c constraints.txt"
+    assert tool, "detect-secrets is not installed: pip install --require-hashes -r requirements.lock"
     if not (PROJECT_ROOT / ".git").exists():
         pytest.skip("not a git checkout: detect-secrets scans `git ls-files`")
     # the baseline holds the audited findings' hashes: it is not scanned itself
