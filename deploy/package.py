@@ -124,7 +124,9 @@ def _requirement_names(path: Path) -> list[str]:
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
-            names.append(canonicalize_name(Requirement(line).name))
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate():  # this host's pins (xgboost-cpu here, xgboost on macOS)
+                names.append(canonicalize_name(req.name))
     return names
 
 

@@ -69,18 +69,38 @@ class MissingColumnError(IngestInputError):
 
 @dataclass(frozen=True)
 class SourceFile:
-    path: str  # fully qualified (file:/..., s3://...)
-    size: int  # bytes
-    modification_time: int  # ms since epoch
+    """One raw file as listed by Hadoop's FileSystem.
+
+    Attributes
+    ----------
+    path : str
+        Fully qualified (file:/..., s3://...).
+    size : int
+        Bytes.
+    modification_time : int
+        ms since the epoch (UTC).
+    """
+
+    path: str
+    size: int
+    modification_time: int
 
 
 @dataclass(frozen=True)
 class UnreadableFile:
-    """A source file ingest cannot read at all (corrupt archive, binary content, a value over
-    `csv.max_chars_per_column`): recorded in the file ledger and skipped, the others still load."""
+    """A source file ingest cannot read at all: recorded in the file ledger and skipped, the others still load.
+
+    E.g. a corrupt archive, binary content, a value over `csv.max_chars_per_column`.
+
+    Attributes
+    ----------
+    file : SourceFile
+    reason : str
+        ``<error class>: <first line of its message>``.
+    """
 
     file: SourceFile
-    reason: str  # "<error class>: <first line of its message>"
+    reason: str
 
 
 # Bytes of a text file (after decompression) the probe reads: enough for the header and to tell
@@ -98,6 +118,17 @@ def list_source_files(spark: SparkSession, path: str) -> list[SourceFile]:
     """Files matching a file, folder (recursive) or glob, through Hadoop's FileSystem (local, S3).
 
     Names starting with '_' or '.' (_SUCCESS, .crc, _delta_log) are skipped, as Spark does.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    path : str
+        A file, folder or glob (a DatasetSpec's resolved `path`).
+
+    Returns
+    -------
+    list of SourceFile
+        Sorted by path, no duplicates; empty when nothing matches.
     """
     jvm = jvm_of(spark)
     conf = spark.sparkContext._jsc.hadoopConfiguration()
@@ -126,6 +157,27 @@ def read_raw(spark: SparkSession, spec: DatasetSpec, files: Sequence[SourceFile]
     read). CSV files are grouped by header line and unioned by column name: Spark applies the first
     file's header positionally to all files of one read, which would silently shift columns when an
     export gains columns (AFDC NY 2025 has 5 more than WA 2023).
+
+    Parameters
+    ----------
+    spark : SparkSession
+    spec : DatasetSpec
+        Format, CSV options, Excel sheet.
+    files : sequence of SourceFile
+        The files to read (at least one).
+    base_path : str, optional
+        Spark's ``basePath``: folder whose ``key=value`` subfolders become partition columns.
+
+    Returns
+    -------
+    DataFrame
+        One row per record: the source columns (header names without BOM or blanks), ``__source_file``
+        and, for CSV (JSON: when a line does not parse), ``__corrupt_record`` (the raw line of a malformed record).
+
+    Raises
+    ------
+    IngestInputError
+        `files` is empty.
     """
     paths = [f.path for f in files]
     if not paths:
@@ -191,6 +243,18 @@ def probe_file(spark: SparkSession, spec: DatasetSpec, file: SourceFile) -> str 
     (magic bytes, schema). Excel: openpyxl opens the workbook. Problems deeper inside a big file
     (a truncated gzip, a value over `csv.max_chars_per_column`) surface in the dataset's read,
     and `read_file_alone` then names the file.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    spec : DatasetSpec
+        Format and CSV encoding.
+    file : SourceFile
+
+    Returns
+    -------
+    str or None
+        `failure_reason` of the problem, or a BinaryContent reason; None when the file looks readable.
     """
     try:
         if spec.format in ("csv", "json"):
@@ -207,9 +271,28 @@ def probe_file(spark: SparkSession, spec: DatasetSpec, file: SourceFile) -> str 
 
 
 def read_file_alone(spark: SparkSession, spec: DatasetSpec, file: SourceFile, base_path: str | None = None) -> str | None:
-    """Read one file completely in its own small Spark job (Spark's `noop` sink evaluates every
-    column); the reason it fails, or None. Used only when the dataset's read failed, to find the
-    file(s) responsible."""
+    """Read one file completely in its own small Spark job (Spark's `noop` sink evaluates every column).
+
+    Used only when the dataset's read failed, to find the file(s) responsible.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    spec : DatasetSpec
+    file : SourceFile
+    base_path : str, optional
+        As for `read_raw`.
+
+    Returns
+    -------
+    str or None
+        `failure_reason` of the read, or None when it succeeds.
+
+    Raises
+    ------
+    IngestInputError
+        Passed on: a mapping problem, not the file's.
+    """
     try:
         read_raw(spark, spec, [file], base_path).write.format("noop").mode("overwrite").save()
     except IngestInputError:
@@ -220,8 +303,20 @@ def read_file_alone(spark: SparkSession, spec: DatasetSpec, file: SourceFile, ba
 
 
 def failure_reason(exc: BaseException) -> str:
-    """`<error class>: <first line>` of the exception that says what went wrong: Spark's and
-    py4j's wrappers are skipped, and the root cause is added when it is another exception."""
+    """`<error class>: <first line>` of the exception that says what went wrong.
+
+    Spark's and py4j's wrappers are skipped, and the root cause is added when it is another exception.
+
+    Parameters
+    ----------
+    exc : BaseException
+        A Python exception, a py4j error or one PySpark converted (Java cause chains included).
+
+    Returns
+    -------
+    str
+        At most 400 characters.
+    """
     chain = _exception_chain(exc)
     named = [(cls, msg) for cls, msg in chain if not cls.startswith(_WRAPPERS)] or chain
     cls, msg = named[0]
@@ -335,7 +430,19 @@ def _read_excel(spark: SparkSession, spec: DatasetSpec, path: str) -> DataFrame:
 # Mapping source columns onto the canonical schema
 # ---------------------------------------------------------------------------------------------
 def mapping_key(kind: str, index: int) -> str:
-    """Where a dataset lives in conf, for error messages: inputs.<kind>[<index>]."""
+    """Where a dataset lives in conf, for error messages: inputs.<kind>[<index>].
+
+    Parameters
+    ----------
+    kind : str
+        Canonical kind.
+    index : int
+        Position in ``inputs.<kind>``.
+
+    Returns
+    -------
+    str
+    """
     return f"inputs.{kind}[{index}]"
 
 
@@ -444,9 +551,26 @@ class _Sources:
 
     @classmethod
     def of(cls, raw: DataFrame, spec: DatasetSpec, kind: str, where: str) -> _Sources:
-        """Add the raw record: the source values as JSON. A malformed row keeps its raw line in the
-        record (null fields are left out of the JSON, so well-formed rows' records and hashes do
-        not change)."""
+        """Add the raw record: the source values as JSON.
+
+        A malformed row keeps its raw line in the record (null fields are left out of the JSON, so
+        well-formed rows' records and hashes do not change).
+
+        Parameters
+        ----------
+        raw : DataFrame
+            As `read_raw` returns it.
+        spec : DatasetSpec
+        kind : str
+            Canonical kind.
+        where : str
+            The dataset's conf key.
+
+        Returns
+        -------
+        _Sources
+            With `df` = `raw` + RAW_RECORD.
+        """
         columns = tuple(c for c in raw.columns if c not in _INTERNAL)
         corrupt = [F.col(_CORRUPT)] if _CORRUPT in raw.columns else []
         malformed = F.col(_CORRUPT).isNotNull() if corrupt else F.lit(False)
@@ -454,7 +578,26 @@ class _Sources:
         return cls(raw.select("*", record), spec, kind, where, columns, malformed)
 
     def column(self, name: str, conf_key: str, canon: str) -> Column:
-        """The source column `name` (case-insensitive), or MissingColumnError naming `conf_key`."""
+        """The source column `name` (case-insensitive).
+
+        Parameters
+        ----------
+        name : str
+            Source column name from the mapping.
+        conf_key : str
+            The conf key that names it, for the error.
+        canon : str
+            The canonical column it feeds, for the error.
+
+        Returns
+        -------
+        Column
+
+        Raises
+        ------
+        MissingColumnError
+            No source column has that name; the message lists the source columns.
+        """
         actual = {c.strip().lower(): c for c in self.columns}.get(name.strip().lower())
         if actual is None:
             raise MissingColumnError(
@@ -463,7 +606,23 @@ class _Sources:
         return F.col(_quote(actual))
 
     def source(self, c: str) -> Column:
-        """Canonical column `c`'s source value: expression, mapped column(s), constant or same name."""
+        """Canonical column `c`'s source value: expression, mapped column(s), constant or same name.
+
+        Parameters
+        ----------
+        c : str
+            Canonical column name.
+
+        Returns
+        -------
+        Column
+            A null string when an optional column has no source.
+
+        Raises
+        ------
+        MissingColumnError
+            A mapped column or expression does not resolve, or a required column has no source.
+        """
         spec, where, key = self.spec, self.where, f"{self.where}.columns.{c}"
         if c in spec.expressions:
             return _checked_expr(self.df, spec.expressions[c], f"{where}.expressions.{c}", self.columns)
@@ -487,8 +646,18 @@ class _Sources:
         return F.lit(None).cast("string")
 
     def value(self, field: T.StructField) -> Column:
-        """Stage 1: `field`'s source value as cleaned text (nulls, codes, decimal comma), or the
-        typed source value, aliased `__v_<name>`."""
+        """Stage 1: `field`'s source value as cleaned text (nulls, codes, decimal comma), or the typed source value.
+
+        Parameters
+        ----------
+        field : StructField
+            The canonical column.
+
+        Returns
+        -------
+        Column
+            Aliased `__v_<name>`.
+        """
         c, spec = field.name, self.spec
         expr = self.source(c)
         source_type = self.df.select(expr).schema.fields[0].dataType
@@ -597,6 +766,20 @@ def parse_timestamp(column: str, formats: Sequence[str], source_timezone: str | 
     shifted with to_utc_timestamp (DST and Morocco's
     Ramadan offset come from the JVM's tz database). 'epoch_s' / 'epoch_ms' / 'epoch_auto' read
     numbers since 1970-01-01 UTC. Assumes the session time zone is UTC (common.io.spark sets it).
+
+    Parameters
+    ----------
+    column : str
+        Text column name.
+    formats : sequence of str
+        Spark datetime patterns and epoch_* names, tried in order.
+    source_timezone : str or None
+        IANA zone of wall-clock patterns.
+
+    Returns
+    -------
+    Column
+        Timestamp (UTC instant); null when no format fits.
     """
     text = F.col(_quote(column))
     number = F.expr(f"try_cast({_quote(column)} AS DOUBLE)")
@@ -614,7 +797,7 @@ def parse_timestamp(column: str, formats: Sequence[str], source_timezone: str | 
             continue
         ts = F.try_to_timestamp(text, F.lit(fmt))
         if zoneless_formats([fmt]):
-            ts = F.to_utc_timestamp(ts, source_timezone)  # type: ignore[arg-type]  # None only when missing_timezone's check was bypassed: passed on as before (null instants)
+            ts = F.to_utc_timestamp(ts, source_timezone)  # type: ignore[arg-type]  # None only when missing_timezone's check was bypassed: passed on (null instants)
         candidates.append(ts)
     if not candidates:
         return F.lit(None).cast("timestamp")
@@ -648,7 +831,17 @@ _SWAP_DAY_MONTH = str.maketrans("dM", "Md")
 
 
 def swap_day_month(fmt: str) -> str:
-    """The Spark datetime pattern with numeric day and month swapped (dd/MM/yyyy <-> MM/dd/yyyy)."""
+    """The Spark datetime pattern with numeric day and month swapped (dd/MM/yyyy <-> MM/dd/yyyy).
+
+    Parameters
+    ----------
+    fmt : str
+        A Spark datetime pattern; quoted text and month names (MMM) are kept.
+
+    Returns
+    -------
+    str
+    """
     out = []
     for m in _PATTERN_TOKEN.finditer(fmt):
         tok = m.group(0)
@@ -662,7 +855,18 @@ def ambiguous_formats(formats: Sequence[str]) -> tuple[str, str] | None:
     """Two patterns that differ only by day and month swapped (dd/MM/yyyy vs MM/dd/yyyy), or None.
 
     Tried in order, such a pair reads 03/04/2021 with the first and 13/04/2021 with the second, so
-    one file silently mixes two calendars; a dataset must name the one its source uses."""
+    one file silently mixes two calendars; a dataset must name the one its source uses.
+
+    Parameters
+    ----------
+    formats : sequence of str
+        A dataset's `timestamp_formats`.
+
+    Returns
+    -------
+    tuple of str or None
+        The first such pair, in their order in `formats`.
+    """
 
     plain = [f for f in formats if f not in EPOCH_FORMATS]
     for i, a in enumerate(plain):
@@ -685,16 +889,54 @@ def validate(mapped: DataFrame, kind: str, rules: IngestConfig, now: datetime) -
     when the value fits the declared patterns only with day and month swapped), open_session,
     lat/lon/soc_pct_out_of_range (degrees, percent), <ts col>_too_old (year < min_valid_year),
     <ts col>_in_future (> now + max_future_days), negative_kwh, end_before_start, unknown_status.
-    `now` is the ingest time (UTC, naive or aware).
+
+    Parameters
+    ----------
+    mapped : DataFrame
+        `map_columns` output.
+    kind : str
+        Canonical kind.
+    rules : IngestConfig
+    now : datetime.datetime
+        The ingest time (UTC, naive or aware).
+
+    Returns
+    -------
+    DataFrame
+        `mapped` + `reasons` and `reason`.
     """
     schema, required, _key, ts_cols, _table = KINDS[kind]
     names = set(schema.fieldNames())
     unparsed = F.col(UNPARSED)
 
     def flagged(c: str) -> Column:
+        """Whether column `c`'s value was present but did not parse.
+
+        Parameters
+        ----------
+        c : str
+            Canonical column.
+
+        Returns
+        -------
+        Column
+            Boolean.
+        """
         return F.array_contains(unparsed, c)
 
     def unparseable(c: str) -> Column:
+        """The reason code of an unparsed value of `c`.
+
+        Parameters
+        ----------
+        c : str
+            Canonical column.
+
+        Returns
+        -------
+        Column
+            ``day_month_swapped_<c>`` or ``unparseable_<c>``.
+        """
         # A value that fits only with day and month swapped gets its own code: the fix is the pattern.
         swapped = F.array_contains(F.col(_SWAPPED), c) if _SWAPPED in mapped.columns else F.lit(False)
         return F.when(swapped, F.lit(f"day_month_swapped_{c}")).otherwise(F.lit(f"unparseable_{c}"))
@@ -728,10 +970,23 @@ def validate(mapped: DataFrame, kind: str, rules: IngestConfig, now: datetime) -
 
 
 def mark_duplicates(validated: DataFrame) -> DataFrame:
-    """Add `ingest_status`: 'duplicate' for every copy after the first of an identical raw record
-    within one dataset (byte-identical rows, e.g. a device re-sending), else 'quarantined' when a
-    reason is set, else 'valid'. Rows with the same key but other values are *not* duplicates here:
-    they reach bronze and the clean stage flags them (near-duplicates)."""
+    """Add `ingest_status`: duplicate, quarantined or valid.
+
+    'duplicate' for every copy after the first of an identical raw record within one dataset
+    (byte-identical rows, e.g. a device re-sending), else 'quarantined' when a reason is set, else
+    'valid'. Rows with the same key but other values are *not* duplicates here: they reach bronze
+    and the clean stage flags them (near-duplicates).
+
+    Parameters
+    ----------
+    validated : DataFrame
+        `validate` output.
+
+    Returns
+    -------
+    DataFrame
+        `validated` + `ingest_status`; `raw_record` kept only for rows that are not valid (null otherwise).
+    """
     first = Window.partitionBy(SOURCE_NAME, RAW_HASH).orderBy(SOURCE_FILE, RAW_RECORD)
     copy_no = F.row_number().over(first)
     status = F.when(copy_no > 1, F.lit(DUPLICATE)).when(F.col(REASON).isNotNull(), F.lit(QUARANTINED)).otherwise(F.lit(VALID))
@@ -741,19 +996,74 @@ def mark_duplicates(validated: DataFrame) -> DataFrame:
 
 
 def classify(raw: DataFrame, spec: DatasetSpec, kind: str, rules: IngestConfig, now: datetime, where: str | None = None) -> DataFrame:
-    """map_columns -> validate -> mark_duplicates."""
+    """map_columns -> validate -> mark_duplicates.
+
+    Parameters
+    ----------
+    raw : DataFrame
+        `read_raw` output.
+    spec : DatasetSpec
+    kind : str
+        Canonical kind.
+    rules : IngestConfig
+    now : datetime.datetime
+        The ingest time (UTC).
+    where : str, optional
+        The dataset's conf key, for error messages.
+
+    Returns
+    -------
+    DataFrame
+        One row per raw record: canonical columns, lineage, `reasons`, `reason`, `ingest_status`.
+
+    Raises
+    ------
+    IngestInputError
+        The mapping does not fit the data or the conf.
+    """
     return map_columns(raw, spec, kind, where).transform(lambda df: validate(df, kind, rules, now)).transform(mark_duplicates)
 
 
 def row_hash(kind: str) -> Column:
-    """SHA-256 of the canonical values: equal hashes = the same canonical record."""
+    """SHA-256 of the canonical values: equal hashes = the same canonical record.
+
+    Parameters
+    ----------
+    kind : str
+        Canonical kind.
+
+    Returns
+    -------
+    Column
+        Hex string.
+    """
     schema = KINDS[kind][0]
     return F.sha2(F.to_json(F.struct(*[F.col(c) for c in schema.fieldNames()]), {"ignoreNullFields": "false"}), 256)
 
 
 def bronze_rows(classified: DataFrame, kind: str, partition_column: str, run_id: str, ingested_at: datetime) -> DataFrame:
-    """Valid rows in bronze layout: canonical columns, lineage (source_name, source_file), row_hash,
-    ingest run, and for time-series kinds the UTC date of the first timestamp column (partition)."""
+    """Valid rows in bronze layout.
+
+    Parameters
+    ----------
+    classified : DataFrame
+        `classify` output.
+    kind : str
+        Canonical kind.
+    partition_column : str
+        Name of the date partition column (`ingest.partition_column`).
+    run_id : str
+        The ingest run's id.
+    ingested_at : datetime.datetime
+        The ingest time (UTC).
+
+    Returns
+    -------
+    DataFrame
+        Canonical columns, lineage (source_name, source_file), row_hash, ingest_run_id,
+        ingested_at, and for time-series kinds `partition_column`: the UTC date of the first
+        timestamp column.
+    """
     schema, _req, _key, ts_cols, _table = KINDS[kind]
     cols = [F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields]
     out = classified.where(F.col(STATUS) == VALID).select(
@@ -770,8 +1080,20 @@ def bronze_rows(classified: DataFrame, kind: str, partition_column: str, run_id:
 
 
 def bronze_merge_keys(kind: str) -> list[str]:
-    """Natural key + row_hash: a re-read row is a no-op; a changed row under the same key is kept
-    as a new row (bronze is history; near-duplicate telemetry must reach the clean stage)."""
+    """Natural key + row_hash, the MERGE key of bronze.<kind>.
+
+    A re-read row is a no-op; a changed row under the same key is kept as a new row (bronze is
+    history; near-duplicate telemetry must reach the clean stage).
+
+    Parameters
+    ----------
+    kind : str
+        Canonical kind.
+
+    Returns
+    -------
+    list of str
+    """
     return [*KINDS[kind][2], ROW_HASH]
 
 
@@ -779,7 +1101,25 @@ QUARANTINE_KEYS = [SOURCE_NAME, RAW_HASH]
 
 
 def quarantine_rows(classified: DataFrame, kind: str, run_id: str, ingested_at: datetime) -> DataFrame:
-    """Invalid rows with the raw record as JSON text, the source file and the reason codes."""
+    """Invalid rows with the raw record as JSON text, the source file and the reason codes.
+
+    Parameters
+    ----------
+    classified : DataFrame
+        `classify` output.
+    kind : str
+        Canonical kind.
+    run_id : str
+        The ingest run's id.
+    ingested_at : datetime.datetime
+        The ingest time (UTC).
+
+    Returns
+    -------
+    DataFrame
+        Quarantined rows: kind, source_name, source_file, reason, reasons, raw_record, raw_hash,
+        ingest_run_id, ingested_at.
+    """
     return classified.where(F.col(STATUS) == QUARANTINED).select(
         F.lit(kind).alias("kind"),
         SOURCE_NAME,
@@ -794,7 +1134,20 @@ def quarantine_rows(classified: DataFrame, kind: str, run_id: str, ingested_at: 
 
 
 def new_rows(batch: DataFrame, existing: DataFrame | None, keys: Sequence[str]) -> DataFrame:
-    """Rows of `batch` (one per key) whose key is not in `existing` yet (None = empty table)."""
+    """Rows of `batch` (one per key) whose key is not in `existing` yet (None = empty table).
+
+    Parameters
+    ----------
+    batch : DataFrame
+    existing : DataFrame or None
+        The target table.
+    keys : sequence of str
+
+    Returns
+    -------
+    DataFrame
+        `batch`'s columns.
+    """
     distinct = batch.dropDuplicates(list(keys))
     if existing is None:
         return distinct
@@ -808,7 +1161,20 @@ def mark_in_table(batch: DataFrame, existing: DataFrame | None, keys: Sequence[s
     """`batch` with a boolean `__in_table`: whether its key is already in `existing` (None = no table).
 
     One join serves both counts of the reconciliation (rows already in bronze, new rows) and the
-    rows to insert, so bronze is scanned once, as the anti-join of `new_rows` did."""
+    rows to insert, so bronze is scanned once.
+
+    Parameters
+    ----------
+    batch : DataFrame
+    existing : DataFrame or None
+        The target table.
+    keys : sequence of str
+
+    Returns
+    -------
+    DataFrame
+        `batch` + `__in_table`, same rows.
+    """
     if existing is None:
         return batch.withColumn(IN_TABLE, F.lit(False))
     present = existing.select(*keys).distinct().withColumn(IN_TABLE, F.lit(True))
@@ -816,8 +1182,19 @@ def mark_in_table(batch: DataFrame, existing: DataFrame | None, keys: Sequence[s
 
 
 def bronze_row_counts(keys: Sequence[str]) -> list[Column]:
-    """Aggregates over `mark_in_table`'s output: existing_in_bronze, new_in_run (rows) and
-    new_records (distinct keys among the new rows: what the bronze commit is given)."""
+    """Aggregates over `mark_in_table`'s output.
+
+    Parameters
+    ----------
+    keys : sequence of str
+        The merge keys.
+
+    Returns
+    -------
+    list of Column
+        existing_in_bronze, new_in_run (rows) and new_records (distinct keys among the new rows:
+        what the bronze commit is given).
+    """
     in_table = F.col(IN_TABLE)
     return [
         F.count(F.when(in_table, F.lit(1))).alias("existing_in_bronze"),
@@ -834,11 +1211,19 @@ class ReconciliationError(RuntimeError):
 class IngestCounts:
     """One dataset's numbers, each measured on its own (none derived from the others).
 
-    read, quarantined, duplicates_raw: the classification (rows per ingest_status);
-    existing_in_bronze, new_in_run: valid rows whose canonical record is / is not in bronze yet
-    (a join with bronze); new_records: distinct canonical records among the new ones (what the
-    bronze commit is given); bronze_inserted: Delta's own metric of that commit;
-    quarantine_new / quarantine_inserted: the same for the quarantine commit."""
+    Attributes
+    ----------
+    read, quarantined, duplicates_raw : int
+        The classification (rows per ingest_status).
+    existing_in_bronze, new_in_run : int
+        Valid rows whose canonical record is / is not in bronze yet (a join with bronze).
+    new_records : int
+        Distinct canonical records among the new ones (what the bronze commit is given).
+    bronze_inserted : int
+        Delta's own metric of that commit.
+    quarantine_new, quarantine_inserted : int
+        The same for the quarantine commit.
+    """
 
     read: int
     quarantined: int
@@ -852,12 +1237,22 @@ class IngestCounts:
 
     @property
     def repeated_in_run(self) -> int:
-        """Valid rows repeating a canonical record of this run that is not in bronze yet."""
+        """Valid rows repeating a canonical record of this run that is not in bronze yet.
+
+        Returns
+        -------
+        int
+        """
         return self.new_in_run - self.new_records
 
     @property
     def duplicates_existing(self) -> int:
-        """The audit's duplicates_existing: already in bronze, or earlier in this run."""
+        """The audit's duplicates_existing: already in bronze, or earlier in this run.
+
+        Returns
+        -------
+        int
+        """
         return self.existing_in_bronze + self.repeated_in_run
 
 
@@ -867,7 +1262,16 @@ def reconcile(c: IngestCounts) -> list[str]:
     rows read = bronze inserted + quarantined + duplicates raw + already in bronze + repeated in
     run, with bronze inserted taken from Delta's metric (not from what the job meant to write);
     and each commit inserted exactly the new records it was given (fewer: another writer inserted
-    some in between; more: the MERGE matched differently from the job's join)."""
+    some in between; more: the MERGE matched differently from the job's join).
+
+    Parameters
+    ----------
+    c : IngestCounts
+
+    Returns
+    -------
+    list of str
+    """
     problems = []
     accounted = c.bronze_inserted + c.quarantined + c.duplicates_raw + c.existing_in_bronze + c.repeated_in_run
     if accounted != c.read:
@@ -883,17 +1287,52 @@ def reconcile(c: IngestCounts) -> list[str]:
 
 
 def status_counts(classified: DataFrame) -> DataFrame:
-    """Rows per (ingest_status, reason): the numbers of the audit row."""
+    """Rows per (ingest_status, reason): the numbers of the audit row.
+
+    Parameters
+    ----------
+    classified : DataFrame
+        `classify` output.
+
+    Returns
+    -------
+    DataFrame
+        One row per (ingest_status, reason): count.
+    """
     return classified.groupBy(STATUS, REASON).count()
 
 
 def nulled_value_counts(classified: DataFrame) -> DataFrame:
-    """Per optional column, how many kept rows had a present but unparseable value (now null)."""
+    """Per optional column, how many kept rows had a present but unparseable value (now null).
+
+    Parameters
+    ----------
+    classified : DataFrame
+        `classify` output.
+
+    Returns
+    -------
+    DataFrame
+        One row per column: column, count.
+    """
     return classified.where(F.col(STATUS) == VALID).select(F.explode(UNPARSED).alias("column")).groupBy("column").count()
 
 
 def spec_fingerprint(kind: str, spec: DatasetSpec, rules: IngestConfig) -> str:
-    """Changes when the mapping or the rules change, so the file ledger re-reads the files."""
+    """Changes when the mapping or the rules change, so the file ledger re-reads the files.
+
+    Parameters
+    ----------
+    kind : str
+        Canonical kind.
+    spec : DatasetSpec
+    rules : IngestConfig
+
+    Returns
+    -------
+    str
+        16 hex characters of a SHA-256.
+    """
     payload = json.dumps([kind, spec.model_dump(mode="json"), rules.model_dump(mode="json")], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -55,7 +55,13 @@ KILL_AFTER_COMMIT_ENV = "EVFA_TEST_KILL_AFTER_COMMIT"
 
 
 def after_commit(commit: str) -> None:
-    """The test hook: SIGKILL this process after `commit` when KILL_AFTER_COMMIT_ENV names it."""
+    """The test hook: SIGKILL this process after `commit` when KILL_AFTER_COMMIT_ENV names it.
+
+    Parameters
+    ----------
+    commit : str
+        The commit just made: quarantine, bronze, audit or ledger.
+    """
     if os.environ.get(KILL_AFTER_COMMIT_ENV) == commit:
         log.warning("test hook %s=%s: killing the driver (SIGKILL) after this commit", KILL_AFTER_COMMIT_ENV, commit)
         logging.shutdown()
@@ -283,8 +289,22 @@ def write_audit(spark: SparkSession, cfg: Config, runs: list[DatasetRun], run_id
 
 
 def summary_text(run_id: str, runs: list[DatasetRun]) -> str:
-    """The table ingest prints: rows read, written to bronze, quarantined and duplicate per dataset,
-    with quarantine reasons, nulled values, unreadable files and the fix for swapped day/month."""
+    """The table ingest prints: rows read, written to bronze, quarantined and duplicate per dataset.
+
+    With quarantine reasons, nulled values, unreadable files and the fix for swapped day/month.
+
+    Parameters
+    ----------
+    run_id : str
+        The ingest run's id (first line).
+    runs : list of DatasetRun
+        Committed (or skipped) datasets.
+
+    Returns
+    -------
+    str
+        Multi-line text.
+    """
     head = f"{'kind':<18} {'dataset':<28} {'read':>9} {'bronze':>9} {'quarant.':>9} {'dupl.':>8}  status"
     lines = [f"ingest run {run_id}", head, "-" * len(head)]
     for r in runs:

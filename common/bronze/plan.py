@@ -36,7 +36,42 @@ log = logging.getLogger("ev_fleet.ingest")
 
 @dataclass
 class DatasetRun:
-    """One dataset's plan (phase 1) and outcome (phase 2)."""
+    """One dataset's plan (phase 1) and outcome (phase 2).
+
+    Attributes
+    ----------
+    kind : str
+        Canonical kind.
+    where : str
+        The dataset's conf key, inputs.<kind>[<index>].
+    spec : DatasetSpec
+    path : str
+        The dataset's resolved path (file, folder or glob).
+    fingerprint : str
+        `spec_fingerprint` of the mapping and rules.
+    files_seen : list of SourceFile
+        Every file matching `path`.
+    files_new : list of SourceFile
+        Those not in the file ledger with this fingerprint.
+    base_path : str or None
+        Spark's ``basePath`` when `path` is a folder.
+    unreadable : list of UnreadableFile
+        New files set aside.
+    classified : DataFrame or None
+        `classify` output of the readable new files (lazy); None when there is nothing to load.
+    status : str
+        ingested | nothing_new | empty | no_files | unreadable | reconciliation_failed | not_run.
+    message : str
+        What happened, logged and written to the audit row.
+    counts : dict of str to int
+        read, quarantined, duplicates_raw, bronze, duplicates_existing (rows).
+    reasons : dict of str to int
+        Quarantine reason code -> rows.
+    nulled : dict of str to int
+        Optional column -> rows whose unparseable value became null.
+    bronze_version : int or None
+        Version of the bronze MERGE commit; None when none was made.
+    """
 
     kind: str
     where: str
@@ -57,7 +92,12 @@ class DatasetRun:
 
     @property
     def files_readable(self) -> list[SourceFile]:
-        """New files not set aside as unreadable."""
+        """New files not set aside as unreadable.
+
+        Returns
+        -------
+        list of SourceFile
+        """
         bad = {u.file.path for u in self.unreadable}
         return [f for f in self.files_new if f.path not in bad]
 
@@ -151,7 +191,23 @@ def read_classified(spark: SparkSession, cfg: Config, run: DatasetRun, now: date
 
     When the read itself fails (Parquet footers, CSV headers and multi-line CSV schemas are read
     here), every file is read alone to find the unreadable one(s), which are set aside; the read
-    is then repeated without them. An error no single file reproduces is raised as it is."""
+    is then repeated without them. An error no single file reproduces is raised as it is.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+        The `ingest` rules.
+    run : DatasetRun
+        Changed in place: `classified`, or `status` and `message` (unreadable, empty), and `unreadable`.
+    now : datetime.datetime
+        The ingest time (UTC).
+
+    Raises
+    ------
+    IngestInputError
+        The mapping does not fit the data.
+    """
     kind, spec = run.kind, run.spec
     run.classified = None
     while True:
@@ -178,8 +234,21 @@ def read_classified(spark: SparkSession, cfg: Config, run: DatasetRun, now: date
 
 
 def set_aside_unreadable(spark: SparkSession, run: DatasetRun, exc: BaseException) -> bool:
-    """After the dataset's read failed with `exc`: read each readable file alone and set aside
-    those that fail. False when none does (the error is not a file's: the caller re-raises)."""
+    """After the dataset's read failed with `exc`: read each readable file alone and set aside those that fail.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    run : DatasetRun
+        Its `unreadable` list grows by the files that fail.
+    exc : BaseException
+        The dataset read's error (logged).
+
+    Returns
+    -------
+    bool
+        False when no file fails alone (the error is not a file's: the caller re-raises).
+    """
     log.warning("%s/%s: reading %d file(s) failed (%s); reading each file alone to find the unreadable one(s)",
                 run.kind, run.spec.name, len(run.files_readable), failure_reason(exc))  # fmt: skip
     bad = [UnreadableFile(f, reason) for f in run.files_readable if (reason := read_file_alone(spark, run.spec, f, run.base_path))]

@@ -27,7 +27,7 @@ Layer = Literal["raw", "bronze", "silver", "gold", "quarantine", "audit", "truth
 class Table:
     """One Delta table.
 
-    Parameters
+    Attributes
     ----------
     name : str
         ``<layer>.<name>``, the name every job and test uses.
@@ -40,6 +40,8 @@ class Table:
     position_trace : bool
         Every reported position (or a trip's exact ends): stored under the restricted root even
         though its layer is bronze/silver/quarantine.
+    properties : dict of str to str
+        Delta table properties; no catalog entry sets any (jobs pass theirs to `common.io.tables.write`).
     """
 
     name: str
@@ -51,10 +53,24 @@ class Table:
 
     @property
     def layer(self) -> str:
+        """The layer, the part of `name` before the dot.
+
+        Returns
+        -------
+        str
+            raw, bronze, silver, gold, quarantine, audit, truth or restricted.
+        """
         return self.name.split(".", 1)[0]
 
     @property
     def location(self) -> str:
+        """Which storage root holds the table.
+
+        Returns
+        -------
+        str
+            ``restricted`` for the restricted layer and position traces, else ``lakehouse``.
+        """
         return "restricted" if self.layer == "restricted" or self.position_trace else "lakehouse"
 
 
@@ -196,7 +212,22 @@ POSITION_TRACES = frozenset(t.name for t in TABLES.values() if t.position_trace)
 
 
 def table(name: str) -> Table:
-    """The catalog entry of ``name``; a KeyError names the known tables of that layer."""
+    """The catalog entry of ``name``.
+
+    Parameters
+    ----------
+    name : str
+        ``<layer>.<name>``, e.g. ``silver.trips``.
+
+    Returns
+    -------
+    Table
+
+    Raises
+    ------
+    KeyError
+        ``name`` is not in the catalog; the message lists the known tables of its layer.
+    """
     try:
         return TABLES[name]
     except KeyError:
@@ -206,7 +237,23 @@ def table(name: str) -> Table:
 
 
 def names(*tables: str) -> tuple[str, ...]:
-    """Validate a job's declared table names against the catalog (fails at import on a typo)."""
+    """Validate a job's declared table names against the catalog (fails at import on a typo).
+
+    Parameters
+    ----------
+    *tables : str
+        ``<layer>.<name>`` table names.
+
+    Returns
+    -------
+    tuple of str
+        ``tables`` unchanged.
+
+    Raises
+    ------
+    KeyError
+        A name is not in the catalog.
+    """
     for name in tables:
         table(name)
     return tables

@@ -54,6 +54,8 @@ class Section(BaseModel):
 # Platform sections
 # --------------------------------------------------------------------------------------------
 class SparkConfig(Section):
+    """The SparkSession's settings (`common.io.spark.build_session`)."""
+
     master: str | None = Field("local[*]", description="Spark master; null on EMR/Glue (spark-submit sets it).")
     app_name: str = "ev-fleet-analytics"
     shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; ~2-3x total cores.")
@@ -74,6 +76,8 @@ class SparkConfig(Section):
 
 
 class StorageConfig(Section):
+    """Where the lakehouse's tables live: the roots and per-table overrides behind `path`."""
+
     root: str = Field("lakehouse", description="Lakehouse root; relative paths resolve against the project root.")
     restricted_root: str | None = Field(
         None,
@@ -85,16 +89,50 @@ class StorageConfig(Section):
 
     @property
     def restricted(self) -> str:
-        """The restricted root in effect (restricted_root, else <root>/restricted)."""
+        """The restricted root in effect (restricted_root, else <root>/restricted).
+
+        Returns
+        -------
+        str
+            A path or URI, not yet resolved against the project root.
+        """
         return self.restricted_root or f"{self.root.rstrip('/')}/restricted"
 
     def resolve(self, path: str) -> str:
+        """A configured path made absolute: URIs and absolute paths as they are, others under the project root.
+
+        Parameters
+        ----------
+        path : str
+            A relative or absolute path, or a URI (``s3://...``).
+
+        Returns
+        -------
+        str
+        """
         if "://" in path or os.path.isabs(path):
             return path
         return str(PROJECT_ROOT / path)
 
     def path(self, table: str) -> str:
-        """Location of a table named '<layer>.<name>' (e.g. 'silver.telematics_clean')."""
+        """Location of a table named '<layer>.<name>' (e.g. 'silver.telematics_clean').
+
+        Parameters
+        ----------
+        table : str
+            ``<layer>.<name>``; restricted tables and position traces (POSITION_TRACES) resolve under
+            the restricted root.
+
+        Returns
+        -------
+        str
+            Absolute path or URI of the table's folder.
+
+        Raises
+        ------
+        ConfigError
+            The name has no known layer or no table part.
+        """
         if table in self.tables:
             return self.resolve(self.tables[table])
         layer, _, name = table.partition(".")
@@ -110,6 +148,8 @@ class StorageConfig(Section):
 
 
 class MlflowConfig(Section):
+    """MLflow tracking store, artifact location, experiment and model registry."""
+
     tracking_uri: str = Field("sqlite:///lakehouse/mlflow/mlflow.db", description="Or ${MLFLOW_TRACKING_URI}.")
     artifact_location: str = "lakehouse/mlflow/artifacts"
     experiment: str = "ev-fleet-analytics"
@@ -132,13 +172,38 @@ TIMESTAMPED_KINDS = ("telematics", "charger_status", "charging_sessions")
 
 
 def zoneless_formats(formats: list[str] | tuple[str, ...]) -> list[str]:
-    """The patterns of `formats` that read wall-clock time: no offset/zone letter, not epoch."""
+    """The patterns of `formats` that read wall-clock time: no offset/zone letter, not epoch.
+
+    Parameters
+    ----------
+    formats : list or tuple of str
+        Spark datetime patterns and the special names in EPOCH_FORMATS.
+
+    Returns
+    -------
+    list of str
+        Those patterns, in their order, that need a source time zone.
+    """
     return [f for f in formats if f not in EPOCH_FORMATS and not _ZONE_LETTERS.search(re.sub(r"'[^']*'", "", f))]
 
 
 def missing_timezone(spec: "DatasetSpec", where: str) -> str | None:
-    """Why `spec` (at conf key `where`, e.g. inputs.telematics[0]) cannot be read, or None: a
-    wall-clock pattern needs the zone it was written in, and guessing UTC shifts every row."""
+    """Why `spec` cannot be read without a source time zone, or None.
+
+    A wall-clock pattern needs the zone it was written in, and guessing UTC shifts every row.
+
+    Parameters
+    ----------
+    spec : DatasetSpec
+    where : str
+        The dataset's conf key, e.g. inputs.telematics[0], named in the message.
+
+    Returns
+    -------
+    str or None
+        The message naming ``<where>.source_timezone`` and the zoneless patterns; None when
+        `source_timezone` is set or every pattern carries a zone or is an epoch.
+    """
     zoneless = zoneless_formats(spec.timestamp_formats)
     if spec.source_timezone is not None or not zoneless:
         return None
@@ -146,6 +211,8 @@ def missing_timezone(spec: "DatasetSpec", where: str) -> str | None:
 
 
 class CsvOptions(Section):
+    """Options of Spark's CSV reader for one dataset."""
+
     delimiter: str = ","
     encoding: str = "UTF-8"
     header: bool = True
@@ -208,6 +275,12 @@ class InputsConfig(Section):
     charging_sessions: list[DatasetSpec] = Field(default_factory=list)
 
     def is_empty(self) -> bool:
+        """Whether no dataset is configured for any kind (the generator's files are then read).
+
+        Returns
+        -------
+        bool
+        """
         return not any(getattr(self, k) for k in type(self).model_fields)
 
     @model_validator(mode="after")
@@ -222,6 +295,8 @@ class InputsConfig(Section):
 # Stage sections
 # --------------------------------------------------------------------------------------------
 class GeneratorConfig(Section):
+    """The synthetic fleet the generator writes (`jobs/generate.py`, docs/GENERATOR.md)."""
+
     vehicles: int = Field(40, ge=1)
     days: int = Field(14, ge=1)
     start_date: str = Field("2024-03-04", description="First local day (ISO date).")
@@ -313,6 +388,8 @@ class LeaseConfig(Section):
 
 
 class IngestConfig(Section):
+    """Validation rules and the file ledger of the ingest stage (`jobs/ingest.py`, `common.bronze.ingest.validate`)."""
+
     lat_range: tuple[float, float] = (-90.0, 90.0)
     lon_range: tuple[float, float] = (-180.0, 180.0)
     soc_range: tuple[float, float] = (0.0, 100.0)
@@ -546,6 +623,8 @@ class MlConfig(Section):
 
 
 class ReportConfig(Section):
+    """The HTML report (`jobs/report.py`): where it goes, map limits and how residences are shown."""
+
     output_dir: str = Field("reports", description="Reports go to <output_dir>/<run>/index.html; <output_dir>/latest links the newest.")
     max_points_per_layer: int = Field(5000, ge=10, description="Cap on markers per map layer (rows brought to the driver).")
     residence_cell_m: float = Field(1000.0, gt=0, description="Residences are shown coarsened to cells of this size (m).")
@@ -750,6 +829,8 @@ class RiskConfig(Section):
 
 
 class Config(Section):
+    """The whole configuration: the environment's name and one section per platform part and stage."""
+
     env: str = "local"
     spark: SparkConfig = Field(default_factory=SparkConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -771,7 +852,13 @@ class Config(Section):
     risk: RiskConfig = Field(default_factory=RiskConfig)
 
     def redacted(self) -> dict[str, Any]:
-        """The config as a dict with values that may carry credentials masked (for logs)."""
+        """The config as a dict with values that may carry credentials masked (for logs).
+
+        Returns
+        -------
+        dict
+            JSON-like dump of every section; masked values are ``***`` (`common.core.redaction.redact`).
+        """
         return redact(self.model_dump(mode="json"))
 
 
@@ -818,8 +905,24 @@ def _dataset_file(name: str) -> Path:
 def load_dataset_files(paths: list[str], env: dict[str, str] | None = None) -> InputsConfig:
     """Concatenate the `inputs:` lists of dataset YAML files (relative to cwd or the project).
 
-    `env` values win over the process environment for `${VAR}` references (the generator points
-    a shipped mapping at its own raw folder this way)."""
+    Parameters
+    ----------
+    paths : list of str
+        Dataset YAML files (`--inputs`).
+    env : dict of str to str, optional
+        Values that win over the process environment for `${VAR}` references (the generator points
+        a shipped mapping at its own raw folder this way).
+
+    Returns
+    -------
+    InputsConfig
+        The datasets of every file, per kind in file order.
+
+    Raises
+    ------
+    ConfigError
+        A file is missing, not a mapping, or its datasets do not validate (each problem named).
+    """
     merged: dict[str, list] = {}
     for name in paths:
         data = _read_yaml(_dataset_file(name))
@@ -836,8 +939,25 @@ def load_dataset_files(paths: list[str], env: dict[str, str] | None = None) -> I
 
 
 def dataset_settings(paths: list[str]) -> dict[str, Any]:
-    """`settings:` of dataset files: dotted config keys that describe the data, e.g.
-    `clean.default_timezone: Africa/Nairobi`, `clean.area_file: conf/areas/nairobi.wkt`."""
+    """`settings:` of dataset files: dotted config keys that describe the data.
+
+    E.g. `clean.default_timezone: Africa/Nairobi`, `clean.area_file: conf/areas/nairobi.wkt`.
+
+    Parameters
+    ----------
+    paths : list of str
+        Dataset YAML files (`--inputs`).
+
+    Returns
+    -------
+    dict
+        Dotted key -> value; a later file wins for the same key.
+
+    Raises
+    ------
+    ConfigError
+        `settings` is not a mapping, or a key is outside DATASET_SETTING_SECTIONS (platform settings).
+    """
     out: dict[str, Any] = {}
     for name in paths:
         settings = _read_yaml(_dataset_file(name)).get("settings") or {}
@@ -864,6 +984,19 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`overlay` merged into a copy of `base`, key by key through nested dicts.
+
+    Parameters
+    ----------
+    base : dict
+    overlay : dict
+        Its values win; a dict merges into a dict of `base`, anything else replaces the value.
+
+    Returns
+    -------
+    dict
+        A deep copy; neither input is changed.
+    """
     out = copy.deepcopy(base)
     for key, value in (overlay or {}).items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -884,7 +1017,25 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def apply_override(data: dict[str, Any], override: str) -> dict[str, Any]:
-    """Apply one `a.b.c=value` override; the value is parsed as YAML (numbers, lists, null)."""
+    """Apply one `a.b.c=value` override; the value is parsed as YAML (numbers, lists, null).
+
+    Parameters
+    ----------
+    data : dict
+        The merged config data; changed in place.
+    override : str
+        ``key=value`` as given to `--conf`; an empty value sets ``""``.
+
+    Returns
+    -------
+    dict
+        `data`.
+
+    Raises
+    ------
+    ConfigError
+        No ``=`` or no key, or a section on the key's path is a value.
+    """
     key, sep, raw = override.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--conf {override!r}: expected key=value, e.g. --conf clean.max_speed_kmh=150")
@@ -903,7 +1054,30 @@ def load_config(env: str = "local", overrides: list[str] | None = None, conf_dir
     """base.yaml <- <env>.yaml <- dataset files (`--inputs`) <- overrides, then validate.
 
     Dataset files replace `inputs` and may set the data's properties (`settings:`); `--conf`
-    overrides win over both. Errors name the key and the file."""
+    overrides win over both. `${VAR}` references are expanded last.
+
+    Parameters
+    ----------
+    env : str
+        Name of ``conf/<env>.yaml``.
+    overrides : list of str, optional
+        ``key=value`` overrides (`--conf`).
+    conf_dir : pathlib.Path, optional
+        Folder of the YAML files; default CONF_DIR.
+    dataset_files : list of str, optional
+        Dataset YAML files (`--inputs`).
+
+    Returns
+    -------
+    Config
+        Validated.
+
+    Raises
+    ------
+    ConfigError
+        Unknown env, invalid YAML, an unset `${VAR}` or an invalid value; the message names the key
+        and the file.
+    """
     conf_dir = conf_dir or CONF_DIR
     base_file = conf_dir / "base.yaml"
     env_file = conf_dir / f"{env}.yaml"

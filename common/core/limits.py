@@ -29,6 +29,29 @@ def cap_rows_per_group(
     columns, e.g. `F.desc("n_points")`) the first `max_rows` in that order are kept, hash order
     breaking ties. Groups at or under the cap pass through unchanged. The ranking is a Spark
     window (sorted, spillable JVM work), so the cap itself never loads a group into Python.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Any frame with the `keys` columns.
+    keys : sequence of str
+        Grouping columns (e.g. ``vehicle_id``).
+    max_rows : int
+        Rows kept per group, at least 1.
+    priority : sequence of Column, optional
+        Sort order of the rows to keep first.
+    seed : int
+        Seed of the hash that samples (or breaks ties).
+
+    Returns
+    -------
+    DataFrame
+        The rows of `df` kept, same columns.
+
+    Raises
+    ------
+    ValueError
+        `max_rows` is below 1.
     """
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
@@ -39,6 +62,23 @@ def cap_rows_per_group(
 
 
 def capped_groups(df: DataFrame, keys: Sequence[str], max_rows: int, show: int = 20) -> list[tuple]:
-    """Groups above the cap as (key values..., rows), largest first (at most `show` of them)."""
+    """Groups above the cap as (key values..., rows), largest first (at most `show` of them).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Any frame with the `keys` columns.
+    keys : sequence of str
+        Grouping columns.
+    max_rows : int
+        The cap.
+    show : int
+        Most groups returned.
+
+    Returns
+    -------
+    list of tuple
+        One tuple per group over the cap: its key values, then its row count.
+    """
     counts = df.groupBy(*keys).count().where(F.col("count") > max_rows).orderBy(F.desc("count")).limit(show)
     return [tuple(r) for r in counts.collect()]  # bounded: .limit(show) above

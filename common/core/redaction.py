@@ -1,6 +1,6 @@
 """Masking credentials in anything printed: the config log line every job writes (`Config.redacted()`).
 
-Three places a credential hides in a config (issue 20):
+Three places a credential hides in a config:
 
 - a value under a credential-like key (`db_password`, `api_key`, `fs.azure.account.key.<acct>...`,
   `spark.hadoop.fs.s3a.secret.key`): the whole value, and everything nested under such a key;
@@ -44,6 +44,12 @@ def is_sensitive_name(name: str) -> bool:
     ----------
     name : str
         A key (`spark.hadoop.fs.s3a.secret.key`, `apiKey`) or parameter name (`X-Amz-Signature`).
+
+    Returns
+    -------
+    bool
+        True when the name holds a sensitive word (password, token, ...) or a whole segment such as
+        `key`, `pwd`, `auth`, `sig`, `sas`.
     """
     lowered = _CAMEL.sub("_", name).lower()
     compact = re.sub(r"[^a-z0-9]", "", lowered)

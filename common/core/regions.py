@@ -16,18 +16,44 @@ from common.core.config import CONF_DIR
 
 @dataclass(frozen=True)
 class Region:
+    """A demo region of the generator.
+
+    Attributes
+    ----------
+    name : str
+        Display name.
+    center_lat, center_lon : float
+        Center of the region (WGS84 degrees).
+    radius_km : float
+        Homes, hotspots and stations are placed within this radius of the center (km).
+    timezone : str
+        IANA zone of the fleet's local clock (DST-aware).
+    area_file : pathlib.Path
+        Operating-area polygon (WKT), the cleaning default for generated inputs.
+    mean_temp_c : float
+        Daily mean ambient temperature in the simulated season (degC).
+    temp_amplitude_c : float
+        Half the day-night swing (degC).
+    city, state : str
+        Station metadata.
+    fleet : str
+        Vehicle model set (common.synthetic.generator.FLEETS).
+    networks : tuple of str
+        Charging network operators named in station metadata.
+    """
+
     name: str
     center_lat: float
     center_lon: float
-    radius_km: float  # homes/hotspots/stations are placed within this radius of the center
-    timezone: str  # IANA zone of the fleet's local clock (DST-aware)
-    area_file: Path  # operating-area polygon (WKT), the cleaning default for generated inputs
-    mean_temp_c: float  # daily mean ambient temperature in the simulated season
-    temp_amplitude_c: float  # half the day-night swing
-    city: str  # station metadata
+    radius_km: float
+    timezone: str
+    area_file: Path
+    mean_temp_c: float
+    temp_amplitude_c: float
+    city: str
     state: str
-    fleet: str  # vehicle model set (common.synthetic.generator.FLEETS)
-    networks: tuple[str, ...]  # charging network operators named in station metadata
+    fleet: str
+    networks: tuple[str, ...]
 
 
 REGIONS = {
@@ -79,6 +105,22 @@ REGIONS = {
 
 
 def get_region(name: str) -> Region:
+    """The demo region `name` (`generator.region`).
+
+    Parameters
+    ----------
+    name : str
+        A key of REGIONS, e.g. ``delhi_ncr``.
+
+    Returns
+    -------
+    Region
+
+    Raises
+    ------
+    ValueError
+        Unknown name; the message lists the known ones.
+    """
     try:
         return REGIONS[name]
     except KeyError:
@@ -86,7 +128,18 @@ def get_region(name: str) -> Region:
 
 
 def read_area_wkt(path: str | Path) -> str:
-    """Operating area as WKT from a .wkt file or a GeoJSON (Polygon/MultiPolygon/Feature[Collection])."""
+    """Operating area as WKT from a .wkt file or a GeoJSON (Polygon/MultiPolygon/Feature[Collection]).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file; a relative path is taken from the project root.
+
+    Returns
+    -------
+    str
+        WKT with lon lat in WGS84 degrees: a .wkt file's text as it is, a GeoJSON's geometries unioned.
+    """
     path = Path(path)
     if not path.is_absolute():
         path = CONF_DIR.parent / path

@@ -26,6 +26,17 @@ DELTA_LOG_STORE_CLASS = "io.delta.storage.S3DynamoDBLogStore"
 
 
 def jar_file_name(coordinate: str) -> str:
-    """'g:a:v' -> 'a-v.jar' (Maven's file naming)."""
+    """'g:a:v' -> 'a-v.jar' (Maven's file naming).
+
+    Parameters
+    ----------
+    coordinate : str
+        Maven coordinate ``group:artifact:version``.
+
+    Returns
+    -------
+    str
+        The jar's file name.
+    """
     _, artifact, version = coordinate.split(":")
     return f"{artifact}-{version}.jar"

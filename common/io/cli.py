@@ -33,7 +33,21 @@ class StageSkipped(Exception):
 
 
 def skip_reason(group: Sequence[str], writers: dict[str, str] | None = None) -> str:
-    """'no bronze.stations - configure inputs.stations to enable' (or the stage that writes it)."""
+    """Why a stage is skipped when no table of `group` exists.
+
+    Parameters
+    ----------
+    group : sequence of str
+        Catalog table names of which none exists.
+    writers : dict of str to str, optional
+        Table -> the stage that writes it (`common.io.stages.writers`).
+
+    Returns
+    -------
+    str
+        'no bronze.stations - configure inputs.stations to enable' for bronze tables, else the
+        stage to run first when `writers` knows it.
+    """
     names = " or ".join(group)
     bronze = [t for t in group if t.startswith("bronze.")]
     if bronze:
@@ -44,7 +58,22 @@ def skip_reason(group: Sequence[str], writers: dict[str, str] | None = None) -> 
 
 
 def missing_inputs(spark: SparkSession, cfg: Config, requires: Sequence[Sequence[str]], writers: dict[str, str] | None = None) -> str | None:
-    """Why a stage cannot run: the first group of `requires` of which no table exists, else None."""
+    """Why a stage cannot run: the first group of `requires` of which no table exists, else None.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    requires : sequence of sequence of str
+        A job's REQUIRES: groups of table names, one table of each must exist.
+    writers : dict of str to str, optional
+        Table -> the stage that writes it, named in the reason.
+
+    Returns
+    -------
+    str or None
+        The `skip_reason` of the first unmet group.
+    """
     from common.io import tables
 
     for group in requires:
@@ -54,19 +83,61 @@ def missing_inputs(spark: SparkSession, cfg: Config, requires: Sequence[Sequence
 
 
 def require_inputs(spark: SparkSession, cfg: Config, requires: Sequence[Sequence[str]]) -> None:
-    """Raise StageSkipped when a required input group is absent (each job calls it first)."""
+    """Raise StageSkipped when a required input group is absent (each job calls it first).
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    requires : sequence of sequence of str
+        The job's REQUIRES: groups of table names, one table of each must exist.
+
+    Raises
+    ------
+    StageSkipped
+        With the `skip_reason` of the first unmet group.
+    """
     reason = missing_inputs(spark, cfg, requires)
     if reason:
         raise StageSkipped(reason)
 
 
 def job_main(fn: Callable) -> Callable:
-    """Entry point of a job run alone: a clear message and exit code instead of a stack trace for
-    a skipped stage (99), a configuration error (2) or a missing input table (3)."""
+    """Entry point of a job run alone: a clear message and exit code instead of a stack trace.
+
+    Exit codes: a skipped stage 99, a configuration error 2, a missing input table 3.
+
+    Parameters
+    ----------
+    fn : callable
+        The job's ``main``.
+
+    Returns
+    -------
+    callable
+        `fn` wrapped; other exceptions pass through.
+    """
     from common.io.tables import TableNotFound
 
     @wraps(fn)
     def run(*args, **kwargs):
+        """Call `fn`, turning StageSkipped, ConfigError and TableNotFound into SystemExit.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            Passed to `fn`.
+
+        Returns
+        -------
+        object
+            What `fn` returns.
+
+        Raises
+        ------
+        SystemExit
+            EXIT_SKIPPED, EXIT_CONFIG_ERROR or EXIT_INPUT_MISSING, after the message on stderr.
+        """
         try:
             return fn(*args, **kwargs)
         except StageSkipped as exc:
@@ -86,6 +157,19 @@ def job_main(fn: Callable) -> Callable:
 
 
 def base_parser(job: str, description: str | None) -> argparse.ArgumentParser:
+    """The options every job has: `--env`, `--conf`, `--inputs`, `--log-level`.
+
+    Parameters
+    ----------
+    job : str
+        Job name; the program is ``jobs/<job>.py``.
+    description : str or None
+        The job module's docstring; its first line is the help text.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     parser = argparse.ArgumentParser(
         prog=f"jobs/{job}.py",
         description=(description or "").strip().splitlines()[0] if description else None,
@@ -111,6 +195,13 @@ def base_parser(job: str, description: str | None) -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr at `level`; chatty libraries (py4j, urllib3, MLflow, ...) only from WARNING.
+
+    Parameters
+    ----------
+    level : str
+        A logging level name; unknown names mean INFO.
+    """
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -127,6 +218,29 @@ def parse(
     description: str | None = None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> tuple[Config, argparse.Namespace]:
+    """Parse a job's command line, set up logging and load the config (logged with secrets redacted).
+
+    Parameters
+    ----------
+    job : str
+        Job name.
+    argv : sequence of str or None
+        Arguments; None reads sys.argv.
+    description : str, optional
+        The job module's docstring (help text).
+    add_arguments : callable, optional
+        Adds the job's own options to the parser.
+
+    Returns
+    -------
+    cfg : Config
+    args : argparse.Namespace
+
+    Raises
+    ------
+    SystemExit
+        Exit code 2 on a configuration error (the message names the key).
+    """
     parser = base_parser(job, description)
     if add_arguments:
         add_arguments(parser)
@@ -147,12 +261,35 @@ def bootstrap(
     description: str | None = None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> tuple[Config, SparkSession, argparse.Namespace]:
-    """Parse the CLI, load and validate config once, build the one SparkSession and take the
-    lakehouse's run lease (common/io/lease.py) before the job writes anything.
+    """Parse the CLI, load and validate config once, build the one SparkSession and take the run lease.
 
-    The lease is held until the process exits (released then, also after an exception); the
-    pipeline's stages run in its process and join its lease. Exits non-zero, naming the holder,
-    when another run holds it."""
+    The lakehouse's run lease (common/io/lease.py) is taken before the job writes anything and
+    held until the process exits (released then, also after an exception); the pipeline's stages
+    run in its process and join its lease.
+
+    Parameters
+    ----------
+    job : str
+        Job name (program name, lease owner).
+    argv : sequence of str, optional
+        Arguments; None reads sys.argv.
+    description : str, optional
+        The job module's docstring (help text).
+    add_arguments : callable, optional
+        Adds the job's own options to the parser.
+
+    Returns
+    -------
+    cfg : Config
+    spark : SparkSession
+        With the shuffle partitions sized (`common.io.spark.size_shuffles`).
+    args : argparse.Namespace
+
+    Raises
+    ------
+    SystemExit
+        Non-zero, naming the holder, when another run holds the lease; 2 on a configuration error.
+    """
     from common.io.lease import LeaseHeld, hold_run_lease
     from common.io.spark import build_session, python_for_workers, size_shuffles
 
@@ -171,19 +308,44 @@ def bootstrap(
 
 @dataclass
 class StageReport:
-    """Rows in/out and timing of one job run; printed and returned to the pipeline."""
+    """Rows in/out and timing of one job run; printed and returned to the pipeline.
+
+    Attributes
+    ----------
+    stage : str
+        Stage (job) name.
+    rows_in, rows_out, rows_quarantined : int or None
+        Rows read, written and quarantined; None when the job does not count them.
+    tables : dict of str to int
+        Table -> Delta version written.
+    status : str
+        ok | skipped | failed.
+    started : float
+        Start time (epoch seconds, UTC).
+    seconds : float or None
+        Duration (s), set by `finish`.
+    notes : list of str
+        Skip reasons, missing optional inputs, undeclared table access.
+    """
 
     stage: str
     rows_in: int | None = None
     rows_out: int | None = None
     rows_quarantined: int | None = None
-    tables: dict[str, int] = field(default_factory=dict)  # table -> Delta version written
-    status: str = "ok"  # ok | skipped | failed
+    tables: dict[str, int] = field(default_factory=dict)
+    status: str = "ok"
     started: float = field(default_factory=time.time)
     seconds: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def finish(self) -> StageReport:
+        """Set `seconds` since `started` (0.1 s) and log the report line.
+
+        Returns
+        -------
+        StageReport
+            This report.
+        """
         self.seconds = round(time.time() - self.started, 1)
         log.info(
             "stage %s done in %.1fs: rows in=%s out=%s quarantined=%s tables=%s",

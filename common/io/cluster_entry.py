@@ -33,7 +33,19 @@ CONF_ENV_VAR = "EVFA_CONF_DIR"
 
 
 def is_glue_argv(argv: Sequence[str]) -> bool:
-    """Glue always passes --JOB_ID/--JOB_RUN_ID; our Glue submissions also pass --job-args."""
+    """Whether `argv` comes from Glue.
+
+    Glue always passes --JOB_ID/--JOB_RUN_ID; our Glue submissions also pass --job-args.
+
+    Parameters
+    ----------
+    argv : sequence of str
+        The script's arguments (without the program name).
+
+    Returns
+    -------
+    bool
+    """
     return any(a in (GLUE_JOB_ARGS, GLUE_ENV_ARGS, "--JOB_ID", "--JOB_RUN_ID", "--JOB_NAME") for a in argv)
 
 
@@ -49,7 +61,22 @@ def _glue_values(argv: Sequence[str], name: str) -> list[str]:
 
 
 def parse_env_assignments(text: str) -> dict[str, str]:
-    """'A=1,B=x' -> {'A': '1', 'B': 'x'}; values may not contain commas (bucket names and URIs do not)."""
+    """'A=1,B=x' -> {'A': '1', 'B': 'x'}; values may not contain commas (bucket names and URIs do not).
+
+    Parameters
+    ----------
+    text : str
+        The value of `--evfa-env`.
+
+    Returns
+    -------
+    dict of str to str
+
+    Raises
+    ------
+    ValueError
+        An item is not ``VAR=value`` with a valid variable name.
+    """
     env = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
@@ -60,7 +87,20 @@ def parse_env_assignments(text: str) -> dict[str, str]:
 
 
 def job_argv(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """The job's own argv and the environment to set, from a plain or a Glue argv."""
+    """The job's own argv and the environment to set, from a plain or a Glue argv.
+
+    Parameters
+    ----------
+    argv : sequence of str
+        The script's arguments (without the program name).
+
+    Returns
+    -------
+    argv : list of str
+        A plain argv as it is; for Glue, the shell words of every `--job-args`.
+    env : dict of str to str
+        The assignments of every `--evfa-env` (empty for a plain argv).
+    """
     if not is_glue_argv(argv):
         return list(argv), {}
     job_args: list[str] = []
@@ -84,7 +124,14 @@ def _code_zip() -> Path | None:
 
 
 def ensure_conf_dir() -> Path | None:
-    """Make conf/ readable as files and return its folder (None when the checkout's conf/ is used)."""
+    """Make conf/ readable as files and return its folder.
+
+    Returns
+    -------
+    pathlib.Path or None
+        EVFA_CONF_DIR when it already holds base.yaml, else conf/ extracted from the code zip
+        (and EVFA_CONF_DIR set to it); None when the checkout's conf/ is used.
+    """
     if os.environ.get(CONF_ENV_VAR) and Path(os.environ[CONF_ENV_VAR], "base.yaml").is_file():
         return Path(os.environ[CONF_ENV_VAR])
     code_zip = _code_zip()
@@ -100,7 +147,20 @@ def ensure_conf_dir() -> Path | None:
 
 
 def run(job: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point of dist/entrypoints/<job>.py: returns the process exit code."""
+    """Entry point of dist/entrypoints/<job>.py.
+
+    Parameters
+    ----------
+    job : str
+        Module name under `jobs` (e.g. ``clean``).
+    argv : sequence of str, optional
+        Plain or Glue arguments; None reads sys.argv[1:].
+
+    Returns
+    -------
+    int
+        The process exit code: what the job's `main` returns when an int, else 0.
+    """
     args, env = job_argv(sys.argv[1:] if argv is None else argv)
     os.environ.update(env)
     ensure_conf_dir()

@@ -14,7 +14,17 @@ PAYD_MAPPING = "conf/datasets/payd_fleet.yaml"  # the dataset mapping a PAYD ope
 
 
 def raw_paths(cfg: Config) -> dict[str, str]:
-    """Folder of each raw dataset the generator writes (<storage.root>/raw/<dataset>)."""
+    """Folder of each raw dataset the generator writes (<storage.root>/raw/<dataset>).
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Returns
+    -------
+    dict of str to str
+        Dataset (RAW_DATASETS) -> folder.
+    """
     raw = cfg.storage.path("raw.telematics").rsplit("/", 1)[0]
     return {k: f"{raw}/{k}" for k in RAW_DATASETS}
 
@@ -26,6 +36,16 @@ def default_inputs(cfg: Config) -> InputsConfig:
     operator export is read exactly as a user would read it, through conf/datasets/payd_fleet.yaml
     with PAYD_FLEET_DIR pointing at the raw folder. Without the network files (generator.network
     false) only telematics and vehicles are listed, as in a telematics-only deployment.
+
+    Parameters
+    ----------
+    cfg : Config
+        `generator` (layout, output format, network) and `storage` (the raw folder).
+
+    Returns
+    -------
+    InputsConfig
+        One dataset per kind written.
     """
     g = cfg.generator
     raw = raw_paths(cfg)

@@ -64,7 +64,15 @@ LEASE_SCHEMA = T.StructType(
 
 
 class LeaseHeld(RuntimeError):
-    """Another run holds the lakehouse's lease; the message names it."""
+    """Another run holds the lakehouse's lease; the message names it.
+
+    Parameters
+    ----------
+    holder : LeaseState
+        The lease row of the run that holds it.
+    lakehouse : str
+        The lakehouse root, named in the message.
+    """
 
     def __init__(self, holder: LeaseState, lakehouse: str):
         self.holder = holder
@@ -77,7 +85,19 @@ class LeaseHeld(RuntimeError):
 
 @dataclass(frozen=True)
 class Owner:
-    """Who takes a lease: this process, running `job` as run `run_id`."""
+    """Who takes a lease: this process, running `job` as run `run_id`.
+
+    Attributes
+    ----------
+    host : str
+        Host name of the driver.
+    pid : int
+        Process id of the driver.
+    job : str
+        Job (stage) name.
+    run_id : str
+        Id of this run.
+    """
 
     host: str
     pid: int
@@ -86,13 +106,41 @@ class Owner:
 
     @classmethod
     def current(cls, job: str, run_id: str | None = None) -> Owner:
+        """This process as the owner of a run of `job`.
+
+        Parameters
+        ----------
+        job : str
+            Job (stage) name.
+        run_id : str, optional
+            Default ``<job>-<UTC yyyymmddThhmmssZ>-<6 hex>``.
+
+        Returns
+        -------
+        Owner
+        """
         now = datetime.now(timezone.utc)
         return cls(socket.gethostname(), os.getpid(), job, run_id or f"{job}-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}")
 
 
 @dataclass(frozen=True)
 class LeaseState:
-    """The lease row as read from audit.run_lease (times are aware UTC datetimes)."""
+    """The lease row as read from audit.run_lease (times are aware UTC datetimes).
+
+    Attributes
+    ----------
+    token : str
+        Unique per acquisition.
+    owner : Owner
+    acquired_at : datetime.datetime
+        When the lease was taken.
+    heartbeat_at : datetime.datetime
+        Last renewal.
+    expires_at : datetime.datetime
+        Last renewal + lease.ttl_s.
+    released_at : datetime.datetime or None
+        When it was given back; None while held.
+    """
 
     token: str
     owner: Owner
@@ -102,22 +150,73 @@ class LeaseState:
     released_at: datetime | None
 
     def describe(self) -> str:
+        """The holder for messages: job, run, host, pid, since when and the last heartbeat (UTC).
+
+        Returns
+        -------
+        str
+        """
         o = self.owner
         return f"job '{o.job}' (run {o.run_id}, host {o.host}, pid {o.pid}) since {_iso(self.acquired_at)}, last heartbeat {_iso(self.heartbeat_at)}"
 
 
 def is_free(state: LeaseState | None, now: datetime) -> bool:
-    """A lease can be taken when nobody ever held it, it was released, or it expired at or before `now`."""
+    """A lease can be taken when nobody ever held it, it was released, or it expired at or before `now`.
+
+    Parameters
+    ----------
+    state : LeaseState or None
+        The lease row; None when there is none.
+    now : datetime.datetime
+        Current time (aware, UTC).
+
+    Returns
+    -------
+    bool
+    """
     return state is None or state.released_at is not None or state.expires_at <= now
 
 
 def expires(now: datetime, lease_cfg: LeaseConfig) -> datetime:
+    """Expiry of a lease renewed at `now`: `now` + lease.ttl_s.
+
+    Parameters
+    ----------
+    now : datetime.datetime
+        Time of the claim or renewal (aware, UTC).
+    lease_cfg : LeaseConfig
+
+    Returns
+    -------
+    datetime.datetime
+    """
     return now + timedelta(seconds=lease_cfg.ttl_s)
 
 
 @dataclass
 class Lease:
-    """A lease this process holds; `release()` (idempotent) gives it back."""
+    """A lease this process holds; `release()` (idempotent) gives it back.
+
+    Attributes
+    ----------
+    spark : SparkSession
+        The session lease commits run on.
+    path : str
+        Location of audit.run_lease.
+    lease_cfg : LeaseConfig
+        TTL and heartbeat interval.
+    owner : Owner
+    token : str
+        Unique per acquisition.
+    acquired_at : datetime.datetime
+        When it was taken (aware, UTC).
+    clock : callable
+        Current UTC time (tests pass a fixed one).
+    lost : bool
+        Set when a renewal found the lease taken over or released.
+    released : bool
+        Set by `release`.
+    """
 
     spark: SparkSession
     path: str
@@ -132,8 +231,14 @@ class Lease:
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     def renew(self) -> bool:
-        """Move the heartbeat and expiry forward; False when the lease is no longer ours (taken over
-        after it expired, or released)."""
+        """Move the heartbeat and expiry forward.
+
+        Returns
+        -------
+        bool
+            False when the lease is no longer ours (taken over after it expired, or released):
+            `lost` is then set and the new holder logged.
+        """
         now = self.clock()
         _merge(self.spark, self.path, self._row(now, expires(now, self.lease_cfg)), "renew")
         state = read_lease(self.spark, self.path)
@@ -145,6 +250,7 @@ class Lease:
         return True
 
     def release(self) -> None:
+        """Stop the heartbeat and mark the row released; a second call does nothing."""
         if self.released:
             return
         self.stop_heartbeat()
@@ -161,6 +267,7 @@ class Lease:
         self._thread.start()
 
     def stop_heartbeat(self) -> None:
+        """Stop the renewals, waiting up to lease.ttl_s (s) for the thread unless called from it."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.lease_cfg.ttl_s)
@@ -183,7 +290,19 @@ class Lease:
 # Delta IO of the lease table
 # ---------------------------------------------------------------------------------------------
 def read_lease(spark: SparkSession, path: str) -> LeaseState | None:
-    """The lease row, or None when the table or the row does not exist yet."""
+    """The lease row, or None when the table or the row does not exist yet.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    path : str
+        Location of audit.run_lease.
+
+    Returns
+    -------
+    LeaseState or None
+        Times as aware UTC datetimes.
+    """
     if not DeltaTable.isDeltaTable(spark, path):
         return None
     row = spark.read.format("delta").load(path).where(f"lease_name = '{LEASE_NAME}'").first()
@@ -243,6 +362,13 @@ def acquire(
     -------
     Lease
         Held by `owner`; call `start_heartbeat()` to keep it, `release()` to give it back.
+
+    Raises
+    ------
+    LeaseHeld
+        Another run holds an unexpired lease.
+    RuntimeError
+        MAX_CLAIM_ATTEMPTS claims in a row conflicted with concurrent commits.
     """
     session = spark.newSession()
     path = cfg.storage.path(LEASE_TABLE)
@@ -288,7 +414,24 @@ def hold_run_lease(spark: SparkSession, cfg: Config, job: str) -> Lease:
 
     A second call for the same lakehouse in the same process (a stage started by the pipeline,
     a job's main called twice) returns the lease already held instead of claiming it again.
-    Raises LeaseHeld when another run holds it.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+        `storage` locates audit.run_lease; `lease` gives TTL and heartbeat.
+    job : str
+        Job (stage) name recorded as the owner.
+
+    Returns
+    -------
+    Lease
+        Held, its heartbeat thread running.
+
+    Raises
+    ------
+    LeaseHeld
+        Another run holds it.
     """
     path = cfg.storage.path(LEASE_TABLE)
     with _HELD_LOCK:

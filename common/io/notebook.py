@@ -12,6 +12,20 @@ from common.core.config import Config, load_config
 
 
 def start(env: str | None = None, overrides: list[str] | None = None) -> tuple[Config, object]:
+    """Load the config and build the SparkSession, as a job's bootstrap does (no run lease).
+
+    Parameters
+    ----------
+    env : str, optional
+        Config environment; default EVFA_ENV, else ``local``.
+    overrides : list of str, optional
+        ``key=value`` overrides, applied after those of EVFA_CONF (``k=v;k=v``).
+
+    Returns
+    -------
+    cfg : Config
+    spark : SparkSession
+    """
     from common.io.spark import build_session, python_for_workers
 
     env = env or os.environ.get("EVFA_ENV", "local")

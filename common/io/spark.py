@@ -22,7 +22,25 @@ log = logging.getLogger(__name__)
 
 
 def local_jars(spark_cfg: SparkConfig, storage_root_resolver) -> list[str]:
-    """Absolute paths of the cached jars, or a clear error telling how to fetch them."""
+    """Absolute paths of the cached jars, or a clear error telling how to fetch them.
+
+    Parameters
+    ----------
+    spark_cfg : SparkConfig
+        `jars_dir`: the jar cache; null on clusters.
+    storage_root_resolver : callable
+        Makes `jars_dir` absolute (`StorageConfig.resolve`).
+
+    Returns
+    -------
+    list of str
+        One jar per coordinate of ALL_COORDINATES; empty when `jars_dir` is null.
+
+    Raises
+    ------
+    ConfigError
+        A jar is missing (the message says to run `bin/fetch-jars`).
+    """
     if not spark_cfg.jars_dir:
         return []
     jars_dir = storage_root_resolver(spark_cfg.jars_dir)
@@ -36,7 +54,18 @@ def local_jars(spark_cfg: SparkConfig, storage_root_resolver) -> list[str]:
 
 
 def spark_conf(cfg: Config) -> dict[str, str]:
-    """Every Spark setting the builder applies, as plain strings (also used by deploy tooling)."""
+    """Every Spark setting the builder applies, as plain strings (also used by deploy tooling).
+
+    Parameters
+    ----------
+    cfg : Config
+        `spark`: app name, shuffle partitions, UI flags and `extra` settings (which win).
+
+    Returns
+    -------
+    dict of str to str
+        Spark config key -> value.
+    """
     s = cfg.spark
     conf = {
         "spark.app.name": s.app_name,
@@ -71,7 +100,18 @@ def spark_conf(cfg: Config) -> dict[str, str]:
 
 
 def build_session(cfg: Config) -> SparkSession:
-    """Create (or return the running) SparkSession configured for Delta + Sedona."""
+    """Create (or return the running) SparkSession configured for Delta + Sedona.
+
+    Parameters
+    ----------
+    cfg : Config
+        `spark` (master, settings, jar cache, driver memory, log level) and `storage`.
+
+    Returns
+    -------
+    SparkSession
+        With Sedona's ST_* functions registered.
+    """
     builder = SparkSession.builder
     if cfg.spark.master:
         builder = builder.master(cfg.spark.master)
@@ -95,14 +135,26 @@ SIZING_TABLE = "bronze.telematics"
 
 
 def shuffle_partitions_for(data_bytes: int, s: SparkConfig) -> int:
-    """One shuffle partition per `bytes_per_shuffle_partition` of input, within [shuffle_partitions,
-    max_shuffle_partitions].
+    """One shuffle partition per `bytes_per_shuffle_partition` of input, within [shuffle_partitions, max_shuffle_partitions].
 
     Why not a fixed number: AQE coalesces small shuffle partitions but never splits big ones, and a
     frame that is persisted keeps the partitions its shuffle started with (Spark 3.5 turns off the
-    final stage's coalescing for a cached plan). With a fixed 8, a 50 M-row fleet made ~1 GB cached
-    blocks, which are re-read from disk whole onto the heap (OutOfMemoryError, docs/BENCHMARKS.md);
-    with a fixed 200, every cached frame of a demo fleet is 200 tiny partitions."""
+    final stage's coalescing for a cached plan). A number small enough for a demo fleet gives a large
+    fleet cached blocks too big to re-read from disk onto the heap (they are read whole:
+    OutOfMemoryError, docs/BENCHMARKS.md); one large enough for a large fleet cuts every cached
+    frame of a demo fleet into tiny partitions.
+
+    Parameters
+    ----------
+    data_bytes : int
+        Size of the input (bytes).
+    s : SparkConfig
+
+    Returns
+    -------
+    int
+        Shuffle partitions; `shuffle_partitions` when `bytes_per_shuffle_partition` is null.
+    """
     if not s.bytes_per_shuffle_partition:
         return s.shuffle_partitions
     wanted = -(-max(data_bytes, 0) // s.bytes_per_shuffle_partition)
@@ -110,10 +162,25 @@ def shuffle_partitions_for(data_bytes: int, s: SparkConfig) -> int:
 
 
 def size_shuffles(spark: SparkSession, cfg: Config, data_bytes: int | None = None) -> int:
-    """Set the session's starting shuffle partitions from the size of SIZING_TABLE, or from
-    `data_bytes` when given (ingest passes each dataset's source-file bytes: bronze may not exist
-    yet, and a small dataset needs few partitions). A runtime setting: the pipeline calls this
-    before every stage, so the stages after ingest see the telemetry's new size."""
+    """Set the session's starting shuffle partitions from the size of SIZING_TABLE, or from `data_bytes`.
+
+    Ingest passes each dataset's source-file bytes: bronze may not exist yet, and a small dataset
+    needs few partitions. A runtime setting: the pipeline calls this before every stage, so the
+    stages after ingest see the telemetry's new size.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+        `spark` sizing settings; `storage` locates SIZING_TABLE.
+    data_bytes : int, optional
+        Input size (bytes); default the size of SIZING_TABLE's current files (0 when absent).
+
+    Returns
+    -------
+    int
+        The partitions set (spark.sql.adaptive.coalescePartitions.initialPartitionNum).
+    """
     from common.io import tables
 
     size = data_bytes if data_bytes is not None else tables.size_bytes(spark, cfg, SIZING_TABLE) or 0
@@ -128,7 +195,22 @@ def jvm_of(spark: SparkSession) -> Any:
     """The driver JVM through Py4J (`spark.sparkContext._jvm`, e.g. `.org.apache.hadoop.fs.Path`).
 
     pyspark types it Optional (a class attribute that stays None until a SparkContext has launched
-    the Py4J gateway); a running session always has it."""
+    the Py4J gateway); a running session always has it.
+
+    Parameters
+    ----------
+    spark : SparkSession
+
+    Returns
+    -------
+    Any
+        The Py4J JVM view.
+
+    Raises
+    ------
+    RuntimeError
+        The SparkContext has no Py4J gateway.
+    """
     gateway = spark.sparkContext._jvm
     if gateway is None:
         raise RuntimeError("no JVM gateway: spark.sparkContext._jvm is None (the SparkContext never started its Py4J gateway)")
@@ -151,4 +233,15 @@ def python_for_workers() -> None:
 
 
 def jar_cache_is_complete(jars_dir: str) -> bool:
+    """Whether `jars_dir` holds the jar of every coordinate of ALL_COORDINATES.
+
+    Parameters
+    ----------
+    jars_dir : str
+        The jar cache folder.
+
+    Returns
+    -------
+    bool
+    """
     return all(glob.glob(os.path.join(jars_dir, jar_file_name(c))) for c in ALL_COORDINATES)

@@ -27,7 +27,24 @@ BOOKKEEPING = frozenset({RUNS_TABLE, "audit.run_lease"})
 
 @dataclass(frozen=True)
 class Stage:
-    """One job of the pipeline and the catalog tables it reads and writes."""
+    """One job of the pipeline and the catalog tables it reads and writes.
+
+    Attributes
+    ----------
+    name : str
+        Stage (job) name.
+    inputs : tuple of str
+        INPUTS: tables it reads when they exist.
+    outputs : tuple of str
+        OUTPUTS: tables it writes.
+    requires : tuple of tuple of str
+        REQUIRES: groups of which one table must exist, else the stage is skipped.
+
+    Raises
+    ------
+    KeyError
+        A name is not in the table catalog.
+    """
 
     name: str
     inputs: tuple[str, ...]
@@ -39,7 +56,21 @@ class Stage:
 
 
 def writers(stages: Sequence[Stage]) -> dict[str, str]:
-    """Table -> the stage that writes it; a table written by two stages is an error."""
+    """Table -> the stage that writes it; a table written by two stages is an error.
+
+    Parameters
+    ----------
+    stages : sequence of Stage
+
+    Returns
+    -------
+    dict of str to str
+
+    Raises
+    ------
+    ValueError
+        Two stages declare the same output.
+    """
     out: dict[str, str] = {}
     for stage in stages:
         for table in stage.outputs:
@@ -50,14 +81,39 @@ def writers(stages: Sequence[Stage]) -> dict[str, str]:
 
 
 def upstream(stages: Sequence[Stage]) -> dict[str, set[str]]:
-    """Stage -> the stages that write one of its inputs."""
+    """Stage -> the stages that write one of its inputs.
+
+    Parameters
+    ----------
+    stages : sequence of Stage
+
+    Returns
+    -------
+    dict of str to set of str
+        Stage name -> names of the other stages it depends on.
+    """
     by_table = writers(stages)
     return {s.name: {by_table[t] for t in s.inputs if t in by_table and by_table[t] != s.name} for s in stages}
 
 
 def ordered(stages: Sequence[Stage]) -> list[Stage]:
-    """Stages in dependency order: each after every stage writing one of its inputs; among stages
-    ready at the same time, the order given (a stable topological sort). A cycle is an error."""
+    """Stages in dependency order: each after every stage writing one of its inputs.
+
+    Among stages ready at the same time, the order given (a stable topological sort).
+
+    Parameters
+    ----------
+    stages : sequence of Stage
+
+    Returns
+    -------
+    list of Stage
+
+    Raises
+    ------
+    ValueError
+        The stages' inputs and outputs form a cycle.
+    """
     deps = upstream(stages)
     done: set[str] = set()
     out: list[Stage] = []
@@ -73,7 +129,24 @@ def ordered(stages: Sequence[Stage]) -> list[Stage]:
 
 
 def parse_names(stages: Sequence[Stage], value: str | None) -> list[str]:
-    """Stage names of a comma-separated CLI value; an unknown name exits with the known ones."""
+    """Stage names of a comma-separated CLI value.
+
+    Parameters
+    ----------
+    stages : sequence of Stage
+    value : str or None
+        E.g. ``clean,kpis``.
+
+    Returns
+    -------
+    list of str
+        In the order given; empty for None.
+
+    Raises
+    ------
+    SystemExit
+        An unknown name; the message lists the known ones.
+    """
     known = [s.name for s in stages]
     chosen = [v.strip() for v in (value or "").split(",") if v.strip()]
     unknown = [n for n in chosen if n not in known]
@@ -83,8 +156,26 @@ def parse_names(stages: Sequence[Stage], value: str | None) -> list[str]:
 
 
 def select(stages: Sequence[Stage], only: str | None, from_stage: str | None, skip: str | None, generate: bool) -> list[Stage]:
-    """Stages to run in the given (dependency) order: ``--only``, then ``--from``, minus ``--skip``;
-    ``generate`` only when no input dataset is configured."""
+    """Stages to run in the given (dependency) order: ``--only``, then ``--from``, minus ``--skip``.
+
+    Parameters
+    ----------
+    stages : sequence of Stage
+        In dependency order.
+    only, from_stage, skip : str or None
+        The CLI values (comma-separated stage names; `from_stage` one name).
+    generate : bool
+        Keep the ``generate`` stage (only when no input dataset is configured).
+
+    Returns
+    -------
+    list of Stage
+
+    Raises
+    ------
+    SystemExit
+        An unknown stage name.
+    """
     chosen = list(stages)
     if only:
         wanted = set(parse_names(stages, only))
@@ -98,8 +189,23 @@ def select(stages: Sequence[Stage], only: str | None, from_stage: str | None, sk
 
 
 def why_skipped(stage: Stage, spark: SparkSession, cfg: Config, skipped: dict[str, str], by_table: dict[str, str]) -> str | None:
-    """Reason the stage cannot run (its REQUIRES groups), naming the root cause when an upstream
-    stage of this run was skipped; None when it can run."""
+    """Reason the stage cannot run (its REQUIRES groups), or None when it can.
+
+    Parameters
+    ----------
+    stage : Stage
+    spark : SparkSession
+    cfg : Config
+    skipped : dict of str to str
+        Stages of this run skipped so far -> their reason.
+    by_table : dict of str to str
+        Table -> the stage that writes it (`writers`).
+
+    Returns
+    -------
+    str or None
+        The reason, naming the root cause when an upstream stage of this run was skipped.
+    """
     reason = missing_inputs(spark, cfg, stage.requires, by_table)
     if reason is None:
         return None
@@ -108,7 +214,18 @@ def why_skipped(stage: Stage, spark: SparkSession, cfg: Config, skipped: dict[st
 
 
 def undeclared_access(stage: Stage, access: dict[str, set[str]]) -> list[str]:
-    """Notes for tables the stage read or wrote without declaring them (empty when it kept to them)."""
+    """Notes for tables the stage read or wrote without declaring them (empty when it kept to them).
+
+    Parameters
+    ----------
+    stage : Stage
+    access : dict of str to set of str
+        ``{"read": {...}, "written": {...}}`` from `common.io.tables.recording`.
+
+    Returns
+    -------
+    list of str
+    """
     notes = []
     read = access["read"] - set(stage.inputs) - set(stage.outputs) - BOOKKEEPING
     written = access["written"] - set(stage.outputs) - BOOKKEEPING
@@ -120,8 +237,23 @@ def undeclared_access(stage: Stage, access: dict[str, set[str]]) -> list[str]:
 
 
 def close_report(stage: Stage, report: StageReport, access: dict[str, set[str]], spark: SparkSession, cfg: Config) -> StageReport:
-    """Name the report after its stage, note any undeclared table access, and add the Delta
-    version of each declared output the stage did not report itself."""
+    """Name the report after its stage, note undeclared table access, add the Delta versions it lacks.
+
+    Parameters
+    ----------
+    stage : Stage
+    report : StageReport
+        What the job returned; changed in place (finished if it was not).
+    access : dict of str to set of str
+        Tables read and written during the stage (`common.io.tables.recording`).
+    spark : SparkSession
+    cfg : Config
+
+    Returns
+    -------
+    StageReport
+        `report`, with the version of each declared output it did not report itself.
+    """
     report.stage = stage.name
     report.notes += undeclared_access(stage, access)
     if report.seconds is None:
@@ -135,14 +267,42 @@ def close_report(stage: Stage, report: StageReport, access: dict[str, set[str]],
 
 
 def report_line(report: StageReport) -> str:
-    """Rows in/out/quarantined of a finished stage, and its skip or undeclared-access notes."""
+    """Rows in/out/quarantined of a finished stage, and its skip or undeclared-access notes.
+
+    Parameters
+    ----------
+    report : StageReport
+
+    Returns
+    -------
+    str
+        One line.
+    """
     notes = "".join(f"; {n}" for n in report.notes if n.startswith(("skipped", "undeclared")))
     return f"(rows in={report.rows_in} out={report.rows_out} quarantined={report.rows_quarantined}){notes}"
 
 
 def record_run(spark: SparkSession, cfg: Config, run_id: str, reports: list[StageReport], recorded: int) -> int:
-    """Append the audit rows of stages not recorded yet (status, reason, seconds, rows); returns how
-    many are recorded. The report reads the latest run to say why a section has no data."""
+    """Append the audit.stage_runs rows of stages not recorded yet (status, reason, seconds, rows).
+
+    The report reads the latest run to say why a section has no data.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    run_id : str
+        The pipeline run's id.
+    reports : list of StageReport
+        Every stage of the run so far, in order.
+    recorded : int
+        How many of `reports` are already recorded.
+
+    Returns
+    -------
+    int
+        How many are recorded now (``len(reports)``).
+    """
     now = datetime.now(timezone.utc)
     rows = [
         (run_id, now, i, r.stage, r.status, "; ".join(n for n in r.notes if r.status != "ok" or n.startswith("skipped")) or None, float(r.seconds or 0.0), r.rows_in, r.rows_out)
@@ -160,7 +320,17 @@ def _count(x: int | None) -> str:
 
 
 def summary_table(reports: list[StageReport]) -> str:
-    """One line per stage: status, rows in/out/quarantined, seconds, output tables and versions."""
+    """One line per stage: status, rows in/out/quarantined, seconds, output tables and versions.
+
+    Parameters
+    ----------
+    reports : list of StageReport
+
+    Returns
+    -------
+    str
+        The table with a header, skip notes on their own lines.
+    """
     lines = [f"{'stage':<12} {'status':<8} {'rows in':>12} {'rows out':>12} {'quarant.':>9} {'seconds':>8}  output table (Delta version)"]
     lines.append("-" * 110)
     for r in reports:
@@ -173,7 +343,17 @@ def summary_table(reports: list[StageReport]) -> str:
 
 
 def where_things_are(cfg: Config) -> str:
-    """Where a user finds the report, the tables, the personal data and the models."""
+    """Where a user finds the report, the tables, the personal data and the models.
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Returns
+    -------
+    str
+        Lines of resolved paths and the MLflow UI command.
+    """
     return "\n".join(
         [
             "",

@@ -30,9 +30,25 @@ class TableNotFound(RuntimeError):
 
 
 def first_row(df: DataFrame) -> Row:
-    """`df.first()` where the result always has a row: a global aggregate (`df.agg(...)`,
-    `groupBy().sum(...)`), a Delta table's `detail()` or `history(1)`. pyspark types first() as
-    `Row | None`; an empty result here is a bug, so it raises instead of returning None."""
+    """`df.first()` where the result always has a row.
+
+    For a global aggregate (`df.agg(...)`, `groupBy().sum(...)`), a Delta table's `detail()` or
+    `history(1)`. pyspark types first() as `Row | None`; an empty result here is a bug, so it
+    raises instead of returning None.
+
+    Parameters
+    ----------
+    df : DataFrame
+
+    Returns
+    -------
+    Row
+
+    Raises
+    ------
+    RuntimeError
+        The result is empty.
+    """
     row = df.first()
     if row is None:
         raise RuntimeError(f"expected one row, the query returned none (columns {df.columns})")
@@ -41,20 +57,47 @@ def first_row(df: DataFrame) -> Row:
 
 @dataclass(frozen=True)
 class WriteResult:
+    """What a `write` or `merge` did.
+
+    Attributes
+    ----------
+    table : str
+        Catalog name.
+    path : str
+        The table's location.
+    version : int
+        The table's version after the write (a property commit may follow the data commit); -1
+        when it could not be read.
+    rows : int or None
+        Rows written; `write` and `merge` leave it None.
+    commit_version : int or None
+        The write's own data commit, found in the table history by its user-metadata tag; None when
+        not looked up or Delta made no commit.
+    operation : str or None
+        That commit's operation (WRITE, MERGE, ...).
+    metrics : dict of str to str
+        That commit's operation metrics (values are strings, as Delta logs them).
+    """
+
     table: str
     path: str
-    version: int  # the table's version after the write (a property commit may follow the data commit)
+    version: int
     rows: int | None = None
-    # The write's own data commit, found in the table history by its user-metadata tag: its version,
-    # operation (WRITE, MERGE, ...) and Delta's operation metrics (values are strings, as Delta logs them).
     commit_version: int | None = None
     operation: str | None = None
     metrics: dict[str, str] = field(default_factory=dict)
 
     def inserted(self) -> int:
-        """Rows the write's commit added (Delta's metric); 0 when it made no commit (Delta skips
-        empty commits, e.g. a MERGE that found every row already there). Needs a result of
-        `merge`, or of `write(..., commit_metrics=True)`."""
+        """Rows the write's commit added (Delta's metric).
+
+        Needs a result of `merge`, or of `write(..., commit_metrics=True)`.
+
+        Returns
+        -------
+        int
+            0 when it made no commit (Delta skips empty commits, e.g. a MERGE that found every
+            row already there).
+        """
         return 0 if self.commit_version is None else rows_inserted(self.operation, self.metrics)
 
 
@@ -90,6 +133,10 @@ def rows_inserted(operation: str | None, metrics: dict[str, str]) -> int:
     metrics : dict
         Its `operationMetrics` (numTargetRowsInserted for MERGE, numOutputRows for writes).
 
+    Returns
+    -------
+    int
+
     Raises
     ------
     ValueError
@@ -102,14 +149,43 @@ def rows_inserted(operation: str | None, metrics: dict[str, str]) -> int:
 
 
 def commit_tag(table: str) -> str:
-    """A unique user-metadata tag for one write of `table` (identifies its commit in the history)."""
+    """A unique user-metadata tag for one write of `table` (identifies its commit in the history).
+
+    Parameters
+    ----------
+    table : str
+        Catalog name.
+
+    Returns
+    -------
+    str
+        ``evfa:<table>:<uuid4 hex>``.
+    """
     return f"evfa:{table}:{uuid.uuid4().hex}"
 
 
 def tagged_commit(spark: SparkSession, path: str, tag: str) -> tuple[int | None, str | None, dict[str, str]]:
-    """(version, operation, operationMetrics) of the commit whose userMetadata is `tag`;
-    (None, None, {}) when there is none (Delta made no commit). Raises CommitNotFound when the
-    tag appears more than once (it is unique per write)."""
+    """The commit whose userMetadata is `tag`, among the last HISTORY_SEARCH commits.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    path : str
+        The Delta table's location.
+    tag : str
+        From `commit_tag`.
+
+    Returns
+    -------
+    tuple
+        (version, operation, operationMetrics); (None, None, {}) when there is none (Delta made no
+        commit).
+
+    Raises
+    ------
+    CommitNotFound
+        The tag appears more than once (it is unique per write).
+    """
     found = (
         DeltaTable.forPath(spark, path)
         .history(HISTORY_SEARCH)
@@ -127,8 +203,21 @@ def tagged_commit(spark: SparkSession, path: str, tag: str) -> tuple[int | None,
 
 @contextmanager
 def job_description(spark: SparkSession, text: str) -> Iterator[None]:
-    """Name the Spark jobs started inside (Spark UI, event log, bench/profile_stage.py): a Delta
-    write's jobs otherwise show only `save at NativeMethodAccessorImpl.java:0`."""
+    """Name the Spark jobs started inside (Spark UI, event log, bench/profile_stage.py).
+
+    A Delta write's jobs otherwise show only `save at NativeMethodAccessorImpl.java:0`.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    text : str
+        The job description.
+
+    Yields
+    ------
+    None
+        The previous description is restored on exit.
+    """
     sc = spark.sparkContext
     previous = sc.getLocalProperty("spark.job.description")
     sc.setJobDescription(text)
@@ -144,7 +233,16 @@ _CONFLICTS = ("Concurrent", "ProtocolChanged", "MetadataChanged", "FileAlreadyEx
 
 
 def is_commit_conflict(exc: BaseException) -> bool:
-    """Whether `exc` says another writer committed first (retrying after a re-read is safe)."""
+    """Whether `exc` says another writer committed first (retrying after a re-read is safe).
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    bool
+    """
     text = f"{type(exc).__name__}: {exc}"
     return any(k in text for k in _CONFLICTS)
 
@@ -154,8 +252,15 @@ _recording = threading.local()
 
 @contextmanager
 def recording() -> Iterator[dict[str, set[str]]]:
-    """Record the tables read and written inside the block (this thread): ``{"read": {...},
-    "written": {...}}``. The pipeline checks them against each job's declared INPUTS/OUTPUTS."""
+    """Record the tables read and written inside the block (this thread).
+
+    The pipeline checks them against each job's declared INPUTS/OUTPUTS.
+
+    Yields
+    ------
+    dict of str to set of str
+        ``{"read": {...}, "written": {...}}``, catalog names, filled as the block runs.
+    """
     acc: dict[str, set[str]] = {"read": set(), "written": set()}
     previous = getattr(_recording, "acc", None)
     _recording.acc = acc
@@ -172,10 +277,43 @@ def _record(kind: str, table: str) -> None:
 
 
 def exists(spark: SparkSession, cfg: Config, table: str) -> bool:
+    """Whether the table is a Delta table at its configured location.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    table : str
+        Catalog name.
+
+    Returns
+    -------
+    bool
+    """
     return DeltaTable.isDeltaTable(spark, cfg.storage.path(table))
 
 
 def read(spark: SparkSession, cfg: Config, table: str, version: int | None = None) -> DataFrame:
+    """The table (recorded as read by `recording`).
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    table : str
+        Catalog name.
+    version : int, optional
+        Delta version to read (time travel); default the latest.
+
+    Returns
+    -------
+    DataFrame
+
+    Raises
+    ------
+    TableNotFound
+        The table does not exist: run the stage that writes it first.
+    """
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):
         raise TableNotFound(f"table {table} not found at {path}: run the stage that writes it first")
@@ -187,14 +325,44 @@ def read(spark: SparkSession, cfg: Config, table: str, version: int | None = Non
 
 
 def read_optional(spark: SparkSession, cfg: Config, table: str) -> DataFrame | None:
-    """The table, or None when it does not exist (an optional input of a job)."""
+    """The table, or None when it does not exist (an optional input of a job).
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    table : str
+        Catalog name.
+
+    Returns
+    -------
+    DataFrame or None
+    """
     return read(spark, cfg, table) if exists(spark, cfg, table) else None
 
 
 def read_or_empty(spark: SparkSession, cfg: Config, table: str, schema: StructType, notes: list[str] | None = None, why: str = "") -> DataFrame:
-    """The table, or an empty frame of ``schema`` when it does not exist (an optional input whose
-    absence the stage can work around). The absence is said in ``notes`` (a StageReport's notes),
-    with ``why`` naming what the stage does without it, so it is never silent."""
+    """The table, or an empty frame of ``schema`` when it does not exist.
+
+    For an optional input whose absence the stage can work around; the absence is never silent.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    table : str
+        Catalog name.
+    schema : StructType
+        Schema of the empty frame.
+    notes : list of str, optional
+        A StageReport's notes; ``<table> missing: <why>`` is appended when the table is absent.
+    why : str
+        What the stage does without the table.
+
+    Returns
+    -------
+    DataFrame
+    """
     if exists(spark, cfg, table):
         return read(spark, cfg, table)
     if notes is not None:
@@ -203,7 +371,19 @@ def read_or_empty(spark: SparkSession, cfg: Config, table: str, schema: StructTy
 
 
 def size_bytes(spark: SparkSession, cfg: Config, table: str) -> int | None:
-    """Bytes of the table's current files (Delta log, no data read); None when it does not exist."""
+    """Bytes of the table's current files (Delta log, no data read); None when it does not exist.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    table : str
+        Catalog name.
+
+    Returns
+    -------
+    int or None
+    """
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):
         return None
@@ -211,6 +391,19 @@ def size_bytes(spark: SparkSession, cfg: Config, table: str) -> int | None:
 
 
 def version(spark: SparkSession, cfg: Config, table: str) -> int | None:
+    """The table's latest Delta version; None when it does not exist.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    table : str
+        Catalog name.
+
+    Returns
+    -------
+    int or None
+    """
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):
         return None
@@ -231,10 +424,33 @@ def write(
 ) -> WriteResult:
     """Write a DataFrame as a Delta table (overwrite / append / replaceWhere of partitions).
 
-    `merge_schema` lets an append add columns to an existing table (schema evolution of audit
-    tables whose layout grew; old rows read the new columns as null). `commit_metrics` looks the
-    write's own commit up in the history (operation metrics for a reconciliation); every commit
-    is tagged, the lookup costs one more history read so it is done only when asked."""
+    Parameters
+    ----------
+    df : DataFrame
+    cfg : Config
+    table : str
+        Catalog name.
+    mode : str
+        ``overwrite`` (the schema too, unless `replace_where`) or ``append``.
+    partition_by : list of str, optional
+        Partition columns.
+    replace_where : str, optional
+        Delta ``replaceWhere`` predicate: an overwrite replaces only the matching rows.
+    comment : str, optional
+        Table comment; default the catalog's description.
+    properties : dict of str to str, optional
+        Table properties to set.
+    merge_schema : bool
+        Let an append add columns to an existing table (schema evolution of audit tables whose
+        layout grew; old rows read the new columns as null).
+    commit_metrics : bool
+        Look the write's own commit up in the history (operation metrics for a reconciliation);
+        every commit is tagged, the lookup costs one more history read so it is done only when asked.
+
+    Returns
+    -------
+    WriteResult
+    """
     spark = df.sparkSession
     path = cfg.storage.path(table)
     declared = TABLES.get(table)
@@ -267,7 +483,19 @@ def set_properties(
     comment: str | None = None,
     properties: dict[str, str] | None = None,
 ) -> None:
-    """Table comment and properties; skipped when unchanged so reruns add no Delta versions."""
+    """Table comment and properties; skipped when unchanged so reruns add no Delta versions.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    table : str
+        Catalog name of an existing table.
+    comment : str, optional
+        The table description.
+    properties : dict of str to str, optional
+        Table properties (TBLPROPERTIES).
+    """
     props = dict(properties or {})
     if comment:
         props["comment"] = comment
@@ -298,7 +526,29 @@ def merge(
     """Insert rows whose natural key is new (and optionally update existing ones): idempotent.
 
     The result carries the MERGE commit's operation metrics (`rows_inserted`); when the table does
-    not exist yet it is created by a WRITE instead."""
+    not exist yet it is created by a WRITE instead.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows with the `keys` columns and the table's schema.
+    cfg : Config
+    table : str
+        Catalog name.
+    keys : list of str
+        Natural key; compared null-safe (``<=>``).
+    partition_by : list of str, optional
+        Partition columns, used only when the table is created.
+    comment : str, optional
+        Table comment; default the catalog's description when the table is created.
+    update : bool
+        Also update rows whose key exists.
+
+    Returns
+    -------
+    WriteResult
+        With the commit's version, operation and metrics.
+    """
     spark = df.sparkSession
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):
@@ -327,7 +577,20 @@ def _sql_str(value: str) -> str:
 
 
 def list_tables(spark: SparkSession, cfg: Config, layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "audit", "truth")) -> list[dict]:
-    """Delta tables under the lakehouse root with their latest version (local FS, S3 alike via Hadoop FS)."""
+    """Delta tables under the lakehouse root with their latest version (local FS, S3 alike via Hadoop FS).
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    layers : tuple of str
+        Layers listed; position traces of these layers come from the restricted root.
+
+    Returns
+    -------
+    list of dict
+        ``{"table": <layer>.<name>, "version": int, "path": str}`` per table.
+    """
     jvm = jvm_of(spark)
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
     out = []

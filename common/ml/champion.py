@@ -22,7 +22,19 @@ class NoChampion(RuntimeError):
 
 
 class RefusedChampion(NoChampion):
-    """The champion exists but is not an XGBoost JSON/UBJ model, so it is never loaded."""
+    """The champion exists but is not an XGBoost JSON/UBJ model, so it is never loaded.
+
+    Parameters
+    ----------
+    name : str
+        Registered model name.
+    alias : str
+        The champion alias.
+    version : str
+        The refused version.
+    reason : str
+        Why it is refused (`tracking.unsafe_model_reason`).
+    """
 
     def __init__(self, name: str, alias: str, version: str, reason: str) -> None:
         super().__init__(f"{name}@{alias} (v{version}) refused: {reason}")
@@ -31,12 +43,23 @@ class RefusedChampion(NoChampion):
 
 
 class Champion(NamedTuple):
-    """A champion pinned to its version (one job run never mixes versions)."""
+    """A champion pinned to its version (one job run never mixes versions).
+
+    Attributes
+    ----------
+    version : str
+    uri : str
+        ``models:/<name>/<version>``.
+    inputs : list of str
+        The signature's input column names, in order.
+    tags : dict[str, str]
+        The version's registry tags (e.g. decision_threshold).
+    """
 
     version: str
-    uri: str  # models:/<name>/<version>
-    inputs: list[str]  # the signature's input column names, in order
-    tags: dict[str, str]  # the version's registry tags (e.g. decision_threshold)
+    uri: str
+    inputs: list[str]
+    tags: dict[str, str]
 
 
 def pinned_champion(name: str, alias: str, model_version: Any) -> Champion:

@@ -33,17 +33,33 @@ ORDER = ("vehicle_id", "start_ts")  # row order of a fit (reproducible boosters)
 TRIP_KWH = {"pred": "pred_kwh", "b_physics": "b_physics_kwh", "b_vehicle_mean": "b_vehicle_mean_kwh"}
 
 
+def _all_rows(rows: SplitRows) -> DataFrame:
+    if rows.all_rows is None:
+        raise ValueError("energy training rows were built without all_rows (energy_split_rows sets it)")
+    return rows.all_rows
+
+
 def require_training_segments(rows: SplitRows) -> None:
     """Raise `InsufficientData` when no labelled segment lies in the training window.
 
     The message says how many segments have no battery size (bronze.vehicles.battery_kwh), the
     usual reason: without it a segment has no energy label.
+
+    Parameters
+    ----------
+    rows : SplitRows
+        `energy_split_rows` of the segment features (``all_rows`` set).
+
+    Raises
+    ------
+    InsufficientData
+        When the training window has no labelled segment.
+    ValueError
+        When ``rows.all_rows`` is None (rows not built by `energy_split_rows`).
     """
     if rows.counts.get("train"):
         return
-    if rows.all_rows is None:
-        raise ValueError("energy training rows were built without all_rows (energy_training_sets sets it)")
-    no_battery = rows.all_rows.where(F.col("battery_kwh").isNull()).count()
+    no_battery = _all_rows(rows).where(F.col("battery_kwh").isNull()).count()
     hint = f"; {no_battery} segment(s) have no battery size (bronze.vehicles.battery_kwh), so no energy label" if no_battery else ""
     raise InsufficientData(f"no labelled segment in the training window{hint}")
 
@@ -81,9 +97,7 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
     test_trips = trips.where((F.col("start_ts").cast("long") >= split.test_start_s) & (F.col("distance_km") >= e.min_eval_trip_km))
     truth = trip_truth_energy(truth_points, test_trips)
     # every segment of a test trip is predicted (short tail pieces too): the trip total is the product
-    if rows.all_rows is None:
-        raise ValueError("energy training rows were built without all_rows (energy_training_sets sets it)")
-    test_segments = rows.all_rows.where(F.col("role") == "test").join(test_trips.select("trip_id"), "trip_id", "left_semi")
+    test_segments = _all_rows(rows).where(F.col("role") == "test").join(test_trips.select("trip_id"), "trip_id", "left_semi")
 
     with mlflow.start_run(run_name="energy_per_km", nested=True) as run:
         mlflow.log_params(

@@ -31,7 +31,21 @@ from common.ml.train import InsufficientData
 
 
 def regression_metrics(df: DataFrame, label: str, pred: str) -> dict[str, float]:
-    """MAE, RMSE, R^2 (1 - SSE/SST), bias and row count over rows where both are non-null."""
+    """MAE, RMSE, R^2 (1 - SSE/SST), bias and row count over rows where both are non-null.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows with the label and prediction columns.
+    label, pred : str
+        Label and prediction columns.
+
+    Returns
+    -------
+    dict[str, float]
+        ``mae``, ``rmse`` and ``bias`` (mean of pred - label) in the label's unit, ``r2``, and the row
+        count ``n``; NaN metrics when ``n`` is 0.
+    """
     rows = df.where(F.col(label).isNotNull() & F.col(pred).isNotNull())
     err = F.col(pred) - F.col(label)
     r = first_row(
@@ -53,7 +67,22 @@ def regression_metrics_many(df: DataFrame, label: str, preds: dict[str, str]) ->
     """`regression_metrics` of several prediction columns in one Spark aggregation.
 
     Rows count for a column when the label and that column are non-null; the label variance is
-    taken over the rows where every column is non-null (all our columns are non-null together)."""
+    taken over the rows where every column is non-null (all our columns are non-null together).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows with the label and prediction columns.
+    label : str
+        Label column.
+    preds : dict[str, str]
+        Candidate name -> its prediction column.
+
+    Returns
+    -------
+    dict[str, dict[str, float]]
+        Candidate name -> its `regression_metrics` (label's unit).
+    """
     rows = df.where(F.col(label).isNotNull())
     aggs = [F.var_pop(label).alias("_var")]
     for name, col in preds.items():
@@ -84,8 +113,26 @@ def regression_metrics_many(df: DataFrame, label: str, preds: dict[str, str]) ->
 
 
 def trip_energy_metrics_pd(trips, true_kwh: str, pred_kwh: str) -> dict[str, float]:
-    """`trip_energy_metrics` on a pandas frame of trips (per-trip tables are small: one row per trip)
-    plus WAPE = sum |error| / sum true (robust to short trips whose true energy is near 0)."""
+    """`trip_energy_metrics` on a pandas frame of trips, plus WAPE.
+
+    Per-trip tables are small (one row per trip). WAPE = sum |error| / sum true (robust to short
+    trips whose true energy is near 0).
+
+    Parameters
+    ----------
+    trips : pandas.DataFrame
+        One row per trip.
+    true_kwh, pred_kwh : str
+        Columns of the true and predicted trip energy (kWh); trips with a null or a true energy <= 0
+        are skipped.
+
+    Returns
+    -------
+    dict[str, float]
+        ``n``, ``mae_kwh``, ``rmse_kwh`` (kWh), ``mape_pct``, ``median_ape_pct``, ``wape_pct`` and
+        ``total_bias_pct`` (100 x sum error / sum true) in percent; NaN metrics (no ``total_bias_pct``)
+        with ``n`` 0.
+    """
     import numpy as np
 
     t = trips[[true_kwh, pred_kwh]].astype(float).dropna()
@@ -106,7 +153,22 @@ def trip_energy_metrics_pd(trips, true_kwh: str, pred_kwh: str) -> dict[str, flo
 
 
 def roc_pr_auc(df: DataFrame, label: str, score: str) -> tuple[float, float]:
-    """(ROC-AUC, PR-AUC) of a real-valued score against a 0/1 label; NaN when one class is absent."""
+    """(ROC-AUC, PR-AUC) of a real-valued score against a 0/1 label; NaN when one class is absent.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows with the label and score columns (rows with a null in either are skipped).
+    label : str
+        0/1 label column.
+    score : str
+        Score column (any real value; higher = more likely 1).
+
+    Returns
+    -------
+    tuple of float
+        (ROC-AUC, PR-AUC), from 2000 score bins.
+    """
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
 
     rows = df.where(F.col(label).isNotNull() & F.col(score).isNotNull()).select(F.col(label).cast("double").alias("label"), F.col(score).cast("double").alias("rawPrediction"))
@@ -118,7 +180,25 @@ def roc_pr_auc(df: DataFrame, label: str, score: str) -> tuple[float, float]:
 
 
 def classification_metrics(df: DataFrame, label: str, prob: str, threshold: float) -> dict[str, float]:
-    """ROC-AUC, PR-AUC, Brier score, and precision/recall/F1 at `threshold`, base rate."""
+    """ROC-AUC, PR-AUC, Brier score, and precision/recall/F1 at `threshold`, base rate.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows with the label and probability columns (rows with a null in either are skipped).
+    label : str
+        0/1 label column.
+    prob : str
+        Predicted probability column (0-1).
+    threshold : float
+        A row with ``prob`` >= this is called positive.
+
+    Returns
+    -------
+    dict[str, float]
+        ``n`` and, as fractions 0-1, ``roc_auc``, ``pr_auc``, ``brier``, ``precision``, ``recall``, ``f1``,
+        ``threshold`` and ``base_rate`` (share of positive labels); only ``n`` (0) without rows.
+    """
     rows = df.where(F.col(label).isNotNull() & F.col(prob).isNotNull())
     y = F.col(label).cast("double")
     hit = (F.col(prob) >= threshold).cast("double")
@@ -153,7 +233,24 @@ def classification_metrics(df: DataFrame, label: str, prob: str, threshold: floa
 
 
 def best_f1_threshold(df: DataFrame, label: str, prob: str, grid: int = 99) -> float:
-    """The probability threshold (on a 0.01 grid) maximising F1 on `df` (a validation window)."""
+    """The probability threshold (on a 0.01 grid) maximising F1 on `df` (a validation window).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows with the label and probability columns.
+    label : str
+        0/1 label column.
+    prob : str
+        Predicted probability column (0-1).
+    grid : int
+        Thresholds evenly spaced inside (0, 1): 99 gives 0.01 ... 0.99.
+
+    Returns
+    -------
+    float
+        The threshold with the highest F1 (the lowest of equal ones).
+    """
     thresholds = [round((i + 1) / (grid + 1), 4) for i in range(grid)]
     y = F.col(label).cast("double")
     aggs = []
@@ -172,7 +269,21 @@ def best_f1_threshold(df: DataFrame, label: str, prob: str, grid: int = 99) -> f
 
 
 def trip_energy_metrics(trips: DataFrame, true_kwh: str, pred_kwh: str) -> dict[str, float]:
-    """Trip-level MAE (kWh), RMSE, MAPE (%) and median APE (%) over trips with true energy > 0."""
+    """Trip-level MAE (kWh), RMSE, MAPE (%) and median APE (%) over trips with true energy > 0.
+
+    Parameters
+    ----------
+    trips : DataFrame
+        One row per trip.
+    true_kwh, pred_kwh : str
+        Columns of the true and predicted trip energy (kWh).
+
+    Returns
+    -------
+    dict[str, float]
+        ``n``, ``mae_kwh``, ``rmse_kwh`` (kWh), ``mape_pct``, ``median_ape_pct`` (approximate percentile)
+        and ``total_bias_pct`` (100 x sum error / sum true) in percent; NaN metrics with ``n`` 0.
+    """
     rows = trips.where(F.col(true_kwh).isNotNull() & F.col(pred_kwh).isNotNull() & (F.col(true_kwh) > 0))
     err = F.col(pred_kwh) - F.col(true_kwh)
     ape = F.abs(err) / F.col(true_kwh) * 100
@@ -200,6 +311,17 @@ def trip_energy_metrics(trips: DataFrame, true_kwh: str, pred_kwh: str) -> dict[
 
 
 def prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    """The metrics with ``prefix`` put before every name.
+
+    Parameters
+    ----------
+    metrics : dict[str, float]
+    prefix : str
+
+    Returns
+    -------
+    dict[str, float]
+    """
     return {f"{prefix}{k}": v for k, v in metrics.items()}
 
 
@@ -208,16 +330,40 @@ def prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TimeSplit:
-    """UTC instants of the windows: train < valid_start - gap <= valid < test_start - gap <= test."""
+    """UTC instants of the windows: train < valid_start - gap <= valid < test_start - gap <= test.
+
+    Attributes
+    ----------
+    train_dates : list of str
+        Local dates (YYYY-MM-DD) of the training window, in order.
+    valid_date : str
+        Local date of the validation day.
+    test_dates : list of str
+        Local dates of the test window, in order.
+    valid_start_s : int
+        First row of the validation day (epoch seconds, UTC).
+    test_start_s : int
+        First row of the test window (epoch seconds, UTC).
+    gap_s : int
+        Gap between the end of a row's label and the next window (s).
+    """
 
     train_dates: list[str]
     valid_date: str
     test_dates: list[str]
-    valid_start_s: int  # epoch seconds (UTC): first row of the validation day
-    test_start_s: int  # epoch seconds (UTC): first row of the test window
+    valid_start_s: int
+    test_start_s: int
     gap_s: int
 
     def as_params(self) -> dict[str, str]:
+        """The split as MLflow run params.
+
+        Returns
+        -------
+        dict[str, str]
+            ``split.*``: training date range and day count, validation and test dates, window starts (ISO, UTC) and
+            the gap (min).
+        """
         return {
             "split.train_dates": f"{self.train_dates[0]}..{self.train_dates[-1]} ({len(self.train_dates)} days)",
             "split.valid_date": self.valid_date,
@@ -228,14 +374,39 @@ class TimeSplit:
         }
 
     def role(self, start_s: Column, end_s: Column) -> Column:
-        """'train' / 'valid' / 'test' / null (inside a gap) for rows spanning [start_s, end_s] (epoch s)."""
+        """'train' / 'valid' / 'test' / null (inside a gap) for rows spanning [start_s, end_s] (epoch s).
+
+        Parameters
+        ----------
+        start_s, end_s : Column
+            First and last instant of the row (a label's end included), epoch seconds (UTC).
+
+        Returns
+        -------
+        Column
+            The row's window (string): test from the test start on; valid from the validation start when it ends at
+            least a gap before the test start; train when it ends at least a gap before the validation start.
+        """
         valid0 = self.valid_start_s
         test0 = self.test_start_s
         return F.when(start_s >= test0, "test").when((start_s >= valid0) & (end_s <= test0 - self.gap_s), "valid").when(end_s <= valid0 - self.gap_s, "train")
 
 
 def day_starts(df: DataFrame, ts: str) -> DataFrame:
-    """(local_date, first_s): the first instant of each local date of ``df`` in epoch seconds (UTC)."""
+    """(local_date, first_s): the first instant of each local date of ``df`` in epoch seconds (UTC).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows with local_date and ``ts``.
+    ts : str
+        Timestamp column (UTC).
+
+    Returns
+    -------
+    DataFrame
+        One row per local date: local_date, first_s (epoch seconds, UTC).
+    """
     return df.groupBy("local_date").agg(F.min(F.col(ts).cast("long")).alias("first_s"))
 
 
@@ -278,7 +449,7 @@ def time_split(day_starts: DataFrame, test_days: int, gap_min: int) -> TimeSplit
 class SplitRows:
     """A model's rows with their window.
 
-    Parameters
+    Attributes
     ----------
     split : TimeSplit
     labelled : DataFrame
@@ -298,11 +469,26 @@ class SplitRows:
 
     @property
     def total(self) -> int:
-        """Labelled rows in the three windows."""
+        """Labelled rows in the three windows.
+
+        Returns
+        -------
+        int
+        """
         return sum(self.counts.values())
 
     def window(self, role: str) -> DataFrame:
-        """Labelled rows of one window ('train', 'valid' or 'test')."""
+        """Labelled rows of one window ('train', 'valid' or 'test').
+
+        Parameters
+        ----------
+        role : str
+            'train', 'valid' or 'test'.
+
+        Returns
+        -------
+        DataFrame
+        """
         return self.labelled.where(f"role = '{role}'")
 
 
@@ -364,7 +550,7 @@ def energy_split_rows(segments: DataFrame, ml: MlConfig) -> SplitRows:
 class SocBaselines:
     """Baselines of the SOC models.
 
-    Parameters
+    Attributes
     ----------
     horizon_min : int
         Forecast horizon (min).
@@ -389,8 +575,20 @@ class SocBaselines:
     fleet_rate: float | None
 
     def with_baselines(self, df: DataFrame) -> DataFrame:
-        """``df`` + b_persistence (drop, points), b_vehicle_mean (points), b_vehicle_rate and
-        b_persistence_event (persistence's yes/no call, 0/1)."""
+        """``df`` with the baseline columns of the SOC models.
+
+        Parameters
+        ----------
+        df : DataFrame
+            SOC feature rows (vehicle_id, soc_pct, the slope column of ``persistence_window_min``).
+
+        Returns
+        -------
+        DataFrame
+            ``df`` + b_persistence (drop, SOC percent points), b_vehicle_mean (points), b_vehicle_rate (event
+            rate 0-1) and b_persistence_event (persistence's yes/no call, 0/1); the joined ``_vmean`` and
+            ``_vrate`` stay.
+        """
         return (
             df.withColumn("b_persistence", persistence_drop(f"soc_slope_{self.persistence_window_min}m_pct_per_min", self.horizon_min))
             .join(F.broadcast(self.vehicle_means), "vehicle_id", "left")
@@ -401,7 +599,9 @@ class SocBaselines:
 
 
 def soc_baselines(train: DataFrame, fit_rows: DataFrame, soc: SocModelConfig) -> SocBaselines:
-    """Persistence (slope window chosen on ``train``) and the per-vehicle mean drop / event rate
+    """Persistence and the per-vehicle baselines of the SOC models.
+
+    Persistence's slope window is chosen on ``train``; the per-vehicle mean drop / event rate are
     over ``fit_rows`` (the rows the final model is fitted on, so the comparison stays fair).
 
     Parameters
@@ -409,6 +609,7 @@ def soc_baselines(train: DataFrame, fit_rows: DataFrame, soc: SocModelConfig) ->
     train, fit_rows : DataFrame
         Labelled SOC rows.
     soc : SocModelConfig
+        Horizon (min) and drop threshold (SOC percent points).
 
     Returns
     -------
@@ -426,7 +627,7 @@ def soc_baselines(train: DataFrame, fit_rows: DataFrame, soc: SocModelConfig) ->
 class EnergyBaselines:
     """Baselines of the energy model.
 
-    Parameters
+    Attributes
     ----------
     vehicle_means : DataFrame
         vehicle_id, ``_vmean``: the vehicle's kWh/km over its training segments.
@@ -438,8 +639,20 @@ class EnergyBaselines:
     fleet_mean: float | None
 
     def with_baselines(self, df: DataFrame) -> DataFrame:
-        """``df`` + b_vehicle_mean and b_physics (kWh/km; physics with the conf parameters, the
-        vehicle mean where physics is unknown)."""
+        """``df`` + b_vehicle_mean and b_physics (kWh/km).
+
+        Physics uses the conf parameters; the vehicle mean stands in where physics is unknown.
+
+        Parameters
+        ----------
+        df : DataFrame
+            Segment rows (vehicle_id, physics_kwh_per_km).
+
+        Returns
+        -------
+        DataFrame
+            ``df`` + b_vehicle_mean and b_physics (kWh/km); the joined ``_vmean`` stays.
+        """
         return (
             df.join(F.broadcast(self.vehicle_means), "vehicle_id", "left")
             .withColumn("b_vehicle_mean", F.coalesce("_vmean", F.lit(self.fleet_mean)))
@@ -448,7 +661,17 @@ class EnergyBaselines:
 
 
 def energy_baselines(train: DataFrame) -> EnergyBaselines:
-    """Per-vehicle and fleet kWh/km over the labelled training segments ``train`` (distance-weighted)."""
+    """Per-vehicle and fleet kWh/km over the labelled training segments ``train`` (distance-weighted).
+
+    Parameters
+    ----------
+    train : DataFrame
+        Labelled training segments (vehicle_id, energy_kwh in kWh, distance_km in km).
+
+    Returns
+    -------
+    EnergyBaselines
+    """
     vmean = train.groupBy("vehicle_id").agg((F.sum("energy_kwh") / F.sum("distance_km")).alias("_vmean"))
     fleet_mean = first_row(train.agg((F.sum("energy_kwh") / F.sum("distance_km")).alias("m")))["m"]
     return EnergyBaselines(vmean, fleet_mean)
@@ -467,9 +690,15 @@ def trip_truth_energy(truth_points: DataFrame | None, trips: DataFrame) -> DataF
     Parameters
     ----------
     truth_points : DataFrame or None
-        truth.points (synthetic data only); None gives None.
+        truth.points (synthetic data only; vehicle_id, ts, energy_kwh in kWh, anomaly_type: near
+        duplicates are skipped); None gives None.
     trips : DataFrame
         silver.trips rows.
+
+    Returns
+    -------
+    DataFrame or None
+        One row per trip with truth points: trip_id, truth_kwh (kWh).
     """
     if truth_points is None:
         return None
@@ -488,6 +717,12 @@ def trip_predictions(segment_preds: DataFrame, trips: DataFrame, cols: dict[str,
         silver.trips rows (trip_id, vehicle_id, energy_kwh, distance_km, start_ts).
     cols : dict[str, str]
         Prediction column (kWh/km) -> output column (kWh, = sum of kWh/km x km).
+
+    Returns
+    -------
+    DataFrame
+        One row per trip with segments: trip_id, vehicle_id, observed_kwh (kWh), trip_km (km), start_ts
+        and the ``cols`` outputs (kWh).
     """
     sums = segment_preds.groupBy("trip_id").agg(
         *[F.sum(F.col(c) * F.col("distance_km")).alias(out) for c, out in cols.items()],

@@ -53,7 +53,18 @@ VEHICLE_TYPES = ("two_wheeler", "three_wheeler", "car", "van", "bus", "e_ricksha
 
 
 def vehicle_type_features(vehicle_type: Column) -> list[Column]:
-    """One-hot vehicle type (fixed list: a type unseen in training is all zeros, not an error)."""
+    """One-hot vehicle type (fixed list: a type unseen in training is all zeros, not an error).
+
+    Parameters
+    ----------
+    vehicle_type : Column
+        bronze.vehicles.vehicle_type.
+
+    Returns
+    -------
+    list of Column
+        One 0/1 double column ``vt_<type>`` per VEHICLE_TYPES.
+    """
     return [(F.coalesce(vehicle_type, F.lit("")) == t).cast("double").alias(f"vt_{t}") for t in VEHICLE_TYPES]
 
 
@@ -96,7 +107,20 @@ ENERGY_WEIGHT = "distance_km"
 
 
 def physics_params_frame(spark: SparkSession, physics: Mapping[str, PhysicsVehicleParams]) -> DataFrame:
-    """conf ml.energy.physics as a small DataFrame keyed by vehicle model name."""
+    """conf ml.energy.physics as a small DataFrame keyed by vehicle model name.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    physics : Mapping[str, PhysicsVehicleParams]
+        Vehicle model name -> longitudinal model parameters.
+
+    Returns
+    -------
+    DataFrame
+        One row per vehicle model: phys_model, p_mass_kg (kg), p_cda_m2 (m2), p_crr, p_drivetrain_eff and
+        p_regen_eff (fractions 0-1), p_aux_kw (kW), p_hvac_kw_per_deg (kW/degC).
+    """
     rows = [(name, *[float(getattr(p, f)) for f in _PHYS_FIELDS]) for name, p in physics.items()]
     schema = "phys_model string, " + ", ".join(f"p_{f} double" for f in _PHYS_FIELDS)
     return spark.createDataFrame(rows, schema)
@@ -113,7 +137,15 @@ def physics_leg_kwh() -> Column:
     rotating parts); positive wheel power / drivetrain efficiency, negative x regen efficiency;
     auxiliary + HVAC load (per degC away from 21 degC) for the leg's duration. Speeds are the
     reported km/h at both ends, distance the trapezoid v_mean x dt (what the speeds imply),
-    grade from the smoothed altitude (clipped at +-8 %, the steepest urban roads)."""
+    grade from the smoothed altitude (clipped at +-8 %, the steepest urban roads). Reads
+    speed_est_kmh, prev_speed_kmh (km/h), leg_s (s), alt_smooth_m, prev_alt_smooth_m (m),
+    ambient_temp_c (degC; 21 when null) and the `physics_params_frame` columns.
+
+    Returns
+    -------
+    Column
+        The leg's battery energy (kWh; negative when regeneration exceeds the load).
+    """
     v = F.coalesce(F.col("speed_est_kmh"), F.lit(0.0)) / KMH_PER_MPS
     v_prev = F.coalesce(F.col("prev_speed_kmh"), F.lit(0.0)) / KMH_PER_MPS
     dt = F.col("leg_s")
@@ -140,7 +172,24 @@ def assign_to_intervals(points: DataFrame, intervals: DataFrame, key: str, ts: s
     """Points (vehicle_id, ts) joined to the interval (vehicle_id, start_ts, end_ts] containing them.
 
     Interval joins on (vehicle_id, UTC day) + range: the equi key keeps the join distributed
-    and small per task (a segment spans at most two days)."""
+    and small per task (a segment spans at most two days).
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows with vehicle_id and ``ts``.
+    intervals : DataFrame
+        vehicle_id, ``key``, start_ts, end_ts (UTC timestamps).
+    key : str
+        The interval id column (e.g. trip_id, segment_id).
+    ts : str
+        Timestamp column of ``points`` (UTC).
+
+    Returns
+    -------
+    DataFrame
+        One row per point inside an interval: the point's columns + ``key``; other points are dropped.
+    """
     iv = _day_buckets(intervals.select("vehicle_id", key, "start_ts", "end_ts"), "start_ts", "end_ts")
     pts = points.withColumn("_day", F.to_date(ts))
     return pts.join(iv, ["vehicle_id", "_day"], "inner").where((F.col(ts) > F.col("start_ts")) & (F.col(ts) <= F.col("end_ts"))).drop("_day", "start_ts", "end_ts")
@@ -149,9 +198,24 @@ def assign_to_intervals(points: DataFrame, intervals: DataFrame, key: str, ts: s
 def segment_physics(trip_legs: DataFrame, segments: DataFrame, physics: DataFrame, default_model: str | None = None) -> DataFrame:
     """segment_id, physics_kwh: the physics model integrated over the legs of each segment.
 
-    `trip_legs` is common.silver.trips.trip_points output (legs with speeds, altitude, temperature,
-    `leg_in_trip`); `physics` from `physics_params_frame`. Vehicles whose model has no
-    parameters use `default_model`'s, else get no physics value (null)."""
+    Vehicles whose model has no parameters use `default_model`'s, else get no physics value (null).
+
+    Parameters
+    ----------
+    trip_legs : DataFrame
+        common.silver.trips.trip_points output (legs with speeds, altitude, temperature, `leg_in_trip`).
+    segments : DataFrame
+        silver.segments (vehicle_id, segment_id, start_ts, end_ts, model).
+    physics : DataFrame
+        `physics_params_frame`.
+    default_model : str or None
+        Vehicle model whose parameters stand in for models without any.
+
+    Returns
+    -------
+    DataFrame
+        One row per segment with legs: segment_id, physics_kwh (kWh; null without parameters).
+    """
     legs = trip_legs.where("leg_in_trip").select("vehicle_id", "ts", "leg_s", "speed_est_kmh", "prev_speed_kmh", "alt_smooth_m", "prev_alt_smooth_m", "ambient_temp_c")
     seg = segments.select("vehicle_id", "segment_id", "start_ts", "end_ts")
     model = segments.select("segment_id", F.coalesce(F.col("model"), F.lit(default_model)).alias("_model"))
@@ -166,7 +230,20 @@ def vehicle_history_ratio(segments_with_physics: DataFrame) -> DataFrame:
 
     Ratio of sums (observed SOC energy / physics energy) over the vehicle's segments of all local
     days before `local_date`: integer-SOC noise averages out over a day of driving, and no row
-    sees its own label. Null until MIN_HISTORY_PHYSICS_KWH of history exists."""
+    sees its own label. Null until MIN_HISTORY_PHYSICS_KWH of history exists.
+
+    Parameters
+    ----------
+    segments_with_physics : DataFrame
+        silver.segments joined to `segment_physics` (vehicle_id, local_date, energy_kwh and physics_kwh in kWh,
+        distance_km in km).
+
+    Returns
+    -------
+    DataFrame
+        One row per vehicle and local date with segments: vehicle_id, local_date, vehicle_physics_ratio
+        (observed / physics energy), vehicle_hist_kwh_per_km (observed kWh/km).
+    """
     daily = segments_with_physics.groupBy("vehicle_id", "local_date").agg(
         F.sum("energy_kwh").alias("_obs"),
         F.sum(F.when(F.col("energy_kwh").isNotNull(), F.col("physics_kwh"))).alias("_phys"),
@@ -183,7 +260,22 @@ def vehicle_history_ratio(segments_with_physics: DataFrame) -> DataFrame:
 
 
 def segment_energy_features(segments: DataFrame, physics_per_segment: DataFrame) -> DataFrame:
-    """silver.segments + segment_physics -> one row per segment with ENERGY_FEATURES, label, keys."""
+    """silver.segments + segment_physics -> one row per segment with ENERGY_FEATURES, label, keys.
+
+    Parameters
+    ----------
+    segments : DataFrame
+        silver.segments.
+    physics_per_segment : DataFrame
+        `segment_physics` (segment_id, physics_kwh).
+
+    Returns
+    -------
+    DataFrame
+        One row per segment: SEGMENT_KEYS, model, is_full_length, energy_kwh, physics_kwh (kWh),
+        vehicle_hist_kwh_per_km, ENERGY_FEATURES (doubles) and ENERGY_LABEL (kWh/km; null without an
+        SOC label).
+    """
     seg = segments.join(physics_per_segment, "segment_id", "left")
     seg = seg.join(vehicle_history_ratio(seg), ["vehicle_id", "local_date"], "left")
     km = F.col("distance_km")
@@ -204,7 +296,20 @@ def segment_energy_features(segments: DataFrame, physics_per_segment: DataFrame)
 
 
 def energy_training_rows(features: DataFrame, cfg: EnergyModelConfig) -> DataFrame:
-    """Rows an energy model may learn from: a label, long enough (min_segment_km)."""
+    """Rows an energy model may learn from: a label, long enough (min_segment_km).
+
+    Parameters
+    ----------
+    features : DataFrame
+        `segment_energy_features` rows.
+    cfg : EnergyModelConfig
+        ``min_segment_km`` (km).
+
+    Returns
+    -------
+    DataFrame
+        The rows with ENERGY_LABEL and distance_km >= min_segment_km.
+    """
     return features.where(F.col(ENERGY_LABEL).isNotNull() & (F.col("distance_km") >= cfg.min_segment_km))
 
 
@@ -212,7 +317,20 @@ def energy_training_rows(features: DataFrame, cfg: EnergyModelConfig) -> DataFra
 # Splits
 # --------------------------------------------------------------------------------------------
 def holdout_vehicles(vehicle_ids: Sequence[str], share: float, seed: int) -> list[str]:
-    """A seeded, order-independent share of vehicles for the grouped-by-vehicle check."""
+    """A seeded, order-independent share of vehicles for the grouped-by-vehicle check.
+
+    Parameters
+    ----------
+    vehicle_ids : Sequence[str]
+    share : float
+        Fraction 0-1 of the vehicles held out (at least one).
+    seed : int
+
+    Returns
+    -------
+    list of str
+        The held-out vehicle ids, sorted.
+    """
     import zlib
 
     ranked = sorted(vehicle_ids, key=lambda v: zlib.crc32(f"{seed}|{v}".encode()))
@@ -287,8 +405,20 @@ SOC_EVENT = "soc_drop_event"
 
 
 def minutely_temperature(clean: DataFrame) -> DataFrame:
-    """vehicle_id, minute_ts, ambient_temp_c (mean of the minute's usable samples; null when the
-    source has no temperature), lat/lon (the minute's last usable position)."""
+    """Ambient temperature and position per vehicle-minute from the usable samples.
+
+    Parameters
+    ----------
+    clean : DataFrame
+        silver.telematics_clean (vehicle_id, ts, is_usable, lat, lon, ambient_temp_c when the source has it).
+
+    Returns
+    -------
+    DataFrame
+        One row per vehicle and UTC minute with usable samples: vehicle_id, minute_ts (UTC), ambient_temp_c
+        (degC, mean of the minute's usable samples; null when the source has no temperature), lat/lon
+        (degrees, the minute's last usable position).
+    """
     temp = F.avg("ambient_temp_c") if "ambient_temp_c" in clean.columns else F.lit(None).cast("double")
     last = F.max(F.struct(F.col("ts").alias("ts"), F.col("lat").alias("lat"), F.col("lon").alias("lon")))
     return (
@@ -308,7 +438,19 @@ def vehicle_minutely_history(minutely: DataFrame) -> DataFrame:
 
     Daily km (mean over the vehicle's earlier days with data) and SOC points used per km while
     driving (ratio of sums over earlier days; minutes with charging excluded): how active and
-    how thirsty the vehicle usually is."""
+    how thirsty the vehicle usually is.
+
+    Parameters
+    ----------
+    minutely : DataFrame
+        silver.vehicle_minutely (vehicle_id, local_date, km, charging, soc_delta_pct).
+
+    Returns
+    -------
+    DataFrame
+        One row per vehicle and local date: vehicle_id, local_date, vehicle_hist_daily_km (km),
+        vehicle_hist_soc_pct_per_km (SOC percent points per km; null under 5 km of earlier driving).
+    """
     driving = (F.col("km") > 0) & ~F.col("charging")
     daily = minutely.groupBy("vehicle_id", "local_date").agg(
         F.sum("km").alias("_km"),
@@ -350,10 +492,24 @@ def _towards(place: Column, dx: str, dy: str, dn: str) -> Column:
 
 
 def vehicle_trip_history(trips: DataFrame, dates: DataFrame) -> DataFrame:
-    """silver.trips + (vehicle_id, local_date) -> per vehicle-day, from trips that ended on strictly
-    earlier local days (at most PLACE_HISTORY_DAYS back): vehicle_hist_trip_km (mean trip km),
-    vehicle_hist_trips_per_day (per day with trips) and `_places`, the MAX_PLACES most frequent
-    trip ends as array<struct<lat, lon, w>> (w = trips ending there)."""
+    """Trip habits and usual trip ends per vehicle-day, from trips that ended on strictly earlier local days.
+
+    At most PLACE_HISTORY_DAYS back; local days in the trip's timezone (UTC without one).
+
+    Parameters
+    ----------
+    trips : DataFrame
+        silver.trips (vehicle_id, end_ts, end_lat, end_lon, distance_km, timezone).
+    dates : DataFrame
+        The (vehicle_id, local_date) rows to describe.
+
+    Returns
+    -------
+    DataFrame
+        One row per ``dates`` row: + vehicle_hist_trip_km (mean trip km), vehicle_hist_trips_per_day
+        (per day with trips) and `_places`, the MAX_PLACES most frequent trip ends as
+        array<struct<lat, lon, w>> (degrees; w = trips ending there); null without history.
+    """
     row, col = grid_cell("end_lat", "end_lon", PLACE_CELL_M)
     ends = trips.where(F.col("end_lat").isNotNull() & F.col("end_lon").isNotNull() & F.col("end_ts").isNotNull()).select(
         "vehicle_id",
@@ -382,12 +538,25 @@ def vehicle_trip_history(trips: DataFrame, dates: DataFrame) -> DataFrame:
 
 
 def destination_features(df: DataFrame, trips: DataFrame | None) -> DataFrame:
-    """Add DESTINATION_FEATURES to per vehicle-minute rows (vehicle_id, local_date, _t, lat, lon,
-    km_since_parked, vehicle_hist_soc_pct_per_km, `_day_start` struct<lat, lon>).
+    """Add DESTINATION_FEATURES to per vehicle-minute rows.
 
     Distances in km (straight line); `*_cos` = cosine between the heading and the direction to the
     place (1 = straight ahead); `*_soc_pct` = distance x the vehicle's historical SOC points per km.
-    Uses positions at or before t and trips that ended on earlier days only."""
+    Uses positions at or before t and trips that ended on earlier days only.
+
+    Parameters
+    ----------
+    df : DataFrame
+        vehicle_id, local_date, _t (epoch s), lat, lon (degrees), km_since_parked, vehicle_hist_soc_pct_per_km,
+        `_day_start` struct<lat, lon>.
+    trips : DataFrame or None
+        silver.trips; None gives null features.
+
+    Returns
+    -------
+    DataFrame
+        ``df`` + DESTINATION_FEATURES.
+    """
     if trips is None:
         return df.select("*", *[F.lit(None).cast("double").alias(c) for c in DESTINATION_FEATURES])
     hist = vehicle_trip_history(trips, df.select("vehicle_id", "local_date").distinct())
@@ -404,6 +573,18 @@ def destination_features(df: DataFrame, trips: DataFrame | None) -> DataFrame:
     heading = F.col("_hn") > MIN_HEADING_M
 
     def towards(p: Column) -> Column:
+        """`_towards` along the row's heading (``_hx``, ``_hy``, ``_hn``).
+
+        Parameters
+        ----------
+        p : Column
+            struct<lat, lon, w> of a place.
+
+        Returns
+        -------
+        Column
+            struct<d, c, w>: distance (km), cosine to the heading, weight.
+        """
         return _towards(p, "_hx", "_hy", "_hn")
 
     cand = F.transform("_places", towards)
@@ -447,10 +628,24 @@ TRIP_P90 = 0.9  # far end of the places ahead: how far the trip could still go
 
 
 def fleet_trip_places(trips: DataFrame, dates: DataFrame) -> DataFrame:
-    """silver.trips + (local_date) -> local_date, `_fleet_places`: the MAX_FLEET_PLACES cells where
-    most of the fleet's trips ended on strictly earlier local days (at most PLACE_HISTORY_DAYS
-    back), array<struct<lat, lon, w>> (w = trips ending there). Fleet-wide and coarse: no person's
-    places, only where the fleet goes."""
+    """The cells where most of the fleet's trips ended on strictly earlier local days, per local date.
+
+    At most PLACE_HISTORY_DAYS back. Fleet-wide and coarse: no person's places, only where the
+    fleet goes.
+
+    Parameters
+    ----------
+    trips : DataFrame
+        silver.trips (end_ts, end_lat, end_lon, timezone).
+    dates : DataFrame
+        Rows with local_date (the dates to describe).
+
+    Returns
+    -------
+    DataFrame
+        One row per local date with history: local_date, `_fleet_places`, the MAX_FLEET_PLACES
+        FLEET_PLACE_CELL_M cells as array<struct<lat, lon, w>> (degrees; w = trips ending there).
+    """
     row, col = grid_cell("end_lat", "end_lon", FLEET_PLACE_CELL_M)
     ends = trips.where(F.col("end_lat").isNotNull() & F.col("end_lon").isNotNull() & F.col("end_ts").isNotNull()).select(
         F.to_date(F.from_utc_timestamp("end_ts", F.coalesce(F.col("timezone"), F.lit("UTC")))).alias("_end_date"),
@@ -513,9 +708,7 @@ def _fleet_ahead(places_by_date: dict, local_date: pd.Series, lat: pd.Series, lo
 
 
 def trip_direction_features(df: DataFrame, trips: DataFrame | None) -> DataFrame:
-    """Add TRIP_DIRECTION_FEATURES to per vehicle-minute rows (local_date, lat, lon,
-    km_since_parked, minutes_since_parked, vehicle_hist_soc_pct_per_km, `_trip_start`
-    struct<lat, lon>: the position where the vehicle last parked).
+    """Add TRIP_DIRECTION_FEATURES to per vehicle-minute rows.
 
     trip_disp_km / trip_straightness: straight-line km from the trip's start, and that / km driven
     since (null when not on a trip). tripdir_fleet_*: fleet places (`fleet_trip_places`) farther
@@ -523,7 +716,21 @@ def trip_direction_features(df: DataFrame, trips: DataFrame | None) -> DataFrame
     percentile (nearest rank) distance, their share of all visits, and the mean x the vehicle's
     SOC points per km. Uses positions at or before t and trips that ended on earlier days only.
     The fleet places per date are collected on the driver and shipped with a scalar pandas UDF,
-    so the rows are not shuffled or joined back."""
+    so the rows are not shuffled or joined back.
+
+    Parameters
+    ----------
+    df : DataFrame
+        local_date, lat, lon (degrees), km_since_parked, minutes_since_parked, vehicle_hist_soc_pct_per_km,
+        `_trip_start` struct<lat, lon> (the position where the vehicle last parked).
+    trips : DataFrame or None
+        silver.trips; None gives null tripdir_fleet_* features.
+
+    Returns
+    -------
+    DataFrame
+        ``df`` + TRIP_DIRECTION_FEATURES.
+    """
     on_trip = (F.col("minutes_since_parked") < 1440) & (F.col("km_since_parked") > MIN_TRIP_KM)
     coslat = F.cos(F.radians("lat"))
     df = (
@@ -551,12 +758,29 @@ def trip_direction_features(df: DataFrame, trips: DataFrame | None) -> DataFrame
 
 
 def soc_features(minutely: DataFrame, vehicles: DataFrame, temperature: DataFrame | None = None, trips: DataFrame | None = None) -> DataFrame:
-    """silver.vehicle_minutely (+ bronze.vehicles, minutely temperature and positions, silver.trips)
-    -> SOC_FEATURES per vehicle-minute.
+    """SOC_FEATURES per vehicle-minute from silver.vehicle_minutely and its companions.
 
     Windows are event-time ranges ending at the current minute (minutes without samples count
     nothing). Slopes are percent points per minute between the first minute of the window with
-    SOC and now, null when that minute is less than half the window back."""
+    SOC and now, null when that minute is less than half the window back.
+
+    Parameters
+    ----------
+    minutely : DataFrame
+        silver.vehicle_minutely; minutes without SOC are dropped.
+    vehicles : DataFrame
+        bronze.vehicles (vehicle_id, vehicle_type, battery_kwh).
+    temperature : DataFrame or None
+        `minutely_temperature` (temperature and positions); None gives null temperature and positions.
+    trips : DataFrame or None
+        silver.trips, for the destination and trip-direction features.
+
+    Returns
+    -------
+    DataFrame
+        One row per vehicle-minute with SOC: vehicle_id, minute_ts (UTC), local_date, _t (epoch s),
+        charging, soc_pct, SOC_FEATURES and soc_max_pct.
+    """
     t = F.col("minute_ts").cast("long")
     df = minutely.where(F.col("soc_mean_pct").isNotNull()).withColumn("_t", t)
     for w in SOC_WINDOWS_MIN:
@@ -637,7 +861,21 @@ def soc_labels(features: DataFrame, cfg: SocModelConfig) -> DataFrame:
     """Add `soc_future_pct`, `charging_in_horizon`, SOC_LABEL and SOC_EVENT (null = no label).
 
     The label is null when no SOC exists in [t + h - staleness, t + h] or the horizon [t, t + h]
-    holds a charging minute or an SOC rise above SOC_RISE_TOLERANCE_PCT (see module docstring)."""
+    holds a charging minute or an SOC rise above SOC_RISE_TOLERANCE_PCT (see module docstring).
+
+    Parameters
+    ----------
+    features : DataFrame
+        `soc_features` rows.
+    cfg : SocModelConfig
+        Horizon h and label staleness (min), drop threshold (SOC percent points).
+
+    Returns
+    -------
+    DataFrame
+        ``features`` + soc_future_pct (SOC percent), charging_in_horizon, SOC_LABEL (drop, SOC percent
+        points) and SOC_EVENT (0/1).
+    """
     h = cfg.horizon_min * 60
     s = cfg.label_max_staleness_min * 60
     future = F.last(F.col("soc_pct")).over(_range(h - s, h))
@@ -651,7 +889,20 @@ def soc_labels(features: DataFrame, cfg: SocModelConfig) -> DataFrame:
 def persistence_drop(slope_col: str, horizon_min: int) -> Column:
     """Persistence baseline: the recent SOC slope extrapolated over the horizon (points).
 
-    A discharge forecast: a rising slope predicts no drop, and SOC cannot fall below 0."""
+    A discharge forecast: a rising slope predicts no drop, and SOC cannot fall below 0.
+
+    Parameters
+    ----------
+    slope_col : str
+        SOC slope column (percent points per min).
+    horizon_min : int
+        Horizon (min).
+
+    Returns
+    -------
+    Column
+        The forecast drop (SOC percent points, 0 .. soc_pct; 0 without a slope).
+    """
     drop = -F.col(slope_col) * horizon_min
     return F.least(F.greatest(F.coalesce(drop, F.lit(0.0)), F.lit(0.0)), F.col("soc_pct"))
 
@@ -662,8 +913,25 @@ def persistence_drop(slope_col: str, horizon_min: int) -> Column:
 def build_energy_features(clean: DataFrame, segments: DataFrame, trips_cfg, energy_cfg: EnergyModelConfig, heartbeats: DataFrame | None = None) -> DataFrame:
     """silver.telematics_clean + silver.segments -> segment_energy_features (physics from conf).
 
-    `heartbeats` (silver.device_profiles) must be the ones silver.segments was cut with, so the
-    legs integrated here are the segments' legs."""
+    Parameters
+    ----------
+    clean : DataFrame
+        silver.telematics_clean.
+    segments : DataFrame
+        silver.segments.
+    trips_cfg : TripsConfig
+        ``kpis.trips`` (how legs are built).
+    energy_cfg : EnergyModelConfig
+        ``physics`` and ``default_model``.
+    heartbeats : DataFrame or None
+        silver.device_profiles: must be the ones silver.segments was cut with, so the legs integrated
+        here are the segments' legs.
+
+    Returns
+    -------
+    DataFrame
+        `segment_energy_features`: one row per segment.
+    """
     from common.silver.trips import trip_points
 
     legs = trip_points(clean, trips_cfg, heartbeats)
@@ -673,7 +941,23 @@ def build_energy_features(clean: DataFrame, segments: DataFrame, trips_cfg, ener
 
 
 def build_soc_features(minutely: DataFrame, vehicles: DataFrame, clean: DataFrame | None, trips: DataFrame | None = None) -> DataFrame:
-    """silver.vehicle_minutely (+ bronze.vehicles, temperature and positions from
-    silver.telematics_clean, silver.trips) -> soc_features."""
+    """silver.vehicle_minutely (+ bronze.vehicles, silver.telematics_clean, silver.trips) -> soc_features.
+
+    Parameters
+    ----------
+    minutely : DataFrame
+        silver.vehicle_minutely.
+    vehicles : DataFrame
+        bronze.vehicles.
+    clean : DataFrame or None
+        silver.telematics_clean, for temperature and positions (`minutely_temperature`).
+    trips : DataFrame or None
+        silver.trips.
+
+    Returns
+    -------
+    DataFrame
+        `soc_features`: one row per vehicle-minute with SOC.
+    """
     temperature = minutely_temperature(clean) if clean is not None else None
     return soc_features(minutely, vehicles, temperature, trips)

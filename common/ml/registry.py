@@ -28,9 +28,29 @@ MetricFn = Callable[[DataFrame, str], float]
 
 @dataclass
 class ModelOutcome:
-    """What training did with one model: its registered version and the gate's decision."""
+    """What training did with one model: its registered version and the gate's decision.
 
-    key: str  # soc_regressor / soc_classifier / energy
+    Attributes
+    ----------
+    key : str
+        ``soc_regressor``, ``soc_classifier`` or ``energy``.
+    registered_name : str
+        Registered model name.
+    version : str
+        The newly registered version.
+    promoted : bool
+        Whether the gate moved the champion alias to it.
+    reason : str
+        The gate's reason in words.
+    metrics : dict[str, float]
+        The metrics logged on the model's run: SOC regressor metrics in SOC percent points, classifier metrics as
+        fractions 0-1, energy segment metrics in kWh/km, trip metrics in kWh (``*_kwh``) or percent (``*_pct``),
+        ``train_seconds`` in s.
+    run_id : str
+        The model's nested MLflow run.
+    """
+
+    key: str
     registered_name: str
     version: str
     promoted: bool
@@ -43,7 +63,7 @@ class ModelOutcome:
 class Challenger:
     """A newly registered model version and what the gate compares it with.
 
-    Parameters
+    Attributes
     ----------
     name : str
         Registered model name.
@@ -74,10 +94,20 @@ class Challenger:
 
 
 class ChampionScore(NamedTuple):
-    """The current champion's gate metric on the challenger's test rows."""
+    """The current champion's gate metric on the challenger's test rows.
 
-    value: float | None  # None: no champion, or it could not score the rows (`note` says why)
-    version: str | None  # None: no champion
+    Attributes
+    ----------
+    value : float or None
+        The metric (in its unit); None: no champion, or it could not score the rows (`note` says why).
+    version : str or None
+        The champion's version; None: no champion.
+    note : str or None
+        Why the champion has no value.
+    """
+
+    value: float | None
+    version: str | None
     note: str | None
 
 
@@ -189,7 +219,18 @@ def registry_gate(spark: SparkSession, client, alias: str, challenger: Challenge
 
 
 def outcomes_summary(outcomes: list[ModelOutcome]) -> str:
-    """A fixed-width table of the outcomes and their key metrics (printed at the end of training)."""
+    """A fixed-width table of the outcomes and their key metrics (printed at the end of training).
+
+    Parameters
+    ----------
+    outcomes : list of ModelOutcome
+
+    Returns
+    -------
+    str
+        A header and one line per outcome: registered name, version, champion / rejected and the model's key
+        metrics (those it logged).
+    """
     keys = {
         "soc_regressor": ["test_mae", "baseline_persistence_test_mae", "baseline_vehicle_mean_test_mae", "test_rmse", "test_r2", "group_test_mae", "train_seconds"],
         "soc_classifier": ["test_roc_auc", "test_pr_auc", "test_brier", "test_f1", "baseline_persistence_test_roc_auc", "baseline_vehicle_rate_test_roc_auc", "train_seconds"],

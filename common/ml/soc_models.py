@@ -55,11 +55,30 @@ class _SocRun:
 
     @property
     def features(self) -> list[str]:
+        """The models' inputs, SOC_FEATURES in order.
+
+        Returns
+        -------
+        list of str
+        """
         return list(SOC_FEATURES)
 
     @contextmanager
     def nested_run(self, run_name: str, task: str, label: str) -> Iterator[Any]:
-        """A nested MLflow run with the shared params, this model's task and label, and the input versions."""
+        """A nested MLflow run with the shared params, this model's task and label, and the input versions.
+
+        Parameters
+        ----------
+        run_name : str
+        task : str
+            ``regression`` or ``classification``.
+        label : str
+            Label column.
+
+        Yields
+        ------
+        mlflow.ActiveRun
+        """
         import mlflow
 
         with mlflow.start_run(run_name=run_name, nested=True) as mlrun:
@@ -68,13 +87,38 @@ class _SocRun:
             yield mlrun
 
     def first_fit(self, label: str, classification: bool = False) -> FitResult:
-        """Fitted on train days; validation rows only evaluated (learning curves)."""
+        """Fitted on train days; validation rows only evaluated (learning curves).
+
+        Parameters
+        ----------
+        label : str
+            SOC_LABEL (drop, SOC percent points) or SOC_EVENT (0/1).
+        classification : bool
+
+        Returns
+        -------
+        FitResult
+        """
         ml = self.cfg.ml
         return fit_xgb(_train_valid(self.rows), self.features, label, ml.soc.xgb, ml.num_workers, ml.seed, classification=classification, validation_col="is_valid", order_cols=ORDER)
 
     def final_fit(self, first: FitResult, label: str, classification: bool = False) -> FitResult:
-        """The model that is tested and registered: ``first``, or a refit with its parameters on
-        train + validation rows (keeping ``first``'s learning curves; seconds add up)."""
+        """The model that is tested and registered.
+
+        ``first``, or (``ml.refit_with_validation``) a refit with its parameters on train +
+        validation rows (keeping ``first``'s learning curves; seconds add up).
+
+        Parameters
+        ----------
+        first : FitResult
+            The `first_fit`.
+        label : str
+        classification : bool
+
+        Returns
+        -------
+        FitResult
+        """
         ml = self.cfg.ml
         if not ml.refit_with_validation:
             return first
@@ -84,6 +128,29 @@ class _SocRun:
         return refit
 
     def gate(self, name: str, info, metric: str, value: float, higher: bool, baselines: dict[str, float], metric_fn) -> tracking.GateResult:
+        """The registry gate on a newly registered version, with the test window as its test rows.
+
+        Parameters
+        ----------
+        name : str
+            Registered model name.
+        info : mlflow.models.model.ModelInfo
+            `log_registered_model` result.
+        metric : str
+            The gate metric's run-metric name (``test_mae`` or ``test_roc_auc``).
+        value : float
+            The challenger's ``metric`` (MAE in SOC percent points; ROC-AUC 0-1).
+        higher : bool
+            Higher ``metric`` is better.
+        baselines : dict[str, float]
+            Baseline name -> its ``metric`` on the same rows.
+        metric_fn : MetricFn
+            Computes ``metric`` from the test rows and a prediction column.
+
+        Returns
+        -------
+        tracking.GateResult
+        """
         challenger = Challenger(name, str(info.registered_model_version), metric, value, higher, baselines, self.rows.window("test"), metric_fn)
         return registry_gate(self.spark, self.client, self.cfg.ml.champion_alias, challenger)
 

@@ -54,16 +54,49 @@ def _absolute_uri(uri: str) -> str:
 
 
 def tracking_uri(cfg: Config) -> str:
+    """``mlflow.tracking_uri``, relative SQLite paths and folders resolved against the project root.
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Returns
+    -------
+    str
+    """
     return _absolute_uri(cfg.mlflow.tracking_uri)
 
 
 def registry_uri(cfg: Config) -> str:
+    """``mlflow.registry_uri`` resolved like `tracking_uri`, else the tracking URI.
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Returns
+    -------
+    str
+    """
     return _absolute_uri(cfg.mlflow.registry_uri) if cfg.mlflow.registry_uri else tracking_uri(cfg)
 
 
 def configure(cfg: Config) -> MlflowClient:
-    """Point this process (and child processes: spark_udf workers, `mlflow models serve`) at the
-    configured tracking/registry store, create the experiment with its artifact location."""
+    """Point this process at the configured tracking/registry store, create the experiment with its artifact location.
+
+    Child processes (spark_udf workers, `mlflow models serve`) follow through MLFLOW_TRACKING_URI
+    and MLFLOW_REGISTRY_URI; the experiment becomes the active one.
+
+    Parameters
+    ----------
+    cfg : Config
+        The ``mlflow`` section.
+
+    Returns
+    -------
+    MlflowClient
+        A client of the configured stores.
+    """
     t_uri, r_uri = tracking_uri(cfg), registry_uri(cfg)
     mlflow.set_tracking_uri(t_uri)
     mlflow.set_registry_uri(r_uri)
@@ -80,7 +113,15 @@ def configure(cfg: Config) -> MlflowClient:
 # Logging helpers
 # --------------------------------------------------------------------------------------------
 def log_metrics(metrics: Mapping[str, float | None], prefix: str = "") -> None:
-    """Log finite metrics; None/NaN (e.g. AUC of a window without events) are skipped with a tag."""
+    """Log finite metrics; None/NaN (e.g. AUC of a window without events) are skipped with a tag.
+
+    Parameters
+    ----------
+    metrics : Mapping[str, float or None]
+        Metric name -> value.
+    prefix : str
+        Put before every name.
+    """
     clean = {}
     for key, value in metrics.items():
         if value is None or value != value:  # NaN
@@ -92,12 +133,26 @@ def log_metrics(metrics: Mapping[str, float | None], prefix: str = "") -> None:
 
 
 def log_table_versions(versions: Mapping[str, int | None]) -> None:
-    """Delta versions of the tables a model was trained on: params (searchable) and a JSON artifact."""
+    """Delta versions of the tables a model was trained on: params (searchable) and a JSON artifact.
+
+    Parameters
+    ----------
+    versions : Mapping[str, int or None]
+        Table name -> Delta version (None is logged as ``none``).
+    """
     mlflow.log_params({f"table_version.{name}": "none" if v is None else v for name, v in versions.items()})
     mlflow.log_dict(dict(versions), "inputs/delta_table_versions.json")
 
 
 def log_figure(fig, artifact_file: str) -> None:
+    """Log a matplotlib figure on the active run, then close it.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    artifact_file : str
+        Artifact path, e.g. ``plots/residuals.png``.
+    """
     import matplotlib.pyplot as plt
 
     mlflow.log_figure(fig, artifact_file)
@@ -109,21 +164,52 @@ PLOT_ROWS = 20_000
 
 
 def plot_sample(df, columns: list[str], seed: int, rows: int = PLOT_ROWS):
-    """A seeded sample of at most ``rows`` rows of ``df[columns]`` as a pandas frame (for plots)."""
+    """A seeded sample of at most ``rows`` rows of ``df[columns]`` as a pandas frame (for plots).
+
+    Parameters
+    ----------
+    df : DataFrame
+    columns : list of str
+    seed : int
+    rows : int
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     n = df.count()
     frac = min(1.0, rows / n) if n else 1.0
     return df.select(*columns).sample(fraction=frac, seed=seed).limit(rows).toPandas()
 
 
 def log_feature_importance(booster, title: str) -> None:
-    """Log the booster's total-gain importance per feature: feature_importance.json and a bar chart."""
+    """Log the booster's total-gain importance per feature: feature_importance.json and a bar chart.
+
+    Parameters
+    ----------
+    booster : xgboost.Booster
+        With feature names.
+    title : str
+        Chart title.
+    """
     imp = gain_importance(booster)
     mlflow.log_dict(imp, "feature_importance.json")
     log_figure(feature_importance_figure(imp, title), "plots/feature_importance.png")
 
 
 def feature_importance_figure(importance: Mapping[str, float], title: str):
-    """Horizontal bar chart of XGBoost 'gain' importance."""
+    """Horizontal bar chart of XGBoost 'gain' importance.
+
+    Parameters
+    ----------
+    importance : Mapping[str, float]
+        Feature -> gain (`gain_importance`).
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,7 +225,20 @@ def feature_importance_figure(importance: Mapping[str, float], title: str):
 
 
 def residual_figure(y_true, y_pred, title: str, unit: str):
-    """Predicted vs actual and residual histogram (sampled test rows)."""
+    """Predicted vs actual and residual histogram (sampled test rows).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like
+        Actual and predicted values, in ``unit``.
+    title : str
+    unit : str
+        Unit named on the axes (e.g. ``kWh/km``, ``SOC points``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,7 +261,22 @@ def residual_figure(y_true, y_pred, title: str, unit: str):
 
 
 def calibration_figure(y_true, prob, title: str, n_bins: int = 10):
-    """Reliability diagram (sklearn.calibration.calibration_curve) with the score histogram."""
+    """Reliability diagram (sklearn.calibration.calibration_curve) with the score histogram.
+
+    Parameters
+    ----------
+    y_true : array-like
+        0/1 labels.
+    prob : array-like
+        Predicted probabilities (0-1).
+    title : str
+    n_bins : int
+        Quantile bins of the reliability curve.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -186,6 +300,19 @@ def calibration_figure(y_true, prob, title: str, n_bins: int = 10):
 
 
 def xgb_model_signature(example_features, example_output):
+    """The MLflow model signature of an example input and the booster's output on it.
+
+    Parameters
+    ----------
+    example_features : pandas.DataFrame
+        Example feature rows (float64).
+    example_output : numpy.ndarray
+        The booster's predictions on them.
+
+    Returns
+    -------
+    mlflow.models.ModelSignature
+    """
     from mlflow.models import infer_signature
 
     return infer_signature(example_features, example_output)
@@ -196,6 +323,30 @@ def xgb_model_signature(example_features, example_output):
 # --------------------------------------------------------------------------------------------
 @dataclass
 class GateResult:
+    """The registry gate's decision on a challenger version.
+
+    Attributes
+    ----------
+    name : str
+        Registered model name.
+    version : str
+        The challenger's version.
+    promoted : bool
+        The alias moved to it.
+    reason : str
+        The decision in words.
+    previous_champion : str or None
+        The champion version when the gate ran; None without one.
+    metric : str
+        The gate metric's name.
+    value : float
+        The challenger's ``metric`` (in the metric's unit).
+    champion_value : float or None
+        The champion's ``metric`` on the same test window; None without one or when it could not score.
+    baseline_values : dict[str, float]
+        Baseline name -> its ``metric``.
+    """
+
     name: str
     version: str
     promoted: bool
@@ -207,6 +358,13 @@ class GateResult:
     baseline_values: dict[str, float]
 
     def as_tags(self) -> dict[str, str]:
+        """The decision as model-version tags.
+
+        Returns
+        -------
+        dict[str, str]
+            challenger_status (``champion`` or ``rejected``), gate_reason, gate_metric, gate_value.
+        """
         return {
             "challenger_status": "champion" if self.promoted else "rejected",
             "gate_reason": self.reason,
@@ -216,7 +374,19 @@ class GateResult:
 
 
 def current_champion(client: MlflowClient, name: str, alias: str) -> Any | None:
-    """The ModelVersion behind `name@alias`, or None when the model or alias does not exist."""
+    """The ModelVersion behind `name@alias`, or None when the model or alias does not exist.
+
+    Parameters
+    ----------
+    client : MlflowClient
+    name : str
+        Registered model name.
+    alias : str
+
+    Returns
+    -------
+    mlflow.entities.model_registry.ModelVersion or None
+    """
     from mlflow.exceptions import MlflowException
 
     try:
@@ -233,7 +403,17 @@ SAFE_XGBOOST_FORMATS = ("json", "ubj")
 
 
 def unsafe_model_reason(flavors: dict) -> str | None:
-    """Why a model with these MLmodel flavors must not be loaded, or None when it is safe to load."""
+    """Why a model with these MLmodel flavors must not be loaded, or None when it is safe to load.
+
+    Parameters
+    ----------
+    flavors : dict
+        The MLmodel ``flavors`` (`mlflow.models.get_model_info`).
+
+    Returns
+    -------
+    str or None
+    """
     pyfunc = flavors.get("python_function") or {}
     loader = pyfunc.get("loader_module")
     if loader != SAFE_LOADER:
@@ -245,7 +425,20 @@ def unsafe_model_reason(flavors: dict) -> str | None:
 
 
 def champion_refusal(client: MlflowClient, name: str, alias: str) -> str | None:
-    """None when `name@alias` exists and is safe to load; otherwise why it is not scored."""
+    """None when `name@alias` exists and is safe to load; otherwise why it is not scored.
+
+    Parameters
+    ----------
+    client : MlflowClient
+    name : str
+        Registered model name.
+    alias : str
+
+    Returns
+    -------
+    str or None
+        `why_no_champion`, the refusal (`unsafe_model_reason`), or None.
+    """
     import mlflow
 
     mv = current_champion(client, name, alias)
@@ -256,7 +449,19 @@ def champion_refusal(client: MlflowClient, name: str, alias: str) -> str | None:
 
 
 def why_no_champion(client: MlflowClient, name: str, alias: str) -> str:
-    """Why `name@alias` does not exist: no registered version yet, or the gate's reason on the newest one."""
+    """Why `name@alias` does not exist: no registered version yet, or the gate's reason on the newest one.
+
+    Parameters
+    ----------
+    client : MlflowClient
+    name : str
+        Registered model name.
+    alias : str
+
+    Returns
+    -------
+    str
+    """
     from mlflow.exceptions import MlflowException
 
     try:
@@ -291,9 +496,38 @@ def promote_if_better(
 ) -> GateResult:
     """Move `alias` to `version` if it beats every baseline and the champion (strictly).
 
-    `champion_value` is the current champion's metric on the *same* test window (the caller
-    scores it); None means there is no champion yet, or it could not score the window (then
-    `champion_note` says why, and only the baselines gate)."""
+    The version is tagged with the decision (`GateResult.as_tags`); a retired champion is tagged
+    ``challenger_status=retired by v<version>``.
+
+    Parameters
+    ----------
+    client : MlflowClient
+    name : str
+        Registered model name.
+    version : str
+        The challenger.
+    alias : str
+        The champion alias.
+    metric : str
+        The gate metric's name.
+    value : float
+        The challenger's ``metric`` on the test window (in the metric's unit).
+    higher_is_better : bool
+    baselines : Mapping[str, float]
+        Baseline name -> its ``metric`` on the same window (None values are skipped).
+    champion_value : float or None
+        The current champion's metric on the *same* test window (the caller scores it); None means
+        there is no champion yet, or it could not score the window (then `champion_note` says why,
+        and only the baselines gate).
+    champion_version : str or None
+        The current champion's version.
+    champion_note : str or None
+        Why ``champion_value`` is None.
+
+    Returns
+    -------
+    GateResult
+    """
     losers = {b: v for b, v in baselines.items() if v is not None and not _better(value, v, higher_is_better)}
     direction = "higher" if higher_is_better else "lower"
     if losers:
@@ -330,6 +564,22 @@ def promote_if_better(
 
 
 def wait_until_ready(client: MlflowClient, name: str, version: str, timeout_s: float = 60) -> None:
+    """Wait until a registered model version is READY.
+
+    Parameters
+    ----------
+    client : MlflowClient
+    name : str
+        Registered model name.
+    version : str
+    timeout_s : float
+        Longest wait (s).
+
+    Raises
+    ------
+    TimeoutError
+        When the version is not READY after ``timeout_s``.
+    """
     import time
 
     deadline = time.time() + timeout_s
@@ -342,7 +592,13 @@ def wait_until_ready(client: MlflowClient, name: str, version: str, timeout_s: f
 
 
 def scratch_dir() -> str:
-    """A temp folder for artifacts that are logged then deleted."""
+    """A temp folder for artifacts that are logged then deleted.
+
+    Returns
+    -------
+    str
+        Path of a new folder (the caller deletes it).
+    """
     return tempfile.mkdtemp(prefix="evfa-mlflow-")
 
 
@@ -362,8 +618,19 @@ def model_metrics_summary(cfg: Config):
 
     For each registered model: the `champion` version (or the latest version when no version was
     promoted) and the baselines logged in the same run, on the same test window -- the comparison
-    the registry gate made. Columns: model, registered_name, version, metric, candidate, value,
-    higher_is_better, status. Empty when nothing was trained yet."""
+    the registry gate made. Configures MLflow (`configure`).
+
+    Parameters
+    ----------
+    cfg : Config
+        ``mlflow``, ``ml.champion_alias`` and the registered model names.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: model, registered_name, version, metric (without ``test_``), candidate, value (in the
+        metric's unit), higher_is_better, status. Empty when nothing was trained yet.
+    """
     import pandas as pd
     from mlflow.exceptions import MlflowException
 

@@ -34,8 +34,26 @@ class InsufficientData(ValueError):
 
 @dataclass
 class FitResult:
-    model: Any  # xgboost.spark model
-    booster: Any  # xgboost.Booster with feature names
+    """A fitted xgboost.spark model, its booster and what the fit took.
+
+    Attributes
+    ----------
+    model : xgboost.spark model
+        SparkXGBRegressorModel or SparkXGBClassifierModel (`predict` uses it).
+    booster : xgboost.Booster
+        The trained booster, with feature names.
+    seconds : float
+        Fit time (s, wall clock).
+    train_rows : int
+        Rows fitted on.
+    valid_rows : int
+        Validation rows (only evaluated).
+    evals_result : dict
+        Learning curves: ``train`` and ``validation`` objective histories; {} without a training summary.
+    """
+
+    model: Any
+    booster: Any
     seconds: float
     train_rows: int
     valid_rows: int
@@ -43,6 +61,18 @@ class FitResult:
 
 
 def xgb_kwargs(params: XgbParams, seed: int) -> dict:
+    """Keyword arguments of SparkXGBRegressor / SparkXGBClassifier from the booster parameters.
+
+    Parameters
+    ----------
+    params : XgbParams
+    seed : int
+        The booster's random_state.
+
+    Returns
+    -------
+    dict
+    """
     return {
         "n_estimators": params.n_estimators,
         "max_depth": params.max_depth,
@@ -63,7 +93,20 @@ def shard_by_vehicle(rows: DataFrame, num_workers: int) -> tuple[DataFrame, int]
     xgboost.spark fails on an empty worker shard, and hashing vehicle ids into num_workers buckets
     leaves buckets empty when the fleet is small (one real vehicle, a handful of test vehicles), so
     vehicles are dealt round-robin in id order to min(num_workers, vehicles) workers: the same data
-    always gives the same shards (reproducible boosters)."""
+    always gives the same shards (reproducible boosters).
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Rows with vehicle_id.
+    num_workers : int
+        Requested xgboost.spark workers.
+
+    Returns
+    -------
+    tuple of (DataFrame, int)
+        The sharded rows and ``workers`` = min(num_workers, vehicles), at least 1.
+    """
     ids = sorted(r.vehicle_id for r in rows.select("vehicle_id").distinct().collect())  # bounded: one row per vehicle
     workers = max(1, min(num_workers, len(ids)))
     if workers == 1:
@@ -85,8 +128,40 @@ def fit_xgb(
     validation_col: str | None = None,
     order_cols: Sequence[str] = ("vehicle_id",),
 ) -> FitResult:
-    """Fit on `rows` (features numeric; nulls are XGBoost 'missing'). `validation_col` (boolean)
-    marks rows used only as the evaluation set (learning curves), not for fitting."""
+    """Fit on `rows` (features numeric; nulls are XGBoost 'missing').
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Rows with vehicle_id, the features, the label and the columns named below.
+    features : Sequence[str]
+        Feature columns (cast to double).
+    label : str
+        Label column (cast to double; 0/1 for a classifier).
+    params : XgbParams
+    num_workers : int
+        Requested xgboost.spark workers (at most one per vehicle, `shard_by_vehicle`).
+    seed : int
+    classification : bool
+        A binary classifier (eval metric logloss) instead of a regressor (eval metric MAE; ``params.objective``
+        when set).
+    weight_col : str or None
+        Row weight column (e.g. distance_km).
+    validation_col : str or None
+        Boolean column marking rows used only as the evaluation set (learning curves), not for
+        fitting; without such rows the fit has no learning curves.
+    order_cols : Sequence[str]
+        Columns of the fixed row order inside a shard (reproducible boosters).
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    InsufficientData
+        When no row is left to fit on.
+    """
     from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
 
     kwargs = xgb_kwargs(params, seed)
@@ -140,7 +215,23 @@ def fit_xgb(
 
 
 def predict(fit: FitResult, rows: DataFrame, classification: bool = False, out: str = PRED) -> DataFrame:
-    """`rows` + `out`: regression value, or P(class 1) for a classifier."""
+    """`rows` + `out`: regression value, or P(class 1) for a classifier.
+
+    Parameters
+    ----------
+    fit : FitResult
+    rows : DataFrame
+        Rows with the fit's feature columns.
+    classification : bool
+        ``fit`` is a classifier: xgboost.spark's probability, rawPrediction and prediction columns are dropped.
+    out : str
+        Output column.
+
+    Returns
+    -------
+    DataFrame
+        ``rows`` + ``out``: the regression value (label's unit) or P(class 1) (0-1).
+    """
     model = fit.model
     scored = model.transform(rows)
     if classification:
@@ -153,6 +244,17 @@ def predict(fit: FitResult, rows: DataFrame, classification: bool = False, out: 
 
 
 def gain_importance(booster) -> dict[str, float]:
-    """Total gain per feature (features never split on get 0)."""
+    """Total gain per feature (features never split on get 0).
+
+    Parameters
+    ----------
+    booster : xgboost.Booster
+        With feature names.
+
+    Returns
+    -------
+    dict[str, float]
+        Feature -> total gain.
+    """
     score = booster.get_score(importance_type="total_gain")
     return {f: float(score.get(f, 0.0)) for f in booster.feature_names}

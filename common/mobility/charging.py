@@ -77,6 +77,25 @@ def charging_steps(clean_df: DataFrame, params: ChargingConfig, trips: TripsConf
     ignition-only device that sleeps on the charger shows its charge as one rising step -- and a
     gap ends the run. Speeds are the repaired reported speeds, else the implied speed of the step.
     Times are UTC; distances in metres; SOC in percent points.
+
+    Parameters
+    ----------
+    clean_df : DataFrame
+        silver.telematics_clean rows (is_usable, ts, ts_local, local_date, timezone, lat, lon,
+        speed_kmh, soc_pct).
+    params : ChargingConfig
+    trips : TripsConfig, optional
+        Silence rule of the legs; None = the defaults.
+    heartbeats : DataFrame, optional
+        vehicle_id, heartbeat_interval_s (s) from silver.device_profiles (`common.silver.devices.heartbeats`);
+        None: every vehicle gets the minimum parked-silence limit.
+
+    Returns
+    -------
+    DataFrame
+        One row per usable sample with a position and SOC: the `add_legs` columns, `_p` (the
+        previous sample's ts, ts_local, local_date, soc), step_s (s), step_m (m),
+        stationary_step, d_soc (percent points since the previous sample) and run.
     """
     from common.silver.trips import add_legs
 
@@ -138,14 +157,31 @@ def detect_charging_events(
 ) -> DataFrame:
     """Charging events from silver.telematics_clean rows (stable signature: fleet KPIs use it).
 
-    One row per event (columns EVENT_COLUMNS): vehicle_id, event_id (`<vehicle>-C<start UTC
-    yyyyMMddTHHmmss>`), confidence (`high`: gain > min_delta_soc_pct; `low`: second pass for
-    vehicles without a high one), start_ts/end_ts (UTC: the sample before the first rise, the
-    sample of the last rise), start/end_ts_local, local_date (local day of the start), timezone,
-    duration_min, soc_start_pct/soc_end_pct/delta_soc_pct (percent points), battery_kwh, kwh
-    (delta SOC x battery, kWh; null without a battery size), avg_power_kw, lat/lon (median
-    position, degrees), n_samples. `params` / `trips` None mean the config defaults; `heartbeats`
-    (silver.device_profiles) sets each vehicle's parked-silence limit (common.silver.trips.add_legs).
+    Parameters
+    ----------
+    clean_df : DataFrame
+        silver.telematics_clean rows (see `charging_steps`).
+    vehicles_df : DataFrame or None
+        bronze.vehicles (vehicle_id, battery_kwh in kWh); None: battery only from
+        `params.default_battery_kwh`.
+    params : ChargingConfig, optional
+        None = the config defaults.
+    trips : TripsConfig, optional
+        Silence rule of the legs; None = the defaults.
+    heartbeats : DataFrame, optional
+        vehicle_id, heartbeat_interval_s (s) from silver.device_profiles: each vehicle's
+        parked-silence limit (common.silver.trips.add_legs).
+
+    Returns
+    -------
+    DataFrame
+        One row per event (columns EVENT_COLUMNS): vehicle_id, event_id (`<vehicle>-C<start UTC
+        yyyyMMddTHHmmss>`), confidence (`high`: gain > min_delta_soc_pct; `low`: second pass for
+        vehicles without a high one), start_ts/end_ts (UTC: the sample before the first rise, the
+        sample of the last rise), start/end_ts_local (local time), local_date (local day of the
+        start), timezone, duration_min (min), soc_start_pct/soc_end_pct/delta_soc_pct (percent
+        points), battery_kwh (kWh), kwh (delta SOC x battery, kWh; null without a battery size),
+        avg_power_kw (kW; null for a zero duration), lat/lon (median position, degrees), n_samples.
     """
     p = params or ChargingConfig()
     candidates = _rising_events(charging_steps(clean_df, p, trips, heartbeats), p).withColumn("delta_soc_pct", F.col("soc_end_pct") - F.col("soc_start_pct"))
@@ -192,6 +228,18 @@ LOCATION_SCHEMA = T.StructType(
 
 def _locations_udf(eps_m: float, min_samples: int):
     def fn(pdf: pd.DataFrame) -> pd.DataFrame:
+        """applyInPandas body: DBSCAN over one vehicle's events.
+
+        Parameters
+        ----------
+        pdf : pandas.DataFrame
+            One vehicle's events: vehicle_id, event_id, lat, lon (degrees).
+
+        Returns
+        -------
+        pandas.DataFrame
+            LOCATION_SCHEMA rows, one per event in event_id order: location_no (-1 = noise).
+        """
         pdf = pdf.sort_values("event_id", kind="stable")  # labels must not depend on row arrival order
         labels = haversine_dbscan(pdf["lat"].to_numpy(), pdf["lon"].to_numpy(), eps_m, min_samples)
         return pd.DataFrame({"vehicle_id": pdf["vehicle_id"], "event_id": pdf["event_id"], "location_no": labels.astype("int32")})
@@ -205,6 +253,18 @@ def label_event_locations(events: DataFrame, params: ChargingConfig) -> DataFram
     Per vehicle, scikit-learn DBSCAN (haversine, ball tree, location_eps_m) over the events'
     positions in a grouped pandas UDF (groupBy(vehicle_id).applyInPandas): a vehicle's events are
     few (one or two a day), so one task per vehicle group is cheap.
+
+    Parameters
+    ----------
+    events : DataFrame
+        `detect_charging_events` output (vehicle_id, event_id, lat, lon in degrees).
+    params : ChargingConfig
+
+    Returns
+    -------
+    DataFrame
+        One row per event: `events` plus location_id (also null for events beyond
+        max_events_per_vehicle, which are left out of the clustering).
     """
     # A Python worker loads a whole group: at most max_events_per_vehicle events per vehicle (seeded
     # sample); events left out keep a null location_id, like DBSCAN noise.
@@ -223,11 +283,20 @@ def label_event_locations(events: DataFrame, params: ChargingConfig) -> DataFram
 
 
 def charging_locations(labelled_events: DataFrame) -> DataFrame:
-    """One row per (vehicle, location) from `label_event_locations` output.
+    """Charging locations per vehicle from labelled events.
 
-    Columns: vehicle_id, location_id, lat/lon (mean of the events' positions weighted by kWh, each
-    event at least 1), n_events, n_high_confidence, kwh_total, first_start_ts, last_end_ts,
-    local_dates (distinct local days with a charge at the location).
+    Parameters
+    ----------
+    labelled_events : DataFrame
+        `label_event_locations` output; events without a location_id are ignored.
+
+    Returns
+    -------
+    DataFrame
+        One row per (vehicle, location): vehicle_id, location_id, lat/lon (degrees: mean of the
+        events' positions weighted by kWh, each event at least 1), n_events, n_high_confidence,
+        kwh_total (kWh), first_start_ts, last_end_ts (UTC), local_dates (sorted distinct local
+        days with a charge at the location).
     """
     weight = F.greatest(F.coalesce(F.col("kwh"), F.lit(0.0)), F.lit(1.0))
     return (
@@ -250,9 +319,24 @@ def charging_locations(labelled_events: DataFrame) -> DataFrame:
 # Fleet charging sites
 # --------------------------------------------------------------------------------------------
 def group_sites(locations: DataFrame, params: ChargingConfig) -> DataFrame:
-    """locations + `site_no` (1..k): fleet-wide exact DBSCAN with min_samples 1, i.e. locations
-    chained within site_eps_m of each other are one site. Point ids come from a row number over
-    location_id, so reruns number sites the same way."""
+    """locations + `site_no` (1..k): fleet-wide exact DBSCAN with min_samples 1.
+
+    Locations chained within site_eps_m of each other are one site. Point ids come from a row
+    number over location_id, so reruns number sites the same way.
+
+    Parameters
+    ----------
+    locations : DataFrame
+        `charging_locations` output (location_id, lat, lon in degrees).
+    params : ChargingConfig
+        site_eps_m (m) and partition_cell_m (m).
+
+    Returns
+    -------
+    DataFrame
+        One row per location: `locations` plus site_no (int, 1..k in order of each site's
+        first location_id).
+    """
     pts = locations.select("location_id", "lat", "lon").withColumn("point_id", F.row_number().over(Window.orderBy("location_id")).cast("long"))
     labels = distributed_dbscan(pts.select("point_id", "lat", "lon"), eps_m=params.site_eps_m, min_samples=1, cell_m=params.partition_cell_m)
     site_no = F.dense_rank().over(Window.orderBy("cluster_id"))
@@ -268,14 +352,29 @@ def charging_sites(
 ) -> tuple[DataFrame, DataFrame]:
     """Fleet sites and the locations annotated with their site.
 
-    Returns (sites, locations_with_site). sites: site_id (`SITE-<n>`), kind (home | public |
-    depot | unknown), station_id, station_name, station_distance_m, home_vehicle_id (home sites),
-    lat/lon (event-weighted centroid of the member locations), n_vehicles, n_locations, n_events,
-    kwh_total, first_start_ts, last_end_ts. Home wins over a station match: a driver charging at
-    home next to a public charger is charging at home.
+    Home wins over a station match: a driver charging at home next to a public charger is
+    charging at home.
 
-    `residences` needs vehicle_id, home_lat, home_lon (rows without a home are ignored);
-    `stations` needs station_id, lat, lon, name, access.
+    Parameters
+    ----------
+    locations : DataFrame
+        `charging_locations` output.
+    residences : DataFrame or None
+        restricted.residences: vehicle_id, home_lat, home_lon (degrees; rows without a home are
+        ignored); None: no `home` sites.
+    stations : DataFrame or None
+        bronze.stations: station_id, lat, lon (degrees), name, access; None: no station matching.
+    params : ChargingConfig
+
+    Returns
+    -------
+    sites : DataFrame
+        One row per site: site_id (`SITE-<n>`), kind (home | public | depot | unknown),
+        station_id, station_name, station_distance_m (m), home_vehicle_id (home sites), lat/lon
+        (degrees, event-weighted centroid of the member locations), n_vehicles, n_locations,
+        n_events, kwh_total (kWh), first_start_ts, last_end_ts (UTC).
+    locations_with_site : DataFrame
+        One row per location: `locations` plus site_id.
     """
     with_site = group_sites(locations, params)
     w = F.col("n_events").cast("double")
@@ -332,10 +431,24 @@ def charging_sites(
 def nearest_station(points: DataFrame, stations: DataFrame, radius_m: float) -> DataFrame:
     """Nearest station within radius_m of each point (Sedona ST_DistanceSphere range join).
 
-    `points`: site_no, lat, lon. Returns site_no, station_id, station_name, station_access,
-    station_distance_m for points with a station in range. `ST_DistanceSphere(a, b) <= r` is a
-    predicate Sedona's optimizer plans as a distance join (spatially partitioned / broadcast
-    index) instead of a cross product; sphere radius 6 371 008 m, the same as common.spatial.geo.
+    `ST_DistanceSphere(a, b) <= r` is a predicate Sedona's optimizer plans as a distance join
+    (spatially partitioned / broadcast index) instead of a cross product; sphere radius
+    6 371 008 m, the same as common.spatial.geo.
+
+    Parameters
+    ----------
+    points : DataFrame
+        site_no, lat, lon (degrees).
+    stations : DataFrame
+        bronze.stations: station_id, lat, lon (degrees), name, access.
+    radius_m : float
+        Search radius, m.
+
+    Returns
+    -------
+    DataFrame
+        One row per point with a station in range: site_no, station_id, station_name,
+        station_access, station_distance_m (m); ties go to the smallest station_id.
     """
     pts = points.select("site_no", F.expr("ST_Point(lon, lat)").alias("_geom_p"))
     st = stations.where(F.col("lat").isNotNull() & F.col("lon").isNotNull()).select(

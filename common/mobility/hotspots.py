@@ -45,7 +45,24 @@ VISIT_SCHEMA = T.StructType(
 
 
 def stops_for_visits(clean_df: DataFrame, trips: TripsConfig, params: HotspotsConfig, heartbeats: DataFrame | None = None) -> DataFrame:
-    """common.silver.trips.detect_stops with the hotspot dwell threshold (minutes) and the shared silence rule."""
+    """common.silver.trips.detect_stops with the hotspot dwell threshold (minutes) and the shared silence rule.
+
+    Parameters
+    ----------
+    clean_df : DataFrame
+        silver.telematics_clean rows.
+    trips : TripsConfig
+        Stop and silence rules; min_stop_minutes is replaced by params.min_dwell_min.
+    params : HotspotsConfig
+    heartbeats : DataFrame, optional
+        vehicle_id, heartbeat_interval_s (s) from silver.device_profiles (`common.silver.devices.heartbeats`);
+        None: every vehicle gets the minimum parked-silence limit.
+
+    Returns
+    -------
+    DataFrame
+        One row per stop of at least min_dwell_min minutes, columns as in `detect_stops`.
+    """
     from common.silver.trips import detect_stops
 
     return detect_stops(clean_df, trips.model_copy(update={"min_stop_minutes": params.min_dwell_min}), heartbeats)
@@ -73,6 +90,19 @@ def _visits_udf(merge_m: float):
     cols = [f.name for f in VISIT_SCHEMA.fields]
 
     def fn(pdf: pd.DataFrame) -> pd.DataFrame:
+        """applyInPandas body: one vehicle's stop-days merged into visits.
+
+        Parameters
+        ----------
+        pdf : pandas.DataFrame
+            One vehicle's `stop_days` rows: vehicle_id, local_date, start_ts, start_ts_local,
+            lat, lon, dwell_minutes, continued.
+
+        Returns
+        -------
+        pandas.DataFrame
+            VISIT_SCHEMA rows, one per (local_date, visit_no).
+        """
         pdf = pdf.sort_values(["local_date", "start_ts"], kind="stable")
         pdf["visit_no"] = np.concatenate([_merge_day(day, merge_m) for _, day in pdf.groupby("local_date", sort=True)])
         pdf["w"] = pdf["dwell_minutes"].clip(lower=1.0)
@@ -101,9 +131,23 @@ def _visits_udf(merge_m: float):
 
 
 def stop_days(stops: DataFrame) -> DataFrame:
-    """A stop on every local day it covers: a vehicle charging from 23:30 to 01:30 was at the place
-    on both days. Each part keeps the stop's position; its dwell is the part within that day;
-    `continued` marks the days after the arrival day."""
+    """A stop on every local day it covers: a vehicle charging from 23:30 to 01:30 was at the place on both days.
+
+    Each part keeps the stop's position; its dwell is the part within that day; `continued` marks
+    the days after the arrival day.
+
+    Parameters
+    ----------
+    stops : DataFrame
+        Stops with start_ts_local and end_ts_local (local time).
+
+    Returns
+    -------
+    DataFrame
+        One row per (stop, local day it covers): the stop's columns with local_date set to that
+        day, start_ts_local moved to the day's start on later days, dwell_minutes (min, within
+        the day) and continued.
+    """
     first = F.to_date("start_ts_local")
     day_start = F.col("local_date").cast("timestamp")
     part_start = F.greatest(F.col("start_ts_local"), day_start)
@@ -119,10 +163,22 @@ def stop_days(stops: DataFrame) -> DataFrame:
 def unique_daily_visits(stops: DataFrame, params: HotspotsConfig) -> DataFrame:
     """detect_stops output -> one row per (vehicle_id, local_date, visit_no) (see module docstring).
 
-    A stop counts on every local day it covers (`stop_days`). lat/lon: dwell-weighted mean of the
-    visit's stops (degrees); n_stops; dwell_minutes (sum, within the day); first_arrival_local
-    (local wall clock) and arrival_hour (its hour, 0-23; null on a day that only continues a stay);
-    visit_id.
+    A stop counts on every local day it covers (`stop_days`).
+
+    Parameters
+    ----------
+    stops : DataFrame
+        `stops_for_visits` output (vehicle_id, start_ts, start_ts_local, end_ts_local, lat, lon).
+    params : HotspotsConfig
+        visit_merge_m (m).
+
+    Returns
+    -------
+    DataFrame
+        One row per (vehicle_id, local_date, visit_no): VISIT_SCHEMA columns -- lat/lon
+        (dwell-weighted mean of the visit's stops, degrees), n_stops, dwell_minutes (min, sum
+        within the day), first_arrival_local (local wall clock) and arrival_hour (its hour, 0-23;
+        null on a day that only continues a stay) -- plus visit_id.
     """
     visits = (
         stops.select("vehicle_id", "start_ts", "start_ts_local", "end_ts_local", "lat", "lon")
@@ -158,6 +214,18 @@ def cluster_visits(visits: DataFrame, params: HotspotsConfig) -> DataFrame:
     """visits + point_id + cluster_id (-1 noise) + is_core from the exact distributed DBSCAN.
 
     point_id is a row number over visit_id, so cluster ids (smallest core point_id) are stable.
+
+    Parameters
+    ----------
+    visits : DataFrame
+        `unique_daily_visits` output (visit_id, lat, lon in degrees).
+    params : HotspotsConfig
+        eps_m (m), min_samples (visits), partition_cell_m (m).
+
+    Returns
+    -------
+    DataFrame
+        One row per visit: `visits` plus point_id, cluster_id and is_core.
     """
     pts = visits.withColumn("point_id", F.row_number().over(Window.orderBy("visit_id")).cast("long")).persist()
     labels = distributed_dbscan(pts.select("point_id", "lat", "lon"), params.eps_m, params.min_samples, params.partition_cell_m)
@@ -165,14 +233,29 @@ def cluster_visits(visits: DataFrame, params: HotspotsConfig) -> DataFrame:
 
 
 def find_hotspots(clustered: DataFrame, params: HotspotsConfig) -> DataFrame:
-    """Hotspots (gold.hotspots) from `cluster_visits` output; columns HOTSPOT_COLUMNS.
+    """Hotspots (gold.hotspots) from `cluster_visits` output.
 
-    lat/lon: centroid of the cluster's visits; unique_visits: distinct (vehicle, local day) pairs
-    among the visits within radius_m of it; distinct_vehicles: vehicles among them; hull_wkt: their convex hull (WKT, lon lat order); busiest_hours: the
-    `busiest_hours` local arrival hours with most visits (ties: earlier hour first);
-    visits_by_hour: 24 counts; cluster_visits: all visits DBSCAN put in the cluster;
-    radius_p90_m: 90 % of the counted visits lie within it; visits_per_day over the days between
-    the first and the last visit.
+    A cluster is a hotspot when at least min_unique_visits of its visits, from at least
+    min_distinct_vehicles vehicles, lie within radius_m of its centroid.
+
+    Parameters
+    ----------
+    clustered : DataFrame
+        `cluster_visits` output.
+    params : HotspotsConfig
+        radius_m (m), min_unique_visits, min_distinct_vehicles, busiest_hours.
+
+    Returns
+    -------
+    DataFrame
+        One row per hotspot, HOTSPOT_COLUMNS: hotspot_id (`HOT-001`, ... by unique_visits
+        descending); lat/lon: centroid of the cluster's visits (degrees); unique_visits: distinct
+        (vehicle, local day) pairs among the visits within radius_m of it; distinct_vehicles:
+        vehicles among them; hull_wkt: their convex hull (WKT, lon lat order); busiest_hours: the
+        `busiest_hours` local arrival hours with most visits (ties: earlier hour first);
+        visits_by_hour: 24 counts (local hours 0-23); cluster_visits: all visits DBSCAN put in the
+        cluster; radius_p90_m: 90 % of the counted visits lie within it (m); days, first_date,
+        last_date (local dates); visits_per_day over the days between the first and the last visit.
     """
     members = clustered.where(F.col("cluster_id") >= 0)
     centroids = members.groupBy("cluster_id").agg(F.avg("lat").alias("c_lat"), F.avg("lon").alias("c_lon"), F.count(F.lit(1)).alias("cluster_visits"))

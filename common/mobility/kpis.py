@@ -117,17 +117,32 @@ def charging_events(
 # silver.vehicle_minutely
 # --------------------------------------------------------------------------------------------
 def vehicle_minutely(points: DataFrame, params: KpisConfig, charging_events: DataFrame | None = None) -> DataFrame:
-    """Per vehicle and UTC minute (`minute_ts`) with samples.
+    """Per vehicle and UTC minute (`minute_ts`) with samples (silver.vehicle_minutely).
 
-    speed_mean/max_kmh: sample speeds (reported, else implied); km: GPS km of the moving legs
-    ending in the minute; moving_share: share of samples above kpis.trips.moving_speed_kmh;
-    soc_mean/min/max_pct; soc_delta_pct: SOC change since the vehicle's previous sample (so
-    minutes add up to the change over any period); moving_s: seconds of moving legs.
-    rolling_*: range window over event time, the `rolling_window_minutes` minutes ending with
-    this one (minutes without samples contribute nothing; rolling_soc_delta_pct also includes
-    the step from the last sample before the window). charging: inside a detected charging
-    event when `charging_events` (vehicle_id, start_ts, end_ts) is given, else SOC rose in a
-    minute whose samples are all stationary (`charging_source` says which).
+    Parameters
+    ----------
+    points : DataFrame
+        `common.silver.trips.trip_points` output.
+    params : KpisConfig
+        rolling_window_minutes (min).
+    charging_events : DataFrame, optional
+        vehicle_id, start_ts, end_ts (UTC): the `charging` flag marks minutes inside an event;
+        None: the flag comes from SOC rises.
+
+    Returns
+    -------
+    DataFrame
+        One row per (vehicle_id, minute_ts) with samples, MINUTELY_COLUMNS. minute_local (local
+        time), local_date; speed_mean/max_kmh: sample speeds (reported, else implied, km/h); km:
+        GPS km of the moving legs ending in the minute; moving_s: seconds of moving legs;
+        moving_share: share (0-1) of samples above kpis.trips.moving_speed_kmh;
+        soc_mean/min/max_pct (percent points); soc_delta_pct: SOC change since the vehicle's
+        previous sample (so minutes add up to the change over any period).
+        rolling_*: range window over event time, the `rolling_window_minutes` minutes ending with
+        this one (minutes without samples contribute nothing; rolling_soc_delta_pct also includes
+        the step from the last sample before the window). charging: inside a detected charging
+        event when `charging_events` is given, else SOC rose in a minute whose samples are all
+        stationary (`charging_source`: events | soc_rise).
     """
     soc_step = F.col("soc_pct") - F.col("prev_soc_pct")
     minutes = (
@@ -217,12 +232,25 @@ def add_odometer_checks(points: DataFrame, settings: OdometerConfig) -> DataFram
     """Per sample: `odo_delta_km` since the previous reading and `odo_fault` of that step.
 
     Faults (null = healthy):
+
     - `decreasing`: the reading fell by more than decrease_tolerance_km;
     - `jump`: it rose by at least jump_min_km faster than max_speed_kmh (a device silent for a
       while may legitimately add km, so size alone is not enough);
     - `stuck`: the reading did not change over consecutive steps whose GPS moving distance adds
       up to stuck_min_gps_km (the steps that moved are flagged; parked steps are not evidence).
-    Needs `leg_km` from common.silver.trips.add_legs.
+
+    Parameters
+    ----------
+    points : DataFrame
+        Per-sample rows with vehicle_id, ts, odometer_km (km) and `leg_km` from
+        common.silver.trips.add_legs.
+    settings : OdometerConfig
+
+    Returns
+    -------
+    DataFrame
+        One row per sample: `points` plus odo_delta_km (km since the vehicle's previous non-null
+        reading; null without a reading) and odo_fault (decreasing | jump | stuck | null).
     """
     w = events_window()
     point = F.when(F.col("odometer_km").isNotNull(), F.struct(F.col("ts").alias("ts"), F.col("odometer_km").alias("km")))
@@ -245,7 +273,20 @@ def add_odometer_checks(points: DataFrame, settings: OdometerConfig) -> DataFram
 # gold.daily_kpis
 # --------------------------------------------------------------------------------------------
 def local_day_seconds(local_date: Column, timezone: Column) -> Column:
-    """Length of a local calendar day in seconds (86400 except on DST change days)."""
+    """Length of a local calendar day in seconds (86400 except on DST change days).
+
+    Parameters
+    ----------
+    local_date : Column
+        Local date.
+    timezone : Column
+        IANA zone name.
+
+    Returns
+    -------
+    Column
+        Seconds (long) from the day's local midnight to the next one.
+    """
     start = F.to_utc_timestamp(local_date.cast("timestamp"), timezone)
     end = F.to_utc_timestamp(F.date_add(local_date, 1).cast("timestamp"), timezone)
     return end.cast("long") - start.cast("long")
@@ -260,15 +301,33 @@ def daily_kpis(
 ) -> DataFrame:
     """Per vehicle and local day with usable samples (gold.daily_kpis).
 
-    gps_km (moving legs), odometer_km (sum of healthy reading steps; null without readings),
-    odometer_first/last_km, odometer_faults (array of fault types, see add_odometer_checks),
-    odometer_ok; moving_hours and utilisation_share (moving time / length of the local day);
-    soc_start/end/min/max_pct (first/last usable SOC of the day); trips, trip_km,
-    trip_energy_kwh (trips counted on the day they start); charging_events/charging_kwh from
-    the charging events (null when not available), charging_minutes from the minutely flag;
-    data_coverage_share = time covered by legs no longer than kpis.trips.max_gap_minutes /
-    length of the day (capped at 1); n_samples.
-    `points` must carry the odometer checks (`add_odometer_checks`).
+    Parameters
+    ----------
+    points : DataFrame
+        `common.silver.trips.trip_points` output with the odometer checks (`add_odometer_checks`).
+    trips : DataFrame
+        silver.trips (vehicle_id, local_date, distance_km, energy_kwh).
+    minutely : DataFrame
+        `vehicle_minutely` output (vehicle_id, local_date, charging).
+    vehicles : DataFrame
+        bronze.vehicles (vehicle_id, model, vehicle_type, battery_kwh).
+    charging_events : DataFrame, optional
+        `charging_events` output (vehicle_id, local_date, kwh); None: charging_events and
+        charging_kwh are null.
+
+    Returns
+    -------
+    DataFrame
+        One row per (vehicle_id, local_date), DAILY_COLUMNS: timezone, model, vehicle_type,
+        battery_kwh (kWh); gps_km (moving legs, km), odometer_km (sum of healthy reading steps,
+        km; null without readings), odometer_first/last_km, odometer_faults (array of fault
+        types, see add_odometer_checks), odometer_ok; moving_hours (h) and utilisation_share
+        (moving time / length of the local day, 0-1); soc_start/end/min/max_pct (percent points;
+        first/last usable SOC of the day); trips, trip_km, trip_energy_kwh (kWh; trips counted on
+        the day they start); charging_events/charging_kwh (kWh) from the charging events,
+        charging_minutes from the minutely flag; data_coverage_share = time covered by legs no
+        longer than kpis.trips.max_gap_minutes / length of the day (0-1, capped at 1);
+        n_samples; first_ts/last_ts (UTC).
     """
     observed = F.when(~F.col("is_gap") & F.col("prev_ts").isNotNull(), F.col("leg_s")).otherwise(0.0)
     days = points.groupBy("vehicle_id", "local_date").agg(
@@ -354,6 +413,22 @@ def fleet_daily_kpis(daily: DataFrame, params: KpisConfig) -> DataFrame:
     Percentiles (kpis.percentiles) of gps_km, moving_hours, soc_min_pct and
     data_coverage_share are taken over the vehicles reporting that day; the km percentiles
     also over active vehicles only (`active_gps_km_p*`).
+
+    Parameters
+    ----------
+    daily : DataFrame
+        gold.daily_kpis rows (`daily_kpis` output).
+    params : KpisConfig
+        percentiles (0-1) and billing.active_day_min_km (km).
+
+    Returns
+    -------
+    DataFrame
+        One row per local_date: vehicles_reporting, vehicles_active, the sums gps_km,
+        odometer_km, trip_km (km), moving_hours (h), trips, trip_energy_kwh, charging_kwh (kWh),
+        charging_events, charging_minutes; vehicles_odometer_not_ok, data_coverage_mean/min_share (0-1), one
+        `<name>_pNN` column per percentile (NN = percent) and fleet_kwh_per_km (kWh/km; null
+        without trip km).
     """
     active = (F.col("trips") > 0) | (F.col("gps_km") >= params.billing.active_day_min_km)
     pcts = list(params.percentiles)
@@ -396,11 +471,38 @@ def fleet_daily_kpis(daily: DataFrame, params: KpisConfig) -> DataFrame:
 # gold.payd_billing
 # --------------------------------------------------------------------------------------------
 def billing_period_start(local_date: Column, period: str) -> Column:
-    """First local day of the billing period (`month`, or ISO `week` starting Monday)."""
+    """First local day of the billing period (`month`, or ISO `week` starting Monday).
+
+    Parameters
+    ----------
+    local_date : Column
+        Local date.
+    period : str
+        `month` or `week`.
+
+    Returns
+    -------
+    Column
+        Date of the period's first day.
+    """
     return F.trunc(local_date, "month" if period == "month" else "week")
 
 
 def billing_period_end(period_start: Column, period: str) -> Column:
+    """Last local day of the billing period that starts on `period_start`.
+
+    Parameters
+    ----------
+    period_start : Column
+        First day of the period (`billing_period_start`).
+    period : str
+        `month` or `week`.
+
+    Returns
+    -------
+    Column
+        Date of the period's last day (month end, or start + 6 days).
+    """
     return F.last_day(period_start) if period == "month" else F.date_add(period_start, 6)
 
 
@@ -442,13 +544,26 @@ def payd_billing(daily: DataFrame, settings: BillingConfig) -> DataFrame:
     Each day is billed on its odometer km when the odometer reported and showed no fault that
     day (`odometer_ok`), else on its GPS km: a stuck, decreasing or jumping odometer only costs
     the days it misbehaved, and km the GPS could not see (device silent, odometer still counting)
-    stay billable on healthy days. billing_source: odometer | gps | mixed.
-    discrepancy_km/pct: odometer km - GPS km over the odometer-billed days (same days, so a
-    healthy pair differs only by GPS corner-cutting and device gaps); discrepancy_flag when
-    |pct| > discrepancy_threshold_pct and |km| > discrepancy_min_km -- a calibration problem
-    the step rules cannot see. odometer_reading_km: last - first raw reading of the period
-    (what odometer-only billing would charge). days_active: days with at least
-    active_day_min_km billable km.
+    stay billable on healthy days.
+
+    Parameters
+    ----------
+    daily : DataFrame
+        gold.daily_kpis rows (vehicle_id, local_date, model, gps_km, odometer_km, odometer_ok,
+        odometer_faults, odometer_first_km, odometer_last_km).
+    settings : BillingConfig
+
+    Returns
+    -------
+    DataFrame
+        One row per (vehicle_id, period_start), BILLING_COLUMNS (distances in km):
+        period_start/period_end (local dates); billing_source: odometer | gps | mixed;
+        discrepancy_km/pct: odometer km - GPS km over the odometer-billed days (same days, so a
+        healthy pair differs only by GPS corner-cutting and device gaps), pct in percent of that
+        GPS km (null when it is 0); discrepancy_flag when |pct| > discrepancy_threshold_pct and
+        |km| > discrepancy_min_km -- a calibration problem the step rules cannot see.
+        odometer_reading_km: last - first raw reading of the period (what odometer-only billing
+        would charge). days_active: days with at least active_day_min_km billable km.
     """
     p = settings.period
     day_km = F.when(F.col("odometer_ok"), F.col("odometer_km")).otherwise(F.col("gps_km"))

@@ -47,6 +47,26 @@ def night_window_points(clean_df: DataFrame, params: ResidenceConfig, trips: Tri
     (common.silver.trips.add_legs: a parked silence -- a device asleep at home -- is dwell), else that
     time capped at max_dwell_s (a gap's time is unknown). The legs are taken over all points, so a
     device that sends one heartbeat at 01:00 and wakes at 07:30 dwells 6.5 h.
+
+    Parameters
+    ----------
+    clean_df : DataFrame
+        silver.telematics_clean rows (is_usable, vehicle_id, ts, ts_local, local_date, timezone,
+        lat, lon, speed_kmh).
+    params : ResidenceConfig
+    trips : TripsConfig, optional
+        Silence rule of the legs; None = the defaults.
+    heartbeats : DataFrame, optional
+        vehicle_id, heartbeat_interval_s (s) from silver.device_profiles (`common.silver.devices.heartbeats`);
+        None: every vehicle gets the minimum parked-silence limit.
+
+    Returns
+    -------
+    DataFrame
+        One row per usable point whose local time (ts_local) is in the night window: vehicle_id,
+        ts (UTC), ts_local, local_date, timezone, lat, lon (degrees), speed_kmh, dwell_s (s),
+        night_date (local date the night ends on) and stationary (speed at or below
+        stationary_speed_kmh; a missing speed counts as 0).
     """
     from common.silver.trips import add_legs, events_window
 
@@ -67,17 +87,60 @@ def night_window_points(clean_df: DataFrame, params: ResidenceConfig, trips: Tri
 
 
 def night_points(clean_df: DataFrame, params: ResidenceConfig, trips: TripsConfig | None = None, heartbeats: DataFrame | None = None) -> DataFrame:
-    """Usable, stationary points inside the local night window (see module docstring)."""
+    """Usable, stationary points inside the local night window (see module docstring).
+
+    Parameters
+    ----------
+    clean_df : DataFrame
+        silver.telematics_clean rows (is_usable, vehicle_id, ts, ts_local, local_date, timezone,
+        lat, lon, speed_kmh).
+    params : ResidenceConfig
+    trips : TripsConfig, optional
+        Silence rule of the legs; None = the defaults.
+    heartbeats : DataFrame, optional
+        vehicle_id, heartbeat_interval_s (s) from silver.device_profiles (`common.silver.devices.heartbeats`);
+        None: every vehicle gets the minimum parked-silence limit.
+
+    Returns
+    -------
+    DataFrame
+        The `night_window_points` rows that are stationary.
+    """
     return night_window_points(clean_df, params, trips, heartbeats).where("stationary")
 
 
 def nights_observed(window_points: DataFrame) -> DataFrame:
-    """Per vehicle: distinct nights with any usable point in the night window (moving or not)."""
+    """Per vehicle: distinct nights with any usable point in the night window (moving or not).
+
+    Parameters
+    ----------
+    window_points : DataFrame
+        `night_window_points` output.
+
+    Returns
+    -------
+    DataFrame
+        One row per vehicle: vehicle_id, nights_observed, timezone.
+    """
     return window_points.groupBy("vehicle_id").agg(F.countDistinct("night_date").alias("nights_observed"), F.first("timezone").alias("timezone"))
 
 
 def night_cells(points: DataFrame, grid_m: float) -> DataFrame:
-    """One row per (vehicle, ~grid_m cell): weight (points), mean lat/lon, dwell_s, nights, first/last ts."""
+    """Night points snapped to a ~grid_m grid per vehicle.
+
+    Parameters
+    ----------
+    points : DataFrame
+        `night_points` rows (vehicle_id, ts, lat, lon, dwell_s, night_date).
+    grid_m : float
+        Side of a grid cell, m.
+
+    Returns
+    -------
+    DataFrame
+        One row per (vehicle, ~grid_m cell): vehicle_id, weight (points), mean lat/lon (degrees),
+        dwell_s (s, summed), nights (set of night_date), first_ts/last_ts (UTC).
+    """
     row, col = grid_cell("lat", "lon", grid_m)
     return (
         points.withColumn("_row", row)
@@ -118,8 +181,23 @@ HOME_SCHEMA = T.StructType(
 def home_of_vehicle(cells: pd.DataFrame, eps_m: float, min_samples: int, min_nights: int) -> dict | None:
     """The home cluster of one vehicle's night cells (pandas; used by the UDF and the benchmark).
 
-    `cells`: lat, lon, weight (points), dwell_s, nights (list of dates), first_ts, last_ts.
-    Returns the HOME_SCHEMA fields except vehicle_id, or None when no cluster exists.
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        One vehicle's `night_cells` rows: lat, lon (degrees), weight (points), dwell_s (s),
+        nights (list of dates), first_ts, last_ts.
+    eps_m : float
+        DBSCAN radius, m.
+    min_samples : int
+        Weighted night points that make a cell core.
+    min_nights : int
+        Nights a place needs to count in night_places and residence_changed.
+
+    Returns
+    -------
+    dict or None
+        The HOME_SCHEMA fields except vehicle_id (home_lat/home_lon in degrees, home_dwell_h in h,
+        home_radius_m in m, first_seen/last_seen UTC), or None when no cluster exists.
     """
     if cells.empty:
         return None
@@ -171,6 +249,18 @@ def _homes_udf(params: ResidenceConfig):
     cols = [f.name for f in HOME_SCHEMA.fields]
 
     def fn(pdf: pd.DataFrame) -> pd.DataFrame:
+        """applyInPandas body: `home_of_vehicle` on one vehicle's night cells.
+
+        Parameters
+        ----------
+        pdf : pandas.DataFrame
+            One vehicle's `night_cells` rows.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One HOME_SCHEMA row, or none when the vehicle has no cluster.
+        """
         pdf = pdf.sort_values(["lat", "lon"], kind="stable")  # deterministic DBSCAN labels
         home = home_of_vehicle(pdf, params.eps_m, params.min_samples, params.min_nights)
         if home is None:
@@ -211,13 +301,32 @@ def find_residences(
 ) -> DataFrame:
     """silver.telematics_clean -> one row per vehicle (restricted.residences).
 
-    status: `home` (labelled) or `insufficient_nights` (home_lat/home_lon null) or `no_cluster`,
-    and `no_night_data` for vehicles of `fleet` (vehicle_id: silver.device_profiles) without a
-    usable night point (nights_observed 0), so no vehicle is silently absent.
-    confidence = home_nights / nights_observed (share of observed nights spent at home).
-    first_seen/last_seen: first/last night point at home (UTC). home_radius_m: 90 % of the home's
-    night points lie within it. night_places: places with at least min_nights nights;
-    residence_changed: two such places used in separate periods (a move).
+    Parameters
+    ----------
+    clean_df : DataFrame
+        silver.telematics_clean rows (is_usable, vehicle_id, ts, ts_local, local_date, timezone,
+        lat, lon, speed_kmh).
+    params : ResidenceConfig
+    trips : TripsConfig, optional
+        Silence rule of the legs; None = the defaults.
+    heartbeats : DataFrame, optional
+        vehicle_id, heartbeat_interval_s (s) from silver.device_profiles (`common.silver.devices.heartbeats`);
+        None: every vehicle gets the minimum parked-silence limit.
+    fleet : DataFrame, optional
+        vehicle_id of every vehicle (silver.device_profiles): those without a usable night point
+        get a `no_night_data` row, so no vehicle is silently absent.
+
+    Returns
+    -------
+    DataFrame
+        One row per vehicle, RESIDENCE_COLUMNS. status: `home` (labelled) or
+        `insufficient_nights` (home_lat/home_lon null) or `no_cluster`, and `no_night_data` for
+        vehicles of `fleet` without a usable night point (nights_observed 0).
+        home_lat/home_lon: degrees. confidence = home_nights / nights_observed (share of observed
+        nights spent at home, 0-1, 4 decimals). home_dwell_h: h. first_seen/last_seen: first/last
+        night point at home (UTC). home_radius_m: 90 % of the home's night points lie within it
+        (m). night_places: places with at least min_nights nights; residence_changed: two such
+        places used in separate periods (a move).
     """
     window_pts = night_window_points(clean_df, params, trips, heartbeats)
     observed = nights_observed(window_pts)

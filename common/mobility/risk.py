@@ -91,6 +91,21 @@ def daily_activity(clean_df: DataFrame, trips: TripsConfig, heartbeats: DataFram
 
     The same definitions as gold.daily_kpis (common.silver.trips.add_legs): km of moving legs that are
     not data gaps; coverage = time covered by non-gap legs (parked silences included) / 24 h (capped at 1).
+
+    Parameters
+    ----------
+    clean_df : DataFrame
+        silver.telematics_clean rows.
+    trips : TripsConfig
+        Silence rule of the legs.
+    heartbeats : DataFrame, optional
+        vehicle_id, heartbeat_interval_s (s) from silver.device_profiles (`common.silver.devices.heartbeats`);
+        None: every vehicle gets the minimum parked-silence limit.
+
+    Returns
+    -------
+    DataFrame
+        One row per (vehicle_id, local_date): gps_km (km), data_coverage_share (0-1).
     """
     from common.silver.trips import add_legs, usable_points
 
@@ -195,7 +210,19 @@ def fleet_q_values(per: DataFrame) -> DataFrame:
 
     Every driver is tested, so at a 5 % level about 5 % of steady drivers would show a 'significant'
     change by chance; controlling the false discovery rate across the fleet keeps the flagged set
-    mostly real (statsmodels multipletests, fdr_bh). One row per vehicle, one group: small."""
+    mostly real (statsmodels multipletests, fdr_bh). One row per vehicle, one group: small.
+
+    Parameters
+    ----------
+    per : DataFrame
+        One row per vehicle: vehicle_id, trend_p_value, inactivity_p_value (null = not tested).
+
+    Returns
+    -------
+    DataFrame
+        One row per vehicle: vehicle_id, trend_q_value, inactivity_q_value (null where the
+        p-value is null).
+    """
     tests = per.select("vehicle_id", "trend_p_value", "inactivity_p_value")
     return tests.groupBy(F.lit(1).alias("_fleet")).applyInPandas(_bh_fn, _Q_SCHEMA)
 
@@ -210,12 +237,37 @@ def driver_risk(
 ) -> DataFrame:
     """One row per vehicle of the fleet (gold.driver_risk); columns RISK_COLUMNS.
 
-    `daily`: vehicle_id, local_date, gps_km (km) and optionally data_coverage_share. `fleet`:
-    vehicle_id and optionally device_mode (silver.device_profiles, which also lists registered
-    vehicles without telemetry); vehicles of `daily` and `vehicles` are added to it. The period is
-    the fleet's first to last reported local date; trend, inactivity and recency use only each
-    driver's reported days. A vehicle with fewer than min_reported_days reported days gets tier
-    `insufficient_data` and its reason, and no score.
+    The period is the fleet's first to last reported local date; trend, inactivity and recency
+    use only each driver's reported days. A vehicle with fewer than min_reported_days reported
+    days gets tier `insufficient_data` and its reason, and no score.
+
+    Parameters
+    ----------
+    daily : DataFrame
+        vehicle_id, local_date, gps_km (km) and optionally data_coverage_share (0-1):
+        gold.daily_kpis or `daily_activity` output.
+    vehicles : DataFrame or None
+        bronze.vehicles (vehicle_id, driver_id); None: driver_id is null.
+    params : RiskConfig
+    charging_events : DataFrame, optional
+        silver.charging_events (vehicle_id, local_date); None: charging columns null, no
+        irregular_charging signal.
+    residences : DataFrame, optional
+        restricted.residences (vehicle_id, residence_changed, confidence); None: no
+        residence_change signal.
+    fleet : DataFrame, optional
+        vehicle_id and optionally device_mode (silver.device_profiles, which also lists registered
+        vehicles without telemetry); vehicles of `daily` and `vehicles` are added to it.
+
+    Returns
+    -------
+    DataFrame
+        One row per vehicle, RISK_COLUMNS: score (0-100), tier (High | Medium | Low |
+        insufficient_data), signals and reasons (arrays of strings); avg_daily_km (km),
+        coverage_share and inactive_share (0-1), trend_pct_per_week (% of the driver's mean
+        daily km per week), days_since_last_trip (days from the last active day to the driver's
+        last reported day), days_since_last_charge and median_charge_interval_days (days),
+        period_start/period_end (local dates).
     """
     p = params
     if "data_coverage_share" in daily.columns:

@@ -118,7 +118,20 @@ def observation_end(cfg: Config) -> str | None:
 
 
 def observation_ends(status: DataFrame, params: ReliabilityConfig) -> DataFrame:
-    """source_name -> observation_end: the configured end, else the source's latest message."""
+    """source_name -> observation_end: the configured end, else the source's latest message.
+
+    Parameters
+    ----------
+    status : DataFrame
+        bronze.charger_status rows (ts in UTC; source_name 'default' when absent).
+    params : ReliabilityConfig
+        ``observation_end`` (UTC).
+
+    Returns
+    -------
+    DataFrame
+        One row per source_name: source_name, observation_end (UTC timestamp).
+    """
     status = _with_source(status)
     if params.observation_end:
         return status.select("source_name").distinct().withColumn("observation_end", F.lit(params.observation_end).cast("timestamp"))
@@ -179,8 +192,25 @@ def ocpp_status_intervals(status: DataFrame, params: ReliabilityConfig, ends: Da
     A message holds until the next one; a silence longer than offline_timeout_s becomes an
     `Offline` interval from (last message + timeout) to the next message. The last message of a
     port holds until the source's observation end (`observation_ends`), with the same timeout
-    rule. Returns source_name, station_id, charger_id, port_id, start_ts, end_ts, status,
-    error_code, info (the cause carried by the run's first notification); not yet classified."""
+    rule.
+
+    Parameters
+    ----------
+    status : DataFrame
+        bronze.charger_status rows of OCPP sources (port_id, ts in UTC, status; source_name, station_id,
+        charger_id, error_code, info null when absent).
+    params : ReliabilityConfig
+        ``offline_timeout_s`` (s), ``observation_end``.
+    ends : DataFrame or None
+        `observation_ends`; computed from ``status`` when None.
+
+    Returns
+    -------
+    DataFrame
+        One row per merged interval: source_name, station_id, charger_id, port_id, start_ts, end_ts
+        (UTC), status, error_code, info (the cause carried by the run's first notification); not
+        yet classified.
+    """
     status = _with_source(status)
     ends = ends if ends is not None else observation_ends(status, params)
     timeout = float(params.offline_timeout_s)
@@ -221,7 +251,20 @@ def snapshot_status_intervals(snapshots: DataFrame, params: ReliabilityConfig) -
     source ever listed (a port never listed in the period is invisible). At each snapshot a port
     not listed is Available. A snapshot holds until the next one, or -- when the next is more
     than snapshot_max_gap_s away -- for one nominal interval, then NoData until the next. The
-    last snapshot of the source ends the observation."""
+    last snapshot of the source ends the observation.
+
+    Parameters
+    ----------
+    snapshots : DataFrame
+        bronze.charger_status rows of snapshot sources (port_id, ts in UTC, status, ...).
+    params : ReliabilityConfig
+        ``snapshot_sources`` (source -> nominal interval, s) and ``snapshot_max_gap_s`` (s).
+
+    Returns
+    -------
+    DataFrame
+        Merged status intervals per port, in the columns of `ocpp_status_intervals`.
+    """
     snapshots = _with_source(snapshots)
     interval_s = F.create_map(*[F.lit(x) for kv in params.snapshot_sources.items() for x in (kv[0], float(kv[1]))])
     rank = F.create_map(*[F.lit(x) for kv in _SNAPSHOT_RANK.items() for x in kv])
@@ -242,8 +285,22 @@ def snapshot_status_intervals(snapshots: DataFrame, params: ReliabilityConfig) -
 
 
 def classify_intervals(intervals: DataFrame, params: ReliabilityConfig) -> DataFrame:
-    """Add duration_s, state (up/down/excluded/no_data), down_cause (fault/unavailable/offline) and
-    excluded_cause (the info that excluded the outage). Column order = INTERVAL_COLUMNS."""
+    """Classify status intervals: state, down cause and excluded cause.
+
+    Parameters
+    ----------
+    intervals : DataFrame
+        `ocpp_status_intervals` / `snapshot_status_intervals` rows.
+    params : ReliabilityConfig
+        ``down_statuses``; ``excluded_causes`` and ``offline_info_codes`` (matched on the lower-cased info).
+
+    Returns
+    -------
+    DataFrame
+        One row per interval in INTERVAL_COLUMNS: + duration_s (s), state (up/down/excluded/no_data),
+        down_cause (fault/unavailable/offline, down intervals only) and excluded_cause (the info that
+        excluded the outage).
+    """
     info = F.lower(F.trim("info"))
     excluded = [c.lower() for c in params.excluded_causes]
     offline_codes = [c.lower() for c in params.offline_info_codes]
@@ -281,7 +338,20 @@ def classify_intervals(intervals: DataFrame, params: ReliabilityConfig) -> DataF
 
 
 def port_status_intervals(status: DataFrame, params: ReliabilityConfig) -> DataFrame:
-    """bronze.charger_status -> classified intervals of every port (OCPP and snapshot sources)."""
+    """bronze.charger_status -> classified intervals of every port (OCPP and snapshot sources).
+
+    Parameters
+    ----------
+    status : DataFrame
+        bronze.charger_status.
+    params : ReliabilityConfig
+        ``snapshot_sources`` names the snapshot feeds; every other source is OCPP.
+
+    Returns
+    -------
+    DataFrame
+        `classify_intervals` rows: one per merged status interval of a port.
+    """
     status = _with_source(status)
     snap_names = list(params.snapshot_sources)
     is_snap = F.col("source_name").isin(*snap_names) if snap_names else F.lit(False)
@@ -295,8 +365,20 @@ def port_status_intervals(status: DataFrame, params: ReliabilityConfig) -> DataF
 # Failures and episodes
 # --------------------------------------------------------------------------------------------
 def mark_failures(intervals: DataFrame) -> DataFrame:
-    """Add episode_start (first interval of a run of down intervals), is_failure (that run follows
-    an up or excluded interval) and episode_cause (down_cause of the episode's first interval)."""
+    """Mark down episodes and failures on classified intervals.
+
+    Parameters
+    ----------
+    intervals : DataFrame
+        `classify_intervals` rows.
+
+    Returns
+    -------
+    DataFrame
+        ``intervals`` + episode_start (first interval of a run of down intervals), is_failure (that
+        run follows an up or excluded interval) and episode_cause (down_cause of the episode's first
+        interval; null elsewhere).
+    """
     w = Window.partitionBy(*_port_key()).orderBy("start_ts")
     prev_state = F.lag("state").over(w)
     is_down = F.col("state") == DOWN
@@ -312,10 +394,24 @@ def mark_failures(intervals: DataFrame) -> DataFrame:
 # Sessions
 # --------------------------------------------------------------------------------------------
 def session_outcomes(sessions: DataFrame, params: ReliabilityConfig) -> DataFrame:
-    """Sessions with `succeeded` (the source's success flag, else kwh >= session_success_min_kwh;
-    null when neither is known) and `first_attempt` (true for the first session of an attempt
-    sequence: a vehicle's next session at the same station starting within retry_window_min of
-    the previous session's end is a retry; sessions without vehicle_id are their own sequence)."""
+    """Sessions with `succeeded` and `first_attempt`.
+
+    Parameters
+    ----------
+    sessions : DataFrame
+        bronze.charging_sessions (session_id, station_id, vehicle_id, start_ts, end_ts in UTC, kwh in kWh,
+        success; source_name 'default' when absent).
+    params : ReliabilityConfig
+        ``session_success_min_kwh`` (kWh), ``retry_window_min`` (min).
+
+    Returns
+    -------
+    DataFrame
+        ``sessions`` + succeeded (the source's success flag, else kwh >= session_success_min_kwh;
+        null when neither is known) and first_attempt (true for the first session of an attempt
+        sequence: a vehicle's next session at the same station starting within retry_window_min of
+        the previous session's end is a retry; sessions without vehicle_id are their own sequence).
+    """
     if "source_name" not in sessions.columns:
         sessions = sessions.withColumn("source_name", F.lit("default"))
     succeeded = F.coalesce(F.col("success"), F.when(F.col("kwh").isNotNull(), F.col("kwh") >= params.session_success_min_kwh))
@@ -329,7 +425,18 @@ def session_outcomes(sessions: DataFrame, params: ReliabilityConfig) -> DataFram
 def first_time_success(outcomes: DataFrame, keys: list[str]) -> DataFrame:
     """Per `keys`: attempt sequences and those whose first session succeeded (first-time success).
 
-    Works on `session_outcomes` rows: each sequence has exactly one first_attempt session."""
+    Parameters
+    ----------
+    outcomes : DataFrame
+        `session_outcomes` rows: each sequence has exactly one first_attempt session.
+    keys : list of str
+        Grouping columns (e.g. station_id).
+
+    Returns
+    -------
+    DataFrame
+        One row per ``keys`` value: ``keys``, attempt_sequences, first_time_successes.
+    """
     firsts = outcomes.where("first_attempt AND succeeded IS NOT NULL")
     return firsts.groupBy(*keys).agg(
         F.count(F.lit(1)).alias("attempt_sequences"),
@@ -338,23 +445,62 @@ def first_time_success(outcomes: DataFrame, keys: list[str]) -> DataFrame:
 
 
 def session_load(outcomes: DataFrame) -> DataFrame:
-    """Sessions with `load_sessions_24h`: sessions started on the same port in the 24 h before this
-    one (the port's recent load; earlier sessions only, so the session's own outcome cannot
-    feed its predictor) and `failed` (1/0)."""
+    """Sessions with their port's recent load and a 0/1 failure flag.
+
+    Parameters
+    ----------
+    outcomes : DataFrame
+        `session_outcomes` rows; sessions without an outcome are dropped.
+
+    Returns
+    -------
+    DataFrame
+        ``outcomes`` + load_sessions_24h (sessions started on the same port in the 24 h before this
+        one; earlier sessions only, so the session's own outcome cannot feed its predictor) and
+        failed (1/0).
+    """
     start_s = F.col("start_ts").cast("long")  # whole seconds: range frames need an integral order key
     w = Window.partitionBy("source_name", "port_id").orderBy(start_s).rangeBetween(-86400, -1)
     return outcomes.where(F.col("succeeded").isNotNull()).withColumn("load_sessions_24h", F.count(F.lit(1)).over(w)).withColumn("failed", (~F.col("succeeded")).cast("int"))
 
 
 def window_counts(outcomes: DataFrame, start: Column, end: Column) -> DataFrame:
-    """Sessions and failed sessions starting in (start, end] per source_name."""
+    """Sessions and failed sessions starting in (start, end] per source_name.
+
+    Parameters
+    ----------
+    outcomes : DataFrame
+        `session_outcomes` rows.
+    start, end : Column
+        Window bounds (UTC timestamps).
+
+    Returns
+    -------
+    DataFrame
+        One row per source_name with sessions: source_name, sessions, failed.
+    """
     df = outcomes.where(F.col("succeeded").isNotNull() & (F.col("start_ts") > start) & (F.col("start_ts") <= end))
     return df.groupBy("source_name").agg(F.count(F.lit(1)).alias("sessions"), F.sum((~F.col("succeeded")).cast("int")).cast("long").alias("failed"))
 
 
 def charger_window_uptime(intervals: DataFrame, start: Column, end: Column) -> DataFrame:
-    """Per (source_name, charger_id): observed and down minutes of its ports within [start, end)
-    and the observed uptime percent; intervals are clipped to the window."""
+    """Per (source_name, charger_id): observed and down minutes of its ports within [start, end).
+
+    Intervals are clipped to the window; a port without charger_id counts for its station.
+
+    Parameters
+    ----------
+    intervals : DataFrame
+        Classified status intervals (silver.port_status_intervals).
+    start, end : Column
+        Window bounds (UTC timestamps).
+
+    Returns
+    -------
+    DataFrame
+        One row per charger: source_name, charger_id, observed_minutes, down_minutes (min) and
+        uptime_pct (observed uptime, percent).
+    """
     s = _secs(F.greatest("start_ts", start))
     e = _secs(F.least("end_ts", end))
     clipped = intervals.withColumn("_m", (e - s) / 60.0).where(F.col("_m") > 0)
@@ -384,8 +530,20 @@ def _mins(state_cond: Column) -> Column:
 
 
 def port_month_minutes(failures: DataFrame) -> DataFrame:
-    """Per port and UTC month: observed / up / down / excluded minutes, down minutes by cause,
-    failures, fault failures and down episodes (counted in the month their interval starts)."""
+    """Per port and UTC month: minutes by state and cause, failures and down episodes.
+
+    Parameters
+    ----------
+    failures : DataFrame
+        `mark_failures` rows.
+
+    Returns
+    -------
+    DataFrame
+        One row per port and month: source_name, station_id, charger_id, port_id, month (first day),
+        observed / up / down / excluded minutes, fault / offline / unavailable minutes, failures,
+        fault_failures and down_episodes (counted in the month their interval starts).
+    """
     pieces = _month_pieces(failures)
     first_piece = F.col("start_ts") >= F.col("month").cast("timestamp")
     keys = ["source_name", "station_id", "charger_id", "port_id", "month"]
@@ -408,20 +566,34 @@ def _ratio(num: Column, den: Column, scale: float = 1.0) -> Column:
 
 
 def port_reliability_monthly(month_minutes: DataFrame, port_first_seen: DataFrame, sessions_monthly: DataFrame | None, params: ReliabilityConfig) -> DataFrame:
-    """NEVI uptime per port and month over the trailing `nevi_window_months`, plus availability,
-    MTBF/MTTR and session counts of the month.
+    """NEVI uptime per port and month over the trailing `nevi_window_months`, plus the month's availability, MTBF/MTTR and sessions.
 
-    port_first_seen: source_name, port_id, first_seen_ts. sessions_monthly: port_id, month,
-    sessions, successful_sessions, failed_sessions (or None; joined on the port id because the
-    session feed of a network is usually another source than its status feed).
-    Columns (minutes unless named otherwise):
-      outage_minutes_12m = T_outage (down + excluded), excluded_minutes_12m = T_excluded;
-      nevi_uptime_pct = (525,600 - (T_outage - T_excluded)) / 525,600 x 100;
-      observed_uptime_pct = (observed - (T_outage - T_excluded)) / observed x 100 over the same window;
-      window_complete = the port was observed since the window's first month;
-      uptime_basis / uptime_pct = 'trailing_12m' with nevi_uptime_pct when complete, else
-      'observed_period' with observed_uptime_pct; below_target = uptime_pct < nevi_target_pct;
-      availability_pct (month) = up / (up + down) x 100."""
+    Parameters
+    ----------
+    month_minutes : DataFrame
+        `port_month_minutes` rows.
+    port_first_seen : DataFrame
+        source_name, port_id, first_seen_ts (UTC).
+    sessions_monthly : DataFrame or None
+        `sessions_by_port_month` (port_id, month, sessions, successful_sessions, failed_sessions);
+        joined on the port id because the session feed of a network is usually another source than
+        its status feed. None: the session columns are null.
+    params : ReliabilityConfig
+        ``nevi_window_months`` (months), ``nevi_target_pct`` (percent).
+
+    Returns
+    -------
+    DataFrame
+        One row per port and month. Columns (minutes unless named otherwise):
+        outage_minutes_12m = T_outage (down + excluded), excluded_minutes_12m = T_excluded;
+        nevi_uptime_pct = (525,600 - (T_outage - T_excluded)) / 525,600 x 100;
+        observed_uptime_pct = (observed - (T_outage - T_excluded)) / observed x 100 over the same window;
+        window_complete = the port was observed since the window's first month;
+        uptime_basis / uptime_pct = 'trailing_12m' with nevi_uptime_pct when complete, else
+        'observed_period' with observed_uptime_pct; below_target = uptime_pct < nevi_target_pct;
+        availability_pct (month) = up / (up + down) x 100; mtbf_hours, mttr_hours (h);
+        faults_per_1000_sessions (per 1,000 sessions).
+    """
     n = params.nevi_window_months
     df = month_minutes.withColumn("_mi", F.year("month") * 12 + F.month("month"))
     if sessions_monthly is not None:
@@ -496,7 +668,19 @@ def port_reliability_monthly(month_minutes: DataFrame, port_first_seen: DataFram
 
 
 def sessions_by_port_month(outcomes: DataFrame) -> DataFrame:
-    """Sessions, successful and failed sessions per (port_id, UTC month of start)."""
+    """Sessions, successful and failed sessions per (port_id, UTC month of start).
+
+    Parameters
+    ----------
+    outcomes : DataFrame
+        `session_outcomes` rows.
+
+    Returns
+    -------
+    DataFrame
+        One row per port and month: port_id, month (first day), sessions, successful_sessions,
+        failed_sessions.
+    """
     return (
         outcomes.where(F.col("succeeded").isNotNull())
         .groupBy("port_id", F.trunc("start_ts", "month").alias("month"))
@@ -512,8 +696,21 @@ def sessions_by_port_month(outcomes: DataFrame) -> DataFrame:
 # Per station (site)
 # --------------------------------------------------------------------------------------------
 def site_status_summary(failures: DataFrame) -> DataFrame:
-    """Per station_id, whole observed period: hours by state, failures, MTBF/MTTR (status_source =
-    the status feed's source_name)."""
+    """Per station_id, whole observed period: hours by state, failures, MTBF/MTTR.
+
+    Parameters
+    ----------
+    failures : DataFrame
+        `mark_failures` rows.
+
+    Returns
+    -------
+    DataFrame
+        One row per station: status_source (the status feed's source_name), ports, chargers,
+        first_seen_ts / last_seen_ts (UTC), observed / up / down / excluded / fault / offline hours,
+        failures, fault_failures, down_episodes, availability_pct and uptime_observed_pct (percent),
+        mtbf_hours and mttr_hours (h).
+    """
     h = lambda cond: F.coalesce(F.sum(F.when(cond, F.col("duration_s"))), F.lit(0.0)) / 3600.0  # noqa: E731
     return (
         failures.groupBy("station_id")
@@ -541,11 +738,26 @@ def site_status_summary(failures: DataFrame) -> DataFrame:
 
 
 def site_session_summary(outcomes: DataFrame, params: ReliabilityConfig, mean_kwh: float | None) -> DataFrame:
-    """Per station_id: sessions, success rates, lost energy/revenue of failed sessions
-    (session_source = the session feed's source_name).
+    """Per station_id: sessions, success rates, lost energy/revenue of failed sessions.
 
-    lost_kwh_est = failed sessions x `mean_kwh` (mean energy of a successful session in the
-    portfolio); lost_revenue_est = lost_kwh_est x price_per_kwh."""
+    Parameters
+    ----------
+    outcomes : DataFrame
+        `session_outcomes` rows.
+    params : ReliabilityConfig
+        ``price_per_kwh`` (reliability.currency per kWh).
+    mean_kwh : float or None
+        Mean energy of a successful session in the portfolio (kWh).
+
+    Returns
+    -------
+    DataFrame
+        One row per station with sessions: session_source (the session feed's source_name), sessions,
+        successful_sessions, failed_sessions, delivered_kwh (kWh), attempt_sequences,
+        first_time_successes, session_success_rate_pct and first_time_success_rate_pct (percent),
+        lost_kwh_est = failed sessions x `mean_kwh` (kWh), lost_revenue_est = lost_kwh_est x
+        price_per_kwh (reliability.currency).
+    """
     keys = ["station_id"]
     base = (
         outcomes.where(F.col("succeeded").isNotNull())
@@ -579,7 +791,25 @@ def charger_fault_rates(outcomes: DataFrame, port_chargers: DataFrame | None, as
     of raw rates would not. This is statsmodels' `proportions_ztest(failed, n, value=p,
     prop_var=p)` written as a column expression so it runs per charger on the executors
     (tests/test_reliability.py checks it against statsmodels). is_hotspot = z > hotspot_z. Charger = status charger_id of the port,
-    else the station (Dundee-style sources where a CP id is the station)."""
+    else the station (Dundee-style sources where a CP id is the station).
+
+    Parameters
+    ----------
+    outcomes : DataFrame
+        `session_outcomes` rows.
+    port_chargers : DataFrame or None
+        port_id -> charger_id from the status feed; None without one.
+    as_of : Column or str
+        End of the window (UTC timestamp), or the name of such a column of ``outcomes``.
+    params : ReliabilityConfig
+        ``hotspot_window_days`` (days), ``hotspot_min_sessions``, ``hotspot_z``.
+
+    Returns
+    -------
+    DataFrame
+        One row per (source_name, station_id, charger_id) with sessions in the window: sessions_window,
+        failed_window, fault_rate and portfolio_rate (fractions 0-1), scored, z, is_hotspot, window_days.
+    """
     end = F.col(as_of) if isinstance(as_of, str) else as_of
     start = end - F.expr(f"INTERVAL {int(params.hotspot_window_days)} DAYS")
     df = outcomes.where(F.col("succeeded").isNotNull() & (F.col("start_ts") > start) & (F.col("start_ts") <= end))
@@ -614,7 +844,23 @@ def failed_charge_attempts(matched_stops: DataFrame, intervals: DataFrame, min_s
     ports_available = ports in status Available; ports_down = ports in state down; ports_busy =
     other up ports (charging someone else). is_failed_attempt: no SOC gain (< min_soc_gain_pct),
     no port available and at least one down -- the driver came to charge and the network failed
-    them. `port_state` summarises: all_down | some_down | none_down | no_status."""
+    them. `port_state` summarises: all_down | some_down | none_down | no_status.
+
+    Parameters
+    ----------
+    matched_stops : DataFrame
+        `match_events_to_stations` rows (station_id, start_ts in UTC, soc_gain_pct).
+    intervals : DataFrame
+        Classified port status intervals (silver.port_status_intervals).
+    min_soc_gain_pct : float
+        SOC gain below which a stop did not charge (SOC percent points).
+
+    Returns
+    -------
+    DataFrame
+        One row per stop without SOC gain: its columns + ports_with_status, ports_available,
+        ports_down, ports_busy, down_ports (port ids), port_state, is_failed_attempt.
+    """
     stops = matched_stops.where(F.coalesce(F.col("soc_gain_pct"), F.lit(0.0)) < min_soc_gain_pct)
     iv = intervals.select(F.col("station_id").alias("_sid"), F.col("port_id"), F.col("start_ts").alias("_s"), F.col("end_ts").alias("_e"), "status", "state")
     at_arrival = stops.join(iv, (stops.station_id == iv._sid) & (iv._s <= stops.start_ts) & (iv._e > stops.start_ts), "left")

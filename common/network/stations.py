@@ -40,7 +40,18 @@ def access_hours_class(text: Column | str) -> Column:
     """'24_7' | 'limited' | 'unknown' for a free-text opening-hours value (null/blank -> 'unknown').
 
     Only the hours are judged: "24 hours daily; for customer use only" is 24/7 (a restriction on
-    who, not when). Seasonal or business-hours texts are 'limited'."""
+    who, not when). Seasonal or business-hours texts are 'limited'.
+
+    Parameters
+    ----------
+    text : Column or str
+        The opening hours (bronze.stations.access_hours), or its column name.
+
+    Returns
+    -------
+    Column
+        String column.
+    """
     t = F.col(text) if isinstance(text, str) else text
     trimmed = F.trim(t)
     all_days = F.regexp_count(trimmed, F.lit(_DAY_ALL_DAY))
@@ -55,7 +66,18 @@ def access_hours_class(text: Column | str) -> Column:
 
 
 def connector_diversity(connector_types: Column | str) -> Column:
-    """Number of distinct connector standards in a space-separated list (null when none is listed)."""
+    """Number of distinct connector standards in a space-separated list (null when none is listed).
+
+    Parameters
+    ----------
+    connector_types : Column or str
+        The list (bronze.stations.connector_types; commas and semicolons also separate), or its column name.
+
+    Returns
+    -------
+    Column
+        Integer column.
+    """
     c = F.col(connector_types) if isinstance(connector_types, str) else connector_types
     tokens = F.array_distinct(F.filter(F.split(F.upper(F.trim(c)), r"[\s,;]+"), lambda x: x != ""))
     return F.when(F.size(tokens) > 0, F.size(tokens)).cast("int")
@@ -65,7 +87,18 @@ def connector_diversity(connector_types: Column | str) -> Column:
 # Station attributes
 # --------------------------------------------------------------------------------------------
 def latest_stations(bronze_stations: DataFrame) -> DataFrame:
-    """One row per station_id: the most recently ingested version (bronze keeps every change)."""
+    """One row per station_id: the most recently ingested version (bronze keeps every change).
+
+    Parameters
+    ----------
+    bronze_stations : DataFrame
+        bronze.stations (ingested_at, source_file order the versions when present).
+
+    Returns
+    -------
+    DataFrame
+        One row per station_id, in the input's columns.
+    """
     order = [F.col(c).desc_nulls_last() for c in ("ingested_at", "source_file") if c in bronze_stations.columns]
     if not order:
         return bronze_stations.dropDuplicates(["station_id"])
@@ -77,6 +110,19 @@ def station_attributes(stations: DataFrame, params: StationsConfig) -> DataFrame
     """Canonical stations + is_operational, is_public, has_dc_fast, access_hours_class, connector_diversity.
 
     Port counts: blank = 0 (AFDC leaves the column empty when a station has no port of that level).
+
+    Parameters
+    ----------
+    stations : DataFrame
+        Canonical bronze.stations rows (`latest_stations`).
+    params : StationsConfig
+        ``operational_status_codes`` and ``public_access_values``.
+
+    Returns
+    -------
+    DataFrame
+        One row per station: ``stations`` + level2_ports, dc_fast_ports, is_operational, is_public,
+        is_private, has_dc_fast, access_hours_class, connector_diversity.
     """
     public = [v.lower() for v in params.public_access_values]
     return (
@@ -114,6 +160,16 @@ def station_kpis(attrs: DataFrame) -> DataFrame:
                        without private ones);
     avg_connector_diversity  mean number of distinct connector standards, over stations listing any.
     A null state or network is grouped as 'unknown'.
+
+    Parameters
+    ----------
+    attrs : DataFrame
+        `station_attributes` rows.
+
+    Returns
+    -------
+    DataFrame
+        One row per (level, group): station and port counts and the shares above (gold.station_kpis).
     """
     groups = {
         "overall": F.lit("all"),
@@ -123,6 +179,18 @@ def station_kpis(attrs: DataFrame) -> DataFrame:
     n = F.count(F.lit(1))
 
     def agg(level: str) -> DataFrame:
+        """Station and port counts of ``attrs`` per group of one level.
+
+        Parameters
+        ----------
+        level : str
+            One of KPI_LEVELS.
+
+        Returns
+        -------
+        DataFrame
+            One row per group: level, group and the counts the KPIs divide.
+        """
         return attrs.groupBy(F.lit(level).alias("level"), groups[level].alias("group")).agg(
             n.alias("stations"),
             F.sum(F.col("is_operational").cast("int")).alias("operational_stations"),
@@ -225,8 +293,28 @@ def nearest_within(
 
     Uses Sedona's distance join: `ST_DistanceSphere(a, b) <= r` on point geometries is planned as a
     DistanceJoin / BroadcastIndexJoin (an envelope prefilter expanded by the radius, then the exact
-    spherical distance), so no cartesian product is built. `right` columns come back prefixed with
-    `right_prefix`; `distance_m` is the great-circle distance. how='left' keeps unmatched rows.
+    spherical distance), so no cartesian product is built.
+
+    Parameters
+    ----------
+    left : DataFrame
+        Rows with lat, lon (degrees) and a unique ``left_key``.
+    right : DataFrame
+        Rows with lat, lon (degrees); ties are broken by station_id when it has one.
+    radius_m : float
+        Search radius (m).
+    left_key : str
+        Key column of ``left``.
+    right_prefix : str
+        Put before every ``right`` column name.
+    how : str
+        'inner' drops unmatched ``left`` rows; 'left' keeps them (right columns null).
+
+    Returns
+    -------
+    DataFrame
+        One row per (matched) ``left`` row: its columns, the ``right`` columns prefixed with
+        `right_prefix` and `distance_m`, the great-circle distance (m).
     """
     l_geom, r_geom = "__l_geom", "__r_geom"
     lhs = left.withColumn(l_geom, F.expr("ST_Point(CAST(lon AS DOUBLE), CAST(lat AS DOUBLE))")).where(F.col(l_geom).isNotNull())
@@ -253,11 +341,27 @@ def _pick(df: DataFrame, *names: str) -> str | None:
 
 
 def normalise_fleet_events(events: DataFrame) -> DataFrame:
-    """Fleet charging events (silver.charging_events, or a stop table) in the columns this module uses:
+    """Fleet charging events (silver.charging_events, or a stop table) in the columns this module uses.
 
-    event_id, vehicle_id, start_ts, end_ts (UTC), lat, lon (degrees), soc_start_pct, soc_end_pct,
-    kwh (null when unknown). Accepts the usual alternative names (charge_id / stop_id, soc_start,
-    energy_kwh, centroid_lat ...) so the insights job's schema can evolve without breaking this join.
+    Accepts the usual alternative names (charge_id / stop_id, soc_start, energy_kwh, centroid_lat
+    ...) so the insights job's schema can evolve without breaking this join.
+
+    Parameters
+    ----------
+    events : DataFrame
+        Charging events or stops: vehicle_id, start and end time and a position are required.
+
+    Returns
+    -------
+    DataFrame
+        One row per event: event_id (built from vehicle_id and start time when absent), vehicle_id,
+        start_ts, end_ts (UTC), lat, lon (degrees), soc_start_pct, soc_end_pct (SOC percent), kwh
+        (kWh; null when unknown).
+
+    Raises
+    ------
+    ValueError
+        When vehicle_id, a start or end time, or lat/lon is missing.
     """
     need = {"vehicle_id": ("vehicle_id",), "start_ts": ("start_ts", "start"), "end_ts": ("end_ts", "end")}
     optional = {
@@ -286,10 +390,25 @@ def normalise_fleet_events(events: DataFrame) -> DataFrame:
 
 
 def match_events_to_stations(events: DataFrame, stations: DataFrame, params: StationsConfig) -> DataFrame:
-    """Normalised fleet events with the nearest station within `match_radius_m` (inner: unmatched
-    events -- home or depot charging away from any listed station -- are dropped).
+    """Normalised fleet events with the nearest station within `match_radius_m`.
 
-    Adds station_id, station_name, station_network, has_dc_fast, distance_m, soc_gain_pct."""
+    Inner: unmatched events -- home or depot charging away from any listed station -- are dropped.
+
+    Parameters
+    ----------
+    events : DataFrame
+        `normalise_fleet_events` rows.
+    stations : DataFrame
+        Canonical stations (station_id, name, lat, lon, network, dc_fast_count).
+    params : StationsConfig
+        ``match_radius_m`` (m).
+
+    Returns
+    -------
+    DataFrame
+        One row per matched event: ``events`` + station_id, station_name, station_network,
+        has_dc_fast, distance_m (m), soc_gain_pct (SOC percent points).
+    """
     st = stations.select(
         "station_id",
         F.col("name").alias("name"),
@@ -311,9 +430,23 @@ def match_events_to_stations(events: DataFrame, stations: DataFrame, params: Sta
 
 
 def station_fleet_usage(matched: DataFrame, params: StationsConfig) -> DataFrame:
-    """Per station: fleet charging events (SOC gain >= min_soc_gain_pct or energy > 0), distinct
-    vehicles, energy (kWh, when the events carry it), charging hours, events without SOC gain,
-    first and last use (UTC)."""
+    """Per station: the fleet's charging events, vehicles, energy and hours there.
+
+    Parameters
+    ----------
+    matched : DataFrame
+        `match_events_to_stations` rows.
+    params : StationsConfig
+        ``min_soc_gain_pct`` (SOC percent points).
+
+    Returns
+    -------
+    DataFrame
+        One row per station: station_id, station_name, station_network, has_dc_fast,
+        fleet_charging_events (SOC gain >= min_soc_gain_pct or energy > 0), fleet_vehicles (distinct),
+        fleet_kwh (kWh, when the events carry it), fleet_charging_hours (h), events_without_soc_gain,
+        first_use_ts and last_use_ts (UTC), mean_distance_m (m).
+    """
     charged = F.coalesce(F.col("soc_gain_pct") >= params.min_soc_gain_pct, F.col("kwh") > 0, F.lit(False))
     hours = (F.col("end_ts").cast("double") - F.col("start_ts").cast("double")) / 3600.0
     return matched.groupBy("station_id", "station_name", "station_network", "has_dc_fast").agg(
@@ -331,9 +464,23 @@ def station_fleet_usage(matched: DataFrame, params: StationsConfig) -> DataFrame
 def expansion_gaps(hotspots: DataFrame, stations: DataFrame, params: StationsConfig) -> DataFrame:
     """Hotspots with no open DC-fast station within `dc_fast_gap_m`.
 
-    `hotspots` needs hotspot_id, lat, lon (other columns are kept). Adds nearest_dc_station_id,
-    nearest_dc_station_name, nearest_dc_distance_m (null when none within gap_search_m) and
-    gap_threshold_m. Open = status in operational_status_codes."""
+    Open = status in operational_status_codes.
+
+    Parameters
+    ----------
+    hotspots : DataFrame
+        hotspot_id, lat, lon (degrees); other columns are kept.
+    stations : DataFrame
+        Canonical stations (station_id, name, lat, lon, status, dc_fast_count).
+    params : StationsConfig
+        ``dc_fast_gap_m``, ``gap_search_m`` (m), ``operational_status_codes``.
+
+    Returns
+    -------
+    DataFrame
+        One row per gap: ``hotspots`` + nearest_dc_station_id, nearest_dc_station_name,
+        nearest_dc_distance_m (m; null when none within gap_search_m) and gap_threshold_m (m).
+    """
     dc = stations.where((F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0) & F.col("status").isin(*params.operational_status_codes)).select("station_id", "name", "lat", "lon")
     search = max(params.gap_search_m, params.dc_fast_gap_m)
     nearest = nearest_within(hotspots, dc, search, "hotspot_id", "dc_", how="left")
@@ -348,7 +495,23 @@ def expansion_gaps(hotspots: DataFrame, stations: DataFrame, params: StationsCon
 
 
 def normalise_hotspots(hotspots: DataFrame) -> DataFrame:
-    """gold.hotspots with hotspot_id, lat, lon under these names (accepts cluster_id / centroid_lat ...)."""
+    """gold.hotspots with hotspot_id, lat, lon under these names (accepts cluster_id / centroid_lat ...).
+
+    Parameters
+    ----------
+    hotspots : DataFrame
+        gold.hotspots.
+
+    Returns
+    -------
+    DataFrame
+        ``hotspots`` with hotspot_id (string), lat, lon first; the other columns kept.
+
+    Raises
+    ------
+    ValueError
+        When no id or lat/lon column is found.
+    """
     hid = _pick(hotspots, "hotspot_id", "cluster_id", "id", "place_id")
     lat = _pick(hotspots, "lat", "centroid_lat", "center_lat", "latitude")
     lon = _pick(hotspots, "lon", "centroid_lon", "center_lon", "longitude")

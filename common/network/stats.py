@@ -52,6 +52,32 @@ def _f(x) -> float | None:
 
 
 def row(test: str, scope: str, subject: str, metric: str, value=None, ci_low=None, ci_high=None, statistic=None, p_value=None, n=None, parameters: dict | None = None, note: str | None = None) -> dict:
+    """One row of gold.reliability_tests (`TEST_SCHEMA`).
+
+    Parameters
+    ----------
+    test : str
+        Test name.
+    scope : str
+        source_name (dataset) the test ran on.
+    subject : str
+        portfolio | charger id | threshold label.
+    metric : str
+        What ``value`` is.
+    value, ci_low, ci_high, statistic, p_value : float or None
+        The estimate, its confidence interval (in ``metric``'s unit), the test statistic and p-value;
+        NaN and infinity become None.
+    n : int or None
+        Sample size.
+    parameters : dict or None
+        Inputs and settings of the test (stored as JSON).
+    note : str or None
+
+    Returns
+    -------
+    dict
+        The `TEST_SCHEMA` keys.
+    """
     return {
         "test": test,
         "scope": scope,
@@ -71,9 +97,26 @@ def row(test: str, scope: str, subject: str, metric: str, value=None, ci_low=Non
 def two_window_fault_test(scope: str, recent: tuple[int, int], baseline: tuple[int, int], windows: dict, alpha: float) -> list[dict]:
     """Two-proportion z-test of failed/all sessions, recent vs baseline window.
 
-    recent / baseline = (failed, sessions). value = recent rate - baseline rate (fraction);
-    statistic = z (positive: more failures recently); p_value two-sided. The CI is the Wald
-    interval of the difference (unpooled), reported beside the pooled test."""
+    The CI is the Wald interval of the difference (unpooled), reported beside the pooled test.
+
+    Parameters
+    ----------
+    scope : str
+        source_name.
+    recent, baseline : tuple of (int, int)
+        (failed, sessions) of each window.
+    windows : dict
+        Window descriptions, stored in the row's parameters.
+    alpha : float
+        Significance level (and 1 - CI level).
+
+    Returns
+    -------
+    list of dict
+        One `row`: value = recent rate - baseline rate (fraction); statistic = z (positive: more
+        failures recently); p_value two-sided. Without a test (the note says why) when a window is
+        empty or there is no variation.
+    """
     from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
     (k1, n1), (k0, n0) = recent, baseline
@@ -91,8 +134,24 @@ def two_window_fault_test(scope: str, recent: tuple[int, int], baseline: tuple[i
 
 
 def load_fault_logit(scope: str, sessions: pd.DataFrame, alpha: float) -> list[dict]:
-    """Logit(failed ~ 1 + load_sessions_24h); value = odds ratio per additional session in the
-    port's previous 24 h, CI = exp(Wald CI of the coefficient), statistic = z of the coefficient."""
+    """Logit(failed ~ 1 + load_sessions_24h) of the sessions of one source.
+
+    Parameters
+    ----------
+    scope : str
+        source_name.
+    sessions : pandas.DataFrame
+        `session_load` rows: failed (0/1), load_sessions_24h.
+    alpha : float
+        Significance level (and 1 - CI level).
+
+    Returns
+    -------
+    list of dict
+        One `row`: value = odds ratio per additional session in the port's previous 24 h, CI =
+        exp(Wald CI of the coefficient), statistic = z of the coefficient. Without an estimate (the
+        note says why) when there is too little variation or the fit fails.
+    """
     import statsmodels.api as sm
 
     n = len(sessions)
@@ -125,7 +184,32 @@ def lost_revenue_bootstrap(
 
     The CI comes from scipy.stats.bootstrap of the mean kWh (BCa, which corrects the skew of
     session energy; percentile when the sample is degenerate); failed_sessions and the price are
-    taken as known."""
+    taken as known.
+
+    Parameters
+    ----------
+    scope : str
+        source_name.
+    success_kwh : numpy.ndarray
+        Energy of successful sessions (kWh; non-finite values skipped), possibly a sample.
+    failed_sessions : int
+    price_per_kwh : float
+        Tariff (``currency`` per kWh).
+    currency : str
+    resamples : int
+        Bootstrap resamples.
+    confidence : float
+        Confidence level of the CI (0-1).
+    seed : int
+    sampled_from : int or None
+        Successful sessions ``success_kwh`` was sampled from (for the parameters); None: not sampled.
+
+    Returns
+    -------
+    list of dict
+        One `row`: lost revenue and its CI (``currency``). Without an estimate (the note says why) with
+        fewer than 2 successful sessions with energy.
+    """
     from scipy.stats import bootstrap
 
     kwh = np.asarray(success_kwh, dtype=float)
@@ -177,9 +261,25 @@ def lost_revenue_bootstrap(
 def alert_precision_recall(scope: str, chargers: pd.DataFrame, thresholds: Sequence[float], target_pct: float) -> list[dict]:
     """Precision/recall of the alert rule "fault-rate z > t" per threshold t.
 
-    chargers: one row per scored charger with `z` and `uptime_pct` (observed, same window).
-    Positive label = uptime_pct < target_pct. Two rows per threshold (precision, recall) with
-    tp/fp/fn in parameters; precision is null when no alert fires."""
+    Positive label = uptime_pct < target_pct.
+
+    Parameters
+    ----------
+    scope : str
+        source_name.
+    chargers : pandas.DataFrame
+        One row per scored charger with `z` and `uptime_pct` (observed, same window, percent).
+    thresholds : Sequence[float]
+        The z thresholds t.
+    target_pct : float
+        Uptime target (percent).
+
+    Returns
+    -------
+    list of dict
+        Two `row` dicts per threshold (precision, recall; fractions 0-1) with tp/fp/fn in parameters;
+        precision is null when no alert fires.
+    """
     out: list[dict] = []
     df = chargers.dropna(subset=["z", "uptime_pct"])
     label = df["uptime_pct"] < target_pct
@@ -207,7 +307,23 @@ def alert_precision_recall(scope: str, chargers: pd.DataFrame, thresholds: Seque
 
 
 def hotspot_rows(scope: str, chargers: pd.DataFrame, z_threshold: float) -> list[dict]:
-    """One row per scored charger: its window fault rate, z against the portfolio and the flag."""
+    """One row per scored charger: its window fault rate, z against the portfolio and the flag.
+
+    Parameters
+    ----------
+    scope : str
+        source_name.
+    chargers : pandas.DataFrame
+        `charger_fault_rates` rows of the source; chargers without z are skipped.
+    z_threshold : float
+        ``hotspot_z`` (stored in the parameters).
+
+    Returns
+    -------
+    list of dict
+        One `row` per charger with a z: fault_rate (fraction 0-1), statistic = z, n = sessions in the
+        window, note 'hotspot' when flagged.
+    """
     out = []
     for r in chargers.itertuples(index=False):
         if r.z is None or (isinstance(r.z, float) and math.isnan(r.z)):

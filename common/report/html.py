@@ -24,7 +24,23 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 
 @dataclass
 class Layer:
-    """One map layer: points with lat/lon (and optional size/label columns)."""
+    """One map layer: points with lat/lon (and optional size/label columns).
+
+    Attributes
+    ----------
+    name : str
+        Legend and `data-layer` name.
+    points : pandas.DataFrame
+        One row per marker with `lat`, `lon` (degrees WGS84) and the optional columns below.
+    color : str
+        CSS fill colour of the markers.
+    radius_col : str, optional
+        Column with the marker radius (SVG pixels, clipped to 2.5-16); None: 4 px.
+    label_col : str, optional
+        Column shown as the marker's tooltip.
+    shape : str
+        'circle' or 'square'.
+    """
 
     name: str
     points: pd.DataFrame
@@ -36,19 +52,62 @@ class Layer:
 
 @dataclass
 class Section:
+    """One report section: a heading and HTML fragments, linked from the page's navigation.
+
+    Attributes
+    ----------
+    id : str
+        HTML id of the `<section>` (the navigation link's anchor).
+    title : str
+        Heading text (escaped on output).
+    body : list of str
+        HTML fragments, in order.
+    """
+
     id: str
     title: str
     body: list[str] = field(default_factory=list)
 
     def add(self, fragment: str) -> Section:
+        """Append an HTML fragment to the body.
+
+        Parameters
+        ----------
+        fragment : str
+            HTML, already escaped.
+
+        Returns
+        -------
+        Section
+            This section, so calls can be chained.
+        """
         self.body.append(fragment)
         return self
 
     def html(self) -> str:
+        """The section as HTML.
+
+        Returns
+        -------
+        str
+            `<section id=...>` with the escaped title as `<h2>` and the body fragments.
+        """
         return f'<section id="{self.id}"><h2>{html.escape(self.title)}</h2>\n' + "\n".join(self.body) + "</section>"
 
 
 def esc(value) -> str:
+    """HTML-escape any value's text.
+
+    Parameters
+    ----------
+    value : object
+        Anything; converted with `str`.
+
+    Returns
+    -------
+    str
+        The escaped text (quotes included), safe in element content and attribute values.
+    """
     return html.escape(str(value))
 
 
@@ -56,7 +115,27 @@ def esc(value) -> str:
 # Maps
 # ----------------------------------------------------------------------------------------------
 def svg_map(map_id: str, title: str, layers: list[Layer], area_rings: list[list[tuple[float, float]]], width: int = 760, height: int = 520) -> str:
-    """An SVG map of marker layers over the operating-area outline, with a legend."""
+    """An SVG map of marker layers over the operating-area outline, with a legend.
+
+    Parameters
+    ----------
+    map_id : str
+        HTML id of the `<svg>` and `data-map` of its figure.
+    title : str
+        Caption and accessible label.
+    layers : list of Layer
+        Marker layers, drawn in order (later layers on top); one legend entry each.
+    area_rings : list of list of tuple of float
+        Outline rings of the operating area as (lon, lat) degrees (`area_rings_from_wkt`); may be empty.
+    width, height : int
+        Size of the drawing (SVG pixels).
+
+    Returns
+    -------
+    str
+        A `<figure class="map-figure">` with the inline SVG, or a `<p class="empty">` note when
+        there is neither an area nor any point.
+    """
     lons = [x for ring in area_rings for x, _ in ring] + [v for ly in layers for v in ly.points["lon"].tolist()]
     lats = [y for ring in area_rings for _, y in ring] + [v for ly in layers for v in ly.points["lat"].tolist()]
     if not lons:
@@ -69,6 +148,18 @@ def svg_map(map_id: str, title: str, layers: list[Layer], area_rings: list[list[
     scale = min((width - 2 * pad) / span_x, (height - 2 * pad) / span_y)
 
     def xy(lon: float, lat: float) -> tuple[float, float]:
+        """Project a position to the drawing.
+
+        Parameters
+        ----------
+        lon, lat : float
+            Degrees WGS84.
+
+        Returns
+        -------
+        tuple of float
+            (x, y) in SVG pixels, y growing downwards.
+        """
         return pad + (lon - lon0) * kx * scale, height - pad - (lat - lat0) * scale
 
     parts = [f'<svg class="map" id="{esc(map_id)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{esc(title)}">']
@@ -103,6 +194,18 @@ def svg_map(map_id: str, title: str, layers: list[Layer], area_rings: list[list[
 
 
 def area_rings_from_wkt(wkt: str) -> list[list[tuple[float, float]]]:
+    """Exterior rings of an operating-area polygon, for `svg_map`.
+
+    Parameters
+    ----------
+    wkt : str
+        WKT Polygon or MultiPolygon, coordinates in (lon lat) degrees WGS84.
+
+    Returns
+    -------
+    list of list of tuple of float
+        One ring per polygon, each a list of (lon, lat) degrees; holes are left out.
+    """
     from shapely import wkt as shapely_wkt
 
     geom = shapely_wkt.loads(wkt)
@@ -135,10 +238,46 @@ def _figure(w: float = 7.0, h: float = 3.2):
 
 
 def chart(chart_id: str, svg: str, caption: str) -> str:
+    """Wrap an inline SVG chart in a captioned figure.
+
+    Parameters
+    ----------
+    chart_id : str
+        `data-chart` attribute of the figure.
+    svg : str
+        The `<svg>` element.
+    caption : str
+        Figure caption (escaped).
+
+    Returns
+    -------
+    str
+        `<figure class="chart" data-chart=...>` HTML.
+    """
     return f'<figure class="chart" data-chart="{esc(chart_id)}">{svg}<figcaption>{esc(caption)}</figcaption></figure>'
 
 
 def line_chart(chart_id: str, x, series: dict[str, list], title: str, ylabel: str) -> str:
+    """A line chart (one line per series) as an inline SVG figure.
+
+    Parameters
+    ----------
+    chart_id : str
+        `data-chart` attribute of the figure.
+    x : sequence
+        x values shared by all series (dates are formatted by matplotlib).
+    series : dict of str to list
+        Series name -> y values, one per x; a legend is drawn when there are several.
+    title : str
+        Chart title, also the caption.
+    ylabel : str
+        y-axis label (give the unit).
+
+    Returns
+    -------
+    str
+        `chart` HTML.
+    """
     fig, ax = _figure()
     for i, (name, ys) in enumerate(series.items()):
         ax.plot(x, ys, marker="o", ms=3, label=name, color=PALETTE[i % len(PALETTE)])
@@ -151,6 +290,28 @@ def line_chart(chart_id: str, x, series: dict[str, list], title: str, ylabel: st
 
 
 def bar_chart(chart_id: str, labels: list, series: dict[str, list], title: str, ylabel: str, horizontal: bool = False) -> str:
+    """A grouped bar chart (one bar per label and series) as an inline SVG figure.
+
+    Parameters
+    ----------
+    chart_id : str
+        `data-chart` attribute of the figure.
+    labels : list
+        Category labels, one group of bars each.
+    series : dict of str to list
+        Series name -> one value per label; a legend is drawn when there are several.
+    title : str
+        Chart title, also the caption.
+    ylabel : str
+        Value-axis label (give the unit); the x axis when `horizontal`.
+    horizontal : bool
+        Horizontal bars (the figure grows with the number of labels).
+
+    Returns
+    -------
+    str
+        `chart` HTML.
+    """
     fig, ax = _figure(7.0, max(3.2, 0.28 * len(labels)) if horizontal else 3.2)
     n = max(1, len(series))
     width = 0.8 / n
@@ -173,6 +334,28 @@ def bar_chart(chart_id: str, labels: list, series: dict[str, list], title: str, 
 
 
 def histogram(chart_id: str, values, title: str, xlabel: str, vline: float | None = None, bins: int = 30) -> str:
+    """A histogram (y: count) as an inline SVG figure.
+
+    Parameters
+    ----------
+    chart_id : str
+        `data-chart` attribute of the figure.
+    values : iterable of float
+        Values to count; None and non-finite values are left out.
+    title : str
+        Chart title, also the caption.
+    xlabel : str
+        x-axis label (give the unit).
+    vline : float, optional
+        x of a dashed reference line (same unit as `values`), shown in the legend.
+    bins : int
+        Number of bins.
+
+    Returns
+    -------
+    str
+        `chart` HTML.
+    """
     fig, ax = _figure()
     vals = np.asarray([v for v in values if v is not None and np.isfinite(v)])
     ax.hist(vals, bins=bins, color=PALETTE[0], alpha=0.8)
@@ -186,6 +369,22 @@ def histogram(chart_id: str, values, title: str, xlabel: str, vline: float | Non
 
 
 def table_html(df: pd.DataFrame, table_id: str, float_format: str = "{:,.2f}") -> str:
+    """A pandas frame as an HTML `<table class="data">` (no index, missing values as '–').
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Rows to show (already bounded).
+    table_id : str
+        HTML id of the table.
+    float_format : str
+        `str.format` pattern for float cells.
+
+    Returns
+    -------
+    str
+        The table HTML.
+    """
     return df.to_html(index=False, classes="data", table_id=table_id, float_format=lambda v: float_format.format(v), border=0, na_rep="–")
 
 
@@ -207,6 +406,22 @@ table.data th{background:#f3f5f7}.note{font-size:12px;color:#666}.empty{color:#9
 
 
 def page(title: str, subtitle: str, sections: list[Section]) -> str:
+    """The whole self-contained HTML document: header, navigation, sections and inline CSS.
+
+    Parameters
+    ----------
+    title : str
+        Page title and heading.
+    subtitle : str
+        Line under the heading.
+    sections : list of Section
+        Sections in page order, one navigation link each.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
     nav = " ".join(f'<a href="#{s.id}">{esc(s.title)}</a>' for s in sections)
     body = "\n".join(s.html() for s in sections)
     return (
@@ -217,4 +432,16 @@ def page(title: str, subtitle: str, sections: list[Section]) -> str:
 
 
 def kpi_tiles(items: list[tuple[str, str]]) -> str:
+    """Headline numbers as tiles: the value in bold above its label.
+
+    Parameters
+    ----------
+    items : list of tuple of str
+        (label, formatted value) pairs, in display order.
+
+    Returns
+    -------
+    str
+        `<div class='kpis'>` HTML.
+    """
     return "<div class='kpis'>" + "".join(f"<div class='kpi'><b>{esc(v)}</b>{esc(k)}</div>" for k, v in items) + "</div>"

@@ -61,7 +61,18 @@ class ReportInputs:
     status: StageStatus = field(default_factory=dict)
 
     def get(self, table: str) -> DataFrame | None:
-        """The table, or None when it does not exist."""
+        """The table, or None when it does not exist.
+
+        Parameters
+        ----------
+        table : str
+            Qualified table name, e.g. 'gold.hotspots'.
+
+        Returns
+        -------
+        DataFrame or None
+            The table as read by the job; None when it does not exist.
+        """
         return self.tables.get(table)
 
 
@@ -98,7 +109,22 @@ def last_run_status(runs: DataFrame | None) -> StageStatus:
 
 
 def no_data(table: str, stage: str, status: StageStatus) -> str:
-    """Why a section is empty: the stage's skip reason from the last run, else which stage writes the table."""
+    """Why a section is empty: the stage's skip reason from the last run, else which stage writes the table.
+
+    Parameters
+    ----------
+    table : str
+        The missing table's name.
+    stage : str
+        The pipeline stage that writes it.
+    status : StageStatus
+        `ReportInputs.status`: stage -> (status, reason) of the newest run.
+
+    Returns
+    -------
+    str
+        A `<p class='empty'>` note: the stage was skipped (with its reason), failed, or has not been run.
+    """
     state, reason = status.get(stage, (None, None))
     if state == "skipped" and reason:
         return f"<p class='empty'>No data: the {R.esc(stage)} stage was skipped ({R.esc(reason)}).</p>"
@@ -108,7 +134,18 @@ def no_data(table: str, stage: str, status: StageStatus) -> str:
 
 
 def section_status(inputs: ReportInputs, cfg: Config) -> R.Section:
-    """Stage status table of the newest pipeline run."""
+    """Stage status table of the newest pipeline run.
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'status': one row per stage (stage, status, reason), or a note when no run is recorded.
+    """
     s = R.Section("status", "Pipeline run")
     status = inputs.status
     if not status:
@@ -121,7 +158,19 @@ def section_status(inputs: ReportInputs, cfg: Config) -> R.Section:
 
 
 def section_quality(inputs: ReportInputs, cfg: Config) -> R.Section:
-    """Rows cleaned, usable share and rows flagged per cleaning rule (gold.quality_daily)."""
+    """Rows cleaned, usable share and rows flagged per cleaning rule (gold.quality_daily).
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'quality': KPI tiles (rows, usable share as %), a bar chart and a table of rows
+        flagged per rule (share as a fraction 0-1).
+    """
     s = R.Section("quality", "Data quality")
     daily = inputs.get("gold.quality_daily")
     if daily is None:
@@ -138,7 +187,19 @@ def section_quality(inputs: ReportInputs, cfg: Config) -> R.Section:
 
 
 def section_fleet(inputs: ReportInputs, cfg: Config) -> R.Section:
-    """Daily fleet distance (km), moving hours and lowest SOC (%) percentiles (gold.fleet_daily_kpis)."""
+    """Daily fleet distance (km), moving hours and lowest SOC (%) percentiles (gold.fleet_daily_kpis).
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'fleet': line charts over local dates; the p10/p50/p90 percentiles over vehicles
+        that the table has (all of its percentiles when it has none of these).
+    """
     s = R.Section("fleet", "Fleet activity")
     fleet = inputs.get("gold.fleet_daily_kpis")
     if fleet is None:
@@ -149,6 +210,18 @@ def section_fleet(inputs: ReportInputs, cfg: Config) -> R.Section:
     # Distributions over the vehicles reporting each day (common.mobility.kpis.fleet_daily_kpis; the
     # percentiles come from kpis.percentiles, so take the ones this table has).
     def dist(name: str) -> dict[str, list]:
+        """The percentile columns `<name>_p<NN>` of the table, as chart series.
+
+        Parameters
+        ----------
+        name : str
+            Column stem, e.g. 'moving_hours'.
+
+        Returns
+        -------
+        dict of str to list
+            'p10'/'p50'/'p90' (or every percentile present) -> values per day; {} when the table has none.
+        """
         cols = [c for c in pdf.columns if c.startswith(f"{name}_p") and c[len(name) + 2 :].isdigit()]
         pick = [c for c in cols if c[-2:] in ("10", "50", "90")] or cols
         return {c.replace(f"{name}_", ""): pdf[c].tolist() for c in pick}
@@ -228,7 +301,19 @@ def _risk_areas_map(inputs: ReportInputs, cfg: Config, area: list) -> str | None
 
 
 def section_maps(inputs: ReportInputs, cfg: Config) -> R.Section:
-    """Maps over the operating area: charging sites, hotspots and gaps, drivers by risk tier."""
+    """Maps over the operating area: charging sites, hotspots and gaps, drivers by risk tier.
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'maps': one SVG map per available input (homes coarsened unless
+        report.show_exact_residences), or a note when there is none.
+    """
     s = R.Section("maps", "Maps")
     area_wkt = cleaning_params(cfg).area_wkt
     area = R.area_rings_from_wkt(area_wkt) if area_wkt else []
@@ -242,7 +327,19 @@ def section_maps(inputs: ReportInputs, cfg: Config) -> R.Section:
 
 
 def section_risk(inputs: ReportInputs, cfg: Config) -> R.Section:
-    """Distribution of the drivers' distance z-scores and drivers per risk tier (gold.driver_risk)."""
+    """Distribution of the drivers' distance z-scores and drivers per risk tier (gold.driver_risk).
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'risk': a histogram of z-scores with report.risk_z_line marked and a bar chart of
+        drivers per tier.
+    """
     s = R.Section("risk", "Driver risk")
     risk = inputs.get("gold.driver_risk")
     if risk is None:
@@ -256,7 +353,19 @@ def section_risk(inputs: ReportInputs, cfg: Config) -> R.Section:
 
 
 def section_stations(inputs: ReportInputs, cfg: Config) -> R.Section:
-    """Station KPI table and KPIs per network (fractions 0-1, gold.station_kpis)."""
+    """Station KPI table and KPIs per network (fractions 0-1, gold.station_kpis).
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'stations': the first 40 KPI rows and one bar chart of the KPIs per network (the
+        first 15 network rows; the overall row when there are none).
+    """
     s = R.Section("stations", "Charging stations")
     kpis = inputs.get("gold.station_kpis")
     if kpis is None:
@@ -273,7 +382,19 @@ def section_stations(inputs: ReportInputs, cfg: Config) -> R.Section:
 
 
 def section_reliability(inputs: ReportInputs, cfg: Config) -> R.Section:
-    """Port uptime (%), MTBF and MTTR (hours) distributions and the reliability tests table."""
+    """Port uptime (%), MTBF and MTTR (hours) distributions and the reliability tests table.
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'reliability': histograms over port-months (gold.port_reliability_monthly) and the
+        gold.reliability_tests table, each when present.
+    """
     s = R.Section("reliability", "Charger reliability")
     monthly = inputs.get("gold.port_reliability_monthly")
     site = inputs.get("gold.site_reliability")
@@ -290,7 +411,19 @@ def section_reliability(inputs: ReportInputs, cfg: Config) -> R.Section:
 
 
 def section_models(inputs: ReportInputs, cfg: Config) -> R.Section:
-    """Registered champions and each model's test metric against its baselines (MLflow)."""
+    """Registered champions and each model's test metric against its baselines (MLflow).
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'models': the champion table (`champion_status`), the metrics table and one bar
+        chart per model; a note when tracking is unavailable or has no runs.
+    """
     s = R.Section("models", "Models vs baselines")
     try:
         from common.ml.tracking import model_metrics_summary

@@ -95,7 +95,21 @@ _KMH_PER_MPS = 3.6
 
 @dataclass(frozen=True)
 class CleaningParams:
-    """Everything the rules need, resolved once from config (the polygon is read here, not per row)."""
+    """Everything the rules need, resolved once from config (the polygon is read here, not per row).
+
+    Attributes
+    ----------
+    settings : CleanConfig
+        The `clean` config section (thresholds of every rule).
+    area_wkt : str or None
+        Operating area as WKT, (lon lat) degrees WGS84; None: no area configured, rule 2 is off.
+    as_of : datetime
+        "Now" for the future-timestamp rule, timezone-aware UTC.
+    dataset_start : datetime or None
+        UTC; earlier rows are flagged (`ts_before_start`).
+    default_timezone : str or None
+        IANA zone for vehicles without one; None: such a vehicle is an error.
+    """
 
     settings: CleanConfig
     area_wkt: str | None  # None: no operating area configured, rule 2 is off
@@ -108,7 +122,20 @@ def cleaning_params(cfg: Config, as_of: datetime | None = None) -> CleaningParam
     """Resolve conf into CleaningParams: read the operating area, default the dataset start and zone.
 
     The generator's own inputs default to its region's area and zone; other inputs use only what
-    conf (or the dataset file's `settings:`) says."""
+    conf (or the dataset file's `settings:`) says.
+
+    Parameters
+    ----------
+    cfg : Config
+    as_of : datetime, optional
+        Run time for the future-timestamp rule (naive = UTC); default the current time.
+
+    Returns
+    -------
+    CleaningParams
+        With the area file read; without clean.dataset_start the synthetic inputs start one day
+        before the generator's first day (UTC midnight), other inputs have no start.
+    """
     c = cfg.clean
     synthetic = cfg.inputs.is_empty()
     region = get_region(cfg.generator.region) if synthetic else None
@@ -197,7 +224,21 @@ def require_vehicle_timezones(bronze: DataFrame, vehicles: DataFrame) -> None:
 # The whole job as one chain
 # --------------------------------------------------------------------------------------------
 def clean_telematics(bronze: DataFrame, vehicles: DataFrame, params: CleaningParams) -> DataFrame:
-    """bronze.telematics (+ bronze.vehicles) -> silver.telematics_clean rows; rows in = rows out."""
+    """bronze.telematics (+ bronze.vehicles) -> silver.telematics_clean rows; rows in = rows out.
+
+    Parameters
+    ----------
+    bronze : DataFrame
+        bronze.telematics rows (the CANONICAL columns plus lineage and `date`).
+    vehicles : DataFrame
+        bronze.vehicles: vehicle_id, vehicle_type, battery_kwh (kWh), timezone (IANA or null).
+    params : CleaningParams
+
+    Returns
+    -------
+    DataFrame
+        silver.telematics_clean: one row per bronze row, columns as in `finalize`.
+    """
     s = params.settings
     return (
         bronze.transform(prepare, vehicles, s, params.default_timezone)
@@ -262,6 +303,23 @@ def prepare(bronze: DataFrame, vehicles: DataFrame, settings: CleanConfig, defau
 
     Vehicles are deduplicated on vehicle_id first so the left join can never multiply rows.
     `_t` is the event time in epoch seconds (double) used for every time difference.
+
+    Parameters
+    ----------
+    bronze : DataFrame
+        bronze.telematics rows.
+    vehicles : DataFrame
+        bronze.vehicles: vehicle_id, vehicle_type, battery_kwh (kWh), timezone.
+    settings : CleanConfig
+    default_timezone : str, optional
+        IANA zone for vehicles without one; default clean.default_timezone.
+
+    Returns
+    -------
+    DataFrame
+        One row per bronze row: its columns, `<field>_orig` for each of REPAIRED, `_vehicle_type`,
+        `_battery_kwh` (kWh, clean.default_battery_kwh when unknown), `timezone`, `_t` (epoch s),
+        `_tie` (hash ordering equal timestamps) and `quality_flags` = 0.
     """
     fleet = vehicles.select(
         "vehicle_id",
@@ -290,14 +348,38 @@ def prepare(bronze: DataFrame, vehicles: DataFrame, settings: CleanConfig, defau
 # Rules 1, 2, 6 and the row-local part of 5
 # --------------------------------------------------------------------------------------------
 def valid_coordinates(lat: Column | None = None, lon: Column | None = None) -> Column:
-    """Both coordinates present, finite and within WGS84 ranges (degrees)."""
+    """Both coordinates present, finite and within WGS84 ranges (degrees).
+
+    Parameters
+    ----------
+    lat, lon : Column, optional
+        Latitude and longitude (degrees); default the `lat` and `lon` columns.
+
+    Returns
+    -------
+    Column
+        Boolean, false when either is null, NaN, infinite or out of range.
+    """
     lat = F.col("lat") if lat is None else lat
     lon = F.col("lon") if lon is None else lon
     return _finite(lat) & _finite(lon) & lat.between(-90.0, 90.0) & lon.between(-180.0, 180.0)
 
 
 def flag_invalid_coordinates(points: DataFrame, settings: CleanConfig) -> DataFrame:
-    """Rule 1: `invalid_coord` (null, NaN, inf, out of range) and `zero_coord` (receiver default)."""
+    """Rule 1: `invalid_coord` (null, NaN, inf, out of range) and `zero_coord` (receiver default).
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows in cleaning (output of `prepare` and the earlier rules of `clean_telematics`); reads lat, lon (degrees).
+    settings : CleanConfig
+        `zero_coord_either_axis`: flag a zero on either axis, not only (0, 0).
+
+    Returns
+    -------
+    DataFrame
+        `points` with the two flag bits set in `quality_flags`.
+    """
     valid = valid_coordinates()
     zero = (F.col("lat") == 0) & (F.col("lon") == 0)
     if settings.zero_coord_either_axis:
@@ -311,6 +393,18 @@ def flag_outside_area(points: DataFrame, area_wkt: str | None) -> DataFrame:
     The polygon is parsed once and broadcast as a one-row table; rows already flagged by rule 1
     are not tested (a (0, 0) point is a receiver default, not a trip abroad). Without an area
     (`area_wkt` None) the rule is off.
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows in cleaning (output of `prepare` and the earlier rules of `clean_telematics`); reads lat, lon (degrees).
+    area_wkt : str or None
+        Operating area as WKT, (lon lat) degrees WGS84.
+
+    Returns
+    -------
+    DataFrame
+        `points` with the `outside_area` bit set in `quality_flags`.
     """
     if area_wkt is None:
         return points
@@ -321,7 +415,24 @@ def flag_outside_area(points: DataFrame, area_wkt: str | None) -> DataFrame:
 
 
 def flag_timestamps(points: DataFrame, as_of: datetime, dataset_start: datetime | None, settings: CleanConfig) -> DataFrame:
-    """Rule 6: `ts_future` (after as_of + future_tolerance_min) and `ts_before_start` (or null ts)."""
+    """Rule 6: `ts_future` (after as_of + future_tolerance_min) and `ts_before_start` (or null ts).
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows in cleaning (output of `prepare` and the earlier rules of `clean_telematics`); reads ts (UTC).
+    as_of : datetime
+        Run time (naive = UTC).
+    dataset_start : datetime or None
+        First valid instant (naive = UTC); None: only a null ts is `ts_before_start`.
+    settings : CleanConfig
+        `future_tolerance_min` (minutes).
+
+    Returns
+    -------
+    DataFrame
+        `points` with the two flag bits set in `quality_flags`.
+    """
     latest = _utc(as_of) + timedelta(minutes=settings.future_tolerance_min)
     before = F.col("ts").isNull()
     if dataset_start is not None:
@@ -330,13 +441,35 @@ def flag_timestamps(points: DataFrame, as_of: datetime, dataset_start: datetime 
 
 
 def flag_soc_out_of_range(points: DataFrame) -> DataFrame:
-    """Rule 5a: SOC present but not a finite value within 0-100 %."""
+    """Rule 5a: SOC present but not a finite value within 0-100 %.
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows in cleaning (output of `prepare` and the earlier rules of `clean_telematics`); reads soc_pct (%).
+
+    Returns
+    -------
+    DataFrame
+        `points` with the `soc_out_of_range` bit set in `quality_flags`.
+    """
     soc = F.col("soc_pct")
     return points.transform(_add_flags, soc_out_of_range=soc.isNotNull() & ~(_finite(soc) & soc.between(0.0, 100.0)))
 
 
 def flag_missing_values(points: DataFrame) -> DataFrame:
-    """Informational `missing_value`: null/NaN soc, speed or odometer (kept usable, repaired later)."""
+    """Informational `missing_value`: null/NaN soc, speed or odometer (kept usable, repaired later).
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows in cleaning (output of `prepare` and the earlier rules of `clean_telematics`); reads soc_pct, speed_kmh, odometer_km.
+
+    Returns
+    -------
+    DataFrame
+        `points` with the `missing_value` bit set in `quality_flags`.
+    """
     missing = ~_finite(F.col("speed_kmh")) | ~_finite(F.col("odometer_km")) | F.col("soc_pct").isNull()
     return points.transform(_add_flags, missing_value=missing)
 
@@ -348,6 +481,17 @@ def order_events(points: DataFrame) -> DataFrame:
     """Among rows with the same (vehicle_id, ts), rows without row-local flags come first.
 
     So when a near duplicate carries a broken position or SOC, the intact row is the one kept.
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows in cleaning (output of `prepare` and the earlier rules of `clean_telematics`); rules 1, 2, 5a and 6 applied.
+
+    Returns
+    -------
+    DataFrame
+        `points` with `_suspect` (int: 1 when a blocking flag is already set, else 0), part of the
+        `_events()` order.
     """
     return points.withColumn("_suspect", (F.col("quality_flags").bitwiseAND(F.lit(BLOCKING_MASK)) != 0).cast("int"))
 
@@ -356,6 +500,16 @@ def flag_duplicates(points: DataFrame) -> DataFrame:
     """Rule 3: every row whose key (vehicle_id, ts) equals the previous row's is a `duplicate`.
 
     Exactly one row per key stays unflagged (the first in `_events()` order).
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows in cleaning (output of `prepare` and the earlier rules of `clean_telematics`); needs `_suspect` (`order_events`) and `_tie`.
+
+    Returns
+    -------
+    DataFrame
+        `points` with the `duplicate` bit set in `quality_flags`.
     """
     same_key = F.lag("ts").over(_events()) == F.col("ts")
     return points.transform(_add_flags, duplicate=same_key)
@@ -365,7 +519,19 @@ def flag_duplicates(points: DataFrame) -> DataFrame:
 # Rule 4
 # --------------------------------------------------------------------------------------------
 def speed_cap_kmh(settings: CleanConfig) -> Column:
-    """Physical cap of the row's vehicle type (km/h), 'default' for unknown types."""
+    """Physical cap of the row's vehicle type (km/h), 'default' for unknown types.
+
+    Parameters
+    ----------
+    settings : CleanConfig
+        `physical_max_speed_kmh`: vehicle type -> cap (km/h), optionally with a 'default' entry.
+
+    Returns
+    -------
+    Column
+        Double (km/h) for the row's `_vehicle_type`; without a 'default' entry unknown types get
+        the largest cap (250 km/h when none is configured).
+    """
     caps = settings.physical_max_speed_kmh
     default = caps.get("default", max(caps.values()) if caps else 250.0)
     lookup = F.create_map(*[x for k, v in caps.items() for x in (F.lit(k), F.lit(float(v)))])
@@ -423,6 +589,21 @@ def flag_speed_outliers(points: DataFrame, settings: CleanConfig) -> DataFrame:
     other than to the point, and either both legs impossible or the neighbours within
     `spike_return_ratio` x the shorter leg of each other with one leg impossible (the other may
     be a long parked gap). A long gap whose implied speed is plausible is never flagged.
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows in cleaning (output of `prepare` and the earlier rules of `clean_telematics`) up to `flag_duplicates`;
+        reads lat, lon (degrees), `_t` (epoch s), `_vehicle_type`.
+    settings : CleanConfig
+        Thresholds: min_jump_m, spike_min_distance_m (m), moving_speed_kmh (km/h),
+        adaptive_speed_alpha, adaptive_speed_quantile, spike_return_ratio.
+
+    Returns
+    -------
+    DataFrame
+        `points` with the two flag bits set in `quality_flags`, plus `_v_in` (implied speed of the
+        incoming leg, km/h) for `flag_soc_anomalies`, which drops it.
     """
     s = settings
     candidate = ~_has("invalid_coord", "zero_coord", "outside_area", *ROW_FLAGS)
@@ -505,6 +686,20 @@ def flag_soc_anomalies(points: DataFrame, settings: CleanConfig) -> DataFrame:
     max_discharge_c_rate x 100 / 3600 x dt + soc_tolerance_pct. A rise of more than
     `soc_rise_driving_tolerance_pct` between two samples that are both driving (reported speed,
     else implied speed, above `moving_speed_kmh`) is `soc_rise_while_driving`.
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows in cleaning (output of `prepare` and the earlier rules of `clean_telematics`) up to
+        `flag_speed_outliers`; reads soc_pct (%), speed_kmh, `_v_in` (km/h), lat, lon, `_t` (epoch s),
+        `_battery_kwh` (kWh).
+    settings : CleanConfig
+        The `soc_*` thresholds, max_charger_kw (kW), max_discharge_c_rate (1/h) and moving_speed_kmh.
+
+    Returns
+    -------
+    DataFrame
+        `points` with the three SOC flag bits set in `quality_flags`; `_v_in` dropped.
     """
     s = settings
     candidate = ~_has("soc_out_of_range", *ROW_FLAGS) & _finite(F.col("soc_pct"))
@@ -546,6 +741,20 @@ def flag_soc_anomalies(points: DataFrame, settings: CleanConfig) -> DataFrame:
     fall_pct_per_s = F.lit(s.max_discharge_c_rate * 100 / 3600)
 
     def rate_bad(delta: Column, dt: Column) -> Column:
+        """Whether a SOC change is faster than charging or discharging allows.
+
+        Parameters
+        ----------
+        delta : Column
+            SOC change across the leg (percent points, later minus earlier).
+        dt : Column
+            Duration of the leg (s).
+
+        Returns
+        -------
+        Column
+            Boolean: the rise or the fall exceeds its limit plus soc_tolerance_pct.
+        """
         too_fast_up = delta > rise_pct_per_s * dt + s.soc_tolerance_pct
         too_fast_down = -delta > fall_pct_per_s * dt + s.soc_tolerance_pct
         return too_fast_up | too_fast_down
@@ -586,7 +795,17 @@ def flag_soc_anomalies(points: DataFrame, settings: CleanConfig) -> DataFrame:
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RepairGroup:
-    """Fields repaired together from the same usable rows, and the name of their imputed flag."""
+    """Fields repaired together from the same usable rows, and the name of their imputed flag.
+
+    Attributes
+    ----------
+    fields : tuple of str
+        Columns repaired together (e.g. lat and lon).
+    good : Column
+        Boolean: rows whose values may be used (and are kept as they are).
+    imputed : str
+        Name of the boolean column marking repaired rows.
+    """
 
     fields: tuple[str, ...]
     good: Column  # rows whose values may be used (and are kept as they are)
@@ -602,6 +821,21 @@ def interpolate_groups(df: DataFrame, groups: Iterable[RepairGroup], settings: C
     was found for a row that was not good. Rows with equal timestamps interpolate to the earlier
     row's value. Latitude/longitude are interpolated linearly in degrees (fine for the
     minutes-long gaps allowed; not across the antimeridian). All groups share one window pass.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows in cleaning with `_t` (epoch s) and the `_events()` columns (vehicle_id, ts, `_suspect`, `_tie`).
+    groups : iterable of RepairGroup
+        The groups to repair; their fields must be numeric.
+    settings : CleanConfig
+        `repair_max_gap_s` and `repair_fill_limit_s` (s).
+
+    Returns
+    -------
+    DataFrame
+        `df` with each group's fields repaired (null where no value was found) and its `imputed`
+        boolean column added.
     """
     s = settings
     groups = list(groups)
@@ -637,10 +871,35 @@ def repair_values(points: DataFrame, settings: CleanConfig) -> DataFrame:
       negative values (generator type `null_field`) and rows with a row flag.
     Rows with a row flag (duplicate, bad timestamp) are never anybody's neighbour; a duplicate
     takes the values of the kept row with the same timestamp.
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows in cleaning (output of `prepare` and the earlier rules of `clean_telematics`), all rules applied.
+    settings : CleanConfig
+        `repair_max_gap_s` and `repair_fill_limit_s` (s).
+
+    Returns
+    -------
+    DataFrame
+        `points` with lat/lon, soc_pct, speed_kmh and odometer_km repaired and the boolean
+        position_imputed, soc_imputed, speed_imputed and odometer_imputed columns.
     """
     row_ok = ~_has(*ROW_FLAGS)
 
     def present(c: str) -> Column:
+        """Whether a reading is usable as it is.
+
+        Parameters
+        ----------
+        c : str
+            Column name.
+
+        Returns
+        -------
+        Column
+            Boolean: finite and not negative.
+        """
         return _finite(F.col(c)) & (F.col(c) >= 0)
 
     groups = [
@@ -656,13 +915,39 @@ def repair_values(points: DataFrame, settings: CleanConfig) -> DataFrame:
 # Local time and output shape
 # --------------------------------------------------------------------------------------------
 def add_local_time(points: DataFrame, settings: CleanConfig) -> DataFrame:
-    """`ts_local` (wall clock of the vehicle's timezone, DST-aware) and `local_date`."""
+    """`ts_local` (wall clock of the vehicle's timezone, DST-aware) and `local_date`.
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows in cleaning with ts (UTC) and timezone (IANA zone from `prepare`).
+    settings : CleanConfig
+        Not read (the zone is already in `timezone`); part of the rules' common signature.
+
+    Returns
+    -------
+    DataFrame
+        `points` with `ts_local` (local wall-clock time as a timestamp, not a UTC instant) and `local_date`.
+    """
     local = F.from_utc_timestamp(F.col("ts"), F.col("timezone"))
     return points.withColumns({"ts_local": local, "local_date": F.to_date(local)})
 
 
 def finalize(points: DataFrame) -> DataFrame:
-    """Reasons, usability and the silver column order; bronze lineage columns pass through."""
+    """Reasons, usability and the silver column order; bronze lineage columns pass through.
+
+    Parameters
+    ----------
+    points : DataFrame
+        Rows after every rule, the repair and `add_local_time`.
+
+    Returns
+    -------
+    DataFrame
+        silver.telematics_clean: CANONICAL, `<field>_orig`, the four `*_imputed` flags,
+        quality_flags, quality_reasons (flag names), is_usable, timezone, ts_local, local_date,
+        the lineage columns, then `date` (UTC date of ts when bronze has none); helper `_*` columns dropped.
+    """
     reasons = F.filter(
         F.array(*[F.when(_has(name), F.lit(name)) for name in FLAGS]),
         lambda r: r.isNotNull(),
@@ -695,6 +980,18 @@ def quality_daily(silver: DataFrame) -> DataFrame:
     """Per vehicle and local day: rows, usable share, count per rule, imputations, coverage.
 
     `coverage_hours` = distinct local clock hours with any row; `usable_hours` = with a usable row.
+
+    Parameters
+    ----------
+    silver : DataFrame
+        silver.telematics_clean rows.
+
+    Returns
+    -------
+    DataFrame
+        gold.quality_daily, one row per vehicle_id and local_date: rows, usable_rows, `n_<flag>`
+        per FLAGS, n_position_imputed, n_soc_imputed, coverage_hours, usable_hours (hours),
+        first_ts, last_ts (UTC), share_usable (fraction 0-1, 6 decimals).
     """
     hour = F.date_trunc("hour", F.col("ts_local"))
     per_rule = [F.sum((F.col("quality_flags").bitwiseAND(F.lit(bit)) != 0).cast("int")).alias(f"n_{name}") for name, bit in FLAGS.items()]
@@ -716,7 +1013,18 @@ def quality_daily(silver: DataFrame) -> DataFrame:
 
 
 def rule_summary(daily: DataFrame) -> DataFrame:
-    """One row per rule over the whole run (from gold.quality_daily): rule, bit, rows_flagged, share."""
+    """One row per rule over the whole run (from gold.quality_daily): rule, bit, rows_flagged, share.
+
+    Parameters
+    ----------
+    daily : DataFrame
+        gold.quality_daily (rows and the `n_<flag>` columns).
+
+    Returns
+    -------
+    DataFrame
+        One row per flag of FLAGS, in bit order: rule, bit, rows_flagged, share (fraction 0-1 of all rows).
+    """
     totals = daily.agg(F.sum("rows").alias("rows"), *[F.sum(f"n_{n}").alias(n) for n in FLAGS])
     per_rule = [
         F.struct(
@@ -731,7 +1039,22 @@ def rule_summary(daily: DataFrame) -> DataFrame:
 
 
 def format_summary(summary_rows: list, rows_in: int, usable: int) -> str:
-    """The per-rule table the job prints."""
+    """The per-rule table the job prints.
+
+    Parameters
+    ----------
+    summary_rows : list
+        Collected `rule_summary` rows (rule, bit, rows_flagged, share).
+    rows_in : int
+        Rows cleaned.
+    usable : int
+        Usable rows among them.
+
+    Returns
+    -------
+    str
+        Fixed-width text table, shares as %, with a closing line for the usable rows.
+    """
     lines = [f"{'rule':<24}{'bit':>6}{'rows':>12}{'share':>10}", "-" * 52]
     for r in summary_rows:
         lines.append(f"{r['rule']:<24}{r['bit']:>6}{r['rows_flagged']:>12,}{r['share']:>10.4%}")

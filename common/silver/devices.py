@@ -57,7 +57,22 @@ PROFILE_COLUMNS = (
 
 
 def sample_intervals(clean_df: DataFrame, trips: TripsConfig) -> DataFrame:
-    """Usable samples with their incoming interval: `dt_s`, `leg_m`, `moving_interval`, `parked_interval`."""
+    """Usable samples with their incoming interval: `dt_s`, `leg_m`, `moving_interval`, `parked_interval`.
+
+    Parameters
+    ----------
+    clean_df : DataFrame
+        silver.telematics_clean (is_usable, vehicle_id, ts, local_date, lat, lon, speed_kmh).
+    trips : TripsConfig
+        moving_speed_kmh (km/h), max_gap_minutes (min) and stop_radius_m (m).
+
+    Returns
+    -------
+    DataFrame
+        One row per usable sample: vehicle_id, ts, local_date, lat, lon, speed_kmh, `dt_s` (s since
+        the previous usable sample), `leg_m` (m from it; both null on a vehicle's first sample) and
+        the booleans `moving_interval` and `parked_interval` (see the module docstring).
+    """
     pts = clean_df.where(F.col("is_usable")).select("vehicle_id", "ts", "local_date", "lat", "lon", "speed_kmh")
     w = Window.partitionBy("vehicle_id").orderBy("ts")
     prev = F.lag(F.struct(F.col("ts").alias("ts"), F.col("lat").alias("lat"), F.col("lon").alias("lon"), F.col("speed_kmh").alias("v"))).over(w)
@@ -90,6 +105,25 @@ def device_profiles(clean_df: DataFrame, vehicles: DataFrame | None, trips: Trip
     limit of common.silver.trips.add_legs is derived from it. burst_share and parked_silence_share are
     shares (0-1); silent_day_share: local days without a sample between the first and the last.
     Vehicles of `vehicles` (bronze.vehicles) without usable telemetry get device_mode `no_data`.
+
+    Parameters
+    ----------
+    clean_df : DataFrame
+        silver.telematics_clean rows (see `sample_intervals`).
+    vehicles : DataFrame or None
+        bronze.vehicles (vehicle_id); None: only vehicles with usable telemetry.
+    trips : TripsConfig
+        Moving and parked thresholds (see `sample_intervals`).
+    params : DevicesConfig
+        The `devices` section: mode thresholds.
+
+    Returns
+    -------
+    DataFrame
+        silver.device_profiles, one row per vehicle: device_mode, mode_reason, the intervals
+        heartbeat_interval_s, median_interval_moving_s, median_interval_parked_s (s), the shares
+        (0-1), longest_silence_h (h), n_samples, days_with_data, span_days (local days),
+        first_ts and last_ts (UTC); null statistics for a `no_data` vehicle.
     """
     p = params
     iv = sample_intervals(clean_df, trips)
@@ -147,7 +181,19 @@ def device_profiles(clean_df: DataFrame, vehicles: DataFrame | None, trips: Trip
 
 
 def heartbeats(profiles: DataFrame | None) -> DataFrame | None:
-    """vehicle_id, heartbeat_interval_s: what common.silver.trips.add_legs needs of silver.device_profiles."""
+    """vehicle_id, heartbeat_interval_s: what common.silver.trips.add_legs needs of silver.device_profiles.
+
+    Parameters
+    ----------
+    profiles : DataFrame or None
+        silver.device_profiles; None when it does not exist.
+
+    Returns
+    -------
+    DataFrame or None
+        vehicle_id, heartbeat_interval_s (s), one row per vehicle that has a heartbeat; None when
+        `profiles` is None.
+    """
     if profiles is None:
         return None
     return profiles.where(F.col("heartbeat_interval_s").isNotNull()).select("vehicle_id", "heartbeat_interval_s")

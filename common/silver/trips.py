@@ -68,26 +68,77 @@ POINT_COLUMNS = (
 
 
 def events_window() -> WindowSpec:
-    """A vehicle's usable samples in event order ((vehicle_id, ts) is unique among usable rows)."""
+    """A vehicle's usable samples in event order ((vehicle_id, ts) is unique among usable rows).
+
+    Returns
+    -------
+    WindowSpec
+        Partitioned by vehicle_id, ordered by ts.
+    """
     return Window.partitionBy("vehicle_id").orderBy("ts")
 
 
 def running_window() -> WindowSpec:
+    """`events_window` from the vehicle's first sample to the current one (running sums).
+
+    Returns
+    -------
+    WindowSpec
+        Rows between unbounded preceding and the current row.
+    """
     return events_window().rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
 
 def peer_window(column: str) -> WindowSpec:
-    """Rows of a vehicle sharing `column` (a run id that grows with ts): same partitioning, no reshuffle."""
+    """Rows of a vehicle sharing `column` (a run id that grows with ts): same partitioning, no reshuffle.
+
+    Parameters
+    ----------
+    column : str
+        The run id column, e.g. 'stop_run' or 'trip_seq'.
+
+    Returns
+    -------
+    WindowSpec
+        Partitioned by vehicle_id, range of equal `column` values.
+    """
     return Window.partitionBy("vehicle_id").orderBy(column).rangeBetween(0, 0)
 
 
 def value_at_first(value: Column | str, order: str = "ts") -> Column:
-    """Aggregate: `value` at the smallest `order` among rows where value is not null."""
+    """Aggregate: `value` at the smallest `order` among rows where value is not null.
+
+    Parameters
+    ----------
+    value : Column or str
+        The value (column name or expression).
+    order : str
+        Column that orders the rows.
+
+    Returns
+    -------
+    Column
+        Aggregate expression; null when every value is null.
+    """
     v = F.col(value) if isinstance(value, str) else value
     return F.min(F.when(v.isNotNull(), F.struct(F.col(order).alias("o"), v.alias("v"))))["v"]
 
 
 def value_at_last(value: Column | str, order: str = "ts") -> Column:
+    """Aggregate: `value` at the largest `order` among rows where value is not null.
+
+    Parameters
+    ----------
+    value : Column or str
+        The value (column name or expression).
+    order : str
+        Column that orders the rows.
+
+    Returns
+    -------
+    Column
+        Aggregate expression; null when every value is null.
+    """
     v = F.col(value) if isinstance(value, str) else value
     return F.max(F.when(v.isNotNull(), F.struct(F.col(order).alias("o"), v.alias("v"))))["v"]
 
@@ -103,8 +154,20 @@ _OPTIONAL_POINT_COLUMNS = {"odometer_km": "double", "altitude_m": "double", "amb
 
 
 def usable_points(clean: DataFrame) -> DataFrame:
-    """Usable rows of silver.telematics_clean with the columns stops/trips/KPIs need (optional
-    sensor columns a narrower frame lacks are null)."""
+    """Usable rows of silver.telematics_clean with the columns stops/trips/KPIs need.
+
+    Optional sensor columns a narrower frame lacks are null.
+
+    Parameters
+    ----------
+    clean : DataFrame
+        silver.telematics_clean (is_usable and the POINT_COLUMNS).
+
+    Returns
+    -------
+    DataFrame
+        One row per usable sample, columns POINT_COLUMNS.
+    """
     cols = [F.col(c) if c in clean.columns or c not in _OPTIONAL_POINT_COLUMNS else F.lit(None).cast(_OPTIONAL_POINT_COLUMNS[c]).alias(c) for c in POINT_COLUMNS]
     return clean.where(F.col("is_usable")).select(*cols)
 
@@ -113,7 +176,19 @@ def parked_silence_limit_s(params: TripsConfig, heartbeat_s: Column | None = Non
     """Longest silence that can still be a parked period for a vehicle (s).
 
     max(parked_silence_factor x the device's heartbeat, parked_silence_min_minutes), at most
-    parked_silence_max_hours; without a heartbeat (no profile) the minimum."""
+    parked_silence_max_hours; without a heartbeat (no profile) the minimum.
+
+    Parameters
+    ----------
+    params : TripsConfig
+    heartbeat_s : Column, optional
+        The vehicle's heartbeat_interval_s (s); null or None: no profile.
+
+    Returns
+    -------
+    Column
+        The limit (s).
+    """
     floor = F.lit(params.parked_silence_min_minutes * 60.0)
     limit = floor if heartbeat_s is None else F.greatest(F.coalesce(heartbeat_s * params.parked_silence_factor, floor), floor)
     return F.least(limit, F.lit(params.parked_silence_max_hours * 3600.0))
@@ -136,6 +211,20 @@ def add_legs(points: DataFrame, params: TripsConfig, heartbeats: DataFrame | Non
     heartbeat_interval_s from silver.device_profiles). Any other silence is a `gap`: the device
     was silent, distance is not invented, trips end there. `leg_kind`: first | moving |
     stationary | parked | gap.
+
+    Parameters
+    ----------
+    points : DataFrame
+        `usable_points` rows (vehicle_id, ts, lat, lon, speed_kmh; soc_pct and altitude_m when present).
+    params : TripsConfig
+    heartbeats : DataFrame, optional
+        vehicle_id, heartbeat_interval_s (s) from silver.device_profiles (`common.silver.devices.heartbeats`);
+        None: every vehicle gets the minimum parked-silence limit.
+
+    Returns
+    -------
+    DataFrame
+        One row per sample: `points` with the columns listed above.
     """
     w = events_window()
     prev = F.lag(F.struct(F.col("ts").alias("ts"), F.col("lat").alias("lat"), F.col("lon").alias("lon"))).over(w)
@@ -187,6 +276,20 @@ def mark_stops(legs: DataFrame, params: TripsConfig) -> DataFrame:
 
     `stop_run` numbers the stationary runs of a vehicle (a moving sample carries the number of
     the run before it); `in_stop` marks samples of runs whose dwell reaches min_stop_minutes.
+
+    Parameters
+    ----------
+    legs : DataFrame
+        `add_legs` output (moving, leg_m in m, is_gap).
+    params : TripsConfig
+        stop_radius_m (m) and min_stop_minutes (min).
+
+    Returns
+    -------
+    DataFrame
+        One row per sample: `legs` with `stop_run`, `in_stop`, `is_arrival` (first sample of a
+        stop), `is_departure` (last sample) and `short_stop_start` (first sample of a stationary
+        run too short to be a stop).
     """
     w = events_window()
     stationary = ~F.col("moving")
@@ -209,7 +312,18 @@ def mark_stops(legs: DataFrame, params: TripsConfig) -> DataFrame:
 
 
 def stops_from_points(marked: DataFrame) -> DataFrame:
-    """One row per stop from `mark_stops` output (see `detect_stops` for the columns)."""
+    """One row per stop from `mark_stops` output (see `detect_stops` for the columns).
+
+    Parameters
+    ----------
+    marked : DataFrame
+        `mark_stops` output.
+
+    Returns
+    -------
+    DataFrame
+        One row per stop, columns as in `detect_stops`.
+    """
     return (
         marked.where("in_stop")
         .groupBy("vehicle_id", "stop_run")
@@ -257,6 +371,20 @@ def detect_stops(clean_df: DataFrame, params: TripsConfig, heartbeats: DataFrame
     Only usable rows count. A stop spanning midnight belongs to the local day it started on. A
     parked silence (see `add_legs`) is part of a stop: a device that sleeps while parked still
     stops where it parks.
+
+    Parameters
+    ----------
+    clean_df : DataFrame
+        silver.telematics_clean rows.
+    params : TripsConfig
+    heartbeats : DataFrame, optional
+        vehicle_id, heartbeat_interval_s (s) from silver.device_profiles (`common.silver.devices.heartbeats`);
+        None: every vehicle gets the minimum parked-silence limit.
+
+    Returns
+    -------
+    DataFrame
+        One row per stop with the columns above.
     """
     return usable_points(clean_df).transform(add_legs, params, heartbeats).transform(mark_stops, params).transform(stops_from_points)
 
@@ -270,6 +398,18 @@ def mark_trips(marked: DataFrame) -> DataFrame:
     A new trip starts at a stop's departure sample, after a data gap, and at a vehicle's first
     sample. The departure sample opens its trip (its incoming leg is still part of the stop);
     the arrival sample closes the previous one (its incoming leg is the trip's last).
+
+    Parameters
+    ----------
+    marked : DataFrame
+        `mark_stops` output.
+
+    Returns
+    -------
+    DataFrame
+        One row per sample: `marked` with `trip_seq` (trip number within the vehicle), `in_trip`,
+        `leg_in_trip` (the incoming leg counts for the trip) and `_start_reason`/`_end_reason`
+        (stop | gap | start_of_data / end_of_data).
     """
     w = events_window()
     first = F.col("prev_ts").isNull()
@@ -318,6 +458,21 @@ def trips_from_points(marked_trips: DataFrame, vehicles: DataFrame, params: Trip
     energy_kwh = (soc_start - soc_end) / 100 x battery_kwh (+-battery_kwh / 100 from integer
     SOC); altitude_gain_m/loss_m from the smoothed altitude; started_by/ended_by: stop | gap |
     start_of_data / end_of_data.
+
+    Parameters
+    ----------
+    marked_trips : DataFrame
+        `mark_trips` output (`trip_points`).
+    vehicles : DataFrame
+        bronze.vehicles: vehicle_id, model, vehicle_type, battery_kwh (kWh).
+    params : TripsConfig
+        min_trip_km (km): shorter trips, and trips of one sample, are dropped.
+
+    Returns
+    -------
+    DataFrame
+        silver.trips, one row per kept trip, columns TRIP_COLUMNS; timestamps `*_ts` UTC,
+        `start_ts_local` local time, lat/lon in degrees.
     """
     pts = marked_trips.where("in_trip")
     leg = F.col("leg_in_trip")
@@ -424,6 +579,21 @@ def segments_from_points(marked_trips: DataFrame, trips: DataFrame, params: Trip
     per segment, so use these as a noisy target or aggregate), local hour and day of week,
     vehicle model/type and battery_kwh. `is_full_length`: at least half of segment_km (a trip's
     last piece is usually shorter).
+
+    Parameters
+    ----------
+    marked_trips : DataFrame
+        `mark_trips` output (`trip_points`).
+    trips : DataFrame
+        `trips_from_points` output: only segments of these trips are kept.
+    params : TripsConfig
+        segment_km (km) and moving_speed_kmh (km/h).
+
+    Returns
+    -------
+    DataFrame
+        silver.segments, one row per trip and segment_no, columns SEGMENT_COLUMNS; start_ts and
+        end_ts UTC, local_date the trip's.
     """
     seg_m = params.segment_km * 1000.0
     legs = marked_trips.where("leg_in_trip")
@@ -544,5 +714,20 @@ SEGMENT_COLUMNS = (
 
 
 def trip_points(clean: DataFrame, params: TripsConfig, heartbeats: DataFrame | None = None) -> DataFrame:
-    """silver.telematics_clean -> usable samples with legs, stop marks and trip marks (one sort)."""
+    """silver.telematics_clean -> usable samples with legs, stop marks and trip marks (one sort).
+
+    Parameters
+    ----------
+    clean : DataFrame
+        silver.telematics_clean rows.
+    params : TripsConfig
+    heartbeats : DataFrame, optional
+        vehicle_id, heartbeat_interval_s (s) from silver.device_profiles (`common.silver.devices.heartbeats`);
+        None: every vehicle gets the minimum parked-silence limit.
+
+    Returns
+    -------
+    DataFrame
+        One row per usable sample with the columns of `add_legs`, `mark_stops` and `mark_trips`.
+    """
     return usable_points(clean).transform(add_legs, params, heartbeats).transform(mark_stops, params).transform(mark_trips)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,18 @@ ROLE_INNER, ROLE_HALO1, ROLE_HALO2 = 0, 1, 2
 
 
 def eps_radians(eps_m: float) -> float:
-    """DBSCAN eps for scikit-learn's haversine metric (radians on the unit sphere)."""
+    """DBSCAN eps for scikit-learn's haversine metric (radians on the unit sphere).
+
+    Parameters
+    ----------
+    eps_m : float
+        Radius, m.
+
+    Returns
+    -------
+    float
+        The same radius in radians (eps_m / EARTH_RADIUS_M).
+    """
     return eps_m / EARTH_RADIUS_M
 
 
@@ -80,10 +92,26 @@ def haversine_dbscan(
     min_samples: int,
     sample_weight: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Single-node DBSCAN labels (-1 = noise) of points in degrees; eps in metres.
+    """Single-node DBSCAN labels of points in degrees; eps in metres.
 
     scikit-learn DBSCAN(metric="haversine", algorithm="ball_tree") on radians; `min_samples`
     counts `sample_weight` (a grid cell standing for n points weighs n).
+
+    Parameters
+    ----------
+    lat, lon : numpy.ndarray
+        Positions, degrees WGS84.
+    eps_m : float
+        Neighbourhood radius, m.
+    min_samples : int
+        Weighted neighbour count (the point itself included) that makes a point core.
+    sample_weight : numpy.ndarray, optional
+        Weight per point; None weighs every point 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 label per point in input order: 0..k-1 in scikit-learn's order, -1 = noise.
     """
     from sklearn.cluster import DBSCAN
 
@@ -102,7 +130,20 @@ def _deg(metres: float) -> float:
 
 
 def lon_reach_deg(lat_deg: np.ndarray, dist_m: float) -> np.ndarray:
-    """Largest longitude difference (degrees) of a point within dist_m of a point at lat_deg."""
+    """Largest longitude difference (degrees) of a point within dist_m of a point at lat_deg.
+
+    Parameters
+    ----------
+    lat_deg : numpy.ndarray
+        Latitudes, degrees WGS84.
+    dist_m : float
+        Great-circle distance, m.
+
+    Returns
+    -------
+    numpy.ndarray
+        Longitude reach per latitude, degrees (90 where the distance reaches a pole).
+    """
     d = dist_m / EARTH_RADIUS_M
     ratio = np.sin(d) / np.maximum(np.cos(np.radians(lat_deg)), 1e-12)
     return np.degrees(np.arcsin(np.minimum(ratio, 1.0)))
@@ -110,34 +151,113 @@ def lon_reach_deg(lat_deg: np.ndarray, dist_m: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CellGrid:
-    """Rows of height cell_m; columns cell_m wide at each row's central latitude (degrees)."""
+    """Rows of height cell_m; columns cell_m wide at each row's central latitude (degrees).
+
+    Attributes
+    ----------
+    cell_m : float
+        Side of a cell, m.
+    """
 
     cell_m: float
 
     @property
     def dlat(self) -> float:
+        """Height of a row.
+
+        Returns
+        -------
+        float
+            cell_m in degrees of latitude.
+        """
         return _deg(self.cell_m)
 
     def dlon(self, row: np.ndarray) -> np.ndarray:
+        """Width of the cells of each row, degrees of longitude.
+
+        Parameters
+        ----------
+        row : numpy.ndarray
+            Row numbers (`row`).
+
+        Returns
+        -------
+        numpy.ndarray
+            cell_m at the row's central latitude (clipped to +-89 degrees), in degrees.
+        """
         centre = (np.asarray(row, dtype=float) + 0.5) * self.dlat
         return self.dlat / np.maximum(np.cos(np.radians(np.clip(centre, -89.0, 89.0))), 1e-6)
 
     def row(self, lat: np.ndarray) -> np.ndarray:
+        """Row of each latitude.
+
+        Parameters
+        ----------
+        lat : numpy.ndarray
+            Latitudes, degrees WGS84.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 row numbers (floor(lat / dlat)).
+        """
         return np.floor(np.asarray(lat) / self.dlat).astype(np.int64)
 
     def col(self, lon: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """Column of each longitude within its row.
+
+        Parameters
+        ----------
+        lon : numpy.ndarray
+            Longitudes, degrees WGS84.
+        row : numpy.ndarray
+            Row of each point (`row`).
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 column numbers (floor(lon / dlon(row))).
+        """
         return np.floor(np.asarray(lon) / self.dlon(row)).astype(np.int64)
 
 
 def cell_key(row: np.ndarray, col: np.ndarray) -> np.ndarray:
-    """One non-negative int64 per (row, col) cell: offset row in the high bits, offset col in the low 32."""
+    """One non-negative int64 per (row, col) cell: offset row in the high bits, offset col in the low 32.
+
+    Parameters
+    ----------
+    row, col : numpy.ndarray
+        Cell rows and columns (`CellGrid.row` / `CellGrid.col`).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 cell key per (row, col) pair.
+    """
     return (np.asarray(row, dtype=np.int64) + (1 << 30)) * (1 << 32) + (np.asarray(col, dtype=np.int64) + (1 << 31))
 
 
 def assign_cells(point_id: np.ndarray, lat: np.ndarray, lon: np.ndarray, weight: np.ndarray, eps_m: float, cell_m: float) -> pd.DataFrame:
     """Copies of each point: its home cell (role 0) and halo cells within 2 x eps (roles 1, 2).
 
-    Returns columns cell, point_id, lat, lon, weight, role.
+    Parameters
+    ----------
+    point_id : numpy.ndarray
+        int64 point ids.
+    lat, lon : numpy.ndarray
+        Positions, degrees WGS84.
+    weight : numpy.ndarray
+        Sample weight per point.
+    eps_m : float
+        DBSCAN radius, m.
+    cell_m : float
+        Side of a partition cell, m (at least 4 x eps_m).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (point, cell) copy, all home copies first: cell (`cell_key`), point_id, lat,
+        lon, weight, role (ROLE_INNER, ROLE_HALO1 within eps of the cell, ROLE_HALO2 within 2 x eps).
     """
     grid = CellGrid(cell_m)
     lat = np.asarray(lat, dtype=float)
@@ -188,9 +308,21 @@ def assign_cells(point_id: np.ndarray, lat: np.ndarray, lon: np.ndarray, weight:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class CellResult:
-    is_core: np.ndarray  # bool per point (exact for roles 0/1 and for points of dense sub-cells)
-    local: np.ndarray  # int local cluster per core point, -1 otherwise
-    candidates: list[np.ndarray]  # per point: local clusters of core neighbours (inner non-core only)
+    """What `cluster_cell` finds for the points of one cell, one entry per point in input order.
+
+    Attributes
+    ----------
+    is_core : numpy.ndarray
+        bool per point (exact for roles 0/1 and for points of dense sub-cells).
+    local : numpy.ndarray
+        int64 local cluster per core point, -1 otherwise.
+    candidates : list of numpy.ndarray
+        Per point: local clusters of its core neighbours (inner non-core points only; empty otherwise).
+    """
+
+    is_core: np.ndarray
+    local: np.ndarray
+    candidates: list[np.ndarray]
 
 
 class _UnionFind:
@@ -200,6 +332,18 @@ class _UnionFind:
         self.parent = parent
 
     def find(self, a: int) -> int:
+        """Root of `a`'s component (halving the path on the way).
+
+        Parameters
+        ----------
+        a : int
+            Node.
+
+        Returns
+        -------
+        int
+            The root node.
+        """
         p = self.parent
         while p[a] != a:
             p[a] = p[p[a]]
@@ -207,6 +351,13 @@ class _UnionFind:
         return a
 
     def union(self, a: int, b: int) -> None:
+        """Merge the components of `a` and `b`; the smaller root becomes the root.
+
+        Parameters
+        ----------
+        a, b : int
+            Nodes.
+        """
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
@@ -227,9 +378,25 @@ def cluster_cell(
     Neighbour lists are only ever built where they are short: weighted counts of points with
     fewer than ~min_samples neighbours, border points (non-core: < min_samples neighbours) and
     core points of sub-cells holding fewer than `_BIG_SUBCELL` core points.
-    """
-    from sklearn.neighbors import BallTree
 
+    Parameters
+    ----------
+    lat, lon : numpy.ndarray
+        Positions of the cell's point copies, degrees WGS84.
+    weight : numpy.ndarray
+        Sample weight per point (points it stands for).
+    role : numpy.ndarray
+        ROLE_INNER, ROLE_HALO1 or ROLE_HALO2 per point (see `assign_cells`).
+    eps_m : float
+        DBSCAN radius, m.
+    min_samples : float
+        Weighted neighbour count (the point itself included) that makes a point core.
+
+    Returns
+    -------
+    CellResult
+        One entry per input point, in input order.
+    """
     n = len(lat)
     lat = np.asarray(lat, dtype=float)
     lon = np.asarray(lon, dtype=float)
@@ -238,6 +405,47 @@ def cluster_cell(
     X = np.radians(np.column_stack([lat, lon]))
     eps = eps_radians(eps_m)
 
+    sub = _subcells(lat, lon, weight, eps_m, min_samples)
+    is_core = _core_flags(X, weight, role, sub.in_dense, eps, min_samples)
+
+    local = np.full(n, -1, dtype=np.int64)
+    core_idx = np.flatnonzero(is_core)
+    if len(core_idx) == 0:
+        return CellResult(is_core, local, [_EMPTY] * n)
+
+    nodes = _core_nodes(sub.of_point[core_idx])
+    uf = _link_small_nodes(X, core_idx, nodes, eps)
+    _link_big_nodes(uf, X, lat, core_idx, nodes, sub, eps_m, eps)
+    # local cluster of a core point: its node's component, numbered 0..k-1 in root order
+    roots = np.array([uf.find(k) for k in range(len(nodes.subs))])
+    _, local_of_node = np.unique(roots, return_inverse=True)
+    local[core_idx] = local_of_node.ravel()[nodes.of_core]
+
+    candidates = _border_candidates(X, role, is_core, core_idx, local, eps)
+    return CellResult(is_core, local, candidates)
+
+
+class _SubCells(NamedTuple):
+    """Sub-cells of one cell: side in degrees, (row, col) per sub-cell, sub-cell of each point, point in a dense sub-cell."""
+
+    s_lat: float
+    s_lon: float
+    keys: np.ndarray
+    of_point: np.ndarray
+    in_dense: np.ndarray
+
+
+class _Nodes(NamedTuple):
+    """One node per sub-cell holding core points: its sub-cell, the node of each core point, core points per node, big flag."""
+
+    subs: np.ndarray
+    of_core: np.ndarray
+    core_count: np.ndarray
+    big: np.ndarray
+
+
+def _subcells(lat: np.ndarray, lon: np.ndarray, weight: np.ndarray, eps_m: float, min_samples: float) -> _SubCells:
+    """Sub-cells with diagonal < eps and which points lie in one holding at least min_samples weight."""
     # Sub-cells with diagonal < eps (degrees; longitude width set at the smallest |lat| present,
     # where a degree of longitude is longest, so no sub-cell is wider than its side anywhere).
     side_m = _SUBCELL_SHARE * eps_m / math.sqrt(2.0)
@@ -250,9 +458,14 @@ def cluster_cell(
     n_sub = len(sub_keys)
     sub_weight = np.bincount(sub_id, weights=weight, minlength=n_sub)
     in_dense = (sub_weight >= min_samples)[sub_id]
+    return _SubCells(s_lat, s_lon, sub_keys, sub_id, in_dense)
 
-    # 1) core flags: points of dense sub-cells are core (every point of the sub-cell is within
-    # eps); the other points within eps of the cell are counted with the BallTree.
+
+def _core_flags(X: np.ndarray, weight: np.ndarray, role: np.ndarray, in_dense: np.ndarray, eps: float, min_samples: float) -> np.ndarray:
+    """Step 1, core flags: points of dense sub-cells are core (every point of the sub-cell is within
+    eps); the other points within eps of the cell are counted with the BallTree."""
+    from sklearn.neighbors import BallTree
+
     is_core = in_dense.copy()
     ask = np.flatnonzero((role <= ROLE_HALO1) & ~in_dense)
     if len(ask):
@@ -270,49 +483,62 @@ def cluster_cell(
                 for idx, nb in _neighbours(tree_all, X, maybe, eps):
                     np.add.at(sums, np.searchsorted(maybe, idx), weight[nb])
                 is_core[maybe] = sums >= min_samples
+    return is_core
 
-    local = np.full(n, -1, dtype=np.int64)
-    candidates: list[np.ndarray] = [_EMPTY] * n
-    core_idx = np.flatnonzero(is_core)
-    if len(core_idx) == 0:
-        return CellResult(is_core, local, candidates)
 
-    # 2) connectivity. Core points sharing a sub-cell are within eps of each other: one node per
-    # sub-cell holding core points. Nodes are linked when two of their core points are within eps.
-    core_sub = sub_id[core_idx]
+def _core_nodes(core_sub: np.ndarray) -> _Nodes:
+    """Step 2, connectivity nodes: core points sharing a sub-cell are within eps of each other, so
+    one node per sub-cell holding core points (`core_sub`: sub-cell of each core point). Nodes are
+    linked when two of their core points are within eps (`_link_small_nodes`, `_link_big_nodes`)."""
     node_subs, node_of_core = np.unique(core_sub, return_inverse=True)
     node_of_core = node_of_core.ravel()
     n_nodes = len(node_subs)
     core_per_node = np.bincount(node_of_core, minlength=n_nodes)
     big = core_per_node >= _BIG_SUBCELL
-    # (a) core points of small nodes: neighbour lists among small-node core points (short)
-    small_pts = np.flatnonzero(~big[node_of_core])
+    return _Nodes(node_subs, node_of_core, core_per_node, big)
+
+
+def _link_small_nodes(X: np.ndarray, core_idx: np.ndarray, nodes: _Nodes, eps: float) -> _UnionFind:
+    """Step 2a: nodes linked through core points of small nodes (neighbour lists among small-node
+    core points: short); the union-find is seeded with the resulting components."""
+    from sklearn.neighbors import BallTree
+
+    n_nodes = len(nodes.subs)
+    small_pts = np.flatnonzero(~nodes.big[nodes.of_core])
     edge_a: list[np.ndarray] = []
     edge_b: list[np.ndarray] = []
     if len(small_pts) > 1:
         small_tree = BallTree(X[core_idx[small_pts]], metric="haversine")
         for idx, nb in _neighbours(small_tree, X[core_idx], small_pts, eps):
-            edge_a.append(node_of_core[idx])
-            edge_b.append(node_of_core[small_pts[nb]])
+            edge_a.append(nodes.of_core[idx])
+            edge_b.append(nodes.of_core[small_pts[nb]])
     comp = _components(n_nodes, edge_a, edge_b)
     first_of_comp = np.full(comp.max() + 1, n_nodes, dtype=np.int64)
     np.minimum.at(first_of_comp, comp, np.arange(n_nodes))
-    uf = _UnionFind(first_of_comp[comp].copy())
-    # (b) every big node against the nodes its eps reach can touch: one count-only query of the
-    # smaller node's core points against the larger node's tree, skipped when already connected.
+    return _UnionFind(first_of_comp[comp].copy())
+
+
+def _link_big_nodes(uf: _UnionFind, X: np.ndarray, lat: np.ndarray, core_idx: np.ndarray, nodes: _Nodes, sub: _SubCells, eps_m: float, eps: float) -> None:
+    """Step 2b: every big node against the nodes its eps reach can touch (unions into `uf`): one
+    count-only query of the smaller node's core points against the larger node's tree, skipped
+    when already connected."""
+    from sklearn.neighbors import BallTree
+
+    big, core_per_node = nodes.big, nodes.core_count
+    n_nodes = len(nodes.subs)
     if big.any():
-        k_lat = int(math.ceil(_deg(eps_m) / s_lat)) + 1
-        k_lon = int(math.ceil(float(np.max(lon_reach_deg(lat, eps_m))) / s_lon)) + 1
-        lookup = {(int(r), int(c)): k for k, (r, c) in enumerate(sub_keys[node_subs])}
-        order = np.argsort(node_of_core, kind="stable")
-        bounds = np.searchsorted(node_of_core[order], np.arange(n_nodes + 1))
+        k_lat = int(math.ceil(_deg(eps_m) / sub.s_lat)) + 1
+        k_lon = int(math.ceil(float(np.max(lon_reach_deg(lat, eps_m))) / sub.s_lon)) + 1
+        lookup = {(int(r), int(c)): k for k, (r, c) in enumerate(sub.keys[nodes.subs])}
+        order = np.argsort(nodes.of_core, kind="stable")
+        bounds = np.searchsorted(nodes.of_core[order], np.arange(n_nodes + 1))
         trees: dict[int, BallTree] = {}
 
         def members(k: int) -> np.ndarray:
             return core_idx[order[bounds[k] : bounds[k + 1]]]
 
         for a in np.flatnonzero(big):
-            r, c = (int(v) for v in sub_keys[node_subs[a]])
+            r, c = (int(v) for v in sub.keys[nodes.subs[a]])
             for dr in range(-k_lat, k_lat + 1):
                 for dc in range(-k_lon, k_lon + 1):
                     b = lookup.get((r + dr, c + dc))
@@ -324,12 +550,14 @@ def cluster_cell(
                     hits = trees[large].query_radius(X[members(small)], r=eps, count_only=True)
                     if np.any(hits > 0):
                         uf.union(a, b)
-    roots = np.array([uf.find(k) for k in range(n_nodes)])
-    _, local_of_node = np.unique(roots, return_inverse=True)
-    local[core_idx] = local_of_node.ravel()[node_of_core]
 
-    # 3) border candidates of inner non-core points (non-core: fewer than min_samples
-    # neighbours, so the lists are short): local clusters of their core neighbours.
+
+def _border_candidates(X: np.ndarray, role: np.ndarray, is_core: np.ndarray, core_idx: np.ndarray, local: np.ndarray, eps: float) -> list[np.ndarray]:
+    """Step 3, border candidates of inner non-core points (non-core: fewer than min_samples
+    neighbours, so the lists are short): local clusters of their core neighbours."""
+    from sklearn.neighbors import BallTree
+
+    candidates: list[np.ndarray] = [_EMPTY] * len(X)
     border = np.flatnonzero((role == ROLE_INNER) & ~is_core)
     if len(border):
         core_tree = BallTree(X[core_idx], metric="haversine")
@@ -338,7 +566,7 @@ def cluster_cell(
             cuts = np.flatnonzero(np.diff(pairs[:, 0])) + 1
             for grp in np.split(pairs, cuts):
                 candidates[int(grp[0, 0])] = grp[:, 1]
-    return CellResult(is_core, local, candidates)
+    return candidates
 
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -395,6 +623,18 @@ RESULT_SCHEMA = "point_id long, cluster_id long, is_core boolean"
 
 def _copies_fn(eps_m: float, cell_m: float):
     def fn(batches):
+        """mapInPandas body: `assign_cells` per batch.
+
+        Parameters
+        ----------
+        batches : iterator of pandas.DataFrame
+            point_id, lat, lon (degrees), weight.
+
+        Yields
+        ------
+        pandas.DataFrame
+            _COPY_SCHEMA rows: one per (point, cell) copy.
+        """
         for pdf in batches:
             if len(pdf) == 0:
                 continue
@@ -414,6 +654,18 @@ def _copies_fn(eps_m: float, cell_m: float):
 
 def _cell_fn(eps_m: float, min_samples: float):
     def fn(pdf: pd.DataFrame) -> pd.DataFrame:
+        """applyInPandas body: `cluster_cell` on the copies of one cell.
+
+        Parameters
+        ----------
+        pdf : pandas.DataFrame
+            _COPY_SCHEMA rows of one cell.
+
+        Returns
+        -------
+        pandas.DataFrame
+            _CELL_SCHEMA rows: every inner copy, and the halo copies that are core.
+        """
         res = cluster_cell(pdf["lat"].to_numpy(), pdf["lon"].to_numpy(), pdf["weight"].to_numpy(), pdf["role"].to_numpy(), eps_m, min_samples)
         role = pdf["role"].to_numpy()
         # inner points always; halo copies only when core (they link local clusters across cells)
@@ -442,15 +694,38 @@ def distributed_dbscan(
 ) -> DataFrame:
     """Exact DBSCAN of `points` (point_id long unique, lat, lon in degrees[, weight]).
 
-    Returns one row per point: point_id, cluster_id (the smallest core point_id of its cluster;
-    -1 = noise), is_core. Equal to scikit-learn DBSCAN(eps=eps_m / R, min_samples,
-    metric="haversine") on the points ordered by point_id, with sample_weight = weight_col.
-    `cell_m` (>= 4 x eps_m) sets the partition cells: bigger cells mean fewer halo copies and
-    fewer, larger tasks. The result is persisted (call `.unpersist()` when done with it).
+    Equal to scikit-learn DBSCAN(eps=eps_m / R, min_samples, metric="haversine") on the points
+    ordered by point_id, with sample_weight = weight_col. The result is persisted (call
+    `.unpersist()` when done with it).
 
     Spark work: one shuffle by cell (the per-cell clustering), two small aggregations collected
     to the driver (links between local clusters, smallest inner core point of each local
     cluster), and a narrow mapInPandas that writes the final labels.
+
+    Parameters
+    ----------
+    points : DataFrame
+        point_id (long, unique), lat, lon (degrees WGS84) and the `weight_col` column if given.
+    eps_m : float
+        DBSCAN radius, m.
+    min_samples : float
+        Weighted neighbour count (the point itself included) that makes a point core.
+    cell_m : float
+        Side of the partition cells, m (>= 4 x eps_m): bigger cells mean fewer halo copies and
+        fewer, larger tasks.
+    weight_col : str, optional
+        Column of `points` holding the sample weight; None weighs every point 1.
+
+    Returns
+    -------
+    DataFrame
+        One row per point: point_id, cluster_id (the smallest core point_id of its cluster;
+        -1 = noise), is_core.
+
+    Raises
+    ------
+    ValueError
+        If cell_m < 4 x eps_m (the halo would not fit in a cell).
     """
     if cell_m < 4 * eps_m:
         raise ValueError(f"cell_m ({cell_m}) must be at least 4 x eps_m ({eps_m}): halos are 2 x eps wide")
@@ -485,6 +760,18 @@ def _label_fn(broadcast_clusters):
     `broadcast_clusters`: a Spark broadcast of {cell: cluster id of each local cluster (array)}."""
 
     def fn(batches):
+        """mapInPandas body: label the inner rows of each batch.
+
+        Parameters
+        ----------
+        batches : iterator of pandas.DataFrame
+            _CELL_SCHEMA rows of inner copies.
+
+        Yields
+        ------
+        pandas.DataFrame
+            RESULT_SCHEMA rows: point_id, cluster_id (-1 = noise), is_core.
+        """
         cluster_of = broadcast_clusters.value
         for pdf in batches:
             if len(pdf) == 0:
@@ -545,7 +832,18 @@ def _merge_local_clusters(links, firsts) -> dict[int, np.ndarray]:
 
 
 def dense_labels(cluster_id: pd.Series | np.ndarray) -> np.ndarray:
-    """Cluster ids (smallest core point_id, -1 noise) -> 0..k-1 in id order, -1 kept: sklearn's numbering."""
+    """Cluster ids (smallest core point_id, -1 noise) -> 0..k-1 in id order, -1 kept: sklearn's numbering.
+
+    Parameters
+    ----------
+    cluster_id : pandas.Series or numpy.ndarray
+        `distributed_dbscan` cluster ids.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 label per input row, as `haversine_dbscan` numbers them.
+    """
     ids = np.asarray(cluster_id)
     out = np.full(len(ids), -1, dtype=np.int64)
     mask = ids >= 0
@@ -559,6 +857,18 @@ def grid_cell(lat: str | F.Column, lon: str | F.Column, cell_m: float) -> tuple[
 
     Rows are cell_m high; columns cell_m wide at the row's central latitude, so cells stay square
     at any latitude.
+
+    Parameters
+    ----------
+    lat, lon : str or Column
+        Latitude and longitude, degrees WGS84 (column names or expressions).
+    cell_m : float
+        Side of a cell, m.
+
+    Returns
+    -------
+    tuple of Column
+        (row, col), both long; null where lat or lon is null.
     """
     lat_c = F.col(lat) if isinstance(lat, str) else lat
     lon_c = F.col(lon) if isinstance(lon, str) else lon

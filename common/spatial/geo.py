@@ -17,7 +17,18 @@ EARTH_RADIUS_M = 6_371_008.8
 
 
 def haversine_np(lat1, lon1, lat2, lon2):
-    """`haversine_m` for numpy arrays / scalars (metres; NaN where an input is NaN)."""
+    """`haversine_m` for numpy arrays / scalars.
+
+    Parameters
+    ----------
+    lat1, lon1, lat2, lon2 : float or numpy.ndarray
+        Positions, degrees WGS84 (broadcast against each other).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Great-circle distance, m; NaN where an input is NaN.
+    """
     p1, p2 = np.radians(lat1), np.radians(lat2)
     a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(np.asarray(lon2) - np.asarray(lon1)) / 2) ** 2
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
@@ -36,6 +47,16 @@ def haversine_m(lat1: Column | str, lon1: Column | str, lat2: Column | str, lon2
     Why not Sedona's ST_DistanceSphere: it gives the same numbers (a test checks that) but needs two
     point geometries built per row; on the window-function hot path of cleaning (10 M rows, several
     distances per row) plain arithmetic on doubles avoids that allocation and stays vectorisable.
+
+    Parameters
+    ----------
+    lat1, lon1, lat2, lon2 : Column or str
+        Positions, degrees WGS84 (columns or column names).
+
+    Returns
+    -------
+    Column
+        Distance, m (double).
     """
     phi1 = F.radians(_col(lat1))
     phi2 = F.radians(_col(lat2))

@@ -36,6 +36,25 @@ def coarsen_location(df: DataFrame, cell_m: float, lat_col: str = "lat", lon_col
 
     Other columns pass through; nulls stay null. A 1 km cell puts a home somewhere in ~1 km2,
     shared with the neighbourhood, instead of on its doorstep.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Any rows with `lat_col` and `lon_col` (degrees WGS84).
+    cell_m : float
+        Side of a grid cell, m (> 0).
+    lat_col, lon_col : str
+        Names of the position columns.
+
+    Returns
+    -------
+    DataFrame
+        `df`, same rows and columns, with the positions replaced by their cell centres (degrees).
+
+    Raises
+    ------
+    ValueError
+        If cell_m is not positive.
     """
     if cell_m <= 0:
         raise ValueError("cell_m must be positive")
@@ -44,7 +63,20 @@ def coarsen_location(df: DataFrame, cell_m: float, lat_col: str = "lat", lon_col
 
 
 def coarsen_point(lat: float | None, lon: float | None, cell_m: float) -> tuple[float | None, float | None]:
-    """The same grid for one point (logs, printed tables)."""
+    """The same grid for one point (logs, printed tables).
+
+    Parameters
+    ----------
+    lat, lon : float or None
+        Position, degrees WGS84.
+    cell_m : float
+        Side of a grid cell, m.
+
+    Returns
+    -------
+    tuple of float or None
+        (lat, lon) of the cell centre, degrees; (None, None) when lat or lon is None.
+    """
     if lat is None or lon is None:
         return None, None
     dlat = cell_m * _DEG_PER_M
@@ -54,15 +86,50 @@ def coarsen_point(lat: float | None, lon: float | None, cell_m: float) -> tuple[
 
 
 def withhold_where(df: DataFrame, condition: Column, lat_col: str = "lat", lon_col: str = "lon") -> DataFrame:
-    """Null `lat_col`/`lon_col` on the rows where `condition` holds. For vehicle-level rows outside
-    the restricted store: a coarsened home still lands within a few hundred metres of the door (a
-    1 km cell's centre is ~380 m away on average), so private places leave no position at all."""
+    """Null `lat_col`/`lon_col` on the rows where `condition` holds.
+
+    For vehicle-level rows outside the restricted store: a coarsened home still lands within a few
+    hundred metres of the door (a 1 km cell's centre is ~380 m away on average), so private places
+    leave no position at all.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Any rows with `lat_col` and `lon_col`.
+    condition : Column
+        Boolean; null counts as false.
+    lat_col, lon_col : str
+        Names of the position columns.
+
+    Returns
+    -------
+    DataFrame
+        `df`, same rows and columns, positions null where `condition` holds.
+    """
     hit = F.coalesce(condition, F.lit(False))
     return df.withColumn(lat_col, F.when(~hit, F.col(lat_col))).withColumn(lon_col, F.when(~hit, F.col(lon_col)))
 
 
 def coarsen_where(df: DataFrame, condition: Column, cell_m: float, lat_col: str = "lat", lon_col: str = "lon") -> DataFrame:
-    """`coarsen_location` on the rows where `condition` holds (e.g. charging sites of kind home)."""
+    """`coarsen_location` on the rows where `condition` holds (e.g. charging sites of kind home).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Any rows with `lat_col` and `lon_col` (degrees WGS84).
+    condition : Column
+        Boolean; null counts as false.
+    cell_m : float
+        Side of a grid cell, m.
+    lat_col, lon_col : str
+        Names of the position columns.
+
+    Returns
+    -------
+    DataFrame
+        `df`, same rows and columns, positions replaced by their cell centres (degrees) where
+        `condition` holds.
+    """
     lat, lon = _cell_centre(F.col(lat_col), F.col(lon_col), cell_m)
     hit = F.coalesce(condition, F.lit(False))
     return (

@@ -1,0 +1,1 @@
+"""Synthetic EV fleet and charging network with ground truth (`generator`): the pipeline's embedded default input."""

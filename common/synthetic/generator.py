@@ -53,6 +53,44 @@ KMH = 1 / 3.6
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class VehicleModel:
+    """A vehicle model and the parameters of its energy physics.
+
+    Attributes
+    ----------
+    name : str
+        Make and model.
+    vehicle_type : str
+        two_wheeler | three_wheeler | car | van.
+    battery_kwh : float
+        Usable battery capacity (kWh).
+    mass_kg : float
+        Loaded mass (kg).
+    cda_m2 : float
+        Drag coefficient x frontal area (m2).
+    crr : float
+        Rolling resistance coefficient.
+    drivetrain_eff : float
+        Battery -> wheel efficiency (fraction 0-1).
+    regen_eff : float
+        Wheel -> battery efficiency when braking (fraction 0-1).
+    aux_kw : float
+        Base auxiliary load (kW).
+    hvac_kw_per_deg : float
+        HVAC load per degC away from 21 degC (kW).
+    max_ac_kw : float
+        On-board charger limit (kW).
+    max_dc_kw : float
+        DC fast-charge limit (kW); 0 = cannot DC charge.
+    cruise_kmh : float
+        Typical urban cruise speed (km/h).
+    max_kmh : float
+        Top speed (km/h).
+    share : float
+        Share of the fleet (weights, normalised over the region's models).
+    typical_wh_km : float, optional
+        Drivers' rule of thumb (Wh/km); None = TYPICAL_WH_PER_KM of the type.
+    """
+
     name: str
     vehicle_type: str
     battery_kwh: float
@@ -157,13 +195,38 @@ def _seed(*parts: object) -> int:
 # Geometry helpers (numpy; the Spark side uses common.spatial.geo)
 # ----------------------------------------------------------------------------------------------
 def offset_m(lat: np.ndarray | float, lon: np.ndarray | float, north_m, east_m):
-    """Move a point by metres north/east (local tangent plane; fine for < 50 km)."""
+    """Move a point by metres north/east (local tangent plane; fine for < 50 km).
+
+    Parameters
+    ----------
+    lat, lon : numpy.ndarray or float
+        Start position (degrees WGS84).
+    north_m, east_m : numpy.ndarray or float
+        Offsets (m); arrays broadcast against the position.
+
+    Returns
+    -------
+    tuple
+        (lat, lon) of the moved point(s) (degrees).
+    """
     dlat = np.asarray(north_m) / EARTH_RADIUS_M
     dlon = np.asarray(east_m) / (EARTH_RADIUS_M * np.cos(np.radians(lat)))
     return lat + np.degrees(dlat), lon + np.degrees(dlon)
 
 
 def bearing_np(lat1, lon1, lat2, lon2):
+    """Initial great-circle bearing from point 1 to point 2 (vectorised).
+
+    Parameters
+    ----------
+    lat1, lon1, lat2, lon2 : numpy.ndarray or float
+        Positions (degrees WGS84).
+
+    Returns
+    -------
+    numpy.ndarray or float
+        Bearing in degrees clockwise from north, in [0, 360).
+    """
     p1, p2 = np.radians(lat1), np.radians(lat2)
     dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
     x = np.sin(dl) * np.cos(p2)
@@ -172,13 +235,41 @@ def bearing_np(lat1, lon1, lat2, lon2):
 
 
 def terrain_altitude_m(lat, lon):
-    """Smooth synthetic terrain around ~215 m (Delhi ridge scale: +-30 m over a few km)."""
+    """Smooth synthetic terrain around ~215 m (Delhi ridge scale: +-30 m over a few km).
+
+    Parameters
+    ----------
+    lat, lon : numpy.ndarray or float
+        Positions (degrees WGS84).
+
+    Returns
+    -------
+    numpy.ndarray
+        Altitude (m), same shape as the inputs.
+    """
     lat = np.asarray(lat)
     lon = np.asarray(lon)
     return 215 + 18 * np.sin(lat * 95.0) * np.cos(lon * 80.0) + 9 * np.sin(lat * 260.0 + lon * 170.0)
 
 
 def random_in_disk(rng: np.random.Generator, lat0, lon0, radius_m, n):
+    """Random points spread uniformly over a disk.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    lat0, lon0 : float
+        Centre (degrees WGS84).
+    radius_m : float
+        Radius (m).
+    n : int
+        Number of points.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        (lat, lon) arrays of `n` positions (degrees).
+    """
     r = radius_m * np.sqrt(rng.random(n))
     th = rng.random(n) * 2 * np.pi
     return offset_m(lat0, lon0, r * np.cos(th), r * np.sin(th))
@@ -189,6 +280,32 @@ def random_in_disk(rng: np.random.Generator, lat0, lon0, radius_m, n):
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class World:
+    """The small world state built on the driver (`build_world`); everything else is simulated from it.
+
+    Attributes
+    ----------
+    gcfg : GeneratorConfig
+    region : Region
+    timezone : str
+        IANA zone of the simulated days.
+    hotspots : pandas.DataFrame
+        One row per shared place: hotspot_id, name, kind, lat, lon (degrees), radius_m (m), popularity (sums to 1).
+    stations : pandas.DataFrame
+        One row per station (AFDC-like): station_id, lat, lon (degrees), status (E/T/P), access, power_kw (kW), ...
+    ports : pandas.DataFrame
+        One row per port of the stations that exist: station_id, charger_id, port_id, is_dc, power_kw (kW).
+    outages : pandas.DataFrame
+        One row per port outage: station_id, port_id, start, end (UTC epoch s), cause (fault | maintenance |
+        offline), excluded (from uptime), error_code.
+    vehicles : pandas.DataFrame
+        One row per vehicle: ids, model, battery_kwh (kWh), home_lat/home_lon (degrees), profile, device_mode,
+        heartbeat_s (s) and the driver's behaviour.
+    day_temp_offsets : numpy.ndarray
+        Ambient temperature offset of each day (degC).
+    day_midnights : numpy.ndarray
+        Local midnights as UTC epoch seconds, days + 1 entries (`day_midnights_utc`).
+    """
+
     gcfg: GeneratorConfig
     region: Region
     timezone: str
@@ -455,6 +572,15 @@ class _Trace:
         self.parts: dict[str, list] = {c: [] for c in self.COLS}
 
     def add(self, **cols):
+        """Append n true samples.
+
+        Parameters
+        ----------
+        **cols : numpy.ndarray or scalar
+            Columns of COLS: `t` (UTC epoch s) is an array and sets n; the others are arrays of n
+            values or one value for all (str and None stored as object, numbers as float). Units:
+            lat/lon degrees, speed km/h, soc %, energy kWh, dist km.
+        """
         n = len(cols["t"])
         for c in self.COLS:
             v = cols.get(c)
@@ -464,11 +590,25 @@ class _Trace:
                 self.parts[c].append(np.full(n, v, dtype=object if isinstance(v, str) or v is None else float))
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The samples added so far.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Column of COLS -> all its values in the order added (empty when nothing was added).
+        """
         return {c: (np.concatenate(v) if v else np.zeros(0)) for c, v in self.parts.items()}
 
 
 class VehicleSim:
-    """Simulates one vehicle over all days; state carried between activities."""
+    """Simulates one vehicle over all days; state carried between activities.
+
+    Parameters
+    ----------
+    v : pandas.Series
+        The vehicle's row of `World.vehicles`, vehicle_id included.
+    world : World
+    """
 
     def __init__(self, v: pd.Series, world: World):
         self.v = v
@@ -493,6 +633,18 @@ class VehicleSim:
 
     # ---- ambient temperature (same weather for the whole fleet) ----
     def temp_at(self, t: np.ndarray) -> np.ndarray:
+        """Ambient temperature: the region's mean, the day's offset and a daily cycle peaking at 15:00 local.
+
+        Parameters
+        ----------
+        t : numpy.ndarray
+            Instants (UTC epoch s).
+
+        Returns
+        -------
+        numpy.ndarray
+            Temperature (degC) at each instant.
+        """
         day = np.clip(((t - self.w.day_midnights[0]) // 86400).astype(int), 0, self.g.days - 1)
         hour = ((t - self.w.day_midnights[day]) / 3600.0) % 24
         r = self.w.region
@@ -502,7 +654,19 @@ class VehicleSim:
     def park_until(self, t_end: float, charge_kw: float = 0.0, target_soc: float = 100.0, attempt_id: str | None = None):
         """Heartbeats every parked_interval_s at the current place; charges if charge_kw > 0.
 
-        `attempt_id` marks a failed charging attempt (at a station whose ports are all down)."""
+        `attempt_id` marks a failed charging attempt (at a station whose ports are all down).
+
+        Parameters
+        ----------
+        t_end : float
+            Leave at this instant (UTC epoch s); nothing happens when it is not after the current time.
+        charge_kw : float
+            Charging power (kW); 0 = no charging.
+        target_soc : float
+            Stop charging at this SOC (%).
+        attempt_id : str, optional
+            Charge id of a failed attempt; its samples get state 'failed_attempt'.
+        """
         if t_end <= self.t:
             return
         step = self.g.parked_interval_s
@@ -550,7 +714,17 @@ class VehicleSim:
 
     # ---- driving ----
     def drive_to(self, lat2: float, lon2: float, place: str, speed_factor: float = 1.0):
-        """Drive along a bent polyline to (lat2, lon2); samples every 30-60 s; physics energy."""
+        """Drive along a bent polyline to (lat2, lon2); samples every 30-60 s; physics energy.
+
+        Parameters
+        ----------
+        lat2, lon2 : float
+            Destination (degrees WGS84); closer than 30 m: no trip, only the place changes.
+        place : str
+            Place id at the destination (HOME-<vid>, AWAY-<vid>, hotspot id, station id or RND-...).
+        speed_factor : float
+            Multiplies the model's cruise speed.
+        """
         straight = float(haversine_np(self.lat, self.lon, lat2, lon2))
         if straight < 30:
             self.place = place
@@ -622,7 +796,27 @@ class VehicleSim:
         self.t, self.lat, self.lon, self.soc, self.place = float(t[-1]), lat2, lon2, float(soc[-1]), place
 
     def energy_kwh(self, v, v_prev, dt, ds, dz, temp) -> np.ndarray:
-        """Battery energy per interval (kWh): traction with regen + auxiliary/HVAC."""
+        """Battery energy per interval (kWh): traction with regen + auxiliary/HVAC.
+
+        Parameters
+        ----------
+        v, v_prev : numpy.ndarray
+            Speed at the end and at the start of each interval (m/s).
+        dt : numpy.ndarray
+            Interval durations (s).
+        ds : numpy.ndarray
+            Distance driven in each interval (m).
+        dz : numpy.ndarray
+            Altitude change over each interval (m); the grade is capped at +-8 %.
+        temp : numpy.ndarray
+            Ambient temperature (degC).
+
+        Returns
+        -------
+        numpy.ndarray
+            Energy drawn from the battery per interval (kWh; negative when regen exceeds the load),
+            scaled by the vehicle's efficiency_factor.
+        """
         m = self.m
         vm = 0.5 * (v + v_prev)
         a = (v - v_prev) / dt
@@ -636,16 +830,53 @@ class VehicleSim:
 
     # ---- charging trips ----
     def nearest_charge_station(self, exclude=()):
+        """The nearest station the fleet may charge at (existing, public or a fleet depot).
+
+        Parameters
+        ----------
+        exclude : iterable of str
+            Station ids not to consider (already tried).
+
+        Returns
+        -------
+        pandas.Series
+            The station's row of `World.stations`.
+        """
         st = self.charge_stations[~self.charge_stations.station_id.isin(list(exclude))]
         d = haversine_np(self.lat, self.lon, st.lat.values, st.lon.values)
         return st.iloc[int(np.argmin(d))]
 
     def ports_up(self, station_id: str, t: float) -> list[str]:
+        """Ports of a station not in a fault or offline outage (maintenance does not stop the fleet).
+
+        Parameters
+        ----------
+        station_id : str
+        t : float
+            Instant (UTC epoch s).
+
+        Returns
+        -------
+        list of str
+            Port ids usable at `t`.
+        """
         ports = self.w.ports[self.w.ports.station_id == station_id]
         o = self.outages[(self.outages.station_id == station_id) & (self.outages.start <= t) & (self.outages.end > t)]
         return [p for p in ports.port_id if p not in set(o.port_id)]
 
     def charge_at_station(self, preferred: str | None = None, target: float = 90.0):
+        """Drive to a station and charge; when all its ports are down, try the next nearest (three stations at most).
+
+        A failed attempt waits 8-14 min without SOC gain. The charging power (kW) is the smaller of the
+        station's and the vehicle's limit: its DC limit at stations above 22 kW when it can DC charge, else its AC limit.
+
+        Parameters
+        ----------
+        preferred : str, optional
+            Station id tried first; default the nearest.
+        target : float
+            SOC to charge to (%).
+        """
         tried: list[str] = []
         for _ in range(3):
             st = self.station_lookup.loc[preferred] if preferred and not tried else self.nearest_charge_station(tried)
@@ -664,6 +895,14 @@ class VehicleSim:
 
     # ---- the whole period ----
     def run(self) -> pd.DataFrame:
+        """Simulate every day of the period, then emit what the device reports.
+
+        Returns
+        -------
+        pandas.DataFrame
+            SIM_SCHEMA columns, in file order (`seq`): one row per true sample (`copies` 0 for one
+            the device never sent), plus 1 Hz burst rows and near duplicates; empty when nothing was simulated.
+        """
         v, g, rng = self.v, self.g, self.rng
         fav = v.favourite_hotspots.split(",")
         hs = self.w.hotspots.set_index("hotspot_id")
@@ -725,7 +964,18 @@ class VehicleSim:
         return self._emit()
 
     def trip_soc_estimate(self, lat2: float, lon2: float) -> float:
-        """Pessimistic SOC points a trip to (lat2, lon2) needs (road factor 1.4, 1.5x typical Wh/km)."""
+        """Pessimistic SOC points a trip to (lat2, lon2) needs (road factor 1.4, 1.5x typical Wh/km).
+
+        Parameters
+        ----------
+        lat2, lon2 : float
+            Destination (degrees WGS84).
+
+        Returns
+        -------
+        float
+            SOC needed (percent points).
+        """
         km = float(haversine_np(self.lat, self.lon, lat2, lon2)) / 1000 * 1.4
         wh_km = self.m.typical_wh_km or TYPICAL_WH_PER_KM[self.m.vehicle_type]
         return km * wh_km * 1.5 / 1000 / self.m.battery_kwh * 100
@@ -911,6 +1161,28 @@ def device_emission(df: pd.DataFrame, mode: str, heartbeat_s: int, g: GeneratorC
     - bursty: 1 Hz bursts on `burst_share` of the moving intervals, and `irregular_drop_share`
       of the other moving samples and parked heartbeats never sent (first/last of a stop or trip kept).
     Truth columns stay on every row, so truth tables describe what happened, not what was sent.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One vehicle's true samples in time order (SIM_SCHEMA columns without `seq`).
+    mode : str
+        continuous | ignition_only | bursty.
+    heartbeat_s : int
+        Parked heartbeat of an ignition-only device (s).
+    g : GeneratorConfig
+        burst_share and irregular_drop_share (fractions 0-1).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    pandas.DataFrame
+        `df` with `copies` = 0 on the rows not sent (and, for bursty, the 1 Hz rows added).
+
+    Raises
+    ------
+    ValueError
+        For an unknown `mode`.
     """
     if mode == "continuous" or df.empty:
         return df
@@ -983,7 +1255,21 @@ def gps_multipath(df: pd.DataFrame, rate: float, rng: np.random.Generator) -> pd
     """Urban-canyon multipath: from a few sent rows on, 1-3 sent samples reported 15-80 m off.
 
     Real receivers do this near tall buildings; it is noise the pipeline must live with (below the
-    cleaning rules' jump thresholds), not a labelled anomaly: truth positions are unchanged."""
+    cleaning rules' jump thresholds), not a labelled anomaly: truth positions are unchanged.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One vehicle's rows after anomaly injection (copies, anomaly_type, lat, lon).
+    rate : float
+        Probability that an episode starts at a sent, unlabelled row (generator.multipath_rate).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    pandas.DataFrame
+        `df` with the reported lat/lon (degrees) of the affected rows moved.
+    """
     if rate <= 0 or df.empty:
         return df
     ok = np.flatnonzero((df["copies"].to_numpy() > 0) & df["anomaly_type"].isna().to_numpy())
@@ -998,9 +1284,31 @@ def gps_multipath(df: pd.DataFrame, rate: float, rng: np.random.Generator) -> pd
 
 
 def simulate_vehicles(world: World):
-    """mapInPandas function: vehicle rows in, simulated telemetry rows out."""
+    """mapInPandas function: vehicle rows in, simulated telemetry rows out.
+
+    Parameters
+    ----------
+    world : World
+
+    Returns
+    -------
+    callable
+        Iterator of pandas frames with vehicle_id -> iterator of SIM_SCHEMA frames.
+    """
 
     def fn(batches):
+        """Simulate each vehicle of each batch (`VehicleSim.run`).
+
+        Parameters
+        ----------
+        batches : iterator of pandas.DataFrame
+            Frames with a vehicle_id column.
+
+        Yields
+        ------
+        pandas.DataFrame
+            One vehicle's rows (SIM_SCHEMA); vehicles without rows yield nothing.
+        """
         for pdf in batches:
             for _, v in pdf.iterrows():
                 full = world.vehicles.set_index("vehicle_id").loc[v.vehicle_id]
@@ -1037,10 +1345,35 @@ FLEET_EVENT_SCHEMA = "station_id string, charge_id string, vehicle_id string, st
 
 
 def network_records(world: World):
-    """cogroup function: (station's fleet charging events) -> sessions + status notifications."""
+    """cogroup function: (station's fleet charging events) -> sessions + status notifications.
+
+    Parameters
+    ----------
+    world : World
+
+    Returns
+    -------
+    callable
+        (key, events) -> pandas frame of NETWORK_SCHEMA rows for one station.
+    """
     heartbeat_s = 1800  # status re-sent every 30 min while nothing changes (offline = silence)
 
     def fn(key, events: pd.DataFrame) -> pd.DataFrame:
+        """Sessions (fleet and background users) and OCPP status notifications of one station.
+
+        Parameters
+        ----------
+        key : tuple
+            (station_id,).
+        events : pandas.DataFrame
+            The station's fleet charging events (FLEET_EVENT_SCHEMA: start, end in UTC epoch s, kwh).
+
+        Returns
+        -------
+        pandas.DataFrame
+            NETWORK_SCHEMA rows (ts, end_ts UTC); status re-sent every 30 min, none inside offline
+            gaps; empty for a station without ports.
+        """
         sid = key[0]
         rng = np.random.default_rng(_seed(world.gcfg.seed, "station", sid))
         ports = world.ports[world.ports.station_id == sid]
@@ -1052,6 +1385,20 @@ def network_records(world: World):
         busy: dict[str, list[tuple[float, float]]] = {p: [] for p in ports.port_id}
 
         def down(port, t):
+            """The outage (fault, maintenance or offline) of a port at an instant.
+
+            Parameters
+            ----------
+            port : str
+                Port id.
+            t : float
+                Instant (UTC epoch s).
+
+            Returns
+            -------
+            pandas.Series or None
+                The first such row of `World.outages`; None when the port is not down.
+            """
             o = outages[(outages.port_id == port) & (outages.start <= t) & (outages.end > t)]
             return o.iloc[0] if len(o) else None
 
@@ -1124,7 +1471,19 @@ def network_records(world: World):
 # Spark side: telemetry, raw files and truth tables
 # ----------------------------------------------------------------------------------------------
 def simulate(spark: SparkSession, world: World) -> DataFrame:
-    """Distributed telemetry simulation: one mapInPandas task per chunk of vehicles."""
+    """Distributed telemetry simulation: one mapInPandas task per chunk of vehicles.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    world : World
+        The generated world (`build_world`).
+
+    Returns
+    -------
+    DataFrame
+        SIM_SCHEMA rows (truth.points), as `VehicleSim.run` returns them for each vehicle.
+    """
     n_tasks = max(1, math.ceil(len(world.vehicles) / world.gcfg.vehicles_per_task))
     ids = spark.createDataFrame(world.vehicles[["vehicle_id"]])
     return ids.repartition(n_tasks, "vehicle_id").mapInPandas(simulate_vehicles(world), SIM_SCHEMA)
@@ -1149,7 +1508,22 @@ def _timestamp_text(ts: F.Column, timezone: str, style: str) -> F.Column:
 
 
 def write_raw_telemetry(points: DataFrame, world: World, path: str) -> int:
-    """Raw telemetry as the devices sent it (exact duplicates twice, file order = seq); rows written."""
+    """Raw telemetry as the devices sent it (exact duplicates twice, file order = seq); rows written.
+
+    Parameters
+    ----------
+    points : DataFrame
+        truth.points (`simulate`).
+    world : World
+        The generated world; its gcfg sets layout, output_format and timestamp_style.
+    path : str
+        Output folder (overwritten).
+
+    Returns
+    -------
+    int
+        Rows written (sum of `copies`).
+    """
     g = world.gcfg
     sent = points.where(F.col("copies") > 0).withColumn("copy", F.explode(F.sequence(F.lit(1), F.col("copies"))))
     telemetry = sent.select("vehicle_id", "ts", "lat", "lon", "speed_kmh", "odometer_km", "soc_pct", "altitude_m", "heading_deg", "ambient_temp_c", "seq")
@@ -1179,7 +1553,16 @@ PAYD_CATEGORIES = {"two_wheeler": "motorbike", "three_wheeler": "tuk-tuk", "car"
 
 
 def write_raw_masters(spark: SparkSession, world: World, raw: dict[str, str]) -> None:
-    """Vehicles (and, with the network, stations) as single CSV files."""
+    """Vehicles (and, with the network, stations) as single CSV files.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    world : World
+        The generated world (`build_world`).
+    raw : dict
+        `raw_paths`: the vehicles and stations folders (overwritten).
+    """
     v = world.vehicles
     if world.gcfg.layout == "payd":
         register = pd.DataFrame(
@@ -1199,7 +1582,6 @@ def write_raw_masters(spark: SparkSession, world: World, raw: dict[str, str]) ->
         spark.createDataFrame(st).coalesce(1).write.mode("overwrite").option("header", True).csv(raw["stations"])
 
 
-# Comments of the truth.* Delta tables (jobs/generate.py writes them).
 def truth_frames(spark: SparkSession, world: World, points: DataFrame) -> dict[str, DataFrame]:
     """The truth tables derived from the world and truth.points, in the order they are written.
 
@@ -1230,12 +1612,35 @@ def truth_frames(spark: SparkSession, world: World, points: DataFrame) -> dict[s
 
 
 def true_samples(points: DataFrame) -> DataFrame:
-    """truth.points without the near-duplicate rows the devices added (one row per true sample)."""
+    """truth.points without the near-duplicate rows the devices added (one row per true sample).
+
+    Parameters
+    ----------
+    points : DataFrame
+        truth.points.
+
+    Returns
+    -------
+    DataFrame
+        `points` rows whose anomaly_type is not 'near_duplicate' (1 Hz burst rows stay).
+    """
     return points.where(F.col("anomaly_type").isNull() | (F.col("anomaly_type") != "near_duplicate"))
 
 
 def truth_people(spark: SparkSession, world: World) -> dict[str, DataFrame]:
-    """truth.vehicles (fleet and people), truth.homes (lat/lon in degrees) and truth.at_risk_drivers."""
+    """truth.vehicles (fleet and people), truth.homes (lat/lon in degrees) and truth.at_risk_drivers.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    world : World
+        The generated world (`build_world`).
+
+    Returns
+    -------
+    dict
+        'vehicles', 'homes', 'at_risk_drivers' -> DataFrame, each one row per vehicle.
+    """
     v = world.vehicles
     return {
         "vehicles": spark.createDataFrame(v.drop(columns=["favourite_hotspots", "away_lat", "away_lon"])),
@@ -1245,7 +1650,18 @@ def truth_people(spark: SparkSession, world: World) -> dict[str, DataFrame]:
 
 
 def truth_anomalies(points: DataFrame) -> DataFrame:
-    """truth.anomalies: every injected anomaly (vehicle_id, ts of the affected raw row, anomaly_type, detail)."""
+    """truth.anomalies: every injected anomaly (vehicle_id, ts of the affected raw row, anomaly_type, detail).
+
+    Parameters
+    ----------
+    points : DataFrame
+        truth.points.
+
+    Returns
+    -------
+    DataFrame
+        One row per labelled row (out-of-order rows included), ts UTC.
+    """
     return points.where(F.col("anomaly_type").isNotNull()).select("vehicle_id", "ts", "anomaly_type", F.col("anomaly_detail").alias("detail"))
 
 
@@ -1256,6 +1672,12 @@ def truth_trips(clean: DataFrame) -> DataFrame:
     ----------
     clean : DataFrame
         `true_samples` of truth.points.
+
+    Returns
+    -------
+    DataFrame
+        One row per simulated trip: vehicle_id, trip_id, start_ts, end_ts (UTC), distance_km,
+        energy_kwh, soc_start and soc_end (highest and lowest true SOC, %), mean_speed_kmh, ambient_temp_c (mean).
     """
     return (
         clean.where(F.col("trip_id").isNotNull())
@@ -1285,6 +1707,12 @@ def truth_hotspots(spark: SparkSession, world: World, clean: DataFrame) -> DataF
     world : World
     clean : DataFrame
         `true_samples` of truth.points.
+
+    Returns
+    -------
+    DataFrame
+        One row per hotspot and per station not at a hotspot: hotspot_id, name, kind, lat, lon
+        (degrees), radius_m (m), expected_unique_daily_visits (0 when never visited).
     """
     local_day = F.to_date(F.from_utc_timestamp("ts", world.timezone))
     place_map = spark.createDataFrame(world.stations[["station_id", "hotspot_id"]].fillna({"hotspot_id": ""}))
@@ -1310,6 +1738,12 @@ def truth_charging_events(spark: SparkSession, world: World, clean: DataFrame) -
     world : World
     clean : DataFrame
         `true_samples` of truth.points.
+
+    Returns
+    -------
+    DataFrame
+        One row per charge, failed attempts included: vehicle_id, charge_id, site_id, start_ts,
+        end_ts (UTC), soc_start, soc_end (%), success, kwh (from the SOC gain and battery_kwh).
     """
     return (
         clean.where(F.col("charge_id").isNotNull())
@@ -1363,7 +1797,20 @@ def truth_charging_sites(spark: SparkSession, world: World, charges: DataFrame) 
 
 
 def truth_charger_outages(spark: SparkSession, world: World) -> DataFrame:
-    """truth.charger_outages: true per-port downtime (start_ts, end_ts, cause, excluded, error_code)."""
+    """truth.charger_outages: true per-port downtime (start_ts, end_ts, cause, excluded, error_code).
+
+    Parameters
+    ----------
+    spark : SparkSession
+    world : World
+        The generated world (`build_world`).
+
+    Returns
+    -------
+    DataFrame
+        One row per port outage: station_id, port_id, start_ts, end_ts (UTC), cause (fault |
+        maintenance | offline), excluded (from uptime), error_code.
+    """
     return spark.createDataFrame(world.outages).select(
         "station_id", "port_id", F.col("start").cast("timestamp").alias("start_ts"), F.col("end").cast("timestamp").alias("end_ts"), "cause", "excluded", "error_code"
     )
