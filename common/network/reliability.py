@@ -320,21 +320,12 @@ def classify_intervals(intervals: DataFrame, params: ReliabilityConfig) -> DataF
         .when(F.col("status") == "Faulted", F.lit("fault"))
         .otherwise(F.lit("unavailable"))
     )
-    return out.select(
-        "source_name",
-        "station_id",
-        "charger_id",
-        "port_id",
-        "start_ts",
-        "end_ts",
-        (_secs("end_ts") - _secs("start_ts")).alias("duration_s"),
-        "status",
-        "error_code",
-        "info",
-        "state",
-        cause.alias("down_cause"),
-        F.when(F.col("state") == EXCLUDED, F.col("info")).alias("excluded_cause"),
-    )
+    derived = {
+        "duration_s": _secs("end_ts") - _secs("start_ts"),
+        "down_cause": cause,
+        "excluded_cause": F.when(F.col("state") == EXCLUDED, F.col("info")),
+    }
+    return out.select(*[derived[c].alias(c) if c in derived else F.col(c) for c in INTERVAL_COLUMNS])
 
 
 def port_status_intervals(status: DataFrame, params: ReliabilityConfig) -> DataFrame:
