@@ -33,6 +33,9 @@ KM = STEADY | {
     # device silent 5 days: not inactive days, reported separately
     "OFFLINE": [120, 118, None, None, None, None, None, 122, 121, 119, 120, 118, 121, 119],
     "FEW": [None] * 12 + [80, 85],  # 2 reported days: not enough to score
+    # last trip on day 10, silent two days, one reported idle day: 1 reported day without a trip
+    # (3 calendar days), below days_since_trip = 2
+    "SILENT_END": [120, 118, 121, 119, 120, 118, 121, 119, 122, 120, 121, None, None, 0],
 }
 PARTIAL = {"OFFLINE": {13: 0.2}}  # share of the day covered by data where below 1
 P = RiskConfig()
@@ -117,6 +120,8 @@ def test_driver_risk_matches_independent_statistics(spark):
     assert want["DECLINE"]["signals"][:2] == ["declining_trend", "steep_decline"] and want["DECLINE"]["tier"] == "High"
     assert want["MILD"]["signals"] == ["declining_trend"] and want["MILD"]["tier"] == "Medium"
     assert want["PART"]["tier"] != "High"  # random idle days are not a decline
+    assert rows["SILENT_END"]["days_since_last_trip"] == 1 and "no_recent_trip" not in rows["SILENT_END"]["signals"]
+    assert rows["AT_RISK"]["days_since_last_trip"] == 2  # last trip day 11, two idle reported days after it
     for v in ("FEW", "NODATA"):
         assert rows[v]["tier"] == INSUFFICIENT and rows[v]["score"] is None and rows[v]["driver_id"] == f"D-{v}"
     assert rows["FEW"]["reasons"] == ["2 reported day(s), fewer than risk.min_reported_days = 3"]

@@ -265,8 +265,8 @@ def driver_risk(
         One row per vehicle, RISK_COLUMNS: score (0-100), tier (High | Medium | Low |
         insufficient_data), signals and reasons (arrays of strings); avg_daily_km (km),
         coverage_share and inactive_share (0-1), trend_pct_per_week (% of the driver's mean
-        daily km per week), days_since_last_trip (days from the last active day to the driver's
-        last reported day), days_since_last_charge and median_charge_interval_days (days),
+        daily km per week), days_since_last_trip (reported days after the last active day; all
+        reported days when none was active), days_since_last_charge and median_charge_interval_days (days),
         period_start/period_end (local dates).
     """
     p = params
@@ -284,6 +284,7 @@ def driver_risk(
         F.max(F.when(F.col("_active"), F.col("local_date"))).alias("_last_active"),
         F.max("local_date").alias("_last_reported"),
         F.min("local_date").alias("_first_reported"),
+        F.collect_list("local_date").alias("_reported_dates"),  # bounded: the days of one period
     )
     tests = _trend_and_inactivity(days, p)
     per = per.join(tests, "vehicle_id", "left").join(fleet_q_values(tests), "vehicle_id", "left")
@@ -307,10 +308,13 @@ def driver_risk(
                 F.col("_slope") * 7.0 / F.col("avg_daily_km") * 100.0,
             ),
         )
+        # Reported days after the last active day (all of them without one): a silent device's
+        # calendar days are not days without a trip.
         .withColumn(
             "days_since_last_trip",
-            F.coalesce(F.datediff("_last_reported", "_last_active"), F.datediff("_last_reported", "_first_reported") + 1),
+            F.size(F.filter("_reported_dates", lambda d: F.col("_last_active").isNull() | (d > F.col("_last_active")))),
         )
+        .drop("_reported_dates")
     )
 
     last_reported = per.select("vehicle_id", "_last_reported")
