@@ -17,7 +17,7 @@ help:
 	@echo "make mlflow-ui  MLflow UI on http://127.0.0.1:5000 over the local tracking store"
 	@echo "make serve-model MODEL=evfa_energy_per_km PORT=5001   REST scoring of a champion model"
 	@echo "make package    wheel, venv archive, Glue zip, entry scripts into dist/"
-	@echo "make lint       ruff lint + format check, import contracts, mypy (make test runs it first)"
+	@echo "make lint       ruff lint + format check, import contracts, mypy, numpydoc (make test runs it first)"
 	@echo "make lock       re-resolve requirements*.txt into the hashed requirements.lock (keeps existing pins)"
 	@echo "make docs       regenerate docs/CONFIG.md, conf/config.schema.json, the table flow in docs/ARCHITECTURE.md"
 

@@ -69,16 +69,20 @@ def config_reference() -> str:
 
 
 def table_flow() -> str:
+    from jobs.maintain import MAINTAINED
     from jobs.pipeline import STAGES  # the declared stage graph (deploy tooling may import jobs)
 
     written_by = {t: s.name for s in STAGES for t in s.outputs}
     read_by: dict[str, list[str]] = {}
     for s in STAGES:
-        for t in s.inputs:
+        for t in s.inputs if s.name != "maintain" else ():  # maintain touches every table's files, listed once below
             read_by.setdefault(t, []).append(s.name)
     out = [BEGIN, "", "Stages in pipeline order, with the catalog tables each declares (`INPUTS` / `OUTPUTS` in jobs/<stage>.py):", ""]
     out += ["| stage | reads | writes |", "|---|---|---|"]
     for s in STAGES:
+        if s.inputs == MAINTAINED:
+            out.append(f"| {s.name} | every catalog table (its files: compaction, constraints, VACUUM; `maintain.enabled`) | - |")
+            continue
         out.append(f"| {s.name} | {', '.join(f'`{t}`' for t in s.inputs) or '-'} | {', '.join(f'`{t}`' for t in s.outputs) or '-'} |")
     out += ["", "Tables (common/core/catalog.py); *restricted* tables live under `storage.restricted_root`:", ""]
     out += ["| table | partitions | written by | read by | where | what a row is |", "|---|---|---|---|---|---|"]

@@ -1,7 +1,8 @@
 """Run the whole pipeline in dependency order on one SparkSession, with progress and a summary.
 
 generate (only when no input dataset is configured) -> ingest -> clean -> kpis -> residence /
-charging / hotspots / risk -> stations / reliability -> train -> score -> report: the order is
+charging / hotspots / risk -> stations / reliability -> train -> score -> report (-> maintain, with
+maintain.enabled): the order is
 derived from the tables each job declares (INPUTS / OUTPUTS, names of common/core/catalog.py).
 Every stage also runs alone (`spark-submit jobs/<stage>.py`) and writes its Delta tables
 atomically, so a failing stage leaves earlier outputs intact; the error names stage and inputs.
@@ -29,7 +30,7 @@ from common.io.stages import Stage, close_report, ordered, record_run, report_li
 log = logging.getLogger("ev_fleet.pipeline")
 
 # The jobs of the pipeline; among stages whose inputs are ready at the same time, this order.
-JOBS = ("generate", "ingest", "clean", "kpis", "residence", "charging", "hotspots", "risk", "stations", "reliability", "train", "score", "report")
+JOBS = ("generate", "ingest", "clean", "kpis", "residence", "charging", "hotspots", "risk", "stations", "reliability", "train", "score", "report", "maintain")
 
 
 def _declared(name: str) -> Stage:
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def select_stages(cfg: Config, only: str | None, from_stage: str | None, skip: str | None) -> list[Stage]:
     """Stages to run, in dependency order. `generate` runs only when no input dataset is configured."""
-    return select(STAGES, only, from_stage, skip, generate=cfg.inputs.is_empty())
+    return select(STAGES, only, from_stage, skip, generate=cfg.inputs.is_empty(), maintain=cfg.maintain.enabled)
 
 
 def _call_stage(stage: Stage, spark: SparkSession, cfg: Config, args: argparse.Namespace) -> StageReport | None:

@@ -55,7 +55,11 @@ def _names(stages) -> list[str]:
 
 
 def test_select_stages_only_from_skip_in_dependency_order(cfg):
-    assert _names(select_stages(cfg, None, None, None)) == list(STAGE_NAMES)
+    # maintain (Delta upkeep) runs last, only with maintain.enabled (conf/emr.yaml, conf/glue.yaml)
+    assert _names(select_stages(cfg, None, None, None)) == [n for n in STAGE_NAMES if n != "maintain"] and STAGE_NAMES[-1] == "maintain"
+    upkeep = cfg.model_copy(deep=True)
+    upkeep.maintain.enabled = True
+    assert _names(select_stages(upkeep, None, "train", None)) == ["train", "score", "report", "maintain"]
     assert _names(select_stages(cfg, "risk,clean", None, None)) == ["clean", "risk"]  # dependency order, not CLI order
     assert _names(select_stages(cfg, None, "train", None)) == ["train", "score", "report"]
     assert _names(select_stages(cfg, None, "kpis", "report,charging")) == ["kpis", "residence", "hotspots", "risk", "stations", "reliability", "train", "score"]

@@ -42,6 +42,8 @@ class Table:
         though its layer is bronze/silver/quarantine.
     properties : dict of str to str
         Delta table properties; no catalog entry sets any (jobs pass theirs to `common.io.tables.write`).
+    cluster_by : tuple of str
+        Columns readers filter by: `jobs/maintain.py` Z-orders the table's files on them.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Table:
     personal: bool = False
     position_trace: bool = False
     properties: dict[str, str] = field(default_factory=dict)
+    cluster_by: tuple[str, ...] = ()
 
     @property
     def layer(self) -> str:
@@ -80,10 +83,10 @@ TABLES: dict[str, Table] = {
         # raw: the landed files themselves (not a Delta table): ingest reads them, the generator writes them
         Table("raw.files", "Input files as they land (CSV, Parquet, JSON, Excel): <storage.root>/raw or the dataset files' paths"),
         # bronze: the landed files in canonical columns, nothing dropped
-        Table("bronze.telematics", "Bronze telematics: canonical columns (UTC), lineage; jobs/ingest.py", ("date",), personal=True, position_trace=True),
+        Table("bronze.telematics", "Bronze telematics: canonical columns (UTC), lineage; jobs/ingest.py", ("date",), personal=True, position_trace=True, cluster_by=("vehicle_id", "ts")),
         Table("bronze.vehicles", "Bronze vehicles: canonical columns (UTC), lineage; jobs/ingest.py"),
         Table("bronze.stations", "Bronze stations: canonical columns (UTC), lineage; jobs/ingest.py"),
-        Table("bronze.charger_status", "Bronze charger_status: canonical columns (UTC), lineage; jobs/ingest.py", ("date",)),
+        Table("bronze.charger_status", "Bronze charger_status: canonical columns (UTC), lineage; jobs/ingest.py", ("date",), cluster_by=("port_id", "ts")),
         Table("bronze.charging_sessions", "Bronze charging_sessions: canonical columns (UTC), lineage; jobs/ingest.py", ("date",)),
         # quarantine: rows that failed validation, with the raw record and the reason
         Table("quarantine.telematics", "Rows of telematics inputs that failed ingest validation (jobs/ingest.py)", personal=True, position_trace=True),
@@ -98,6 +101,7 @@ TABLES: dict[str, Table] = {
             ("date",),
             personal=True,
             position_trace=True,
+            cluster_by=("vehicle_id", "ts"),
         ),
         Table(
             "silver.device_profiles",
@@ -107,6 +111,7 @@ TABLES: dict[str, Table] = {
             "silver.vehicle_minutely",
             "Per vehicle and UTC minute: speed, GPS km, moving share, SOC, rolling event-time windows, charging flag",
             ("local_date",),
+            cluster_by=("vehicle_id",),
         ),
         Table(
             "silver.trips",
@@ -114,19 +119,22 @@ TABLES: dict[str, Table] = {
             ("local_date",),
             personal=True,
             position_trace=True,
+            cluster_by=("vehicle_id",),
         ),
-        Table("silver.segments", "~1 km trip segments with energy-model features (speed, acceleration, altitude, temperature, SOC)", ("local_date",)),
+        Table("silver.segments", "~1 km trip segments with energy-model features (speed, acceleration, altitude, temperature, SOC)", ("local_date",), cluster_by=("vehicle_id",)),
         Table(
             "silver.charging_events",
             "Charging events: stationary SOC rises (high: > min_delta_soc_pct; low: fallback pass), kWh = dSOC x battery; positions at private sites (home, single-vehicle unknown) withheld (null)",
+            cluster_by=("vehicle_id",),
         ),
         Table(
             "silver.port_status_intervals",
             "Per port: status intervals from OCPP notifications (offline after reliability.offline_timeout_s of silence) or snapshot feeds; state up/down/excluded/no_data; jobs/reliability.py",
+            cluster_by=("station_id",),
         ),
         # gold: what users read
         Table("gold.quality_daily", "Per vehicle and local day: rows per cleaning rule, usable share, coverage hours"),
-        Table("gold.daily_kpis", "Per vehicle and local day: GPS/odometer km, utilisation, SOC, trips, charging, data coverage", ("local_date",)),
+        Table("gold.daily_kpis", "Per vehicle and local day: GPS/odometer km, utilisation, SOC, trips, charging, data coverage", ("local_date",), cluster_by=("vehicle_id",)),
         Table("gold.fleet_daily_kpis", "Per local day: fleet totals and percentiles over vehicles", ("local_date",)),
         Table("gold.payd_billing", "Pay-as-you-drive km per vehicle and billing period: odometer, GPS on days the odometer is faulty", ("period_start",)),
         Table(
@@ -170,8 +178,8 @@ TABLES: dict[str, Table] = {
             "gold.failed_charge_attempts",
             "Fleet stops at a station without SOC gain, with port states at arrival; is_failed_attempt = no port available and at least one down; jobs/reliability.py",
         ),
-        Table("gold.predictions_soc_minutely", "Per vehicle-minute SOC drop forecast (champion models, version on every row)", ("local_date",)),
-        Table("gold.predictions_energy", "Per segment energy forecast in kWh/km and kWh (champion model, version on every row)", ("local_date",)),
+        Table("gold.predictions_soc_minutely", "Per vehicle-minute SOC drop forecast (champion models, version on every row)", ("local_date",), cluster_by=("vehicle_id",)),
+        Table("gold.predictions_energy", "Per segment energy forecast in kWh/km and kWh (champion model, version on every row)", ("local_date",), cluster_by=("vehicle_id",)),
         # restricted: personal places (docs/PRIVACY.md)
         Table(
             "restricted.residences",

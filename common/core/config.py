@@ -37,6 +37,9 @@ IanaZone = Annotated[str | None, AfterValidator(_known_zone)]
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # On EMR/Glue the code runs from a zip; common.io.cluster_entry extracts conf/ and sets EVFA_CONF_DIR.
 CONF_DIR = Path(os.environ["EVFA_CONF_DIR"]) if os.environ.get("EVFA_CONF_DIR") else PROJECT_ROOT / "conf"
+# Delta's spark.databricks.delta.retentionDurationCheck default (7 days): VACUUM below it can
+# delete files a concurrent reader or a time-travel query still needs.
+DELTA_SAFE_RETENTION_HOURS = 168.0
 LAYERS = ("raw", "bronze", "silver", "gold", "quarantine", "truth", "audit", "restricted")
 
 
@@ -828,6 +831,29 @@ class RiskConfig(Section):
     medium_score: float = Field(25.0, ge=0, description="Tier Medium at or above this score.")
 
 
+class MaintainConfig(Section):
+    """Delta table upkeep (`jobs/maintain.py`): compaction with Z-order, CHECK constraints, VACUUM."""
+
+    enabled: bool = Field(False, description="Run the maintain stage in the pipeline (off on a laptop; on in conf/emr.yaml and conf/glue.yaml). `jobs/maintain.py` run alone ignores it.")
+    zorder: bool = Field(True, description="OPTIMIZE ZORDER BY the catalog's cluster_by columns (plain compaction for tables without any).")
+    constraints: bool = Field(True, description="Add CHECK constraints (required columns not null, ingest ranges) to bronze and silver tables whose rows satisfy them.")
+    vacuum_retention_hours: float = Field(
+        168.0,
+        ge=0,
+        description="VACUUM removes files unreferenced for longer than this (h); time travel works within it. Below Delta's 168 h safety default only with allow_short_retention.",
+    )
+    allow_short_retention: bool = Field(False, description="Allow vacuum_retention_hours < 168: readers or time travel older than it can fail.")
+
+    @model_validator(mode="after")
+    def _safe_retention(self) -> "MaintainConfig":
+        if self.vacuum_retention_hours < DELTA_SAFE_RETENTION_HOURS and not self.allow_short_retention:
+            raise ValueError(
+                f"maintain.vacuum_retention_hours ({self.vacuum_retention_hours}) is below Delta's safety default of {DELTA_SAFE_RETENTION_HOURS} h: "
+                "set maintain.allow_short_retention: true if no reader or time travel needs older versions"
+            )
+        return self
+
+
 class Config(Section):
     """The whole configuration: the environment's name and one section per platform part and stage."""
 
@@ -850,6 +876,7 @@ class Config(Section):
     charging: ChargingConfig = Field(default_factory=ChargingConfig)
     hotspots: HotspotsConfig = Field(default_factory=HotspotsConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    maintain: MaintainConfig = Field(default_factory=MaintainConfig)
 
     def redacted(self) -> dict[str, Any]:
         """The config as a dict with values that may carry credentials masked (for logs).

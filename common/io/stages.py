@@ -155,7 +155,7 @@ def parse_names(stages: Sequence[Stage], value: str | None) -> list[str]:
     return chosen
 
 
-def select(stages: Sequence[Stage], only: str | None, from_stage: str | None, skip: str | None, generate: bool) -> list[Stage]:
+def select(stages: Sequence[Stage], only: str | None, from_stage: str | None, skip: str | None, generate: bool, maintain: bool = False) -> list[Stage]:
     """Stages to run in the given (dependency) order: ``--only``, then ``--from``, minus ``--skip``.
 
     Parameters
@@ -166,6 +166,8 @@ def select(stages: Sequence[Stage], only: str | None, from_stage: str | None, sk
         The CLI values (comma-separated stage names; `from_stage` one name).
     generate : bool
         Keep the ``generate`` stage (only when no input dataset is configured).
+    maintain : bool
+        Keep the ``maintain`` stage (``maintain.enabled``); ``--only maintain`` runs it regardless.
 
     Returns
     -------
@@ -185,7 +187,8 @@ def select(stages: Sequence[Stage], only: str | None, from_stage: str | None, sk
         chosen_names = [s.name for s in chosen]
         chosen = chosen[chosen_names.index(from_stage) :] if from_stage in chosen_names else []
     skipped = set(parse_names(stages, skip))
-    return [s for s in chosen if s.name not in skipped and (generate or s.name != "generate")]
+    maintain = maintain or (bool(only) and "maintain" in parse_names(stages, only))
+    return [s for s in chosen if s.name not in skipped and (generate or s.name != "generate") and (maintain or s.name != "maintain")]
 
 
 def why_skipped(stage: Stage, spark: SparkSession, cfg: Config, skipped: dict[str, str], by_table: dict[str, str]) -> str | None:
