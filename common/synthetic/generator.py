@@ -1343,6 +1343,229 @@ NETWORK_SCHEMA = T.StructType(
 
 FLEET_EVENT_SCHEMA = "station_id string, charge_id string, vehicle_id string, start double, end double, kwh double, success boolean"
 
+STATUS_HEARTBEAT_S = 1800  # status re-sent every 30 min while nothing changes (offline = silence)
+
+# One session: (port_id, start, end, kwh, success, error_code, vehicle_id, session_id); start, end in UTC epoch s.
+_Session = tuple[Any, Any, Any, Any, bool, Any, Any, Any]
+
+
+def _port_down(outages: pd.DataFrame, port: str, t: float) -> pd.Series | None:
+    """The outage (fault, maintenance or offline) of a port at an instant.
+
+    Parameters
+    ----------
+    outages : pandas.DataFrame
+        The station's rows of `World.outages` (start, end in UTC epoch s).
+    port : str
+        Port id.
+    t : float
+        Instant (UTC epoch s).
+
+    Returns
+    -------
+    pandas.Series or None
+        The first such row of `outages`; None when the port is not down.
+    """
+    o = outages[(outages.port_id == port) & (outages.start <= t) & (outages.end > t)]
+    return o.iloc[0] if len(o) else None
+
+
+def _fleet_sessions(events: pd.DataFrame, ports: pd.DataFrame, outages: pd.DataFrame) -> tuple[list[_Session], dict[str, list[tuple[float, float]]]]:
+    """Place the fleet's charging events on the station's ports, in order of start.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        The station's fleet charging events (FLEET_EVENT_SCHEMA: start, end in UTC epoch s, kwh in kWh).
+    ports : pandas.DataFrame
+        The station's rows of `World.ports`.
+    outages : pandas.DataFrame
+        The station's rows of `World.outages`.
+
+    Returns
+    -------
+    sessions : list of tuple
+        (port_id, start, end, kwh, success, error_code, vehicle_id, charge_id) per event; start, end in UTC
+        epoch s, kwh in kWh (0 when failed). An event goes to the first free port that is up, else the first
+        free port, else the first port; it fails on a port that is down.
+    busy : dict of str to list of tuple
+        Port id -> (start, end) intervals (UTC epoch s) taken by these sessions.
+    """
+    sessions: list[_Session] = []
+    busy: dict[str, list[tuple[float, float]]] = {p: [] for p in ports.port_id}
+    for e in events.sort_values("start").itertuples():
+        free = [p for p in ports.port_id if all(not (s < e.end and e.start < en) for s, en in busy[p])]
+        up = [p for p in free if _port_down(outages, p, e.start) is None]
+        port = (up or free or list(ports.port_id))[0]
+        o = _port_down(outages, port, e.start)
+        ok = bool(e.success) and o is None
+        err = None if ok else (o.error_code if o is not None and o.error_code else "EVCommunicationError")
+        busy[port].append((e.start, e.end))
+        sessions.append((port, e.start, e.end, e.kwh if ok else 0.0, ok, err, e.vehicle_id, e.charge_id))
+    return sessions, busy
+
+
+def _background_sessions(rng: np.random.Generator, ports: pd.DataFrame, outages: pd.DataFrame, busy: dict[str, list[tuple[float, float]]], t0: float, t1: float) -> list[_Session]:
+    """Sessions of background (non-fleet) users: ~3 per port-day, skipped where a port is busy.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The station's random stream (draws per port, in port order).
+    ports : pandas.DataFrame
+        The station's rows of `World.ports` (power_kw in kW).
+    outages : pandas.DataFrame
+        The station's rows of `World.outages`.
+    busy : dict of str to list of tuple
+        Port id -> taken (start, end) intervals (UTC epoch s); the new sessions are appended to it.
+    t0, t1 : float
+        Start and end of the simulated period (UTC epoch s).
+
+    Returns
+    -------
+    list of tuple
+        (port_id, start, end, kwh, success, error_code, None, session_id) per session; start, end in UTC
+        epoch s, kwh in kWh (0 when failed).
+    """
+    sessions: list[_Session] = []
+    for p in ports.itertuples():
+        n = rng.poisson(3 * (t1 - t0) / 86400)
+        for j, s in enumerate(np.sort(rng.uniform(t0, t1 - 3 * 3600, n))):
+            dur = rng.uniform(0.4, 2.0) * 3600
+            if any(s < en and bs < s + dur for bs, en in busy[p.port_id]):
+                continue
+            o = _port_down(outages, p.port_id, s)
+            ok = o is None and rng.random() > 0.04
+            err = None if ok else (o.error_code if o is not None and o.error_code else rng.choice(FAULT_CODES))
+            kwh = float(p.power_kw * 0.85 * dur / 3600 * rng.uniform(0.5, 1.0)) if ok else 0.0
+            end = s + (dur if ok else rng.uniform(60, 300))
+            busy[p.port_id].append((s, end))
+            sessions.append((p.port_id, s, end, kwh, ok, err, None, f"{p.port_id}-S{j:05d}"))
+    return sessions
+
+
+def _session_rows(station_id: str, ports: pd.DataFrame, sessions: list[_Session]) -> list[tuple[Any, ...]]:
+    """NETWORK_SCHEMA rows of record_type session, one per session in order.
+
+    Parameters
+    ----------
+    station_id : str
+        The station.
+    ports : pandas.DataFrame
+        The station's rows of `World.ports` (gives each port's charger_id).
+    sessions : list of tuple
+        (port_id, start, end, kwh, success, error_code, vehicle_id, session_id); start, end in UTC epoch s, kwh in kWh.
+
+    Returns
+    -------
+    list of tuple
+        Rows in NETWORK_SCHEMA column order; ts, end_ts still UTC epoch s.
+    """
+    rows: list[tuple[Any, ...]] = []
+    for sess in sessions:
+        port, s, e, kwh, ok, err, vid, sid_ = sess
+        charger = ports.set_index("port_id").charger_id[port]
+        rows.append(("session", station_id, charger, port, s, e, None, err, None, sid_, vid, kwh, ok))
+    return rows
+
+
+def _port_status_changes(port_id: str, outages: pd.DataFrame, sessions: list[_Session], t0: float) -> list[tuple[Any, str, str | None, str | None]]:
+    """OCPP status changes of one port from its faults, maintenance and sessions, sorted by time.
+
+    Parameters
+    ----------
+    port_id : str
+        The port.
+    outages : pandas.DataFrame
+        The station's rows of `World.outages` (start, end in UTC epoch s).
+    sessions : list of tuple
+        All the station's sessions (port_id, start, end, kwh, success, error_code, vehicle_id, session_id).
+    t0 : float
+        Start of the simulated period (UTC epoch s): the port is Available then.
+
+    Returns
+    -------
+    list of tuple
+        (ts, status, error_code, info) with ts in UTC epoch s, stably sorted by ts. A failed session on a port
+        that is down adds nothing.
+    """
+    ev: list[tuple[Any, str, str | None, str | None]] = [(t0, "Available", None, None)]  # (ts, status, error_code, info)
+    for o in outages[outages.port_id == port_id].itertuples():
+        if o.cause == "fault":
+            ev += [(o.start, "Faulted", o.error_code, None), (o.end, "Available", None, None)]
+        elif o.cause == "maintenance":
+            ev += [(o.start, "Unavailable", None, "scheduled_maintenance"), (o.end, "Available", None, None)]
+    for port, s, e, _kwh, ok, err, _vid, _ in sessions:
+        if port != port_id:
+            continue
+        if ok:
+            ev += [(s, "Preparing", None, None), (s + 60, "Charging", None, None), (e, "Finishing", None, None), (e + 60, "Available", None, None)]
+        elif _port_down(outages, port, s) is None:
+            ev += [(s, "Preparing", None, None), (s + 30, "Faulted", err, "session failed"), (e, "Available", None, None)]
+    ev.sort(key=lambda x: x[0])
+    return ev
+
+
+def _status_rows(station_id: str, ports: pd.DataFrame, outages: pd.DataFrame, sessions: list[_Session], t0: float, t1: float, heartbeat_s: int) -> list[tuple[Any, ...]]:
+    """NETWORK_SCHEMA rows of record_type status: each port's changes, heartbeats, none in offline gaps.
+
+    Parameters
+    ----------
+    station_id : str
+        The station.
+    ports : pandas.DataFrame
+        The station's rows of `World.ports`.
+    outages : pandas.DataFrame
+        The station's rows of `World.outages` (start, end in UTC epoch s).
+    sessions : list of tuple
+        All the station's sessions (port_id, start, end, kwh, success, error_code, vehicle_id, session_id).
+    t0, t1 : float
+        Start and end of the simulated period (UTC epoch s).
+    heartbeat_s : int
+        Interval (s) at which an unchanged status is re-sent.
+
+    Returns
+    -------
+    list of tuple
+        Rows in NETWORK_SCHEMA column order, port by port in time order; ts still UTC epoch s. A re-sent
+        status repeats status and error_code but not info.
+    """
+    rows: list[tuple[Any, ...]] = []
+    for p in ports.itertuples():
+        ev = _port_status_changes(p.port_id, outages, sessions, t0)
+        # fill heartbeats (re-sent status) and drop everything inside offline gaps
+        off = outages[(outages.port_id == p.port_id) & (outages.cause == "offline")]
+        out = []
+        for i, (t, st, err, info) in enumerate(ev):
+            t_next = ev[i + 1][0] if i + 1 < len(ev) else t1
+            hb = np.arange(t, t_next, heartbeat_s)
+            for k, th in enumerate(hb):
+                out.append((th, st, err, info if k == 0 else None))
+        for th, st, err, info in out:
+            if any((o.start <= th) & (th < o.end) for o in off.itertuples()):
+                continue
+            rows.append(("status", station_id, p.charger_id, p.port_id, th, None, st, err, info, None, None, None, None))
+    return rows
+
+
+def _network_frame_of_rows(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """A pandas frame of NETWORK_SCHEMA rows, ts and end_ts converted to timestamps.
+
+    Parameters
+    ----------
+    rows : list of tuple
+        Rows in NETWORK_SCHEMA column order; ts, end_ts in UTC epoch s (end_ts None for status rows).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows; ts, end_ts as naive UTC datetime64 rounded to the second (NaT where missing).
+    """
+    df = pd.DataFrame(rows, columns=[f.name for f in NETWORK_SCHEMA.fields])
+    df["ts"] = pd.to_datetime(np.round(df.ts.astype(float)), unit="s")
+    df["end_ts"] = pd.to_datetime(df.end_ts.astype(float).round(), unit="s")
+    return df
+
 
 def network_records(world: World):
     """cogroup function: (station's fleet charging events) -> sessions + status notifications.
@@ -1356,7 +1579,6 @@ def network_records(world: World):
     callable
         (key, events) -> pandas frame of NETWORK_SCHEMA rows for one station.
     """
-    heartbeat_s = 1800  # status re-sent every 30 min while nothing changes (offline = silence)
 
     def fn(key, events: pd.DataFrame) -> pd.DataFrame:
         """Sessions (fleet and background users) and OCPP status notifications of one station.
@@ -1381,88 +1603,10 @@ def network_records(world: World):
             return pd.DataFrame(columns=[f.name for f in NETWORK_SCHEMA.fields])
         outages = world.outages[world.outages.station_id == sid]
         t0, t1 = world.day_midnights[0], world.day_midnights[-1]
-        sessions = []  # (port, start, end, kwh, success, err, vehicle, session_id)
-        busy: dict[str, list[tuple[float, float]]] = {p: [] for p in ports.port_id}
-
-        def down(port, t):
-            """The outage (fault, maintenance or offline) of a port at an instant.
-
-            Parameters
-            ----------
-            port : str
-                Port id.
-            t : float
-                Instant (UTC epoch s).
-
-            Returns
-            -------
-            pandas.Series or None
-                The first such row of `World.outages`; None when the port is not down.
-            """
-            o = outages[(outages.port_id == port) & (outages.start <= t) & (outages.end > t)]
-            return o.iloc[0] if len(o) else None
-
-        for e in events.sort_values("start").itertuples():
-            free = [p for p in ports.port_id if all(not (s < e.end and e.start < en) for s, en in busy[p])]
-            up = [p for p in free if down(p, e.start) is None]
-            port = (up or free or list(ports.port_id))[0]
-            o = down(port, e.start)
-            ok = bool(e.success) and o is None
-            err = None if ok else (o.error_code if o is not None and o.error_code else "EVCommunicationError")
-            busy[port].append((e.start, e.end))
-            sessions.append((port, e.start, e.end, e.kwh if ok else 0.0, ok, err, e.vehicle_id, e.charge_id))
-        # background (non-fleet) users: ~3 sessions per port-day
-        for p in ports.itertuples():
-            n = rng.poisson(3 * (t1 - t0) / 86400)
-            for j, s in enumerate(np.sort(rng.uniform(t0, t1 - 3 * 3600, n))):
-                dur = rng.uniform(0.4, 2.0) * 3600
-                if any(s < en and bs < s + dur for bs, en in busy[p.port_id]):
-                    continue
-                o = down(p.port_id, s)
-                ok = o is None and rng.random() > 0.04
-                err = None if ok else (o.error_code if o is not None and o.error_code else rng.choice(FAULT_CODES))
-                kwh = float(p.power_kw * 0.85 * dur / 3600 * rng.uniform(0.5, 1.0)) if ok else 0.0
-                end = s + (dur if ok else rng.uniform(60, 300))
-                busy[p.port_id].append((s, end))
-                sessions.append((p.port_id, s, end, kwh, ok, err, None, f"{p.port_id}-S{j:05d}"))
-
-        rows: list[tuple[Any, ...]] = []  # one NETWORK_SCHEMA row each; session and status rows fill different columns
-        for sess in sessions:
-            port, s, e, kwh, ok, err, vid, sid_ = sess
-            charger = ports.set_index("port_id").charger_id[port]
-            rows.append(("session", sid, charger, port, s, e, None, err, None, sid_, vid, kwh, ok))
-        # status notifications from sessions + outages
-        for p in ports.itertuples():
-            ev: list[tuple[Any, str, str | None, str | None]] = [(t0, "Available", None, None)]  # (ts, status, error_code, info)
-            for o in outages[outages.port_id == p.port_id].itertuples():
-                if o.cause == "fault":
-                    ev += [(o.start, "Faulted", o.error_code, None), (o.end, "Available", None, None)]
-                elif o.cause == "maintenance":
-                    ev += [(o.start, "Unavailable", None, "scheduled_maintenance"), (o.end, "Available", None, None)]
-            for port, s, e, _kwh, ok, err, _vid, _ in sessions:
-                if port != p.port_id:
-                    continue
-                if ok:
-                    ev += [(s, "Preparing", None, None), (s + 60, "Charging", None, None), (e, "Finishing", None, None), (e + 60, "Available", None, None)]
-                elif down(port, s) is None:
-                    ev += [(s, "Preparing", None, None), (s + 30, "Faulted", err, "session failed"), (e, "Available", None, None)]
-            ev.sort(key=lambda x: x[0])
-            # fill heartbeats (re-sent status) and drop everything inside offline gaps
-            off = outages[(outages.port_id == p.port_id) & (outages.cause == "offline")]
-            out = []
-            for i, (t, st, err, info) in enumerate(ev):
-                t_next = ev[i + 1][0] if i + 1 < len(ev) else t1
-                hb = np.arange(t, t_next, heartbeat_s)
-                for k, th in enumerate(hb):
-                    out.append((th, st, err, info if k == 0 else None))
-            for th, st, err, info in out:
-                if any((o.start <= th) & (th < o.end) for o in off.itertuples()):
-                    continue
-                rows.append(("status", sid, p.charger_id, p.port_id, th, None, st, err, info, None, None, None, None))
-        df = pd.DataFrame(rows, columns=[f.name for f in NETWORK_SCHEMA.fields])
-        df["ts"] = pd.to_datetime(np.round(df.ts.astype(float)), unit="s")
-        df["end_ts"] = pd.to_datetime(df.end_ts.astype(float).round(), unit="s")
-        return df
+        sessions, busy = _fleet_sessions(events, ports, outages)
+        sessions += _background_sessions(rng, ports, outages, busy, t0, t1)
+        rows = _session_rows(sid, ports, sessions) + _status_rows(sid, ports, outages, sessions, t0, t1, STATUS_HEARTBEAT_S)
+        return _network_frame_of_rows(rows)
 
     return fn
 
