@@ -49,7 +49,7 @@ def test_constraints_follow_the_required_columns_and_the_ingest_ranges():
     assert table_constraints("gold.daily_kpis", cfg) == {}
 
 
-def test_maintenance_keeps_rows_and_time_travel_and_compacts_files(spark, appended):
+def test_maintenance_keeps_rows_and_time_travel_compacts_files_and_enforces_constraints(spark, appended):
     cfg = appended
     path = cfg.storage.path("bronze.telematics")
     before = tables.read(spark, cfg, "bronze.telematics")
@@ -65,20 +65,16 @@ def test_maintenance_keeps_rows_and_time_travel_and_compacts_files(spark, append
     assert spark.read.format("delta").option("versionAsOf", 0).load(path).count() == first_version == 5
     assert sorted(done.constraints_added) == sorted(table_constraints("bronze.telematics", cfg))
 
-
-def test_constraints_refuse_later_bad_rows_and_reruns_change_nothing(spark, appended):
-    cfg = appended
-    maintain_table(spark, cfg, "bronze.telematics")
+    # later bad rows are refused by the constraints; a rerun changes nothing
     bad_lat = spark.createDataFrame([("V9", T0, 95.0, 77.2, 50.0, T0.date())], SCHEMA)
     with pytest.raises(Exception, match="(?i)check constraint.*lat_in_range"):
         tables.write(bad_lat, cfg, "bronze.telematics", mode="append", partition_by=["date"])
     no_vehicle = spark.createDataFrame([(None, T0, 28.6, 77.2, 50.0, T0.date())], SCHEMA)
     with pytest.raises(Exception, match="(?i)vehicle_id_not_null"):
         tables.write(no_vehicle, cfg, "bronze.telematics", mode="append", partition_by=["date"])
-    rows = tables.read(spark, cfg, "bronze.telematics").count()
     again = maintain_table(spark, cfg, "bronze.telematics")
     assert again.constraints_added == [] and again.constraints_skipped == {}
-    assert tables.read(spark, cfg, "bronze.telematics").count() == rows == 20
+    assert tables.read(spark, cfg, "bronze.telematics").count() == 20
 
 
 def test_a_rule_the_rows_break_is_reported_not_forced(spark, tmp_path):
@@ -88,6 +84,19 @@ def test_a_rule_the_rows_break_is_reported_not_forced(spark, tmp_path):
     done = maintain_table(spark, cfg, "bronze.telematics")
     assert done.constraints_skipped == {"soc_pct_in_range": "1 row(s) break soc_pct IS NULL OR (soc_pct >= 0.0 AND soc_pct <= 100.0)"}
     assert "lat_in_range" in done.constraints_added and tables.read(spark, cfg, "bronze.telematics").count() == 2
+
+
+def test_a_changed_rule_the_rows_break_keeps_the_rule_the_table_had(spark, tmp_path):
+    wide = make_config(tmp_path, "ingest.soc_range=[0, 110]")
+    rows = [("V1", T0, 28.6, 77.2, 104.0, T0.date())]
+    tables.write(spark.createDataFrame(rows, SCHEMA), wide, "bronze.telematics", mode="overwrite", partition_by=["date"])
+    assert "soc_pct_in_range" in maintain_table(spark, wide, "bronze.telematics").constraints_added
+    narrow = make_config(tmp_path)  # the default 0-100 range: the stored 104 % breaks it
+    done = maintain_table(spark, narrow, "bronze.telematics")
+    assert list(done.constraints_skipped) == ["soc_pct_in_range"]
+    too_high = spark.createDataFrame([("V1", T0 + timedelta(minutes=1), 28.6, 77.2, 120.0, T0.date())], SCHEMA)
+    with pytest.raises(Exception, match="(?i)soc_pct_in_range"):  # the 0-110 rule still holds
+        tables.write(too_high, narrow, "bronze.telematics", mode="append", partition_by=["date"])
 
 
 def test_short_retention_needs_the_explicit_flag_and_then_deletes_old_files(spark, appended, tmp_path):

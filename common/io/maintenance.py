@@ -111,13 +111,14 @@ def _add_constraints(spark: SparkSession, path: str, dt: DeltaTable, wanted: dic
     # one scan counts the rows breaking each new rule
     counts = first_row(dt.toDF().agg(*[F.sum(F.when(F.expr(f"NOT ({expr})"), 1).otherwise(0)).alias(name) for name, expr in todo.items()]))
     for name, expr in todo.items():
-        if name in existing:
-            spark.sql(f"ALTER TABLE {ident} DROP CONSTRAINT {name}")
         breaking = int(counts[name] or 0)
         if breaking:
-            # ADD CONSTRAINT would fail on these rows; the table stays usable and the report says why.
+            # ADD CONSTRAINT would fail on these rows; the table stays usable, keeps the rule it had
+            # (dropped only once its replacement can be added) and the report says why.
             result.constraints_skipped[name] = f"{breaking} row(s) break {expr}"
             continue
+        if name in existing:
+            spark.sql(f"ALTER TABLE {ident} DROP CONSTRAINT {name}")
         spark.sql(f"ALTER TABLE {ident} ADD CONSTRAINT {name} CHECK ({expr})")
         result.constraints_added.append(name)
 
