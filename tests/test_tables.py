@@ -82,3 +82,43 @@ def test_size_shuffles_sets_the_partitions_a_cached_shuffle_keeps(spark, fresh_c
             spark.conf.unset(INITIAL_PARTITIONS)
         else:
             spark.conf.set(INITIAL_PARTITIONS, before)
+
+
+def test_a_new_table_is_created_with_its_comment_and_properties_in_one_commit(spark, fresh_cfg):
+    from delta.tables import DeltaTable
+
+    df = spark.createDataFrame([("V1", 1.0)], "vehicle_id string, x double")
+    first = tables.write(df, fresh_cfg, "bronze.vehicles", properties={"evfa.owner": "fleet-ops"}, commit_metrics=True)
+    path = fresh_cfg.storage.path("bronze.vehicles")
+    history = DeltaTable.forPath(spark, path).history().select("version", "operation").collect()
+    assert [(r["version"], r["operation"]) for r in history] == [(0, "CREATE TABLE AS SELECT")]
+    assert first.version == 0 and first.inserted() == 1
+    detail = DeltaTable.forPath(spark, path).detail().select("description", "properties").first()
+    assert detail["description"] == tables.TABLES["bronze.vehicles"].description
+    assert detail["properties"]["evfa.owner"] == "fleet-ops"
+    # an unchanged rewrite adds its data commit only (no property commit)
+    again = tables.write(df, fresh_cfg, "bronze.vehicles", properties={"evfa.owner": "fleet-ops"})
+    assert again.version == 1 and tables.read(spark, fresh_cfg, "bronze.vehicles").count() == 1
+
+
+def test_a_merge_with_a_partition_filter_reads_only_those_partitions(spark, fresh_cfg):
+    from datetime import date
+
+    from common.bronze.ingest import batch_partitions, partition_predicate
+
+    schema = "vehicle_id string, x double, date date"
+    old = spark.createDataFrame([("V1", 1.0, date(2024, 1, 1)), ("V1", 2.0, date(2024, 1, 2))], schema)
+    tables.write(old, fresh_cfg, "bronze.vehicles", partition_by=["date"])
+    batch = spark.createDataFrame([("V1", 2.0, date(2024, 1, 2)), ("V2", 3.0, date(2024, 1, 3))], schema)
+    days = batch_partitions(batch, "date")
+    assert sorted(days) == [date(2024, 1, 2), date(2024, 1, 3)]
+    assert partition_predicate("date", days, alias="t") == "(t.`date` IN (DATE'2024-01-02', DATE'2024-01-03'))"
+    assert partition_predicate("date", [None, date(2024, 1, 2)]) == "(`date` IN (DATE'2024-01-02') OR `date` IS NULL)"
+    assert partition_predicate("date", []) == "false"
+    # the predicate prunes the bronze scan to the batch's days (2024-01-01 is not read)
+    files = tables.read(spark, fresh_cfg, "bronze.vehicles").where(partition_predicate("date", days)).inputFiles()
+    assert len(files) == 1 and "date=2024-01-02" in files[0]
+    result = tables.merge(batch, fresh_cfg, "bronze.vehicles", keys=["vehicle_id", "x", "date"], target_filter=partition_predicate("date", days, alias="t"))
+    assert result.inserted() == 1
+    assert int(result.metrics["numTargetRowsCopied"]) == 0
+    assert sorted(r["x"] for r in tables.read(spark, fresh_cfg, "bronze.vehicles").collect()) == [1.0, 2.0, 3.0]

@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import reduce
 
 from pyspark.errors import PySparkException
@@ -1152,6 +1152,53 @@ def new_rows(batch: DataFrame, existing: DataFrame | None, keys: Sequence[str]) 
     if existing is None:
         return distinct
     return distinct.join(existing.select(*keys).distinct(), on=list(keys), how="left_anti").select(*batch.columns)
+
+
+def batch_partitions(batch: DataFrame, column: str) -> list[date | None]:
+    """The date partitions `batch` has rows in (None for rows without a date).
+
+    Bounds the bronze scans of an ingest (the key lookup and the MERGE) to the days the batch
+    touches (`partition_predicate`).
+
+    Parameters
+    ----------
+    batch : DataFrame
+        Rows with the DateType partition `column`.
+    column : str
+        The partition column (`ingest.partition_column`).
+
+    Returns
+    -------
+    list of datetime.date or None
+    """
+    return [r[0] for r in batch.select(column).distinct().collect()]  # bounded: one row per day of the batch
+
+
+def partition_predicate(column: str, days: Sequence[date | None], alias: str = "") -> str:
+    """A SQL predicate matching rows in the partitions `days`; Delta prunes files by it.
+
+    Parameters
+    ----------
+    column : str
+        The DateType partition column.
+    days : sequence of datetime.date or None
+        From `batch_partitions`.
+    alias : str
+        Table alias the column is qualified with (``t`` inside a MERGE condition).
+
+    Returns
+    -------
+    str
+        ``[alias.]`column` IN (DATE'...', ...)``, ``OR ... IS NULL`` when None is among the days;
+        ``false`` for no days.
+    """
+    ref = f"{alias + '.' if alias else ''}`{column}`"
+    dated = sorted(d for d in days if d is not None)
+    literals = ", ".join(f"DATE'{d.isoformat()}'" for d in dated)
+    terms = [f"{ref} IN ({literals})"] if dated else []
+    if len(dated) < len(days):
+        terms.append(f"{ref} IS NULL")
+    return "(" + " OR ".join(terms) + ")" if terms else "false"
 
 
 IN_TABLE = "__in_table"

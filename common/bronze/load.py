@@ -30,12 +30,14 @@ from common.bronze.ingest import (
     QUARANTINED,
     IngestCounts,
     ReconciliationError,
+    batch_partitions,
     bronze_merge_keys,
     bronze_row_counts,
     bronze_rows,
     mark_in_table,
     new_rows,
     nulled_value_counts,
+    partition_predicate,
     quarantine_rows,
     reconcile,
     status_counts,
@@ -226,14 +228,22 @@ def _merge_bronze(cfg: Config, classified: DataFrame, run: DatasetRun, run_id: s
     keys = bronze_merge_keys(kind)
     partition_by = [cfg.ingest.partition_column] if ts_cols else None
     bronze = bronze_rows(classified, kind, cfg.ingest.partition_column, run_id, now)
-    marked = mark_in_table(bronze, tables.read_optional(spark, cfg, bronze_table), keys).persist(StorageLevel.MEMORY_AND_DISK)
+    existing = tables.read_optional(spark, cfg, bronze_table)
+    # The batch's own partitions bound both bronze scans (the key lookup and the MERGE): a daily
+    # ingest reads its days of bronze, not the whole history.
+    in_batch = None
+    if partition_by and existing is not None:
+        days = batch_partitions(bronze, partition_by[0])
+        existing = existing.where(partition_predicate(partition_by[0], days))
+        in_batch = partition_predicate(partition_by[0], days, alias="t")
+    marked = mark_in_table(bronze, existing, keys).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # One pass gives the three counts: rows already in bronze, new rows, new distinct records.
         totals = tables.first_row(marked.agg(*bronze_row_counts(keys)))
         inserted = 0
         if totals["new_records"]:
             fresh = marked.where(~F.col(IN_TABLE)).drop(IN_TABLE).dropDuplicates(keys)
-            result = tables.merge(fresh, cfg, bronze_table, keys=keys, partition_by=partition_by, comment=f"Bronze {kind}: canonical columns (UTC), lineage; jobs/ingest.py")
+            result = tables.merge(fresh, cfg, bronze_table, keys=keys, partition_by=partition_by, comment=f"Bronze {kind}: canonical columns (UTC), lineage; jobs/ingest.py", target_filter=in_batch)
             run.bronze_version = result.commit_version
             inserted = result.inserted()
             after_commit("bronze")

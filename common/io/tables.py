@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
@@ -106,9 +107,9 @@ class WriteResult:
 HISTORY_SEARCH = 25
 # Delta records this session setting in the commitInfo of a MERGE (writes take a writer option).
 _USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
-# The setting is per session, not per thread: MERGEs of one process take turns so a commit never
-# carries another thread's tag.
-_MERGE_TAG_LOCK = threading.Lock()
+# The setting is per session, not per thread: SQL commits (MERGE, CREATE TABLE AS SELECT) of one
+# process take turns so a commit never carries another thread's tag.
+_SQL_TAG_LOCK = threading.Lock()
 # Operation metric holding the rows a commit added, per Delta operation.
 _INSERTED_METRIC = {
     "MERGE": "numTargetRowsInserted",
@@ -467,13 +468,56 @@ def write(
         writer = writer.option("replaceWhere", replace_where)
     elif mode == "overwrite":
         writer = writer.option("overwriteSchema", "true")
-    with job_description(spark, f"write {table}"):
-        writer.save(path)
+    created = not DeltaTable.isDeltaTable(spark, path) and _create_as_select(df, path, tag, partition_by, comment, properties)
+    if not created:
+        with job_description(spark, f"write {table}"):
+            writer.save(path)
     commit_version, operation, metrics = tagged_commit(spark, path, tag) if commit_metrics else (None, None, {})
-    set_properties(spark, cfg, table, comment=comment, properties=properties)
-    v = version(spark, cfg, table)
+    if not created:
+        set_properties(spark, cfg, table, comment=comment, properties=properties)
+    v = commit_version if created and commit_version is not None else version(spark, cfg, table)
     log.info("wrote %s (%s) version %s", table, path, v)
     return WriteResult(table=table, path=path, version=v if v is not None else -1, commit_version=commit_version, operation=operation, metrics=metrics)
+
+
+def _create_as_select(
+    df: DataFrame,
+    path: str,
+    tag: str,
+    partition_by: list[str] | None,
+    comment: str | None,
+    properties: dict[str, str] | None,
+) -> bool:
+    """Create the table at `path` with its rows, comment and properties in one commit.
+
+    A DataFrameWriter cannot set a table comment, so creating through it and then ALTER TABLE made
+    two commits (and two Delta versions) per new table. Returns False, having written nothing, when
+    another writer created the table first (the caller then writes through the DataFrameWriter).
+    """
+    spark = df.sparkSession
+    view = f"_evfa_create_{uuid.uuid4().hex}"
+    clauses = ["USING delta"]
+    if partition_by:
+        clauses.append("PARTITIONED BY (" + ", ".join(f"`{c}`" for c in partition_by) + ")")
+    if comment:
+        clauses.append(f"COMMENT '{_sql_str(comment)}'")
+    if properties:
+        clauses.append("TBLPROPERTIES (" + ", ".join(f"'{k}' = '{_sql_str(v)}'" for k, v in properties.items()) + ")")
+    df.createOrReplaceTempView(view)
+    try:
+        with _SQL_TAG_LOCK, job_description(spark, f"create {path}"):
+            spark.conf.set(_USER_METADATA_CONF, tag)
+            try:
+                spark.sql(f"CREATE TABLE delta.`{path}` {' '.join(clauses)} AS SELECT * FROM `{view}`")
+            finally:
+                spark.conf.unset(_USER_METADATA_CONF)
+    except AnalysisException as exc:
+        if "already exists" not in str(exc).lower():
+            raise
+        return False
+    finally:
+        spark.catalog.dropTempView(view)
+    return True
 
 
 def set_properties(
@@ -522,6 +566,7 @@ def merge(
     partition_by: list[str] | None = None,
     comment: str | None = None,
     update: bool = False,
+    target_filter: str | None = None,
 ) -> WriteResult:
     """Insert rows whose natural key is new (and optionally update existing ones): idempotent.
 
@@ -543,6 +588,9 @@ def merge(
         Table comment; default the catalog's description when the table is created.
     update : bool
         Also update rows whose key exists.
+    target_filter : str, optional
+        SQL predicate on the target (alias ``t``) that every matching row satisfies, e.g. its
+        partitions; added to the condition so Delta reads only those files.
 
     Returns
     -------
@@ -556,11 +604,13 @@ def merge(
     _record("written", table)
     target = DeltaTable.forPath(spark, path)
     cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    if target_filter:
+        cond = f"{target_filter} AND {cond}"
     builder = target.alias("t").merge(df.alias("s"), cond)
     if update:
         builder = builder.whenMatchedUpdateAll()
     tag = commit_tag(table)
-    with _MERGE_TAG_LOCK, job_description(spark, f"merge into {table}"):
+    with _SQL_TAG_LOCK, job_description(spark, f"merge into {table}"):
         spark.conf.set(_USER_METADATA_CONF, tag)
         try:
             builder.whenNotMatchedInsertAll().execute()
