@@ -44,7 +44,7 @@ def land(raw: Path, landing: Path, copies: int, days: slice) -> list[str]:
     ts = next(c for c in ("ts", "timestamp", "time") if c in frame.columns)
     vid = next(c for c in ("vehicle_id", "vehicle", "device_id") if c in frame.columns)
     frame = pd.concat([frame.assign(**{vid: frame[vid].astype(str) + (f"-{k}" if k else "")}) for k in range(copies)], ignore_index=True)
-    day = pd.to_datetime(frame[ts], utc=True, errors="coerce").dt.date
+    day = pd.to_datetime(frame[ts], utc=True).dt.date  # raises on an unparseable ts rather than drop its row
     all_days = sorted(d for d in day.dropna().unique())
     (landing / "telematics").mkdir(parents=True, exist_ok=True)
     for d in all_days[days]:

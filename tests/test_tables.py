@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.profile_stage import covered_seconds
 from common.io import tables
 
@@ -99,6 +101,15 @@ def test_a_new_table_is_created_with_its_comment_and_properties_in_one_commit(sp
     # an unchanged rewrite adds its data commit only (no property commit)
     again = tables.write(df, fresh_cfg, "bronze.vehicles", properties={"evfa.owner": "fleet-ops"})
     assert again.version == 1 and tables.read(spark, fresh_cfg, "bronze.vehicles").count() == 1
+    # a location another writer filled first (a table, or files that are not one): the SQL path
+    # writes nothing and leaves the write to the DataFrameWriter
+    assert tables._create_as_select(df, path, "probe", None, None, None) is False
+    stray = Path(fresh_cfg.storage.path("bronze.stations"))
+    stray.mkdir(parents=True)
+    (stray / "notes.txt").write_text("not a table")
+    assert tables._create_as_select(df, str(stray), "probe", None, None, None) is False
+    assert tables.write(df, fresh_cfg, "bronze.stations").version == 1  # the writer, then the comment commit
+    assert DeltaTable.forPath(spark, path).history().count() == 2
 
 
 def test_a_merge_with_a_partition_filter_reads_only_those_partitions(spark, fresh_cfg):
@@ -118,7 +129,11 @@ def test_a_merge_with_a_partition_filter_reads_only_those_partitions(spark, fres
     # the predicate prunes the bronze scan to the batch's days (2024-01-01 is not read)
     files = tables.read(spark, fresh_cfg, "bronze.vehicles").where(partition_predicate("date", days)).inputFiles()
     assert len(files) == 1 and "date=2024-01-02" in files[0]
+    # the MERGE does not read 2024-01-01 either: with its data file gone it still succeeds
+    outside = [f for f in tables.read(spark, fresh_cfg, "bronze.vehicles").inputFiles() if "date=2024-01-01" in f]
+    assert len(outside) == 1
+    Path(outside[0].removeprefix("file:")).unlink()
     result = tables.merge(batch, fresh_cfg, "bronze.vehicles", keys=["vehicle_id", "x", "date"], target_filter=partition_predicate("date", days, alias="t"))
     assert result.inserted() == 1
-    assert int(result.metrics["numTargetRowsCopied"]) == 0
-    assert sorted(r["x"] for r in tables.read(spark, fresh_cfg, "bronze.vehicles").collect()) == [1.0, 2.0, 3.0]
+    rows = tables.read(spark, fresh_cfg, "bronze.vehicles").where("date > DATE'2024-01-01'").collect()
+    assert sorted(r["x"] for r in rows) == [2.0, 3.0]

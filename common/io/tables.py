@@ -512,12 +512,17 @@ def _create_as_select(
             finally:
                 spark.conf.unset(_USER_METADATA_CONF)
     except AnalysisException as exc:
-        if "already exists" not in str(exc).lower():
+        if exc.getErrorClass() not in _LOCATION_TAKEN:
             raise
         return False
     finally:
         spark.catalog.dropTempView(view)
     return True
+
+
+# Errors of a CREATE TABLE whose location another writer filled first (a table, or files that are
+# not one yet): the DataFrameWriter then writes as it would have without the SQL path.
+_LOCATION_TAKEN = frozenset({"TABLE_OR_VIEW_ALREADY_EXISTS", "DELTA_TABLE_ALREADY_EXISTS", "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION", "DELTA_PATH_EXISTS"})
 
 
 def set_properties(
@@ -571,7 +576,7 @@ def merge(
     """Insert rows whose natural key is new (and optionally update existing ones): idempotent.
 
     The result carries the MERGE commit's operation metrics (`rows_inserted`); when the table does
-    not exist yet it is created by a WRITE instead.
+    not exist yet it is created by `write` instead (one CREATE TABLE AS SELECT commit).
 
     Parameters
     ----------
