@@ -480,6 +480,17 @@ def write(
     return WriteResult(table=table, path=path, version=v if v is not None else -1, commit_version=commit_version, operation=operation, metrics=metrics)
 
 
+@contextmanager
+def _sql_commit_tagged(spark: SparkSession, tag: str, description: str) -> Iterator[None]:
+    """The Delta commit made inside carries `tag` as userMetadata (SQL and MERGE take no writer option)."""
+    with _SQL_TAG_LOCK, job_description(spark, description):
+        spark.conf.set(_USER_METADATA_CONF, tag)
+        try:
+            yield
+        finally:
+            spark.conf.unset(_USER_METADATA_CONF)
+
+
 def _create_as_select(
     df: DataFrame,
     path: str,
@@ -505,12 +516,8 @@ def _create_as_select(
         clauses.append("TBLPROPERTIES (" + ", ".join(f"'{k}' = '{_sql_str(v)}'" for k, v in properties.items()) + ")")
     df.createOrReplaceTempView(view)
     try:
-        with _SQL_TAG_LOCK, job_description(spark, f"create {path}"):
-            spark.conf.set(_USER_METADATA_CONF, tag)
-            try:
-                spark.sql(f"CREATE TABLE delta.`{path}` {' '.join(clauses)} AS SELECT * FROM `{view}`")
-            finally:
-                spark.conf.unset(_USER_METADATA_CONF)
+        with _sql_commit_tagged(spark, tag, f"create {path}"):
+            spark.sql(f"CREATE TABLE delta.`{path}` {' '.join(clauses)} AS SELECT * FROM `{view}`")
     except AnalysisException as exc:
         if exc.getErrorClass() not in _LOCATION_TAKEN:
             raise
@@ -615,12 +622,8 @@ def merge(
     if update:
         builder = builder.whenMatchedUpdateAll()
     tag = commit_tag(table)
-    with _SQL_TAG_LOCK, job_description(spark, f"merge into {table}"):
-        spark.conf.set(_USER_METADATA_CONF, tag)
-        try:
-            builder.whenNotMatchedInsertAll().execute()
-        finally:
-            spark.conf.unset(_USER_METADATA_CONF)
+    with _sql_commit_tagged(spark, tag, f"merge into {table}"):
+        builder.whenNotMatchedInsertAll().execute()
     commit_version, operation, metrics = tagged_commit(spark, path, tag)
     set_properties(spark, cfg, table, comment=comment)
     v = version(spark, cfg, table)
