@@ -1,4 +1,4 @@
-"""Train, evaluate and register the SOC-drop and energy-per-km models (xgboost.spark + MLflow).
+"""Train, evaluate and register the SOC-drop and energy-per-km models (XGBoost + MLflow).
 
 Reads the tables of INPUTS (truth.points only when present, i.e. synthetic data: `truth_*` metrics).
 Writes: MLflow (experiment `mlflow.experiment`): one parent run per invocation with a nested run

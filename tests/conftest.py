@@ -183,7 +183,8 @@ def fleet_gold(spark, fleet_silver) -> Config:
     return fleet_silver
 
 
-# Small enough for 2 shared cores; the same code path as EMR (xgboost.spark, 2 barrier tasks).
+# Small enough for 2 shared cores. The fleet's fits are below ml.local_fit_max_rows, so they run in the
+# driver; test_small_fits_run_in_the_driver_as_the_same_booster_xgboost_would_fit covers xgboost.spark.
 ML_OVERRIDES = (
     "ml.num_workers=2",
     "ml.seed=11",

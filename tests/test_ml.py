@@ -3,7 +3,7 @@ fleet against baselines and truth, MLflow contents, batch scoring, online servin
 
 Every test prints the scores it asserts (run with -s to see them). The thresholds are the
 modelling issue's acceptance targets: trip energy MAPE <= 6 %, SOC MAE <= 0.6 x persistence
-(measured 0.568 on this fleet) and ROC-AUC >= 0.9 (measured 0.906); see docs/MODELS.md.
+(measured 0.578 on this fleet with driver fits, 0.568 with xgboost.spark) and ROC-AUC >= 0.9 (measured 0.906); see docs/MODELS.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from common.core.config import SocModelConfig, load_config
 from tests.conftest import make_config, real_data
 
-SOC_MAE_VS_PERSISTENCE_MAX = 0.6  # the issue's target (measured 0.568; 0.588 before the trip-direction features)
+SOC_MAE_VS_PERSISTENCE_MAX = 0.6  # the issue's target (measured 0.578 with driver fits, 0.568 with xgboost.spark; 0.588 before the trip-direction features)
 SOC_GROUP_MAE_VS_PERSISTENCE_MAX = 0.77  # on 6 vehicles never seen in training (measured 0.71)
 SOC_ROC_AUC_MIN = 0.9  # the issue's target (measured 0.906; 0.897 before the trip-direction features)
 
@@ -217,6 +217,60 @@ def test_holdout_vehicles_is_seeded_and_order_independent():
     a = holdout_vehicles(ids, 0.25, 7)
     assert len(a) == 5 and a == holdout_vehicles(list(reversed(ids)), 0.25, 7)
     assert a != holdout_vehicles(ids, 0.25, 8)
+
+
+def _xgb_rows(spark, n_per_vehicle: int = 300):
+    rng = np.random.default_rng(3)
+    rows = []
+    for v in ("V1", "V2", "V3"):
+        for t in range(n_per_vehicle):
+            x1, x2 = float(rng.uniform(0, 10)), float(rng.normal())
+            x3 = None if t % 17 == 0 else float(rng.uniform(-1, 1))  # nulls are XGBoost 'missing'
+            y = 2.0 * x1 + 3.0 * x2 + (0.0 if x3 is None else 5.0 * x3) + float(rng.normal(0, 0.5))
+            rows.append((v, t, x1, x2, x3, y, float(rng.uniform(0.5, 2.0)), t >= n_per_vehicle - 40))
+    return spark.createDataFrame(rows, "vehicle_id string, _t int, x1 double, x2 double, x3 double, y double, w double, is_valid boolean")
+
+
+def test_small_fits_run_in_the_driver_as_the_same_booster_xgboost_would_fit(spark):
+    """Below ml.local_fit_max_rows the fit is single-process XGBoost on the rows in their fixed
+    order: the booster equals one fitted directly with xgboost's scikit-learn API on a pandas copy
+    (expected values from xgboost alone); above it the same call runs xgboost.spark, whose
+    predictions agree with the driver's within the sketch differences of 2 workers."""
+    import xgboost
+
+    from common.core.config import XgbParams
+    from common.ml.train import fit_xgb, predict, xgb_kwargs
+
+    rows = _xgb_rows(spark)
+    params = XgbParams(n_estimators=40, max_depth=4)
+    feats = ["x1", "x2", "x3"]
+    local = fit_xgb(rows, feats, "y", params, 2, 5, weight_col="w", validation_col="is_valid", order_cols=("vehicle_id", "_t"), local_max_rows=10_000)
+    assert local.where == "driver" and (local.train_rows, local.valid_rows) == (780, 120)
+    assert len(local.evals_result["train"]["mae"]) == len(local.evals_result["validation"]["mae"]) == 40
+
+    threads = spark.sparkContext.defaultParallelism  # the local master's slots (driver_threads)
+    pdf = rows.withColumn("_h", F.xxhash64("vehicle_id", "_t")).toPandas().sort_values(["_h", "vehicle_id", "_t"], kind="stable")
+    tr, va = pdf[~pdf.is_valid], pdf[pdf.is_valid]
+    ref = xgboost.XGBRegressor(**xgb_kwargs(params, 5), eval_metric="mae", n_jobs=threads)
+    ref.fit(tr[feats], tr["y"], sample_weight=tr["w"], eval_set=[(tr[feats], tr["y"]), (va[feats], va["y"])], sample_weight_eval_set=[tr["w"], va["w"]], verbose=False)
+    got = predict(local, rows, out="pred").orderBy("vehicle_id", "_t").toPandas()
+    expected = ref.predict(pdf.sort_values(["vehicle_id", "_t"])[feats])
+    np.testing.assert_allclose(got["pred"].to_numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(local.evals_result["validation"]["mae"], ref.evals_result()["validation_1"]["mae"], rtol=1e-6)
+
+    # the classifier: binary logistic objective, P(class 1) as xgboost's own predict_proba gives it
+    labelled = rows.withColumn("event", (F.col("y") > 10).cast("int"))
+    clf = fit_xgb(labelled, feats, "event", params, 2, 5, classification=True, validation_col="is_valid", order_cols=("vehicle_id", "_t"), local_max_rows=10_000)
+    pdf["event"] = (pdf["y"] > 10).astype(int)
+    tr = pdf[~pdf.is_valid]
+    ref_clf = xgboost.XGBClassifier(**xgb_kwargs(params, 5), eval_metric="logloss", n_jobs=threads).fit(tr[feats], tr["event"])
+    prob = predict(clf, labelled, classification=True, out="prob").orderBy("vehicle_id", "_t").toPandas()["prob"].to_numpy()
+    np.testing.assert_allclose(prob, ref_clf.predict_proba(pdf.sort_values(["vehicle_id", "_t"])[feats])[:, 1], rtol=1e-5, atol=1e-6)
+
+    spread = fit_xgb(rows, feats, "y", params, 2, 5, weight_col="w", validation_col="is_valid", order_cols=("vehicle_id", "_t"), local_max_rows=0)
+    assert spread.where == "xgboost.spark"
+    dist = predict(spread, rows, out="pred").orderBy("vehicle_id", "_t").toPandas()["pred"].to_numpy()
+    assert np.mean(np.abs(dist - got["pred"].to_numpy())) < 0.1 * pdf["y"].std()
 
 
 def test_registry_gate_promotes_only_a_better_model(tmp_path):

@@ -606,6 +606,13 @@ class MlConfig(Section):
     """Model training/scoring (jobs/train.py, jobs/score.py). docs/MODELS.md explains the choices."""
 
     num_workers: int = Field(2, ge=1, description="xgboost.spark workers (one Spark task each).")
+    local_fit_max_rows: int = Field(
+        1_000_000,
+        ge=0,
+        description="A fit on at most this many rows runs in the driver (single-process XGBoost on all its cores, same booster "
+        "parameters) instead of as an xgboost.spark barrier stage: below ~1 M rows the barrier stage's start-up and the workers' "
+        "histogram allreduce cost more than the fit (docs/BENCHMARKS.md). 0 = always xgboost.spark.",
+    )
     seed: int = 42
     test_days: int = Field(2, ge=1, description="Last N local days of data are the test window.")
     gap_min: int = Field(60, ge=0, description="Gap between train and test (min); must be >= soc.horizon_min.")

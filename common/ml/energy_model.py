@@ -109,6 +109,7 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
                 "min_segment_km": e.min_segment_km,
                 "min_eval_trip_km": e.min_eval_trip_km,
                 "num_workers": ml.num_workers,
+                "local_fit_max_rows": ml.local_fit_max_rows,
                 "seed": ml.seed,
                 "features": ",".join(features),
                 "physics_models": ",".join(sorted(e.physics)),
@@ -118,7 +119,18 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
             }
         )
         tracking.log_table_versions(versions)
-        fit = fit_xgb(train.unionByName(valid), features, ENERGY_LABEL, e.xgb, ml.num_workers, ml.seed, weight_col=ENERGY_WEIGHT, validation_col="is_valid", order_cols=ORDER)
+        fit = fit_xgb(
+            train.unionByName(valid),
+            features,
+            ENERGY_LABEL,
+            e.xgb,
+            ml.num_workers,
+            ml.seed,
+            weight_col=ENERGY_WEIGHT,
+            validation_col="is_valid",
+            order_cols=ORDER,
+            local_max_rows=ml.local_fit_max_rows,
+        )
         seg_scored = baselines.with_baselines(predict(fit, test_segments, out="pred")).persist(StorageLevel.MEMORY_AND_DISK)
         lab_scored = seg_scored.join(test_labelled.select("segment_id"), "segment_id", "left_semi")
         many = regression_metrics_many(lab_scored, ENERGY_LABEL, {"model": "pred", "physics": "b_physics", "vehicle_mean": "b_vehicle_mean"})
@@ -128,6 +140,7 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
         metrics |= trip_window_metrics(seg_scored, test_trips, truth, TRIP_KWH)
         metrics |= energy_group_metrics(cfg, train, baselines.with_baselines(test_segments), test_trips, truth)
         metrics["train_seconds"] = fit.seconds
+        mlflow.set_tag("fit_where", fit.where)  # driver or xgboost.spark (ml.local_fit_max_rows)
         tracking.log_metrics(metrics)
         mlflow.log_dict(fit.evals_result, "learning_curves.json")
         tracking.log_feature_importance(fit.booster, "Energy per km")
@@ -182,7 +195,17 @@ def energy_group_metrics(cfg: Config, train: DataFrame, test_segments: DataFrame
     if len(vids) < 2:
         return {}  # one vehicle: nothing to hold out
     held = holdout_vehicles(vids, ml.holdout_vehicle_share, ml.seed)
-    fit = fit_xgb(train.where(~F.col("vehicle_id").isin(held)), list(ENERGY_FEATURES), ENERGY_LABEL, e.xgb, ml.num_workers, ml.seed, weight_col=ENERGY_WEIGHT, order_cols=ORDER)
+    fit = fit_xgb(
+        train.where(~F.col("vehicle_id").isin(held)),
+        list(ENERGY_FEATURES),
+        ENERGY_LABEL,
+        e.xgb,
+        ml.num_workers,
+        ml.seed,
+        weight_col=ENERGY_WEIGHT,
+        order_cols=ORDER,
+        local_max_rows=ml.local_fit_max_rows,
+    )
     scored = predict(fit, test_segments.where(F.col("vehicle_id").isin(held)), out="pred")
     out = {f"group_{k}": v for k, v in trip_window_metrics(scored, test_trips, truth, TRIP_KWH).items()}
     out["group_holdout_vehicles"] = float(len(held))

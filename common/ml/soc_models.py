@@ -100,7 +100,18 @@ class _SocRun:
         FitResult
         """
         ml = self.cfg.ml
-        return fit_xgb(_train_valid(self.rows), self.features, label, ml.soc.xgb, ml.num_workers, ml.seed, classification=classification, validation_col="is_valid", order_cols=ORDER)
+        return fit_xgb(
+            _train_valid(self.rows),
+            self.features,
+            label,
+            ml.soc.xgb,
+            ml.num_workers,
+            ml.seed,
+            classification=classification,
+            validation_col="is_valid",
+            order_cols=ORDER,
+            local_max_rows=ml.local_fit_max_rows,
+        )
 
     def final_fit(self, first: FitResult, label: str, classification: bool = False) -> FitResult:
         """The model that is tested and registered.
@@ -122,7 +133,7 @@ class _SocRun:
         ml = self.cfg.ml
         if not ml.refit_with_validation:
             return first
-        refit = fit_xgb(_train_valid(self.rows), self.features, label, ml.soc.xgb, ml.num_workers, ml.seed, classification=classification, order_cols=ORDER)
+        refit = fit_xgb(_train_valid(self.rows), self.features, label, ml.soc.xgb, ml.num_workers, ml.seed, classification=classification, order_cols=ORDER, local_max_rows=ml.local_fit_max_rows)
         refit.seconds += first.seconds
         refit.evals_result = first.evals_result
         return refit
@@ -187,6 +198,7 @@ def train_soc_models(spark: SparkSession, cfg: Config, rows: SplitRows, client, 
         "label_max_staleness_min": s.label_max_staleness_min,
         "charging_in_horizon": "excluded (no label)",
         "num_workers": ml.num_workers,
+        "local_fit_max_rows": ml.local_fit_max_rows,
         "seed": ml.seed,
         "features": ",".join(SOC_FEATURES),
         "persistence_window_min": baselines.persistence_window_min,
@@ -217,6 +229,7 @@ def _train_regressor(run: _SocRun) -> ModelOutcome:
         metrics |= {f"baseline_persistence_{w}m_train_mae": v for w, v in b.persistence_train_mae.items()}
         metrics |= soc_group_metrics(run.cfg, run.rows.window("train"), b.with_baselines(test))
         metrics["train_seconds"] = fit.seconds
+        mlflow.set_tag("fit_where", fit.where)  # driver or xgboost.spark (ml.local_fit_max_rows)
         tracking.log_metrics(metrics)
         mlflow.log_dict(fit.evals_result, "learning_curves.json")
         tracking.log_feature_importance(fit.booster, "SOC drop 60 min (regression)")
@@ -239,7 +252,8 @@ def _train_classifier(run: _SocRun) -> ModelOutcome:
     valid, test = run.rows.window("valid"), run.rows.window("test")
     with run.nested_run("soc_drop_classifier", "classification", SOC_EVENT) as mlrun:
         first = run.first_fit(SOC_EVENT, classification=True)
-        valid_scored = b.with_baselines(predict(first, valid, classification=True, out="prob"))
+        # read by two threshold searches and the validation metrics (5 passes): inferred once
+        valid_scored = b.with_baselines(predict(first, valid, classification=True, out="prob")).persist(StorageLevel.MEMORY_AND_DISK)
         threshold = best_f1_threshold(valid_scored, SOC_EVENT, "prob")
         rate_threshold = best_f1_threshold(valid_scored, SOC_EVENT, "b_vehicle_rate")
         fit = run.final_fit(first, SOC_EVENT, classification=True)
@@ -252,6 +266,7 @@ def _train_classifier(run: _SocRun) -> ModelOutcome:
         metrics = prefixed(m_model, "test_") | prefixed(m_pers, "baseline_persistence_test_") | prefixed(m_rate, "baseline_vehicle_rate_test_")
         metrics |= prefixed(classification_metrics(valid_scored, SOC_EVENT, "prob", threshold), "valid_")
         metrics["train_seconds"] = fit.seconds
+        mlflow.set_tag("fit_where", fit.where)  # driver or xgboost.spark (ml.local_fit_max_rows)
         tracking.log_metrics(metrics)
         mlflow.log_param("decision_threshold", threshold)
         tracking.log_feature_importance(fit.booster, "P(SOC drop >= 10 points in 60 min)")
@@ -265,6 +280,7 @@ def _train_classifier(run: _SocRun) -> ModelOutcome:
         )  # fmt: skip
         outcome = ModelOutcome("soc_classifier", s.registered_classifier, gate.version, gate.promoted, gate.reason, metrics, mlrun.info.run_id)
         scored.unpersist()
+        valid_scored.unpersist()
     return outcome
 
 
@@ -291,7 +307,7 @@ def soc_group_metrics(cfg: Config, train: DataFrame, test: DataFrame) -> dict[st
     if len(vids) < 2:
         return {}  # one vehicle: nothing to hold out
     held = holdout_vehicles(vids, ml.holdout_vehicle_share, ml.seed)
-    fit = fit_xgb(train.where(~F.col("vehicle_id").isin(held)), list(SOC_FEATURES), SOC_LABEL, s.xgb, ml.num_workers, ml.seed, order_cols=ORDER)
+    fit = fit_xgb(train.where(~F.col("vehicle_id").isin(held)), list(SOC_FEATURES), SOC_LABEL, s.xgb, ml.num_workers, ml.seed, order_cols=ORDER, local_max_rows=ml.local_fit_max_rows)
     scored = predict(fit, test.where(F.col("vehicle_id").isin(held)), out="pred")
     many = regression_metrics_many(scored, SOC_LABEL, {"model": "pred", "persistence": "b_persistence", "vehicle_mean": "b_vehicle_mean"})
     out = prefixed(many["model"], "group_test_")

@@ -1,10 +1,15 @@
-"""Distributed XGBoost training with `xgboost.spark` (one code path, laptop to EMR).
+"""XGBoost training: `xgboost.spark` at scale, single-process XGBoost in the driver for small data.
 
 `fit_xgb` trains a SparkXGBRegressor/SparkXGBClassifier on `ml.num_workers` Spark tasks (a
 barrier stage; each task holds a shard and they allreduce histograms). The input is
 dealt by vehicle to min(`num_workers`, vehicles) partitions and put in a fixed order inside them, so
 xgboost.spark does not reshuffle it and the same data + seed gives the same booster on every run
 (round-robin repartitioning would deal rows to workers in arrival order, which is not stable).
+
+At most `ml.local_fit_max_rows` rows are instead collected (Arrow) and fitted by the scikit-learn
+estimator xgboost.spark itself wraps, on the driver's task slots: the barrier stage's start-up and
+allreduce cost more than such a fit. The result is wrapped in the same xgboost.spark model class,
+so prediction, logging and registration do not know which path fitted it.
 
 The trained booster is what MLflow logs (`mlflow.xgboost`): scoring does not need Spark ML.
 """
@@ -50,6 +55,8 @@ class FitResult:
         Validation rows (only evaluated).
     evals_result : dict
         Learning curves: ``train`` and ``validation`` objective histories; {} without a training summary.
+    where : str
+        ``driver`` (single-process fit) or ``xgboost.spark`` (barrier stage on Spark workers).
     """
 
     model: Any
@@ -58,6 +65,7 @@ class FitResult:
     train_rows: int
     valid_rows: int
     evals_result: dict
+    where: str = "xgboost.spark"
 
 
 def xgb_kwargs(params: XgbParams, seed: int) -> dict:
@@ -127,6 +135,7 @@ def fit_xgb(
     weight_col: str | None = None,
     validation_col: str | None = None,
     order_cols: Sequence[str] = ("vehicle_id",),
+    local_max_rows: int = 0,
 ) -> FitResult:
     """Fit on `rows` (features numeric; nulls are XGBoost 'missing').
 
@@ -152,6 +161,9 @@ def fit_xgb(
         fitting; without such rows the fit has no learning curves.
     order_cols : Sequence[str]
         Columns of the fixed row order inside a shard (reproducible boosters).
+    local_max_rows : int
+        Fit in the driver (`_fit_in_driver`) when the rows (train + validation) are at most this
+        many; 0 = always xgboost.spark.
 
     Returns
     -------
@@ -180,14 +192,8 @@ def fit_xgb(
     taken = {*features, label}
     extra = [c for c in dict.fromkeys((weight_col, validation_col, *order_cols)) if c and c not in taken]
     selected = rows.select(*[F.col(c).cast("double").alias(c) for c in features], F.col(label).cast("double").alias(label), *extra)
-    data, num_workers = shard_by_vehicle(selected, num_workers)
-    # Rows in a fixed pseudo-random order (a hash of the order columns): xgboost.spark reads each Arrow
-    # batch as a train part and a validation part, and fails on a batch whose part is empty -- which a
-    # time order makes likely (one vehicle's validation day is one contiguous block).
-    data = data.sortWithinPartitions(F.xxhash64(*order_cols), *order_cols)
-    kwargs["num_workers"] = num_workers
     counts = first_row(
-        data.agg(
+        selected.agg(
             F.count(F.lit(1)).alias("n"),
             F.sum(F.col(validation_col).cast("int")).alias("v") if validation_col else F.lit(0).alias("v"),
         )
@@ -202,7 +208,17 @@ def fit_xgb(
         kwargs.pop("validation_indicator_col")
     estimator = (SparkXGBClassifier if classification else SparkXGBRegressor)(**kwargs)
     started = time.time()
-    model = estimator.fit(data)
+    if n <= local_max_rows:
+        model = _fit_in_driver(estimator, selected, list(features), label, weight_col, validation_col if v else None, order_cols)
+        where, workers = "driver", 1
+    else:
+        data, workers = shard_by_vehicle(selected, num_workers)
+        # Rows in a fixed pseudo-random order (a hash of the order columns): xgboost.spark reads each Arrow
+        # batch as a train part and a validation part, and fails on a batch whose part is empty -- which a
+        # time order makes likely (one vehicle's validation day is one contiguous block).
+        data = data.sortWithinPartitions(F.xxhash64(*order_cols), *order_cols)
+        model = estimator.copy({estimator.num_workers: workers}).fit(data)
+        where = "xgboost.spark"
     seconds = time.time() - started
     booster = model.get_booster()
     booster.feature_names = list(features)
@@ -210,8 +226,91 @@ def fit_xgb(
     summary = getattr(model, "training_summary", None)
     if summary is not None:
         evals = {"train": getattr(summary, "train_objective_history", {}), "validation": getattr(summary, "validation_objective_history", {})}
-    log.info("xgboost.spark %s: %d rows, %d workers, %.1fs", label, n, num_workers, seconds)
-    return FitResult(model, booster, seconds, n - v, v, evals)
+    log.info("xgboost %s (%s): %d rows, %d workers, %.1fs", label, where, n, workers, seconds)
+    return FitResult(model, booster, seconds, n - v, v, evals, where)
+
+
+def _fit_in_driver(estimator, selected: DataFrame, features: list[str], label: str, weight_col: str | None, validation_col: str | None, order_cols: Sequence[str]):
+    """`estimator` fitted in this process on `selected` collected through Arrow; an xgboost.spark model.
+
+    xgboost.spark has no local mode of its own: it always runs a barrier stage. Its estimator
+    generates the scikit-learn estimator's parameters (`_gen_xgb_params_dict`) and builds its
+    model from a fitted scikit-learn estimator (`_create_pyspark_model`, `_copyValues`), so the
+    same parameters and the same model class serve both paths; those helpers are private, hence
+    this one function holds every use of them.
+
+    Parameters
+    ----------
+    estimator : SparkXGBRegressor or SparkXGBClassifier
+        Configured as for a distributed fit.
+    selected : DataFrame
+        Feature, label, weight, validation and order columns.
+    features : list of str
+    label : str
+    weight_col : str or None
+    validation_col : str or None
+        Rows flagged here are only the evaluation set (learning curves); None = no evaluation set.
+    order_cols : Sequence[str]
+        The fixed row order (a hash of them, then them): the same data gives the same booster.
+
+    Returns
+    -------
+    SparkXGBRegressorModel or SparkXGBClassifierModel
+    """
+    import pandas as pd
+    from xgboost.spark import SparkXGBClassifier
+    from xgboost.spark.summary import XGBoostTrainingSummary
+
+    collected: pd.DataFrame = selected.withColumn("_order", F.xxhash64(*order_cols)).toPandas()  # at most local_max_rows rows
+    pdf = collected.sort_values(["_order", *order_cols], kind="stable", ignore_index=True)
+    valid = pdf[validation_col].astype(bool) if validation_col else None
+    train = pdf[~valid] if valid is not None else pdf
+    params = estimator._gen_xgb_params_dict(gen_xgb_sklearn_estimator_param=True)
+    params["n_jobs"] = driver_threads(selected.sparkSession)
+    # xgboost.spark leaves the classifier's objective unset (None would mean squared error) and sets it
+    # per fit from the label's classes; the models here are binary.
+    classifier = isinstance(estimator, SparkXGBClassifier)
+    params["objective"] = "binary:logistic" if classifier else params.get("objective") or "reg:squarederror"
+    sk = estimator._xgb_cls()(**params)
+    x, y = train[features], train[label]
+    fit_kwargs: dict[str, Any] = {"verbose": False}
+    if weight_col:
+        fit_kwargs["sample_weight"] = train[weight_col]
+    if valid is not None:
+        held = pdf[valid]
+        # the training pair as the same objects: xgboost then reuses the training matrix and its
+        # prediction cache for the train curve (a copy doubled the fit time on the demo fleet)
+        fit_kwargs["eval_set"] = [(x, y), (held[features], held[label])]
+        if weight_col:
+            fit_kwargs["sample_weight_eval_set"] = [fit_kwargs["sample_weight"], held[weight_col]]
+    sk.fit(x, y, **fit_kwargs)
+    summary = None
+    if valid is not None:
+        curves = sk.evals_result()
+        summary = XGBoostTrainingSummary.from_metrics({"training": curves["validation_0"], "validation": curves["validation_1"]})
+    sk.set_params(n_jobs=1)  # scoring runs one booster per Spark task, as xgboost.spark's models do
+    return estimator._copyValues(estimator._create_pyspark_model(sk, summary))
+
+
+def driver_threads(spark) -> int:
+    """Threads of a fit in the driver: the local master's task slots, else ``spark.driver.cores``.
+
+    Not os.cpu_count(): a cluster driver shares its node (and a container's cgroup limit is not
+    what the OS reports), and `hist` sums depend on the thread count, so it is taken from the conf
+    that also sizes the driver, which keeps boosters reproducible for the same conf.
+
+    Parameters
+    ----------
+    spark : SparkSession
+
+    Returns
+    -------
+    int
+    """
+    sc = spark.sparkContext
+    if sc.master.startswith("local"):
+        return max(1, sc.defaultParallelism)
+    return max(1, int(sc.getConf().get("spark.driver.cores", "1")))
 
 
 def predict(fit: FitResult, rows: DataFrame, classification: bool = False, out: str = PRED) -> DataFrame:
