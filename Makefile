@@ -71,22 +71,11 @@ browser:
 	@command -v chromium >/dev/null || { (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will skip"; }
 
 # Everything that proves a claim in the docs: the default suite (unit, real data, the three-fleet
-# accuracy suite) and the fault / robustness / privacy suite (tests/slow: subprocess kills,
-# local-cluster executors, whole-pipeline runs), each in a pytest process of its own. The two run
-# side by side: small-data Spark tests leave cores idle while the driver plans and commits, so two
-# sessions share 2 cores in less time than one after the other (docs/ROBUSTNESS.md, CI time).
-# tests/slow's output is printed when the default suite is done; the target fails if either fails.
+# accuracy suite), then the fault / robustness / privacy suite (tests/slow: subprocess kills,
+# local-cluster executors, whole-pipeline runs), each in a pytest process of its own.
 test: setup browser lint
-	@slow_log=$$(mktemp -t evfa-tests-slow.XXXXXX); \
-	setsid $(BIN)/python -m pytest tests/slow $(PYTEST_ARGS) >"$$slow_log" 2>&1 & slow=$$!; \
-	trap 'kill -- -$$slow 2>/dev/null; cat "$$slow_log"; rm -f "$$slow_log"; exit 130' INT TERM HUP; \
-	echo "tests/slow runs beside the default suite (pid $$slow); its output follows the default suite's"; \
-	$(BIN)/python -m pytest $(PYTEST_ARGS); default_rc=$$?; \
-	wait $$slow; slow_rc=$$?; \
-	echo "================================ tests/slow ================================"; \
-	cat "$$slow_log"; rm -f "$$slow_log"; \
-	echo "default suite exit $$default_rc, tests/slow exit $$slow_rc"; \
-	test $$default_rc -eq 0 && test $$slow_rc -eq 0
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/slow $(PYTEST_ARGS)
 
 # Issue 9 benchmarks (docs/BENCHMARKS.md): 1 M / 10 M / 50 M rows vs the pandas baseline; hours.
 # Quick run: make bench ARGS="--rows 300000 --visits 50000"; options: python -m bench.run_all --help

@@ -612,6 +612,12 @@ CI_TIMES = (
         "25 min 49 s (40 tests)",
         "74 min 23 s: over the 60 min budget (the landing CI of the same work: 67 min 42 s)",
     ),
+    (
+        "2026-12-06, fresh clone, the two suites tried side by side in two processes (commit cc03d05, reverted)",
+        "71 min 46 s (354 tests)",
+        "33 min 41 s (40 tests, at the same time)",
+        "~74 min: no faster than one after the other (the suites are CPU-bound on 2 cores), so make test runs them in turn again",
+    ),
 )
 
 AREAS = {"bad input": "Bad input", "fault": "Faults and reruns", "resource": "Resource limits", "security": "Security and privacy"}
@@ -636,10 +642,9 @@ def render() -> str:
         "",
         "`.ci/run` runs the README's `make test` with `EVFA_REQUIRE_REAL_DATA=1`: lint (ruff), then the "
         "default suite (unit tests, the real-data tests, which fail instead of skipping when "
-        "`../shared/data/real` is missing, and the three-fleet accuracy suite) and, beside it, "
-        "`tests/slow` (every slow case below), each in a pytest process of its own; the slow suite's "
-        "output is printed after the default suite's and `make test` fails if either fails. Every "
-        "test this page names runs there.",
+        "`../shared/data/real` is missing, and the three-fleet accuracy suite), then `tests/slow` "
+        "(every slow case below), each in a pytest process of its own. Every test this page names "
+        "runs there.",
         "",
         "| measured | default suite | tests/slow | whole `.ci/run` (setup included) |",
         "|---|---|---|---|",

@@ -261,7 +261,7 @@ def _fit_in_driver(estimator, selected: DataFrame, features: list[str], label: s
     from xgboost.spark import SparkXGBClassifier
     from xgboost.spark.summary import XGBoostTrainingSummary
 
-    collected: pd.DataFrame = selected.withColumn("_order", F.xxhash64(*order_cols)).toPandas()  # at most local_max_rows rows
+    collected: pd.DataFrame = selected.withColumn("_order", F.xxhash64(*order_cols)).toPandas()  # bounded: at most local_max_rows rows (counted above)
     pdf = collected.sort_values(["_order", *order_cols], kind="stable", ignore_index=True)
     valid = pdf[validation_col].astype(bool) if validation_col else None
     train = pdf[~valid] if valid is not None else pdf
