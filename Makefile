@@ -71,11 +71,11 @@ browser:
 	@command -v chromium >/dev/null || { (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will skip"; }
 
 # Everything that proves a claim in the docs: the default suite (unit, real data, the three-fleet
-# accuracy suite), then the fault / robustness / privacy suite (tests/slow: subprocess kills,
-# local-cluster executors, whole-pipeline runs), each in a pytest process of its own.
+# accuracy suite) and the fault / robustness / privacy suite (tests/slow: subprocess kills,
+# local-cluster executors, whole-pipeline runs) in one pytest session, so the fleet fixtures both
+# use are built once.
 test: setup browser lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(BIN)/python -m pytest tests/slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --include-slow $(PYTEST_ARGS)
 
 # Issue 9 benchmarks (docs/BENCHMARKS.md): 1 M / 10 M / 50 M rows vs the pandas baseline; hours.
 # Quick run: make bench ARGS="--rows 300000 --visits 50000"; options: python -m bench.run_all --help

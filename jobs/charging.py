@@ -31,6 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common.core.config import Config
+from common.core.frames import materialise, release
 from common.io import tables
 from common.io.cli import StageReport, bootstrap, job_main, require_inputs
 from common.io.schemas import VEHICLES
@@ -63,13 +64,6 @@ def _optional(spark: SparkSession, cfg: Config, table: str, report: StageReport,
     return None
 
 
-def _materialise(df: DataFrame) -> DataFrame:
-    """Persist and compute once: several outputs read it (lineage kept, so a lost block recomputes)."""
-    df = df.persist()
-    df.count()
-    return df
-
-
 def run_charging(spark: SparkSession, cfg: Config) -> StageReport:
     report = StageReport(stage="charging")
     p = cfg.charging
@@ -80,10 +74,10 @@ def run_charging(spark: SparkSession, cfg: Config) -> StageReport:
 
     # Events and their per-vehicle locations are computed once and reused by every output.
     beats = heartbeats(tables.read_optional(spark, cfg, DEVICE_PROFILES))
-    events = _materialise(label_event_locations(detect_charging_events(clean, vehicles, p, cfg.kpis.trips, beats), p))
-    locations = _materialise(charging_locations(events))
+    events = kept_events = materialise(label_event_locations(detect_charging_events(clean, vehicles, p, cfg.kpis.trips, beats), p))
+    locations = materialise(charging_locations(events))
     sites, located = charging_sites(locations, residences, stations, p)
-    sites = _materialise(sites)
+    sites = materialise(sites)
     located = located.join(sites.select("site_id", F.col("kind").alias("site_kind")), "site_id", "left")
     site_of_location = located.select("location_id", "site_id", "site_kind")
     events = events.join(site_of_location, "location_id", "left")
@@ -105,6 +99,8 @@ def run_charging(spark: SparkSession, cfg: Config) -> StageReport:
         props = {"evfa.personal_data": "true"} if table.startswith("restricted.") else None
         written = tables.write(df, cfg, table, mode="overwrite", properties=props)
         report.tables[table] = written.version
+    for kept in (kept_events, locations, sites):
+        release(kept)
 
     counts = tables.read(spark, cfg, SITES).groupBy("kind").agg(F.count("*").alias("n"), F.sum("n_events").alias("events"))
     by_kind = {r["kind"]: (r["n"], r["events"]) for r in counts.collect()}  # bounded: one row per site kind

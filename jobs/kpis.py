@@ -33,10 +33,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # spark-submit jobs/kpis.py: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from common.core.config import Config
+from common.core.frames import materialise, release
 from common.io import tables
 from common.io.cli import StageReport, bootstrap, job_main, require_inputs
 from common.io.ranges import DateRange, read_range, write_range
@@ -91,10 +91,10 @@ def run_kpis(spark: SparkSession, cfg: Config, start_date: date | None = None, e
     why = "model, vehicle type and battery size (energy) are null"
     vehicles = tables.read_or_empty(spark, cfg, BRONZE_VEHICLES, VEHICLES, notes=report.notes, why=why)
     beats = heartbeats(tables.read_optional(spark, cfg, DEVICE_PROFILES))
-    points = trip_points(clean, k.trips, beats).transform(add_odometer_checks, k.billing.odometer).persist(StorageLevel.MEMORY_AND_DISK)
+    points = materialise(trip_points(clean, k.trips, beats).transform(add_odometer_checks, k.billing.odometer))
     events = charging_events(clean, vehicles, cfg.charging, k.trips, beats, notes=report.notes)
     if events is not None:  # used by the minutely flag and the daily counts: detect once
-        events = events.persist(StorageLevel.MEMORY_AND_DISK)
+        events = materialise(events)
     try:
         # Each table is written, then read back (range-filtered) for the tables built on it:
         # no second evaluation of the plans, and a range run only ever sees its own days.
@@ -109,9 +109,9 @@ def run_kpis(spark: SparkSession, cfg: Config, start_date: date | None = None, e
         _write(daily_kpis(in_range_points, trips, minutely, vehicles, range_events), cfg, DAILY, rng, report)
         report.rows_in = in_range_points.count()
     finally:
-        points.unpersist()
+        release(points)
         if events is not None:
-            events.unpersist()
+            release(events)
 
     _write(fleet_daily_kpis(read_range(spark, cfg, DAILY, rng), k), cfg, FLEET_DAILY, rng, report)
     billing_days, billing_periods = billing_ranges(rng, k.billing.period)

@@ -29,11 +29,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # spark-submit jobs/reliability.py: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common.core.config import Config
+from common.core.frames import materialise, release
 from common.io import tables
 from common.io.cli import StageReport, bootstrap, job_main, require_inputs
 from common.network import reliability as rel
@@ -83,7 +83,7 @@ def run_reliability(spark: SparkSession, cfg: Config) -> StageReport:
 
     outcomes = found = None
     if sessions is not None:
-        outcomes = rel.session_outcomes(sessions, p).persist(StorageLevel.MEMORY_AND_DISK)
+        outcomes = materialise(rel.session_outcomes(sessions, p))
     else:
         report.notes.append(f"{SESSIONS} not found: no session success rates or tests")
     try:
@@ -101,7 +101,7 @@ def run_reliability(spark: SparkSession, cfg: Config) -> StageReport:
             _write(spark.createDataFrame(found.rows, stats.TEST_SCHEMA), cfg, TESTS, report)
     finally:
         if outcomes is not None:
-            outcomes.unpersist()
+            release(outcomes)
         if found is not None:
             found.rates.unpersist()
 

@@ -30,6 +30,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.core.config import Config
+from common.core.frames import materialise, release
 from common.io import tables
 from common.io.cli import StageReport, bootstrap, job_main, require_inputs
 from common.io.schemas import VEHICLES
@@ -55,11 +56,13 @@ REQUIRES: tuple[tuple[str, ...], ...] = ((DAILY_KPIS, SILVER_TELEMATICS),)
 def run_risk(spark: SparkSession, cfg: Config) -> StageReport:
     report = StageReport(stage="risk")
     profiles = tables.read_optional(spark, cfg, DEVICE_PROFILES)
+    kept = None
     if tables.exists(spark, cfg, DAILY_KPIS):
         daily = tables.read(spark, cfg, DAILY_KPIS).select("vehicle_id", "local_date", "gps_km", "data_coverage_share")
     else:
         report.notes.append("gold.daily_kpis missing: daily km computed from silver.telematics_clean")
-        daily = daily_activity(tables.read(spark, cfg, SILVER_TELEMATICS), cfg.kpis.trips, heartbeats(profiles))
+        # computed once: the scores and the fleet count both read it
+        daily = kept = materialise(daily_activity(tables.read(spark, cfg, SILVER_TELEMATICS), cfg.kpis.trips, heartbeats(profiles)))
     optional = {}
     for table in (EVENTS, RESIDENCES):
         optional[table] = tables.read_optional(spark, cfg, table)
@@ -74,6 +77,8 @@ def run_risk(spark: SparkSession, cfg: Config) -> StageReport:
     rows = tables.read(spark, cfg, DRIVER_RISK).orderBy(F.desc_nulls_last("score"), "vehicle_id").collect()  # bounded: one row per driver
     report.rows_out = len(rows)
     fleet = fleet_size(daily, vehicles, profiles)
+    if kept is not None:
+        release(kept)
     tiers = {t: sum(1 for r in rows if r["tier"] == t) for t in TIERS}
     line = f"driver_risk: {len(rows)} vehicles = " + " + ".join(f"{n} {t}" for t, n in tiers.items()) + f"; fleet {fleet}"
     print(line)

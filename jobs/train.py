@@ -22,10 +22,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # spark-submit jobs/train.py: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from common.core.config import Config
+from common.core.frames import materialise, release
 from common.io import tables
 from common.io.cli import StageReport, StageSkipped, bootstrap, job_main, require_inputs
 from common.io.schemas import VEHICLES
@@ -76,24 +76,24 @@ def energy_dataset(spark: SparkSession, cfg: Config) -> DataFrame:
 def train_soc(spark: SparkSession, cfg: Config, client, versions: dict, report: StageReport) -> list[ModelOutcome]:
     """The SOC drop regressor and classifier (common/ml/soc_models.py)."""
     vehicles = tables.read_or_empty(spark, cfg, BRONZE_VEHICLES, VEHICLES, notes=report.notes, why="SOC models train without battery size and vehicle type")
-    data = soc_dataset(spark, cfg, vehicles).persist(StorageLevel.MEMORY_AND_DISK)
+    data = materialise(soc_dataset(spark, cfg, vehicles))
     rows = soc_split_rows(data, cfg.ml)
     report.rows_in = (report.rows_in or 0) + rows.total
     outcomes = train_soc_models(spark, cfg, rows, client, versions)
-    rows.labelled.unpersist()
-    data.unpersist()
+    release(rows.labelled)
+    release(data)
     return outcomes
 
 
 def train_energy(spark: SparkSession, cfg: Config, client, versions: dict, report: StageReport) -> list[ModelOutcome]:
     """The energy-per-km model (common/ml/energy_model.py)."""
-    segments = energy_dataset(spark, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    segments = materialise(energy_dataset(spark, cfg))
     rows = energy_split_rows(segments, cfg.ml)
     report.rows_in = (report.rows_in or 0) + rows.total
     require_training_segments(rows)
     trips, truth_points = tables.read(spark, cfg, TRIPS), tables.read_optional(spark, cfg, TRUTH_POINTS)
     outcomes = train_energy_model(spark, cfg, rows, trips, truth_points, client, versions)
-    segments.unpersist()
+    release(segments)
     return outcomes
 
 

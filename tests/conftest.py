@@ -59,6 +59,10 @@ def wait_for_lease_expiry(spark, cfg: Config) -> None:
         state = read_lease(spark, path)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--include-slow", action="store_true", default=False, help="also run tests/slow in this session (make test does): one build of the shared fleet fixtures")
+
+
 @pytest.fixture(scope="session")
 def session_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("evfa")

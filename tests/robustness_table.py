@@ -642,9 +642,9 @@ def render() -> str:
         "",
         "`.ci/run` runs the README's `make test` with `EVFA_REQUIRE_REAL_DATA=1`: lint (ruff), then the "
         "default suite (unit tests, the real-data tests, which fail instead of skipping when "
-        "`../shared/data/real` is missing, and the three-fleet accuracy suite), then `tests/slow` "
-        "(every slow case below), each in a pytest process of its own. Every test this page names "
-        "runs there.",
+        "`../shared/data/real` is missing, and the three-fleet accuracy suite) and `tests/slow` "
+        "(every slow case below) in one pytest session (`pytest --include-slow`; until 2026-12-06 "
+        "two sessions, which built the shared fleet fixtures twice). Every test this page names runs there.",
         "",
         "| measured | default suite | tests/slow | whole `.ci/run` (setup included) |",
         "|---|---|---|---|",

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pandas as pd
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from common.core.config import MlConfig, SocModelConfig
+from common.core.frames import materialise
 from common.io.tables import first_row
 from common.ml.features import SOC_EVENT, SOC_LABEL, SOC_WINDOWS_MIN, assign_to_intervals, energy_training_rows, persistence_drop
 from common.ml.train import InsufficientData
@@ -509,16 +509,12 @@ def soc_split_rows(features: DataFrame, ml: MlConfig) -> SplitRows:
     Returns
     -------
     SplitRows
-        ``labelled`` is persisted (MEMORY_AND_DISK): the caller unpersists it.
+        ``labelled`` is materialised (common.core.frames): the caller releases it.
     """
     h = ml.soc.horizon_min
     split = time_split(day_starts(features, "minute_ts"), ml.test_days, ml.gap_min)
-    rows = (
-        features.withColumn("role", split.role(F.col("_t"), F.col("_t") + h * 60))
-        .where(F.col(SOC_LABEL).isNotNull() & F.col("role").isNotNull())
-        .withColumn("is_valid", F.col("role") == "valid")
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
+    rows = features.withColumn("role", split.role(F.col("_t"), F.col("_t") + h * 60)).where(F.col(SOC_LABEL).isNotNull() & F.col("role").isNotNull()).withColumn("is_valid", F.col("role") == "valid")
+    rows = materialise(rows)
     return SplitRows(split, rows, _role_counts(rows))
 
 

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.core.config import HotspotsConfig, TripsConfig
+from common.core.frames import materialise
 from common.spatial.dbscan import distributed_dbscan
 from common.spatial.geo import haversine_m, haversine_np
 
@@ -227,7 +228,7 @@ def cluster_visits(visits: DataFrame, params: HotspotsConfig) -> DataFrame:
     DataFrame
         One row per visit: `visits` plus point_id, cluster_id and is_core.
     """
-    pts = visits.withColumn("point_id", F.row_number().over(Window.orderBy("visit_id")).cast("long")).persist()
+    pts = materialise(visits.withColumn("point_id", F.row_number().over(Window.orderBy("visit_id")).cast("long")))
     labels = distributed_dbscan(pts.select("point_id", "lat", "lon"), params.eps_m, params.min_samples, params.partition_cell_m)
     return pts.join(labels, "point_id")
 

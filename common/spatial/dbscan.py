@@ -52,6 +52,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from common.core.frames import materialise
 from common.spatial.geo import EARTH_RADIUS_M
 
 # Halo boxes are widened by this factor: covers the change of a degree of longitude between a
@@ -695,8 +696,8 @@ def distributed_dbscan(
     """Exact DBSCAN of `points` (point_id long unique, lat, lon in degrees[, weight]).
 
     Equal to scikit-learn DBSCAN(eps=eps_m / R, min_samples, metric="haversine") on the points
-    ordered by point_id, with sample_weight = weight_col. The result is persisted (call
-    `.unpersist()` when done with it).
+    ordered by point_id, with sample_weight = weight_col. The result is materialised
+    (common.core.frames; free it with `release`).
 
     Spark work: one shuffle by cell (the per-cell clustering), two small aggregations collected
     to the driver (links between local clusters, smallest inner core point of each local
@@ -747,9 +748,8 @@ def distributed_dbscan(
         # A cluster's id is its smallest core point_id; every core point is inner in one cell.
         firsts = inner_core.groupBy("cell_a", "local_a").agg(F.min("point_id").alias("first")).collect()  # bounded: one row per local cluster
         cluster_of = points.sparkSession.sparkContext.broadcast(_merge_local_clusters(links, firsts))
-        result = cells.where(F.col("role") == ROLE_INNER).mapInPandas(_label_fn(cluster_of), RESULT_SCHEMA).persist()
-        result.count()  # materialise before the cells are released (lineage kept for recovery)
-        return result
+        # computed before the cells are released
+        return materialise(cells.where(F.col("role") == ROLE_INNER).mapInPandas(_label_fn(cluster_of), RESULT_SCHEMA))
     finally:
         cells.unpersist()
 
