@@ -222,6 +222,7 @@ def estimated_pairs(lat: np.ndarray, lon: np.ndarray, eps_m: float) -> float:
 def bench_hotspots_scenario(spark, cfg, args, root: Path, label: str, depot_share: float) -> tuple[list[str], list[str]]:
     import pandas as pd
 
+    from common.core.frames import release
     from common.spatial.dbscan import dense_labels, distributed_dbscan, haversine_dbscan
 
     p = cfg.hotspots
@@ -234,7 +235,7 @@ def bench_hotspots_scenario(spark, cfg, args, root: Path, label: str, depot_shar
         pts = spark.read.parquet(str(path))
         labels = distributed_dbscan(pts, p.eps_m, p.min_samples, p.partition_cell_m)
         labels.write.mode("overwrite").parquet(str(out))
-        labels.unpersist()
+        release(labels)
 
     m_dist, _ = measure(spark, f"hotspot DBSCAN, exact distributed ({label}), Spark {cfg.spark.master}", distributed, rows=len(lat))
     got = pd.read_parquet(out).sort_values("point_id")

@@ -201,6 +201,7 @@ def hotspot_worker(spec_path: str) -> int:
 
     from bench.bench_insights import estimated_pairs, synthetic_visits
     from bench.harness import measure
+    from common.core.frames import release
     from common.spatial.dbscan import dense_labels, distributed_dbscan, haversine_dbscan
 
     spec = json.loads(Path(spec_path).read_text())
@@ -217,7 +218,7 @@ def hotspot_worker(spec_path: str) -> int:
         def distributed(path=path, out=out):
             labels = distributed_dbscan(spark.read.parquet(str(path)), p.eps_m, p.min_samples, p.partition_cell_m)
             labels.write.mode("overwrite").parquet(str(out))
-            labels.unpersist()
+            release(labels)
 
         _progress(f"hotspot DBSCAN, {label} ...")
         m, _ = measure(spark, f"exact distributed DBSCAN ({label})", distributed, rows=len(lat))

@@ -91,11 +91,14 @@ def run_kpis(spark: SparkSession, cfg: Config, start_date: date | None = None, e
     why = "model, vehicle type and battery size (energy) are null"
     vehicles = tables.read_or_empty(spark, cfg, BRONZE_VEHICLES, VEHICLES, notes=report.notes, why=why)
     beats = heartbeats(tables.read_optional(spark, cfg, DEVICE_PROFILES))
-    points = materialise(trip_points(clean, k.trips, beats).transform(add_odometer_checks, k.billing.odometer))
-    events = charging_events(clean, vehicles, cfg.charging, k.trips, beats, notes=report.notes)
-    if events is not None:  # used by the minutely flag and the daily counts: detect once
-        events = materialise(events)
+    kept: list[DataFrame] = []  # released at the end, also when a step fails
     try:
+        points = materialise(trip_points(clean, k.trips, beats).transform(add_odometer_checks, k.billing.odometer))
+        kept.append(points)
+        events = charging_events(clean, vehicles, cfg.charging, k.trips, beats, notes=report.notes)
+        if events is not None:  # used by the minutely flag and the daily counts: detect once
+            events = materialise(events)
+            kept.append(events)
         # Each table is written, then read back (range-filtered) for the tables built on it:
         # no second evaluation of the plans, and a range run only ever sees its own days.
         _write(trips_from_points(points, vehicles, k.trips).where(rng.contains()), cfg, TRIPS, rng, report)
@@ -109,9 +112,8 @@ def run_kpis(spark: SparkSession, cfg: Config, start_date: date | None = None, e
         _write(daily_kpis(in_range_points, trips, minutely, vehicles, range_events), cfg, DAILY, rng, report)
         report.rows_in = in_range_points.count()
     finally:
-        release(points)
-        if events is not None:
-            release(events)
+        for df in kept:
+            release(df)
 
     _write(fleet_daily_kpis(read_range(spark, cfg, DAILY, rng), k), cfg, FLEET_DAILY, rng, report)
     billing_days, billing_periods = billing_ranges(rng, k.billing.period)

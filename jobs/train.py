@@ -76,25 +76,27 @@ def energy_dataset(spark: SparkSession, cfg: Config) -> DataFrame:
 def train_soc(spark: SparkSession, cfg: Config, client, versions: dict, report: StageReport) -> list[ModelOutcome]:
     """The SOC drop regressor and classifier (common/ml/soc_models.py)."""
     vehicles = tables.read_or_empty(spark, cfg, BRONZE_VEHICLES, VEHICLES, notes=report.notes, why="SOC models train without battery size and vehicle type")
-    data = materialise(soc_dataset(spark, cfg, vehicles))
-    rows = soc_split_rows(data, cfg.ml)
-    report.rows_in = (report.rows_in or 0) + rows.total
-    outcomes = train_soc_models(spark, cfg, rows, client, versions)
-    release(rows.labelled)
-    release(data)
-    return outcomes
+    kept = [materialise(soc_dataset(spark, cfg, vehicles))]
+    try:  # released also when a model is skipped for too little data (InsufficientData)
+        rows = soc_split_rows(kept[0], cfg.ml)
+        kept.append(rows.labelled)
+        report.rows_in = (report.rows_in or 0) + rows.total
+        return train_soc_models(spark, cfg, rows, client, versions)
+    finally:
+        for df in kept:
+            release(df)
 
 
 def train_energy(spark: SparkSession, cfg: Config, client, versions: dict, report: StageReport) -> list[ModelOutcome]:
     """The energy-per-km model (common/ml/energy_model.py)."""
     segments = materialise(energy_dataset(spark, cfg))
-    rows = energy_split_rows(segments, cfg.ml)
-    report.rows_in = (report.rows_in or 0) + rows.total
-    require_training_segments(rows)
-    trips, truth_points = tables.read(spark, cfg, TRIPS), tables.read_optional(spark, cfg, TRUTH_POINTS)
-    outcomes = train_energy_model(spark, cfg, rows, trips, truth_points, client, versions)
-    release(segments)
-    return outcomes
+    try:  # released also when the model is skipped for too little data (InsufficientData)
+        rows = energy_split_rows(segments, cfg.ml)
+        report.rows_in = (report.rows_in or 0) + rows.total
+        require_training_segments(rows)
+        return train_energy_model(spark, cfg, rows, tables.read(spark, cfg, TRIPS), tables.read_optional(spark, cfg, TRUTH_POINTS), client, versions)
+    finally:
+        release(segments)
 
 
 def run_train(spark: SparkSession, cfg: Config, models: tuple[str, ...] = MODELS, run_name: str | None = None) -> StageReport:
