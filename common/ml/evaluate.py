@@ -513,8 +513,9 @@ def soc_split_rows(features: DataFrame, ml: MlConfig) -> SplitRows:
     """
     h = ml.soc.horizon_min
     split = time_split(day_starts(features, "minute_ts"), ml.test_days, ml.gap_min)
-    rows = features.withColumn("role", split.role(F.col("_t"), F.col("_t") + h * 60)).where(F.col(SOC_LABEL).isNotNull() & F.col("role").isNotNull()).withColumn("is_valid", F.col("role") == "valid")
-    rows = materialise(rows)
+    in_window = features.withColumn("role", split.role(F.col("_t"), F.col("_t") + h * 60))
+    labelled = in_window.where(F.col(SOC_LABEL).isNotNull() & F.col("role").isNotNull())
+    rows = materialise(labelled.withColumn("is_valid", F.col("role") == "valid"))
     return SplitRows(split, rows, _role_counts(rows))
 
 
