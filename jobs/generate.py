@@ -13,7 +13,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -49,10 +48,8 @@ def generator_fingerprint(cfg: Config) -> str:
 
 def already_generated(spark: SparkSession, cfg: Config) -> bool:
     # truth.points is written first and tagged last: a killed run leaves no matching tag
-    if not tables.exists(spark, cfg, "truth.points"):
-        return False
-    props = tables.first_row(DeltaTable.forPath(spark, cfg.storage.path("truth.points")).detail())["properties"] or {}
-    return props.get(CONFIG_PROPERTY) == generator_fingerprint(cfg)
+    props = tables.properties(spark, cfg, "truth.points")
+    return props is not None and props.get(CONFIG_PROPERTY) == generator_fingerprint(cfg)
 
 
 @dataclass

@@ -137,3 +137,35 @@ def test_a_merge_with_a_partition_filter_reads_only_those_partitions(spark, fres
     assert result.inserted() == 1
     rows = tables.read(spark, fresh_cfg, "bronze.vehicles").where("date > DATE'2024-01-01'").collect()
     assert sorted(r["x"] for r in rows) == [2.0, 3.0]
+
+
+def test_version_and_properties_come_from_the_log_and_see_other_writers_commits(spark, fresh_cfg):
+    from delta.tables import DeltaTable
+
+    assert tables.version(spark, fresh_cfg, "bronze.vehicles") is None
+    assert tables.properties(spark, fresh_cfg, "bronze.vehicles") is None
+    df = spark.createDataFrame([("V1", 1.0)], "vehicle_id string, x double")
+    tables.write(df, fresh_cfg, "bronze.vehicles", properties={"evfa.owner": "fleet-ops"})
+    path = fresh_cfg.storage.path("bronze.vehicles")
+    # commits made around tables.write (SQL, the DataFrameWriter) are seen, as history()/detail() see them
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('evfa.owner' = 'network-ops', 'evfa.x' = '1')")
+    df.write.format("delta").mode("append").save(path)
+    detail = DeltaTable.forPath(spark, path).detail().select("description", "properties").first()
+    expected = {**detail["properties"], "comment": detail["description"]}
+    assert tables.properties(spark, fresh_cfg, "bronze.vehicles") == expected
+    assert expected["evfa.owner"] == "network-ops" and expected["comment"] == tables.TABLES["bronze.vehicles"].description
+    assert tables.version(spark, fresh_cfg, "bronze.vehicles") == DeltaTable.forPath(spark, path).history(1).first()["version"] == 2
+    # set_properties compares against the log's current metadata: one commit for the change, none after
+    tables.set_properties(spark, fresh_cfg, "bronze.vehicles", properties={"evfa.owner": "fleet-ops"})
+    tables.set_properties(spark, fresh_cfg, "bronze.vehicles", properties={"evfa.owner": "fleet-ops"})
+    assert tables.version(spark, fresh_cfg, "bronze.vehicles") == 3
+    assert tables.properties(spark, fresh_cfg, "bronze.vehicles")["evfa.owner"] == "fleet-ops"
+
+
+def test_file_listing_parallelism_follows_the_shuffle_width(spark, cfg):
+    # Delta's VACUUM lists directories in one task per unit of this setting (10000 by default)
+    from common.io.spark import spark_conf
+
+    assert spark.conf.get("spark.sql.sources.parallelPartitionDiscovery.parallelism") == str(cfg.spark.shuffle_partitions)
+    wide = cfg.model_copy(update={"spark": cfg.spark.model_copy(update={"shuffle_partitions": 200})})
+    assert spark_conf(wide)["spark.sql.sources.parallelPartitionDiscovery.parallelism"] == "200"
