@@ -140,6 +140,8 @@ def test_a_merge_with_a_partition_filter_reads_only_those_partitions(spark, fres
 
 
 def test_version_and_properties_come_from_the_log_and_see_other_writers_commits(spark, fresh_cfg):
+    import shutil
+
     from delta.tables import DeltaTable
 
     assert tables.version(spark, fresh_cfg, "bronze.vehicles") is None
@@ -160,6 +162,24 @@ def test_version_and_properties_come_from_the_log_and_see_other_writers_commits(
     tables.set_properties(spark, fresh_cfg, "bronze.vehicles", properties={"evfa.owner": "fleet-ops"})
     assert tables.version(spark, fresh_cfg, "bronze.vehicles") == 3
     assert tables.properties(spark, fresh_cfg, "bronze.vehicles")["evfa.owner"] == "fleet-ops"
+
+    # A commit this JVM did not make (another process's): the copy's log, read (and cached) at
+    # version 3, gains versions 4 and 5 on disk behind Delta's back; both are seen.
+    copy = fresh_cfg.storage.path("bronze.stations")
+    shutil.copytree(path, copy)
+    assert tables.version(spark, fresh_cfg, "bronze.stations") == 3
+    df.write.format("delta").mode("append").save(path)
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('evfa.owner' = 'elsewhere')")
+    shutil.copytree(path, copy, dirs_exist_ok=True)
+    assert tables.version(spark, fresh_cfg, "bronze.stations") == 5
+    assert tables.properties(spark, fresh_cfg, "bronze.stations")["evfa.owner"] == "elsewhere"
+
+    # no comment: no 'comment' key; a folder inside a table is not a table
+    bare = fresh_cfg.storage.path("gold.bare")
+    spark.range(1).write.format("delta").save(bare)
+    bare_cfg = fresh_cfg.model_copy(update={"storage": fresh_cfg.storage.model_copy(update={"tables": {"gold.bare": bare, "gold.inner": f"{bare}/inner"}})})
+    assert tables.properties(spark, bare_cfg, "gold.bare") == {}
+    assert tables.version(spark, bare_cfg, "gold.inner") is None and tables.properties(spark, bare_cfg, "gold.inner") is None
 
 
 def test_file_listing_parallelism_follows_the_shuffle_width(spark, cfg):

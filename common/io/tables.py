@@ -409,7 +409,8 @@ def version(spark: SparkSession, cfg: Config, table: str) -> int | None:
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):
         return None
-    return int(_latest_snapshot(spark, path).version())
+    v = int(_latest_snapshot(spark, path).version())
+    return v if v >= 0 else None  # -1: a folder inside another table (isDeltaTable looks upwards)
 
 
 def properties(spark: SparkSession, cfg: Config, table: str) -> dict[str, str] | None:
@@ -428,7 +429,7 @@ def properties(spark: SparkSession, cfg: Config, table: str) -> dict[str, str] |
     dict of str to str or None
     """
     path = cfg.storage.path(table)
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not DeltaTable.isDeltaTable(spark, path) or _latest_snapshot(spark, path).version() < 0:
         return None
     return _metadata(spark, path)
 
