@@ -429,9 +429,10 @@ def properties(spark: SparkSession, cfg: Config, table: str) -> dict[str, str] |
     dict of str to str or None
     """
     path = cfg.storage.path(table)
-    if not DeltaTable.isDeltaTable(spark, path) or _latest_snapshot(spark, path).version() < 0:
+    if not DeltaTable.isDeltaTable(spark, path):
         return None
-    return _metadata(spark, path)
+    snapshot = _latest_snapshot(spark, path)
+    return _metadata(spark, snapshot) if snapshot.version() >= 0 else None
 
 
 def _latest_snapshot(spark: SparkSession, path: str) -> Any:
@@ -447,8 +448,8 @@ def _latest_snapshot(spark: SparkSession, path: str) -> Any:
     return jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(False, none, none)
 
 
-def _metadata(spark: SparkSession, path: str) -> dict[str, str]:
-    metadata = _latest_snapshot(spark, path).metadata()
+def _metadata(spark: SparkSession, snapshot: Any) -> dict[str, str]:
+    metadata = snapshot.metadata()
     current = dict(jvm_of(spark).scala.collection.JavaConverters.mapAsJavaMap(metadata.configuration()))
     # Delta keeps a 'comment' property as the table description, not in `configuration`.
     if metadata.description() is not None:
@@ -603,7 +604,7 @@ def set_properties(
     if not props:
         return
     path = cfg.storage.path(table)
-    current = _metadata(spark, path)
+    current = _metadata(spark, _latest_snapshot(spark, path))
     changed = {k: v for k, v in props.items() if current.get(k) != v}
     if not changed:
         return
