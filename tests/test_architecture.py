@@ -5,6 +5,7 @@ config defaults."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,33 @@ def test_jobs_are_thin_and_import_only_public_names(path):
         if alias.name.startswith("_")
     ]
     assert not private, f"{path.name} imports private names: {private}"
+
+
+def _sedona_sql_calls(tree: ast.AST) -> list[tuple[ast.FunctionDef, int]]:
+    """(enclosing function, line) of every F.expr / spark.sql call whose SQL text uses an ST_ function."""
+    found = []
+    for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+        for call in (n for n in ast.walk(fn) if isinstance(n, ast.Call)):
+            name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+            texts = [c.value for a in call.args for c in ast.walk(a) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+            if name in ("expr", "sql", "selectExpr") and any(re.search(r"\bST_[A-Z]\w*\(", t) for t in texts):
+                found.append((fn, call.lineno))
+    return found
+
+
+def test_code_using_sedona_registers_it_first():
+    """Sedona is registered on first use (common.io.spark.with_sedona), not with the session: a
+    function building an ST_ expression that did not call it would fail with "Undefined function"
+    when its job runs alone (in a pipeline an earlier stage may have registered it)."""
+    sites, missing = 0, []
+    for path in sorted([*Path("common").rglob("*.py"), *Path("jobs").glob("*.py")]):
+        for fn, line in _sedona_sql_calls(ast.parse(path.read_text())):
+            sites += 1
+            calls = {getattr(c.func, "id", getattr(c.func, "attr", None)) for c in ast.walk(fn) if isinstance(c, ast.Call)}
+            if "with_sedona" not in calls:
+                missing.append(f"{path}:{line} ({fn.name})")
+    assert sites >= 4, "the scan found no ST_ expression: it no longer sees them"
+    assert not missing, f"ST_ functions used without with_sedona() in the same function: {missing}"
 
 
 def test_every_stage_declares_catalog_tables_and_the_order_follows_them():

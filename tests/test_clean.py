@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from common.io import tables
 from common.io.schemas import TELEMATICS, VEHICLES
+from common.io.spark import with_sedona
 from common.silver.cleaning import (
     BLOCKING_MASK,
     CANONICAL,
@@ -307,6 +308,7 @@ def test_haversine_one_degree_and_agrees_with_sedona(spark):
         [(0.0, 0.0, 1.0, 0.0), (28.6139, 77.2090, 19.0760, 72.8777), (33.99, -6.85, 33.99, -6.84)],
         "lat1 double, lon1 double, lat2 double, lon2 double",
     )
+    with_sedona(spark)
     got = pairs.select(
         haversine_m("lat1", "lon1", "lat2", "lon2").alias("m"),
         F.expr("ST_DistanceSphere(ST_Point(lon1, lat1), ST_Point(lon2, lat2))").alias("sedona_m"),

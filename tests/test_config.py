@@ -112,12 +112,51 @@ def test_fetch_jars_matches_versions_module():
 
 
 def test_session_has_delta_sedona_utc(spark):
+    from common.io import spark as spark_mod
+
     conf = spark.sparkContext.getConf()
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert "DeltaSparkSessionExtension" in spark.conf.get("spark.sql.extensions")
     assert conf.get("spark.serializer").endswith("KryoSerializer")
     assert spark.conf.get("spark.sql.adaptive.enabled") == "true"
+    assert spark_mod.with_sedona(spark) is spark  # registers on first use, then a no-op
+    registered = set(spark_mod._SEDONA_SESSIONS)
+    spark_mod.with_sedona(spark)
+    assert spark_mod._SEDONA_SESSIONS == registered and len(registered) == 1
     assert spark.sql("SELECT ST_AsText(ST_Point(77.2, 28.6)) AS p").first().p == "POINT (77.2 28.6)"
+
+
+def test_the_class_archive_is_keyed_on_java_pyspark_and_jars_and_used_only_when_built(cfg, tmp_path, monkeypatch):
+    from common.io.spark import DRIVER_JAVA_OPTIONS, class_archive_options, class_archive_path
+
+    jars = [str(tmp_path / "a.jar"), str(tmp_path / "b.jar")]
+    path = class_archive_path(str(tmp_path), jars)
+    assert path.startswith(str(tmp_path)) and path.endswith(".jsa")
+    assert class_archive_path(str(tmp_path), jars) == path
+    assert class_archive_path(str(tmp_path), [*jars, str(tmp_path / "c.jar")]) != path  # another jar set
+    assert class_archive_path(str(tmp_path), jars[::-1]) != path  # another class path order
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "other-jdk"))
+    assert class_archive_path(str(tmp_path), jars) != path  # another Java
+
+    local = cfg.model_copy(deep=True)
+    local.spark.jars_dir, local.spark.master = str(tmp_path), "local[2]"
+    local.spark.extra = {DRIVER_JAVA_OPTIONS: "-Dx=1"}
+    monkeypatch.delenv("JAVA_HOME")
+    assert class_archive_options(local, jars) is None  # not built: the driver starts as before
+    Path(class_archive_path(str(tmp_path), jars)).write_bytes(b"")
+    assert class_archive_options(local, jars) == f"-Dx=1 -XX:SharedArchiveFile={class_archive_path(str(tmp_path), jars)} -Xshare:auto"
+    local.spark.master = "yarn"  # spark-submit started the driver already
+    assert class_archive_options(local, jars) is None
+
+
+def test_the_test_driver_runs_on_the_class_archive_when_setup_built_it(spark, cfg):
+    """`make setup` builds the archive (deploy/class_archive.py); this session's JVM then uses it."""
+    from common.io.spark import class_archive_options, jvm_of, local_jars
+
+    expected = class_archive_options(cfg, local_jars(cfg.spark, cfg.storage.resolve))
+    args = list(jvm_of(spark).java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    used = [a for a in args if a.startswith("-XX:SharedArchiveFile=")]
+    assert used == ([o for o in expected.split() if o.startswith("-XX:SharedArchiveFile=")] if expected else []), args
 
 
 def test_cli_help_lists_defaults(capsys):

@@ -182,6 +182,30 @@ def test_version_and_properties_come_from_the_log_and_see_other_writers_commits(
     assert tables.version(spark, bare_cfg, "gold.inner") is None and tables.properties(spark, bare_cfg, "gold.inner") is None
 
 
+def test_size_bytes_is_the_size_of_the_current_files_with_or_without_checksums(spark, fresh_cfg):
+    """size_bytes reads the version's checksum file; it equals detail()'s sizeInBytes after an
+    append and an overwrite, and a table whose log has no checksum files is measured all the same."""
+    import shutil
+    from pathlib import Path
+
+    from delta.tables import DeltaTable
+
+    path = fresh_cfg.storage.path("bronze.vehicles")
+    tables.write(spark.range(500).selectExpr("cast(id AS string) AS vehicle_id"), fresh_cfg, "bronze.vehicles")
+    tables.write(spark.range(300).selectExpr("cast(id AS string) AS vehicle_id"), fresh_cfg, "bronze.vehicles", mode="append")
+    files = spark.read.format("delta").load(path).inputFiles()
+    on_disk = sum(Path(f.removeprefix("file:")).stat().st_size for f in files)
+    assert tables.size_bytes(spark, fresh_cfg, "bronze.vehicles") == on_disk == DeltaTable.forPath(spark, path).detail().first()["sizeInBytes"]
+    tables.write(spark.range(7).selectExpr("cast(id AS string) AS vehicle_id"), fresh_cfg, "bronze.vehicles")  # overwrite: old files removed
+    small = tables.size_bytes(spark, fresh_cfg, "bronze.vehicles")
+    assert 0 < small < on_disk and small == DeltaTable.forPath(spark, path).detail().first()["sizeInBytes"]
+
+    copy = fresh_cfg.storage.path("bronze.stations")  # the same table written by a tool that keeps no checksums
+    shutil.copytree(path, copy, ignore=shutil.ignore_patterns("*.crc", ".*.crc"))
+    assert not list(Path(copy, "_delta_log").glob("*.crc"))
+    assert tables.size_bytes(spark, fresh_cfg, "bronze.stations") == small
+
+
 def test_file_listing_parallelism_follows_the_shuffle_width(spark, cfg):
     # Delta's VACUUM lists directories in one task per unit of this setting (10000 by default)
     from common.io.spark import spark_conf

@@ -26,10 +26,10 @@ def start(env: str | None = None, overrides: list[str] | None = None) -> tuple[C
     cfg : Config
     spark : SparkSession
     """
-    from common.io.spark import build_session, python_for_workers
+    from common.io.spark import build_session, python_for_workers, with_sedona
 
     env = env or os.environ.get("EVFA_ENV", "local")
     extra = [o for o in os.environ.get("EVFA_CONF", "").split(";") if o.strip()]
     cfg = load_config(env, [*extra, *(overrides or [])])
     python_for_workers()
-    return cfg, build_session(cfg)
+    return cfg, with_sedona(build_session(cfg))  # analysts write ST_ SQL by hand

@@ -1,7 +1,7 @@
 """The one SparkSession builder used by every job, test and notebook.
 
-Delta SQL extension + catalog, Sedona registered through SedonaContext, Kryo with Sedona's
-registrator, AQE on, session timezone UTC. Locally the Delta/Sedona jars come from the
+Delta SQL extension + catalog, Kryo with Sedona's registrator, AQE on, session timezone UTC.
+Sedona's ST_* functions are registered on first use (`with_sedona`), not with the session. Locally the Delta/Sedona jars come from the
 offline cache `.jars/` (filled by `bin/fetch-jars`); on EMR/Glue `spark.jars`/`--packages`
 are set by spark-submit and `spark.jars_dir` is null in conf.
 """
@@ -9,8 +9,10 @@ are set by spark-submit and `spark.jars_dir` is null in conf.
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
+import threading
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -104,6 +106,81 @@ def spark_conf(cfg: Config) -> dict[str, str]:
     return conf
 
 
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+
+
+def class_archive_path(jars_dir: str, jars: list[str]) -> str:
+    """Where the driver's class-data sharing archive for this Java, PySpark and jar set lives.
+
+    A HotSpot CDS archive of the classes a local driver loads (Spark, Delta, Sedona) is mapped at
+    JVM start instead of loading and verifying them: ~7 s less per driver start on 2 cores
+    (docs/BENCHMARKS.md, "A job's fixed cost"). `make setup` builds it (deploy/class_archive.py);
+    the name changes with the Java installation, the PySpark version and the jars, so a stale
+    archive is never used. Without one nothing changes.
+
+    Parameters
+    ----------
+    jars_dir : str
+        The jar cache (absolute).
+    jars : list of str
+        The jars on the driver's class path, in order (`local_jars`).
+
+    Returns
+    -------
+    str
+        ``<jars_dir>/jvm-classes-<key>.jsa``.
+    """
+    import shutil
+
+    import pyspark
+
+    java = os.path.realpath(os.path.join(os.environ["JAVA_HOME"], "bin", "java")) if os.environ.get("JAVA_HOME") else os.path.realpath(shutil.which("java") or "java")
+    key = hashlib.sha256("\n".join([java, pyspark.__version__, *map(os.path.basename, jars)]).encode()).hexdigest()[:12]
+    return os.path.join(jars_dir, f"jvm-classes-{key}.jsa")
+
+
+def java_options(cfg: Config, *options: str) -> str:
+    """The driver's JVM options: those of `spark.extra` (if any), then `options`.
+
+    Parameters
+    ----------
+    cfg : Config
+    *options : str
+        JVM flags to add.
+
+    Returns
+    -------
+    str
+        One space-separated string for spark.driver.extraJavaOptions.
+    """
+    return " ".join(o for o in (cfg.spark.extra.get(DRIVER_JAVA_OPTIONS, ""), *options) if o)
+
+
+def class_archive_options(cfg: Config, jars: list[str]) -> str | None:
+    """The driver's JVM options with the class archive, or None when there is no archive to use.
+
+    Only a local master starts its driver JVM from this process; on a cluster spark-submit
+    started it already.
+
+    Parameters
+    ----------
+    cfg : Config
+        `spark.master`, `spark.jars_dir`, `spark.extra` (JVM options kept).
+    jars : list of str
+        The driver's jars (`local_jars`).
+
+    Returns
+    -------
+    str or None
+    """
+    if not jars or not cfg.spark.jars_dir or not (cfg.spark.master or "").startswith("local"):
+        return None
+    archive = class_archive_path(cfg.storage.resolve(cfg.spark.jars_dir), jars)
+    if not os.path.exists(archive):
+        return None
+    return java_options(cfg, f"-XX:SharedArchiveFile={archive}", "-Xshare:auto")
+
+
 def build_session(cfg: Config) -> SparkSession:
     """Create (or return the running) SparkSession configured for Delta + Sedona.
 
@@ -115,7 +192,7 @@ def build_session(cfg: Config) -> SparkSession:
     Returns
     -------
     SparkSession
-        With Sedona's ST_* functions registered.
+        Without Sedona's ST_* functions: code that uses them calls `with_sedona` first.
     """
     builder = SparkSession.builder
     if cfg.spark.master:
@@ -125,11 +202,13 @@ def build_session(cfg: Config) -> SparkSession:
     jars = local_jars(cfg.spark, cfg.storage.resolve)
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
+        options = class_archive_options(cfg, jars)
+        if options:
+            builder = builder.config(DRIVER_JAVA_OPTIONS, options)
     if cfg.spark.driver_memory and cfg.spark.master and cfg.spark.master.startswith("local"):
         builder = builder.config("spark.driver.memory", cfg.spark.driver_memory)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
-    _register_sedona(spark)
     return spark
 
 
@@ -222,11 +301,35 @@ def jvm_of(spark: SparkSession) -> Any:
     return gateway
 
 
-def _register_sedona(spark: SparkSession) -> SparkSession:
-    from sedona.spark import SedonaContext
+_SEDONA_LOCK = threading.Lock()
+_SEDONA_SESSIONS: set[int] = set()  # JVM SparkSessions (identity hash) with Sedona registered
 
-    # SedonaContext.create registers the ST_* functions on this session (idempotent).
-    return SedonaContext.create(spark)
+
+def with_sedona(spark: SparkSession) -> SparkSession:
+    """Register Sedona's ST_* functions and spatial-join rules on this session, once.
+
+    Called by each function that builds an ST_ expression (a test checks that they all do).
+    Registration is lazy because `SedonaContext.create` costs 3-6 s per JVM (docs/BENCHMARKS.md,
+    "Sedona on first use"), which every job paid while only clean, charging, stations and hotspots
+    use Sedona.
+
+    Parameters
+    ----------
+    spark : SparkSession
+
+    Returns
+    -------
+    SparkSession
+        The same session.
+    """
+    key = int(jvm_of(spark).java.lang.System.identityHashCode(spark._jsparkSession))
+    with _SEDONA_LOCK:
+        if key not in _SEDONA_SESSIONS:
+            from sedona.spark import SedonaContext
+
+            SedonaContext.create(spark)
+            _SEDONA_SESSIONS.add(key)
+    return spark
 
 
 def python_for_workers() -> None:

@@ -375,6 +375,10 @@ def read_or_empty(spark: SparkSession, cfg: Config, table: str, schema: StructTy
 def size_bytes(spark: SparkSession, cfg: Config, table: str) -> int | None:
     """Bytes of the table's current files (Delta log, no data read); None when it does not exist.
 
+    From the version's checksum file (`<version>.crc`, which Delta writes with every commit) when
+    there is one: `detail()` rebuilds the table state in Spark jobs first, 7-9 s in a job's fresh
+    JVM, paid by every job at start (`size_shuffles`; docs/BENCHMARKS.md, "A job's fixed cost").
+
     Parameters
     ----------
     spark : SparkSession
@@ -389,6 +393,9 @@ def size_bytes(spark: SparkSession, cfg: Config, table: str) -> int | None:
     path = cfg.storage.path(table)
     if not DeltaTable.isDeltaTable(spark, path):
         return None
+    checksum = _latest_snapshot(spark, path).checksumOpt()
+    if checksum.isDefined():
+        return int(checksum.get().tableSizeBytes())
     return int(first_row(DeltaTable.forPath(spark, path).detail().select("sizeInBytes"))[0])
 
 

@@ -33,6 +33,7 @@ from pyspark.sql.window import WindowSpec
 
 from common.core.config import ChargingConfig, TripsConfig
 from common.core.limits import cap_rows_per_group
+from common.io.spark import with_sedona
 from common.spatial.dbscan import distributed_dbscan, haversine_dbscan
 from common.spatial.geo import haversine_m
 
@@ -450,6 +451,7 @@ def nearest_station(points: DataFrame, stations: DataFrame, radius_m: float) -> 
         One row per point with a station in range: site_no, station_id, station_name,
         station_access, station_distance_m (m); ties go to the smallest station_id.
     """
+    with_sedona(points.sparkSession)
     pts = points.select("site_no", F.expr("ST_Point(lon, lat)").alias("_geom_p"))
     st = stations.where(F.col("lat").isNotNull() & F.col("lon").isNotNull()).select(
         "station_id",

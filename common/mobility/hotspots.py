@@ -27,6 +27,7 @@ from pyspark.sql import types as T
 
 from common.core.config import HotspotsConfig, TripsConfig
 from common.core.frames import materialise
+from common.io.spark import with_sedona
 from common.spatial.dbscan import distributed_dbscan
 from common.spatial.geo import haversine_m, haversine_np
 
@@ -258,6 +259,7 @@ def find_hotspots(clustered: DataFrame, params: HotspotsConfig) -> DataFrame:
         cluster; radius_p90_m: 90 % of the counted visits lie within it (m); days, first_date,
         last_date (local dates); visits_per_day over the days between the first and the last visit.
     """
+    with_sedona(clustered.sparkSession)
     members = clustered.where(F.col("cluster_id") >= 0)
     centroids = members.groupBy("cluster_id").agg(F.avg("lat").alias("c_lat"), F.avg("lon").alias("c_lon"), F.count(F.lit(1)).alias("cluster_visits"))
     near = members.join(centroids, "cluster_id").withColumn("_d", haversine_m("lat", "lon", "c_lat", "c_lon")).where(F.col("_d") <= params.radius_m)

@@ -18,6 +18,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from common.core.config import StationsConfig
+from common.io.spark import with_sedona
 
 # --------------------------------------------------------------------------------------------
 # Opening hours ("Access Days Time" in AFDC exports)
@@ -316,6 +317,7 @@ def nearest_within(
         One row per (matched) ``left`` row: its columns, the ``right`` columns prefixed with
         `right_prefix` and `distance_m`, the great-circle distance (m).
     """
+    with_sedona(left.sparkSession)
     l_geom, r_geom = "__l_geom", "__r_geom"
     lhs = left.withColumn(l_geom, F.expr("ST_Point(CAST(lon AS DOUBLE), CAST(lat AS DOUBLE))")).where(F.col(l_geom).isNotNull())
     rhs = right.where(F.col("lat").isNotNull() & F.col("lon").isNotNull()).select(

@@ -49,6 +49,7 @@ from pyspark.sql.window import WindowSpec
 from common.core.config import CleanConfig, Config, ConfigError
 from common.core.regions import get_region, read_area_wkt
 from common.io.schemas import LINEAGE_COLUMNS
+from common.io.spark import with_sedona
 from common.spatial.geo import haversine_m
 
 log = logging.getLogger("ev_fleet.clean")
@@ -408,6 +409,7 @@ def flag_outside_area(points: DataFrame, area_wkt: str | None) -> DataFrame:
     """
     if area_wkt is None:
         return points
+    with_sedona(points.sparkSession)
     area = points.sparkSession.createDataFrame([(area_wkt,)], "area_wkt string").select(F.expr("ST_GeomFromWKT(area_wkt)").alias("_area"))
     testable = ~_has("invalid_coord", "zero_coord")
     inside = F.expr("ST_Contains(_area, ST_Point(lon, lat))")

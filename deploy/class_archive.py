@@ -1,0 +1,89 @@
+"""Build the local driver's class-data sharing archive (`make setup` runs it; a no-op once built).
+
+    .venv/bin/python -m deploy.class_archive [--force]
+
+A driver JVM started with ``-XX:ArchiveClassesAtExit`` runs a small workload that touches what the
+jobs use (a Delta table created, appended, read, MERGEd; Sedona; a window; a grouped pandas UDF)
+and writes the classes it loaded into `common.io.spark.class_archive_path` when it exits.
+`common.io.spark.build_session` then starts local drivers with ``-XX:SharedArchiveFile`` (HotSpot
+maps the archive instead of loading and verifying the classes; a JVM that cannot use it, e.g. after
+a Java update, starts as before). The archive (~170 MB) stays beside the jars, out of git.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def workload(spark, cfg) -> None:
+    """What a job's driver does first: Delta create/append/read/MERGE, Sedona, a window, a pandas UDF."""
+    import pandas as pd
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from common.io import tables
+    from common.io.spark import with_sedona
+
+    rows = spark.range(2000).select((F.col("id") % 7).cast("string").alias("vehicle_id"), F.col("id").alias("ts"), (F.rand(1) * 100).alias("soc_pct"))
+    tables.write(rows, cfg, "bronze.telematics", partition_by=["vehicle_id"])
+    tables.write(rows.limit(10), cfg, "bronze.telematics", mode="append", commit_metrics=True)
+    tables.merge(rows.limit(20), cfg, "bronze.telematics", keys=["vehicle_id", "ts"])
+    back = tables.read(spark, cfg, "bronze.telematics")
+    back.withColumn("prev", F.lag("soc_pct").over(Window.partitionBy("vehicle_id").orderBy("ts"))).groupBy("vehicle_id").agg(F.avg("prev")).collect()
+    back.groupBy("vehicle_id").applyInPandas(lambda pdf: pd.DataFrame({"vehicle_id": [pdf.vehicle_id.iloc[0]], "n": [len(pdf)]}), "vehicle_id string, n long").collect()
+    with_sedona(spark)
+    spark.sql("SELECT ST_DistanceSphere(ST_Point(77.2, 28.6), ST_Point(77.3, 28.7)) AS m").collect()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--force", action="store_true", help="rebuild even if the archive exists")
+    args = ap.parse_args(argv)
+
+    from pyspark import SparkContext
+
+    from common.core.config import load_config
+    from common.io.spark import DRIVER_JAVA_OPTIONS, build_session, class_archive_path, java_options, local_jars, python_for_workers
+
+    with tempfile.TemporaryDirectory(prefix="evfa-class-archive-") as tmp:
+        cfg = load_config("local", [f"storage.root={tmp}/lakehouse", f"storage.restricted_root={tmp}/restricted"])
+        jars = local_jars(cfg.spark, cfg.storage.resolve)
+        if not jars:
+            print("class archive: no local jar cache (spark.jars_dir is null): nothing to build")
+            return 0
+        target = class_archive_path(cfg.storage.resolve(cfg.spark.jars_dir), jars)
+        if os.path.exists(target) and not args.force:
+            return 0
+        partial = f"{target}.partial"
+        Path(partial).unlink(missing_ok=True)
+        Path(target).unlink(missing_ok=True)  # --force: the new driver must not start from the old archive
+        t0 = time.time()
+        cfg.spark.extra = {**cfg.spark.extra, DRIVER_JAVA_OPTIONS: java_options(cfg, f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off")}
+        cfg.spark.ui_enabled, cfg.spark.progress_bar = False, False
+        python_for_workers()
+        spark = build_session(cfg)
+        workload(spark, cfg)
+        spark.stop()
+        gateway = SparkContext._gateway
+        proc = getattr(gateway, "proc", None)
+        if gateway is None or proc is None:
+            print("class archive: the driver JVM was not launched by this process; nothing built", file=sys.stderr)
+            return 1
+        gateway.shutdown()
+        proc.stdin.close()  # the launched JVM exits when its stdin closes, and writes the archive then
+        proc.wait(timeout=600)
+        if not os.path.exists(partial):
+            print(f"class archive: the JVM wrote no archive (exit {proc.returncode}); drivers start without one", file=sys.stderr)
+            return 1
+        os.replace(partial, target)
+        print(f"class archive: {target} ({os.path.getsize(target) / 2**20:.0f} MiB) in {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
