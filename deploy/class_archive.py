@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +43,17 @@ def workload(spark, cfg) -> None:
     spark.sql("SELECT ST_DistanceSphere(ST_Point(77.2, 28.6), ST_Point(77.3, 28.7)) AS m").collect()
 
 
+def unsupported() -> str | None:
+    """Why this Java cannot write a dynamic class archive (HotSpot 13+), or None when it can."""
+    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
+    if not java:
+        return "no java on PATH"
+    flags = subprocess.run([java, "-XX:+PrintFlagsFinal", "-version"], capture_output=True, text=True)
+    if flags.returncode != 0 or "ArchiveClassesAtExit" not in flags.stdout:
+        return f"{java} has no -XX:ArchiveClassesAtExit (HotSpot 13 or later needed)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="rebuild even if the archive exists")
@@ -57,17 +71,30 @@ def main(argv: list[str] | None = None) -> int:
             print("class archive: no local jar cache (spark.jars_dir is null): nothing to build")
             return 0
         target = class_archive_path(cfg.storage.resolve(cfg.spark.jars_dir), jars)
-        if os.path.exists(target) and not args.force:
+        failed = Path(f"{target}.failed")
+        if not args.force and (os.path.exists(target) or failed.exists()):
+            if failed.exists():
+                print(f"class archive: not built for this Java and jar set ({failed.read_text().strip()}); --force retries")
             return 0
-        partial = f"{target}.partial"
-        Path(partial).unlink(missing_ok=True)
+        why = unsupported()
+        if why:
+            failed.write_text(why + "\n")
+            print(f"class archive: {why}; Spark drivers start without one")
+            return 0
+        partial = f"{target}.{os.getpid()}.partial"  # two setups at once each write their own
         Path(target).unlink(missing_ok=True)  # --force: the new driver must not start from the old archive
+        failed.unlink(missing_ok=True)
         t0 = time.time()
-        cfg.spark.extra = {**cfg.spark.extra, DRIVER_JAVA_OPTIONS: java_options(cfg, f"-XX:ArchiveClassesAtExit={partial}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off")}
+        cfg.spark.extra = {**cfg.spark.extra, DRIVER_JAVA_OPTIONS: java_options(cfg, f"-XX:ArchiveClassesAtExit={shlex.quote(partial)}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off")}
         cfg.spark.ui_enabled, cfg.spark.progress_bar = False, False
         python_for_workers()
         spark = build_session(cfg)
-        workload(spark, cfg)
+        try:
+            workload(spark, cfg)
+        except Exception as exc:  # noqa: BLE001 - the archive is optional: recorded, setup goes on
+            failed.write_text(f"the workload failed: {type(exc).__name__}: {str(exc)[:300]}\n")
+            print(f"class archive: the workload failed ({type(exc).__name__}: {str(exc)[:300]}); Spark drivers start without one")
+            return 0
         spark.stop()
         gateway = SparkContext._gateway
         proc = getattr(gateway, "proc", None)
@@ -78,9 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         proc.stdin.close()  # the launched JVM exits when its stdin closes, and writes the archive then
         proc.wait(timeout=600)
         if not os.path.exists(partial):
-            print(f"class archive: the JVM wrote no archive (exit {proc.returncode}); drivers start without one", file=sys.stderr)
-            return 1
+            failed.write_text(f"the JVM wrote no archive (exit {proc.returncode})\n")
+            print(f"class archive: the JVM wrote no archive (exit {proc.returncode}); Spark drivers start without one")
+            return 0
         os.replace(partial, target)
+        for stale in Path(target).parent.glob("jvm-classes-*.jsa*"):  # archives of an earlier Java or jar set
+            if str(stale) != target and not stale.name.endswith(".partial"):
+                stale.unlink(missing_ok=True)
         print(f"class archive: {target} ({os.path.getsize(target) / 2**20:.0f} MiB) in {time.time() - t0:.0f} s")
     return 0
 

@@ -61,7 +61,7 @@ def _sedona_sql_calls(tree: ast.AST) -> list[tuple[ast.FunctionDef, int]]:
         for call in (n for n in ast.walk(fn) if isinstance(n, ast.Call)):
             name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
             texts = [c.value for a in call.args for c in ast.walk(a) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
-            if name in ("expr", "sql", "selectExpr") and any(re.search(r"\bST_[A-Z]\w*\(", t) for t in texts):
+            if name in ("expr", "sql", "selectExpr", "where", "filter") and any(re.search(r"\bST_[A-Z]\w*\(", t) for t in texts):
                 found.append((fn, call.lineno))
     return found
 
@@ -69,9 +69,10 @@ def _sedona_sql_calls(tree: ast.AST) -> list[tuple[ast.FunctionDef, int]]:
 def test_code_using_sedona_registers_it_first():
     """Sedona is registered on first use (common.io.spark.with_sedona), not with the session: a
     function building an ST_ expression that did not call it would fail with "Undefined function"
-    when its job runs alone (in a pipeline an earlier stage may have registered it)."""
+    when its job runs alone (in a pipeline an earlier stage may have registered it). A static check
+    of SQL text literals given to expr/selectExpr/sql/where/filter; text built elsewhere is not seen."""
     sites, missing = 0, []
-    for path in sorted([*Path("common").rglob("*.py"), *Path("jobs").glob("*.py")]):
+    for path in sorted(p for d in ("common", "jobs", "bench", "deploy", "tests") for p in Path(d).rglob("*.py")):
         for fn, line in _sedona_sql_calls(ast.parse(path.read_text())):
             sites += 1
             calls = {getattr(c.func, "id", getattr(c.func, "attr", None)) for c in ast.walk(fn) if isinstance(c, ast.Call)}

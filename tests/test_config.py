@@ -145,6 +145,9 @@ def test_the_class_archive_is_keyed_on_java_pyspark_and_jars_and_used_only_when_
     assert class_archive_options(local, jars) is None  # not built: the driver starts as before
     Path(class_archive_path(str(tmp_path), jars)).write_bytes(b"")
     assert class_archive_options(local, jars) == f"-Dx=1 -XX:SharedArchiveFile={class_archive_path(str(tmp_path), jars)} -Xshare:auto"
+    local.spark.extra = {DRIVER_JAVA_OPTIONS: "-Xshare:off"}  # the user's own class-sharing setting wins
+    assert class_archive_options(local, jars) is None
+    local.spark.extra = {}
     local.spark.master = "yarn"  # spark-submit started the driver already
     assert class_archive_options(local, jars) is None
 

@@ -12,6 +12,7 @@ import glob
 import hashlib
 import logging
 import os
+import shlex
 import threading
 from typing import Any
 
@@ -110,13 +111,15 @@ DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 def class_archive_path(jars_dir: str, jars: list[str]) -> str:
-    """Where the driver's class-data sharing archive for this Java, PySpark and jar set lives.
+    """Where the driver's class-data sharing archive for this Java, Spark and jar set lives.
 
     A HotSpot CDS archive of the classes a local driver loads (Spark, Delta, Sedona) is mapped at
     JVM start instead of loading and verifying them: ~7 s less per driver start on 2 cores
-    (docs/BENCHMARKS.md, "A job's fixed cost"). `make setup` builds it (deploy/class_archive.py);
-    the name changes with the Java installation, the PySpark version and the jars, so a stale
-    archive is never used. Without one nothing changes.
+    (docs/BENCHMARKS.md, "A job's fixed cost"). `make setup` builds it (deploy/class_archive.py).
+    The name is a hash of the Java installation (path, `release` file, size and time of libjvm),
+    PySpark's version and jars, and the driver's jars (names, sizes, times): an updated JDK, a
+    reinstalled PySpark or another jar set gets a new name, which setup builds. HotSpot also
+    validates the archive at start and runs without it when it does not match.
 
     Parameters
     ----------
@@ -135,7 +138,21 @@ def class_archive_path(jars_dir: str, jars: list[str]) -> str:
     import pyspark
 
     java = os.path.realpath(os.path.join(os.environ["JAVA_HOME"], "bin", "java")) if os.environ.get("JAVA_HOME") else os.path.realpath(shutil.which("java") or "java")
-    key = hashlib.sha256("\n".join([java, pyspark.__version__, *map(os.path.basename, jars)]).encode()).hexdigest()[:12]
+    java_home = os.path.dirname(os.path.dirname(java))
+    spark_jars = os.path.join(os.environ.get("SPARK_HOME") or os.path.dirname(pyspark.__file__), "jars")
+    parts = [java, pyspark.__version__]
+    release = os.path.join(java_home, "release")
+    if os.path.isfile(release):
+        with open(release, encoding="utf-8", errors="replace") as f:
+            parts.append(f.read())
+    spark_files = sorted(os.path.join(spark_jars, n) for n in os.listdir(spark_jars)) if os.path.isdir(spark_jars) else []
+    for path in [os.path.join(java_home, "lib", "server", "libjvm.so"), *spark_files, *jars]:
+        if os.path.exists(path):
+            st = os.stat(path)
+            parts.append(f"{os.path.basename(path)} {st.st_size} {st.st_mtime_ns}")
+        else:
+            parts.append(os.path.basename(path))
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
     return os.path.join(jars_dir, f"jvm-classes-{key}.jsa")
 
 
@@ -175,10 +192,13 @@ def class_archive_options(cfg: Config, jars: list[str]) -> str | None:
     """
     if not jars or not cfg.spark.jars_dir or not (cfg.spark.master or "").startswith("local"):
         return None
+    own = cfg.spark.extra.get(DRIVER_JAVA_OPTIONS, "")
+    if "-Xshare" in own or "SharedArchiveFile" in own:  # the user's own class-sharing setting wins
+        return None
     archive = class_archive_path(cfg.storage.resolve(cfg.spark.jars_dir), jars)
     if not os.path.exists(archive):
         return None
-    return java_options(cfg, f"-XX:SharedArchiveFile={archive}", "-Xshare:auto")
+    return java_options(cfg, f"-XX:SharedArchiveFile={shlex.quote(archive)}", "-Xshare:auto")
 
 
 def build_session(cfg: Config) -> SparkSession:
