@@ -37,10 +37,12 @@ def workload(spark, cfg) -> None:
     tables.write(rows.limit(10), cfg, "bronze.telematics", mode="append", commit_metrics=True)
     tables.merge(rows.limit(20), cfg, "bronze.telematics", keys=["vehicle_id", "ts"])
     back = tables.read(spark, cfg, "bronze.telematics")
+    # bounded: one row per vehicle id, 7 of them
     back.withColumn("prev", F.lag("soc_pct").over(Window.partitionBy("vehicle_id").orderBy("ts"))).groupBy("vehicle_id").agg(F.avg("prev")).collect()
+    # bounded: one row per vehicle id, 7 of them
     back.groupBy("vehicle_id").applyInPandas(lambda pdf: pd.DataFrame({"vehicle_id": [pdf.vehicle_id.iloc[0]], "n": [len(pdf)]}), "vehicle_id string, n long").collect()
     with_sedona(spark)
-    spark.sql("SELECT ST_DistanceSphere(ST_Point(77.2, 28.6), ST_Point(77.3, 28.7)) AS m").collect()
+    spark.sql("SELECT ST_DistanceSphere(ST_Point(77.2, 28.6), ST_Point(77.3, 28.7)) AS m").collect()  # bounded: one row
 
 
 def unsupported() -> str | None:
