@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,9 @@ def workload(spark, cfg) -> None:
 
 def unsupported() -> str | None:
     """Why this Java cannot write a dynamic class archive (HotSpot 13+), or None when it can."""
-    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
+    from common.io.spark import java_executable
+
+    java = java_executable()
     if not java:
         return "no java on PATH"
     flags = subprocess.run([java, "-XX:+PrintFlagsFinal", "-version"], capture_output=True, text=True)

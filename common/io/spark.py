@@ -110,6 +110,18 @@ def spark_conf(cfg: Config) -> dict[str, str]:
 DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 
+def java_executable() -> str | None:
+    """The `java` that PySpark launches: $JAVA_HOME/bin/java, else the one on PATH (None: none).
+
+    Returns
+    -------
+    str or None
+    """
+    import shutil
+
+    return os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
+
+
 def class_archive_path(jars_dir: str, jars: list[str]) -> str:
     """Where the driver's class-data sharing archive for this Java, Spark and jar set lives.
 
@@ -133,11 +145,9 @@ def class_archive_path(jars_dir: str, jars: list[str]) -> str:
     str
         ``<jars_dir>/jvm-classes-<key>.jsa``.
     """
-    import shutil
-
     import pyspark
 
-    java = os.path.realpath(os.path.join(os.environ["JAVA_HOME"], "bin", "java")) if os.environ.get("JAVA_HOME") else os.path.realpath(shutil.which("java") or "java")
+    java = os.path.realpath(java_executable() or "java")
     java_home = os.path.dirname(os.path.dirname(java))
     spark_jars = os.path.join(os.environ.get("SPARK_HOME") or os.path.dirname(pyspark.__file__), "jars")
     parts = [java, pyspark.__version__]
@@ -328,10 +338,10 @@ _SEDONA_SESSIONS: set[int] = set()  # JVM SparkSessions (identity hash) with Sed
 def with_sedona(spark: SparkSession) -> SparkSession:
     """Register Sedona's ST_* functions and spatial-join rules on this session, once.
 
-    Called by each function that builds an ST_ expression (a test checks that they all do).
-    Registration is lazy because `SedonaContext.create` costs 3-6 s per JVM (docs/BENCHMARKS.md,
-    "Sedona on first use"), which every job paid while only clean, charging, stations and hotspots
-    use Sedona.
+    Called by each function that builds an ST_ expression (tests/test_architecture.py checks the
+    SQL text literals). Lazy because `SedonaContext.create` took 3-8 s in a cold driver, paid by
+    every job while only clean, charging, stations and hotspots use Sedona; part of that is class
+    loading the next Spark call pays instead (docs/BENCHMARKS.md, "a job's fixed cost").
 
     Parameters
     ----------
