@@ -299,6 +299,36 @@ def test_registry_gate_promotes_only_a_better_model(tmp_path):
     assert client.get_model_version("m", versions[0]).tags["challenger_status"].startswith("retired")
 
 
+def test_registry_gate_refuses_a_classifier_a_rate_lookup_beats_on_pr_auc_or_brier(tmp_path):
+    """Issue 19's case: ROC-AUC 0.96 beats every baseline, but the per-vehicle rate has the better
+    PR-AUC (0.41 vs 0.07) and Brier score (0.0035 vs 0.0037): refused, the figures are tags."""
+    from mlflow.tracking import MlflowClient
+
+    from common.ml import tracking
+
+    uri = f"sqlite:///{tmp_path}/gate.db"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("c")
+    src = tmp_path / "artifact"
+    src.mkdir()
+    v1, v2 = (client.create_model_version("c", str(src)).version for _ in range(2))
+    roc = {"persistence": 0.78, "vehicle_rate": 0.70}
+    weak = (tracking.GateCheck("test_pr_auc", 0.07, True, {"persistence": 0.05, "vehicle_rate": 0.41}), tracking.GateCheck("test_brier", 0.0037, False, {"vehicle_rate": 0.0035}))
+    refused = tracking.promote_if_better(client, "c", v1, "champion", "test_roc_auc", 0.96, True, roc, None, None, checks=weak)
+    assert not refused.promoted and tracking.current_champion(client, "c", "champion") is None
+    assert "vehicle_rate test_pr_auc=0.41" in refused.reason and "vehicle_rate test_brier=0.0035" in refused.reason
+    assert "persistence test_pr_auc" not in refused.reason  # only the baselines that won are named
+    tags = client.get_model_version("c", v1).tags
+    assert tags["challenger_status"] == "rejected" and tags["gate_checks"].startswith("test_pr_auc=0.07 [persistence=0.05, vehicle_rate=0.41]")
+    # a NaN baseline (an AUC over one class) cannot be compared: skipped, not a loss
+    strong = (
+        tracking.GateCheck("test_pr_auc", 0.75, True, {"persistence": float("nan"), "vehicle_rate": 0.41}),
+        tracking.GateCheck("test_brier", 0.11, False, {"persistence": None, "vehicle_rate": 0.18}),
+    )
+    assert tracking.promote_if_better(client, "c", v2, "champion", "test_roc_auc", 0.91, True, roc, None, None, checks=strong).promoted
+    assert client.get_model_version("c", v2).tags["gate_baselines"] == "persistence=0.78, vehicle_rate=0.7"
+
+
 # ---------------------------------------------------------------------------------------------
 # Accuracy on the generated fleet (acceptance targets)
 # ---------------------------------------------------------------------------------------------
@@ -580,3 +610,17 @@ def test_twizy_energy_model_time_split(spark, session_root):
     )
     print(f"  gate: v{report.outcomes[0].version} {'champion' if report.outcomes[0].promoted else 'rejected'}: {report.outcomes[0].reason}")
     assert m["test_trip_n"] >= 1 and math.isfinite(m["test_trip_mape_pct"])
+
+
+def test_physics_baseline_says_where_it_is_the_vehicle_mean(spark):
+    """A vehicle model missing from ml.energy.physics: the baseline there is the per-vehicle mean,
+    and its name in the gate and the run's tag says so (issue 19: never a silent fallback)."""
+    from common.ml.evaluate import physics_baseline_name, physics_coverage
+
+    seg = spark.createDataFrame([("Leaf",), ("Leaf",), ("Nairobi Tuk",), (None,)], "model string")
+    share, missing = physics_coverage(seg, ["Leaf", "Model 3"], None)
+    assert share == 0.5 and missing == ["Nairobi Tuk", "unknown"]
+    assert physics_baseline_name(share) == "physics+vehicle_mean (50 % per-vehicle mean)"
+    assert physics_coverage(seg, ["Leaf"], "Leaf") == (0.75, ["Nairobi Tuk"])  # a null model takes default_model's
+    assert physics_coverage(seg.where("model = 'Leaf'"), ["Leaf"], None) == (1.0, []) and physics_baseline_name(1.0) == "physics"
+    assert physics_baseline_name(0.9996) == "physics+vehicle_mean (0.1 % per-vehicle mean)"  # never "0 %" while any falls back

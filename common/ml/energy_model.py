@@ -8,6 +8,8 @@ learning curves, importance, residual plots, the registered booster and the regi
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -18,6 +20,8 @@ from common.ml import tracking
 from common.ml.evaluate import (
     SplitRows,
     energy_baselines,
+    physics_baseline_name,
+    physics_coverage,
     prefixed,
     regression_metrics_many,
     trip_energy_metrics_pd,
@@ -29,6 +33,7 @@ from common.ml.features import ENERGY_FEATURES, ENERGY_LABEL, ENERGY_WEIGHT, hol
 from common.ml.registry import Challenger, ModelOutcome, log_registered_model, registry_gate
 from common.ml.train import InsufficientData, fit_xgb, predict
 
+log = logging.getLogger(__name__)
 ORDER = ("vehicle_id", "start_ts")  # row order of a fit (reproducible boosters)
 TRIP_KWH = {"pred": "pred_kwh", "b_physics": "b_physics_kwh", "b_vehicle_mean": "b_vehicle_mean_kwh"}
 
@@ -132,6 +137,13 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
             local_max_rows=ml.local_fit_max_rows,
         )
         seg_scored = baselines.with_baselines(predict(fit, test_segments, out="pred")).persist(StorageLevel.MEMORY_AND_DISK)
+        coverage, no_physics = physics_coverage(seg_scored, e.physics, e.default_model)
+        physics_name = physics_baseline_name(coverage)
+        mlflow.set_tag("baseline_physics", physics_name + (f": no physics parameters for {', '.join(no_physics)}" if no_physics else ""))
+        if no_physics:
+            log.warning(
+                "energy: no physics parameters (ml.energy.physics) for vehicle model(s) %s: the physics baseline is the per-vehicle mean on %.0f %% of test segments", no_physics, 100 * (1 - coverage)
+            )
         lab_scored = seg_scored.join(test_labelled.select("segment_id"), "segment_id", "left_semi")
         many = regression_metrics_many(lab_scored, ENERGY_LABEL, {"model": "pred", "physics": "b_physics", "vehicle_mean": "b_vehicle_mean"})
         metrics = prefixed(many["model"], "test_segment_")
@@ -140,6 +152,7 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
         metrics |= trip_window_metrics(seg_scored, test_trips, truth, TRIP_KWH)
         metrics |= energy_group_metrics(cfg, train, baselines.with_baselines(test_segments), test_trips, truth)
         metrics["train_seconds"] = fit.seconds
+        metrics["baseline_physics_coverage_share"] = coverage
         mlflow.set_tag("fit_where", fit.where)  # driver or xgboost.spark (ml.local_fit_max_rows)
         tracking.log_metrics(metrics)
         mlflow.log_dict(fit.evals_result, "learning_curves.json")
@@ -160,7 +173,7 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
 
         challenger = Challenger(
             e.registered_model, str(info.registered_model_version), "test_trip_wape_pct", metrics["test_trip_wape_pct"], False,
-            {"physics": metrics["baseline_physics_test_trip_wape_pct"], "vehicle_mean": metrics["baseline_vehicle_mean_test_trip_wape_pct"]},
+            {physics_name: metrics["baseline_physics_test_trip_wape_pct"], "vehicle_mean": metrics["baseline_vehicle_mean_test_trip_wape_pct"]},
             test_segments, champion_wape,
         )  # fmt: skip
         gate = registry_gate(spark, client, ml.champion_alias, challenger)

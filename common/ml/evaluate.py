@@ -16,6 +16,7 @@ Units: SOC metrics are percent points; energy metrics kWh/km or kWh; MAPE and WA
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -638,7 +639,8 @@ class EnergyBaselines:
     def with_baselines(self, df: DataFrame) -> DataFrame:
         """``df`` + b_vehicle_mean and b_physics (kWh/km).
 
-        Physics uses the conf parameters; the vehicle mean stands in where physics is unknown.
+        Physics uses the conf parameters; the vehicle mean stands in where physics is unknown
+        (`physics_coverage` measures how often, `physics_baseline_name` labels it).
 
         Parameters
         ----------
@@ -655,6 +657,56 @@ class EnergyBaselines:
             .withColumn("b_vehicle_mean", F.coalesce("_vmean", F.lit(self.fleet_mean)))
             .withColumn("b_physics", F.coalesce(F.col("physics_kwh_per_km"), F.col("b_vehicle_mean")))
         )
+
+
+def physics_coverage(segments: DataFrame, physics_models: Iterable[str], default_model: str | None) -> tuple[float, list[str]]:
+    """How much of a window the physics baseline really covers.
+
+    A segment whose vehicle model has no parameters in ``ml.energy.physics`` (a null model takes
+    ``default_model``'s) gets the per-vehicle mean in `EnergyBaselines.with_baselines`: the
+    baseline is then not physics there, and its name must say so (`physics_baseline_name`).
+
+    Parameters
+    ----------
+    segments : DataFrame
+        Scored segments (model).
+    physics_models : iterable of str
+        The vehicle models with physics parameters.
+    default_model : str or None
+        ``ml.energy.default_model``.
+
+    Returns
+    -------
+    tuple of (float, list of str)
+        Share of segments whose model has parameters (0-1; 1.0 for an empty window) and the
+        sorted models without ("unknown" for a null model without a default).
+    """
+    known = set(physics_models)
+    # bounded: one row per vehicle model of the window
+    rows = segments.groupBy(F.coalesce("model", F.lit(default_model), F.lit("unknown")).alias("m")).count().collect()
+    total = sum(r["count"] for r in rows)
+    missing = sorted(r.m for r in rows if r.m not in known)
+    covered = sum(r["count"] for r in rows if r.m in known)
+    return (covered / total if total else 1.0), missing
+
+
+def physics_baseline_name(coverage: float) -> str:
+    """The physics baseline's name in gate reasons and tags: plain only when physics covers every segment.
+
+    Parameters
+    ----------
+    coverage : float
+        `physics_coverage` share (0-1).
+
+    Returns
+    -------
+    str
+        ``physics``, or ``physics+vehicle_mean (<share> % per-vehicle mean)`` with the share
+        rounded up to 0.1 % (never "0 %" while any segment falls back).
+    """
+    if coverage >= 1.0:
+        return "physics"
+    return f"physics+vehicle_mean ({math.ceil(1000 * (1 - coverage)) / 10:g} % per-vehicle mean)"
 
 
 def energy_baselines(train: DataFrame) -> EnergyBaselines:

@@ -81,6 +81,8 @@ class Challenger:
         The rows the current champion is re-scored on (features of the test window).
     metric_fn : MetricFn
         Computes ``metric`` from ``test_rows`` plus a prediction column.
+    checks : tuple of tracking.GateCheck
+        Secondary metrics that must beat every baseline too (not compared with the champion).
     """
 
     name: str
@@ -91,6 +93,7 @@ class Challenger:
     baselines: Mapping[str, float]
     test_rows: DataFrame
     metric_fn: MetricFn
+    checks: tuple[tracking.GateCheck, ...] = ()
 
 
 class ChampionScore(NamedTuple):
@@ -212,7 +215,7 @@ def registry_gate(spark: SparkSession, client, alias: str, challenger: Challenge
         mlflow.log_metric(f"champion_{challenger.metric}", champ.value)
     gate = tracking.promote_if_better(
         client, challenger.name, challenger.version, alias, challenger.metric, challenger.value, challenger.higher_is_better,
-        challenger.baselines, champ.value, champ.version, champ.note,
+        challenger.baselines, champ.value, champ.version, champ.note, challenger.checks,
     )  # fmt: skip
     mlflow.set_tags({f"registry.{k}": v for k, v in gate.as_tags().items()} | {"registry.version": challenger.version})
     return gate

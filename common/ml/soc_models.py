@@ -138,7 +138,7 @@ class _SocRun:
         refit.evals_result = first.evals_result
         return refit
 
-    def gate(self, name: str, info, metric: str, value: float, higher: bool, baselines: dict[str, float], metric_fn) -> tracking.GateResult:
+    def gate(self, name: str, info, metric: str, value: float, higher: bool, baselines: dict[str, float], metric_fn, checks: tuple[tracking.GateCheck, ...] = ()) -> tracking.GateResult:
         """The registry gate on a newly registered version, with the test window as its test rows.
 
         Parameters
@@ -157,12 +157,14 @@ class _SocRun:
             Baseline name -> its ``metric`` on the same rows.
         metric_fn : MetricFn
             Computes ``metric`` from the test rows and a prediction column.
+        checks : tuple of tracking.GateCheck
+            Secondary metrics that must beat every baseline too.
 
         Returns
         -------
         tracking.GateResult
         """
-        challenger = Challenger(name, str(info.registered_model_version), metric, value, higher, baselines, self.rows.window("test"), metric_fn)
+        challenger = Challenger(name, str(info.registered_model_version), metric, value, higher, baselines, self.rows.window("test"), metric_fn, checks)
         return registry_gate(self.spark, self.client, self.cfg.ml.champion_alias, challenger)
 
 
@@ -274,9 +276,12 @@ def _train_classifier(run: _SocRun) -> ModelOutcome:
         tracking.log_figure(tracking.calibration_figure(pdf[SOC_EVENT], pdf["prob"], "Calibration: test window"), "plots/calibration.png")
         info = log_registered_model(fit, run.features, test, s.registered_classifier, classification=True)
         run.client.set_model_version_tag(s.registered_classifier, str(info.registered_model_version), "decision_threshold", f"{threshold:.4f}")
+        # a rare event is judged by PR-AUC and calibration too: ROC-AUC alone promoted a model that
+        # a per-vehicle rate lookup beat on both (issue 19)
+        checks = tuple(tracking.GateCheck(f"test_{k}", m_model[k], k == "pr_auc", {"persistence": m_pers.get(k), "vehicle_rate": m_rate.get(k)}) for k in ("pr_auc", "brier"))
         gate = run.gate(
             s.registered_classifier, info, "test_roc_auc", m_model["roc_auc"], True, {"persistence": m_pers["roc_auc"], "vehicle_rate": m_rate["roc_auc"]},
-            lambda df, col: roc_pr_auc(df, SOC_EVENT, col)[0],
+            lambda df, col: roc_pr_auc(df, SOC_EVENT, col)[0], checks,
         )  # fmt: skip
         outcome = ModelOutcome("soc_classifier", s.registered_classifier, gate.version, gate.promoted, gate.reason, metrics, mlrun.info.run_id)
         scored.unpersist()

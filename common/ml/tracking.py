@@ -7,19 +7,22 @@ On EMR `mlflow.tracking_uri` comes from `${MLFLOW_TRACKING_URI}` (a remote track
 
 Registry policy (`promote_if_better`): every training run registers a new model version. The
 alias `champion` (ml.champion_alias) moves to it only if, on the same test window, it beats
-every baseline and the current champion on the model's primary metric; otherwise the version is
-tagged `challenger_status=rejected` with the reason. Nothing here reads or writes Delta tables.
+every baseline and the current champion on the model's primary metric, and every baseline on its
+secondary checks (`GateCheck`: the event classifier's PR-AUC and Brier score, which judge a rare
+event where ROC-AUC alone does not); otherwise the version is tagged `challenger_status=rejected`
+with the reason. Nothing here reads or writes Delta tables.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeGuard
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -321,6 +324,31 @@ def xgb_model_signature(example_features, example_output):
 # --------------------------------------------------------------------------------------------
 # Registry: register every run, move the champion alias only for a better model
 # --------------------------------------------------------------------------------------------
+def _known(value: float | None) -> TypeGuard[float]:
+    """A baseline figure the gate can compare with: not None and not NaN (an AUC of one class)."""
+    return value is not None and not math.isnan(value)
+
+
+class GateCheck(NamedTuple):
+    """A secondary metric the challenger must also win against every baseline.
+
+    Attributes
+    ----------
+    metric : str
+        Run-metric name (e.g. ``test_pr_auc``).
+    value : float
+        The challenger's value on the test window.
+    higher_is_better : bool
+    baselines : Mapping[str, float]
+        Baseline name -> its value on the same rows (None and NaN values are skipped).
+    """
+
+    metric: str
+    value: float
+    higher_is_better: bool
+    baselines: Mapping[str, float | None]
+
+
 @dataclass
 class GateResult:
     """The registry gate's decision on a challenger version.
@@ -345,6 +373,8 @@ class GateResult:
         The champion's ``metric`` on the same test window; None without one or when it could not score.
     baseline_values : dict[str, float]
         Baseline name -> its ``metric``.
+    checks : tuple of GateCheck
+        The secondary checks and their figures.
     """
 
     name: str
@@ -356,6 +386,7 @@ class GateResult:
     value: float
     champion_value: float | None
     baseline_values: dict[str, float]
+    checks: tuple[GateCheck, ...] = ()
 
     def as_tags(self) -> dict[str, str]:
         """The decision as model-version tags.
@@ -363,14 +394,20 @@ class GateResult:
         Returns
         -------
         dict[str, str]
-            challenger_status (``champion`` or ``rejected``), gate_reason, gate_metric, gate_value.
+            challenger_status (``champion`` or ``rejected``), gate_reason, gate_metric, gate_value,
+            gate_baselines (``name=value, ...``) and, with secondary checks, gate_checks
+            (``metric=value [baseline=value, ...]; ...``).
         """
-        return {
+        tags = {
             "challenger_status": "champion" if self.promoted else "rejected",
             "gate_reason": self.reason,
             "gate_metric": self.metric,
             "gate_value": f"{self.value:.6g}",
+            "gate_baselines": ", ".join(f"{b}={v:.6g}" for b, v in self.baseline_values.items()),
         }
+        if self.checks:
+            tags["gate_checks"] = "; ".join(f"{c.metric}={c.value:.6g} [" + ", ".join(f"{b}={v:.6g}" for b, v in c.baselines.items() if _known(v)) + "]" for c in self.checks)
+        return tags
 
 
 def current_champion(client: MlflowClient, name: str, alias: str) -> Any | None:
@@ -493,8 +530,13 @@ def promote_if_better(
     champion_value: float | None,
     champion_version: str | None,
     champion_note: str | None = None,
+    checks: tuple[GateCheck, ...] = (),
 ) -> GateResult:
     """Move `alias` to `version` if it beats every baseline and the champion (strictly).
+
+    The champion is compared on the primary ``metric``; each of ``checks`` must also beat every
+    baseline (a classifier with a good ROC-AUC but a PR-AUC or Brier score worse than a per-vehicle
+    rate lookup is refused).
 
     The version is tagged with the decision (`GateResult.as_tags`); a retired champion is tagged
     ``challenger_status=retired by v<version>``.
@@ -514,7 +556,7 @@ def promote_if_better(
         The challenger's ``metric`` on the test window (in the metric's unit).
     higher_is_better : bool
     baselines : Mapping[str, float]
-        Baseline name -> its ``metric`` on the same window (None values are skipped).
+        Baseline name -> its ``metric`` on the same window (None and NaN values are skipped).
     champion_value : float or None
         The current champion's metric on the *same* test window (the caller scores it); None means
         there is no champion yet, or it could not score the window (then `champion_note` says why,
@@ -523,15 +565,22 @@ def promote_if_better(
         The current champion's version.
     champion_note : str or None
         Why ``champion_value`` is None.
+    checks : tuple of GateCheck
+        Secondary metrics that must beat every baseline too.
 
     Returns
     -------
     GateResult
     """
-    losers = {b: v for b, v in baselines.items() if v is not None and not _better(value, v, higher_is_better)}
+    lost = [
+        f"{b} {c.metric}={v:.4g} vs challenger {c.value:.4g} ({'higher' if c.higher_is_better else 'lower'} is better)"
+        for c in (GateCheck(metric, value, higher_is_better, baselines), *checks)
+        for b, v in c.baselines.items()
+        if _known(v) and not _better(c.value, v, c.higher_is_better)
+    ]
     direction = "higher" if higher_is_better else "lower"
-    if losers:
-        reason = "does not beat baseline(s): " + ", ".join(f"{b} {metric}={v:.4g} vs challenger {value:.4g} ({direction} is better)" for b, v in losers.items())
+    if lost:
+        reason = "does not beat baseline(s): " + ", ".join(lost)
         promoted = False
     elif champion_value is not None and not _better(value, champion_value, higher_is_better):
         reason = f"does not beat champion v{champion_version}: {metric}={value:.4g} vs champion {champion_value:.4g} on the same test window ({direction} is better)"
@@ -551,7 +600,8 @@ def promote_if_better(
         metric=metric,
         value=float(value),
         champion_value=champion_value,
-        baseline_values={k: float(v) for k, v in baselines.items() if v is not None},
+        baseline_values={k: float(v) for k, v in baselines.items() if _known(v)},
+        checks=tuple(checks),
     )
     for key, val in result.as_tags().items():
         client.set_model_version_tag(name, str(version), key, val)
