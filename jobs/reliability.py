@@ -1,22 +1,20 @@
-"""Charger reliability: status intervals, NEVI uptime, MTBF/MTTR, session success, tests.
+"""Charger reliability: status intervals, NEVI uptime, MTBF/MTTR, session success, tests, capacity.
 
-Reads:  bronze.charger_status (OCPP 1.6 notifications, or snapshot feeds such as ESB cpinfo),
-        bronze.charging_sessions, bronze.stations; silver.telematics_clean (optional: fleet
-        stops for failed charge attempts).
-Writes: silver.port_status_intervals     per port: merged intervals with status, state
-                                       (up / down / excluded / no_data), down and excluded cause;
+Reads:  bronze.charger_status (OCPP 1.6 or snapshot feeds such as ESB cpinfo), bronze.charging_sessions,
+        bronze.stations; silver.telematics_clean (optional: fleet stops for failed charge attempts).
+Writes: silver.port_status_intervals     per port: intervals with status, state (up / down /
+                                       excluded / no_data), down and excluded cause;
         gold.port_reliability_monthly  per port and UTC month: minutes by state, failures, MTBF,
-                                       MTTR, sessions, NEVI uptime over the trailing 12 months and
-                                       over the observed period (uptime_basis says which is used);
-        gold.site_reliability          per station: availability, uptime, failures, MTBF/MTTR,
-                                       session / first-time success, faults per 1,000 sessions,
-                                       lost energy and revenue, fault-rate hotspot chargers;
-        gold.reliability_tests         two-window z-test, load-vs-fault logit, lost-revenue
-                                       bootstrap CI, alert precision/recall, fault-rate hotspots;
+                                       MTTR, sessions, NEVI uptime (trailing 12 months or observed);
+        gold.site_reliability          per station: availability, uptime, MTBF/MTTR, session and
+                                       first-time success, faults per 1,000 sessions, lost revenue;
+        gold.site_capacity             per station and local hour of week: arrivals, plug-in time,
+                                       occupancy, Erlang C P(wait) and wait, ports needed;
+        gold.reliability_tests         window z-test, load-vs-fault logit, lost-revenue CI, alerts;
         gold.failed_charge_attempts    fleet stops at a station without SOC gain, with the state
                                        of its ports at arrival (only when silver.telematics_clean exists).
-Definitions: common/network/reliability.py, site_reliability.py, reliability_tests.py, stats.py;
-thresholds: `reliability` section of conf/base.yaml.
+Definitions: common/network/ (reliability, site_reliability, reliability_tests, stats, capacity);
+thresholds: the `reliability` and `capacity` sections of the config (docs/CONFIG.md).
 
     python -m jobs.reliability --env local
 """
@@ -36,8 +34,8 @@ from common.core.config import Config
 from common.core.frames import materialise, release
 from common.io import tables
 from common.io.cli import StageReport, bootstrap, job_main, require_inputs
+from common.network import capacity, site_reliability, stats
 from common.network import reliability as rel
-from common.network import site_reliability, stats
 from common.network.reliability_tests import session_tests
 from common.network.stations import latest_stations, match_events_to_stations, normalise_fleet_events
 from common.silver.devices import heartbeats
@@ -52,10 +50,11 @@ MONTHLY = "gold.port_reliability_monthly"
 SITES = "gold.site_reliability"
 TESTS = "gold.reliability_tests"
 FAILED_ATTEMPTS = "gold.failed_charge_attempts"
+CAPACITY = "gold.site_capacity"
 
 # Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
 INPUTS: tuple[str, ...] = (STATUS, SESSIONS, STATIONS, CLEAN, "silver.device_profiles")
-OUTPUTS: tuple[str, ...] = (INTERVALS, MONTHLY, SITES, TESTS, FAILED_ATTEMPTS)
+OUTPUTS: tuple[str, ...] = (INTERVALS, MONTHLY, SITES, CAPACITY, TESTS, FAILED_ATTEMPTS)
 # Input groups of which at least one table must exist; otherwise the stage is skipped (common.io.cli).
 REQUIRES: tuple[tuple[str, ...], ...] = ((STATUS, SESSIONS),)
 
@@ -99,6 +98,10 @@ def run_reliability(spark: SparkSession, cfg: Config) -> StageReport:
         _write(site_reliability.site_reliability(intervals, monthly, outcomes, hotspots, mean_kwh, cfg.reliability), cfg, SITES, report)
         if found is not None and found.rows:
             _write(spark.createDataFrame(found.rows, stats.TEST_SCHEMA), cfg, TESTS, report)
+        if outcomes is not None:  # ports counted from sessions and status, else the station register
+            register = tables.read_optional(spark, cfg, STATIONS)
+            ports = capacity.station_ports(outcomes, status, latest_stations(register) if register is not None else None)
+            _write(capacity.site_capacity(outcomes, ports, cfg.capacity, capacity.capacity_timezone(cfg), p.observation_end), cfg, CAPACITY, report)
     finally:
         if outcomes is not None:
             release(outcomes)
@@ -109,8 +112,7 @@ def run_reliability(spark: SparkSession, cfg: Config) -> StageReport:
         _failed_attempts(spark, cfg, intervals, report)
 
     report.rows_out = tables.read(spark, cfg, INTERVALS).count() if intervals is not None else 0
-    summary = uptime_summary(spark, cfg)
-    if summary:
+    if summary := uptime_summary(spark, cfg):
         print(summary)
         report.notes.append(summary.splitlines()[-1])
     return report.finish()

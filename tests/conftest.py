@@ -264,6 +264,8 @@ def fleet_report(spark, fleet_scored, session_root):
             "rel_uptime_pct",
             "rel_mtbf_hours",
             "rel_mttr_hours",
+            "capacity_max_p_wait",
+            "capacity_mean_utilisation",
             "model_soc_regressor",
             "model_soc_classifier",
             "model_energy",

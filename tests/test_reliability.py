@@ -626,3 +626,31 @@ def test_dundee_sessions_quarantine_and_reliability(spark, dundee_cfg):
     print(f"sessions {totals.n}, failed {totals.f} ({100 * totals.f / totals.n:.2f} %), fault-rate hotspot chargers {hot}")
     assert rows["lost_revenue_bootstrap"].ci_low <= rows["lost_revenue_bootstrap"].value <= rows["lost_revenue_bootstrap"].ci_high
     assert not tables.exists(spark, dundee_cfg, "silver.port_status_intervals")  # sessions only: no status feed
+
+
+# --------------------------------------------------------------------------------------------
+# The job's table
+# --------------------------------------------------------------------------------------------
+def test_generated_network_capacity_reconciles_with_the_sessions(spark, fleet_reliability):
+    cfg = fleet_reliability
+    cap = tables.read(spark, cfg, "gold.site_capacity")
+    sessions = tables.read(spark, cfg, "bronze.charging_sessions")
+    # ports from an independent feed: every generated port sends status notifications
+    truth_ports = tables.read(spark, cfg, "bronze.charger_status").groupBy("station_id").agg(F.countDistinct("port_id").alias("truth_ports"))
+    per_site = cap.groupBy("station_id").agg(F.count(F.lit(1)).alias("rows"), F.sum("arrivals").alias("arrivals"), F.first("ports").alias("ports"))
+    counted = sessions.groupBy("station_id").count().join(per_site, "station_id", "full").join(truth_ports, "station_id", "left").toPandas()
+    print(f"\n{len(counted)} stations, {int(counted['count'].sum())} sessions; peak P(wait) {cap.agg(F.max('p_wait')).first()[0]:.3f}")
+    assert (counted.rows == 168).all() and (counted.arrivals == counted["count"]).all()
+    assert (counted.ports == counted.truth_ports).all()
+
+
+@pytest.mark.realdata
+def test_dundee_capacity_counts_every_session(spark, dundee_cfg):
+    cap = tables.read(spark, dundee_cfg, "gold.site_capacity")
+    bronze = tables.read(spark, dundee_cfg, "bronze.charging_sessions")
+    stations = bronze.select("station_id").distinct().count()
+    assert cap.count() == 168 * stations
+    assert cap.groupBy().sum("arrivals").first()[0] == bronze.count()
+    busiest = cap.orderBy(F.desc("utilisation")).first()
+    print(f"\nDundee: {stations} charge points; busiest slot {busiest.station_id} h{busiest.hour_of_week}: utilisation {busiest.utilisation:.2f}, P(wait) {busiest.p_wait}")
+    assert cap.where("ports_basis = 'observed_ports'").count() == cap.count()

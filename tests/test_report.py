@@ -7,6 +7,7 @@ import re
 import shutil
 from html.parser import HTMLParser
 
+import pandas as pd
 import pytest
 
 from common.report import html as R
@@ -198,6 +199,16 @@ def test_report_html_shows_every_section_layer_chart_and_the_gold_numbers(spark,
     rel = tables.read(spark, cfg, "gold.reliability_tests").toPandas()
     shown = parsed.tables["reliability_tests_table"]
     assert shown[0] == list(rel.columns) and len(shown) - 1 == len(rel)
+
+    # site capacity: one row per station with sessions, ports needed as the most over its 168 slots (pandas)
+    cap = tables.read(spark, cfg, "gold.site_capacity").toPandas()
+    shown = parsed.tables["site_capacity_table"]
+    header, rows = shown[0], shown[1:]
+    assert len(rows) == min(cfg.report.max_points_per_layer, cap.groupby(["source_name", "station_id"]).ngroups)
+    most = cap.groupby("station_id").additional_ports.max()
+    for r in rows:
+        cell, expected_most = r[header.index("additional_ports")], most[r[header.index("station_id")]]
+        assert (cell == "–" and pd.isna(expected_most)) or int(float(cell)) == expected_most
 
     # station KPIs: the first rows of gold.station_kpis, group by group
     stations = tables.read(spark, cfg, "gold.station_kpis").toPandas()

@@ -171,6 +171,11 @@ TABLES: dict[str, Table] = {
             "Per station: availability, observed uptime, failures, MTBF/MTTR, session and first-time success, faults per 1000 sessions, lost kWh/revenue, fault-rate hotspot chargers; jobs/reliability.py",
         ),
         Table(
+            "gold.site_capacity",
+            "Per station and local hour of week: arrivals per hour, plug-in time, occupied share, offered load, Erlang C P(wait) and mean wait, ports needed for capacity.target_p_wait; jobs/reliability.py",
+            cluster_by=("station_id",),
+        ),
+        Table(
             "gold.reliability_tests",
             "Reliability tests: two-window fault-rate z-test, load-vs-fault logit (odds ratio), lost-revenue bootstrap CI, alert-threshold precision/recall, fault-rate hotspots; jobs/reliability.py",
         ),

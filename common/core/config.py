@@ -706,6 +706,19 @@ class ReliabilityConfig(Section):
     )
 
 
+class CapacityConfig(Section):
+    """Site capacity from sessions: demand per hour of week, Erlang C waiting, ports needed (`common/network/capacity.py`)."""
+
+    target_p_wait: float = Field(0.10, gt=0, lt=1, description="Ports needed: the fewest with P(an arriving driver waits) at most this (fraction).")
+    min_service_sessions: int = Field(5, ge=1, description="An hour-of-week slot with fewer completed sessions uses its station's mean plug-in time.")
+    min_slot_hours: int = Field(4, ge=1, description="An hour of week seen fewer times than this (a window under ~4 weeks) takes the arrival rate of that local hour over all seven days.")
+    max_ports: int = Field(500, ge=1, description="Search bound of ports_needed; a load needing more is written as null.")
+    timezone: IanaZone = Field(
+        None,
+        description="IANA zone of the hour of week. Null: clean.default_timezone, else the generator region's zone for the generator's own inputs, else UTC (the table's timezone column says which).",
+    )
+
+
 class ResidenceConfig(Section):
     """Home location per vehicle from night parking (`jobs/residence.py`, `common/mobility/residence.py`)."""
 
@@ -879,6 +892,7 @@ class Config(Section):
     report: ReportConfig = Field(default_factory=ReportConfig)
     stations: StationsConfig = Field(default_factory=StationsConfig)
     reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
+    capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     residence: ResidenceConfig = Field(default_factory=ResidenceConfig)
     charging: ChargingConfig = Field(default_factory=ChargingConfig)
     hotspots: HotspotsConfig = Field(default_factory=HotspotsConfig)
@@ -924,7 +938,7 @@ def _expand_env(obj: Any, env: dict[str, str] | None = None) -> Any:
 
 # Sections a dataset file may set in `settings:`: properties of the data (its area, clock, codes),
 # never the platform (where tables live, how Spark runs, where MLflow is).
-DATASET_SETTING_SECTIONS = ("clean", "ingest", "kpis", "residence", "charging", "hotspots", "risk", "stations", "reliability", "ml")
+DATASET_SETTING_SECTIONS = ("clean", "ingest", "kpis", "residence", "charging", "hotspots", "risk", "stations", "reliability", "capacity", "ml")
 
 
 def _dataset_file(name: str) -> Path:

@@ -368,6 +368,38 @@ def histogram(chart_id: str, values, title: str, xlabel: str, vline: float | Non
     return chart(chart_id, _svg(fig), title)
 
 
+def heatmap(chart_id: str, values, row_labels: list, col_labels: list, title: str, unit: str) -> str:
+    """A matrix as coloured cells with a colour bar, as an inline SVG figure.
+
+    Parameters
+    ----------
+    chart_id : str
+        `data-chart` attribute of the figure.
+    values : array-like of shape (rows, columns)
+        Cell values; NaN cells are left blank.
+    row_labels, col_labels : list
+        Tick labels of the rows (y) and columns (x).
+    title : str
+        Chart title, also the caption.
+    unit : str
+        Colour bar label (give the unit).
+
+    Returns
+    -------
+    str
+        `chart` HTML.
+    """
+    fig, ax = _figure(7.0, 2.8)
+    ax.grid(False)
+    img = ax.imshow(np.asarray(values, dtype=float), aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels])
+    step = max(1, len(col_labels) // 12)
+    ax.set_xticks(range(0, len(col_labels), step), [str(c) for c in col_labels][::step])
+    fig.colorbar(img, ax=ax, label=unit)
+    ax.set_title(title)
+    return chart(chart_id, _svg(fig), title)
+
+
 def table_html(df: pd.DataFrame, table_id: str, float_format: str = "{:,.2f}") -> str:
     """A pandas frame as an HTML `<table class="data">` (no index, missing values as '–').
 

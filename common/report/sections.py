@@ -40,6 +40,7 @@ REPORT_TABLES = (
     "gold.port_reliability_monthly",
     "gold.site_reliability",
     "gold.reliability_tests",
+    "gold.site_capacity",
 )
 
 StageStatus = dict[str, tuple[str, str | None]]
@@ -410,6 +411,47 @@ def section_reliability(inputs: ReportInputs, cfg: Config) -> R.Section:
     return s
 
 
+def section_capacity(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Charging-site capacity: the network's week of waiting and the sites that need ports.
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'capacity': heatmaps of the worst station's P(wait) and the mean utilisation per
+        local weekday x hour, and the stations by ports needed (gold.site_capacity).
+    """
+    from common.network.capacity import site_needs, weekly_profile
+
+    s = R.Section("capacity", "Charging-site capacity (Erlang C)")
+    cap = inputs.get("gold.site_capacity")
+    if cap is None:
+        return s.add(no_data("gold.site_capacity", "reliability", inputs.status))
+    profile: pd.DataFrame = weekly_profile(cap).toPandas()  # bounded: 168 rows (weekday x hour)
+    days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    zone = cap.select("timezone").first()
+    where = f"local hour ({zone.timezone})" if zone else "local hour"
+    for col, title, unit in (
+        ("max_p_wait", "Worst station's P(wait) by weekday and " + where, "P(wait)"),
+        ("mean_utilisation", "Mean port utilisation by weekday and " + where, "share of port-hours"),
+    ):
+        grid = profile.pivot(index="weekday", columns="hour", values=col).reindex(index=range(7), columns=range(24))
+        s.add(R.heatmap(f"capacity_{col}", grid.to_numpy(), days, list(range(24)), title, unit))
+    target = cfg.capacity.target_p_wait
+    needs = site_needs(cap)
+    shown = _bounded(needs, cfg)
+    total = needs.count()
+    s.add(
+        f"<p>Ports for P(wait) &le; {target:g} in every hour of the week; {len(shown):,} of {total:,} stations shown, most ports needed "
+        "first. Demand is what sessions recorded: drivers who left a full site are not counted.</p>"
+    )
+    return s.add(R.table_html(shown, "site_capacity_table", "{:,.3f}"))
+
+
 def section_models(inputs: ReportInputs, cfg: Config) -> R.Section:
     """Registered champions and each model's test metric against its baselines (MLflow).
 
@@ -474,4 +516,4 @@ def champion_status(cfg: Config) -> pd.DataFrame | None:
     return pd.DataFrame(rows, columns=["registered model", f"@{cfg.ml.champion_alias}", "why not"])
 
 
-SECTIONS = (section_status, section_quality, section_fleet, section_maps, section_risk, section_stations, section_reliability, section_models)
+SECTIONS = (section_status, section_quality, section_fleet, section_maps, section_risk, section_stations, section_reliability, section_capacity, section_models)
