@@ -63,6 +63,20 @@ def pytest_addoption(parser):
     parser.addoption("--include-slow", action="store_true", default=False, help="also run tests/slow in this session (make test does): one build of the shared fleet fixtures")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """The accuracy tests go last (a stable sort, after pytest's own fixture ordering): their fleets
+    build in background processes meanwhile (tests/accuracy/builds.py)."""
+    items.sort(key=lambda item: item.get_closest_marker("accuracy") is not None)
+
+
+def pytest_collection_finish(session):
+    if not session.config.option.collectonly:
+        from tests.accuracy import builds
+
+        builds.start(session.config, session.items)
+
+
 @pytest.fixture(scope="session")
 def session_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("evfa")

@@ -1,7 +1,7 @@
 """Accuracy on fleets the code was not tuned on, at the production configuration.
 
 Three generated fleets with their own seeds, regions, timezones, raw layouts and device-mode mixes
-(FLEETS below) each go through generate -> ingest -> clean -> residence -> charging -> hotspots ->
+(tests/accuracy/builds.py) each go through generate -> ingest -> clean -> residence -> charging -> hotspots ->
 risk exactly as a user would run them: conf/base.yaml thresholds (hotspots at 50 unique daily
 visits within 500 m), nothing lowered. The Nairobi fleet is a PAYD operator's telematics-only CSV
 export with UTC 'Z' timestamps, read through conf/datasets/payd_fleet.yaml; the London fleet
@@ -16,134 +16,39 @@ docs/INSIGHTS.md. Each fleet takes several minutes: marked `accuracy`; `.ci/run`
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from datetime import datetime, timezone
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from common.core.config import load_config
 from common.io import tables
 from common.silver.cleaning import FLAGS
+from tests.accuracy import builds as B
 from tests.accuracy import scoring as S
 
 pytestmark = [pytest.mark.accuracy, pytest.mark.timeout(3600)]
 
-ENV = "local"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-COMMON = (
-    "generator.vehicles=100",
-    "generator.days=14",
-    "generator.at_risk_share=0.16",
-    "generator.offline_share=0.05",
-    "generator.anomaly_rate=0.004",
-)
-FLEETS = {
-    "delhi_mixed": (
-        *COMMON,
-        "generator.seed=101",
-        "generator.region=delhi_ncr",
-        "generator.hotspots=12",
-        "generator.device_modes={continuous: 0.5, ignition_only: 0.3, bursty: 0.2}",
-        "generator.part_time_share=0.1",
-        "generator.early_start_share=0.15",
-        "generator.away_night_share=0.1",
-        "generator.multipath_rate=0.002",
-    ),
-    "nairobi_payd": (
-        *COMMON,
-        "generator.seed=202",
-        "generator.region=nairobi",
-        "generator.hotspots=12",
-        "generator.layout=payd",
-        "generator.timestamp_style=utc_z",
-        "generator.network=false",
-        "generator.device_modes={continuous: 0.25, ignition_only: 0.5, bursty: 0.25}",
-        "generator.part_time_share=0.12",
-        "generator.early_start_share=0.25",
-        "generator.away_night_share=0.15",
-        "generator.multipath_rate=0.003",
-    ),
-    "london_dst": (
-        *COMMON,
-        "generator.seed=303",
-        "generator.region=london",
-        "generator.start_date=2024-03-23",
-        "generator.hotspots=12",
-        "generator.output_format=csv",
-        "generator.timestamp_style=local_offset",
-        "generator.device_modes={continuous: 0.4, ignition_only: 0.4, bursty: 0.2}",
-        "generator.part_time_share=0.08",
-        "generator.early_start_share=0.1",
-        "generator.away_night_share=0.12",
-        "generator.multipath_rate=0.002",
-    ),
-}
-# Fleets whose raw files are read through a shipped dataset mapping, as a user would.
-MAPPED = {"nairobi_payd": ("conf/datasets/payd_fleet.yaml", "PAYD_FLEET_DIR")}
 PER_VEHICLE = ("silver.device_profiles", "restricted.residences", "gold.driver_risk")
 RESULTS: dict[str, list[S.Score]] = {}
 
 
-STAGES = "ingest,clean,residence,charging,hotspots,risk"
-JOB_TIMEOUT_S = 3000
+@pytest.fixture(scope="module", params=list(B.FLEETS))
+def fleet(request, spark):
+    """One fleet generated and run through the insight stages; yields (name, cfg).
 
-
-def _storage(root) -> tuple[str, ...]:
-    return (
-        f"storage.root={root}/lakehouse",
-        f"storage.restricted_root={root}/lakehouse/restricted",
-        f"mlflow.tracking_uri=sqlite:///{root}/mlflow/mlflow.db",
-        f"mlflow.artifact_location={root}/mlflow/artifacts",
-    )
-
-
-def _config(root, name):
-    files = [MAPPED[name][0]] if name in MAPPED else None
-    return load_config(ENV, [*_storage(root), *FLEETS[name]], dataset_files=files)
-
-
-def _job(root: Path, name: str, module: str, *args: str) -> None:
-    """`python -m <module> --env local ...` in a process (and JVM) of its own, as a user runs it:
-    the fleets do not accumulate in the test session's driver, and each runs at the laptop
-    configuration (conf/local.yaml), not the unit tests' 2 shuffle partitions."""
-    confs = [a for c in (*_storage(root), *FLEETS[name]) for a in ("--conf", c)]
-    cmd = [sys.executable, "-m", module, "--env", ENV, *args, *confs]
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    if name in MAPPED and module == "jobs.pipeline":  # the generator writes the operator's export
-        cmd[5:5] = ["--inputs", MAPPED[name][0]]
-        env[MAPPED[name][1]] = f"{root}/lakehouse/raw"
-    log = root / f"{module.split('.')[-1]}.log"
-    with log.open("w") as out:
-        res = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=JOB_TIMEOUT_S)
-    assert res.returncode == 0, f"{' '.join(cmd[:6])} exited {res.returncode}:\n" + "".join(log.read_text().splitlines(True)[-40:])
-
-
-@pytest.fixture(scope="module", params=list(FLEETS))
-def fleet(request, spark, tmp_path_factory):
-    """One fleet generated and run through the insight stages; yields (name, cfg)."""
+    tests/conftest.py started the builds when the session's tests were collected
+    (tests/accuracy/builds.py); a session without that hook builds here."""
     name = request.param
-    # EVFA_ACCURACY_ROOT=<folder> keeps the fleets there and reuses a finished one (local iteration
-    # on scoring); CI leaves it unset and builds every fleet afresh.
-    keep = os.environ.get("EVFA_ACCURACY_ROOT")
-    root = Path(keep) / name if keep else tmp_path_factory.mktemp(name)
-    root.mkdir(parents=True, exist_ok=True)
-    done = root / "insights.done"
-    if not done.exists():
-        if name in MAPPED:  # the pipeline generates only when no input dataset is configured
-            _job(root, name, "jobs.generate")
-            _job(root, name, "jobs.pipeline", "--only", STAGES)
-        else:  # one process (JVM) for both, as `make demo` runs them
-            _job(root, name, "jobs.pipeline", "--only", f"generate,{STAGES}")
-        done.write_text(datetime.now(timezone.utc).isoformat())
-    if name in MAPPED:
-        os.environ[MAPPED[name][1]] = f"{root}/lakehouse/raw"
-    yield name, _config(root, name)
-    if name in MAPPED:
-        os.environ.pop(MAPPED[name][1], None)
+    builds = request.config.stash.get(B.BUILDS, None)
+    if builds is None:
+        builds = request.config.stash[B.BUILDS] = B.FleetBuilds([name])
+        request.config.add_cleanup(builds.close)
+    root = builds.root(name)
+    if name in B.MAPPED:
+        os.environ[B.MAPPED[name][1]] = f"{root}/lakehouse/raw"
+    yield name, B.config(root, name)
+    if name in B.MAPPED:
+        os.environ.pop(B.MAPPED[name][1], None)
     if name in RESULTS:
         print("\n" + S.format_table(name, RESULTS[name]))
 
