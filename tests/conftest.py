@@ -194,10 +194,10 @@ def _pipeline_args(only: str):
 
 @pytest.fixture(scope="session")
 def fleet_gold(spark, fleet_silver) -> Config:
-    """KPIs and the fleet-wide stages on the fleet through the pipeline runner (kpis ... reliability)."""
+    """KPIs and the fleet-wide stages on the fleet through the pipeline runner (kpis ... fault_analysis)."""
     from jobs.pipeline import run_pipeline
 
-    assert_declared(run_pipeline(spark, fleet_silver, _pipeline_args("kpis,residence,charging,hotspots,risk,stations,reliability")))
+    assert_declared(run_pipeline(spark, fleet_silver, _pipeline_args("kpis,residence,charging,hotspots,risk,stations,reliability,fault_analysis")))
     return fleet_silver
 
 
@@ -280,6 +280,7 @@ def fleet_report(spark, fleet_scored, session_root):
             "rel_mttr_hours",
             "capacity_max_p_wait",
             "capacity_mean_utilisation",
+            "fault_drivers_odds",
             "model_soc_regressor",
             "model_soc_classifier",
             "model_energy",

@@ -62,7 +62,7 @@ def test_select_stages_only_from_skip_in_dependency_order(cfg):
     assert _names(select_stages(upkeep, None, "train", None)) == ["train", "score", "report", "maintain"]
     assert _names(select_stages(cfg, "risk,clean", None, None)) == ["clean", "risk"]  # dependency order, not CLI order
     assert _names(select_stages(cfg, None, "train", None)) == ["train", "score", "report"]
-    assert _names(select_stages(cfg, None, "kpis", "report,charging")) == ["kpis", "residence", "hotspots", "risk", "stations", "reliability", "train", "score"]
+    assert _names(select_stages(cfg, None, "kpis", "report,charging")) == ["kpis", "residence", "hotspots", "risk", "stations", "reliability", "fault_analysis", "train", "score"]
     assert _names(select_stages(cfg, "kpis", "residence", None)) == []  # --from after the only stage: nothing
     with pytest.raises(SystemExit, match="unknown stage.*kpi.*stages are: generate"):
         select_stages(cfg, "kpi", None, None)

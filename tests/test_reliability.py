@@ -654,3 +654,33 @@ def test_dundee_capacity_counts_every_session(spark, dundee_cfg):
     busiest = cap.orderBy(F.desc("utilisation")).first()
     print(f"\nDundee: {stations} charge points; busiest slot {busiest.station_id} h{busiest.hour_of_week}: utilisation {busiest.utilisation:.2f}, P(wait) {busiest.p_wait}")
     assert cap.where("ports_basis = 'observed_ports'").count() == cap.count()
+
+
+@pytest.mark.realdata
+def test_dundee_fault_drivers_model_every_session_with_an_outcome(spark, dundee_cfg):
+    """Dundee's sessions have no status feed and no station register: the model runs on the local
+    hour band, weekend and port load, says which drivers had no data, and counts every session."""
+    from jobs.fault_analysis import run_fault_analysis
+
+    run_fault_analysis(spark, dundee_cfg)
+    drivers = tables.read(spark, dundee_cfg, "gold.fault_drivers").toPandas()
+    bronze = tables.read(spark, dundee_cfg, "bronze.charging_sessions")
+    known = bronze.where("success IS NOT NULL OR kwh IS NOT NULL").count()
+    model = drivers[drivers.driver == "model"]
+    terms = drivers[drivers.driver != "model"]
+    print("\n" + model[["source_name", "sessions", "failed", "excluded_sessions", "note"]].to_string())
+    print(terms[["driver", "level", "reference", "sessions", "failure_rate", "odds_ratio", "or_ci_low", "or_ci_high", "p_value_holm", "marginal_effect_pp"]].to_string())
+    assert int(model.sessions.sum()) == known and int(model.excluded_sessions.sum()) == 0  # no status feed: nothing left out
+    assert model.converged.all() and all("network: no data" in n and "dc_station: no data" in n for n in model.note)
+    assert set(terms.driver) == {"hour_band", "weekend", "load"}
+    assert ((terms.or_ci_low < terms.odds_ratio) & (terms.odds_ratio < terms.or_ci_high)).all()
+    # sessions per local hour band, counted here from bronze in the sessions' zone
+    from common.network.capacity import capacity_timezone
+
+    hour = F.hour(F.from_utc_timestamp("start_ts", capacity_timezone(dundee_cfg)))
+    edges = dundee_cfg.fault_drivers.hour_band_edges
+    counts = {}
+    for lo, hi in zip(edges, [*edges[1:], 24]):
+        counts[f"{lo:02d}-{hi:02d}"] = bronze.where("success IS NOT NULL OR kwh IS NOT NULL").where((hour >= lo) & (hour < hi)).count()
+    bands = terms[terms.driver == "hour_band"].set_index("level")
+    assert {lv: int(n) for lv, n in bands.sessions.items()} == {lv: n for lv, n in counts.items() if lv != bands.reference.iloc[0]}

@@ -176,6 +176,10 @@ TABLES: dict[str, Table] = {
             cluster_by=("station_id",),
         ),
         Table(
+            "gold.fault_drivers",
+            "Per session source: a failure logit on network, DC-fast, local hour band, weekend and port load (a model row, then per driver level the odds ratio with CI, Holm-adjusted p-value, marginal effect); jobs/fault_analysis.py",
+        ),
+        Table(
             "gold.reliability_tests",
             "Reliability tests: two-window fault-rate z-test, load-vs-fault logit (odds ratio), lost-revenue bootstrap CI, alert-threshold precision/recall, fault-rate hotspots; jobs/reliability.py",
         ),

@@ -297,6 +297,9 @@ class InputsConfig(Section):
 # --------------------------------------------------------------------------------------------
 # Stage sections
 # --------------------------------------------------------------------------------------------
+SESSION_FAILURE_DRIVERS = ("dc_station", "night", "weekend", "load")
+
+
 class GeneratorConfig(Section):
     """The synthetic fleet the generator writes (`jobs/generate.py`, docs/GENERATOR.md)."""
 
@@ -347,6 +350,14 @@ class GeneratorConfig(Section):
         "utc", description="CSV timestamps: 'utc' (yyyy-MM-dd HH:mm:ss), 'utc_z' (ISO with Z), 'local_offset' (ISO local time with +hh:mm)."
     )
     network: bool = Field(True, description="Write the charging network's files (stations, charger status, sessions); false = a telematics-only deployment.")
+    session_failure_rate: float = Field(0.04, ge=0, lt=1, description="Background sessions on an available port: failure probability at the reference level of every injected driver.")
+    session_failure_log_odds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Injected fault drivers of background sessions on available ports, as log-odds added to logit(session_failure_rate): "
+        "dc_station (the station has DC-fast ports), night (local start hour 0-5), weekend (local Saturday or Sunday), load (per "
+        "session started on the port in the previous 24 h), network:<name> (the station's operator). Empty: every such session "
+        "fails at the base rate (the random stream is the same either way).",
+    )
 
     @field_validator("start_date", mode="before")
     @classmethod
@@ -366,6 +377,9 @@ class GeneratorConfig(Section):
             raise ValueError(f"generator.device_modes: shares must be >= 0 and sum to 1 (got {self.device_modes})")
         if self.at_risk_share + self.offline_share + self.part_time_share > 1:
             raise ValueError("generator: at_risk_share + offline_share + part_time_share must be <= 1")
+        bad = [k for k in self.session_failure_log_odds if k not in SESSION_FAILURE_DRIVERS and not k.startswith("network:")]
+        if bad:
+            raise ValueError(f"generator.session_failure_log_odds: unknown driver(s) {bad}; known: {list(SESSION_FAILURE_DRIVERS)} and network:<name>")
         lo, hi = self.ignition_heartbeat_s
         if not 0 < lo <= hi:
             raise ValueError(f"generator.ignition_heartbeat_s: need 0 < low <= high (got {self.ignition_heartbeat_s})")
@@ -719,6 +733,49 @@ class CapacityConfig(Section):
     )
 
 
+FAULT_DRIVERS = ("network", "dc_station", "power_kw", "hour_band", "weekend", "load")
+
+
+class FaultDriversConfig(Section):
+    """Root cause of failed sessions: a logit of failure on charger and session attributes (`common/network/fault_drivers.py`)."""
+
+    drivers: list[str] = Field(
+        default_factory=lambda: ["network", "dc_station", "hour_band", "weekend", "load"],
+        description="Terms of the model: network (the station's operator, categorical), dc_station (the station has DC-fast "
+        "ports), power_kw (the station register's power, log2; mostly collinear with dc_station, so off by default), hour_band "
+        "(local start hour, categorical), weekend (local Saturday or Sunday), load (sessions started on the port in the previous "
+        "24 h). A term whose data is missing or constant is left out with a note.",
+    )
+    hour_band_edges: list[int] = Field(default_factory=lambda: [0, 6, 10, 16, 20], description="Local start hours opening each hour band (first 0, increasing, < 24).")
+    reference_hour: int = Field(12, ge=0, le=23, description="The hour band containing this local hour is the reference level of hour_band.")
+    exclude_unavailable_ports: bool = Field(
+        True,
+        description="Leave out sessions that started while silver.port_status_intervals had their port down, excluded or without data "
+        "(the attempt failed because the port was out, whatever the session's attributes); counted in the model row.",
+    )
+    min_sessions: int = Field(200, ge=10, description="A source with fewer modelled sessions gets no fit (its model row says why).")
+    min_failed: int = Field(20, ge=1, description="A source with fewer failed modelled sessions gets no fit.")
+    min_level_sessions: int = Field(100, ge=1, description="A network with fewer sessions, or with no or only failures, is pooled into 'other' (its odds could not be estimated).")
+    max_sessions: int = Field(500000, ge=1000, description="Sessions per source the fit reads; a seeded sample beyond (noted).")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the Wald CIs and of the Holm-adjusted p-values.")
+    seed: int = 42
+
+    @field_validator("drivers")
+    @classmethod
+    def _known_drivers(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(FAULT_DRIVERS))
+        if unknown:
+            raise ValueError(f"fault_drivers.drivers: unknown {unknown}; known: {list(FAULT_DRIVERS)}")
+        return value
+
+    @field_validator("hour_band_edges")
+    @classmethod
+    def _edges(cls, value: list[int]) -> list[int]:
+        if not value or value[0] != 0 or any(b <= a for a, b in zip(value, value[1:])) or value[-1] > 23:
+            raise ValueError(f"fault_drivers.hour_band_edges: need 0 first, strictly increasing, all < 24 (got {value})")
+        return value
+
+
 class ResidenceConfig(Section):
     """Home location per vehicle from night parking (`jobs/residence.py`, `common/mobility/residence.py`)."""
 
@@ -893,6 +950,7 @@ class Config(Section):
     stations: StationsConfig = Field(default_factory=StationsConfig)
     reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
+    fault_drivers: FaultDriversConfig = Field(default_factory=FaultDriversConfig)
     residence: ResidenceConfig = Field(default_factory=ResidenceConfig)
     charging: ChargingConfig = Field(default_factory=ChargingConfig)
     hotspots: HotspotsConfig = Field(default_factory=HotspotsConfig)
@@ -938,7 +996,7 @@ def _expand_env(obj: Any, env: dict[str, str] | None = None) -> Any:
 
 # Sections a dataset file may set in `settings:`: properties of the data (its area, clock, codes),
 # never the platform (where tables live, how Spark runs, where MLflow is).
-DATASET_SETTING_SECTIONS = ("clean", "ingest", "kpis", "residence", "charging", "hotspots", "risk", "stations", "reliability", "capacity", "ml")
+DATASET_SETTING_SECTIONS = ("clean", "ingest", "kpis", "residence", "charging", "hotspots", "risk", "stations", "reliability", "capacity", "fault_drivers", "ml")
 
 
 def _dataset_file(name: str) -> Path:

@@ -400,6 +400,41 @@ def heatmap(chart_id: str, values, row_labels: list, col_labels: list, title: st
     return chart(chart_id, _svg(fig), title)
 
 
+def forest_plot(chart_id: str, labels: list, estimate, low, high, title: str, xlabel: str, reference: float = 1.0) -> str:
+    """Estimates with their confidence intervals, one row each, on a log axis (odds ratios).
+
+    Parameters
+    ----------
+    chart_id : str
+        `data-chart` attribute of the figure.
+    labels : list
+        Row labels, top to bottom.
+    estimate, low, high : array-like of float
+        Point estimate and interval bounds per row (> 0: the axis is logarithmic).
+    title : str
+        Chart title, also the caption.
+    xlabel : str
+        x-axis label.
+    reference : float
+        x of the dashed no-effect line.
+
+    Returns
+    -------
+    str
+        `chart` HTML.
+    """
+    est, lo, hi = (np.asarray(v, dtype=float) for v in (estimate, low, high))
+    fig, ax = _figure(7.0, max(2.4, 0.32 * len(labels) + 1.0))
+    y = np.arange(len(labels))[::-1]
+    ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", color=PALETTE[0], ecolor=PALETTE[0], capsize=3)
+    ax.axvline(reference, color="#d62728", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_yticks(y, [str(lb) for lb in labels], fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    return chart(chart_id, _svg(fig), title)
+
+
 def table_html(df: pd.DataFrame, table_id: str, float_format: str = "{:,.2f}") -> str:
     """A pandas frame as an HTML `<table class="data">` (no index, missing values as '–').
 

@@ -41,6 +41,7 @@ REPORT_TABLES = (
     "gold.site_reliability",
     "gold.reliability_tests",
     "gold.site_capacity",
+    "gold.fault_drivers",
 )
 
 StageStatus = dict[str, tuple[str, str | None]]
@@ -452,6 +453,38 @@ def section_capacity(inputs: ReportInputs, cfg: Config) -> R.Section:
     return s.add(R.table_html(shown, "site_capacity_table", "{:,.3f}"))
 
 
+def section_fault_drivers(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """What makes sessions fail: the failure logit's odds ratios (gold.fault_drivers).
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'fault_drivers': a forest plot of the odds ratios of the source with the most
+        modelled sessions, and the model and term rows of every source.
+    """
+    s = R.Section("fault_drivers", "What makes sessions fail (fault drivers)")
+    drivers = inputs.get("gold.fault_drivers")
+    if drivers is None:
+        return s.add(no_data("gold.fault_drivers", "fault_analysis", inputs.status))
+    models: pd.DataFrame = drivers.where("driver = 'model'").orderBy(F.desc("sessions")).toPandas()  # bounded: one row per session source
+    terms = _bounded(drivers.where("driver <> 'model'").orderBy("source_name", "p_value_holm"), cfg)
+    for m in models.itertuples():
+        s.add(f"<p><b>{R.esc(m.source_name)}</b>: {m.sessions:,} sessions modelled, {m.failed:,} failed, {m.excluded_sessions:,} on unavailable ports left out. {R.esc(m.note)}</p>")
+    top = terms[terms.source_name == models.source_name.iloc[0]] if len(models) else terms.iloc[0:0]
+    if len(top):
+        labels = [f"{r.driver}: {r.level}" + (f" vs {r.reference}" if r.reference else "") + (" *" if r.significant else "") for r in top.itertuples()]
+        title = f"Odds ratio of a failed session with {round(100 * (1 - cfg.fault_drivers.alpha))} % CI ({models.source_name.iloc[0]}; * Holm-significant)"
+        s.add(R.forest_plot("fault_drivers_odds", labels, top.odds_ratio, top.or_ci_low, top.or_ci_high, title, "odds ratio (log scale; 1 = no effect)"))
+    s.add("<p>Associations in observed sessions, adjusted for each other; sessions that started on a port already down are left out (the reliability tables count them).</p>")
+    cols = ["source_name", "driver", "level", "reference", "sessions", "failed", "failure_rate", "odds_ratio", "or_ci_low", "or_ci_high", "p_value_holm", "significant", "marginal_effect_pp"]
+    return s.add(R.table_html(terms[cols], "fault_drivers_table", "{:,.3f}"))
+
+
 def section_models(inputs: ReportInputs, cfg: Config) -> R.Section:
     """Registered champions and each model's test metric against its baselines (MLflow).
 
@@ -516,4 +549,4 @@ def champion_status(cfg: Config) -> pd.DataFrame | None:
     return pd.DataFrame(rows, columns=["registered model", f"@{cfg.ml.champion_alias}", "why not"])
 
 
-SECTIONS = (section_status, section_quality, section_fleet, section_maps, section_risk, section_stations, section_reliability, section_capacity, section_models)
+SECTIONS = (section_status, section_quality, section_fleet, section_maps, section_risk, section_stations, section_reliability, section_capacity, section_fault_drivers, section_models)

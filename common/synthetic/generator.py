@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -1349,13 +1352,60 @@ STATUS_HEARTBEAT_S = 1800  # status re-sent every 30 min while nothing changes (
 _Session = tuple[Any, Any, Any, Any, bool, Any, Any, Any]
 
 
-def _port_down(outages: pd.DataFrame, port: str, t: float) -> pd.Series | None:
-    """The outage (fault, maintenance or offline) of a port at an instant.
+class _PortOutages:
+    """One station's outages indexed by port (built once per station: the session and status loops
+    ask "is this port down at t" for every session and heartbeat).
 
     Parameters
     ----------
     outages : pandas.DataFrame
-        The station's rows of `World.outages` (start, end in UTC epoch s).
+        The station's rows of `World.outages` (start, end in UTC epoch s), in their order.
+    """
+
+    def __init__(self, outages: pd.DataFrame) -> None:
+        self._by_port: dict[str, list[Any]] = {}
+        for o in outages.itertuples(index=False):
+            self._by_port.setdefault(o.port_id, []).append(o)
+        self._offline = {p: [(o.start, o.end) for o in rows if o.cause == "offline"] for p, rows in self._by_port.items()}
+
+    def records(self, port: str) -> list[Any]:
+        """The port's outages (namedtuples with start, end, cause, error_code), in `World.outages` order.
+
+        Parameters
+        ----------
+        port : str
+            Port id.
+
+        Returns
+        -------
+        list
+            Outage rows of the port.
+        """
+        return self._by_port.get(port, [])
+
+    def offline(self, port: str) -> list[tuple[float, float]]:
+        """(start, end) of the port's offline gaps (UTC epoch s).
+
+        Parameters
+        ----------
+        port : str
+            Port id.
+
+        Returns
+        -------
+        list of tuple
+            The gaps, in `World.outages` order.
+        """
+        return self._offline.get(port, [])
+
+
+def _port_down(outages: _PortOutages, port: str, t: float) -> Any:
+    """The outage (fault, maintenance or offline) of a port at an instant.
+
+    Parameters
+    ----------
+    outages : _PortOutages
+        The station's outages.
     port : str
         Port id.
     t : float
@@ -1363,14 +1413,14 @@ def _port_down(outages: pd.DataFrame, port: str, t: float) -> pd.Series | None:
 
     Returns
     -------
-    pandas.Series or None
-        The first such row of `outages`; None when the port is not down.
+    namedtuple or None
+        The first outage of the port (in `World.outages` order) with start <= t < end; None when
+        the port is not down.
     """
-    o = outages[(outages.port_id == port) & (outages.start <= t) & (outages.end > t)]
-    return o.iloc[0] if len(o) else None
+    return next((o for o in outages.records(port) if o.start <= t and o.end > t), None)
 
 
-def _fleet_sessions(events: pd.DataFrame, ports: pd.DataFrame, outages: pd.DataFrame) -> tuple[list[_Session], dict[str, list[tuple[float, float]]]]:
+def _fleet_sessions(events: pd.DataFrame, ports: pd.DataFrame, outages: _PortOutages) -> tuple[list[_Session], dict[str, list[tuple[float, float]]]]:
     """Place the fleet's charging events on the station's ports, in order of start.
 
     Parameters
@@ -1379,8 +1429,8 @@ def _fleet_sessions(events: pd.DataFrame, ports: pd.DataFrame, outages: pd.DataF
         The station's fleet charging events (FLEET_EVENT_SCHEMA: start, end in UTC epoch s, kwh in kWh).
     ports : pandas.DataFrame
         The station's rows of `World.ports`.
-    outages : pandas.DataFrame
-        The station's rows of `World.outages`.
+    outages : _PortOutages
+        The station's outages (`World.outages` rows).
 
     Returns
     -------
@@ -1405,7 +1455,66 @@ def _fleet_sessions(events: pd.DataFrame, ports: pd.DataFrame, outages: pd.DataF
     return sessions, busy
 
 
-def _background_sessions(rng: np.random.Generator, ports: pd.DataFrame, outages: pd.DataFrame, busy: dict[str, list[tuple[float, float]]], t0: float, t1: float) -> list[_Session]:
+def session_failure_probability(gcfg: GeneratorConfig, station: Any, timezone: str) -> Callable[[float, int], float]:
+    """P(failure) of a background session on an available port of one station: the injected drivers.
+
+    Parameters
+    ----------
+    gcfg : GeneratorConfig
+        ``session_failure_rate`` (probability at the reference levels) and ``session_failure_log_odds``.
+    station : namedtuple
+        The station's row of `World.stations` (dc_fast_count, network).
+    timezone : str
+        IANA zone of the local start hour and weekday.
+
+    Returns
+    -------
+    callable
+        (start in UTC epoch s, sessions started on the port in the previous 24 h) -> probability.
+        Without injected drivers it returns the base rate itself, so the draws compare as before.
+    """
+    base, log_odds = gcfg.session_failure_rate, gcfg.session_failure_log_odds
+    if not log_odds:
+        return lambda _start, _load: base
+    fixed = log_odds.get("dc_station", 0.0) * float(station.dc_fast_count > 0) + log_odds.get(f"network:{station.network}", 0.0)
+    zone = ZoneInfo(timezone)
+
+    def probability(start: float, load: int) -> float:
+        """P(failure) of a session starting at `start` (UTC epoch s) after `load` recent sessions on its port.
+
+        Parameters
+        ----------
+        start : float
+            Session start (UTC epoch s).
+        load : int
+            Sessions started on the port in the previous 24 h.
+
+        Returns
+        -------
+        float
+            Probability in (0, 1).
+        """
+        local = datetime.fromtimestamp(start, zone)
+        x = fixed + log_odds.get("night", 0.0) * (local.hour < 6) + log_odds.get("weekend", 0.0) * (local.weekday() >= 5) + log_odds.get("load", 0.0) * load
+        return base if x == 0 else 1.0 / (1.0 + math.exp(-(math.log(base / (1.0 - base)) + x)))
+
+    return probability
+
+
+def _recent_load(busy: list[tuple[float, float]], start: float) -> int:
+    """Sessions on a port that started in the 24 h before `start` (the product's load_sessions_24h)."""
+    return sum(1 for s, _ in busy if start - 86400 <= s < start)
+
+
+def _background_sessions(
+    rng: np.random.Generator,
+    ports: pd.DataFrame,
+    outages: _PortOutages,
+    busy: dict[str, list[tuple[float, float]]],
+    t0: float,
+    t1: float,
+    failure: Callable[[float, int], float] | None = None,
+) -> list[_Session]:
     """Sessions of background (non-fleet) users: ~3 per port-day, skipped where a port is busy.
 
     Parameters
@@ -1414,12 +1523,15 @@ def _background_sessions(rng: np.random.Generator, ports: pd.DataFrame, outages:
         The station's random stream (draws per port, in port order).
     ports : pandas.DataFrame
         The station's rows of `World.ports` (power_kw in kW).
-    outages : pandas.DataFrame
-        The station's rows of `World.outages`.
+    outages : _PortOutages
+        The station's outages (`World.outages` rows).
     busy : dict of str to list of tuple
         Port id -> taken (start, end) intervals (UTC epoch s); the new sessions are appended to it.
     t0, t1 : float
         Start and end of the simulated period (UTC epoch s).
+    failure : callable, optional
+        `session_failure_probability` of the station; default a 4 % failure rate. A session on a
+        port that is down fails whatever it says.
 
     Returns
     -------
@@ -1427,6 +1539,7 @@ def _background_sessions(rng: np.random.Generator, ports: pd.DataFrame, outages:
         (port_id, start, end, kwh, success, error_code, None, session_id) per session; start, end in UTC
         epoch s, kwh in kWh (0 when failed).
     """
+    failure = failure or (lambda _start, _load: 0.04)
     sessions: list[_Session] = []
     for p in ports.itertuples():
         n = rng.poisson(3 * (t1 - t0) / 86400)
@@ -1435,7 +1548,7 @@ def _background_sessions(rng: np.random.Generator, ports: pd.DataFrame, outages:
             if any(s < en and bs < s + dur for bs, en in busy[p.port_id]):
                 continue
             o = _port_down(outages, p.port_id, s)
-            ok = o is None and rng.random() > 0.04
+            ok = o is None and rng.random() > failure(s, _recent_load(busy[p.port_id], s))
             err = None if ok else (o.error_code if o is not None and o.error_code else rng.choice(FAULT_CODES))
             kwh = float(p.power_kw * 0.85 * dur / 3600 * rng.uniform(0.5, 1.0)) if ok else 0.0
             end = s + (dur if ok else rng.uniform(60, 300))
@@ -1462,22 +1575,22 @@ def _session_rows(station_id: str, ports: pd.DataFrame, sessions: list[_Session]
         Rows in NETWORK_SCHEMA column order; ts, end_ts still UTC epoch s.
     """
     rows: list[tuple[Any, ...]] = []
+    charger = dict(zip(ports.port_id, ports.charger_id))
     for sess in sessions:
         port, s, e, kwh, ok, err, vid, sid_ = sess
-        charger = ports.set_index("port_id").charger_id[port]
-        rows.append(("session", station_id, charger, port, s, e, None, err, None, sid_, vid, kwh, ok))
+        rows.append(("session", station_id, charger[port], port, s, e, None, err, None, sid_, vid, kwh, ok))
     return rows
 
 
-def _port_status_changes(port_id: str, outages: pd.DataFrame, sessions: list[_Session], t0: float) -> list[tuple[Any, str, str | None, str | None]]:
+def _port_status_changes(port_id: str, outages: _PortOutages, sessions: list[_Session], t0: float) -> list[tuple[Any, str, str | None, str | None]]:
     """OCPP status changes of one port from its faults, maintenance and sessions, sorted by time.
 
     Parameters
     ----------
     port_id : str
         The port.
-    outages : pandas.DataFrame
-        The station's rows of `World.outages` (start, end in UTC epoch s).
+    outages : _PortOutages
+        The station's outages (`World.outages` rows; start, end in UTC epoch s).
     sessions : list of tuple
         All the station's sessions (port_id, start, end, kwh, success, error_code, vehicle_id, session_id).
     t0 : float
@@ -1490,7 +1603,7 @@ def _port_status_changes(port_id: str, outages: pd.DataFrame, sessions: list[_Se
         that is down adds nothing.
     """
     ev: list[tuple[Any, str, str | None, str | None]] = [(t0, "Available", None, None)]  # (ts, status, error_code, info)
-    for o in outages[outages.port_id == port_id].itertuples():
+    for o in outages.records(port_id):
         if o.cause == "fault":
             ev += [(o.start, "Faulted", o.error_code, None), (o.end, "Available", None, None)]
         elif o.cause == "maintenance":
@@ -1506,7 +1619,7 @@ def _port_status_changes(port_id: str, outages: pd.DataFrame, sessions: list[_Se
     return ev
 
 
-def _status_rows(station_id: str, ports: pd.DataFrame, outages: pd.DataFrame, sessions: list[_Session], t0: float, t1: float, heartbeat_s: int) -> list[tuple[Any, ...]]:
+def _status_rows(station_id: str, ports: pd.DataFrame, outages: _PortOutages, sessions: list[_Session], t0: float, t1: float, heartbeat_s: int) -> list[tuple[Any, ...]]:
     """NETWORK_SCHEMA rows of record_type status: each port's changes, heartbeats, none in offline gaps.
 
     Parameters
@@ -1515,8 +1628,8 @@ def _status_rows(station_id: str, ports: pd.DataFrame, outages: pd.DataFrame, se
         The station.
     ports : pandas.DataFrame
         The station's rows of `World.ports`.
-    outages : pandas.DataFrame
-        The station's rows of `World.outages` (start, end in UTC epoch s).
+    outages : _PortOutages
+        The station's outages (`World.outages` rows; start, end in UTC epoch s).
     sessions : list of tuple
         All the station's sessions (port_id, start, end, kwh, success, error_code, vehicle_id, session_id).
     t0, t1 : float
@@ -1534,7 +1647,7 @@ def _status_rows(station_id: str, ports: pd.DataFrame, outages: pd.DataFrame, se
     for p in ports.itertuples():
         ev = _port_status_changes(p.port_id, outages, sessions, t0)
         # fill heartbeats (re-sent status) and drop everything inside offline gaps
-        off = outages[(outages.port_id == p.port_id) & (outages.cause == "offline")]
+        off = outages.offline(p.port_id)
         out = []
         for i, (t, st, err, info) in enumerate(ev):
             t_next = ev[i + 1][0] if i + 1 < len(ev) else t1
@@ -1542,7 +1655,7 @@ def _status_rows(station_id: str, ports: pd.DataFrame, outages: pd.DataFrame, se
             for k, th in enumerate(hb):
                 out.append((th, st, err, info if k == 0 else None))
         for th, st, err, info in out:
-            if any((o.start <= th) & (th < o.end) for o in off.itertuples()):
+            if any(start <= th < end for start, end in off):
                 continue
             rows.append(("status", station_id, p.charger_id, p.port_id, th, None, st, err, info, None, None, None, None))
     return rows
@@ -1601,10 +1714,12 @@ def network_records(world: World):
         ports = world.ports[world.ports.station_id == sid]
         if ports.empty:
             return pd.DataFrame(columns=[f.name for f in NETWORK_SCHEMA.fields])
-        outages = world.outages[world.outages.station_id == sid]
+        outages = _PortOutages(world.outages[world.outages.station_id == sid])
         t0, t1 = world.day_midnights[0], world.day_midnights[-1]
         sessions, busy = _fleet_sessions(events, ports, outages)
-        sessions += _background_sessions(rng, ports, outages, busy, t0, t1)
+        station = next(world.stations[world.stations.station_id == sid].itertuples())
+        failure = session_failure_probability(world.gcfg, station, world.timezone)
+        sessions += _background_sessions(rng, ports, outages, busy, t0, t1, failure)
         rows = _session_rows(sid, ports, sessions) + _status_rows(sid, ports, outages, sessions, t0, t1, STATUS_HEARTBEAT_S)
         return _network_frame_of_rows(rows)
 
