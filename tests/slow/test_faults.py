@@ -1,6 +1,6 @@
 """Faults (slow): a SIGKILLed driver mid-write, an executor JVM lost during a shuffle, and the same
-job on separate executor JVMs (`local-cluster[2,1,1024]`). Cases `crash_mid_write`,
-`executor_loss` and `local_cluster_equals_local` of docs/ROBUSTNESS.md.
+job on separate executor JVMs (`local-cluster[2,1,1024]`, the lost executor's run). Cases
+`crash_mid_write`, `executor_loss` and `local_cluster_equals_local` of docs/ROBUSTNESS.md.
 
 Every job here runs as `python -m jobs.clean` in a subprocess (its own driver JVM) on a copy of
 the session's generated fleet in bronze; outputs are compared with chispa against the fleet's
@@ -151,23 +151,30 @@ LOCAL_CLUSTER = ("--conf", "spark.master=local-cluster[2,1,1024]")
 
 
 def test_executor_loss_during_shuffle_gives_same_output(spark, fleet_silver, tmp_path):
+    """`jobs.clean` on separate executor JVMs (`local-cluster[2,1,1024]`: jars shipped via
+    spark.jars, Python workers per executor) loses one executor during a shuffle and still writes
+    exactly what `local[2]` wrote: cases `executor_loss` and `local_cluster_equals_local` (the
+    code does not rely on driver and executors sharing a JVM) in one run."""
     cfg = make_config(tmp_path)
     copy_bronze(fleet_silver, cfg)
     proc, log = start(job_command(tmp_path, *LOCAL_CLUSTER), tmp_path, "executor_loss.log")
     killed = None
+    seen = 0
     deadline = time.time() + JOB_TIMEOUT_S
     while killed is None and proc.poll() is None and time.time() < deadline:
+        running = executors(proc)
+        seen = max(seen, len(running))
         # map output of a shuffle written by an executor: kill that stage's data with its JVM
-        if any(tmp_path.rglob("shuffle_*.data")):
-            running = executors(proc)
-            if running:
-                killed = running[0]
-                killed.send_signal(signal.SIGKILL)
-                print(f"killed executor pid {killed.pid} after shuffle files appeared")
-                break
+        # (once both executors run, so the run also shows the work spread over two JVMs)
+        if len(running) == 2 and any(tmp_path.rglob("shuffle_*.data")):
+            killed = running[0]
+            killed.send_signal(signal.SIGKILL)
+            print(f"killed executor pid {killed.pid} after shuffle files appeared")
+            break
         time.sleep(0.2)
     wait(proc, log)
     assert killed is not None, "the job finished before any shuffle output appeared: nothing was killed"
+    assert seen == 2, f"expected 2 executor JVMs, saw {seen}"
     text = log.read_text(errors="replace")
     assert "Lost executor" in text or "Executor lost" in text or "ExecutorLost" in text, "Spark did not notice the lost executor"
     expected = digest(tables.read(spark, fleet_silver, SILVER))
