@@ -112,16 +112,34 @@ def test_small_or_one_sided_sources_are_not_fitted_and_say_why():
     rng = np.random.default_rng(3)
     few = simulated_sessions(rng, 150, {})
     none_failed = simulated_sessions(rng, 1000, {}).assign(failed=0)
-    for pdf in (few, none_failed):
+    two_stations = simulated_sessions(rng, 3000, {}, stations=2)  # clustered SEs on 2 clusters are degenerate
+    for pdf in (few, none_failed, two_stations):
         out = fit_source(pdf, PARAMS, "UTC", STAMP)
         assert len(out) == 1 and out.driver[0] == MODEL and not out.converged[0]
         assert out.note[0].startswith("not fitted") and out.sessions[0] == len(pdf)
-    # a constant driver and a network too small to estimate: left out or pooled, with a note
+    assert "2 station(s)" in fit_source(two_stations, PARAMS, "UTC", STAMP).note[0]
+
+
+def test_terms_without_an_estimate_are_left_out_with_a_note():
+    rng = np.random.default_rng(4)
+    # a constant driver, and a network too small to estimate even when pooled: its sessions leave
     pdf = simulated_sessions(rng, 5000, {"night": 1.0}).assign(weekend=False)
     pdf.loc[pdf.index[:40], "network"] = "Tiny"
     out = fit_source(pdf, PARAMS, "UTC", STAMP)
-    assert "weekend: constant" in out.note[0]
-    assert "Tiny" not in set(out.level.dropna()) and "other" in set(out.level.dropna())
+    assert "weekend: constant" in out.note[0] and "network: 40 session(s) of small networks left out" in out.note[0]
+    assert out.sessions[0] == 5000 - 40 and not {"Tiny", "(other)"} & set(out.level.dropna())
+    # DC-fast is the same as two networks (A and C all DC, B and D none): no estimate of its own
+    pdf = simulated_sessions(rng, 5000, {"night": 1.0})
+    pdf["dc_station"] = pdf.network.isin(["A", "C"])
+    out = fit_source(pdf, PARAMS, "UTC", STAMP)
+    assert "aliased with earlier terms: dc_station" in out.note[0] and "dc_station" not in set(out.driver)
+    # stations missing from the register: their sessions leave, the driver stays
+    pdf = simulated_sessions(rng, 5000, {"night": 1.0})
+    unregistered = pdf.station_id.isin(["S1", "S2"])
+    pdf["dc_station"] = pdf.dc_station.astype(object).where(~unregistered, None)
+    out = fit_source(pdf, PARAMS, "UTC", STAMP)
+    assert f"dc_station: unknown for {int(unregistered.sum())} session(s), left out" in out.note[0]
+    assert "dc_station" in set(out.driver) and out.sessions[0] == int((~unregistered).sum())
 
 
 def test_port_state_is_read_one_second_before_the_start(spark):

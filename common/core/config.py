@@ -350,7 +350,7 @@ class GeneratorConfig(Section):
         "utc", description="CSV timestamps: 'utc' (yyyy-MM-dd HH:mm:ss), 'utc_z' (ISO with Z), 'local_offset' (ISO local time with +hh:mm)."
     )
     network: bool = Field(True, description="Write the charging network's files (stations, charger status, sessions); false = a telematics-only deployment.")
-    session_failure_rate: float = Field(0.04, ge=0, lt=1, description="Background sessions on an available port: failure probability at the reference level of every injected driver.")
+    session_failure_rate: float = Field(0.04, gt=0, lt=1, description="Background sessions on an available port: failure probability at the reference level of every injected driver.")
     session_failure_log_odds: dict[str, float] = Field(
         default_factory=dict,
         description="Injected fault drivers of background sessions on available ports, as log-odds added to logit(session_failure_rate): "
@@ -755,6 +755,7 @@ class FaultDriversConfig(Section):
     )
     min_sessions: int = Field(200, ge=10, description="A source with fewer modelled sessions gets no fit (its model row says why).")
     min_failed: int = Field(20, ge=1, description="A source with fewer failed modelled sessions gets no fit.")
+    min_stations: int = Field(10, ge=2, description="A source whose modelled sessions come from fewer stations gets no fit: standard errors clustered by station need clusters.")
     min_level_sessions: int = Field(100, ge=1, description="A network with fewer sessions, or with no or only failures, is pooled into 'other' (its odds could not be estimated).")
     max_sessions: int = Field(500000, ge=1000, description="Sessions per source the fit reads; a seeded sample beyond (noted).")
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the Wald CIs and of the Holm-adjusted p-values.")

@@ -42,8 +42,10 @@ from pyspark.sql import functions as F
 from common.core.config import FaultDriversConfig
 from common.network.reliability import DOWN, EXCLUDED, UNOBSERVED, session_load
 
-MODEL, OTHER = "model", "other"
-UNKNOWN_NETWORK = "unknown"
+MODEL = "model"
+# Labels of pooled small networks and of stations missing from the register; the parentheses keep
+# them apart from a real network's name.
+OTHER, UNKNOWN_NETWORK = "(other)", "(not in register)"
 # (column, Spark SQL type) of gold.fault_drivers, in order.
 DRIVER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("source_name", "string"),
@@ -258,11 +260,19 @@ def fault_drivers(features: DataFrame, params: FaultDriversConfig, tz: str, comp
     return fitted.unionByName(empty)
 
 
-def _pool_networks(network: pd.Series, failed: pd.Series, min_sessions: int) -> pd.Series:
-    """Networks with fewer than `min_sessions` sessions, or with no or only failures, become OTHER."""
-    stats = failed.groupby(network).agg(["size", "sum"])
-    weak = stats.index[(stats["size"] < min_sessions) | (stats["sum"] == 0) | (stats["sum"] == stats["size"])]
-    return network.where(~network.isin(weak), OTHER)
+def _pool_networks(network: pd.Series, failed: pd.Series, min_sessions: int) -> tuple[pd.Series, pd.Series]:
+    """Networks with fewer than `min_sessions` sessions, or with no or only failures, become OTHER.
+
+    Returns the pooled labels and a mask of the sessions to keep: when the pool itself cannot be
+    estimated (too few sessions, no or only failures) its sessions are left out, not fitted."""
+    pooled = network.where(~network.isin(_weak_levels(network, failed, min_sessions)), OTHER)
+    return pooled, ~pooled.isin(_weak_levels(pooled, failed, min_sessions).intersection([OTHER]))
+
+
+def _weak_levels(labels: pd.Series, failed: pd.Series, min_sessions: int) -> pd.Index:
+    """Levels with fewer than `min_sessions` sessions or with no or only failures."""
+    stats = failed.groupby(labels).agg(["size", "sum"])
+    return stats.index[(stats["size"] < min_sessions) | (stats["sum"] == 0) | (stats["sum"] == stats["size"])]
 
 
 # 0/1 and continuous drivers: (level written to the table, reference level or None)
@@ -284,9 +294,10 @@ def _reference(driver: str, values: pd.Series, params: FaultDriversConfig) -> st
     return ref if ref in counts.index else str(counts.index[0])
 
 
-def _design(pdf: pd.DataFrame, params: FaultDriversConfig) -> tuple[pd.DataFrame, dict[str, tuple[str, str, str | None]], list[str]]:
-    """Columns of the design matrix, what each is (driver, level, reference), and notes on left-out terms."""
+def _design(pdf: pd.DataFrame, params: FaultDriversConfig) -> tuple[pd.DataFrame, pd.Series, dict[str, tuple[str, str, str | None]], list[str]]:
+    """The design matrix, the sessions it keeps, what each column is (driver, level, reference), and notes."""
     x: dict[str, pd.Series] = {}
+    keep = pd.Series(True, index=pdf.index)
     what: dict[str, tuple[str, str, str | None]] = {}
     notes: list[str] = []
     for driver in params.drivers:
@@ -297,9 +308,12 @@ def _design(pdf: pd.DataFrame, params: FaultDriversConfig) -> tuple[pd.DataFrame
                 continue
             values = values.fillna(UNKNOWN_NETWORK)  # stations missing from the register
             if driver == "network":
-                values = _pool_networks(values, pdf["failed"], params.min_level_sessions)
+                values, estimable = _pool_networks(values, pdf["failed"], params.min_level_sessions)
+                if not estimable.all():
+                    notes.append(f"network: {int((~estimable).sum())} session(s) of small networks left out (even pooled, their odds cannot be estimated)")
+                    keep &= estimable
             ref = _reference(driver, values, params)
-            levels = sorted(set(values) - {ref})
+            levels = sorted(set(values[keep]) - {ref})
             if not levels:
                 notes.append(f"{driver}: one level ({ref})")
             for level in levels:
@@ -309,14 +323,30 @@ def _design(pdf: pd.DataFrame, params: FaultDriversConfig) -> tuple[pd.DataFrame
         numeric = pd.to_numeric(pd.Series(pdf[driver], dtype="object"), errors="coerce").astype(float)
         if numeric.isna().all():
             notes.append(f"{driver}: no data")
-        elif numeric.isna().any():
-            notes.append(f"{driver}: missing for {int(numeric.isna().sum())} session(s); left out")
-        elif numeric.nunique() < 2:
+            continue
+        if numeric.isna().any():  # e.g. stations missing from the register: those sessions, not the driver
+            notes.append(f"{driver}: unknown for {int(numeric.isna().sum())} session(s), left out")
+            keep &= numeric.notna()
+        if numeric[keep].nunique() < 2:
             notes.append(f"{driver}: constant")
-        else:
-            x[driver] = np.log2(numeric) if driver == "power_kw" else numeric
-            what[driver] = (driver, *_NUMERIC_LEVELS[driver])
-    return pd.DataFrame(x, index=pdf.index), what, notes
+            continue
+        x[driver] = np.log2(numeric) if driver == "power_kw" else numeric
+        what[driver] = (driver, *_NUMERIC_LEVELS[driver])
+    return pd.DataFrame(x, index=pdf.index)[keep], keep, what, notes
+
+
+def _identified(x: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Columns of `x` (in order) that add rank beside the constant; the aliased ones are dropped.
+
+    A term that is a combination of earlier ones (every network all DC-fast or all not, say) has
+    no estimate of its own; statsmodels would still print one."""
+    kept: list[str] = []
+    base = np.ones((len(x), 1))
+    for col in x.columns:
+        trial = np.column_stack([base, x[kept + [col]].to_numpy()]) if kept else np.column_stack([base, x[[col]].to_numpy()])
+        if np.linalg.matrix_rank(trial) == trial.shape[1]:
+            kept.append(col)
+    return x[kept], [c for c in x.columns if c not in kept]
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -359,12 +389,21 @@ def fit_source(pdf: pd.DataFrame, params: FaultDriversConfig, tz: str, computed_
     common = {"excluded_sessions": int(pdf["excluded"].iloc[0]), "sampled": sampled, "timezone": tz, "computed_at": computed_at}
     model = _row(source, MODEL, sessions=n, failed=k, failure_rate=k / n if n else None, **common)
 
+    stations = int(pdf["station_id"].fillna("").nunique())
     if n < params.min_sessions or k < params.min_failed or k == n:
         return _frame([{**model, "converged": False, "note": f"not fitted: {n} session(s), {k} failed; needs {params.min_sessions} and {params.min_failed}, and a success"}])
-    x, what, notes = _design(pdf, params)
+    if stations < params.min_stations:  # station-clustered SEs need clusters: with 1-2 they are degenerate
+        return _frame([{**model, "converged": False, "note": f"not fitted: {stations} station(s); SEs clustered by station need {params.min_stations}"}])
+    x, keep, what, notes = _design(pdf, params)
+    x, aliased = _identified(x)
+    if aliased:
+        notes.append(f"left out as aliased with earlier terms: {', '.join(aliased)}")
     if x.empty:
         return _frame([{**model, "converged": False, "note": "not fitted: no driver with data; " + "; ".join(notes)}])
-    groups = pd.factorize(pdf["station_id"].fillna(""))[0]
+    failed = failed[keep]
+    n, k = len(failed), int(failed.sum())
+    model |= {"sessions": n, "failed": k, "failure_rate": k / n}
+    groups = pd.factorize(pdf["station_id"][keep].fillna(""))[0]
     try:
         fit = sm.Logit(failed, sm.add_constant(x, has_constant="add")).fit(disp=0, maxiter=200, cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
         margeff = fit.get_margeff(at="overall", dummy=True).summary_frame()
@@ -396,7 +435,7 @@ def fit_source(pdf: pd.DataFrame, params: FaultDriversConfig, tz: str, computed_
                 or_ci_high=math.exp(float(ci.loc[term, 1])),
                 p_value=float(fit.pvalues[term]),
                 p_value_holm=float(holm[i]),
-                significant=bool(holm[i] < params.alpha),
+                significant=bool(converged and holm[i] < params.alpha),
                 marginal_effect_pp=100.0 * float(margeff.loc[term, "dy/dx"]),
                 converged=converged,
                 **common,

@@ -123,12 +123,12 @@ class FleetBuilds:
 
     def close(self) -> None:
         """Stop unfinished builds (an interrupted or failed-fast session) and remove the fleets."""
-        self._stopping = True
-        for f in self._futures.values():
-            f.cancel()
-        with self._lock:
+        with self._lock:  # a build starting now sees _stopping, or is in _live and killed here
+            self._stopping = True
             for proc in self._live:
                 proc.kill()
+        for f in self._futures.values():
+            f.cancel()
         self._pool.shutdown(wait=True)
         if self._owned:
             shutil.rmtree(self.base, ignore_errors=True)
@@ -150,8 +150,6 @@ class FleetBuilds:
         """`python -m <module> --env local ...` in a process (and JVM) of its own, as a user runs it:
         the fleets do not accumulate in the test session's driver, and each runs at the laptop
         configuration (conf/local.yaml), not the unit tests' 2 shuffle partitions."""
-        if self._stopping:
-            raise RuntimeError("accuracy fleet builds stopped")
         confs = [a for c in (*storage(root), *FLEETS[name]) for a in ("--conf", c)]
         cmd = [sys.executable, "-m", module, "--env", ENV, *args, *confs]
         env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
@@ -160,8 +158,10 @@ class FleetBuilds:
             env[MAPPED[name][1]] = f"{root}/lakehouse/raw"
         log = root / f"{module.split('.')[-1]}.log"
         with log.open("w") as out:
-            proc = subprocess.Popen(["nice", "-n", str(self._nice), *cmd], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
             with self._lock:
+                if self._stopping:
+                    raise RuntimeError("accuracy fleet builds stopped")
+                proc = subprocess.Popen(["nice", "-n", str(self._nice), *cmd], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
                 self._live.add(proc)
             try:
                 code = proc.wait(timeout=JOB_TIMEOUT_S)
