@@ -756,7 +756,12 @@ class FaultDriversConfig(Section):
     min_sessions: int = Field(200, ge=10, description="A source with fewer modelled sessions gets no fit (its model row says why).")
     min_failed: int = Field(20, ge=1, description="A source with fewer failed modelled sessions gets no fit.")
     min_stations: int = Field(10, ge=2, description="A source whose modelled sessions come from fewer stations gets no fit: standard errors clustered by station need clusters.")
-    min_level_sessions: int = Field(100, ge=1, description="A network with fewer sessions, or with no or only failures, is pooled into 'other' (its odds could not be estimated).")
+    min_level_sessions: int = Field(
+        100,
+        ge=1,
+        description="A network with fewer sessions, or with no or only failures, is pooled into '(other)' (its odds could not be estimated); "
+        "a pool that is still this small or one-sided leaves the fit (noted).",
+    )
     max_sessions: int = Field(500000, ge=1000, description="Sessions per source the fit reads; a seeded sample beyond (noted).")
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the Wald CIs and of the Holm-adjusted p-values.")
     seed: int = 42
