@@ -254,19 +254,29 @@ def fleet_report(spark, fleet_scored, session_root):
     cfg.report.output_dir = str(session_root / "reports")
     with declared_only("report"):
         path = build_report(spark, cfg, run_id="fleet")
-    hotspots = tables.read(spark, cfg, "gold.hotspots").count()
-    dc = tables.read(spark, cfg, "bronze.stations").where(F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0).count()
+    from common.network.stations import latest_stations
+    from common.silver.cleaning import BLOCKING_MASK, FLAGS
+
+    hot = tables.read(spark, cfg, "gold.hotspots").select("hull_wkt").toPandas()
+    register = latest_stations(tables.read(spark, cfg, "bronze.stations"))
+    dc = register.where(F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0).count()
     gaps = tables.read(spark, cfg, "gold.expansion_gaps").count()
+    fault_hot = tables.read(spark, cfg, "gold.site_reliability").where("is_fault_hotspot").join(register, "station_id").count()
     site_kinds = {r.kind: r["count"] for r in tables.read(spark, cfg, "gold.charging_sites").groupBy("kind").count().collect()}
-    layers = {"map-hotspots|hotspot": hotspots, "map-hotspots|DC-fast station": dc}
-    layers |= {f"map-charging-sites|charging site: {k}": n for k, n in site_kinds.items()}
+    layers = {"map-fleet|hotspot": len(hot), "map-fleet|hotspot hull": int(hot.hull_wkt.str.startswith("POLYGON").sum()), "map-fleet|DC-fast station": dc}
+    layers |= {f"map-fleet|charging site: {k}": n for k, n in site_kinds.items()}
     if gaps:
-        layers["map-hotspots|expansion gap (no DC fast nearby)"] = gaps
-    # The risk map shows coarsened home cells, one marker per (cell, tier): at least one per tier.
-    tiers = {r.tier for r in tables.read(spark, cfg, "gold.driver_risk").select("tier").distinct().collect()}
+        layers["map-fleet|expansion gap (no DC fast nearby)"] = gaps
+    if fault_hot:
+        layers["map-fleet|fault-hotspot station"] = fault_hot
+    # Cell layers: the drivers and flagged rows they count, from the tables with pandas.
+    homes = tables.read(spark, cfg, "restricted.residences").where("home_lat IS NOT NULL").count()
+    silver = tables.read(spark, cfg, "silver.telematics_clean").select("quality_flags", "lat", "lon").toPandas()
+    flags = silver.quality_flags.astype("int64")
+    flagged = int((((flags & BLOCKING_MASK) != 0) & ((flags & (FLAGS["invalid_coord"] | FLAGS["zero_coord"])) == 0) & silver.lat.notna() & silver.lon.notna()).sum())
     expected = {
         "layers": layers,
-        "risk_tiers": tiers,
+        "cell_sums": {"map-fleet|homes: drivers per H3 cell": homes, "map-fleet|quality issues: flagged rows per H3 cell": flagged},
         "charts": [
             "quality_rules",
             "fleet_km",

@@ -30,3 +30,37 @@ def test_coarsen_where_only_touches_matching_rows(spark):
     got = {r["site_id"]: (r["lat"], r["lon"]) for r in coarsen_where(sites, F.col("kind") == "home", 500.0).collect()}
     assert got["S2"] == (28.61, 77.2)
     assert got["S1"] == pytest.approx(coarsen_point(28.61, 77.2, 500.0))
+
+
+def test_h3_resolution_coarsens_at_least_as_much_as_the_cell():
+    from common.spatial.privacy import h3_resolution_for
+
+    # H3 mean cell areas (h3geo.org): res 6 36.1 km2, res 7 5.16, res 8 0.737, res 9 0.105, res 10 0.015
+    assert [h3_resolution_for(m) for m in (1000, 500, 300, 100, 5000)] == [7, 8, 9, 10, 6]
+    with pytest.raises(ValueError):
+        h3_resolution_for(0)
+
+
+def test_h3_cells_hold_their_points_and_are_no_smaller_than_the_cell(spark):
+    """Each position lies in the hexagon of its cell (shapely on Sedona's GeoJSON), and each hexagon
+    covers more than a cell_m square (area in a local equirectangular projection)."""
+    import json
+    import math
+
+    import numpy as np
+    from shapely.geometry import Point, shape
+    from shapely.ops import transform
+
+    from common.report.sections import h3_cells, with_h3_geojson
+
+    rng = np.random.default_rng(11)
+    pts = [(float(la), float(lo)) for la, lo in zip(rng.uniform(28.4, 28.8, 40), rng.uniform(77.0, 77.4, 40))]
+    df = spark.createDataFrame(pts, "lat double, lon double")
+    rows = h3_cells(df, 1000.0).transform(with_h3_geojson).collect()
+    assert len(rows) == len(pts) and len({r.h3_cell for r in rows}) > 1
+    for r in rows:
+        hexagon = shape(json.loads(r.geojson))
+        assert hexagon.buffer(1e-9).contains(Point(r.lon, r.lat)), (r.lat, r.lon)
+        k = math.cos(math.radians(r.lat))
+        metres = transform(lambda x, y, k=k: (x * 111_320.0 * k, y * 110_574.0), hexagon)
+        assert metres.area > 1000.0**2, metres.area

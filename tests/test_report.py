@@ -3,10 +3,14 @@ map layers carry the expected markers, charts are drawn, residences only coarsen
 
 from __future__ import annotations
 
+import html as html_lib
+import json
 import re
 import shutil
 from html.parser import HTMLParser
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,16 +19,38 @@ from common.report import html as R
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_svg_map_counts_and_legend():
-    import pandas as pd
+def test_web_map_layers_counts_caps_and_coordinate_decimals():
+    pts = pd.DataFrame({"lat": [28.612345, 28.61, 28.62], "lon": [77.212345, 77.21, 77.22], "n": [1, 2, 3]})
+    hexes = pd.DataFrame({"geojson": ['{"type": "Polygon", "coordinates": [[[77.20001, 28.60001], [77.21, 28.6], [77.21, 28.61], [77.20001, 28.60001]]]}'], "v": [4], "label": ["x"]})
+    area = [[(77.1, 28.5), (77.3, 28.5), (77.3, 28.7), (77.1, 28.5)]]
+    layers = [
+        R.Layer("a", pts, "#f00", label_col="n"),
+        R.Layer("b", pts.head(1), "#00f", total=10, visible=False),
+        R.AreaLayer("cells", hexes, "#0a0", value_col="v"),
+        R.Layer("empty", pts.head(0), "#000"),
+    ]
+    page = R.web_map("m1", "test", layers, area, decimals=3)
+    assert json.loads(html_lib.unescape(re.search(r"data-layers='([^']*)'", page).group(1))) == {"a": 3, "b": 1, "cells": 1}
+    assert "a (3)" in page and "b (1 of 10 shown)" in page and '"legendonly"' in page
+    numbers = re.findall(r"\d+\.\d+", page.split("Plotly.newPlot", 1)[1])
+    assert numbers and max(len(n.split(".")[1]) for n in numbers if n.startswith(("28.", "77."))) <= 3
+    assert "28.612345" not in page and "28.612" in page
+    assert R.web_map("m2", "nothing", [R.Layer("empty", pts.head(0), "#000")], [], 3).startswith('<p class="empty">')
 
-    pts = pd.DataFrame({"lat": [28.6, 28.61, 28.62], "lon": [77.2, 77.21, 77.22], "n": [1, 2, 3]})
-    html = R.svg_map("m1", "test", [R.Layer("a", pts, "#f00", label_col="n"), R.Layer("b", pts.head(1), "#00f", shape="square")], [[(77.1, 28.5), (77.3, 28.5), (77.3, 28.7), (77.1, 28.5)]])
-    assert html.count('class="marker"') == 4
-    assert "a (3)" in html and "b (1)" in html
-    # projection keeps points inside the viewBox
-    xs = [float(x) for x in re.findall(r'cx="([\d.]+)"', html)]
-    assert all(0 <= x <= 760 for x in xs)
+
+def test_histogram_bins_count_every_row_like_numpy(spark):
+    from common.report.sections import histogram_bins
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(50, 20, 2_000).tolist() + [None, float("nan")]
+    df = spark.createDataFrame([(v,) for v in values], "x double")
+    edges, counts = histogram_bins(df, "x", 25)
+    finite = np.array([v for v in values if v is not None and np.isfinite(v)])
+    want_counts, want_edges = np.histogram(finite, bins=25)
+    assert counts == want_counts.tolist() and sum(counts) == 2_000
+    np.testing.assert_allclose(edges, want_edges, rtol=1e-12)
+    assert histogram_bins(spark.createDataFrame([(7.0,), (7.0,)], "x double"), "x", 10) == ([6.5, 7.5], [2])
+    assert histogram_bins(spark.createDataFrame([(None,)], "x double"), "x", 10) == ([], [])
 
 
 def test_report_has_no_external_resources(spark, fleet_silver, tmp_path):
@@ -34,18 +60,39 @@ def test_report_has_no_external_resources(spark, fleet_silver, tmp_path):
     cfg.report.output_dir = str(tmp_path / "reports")
     path = build_report(spark, cfg, run_id="t1")
     text = path.read_text()
-    assert not re.search(r'(src|href)="https?://', text), "report must not load anything from the network"
+    # The markup loads nothing; the inlined plotly.js carries link texts of its own (checked by the
+    # browser test, which sees no request leave the file).
+    markup = re.sub(r"<script>.*?</script>", "<script></script>", text, flags=re.S)
+    assert not re.search(r'(src|href)=["\']?https?://', markup), "report must not load anything from the network"
+    assert "<script src" not in markup and text.count("<script>") >= 2
     assert (tmp_path / "reports" / "latest" / "index.html").exists()
 
 
+# Where the browser test leaves a screenshot per report section for review (not in git).
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "reports" / "screenshots"
+
+# Per map trace: layer, shown when the page opens, rows drawn from (markers, cells, or outlines:
+# one null after each ring), the sum of the cells' values, and the trace's kind.
+_MAP_LAYERS = """id => document.getElementById(id)._fullData.map(t => [t.meta.layer, t.visible === true,
+    t.type === 'choropleth' ? t.locations.length : (t.mode === 'markers' ? t.lat.length : t.lat.filter(v => v === null).length),
+    t.z ? t.z.reduce((a, b) => a + b, 0) : null, t.type === 'choropleth' ? 'cells' : t.mode])"""
+_MAP_SCALE = "id => document.getElementById(id)._fullLayout.geo._subplot.projection.scale()"
+_MAP_CENTRE = "id => document.getElementById(id)._fullLayout.geo._subplot.projection.translate()"
+
+
 @pytest.mark.browser
-def test_report_renders_in_chromium(spark, fleet_report, tmp_path):
+def test_report_renders_in_chromium(spark, fleet_report):
+    """Offline in headless Chromium: no console error, every map layer with its rows, drawn markers,
+    the map zooms with the wheel, pans with a drag and switches layers from its legend, every chart
+    drawn; a screenshot per section in reports/screenshots/."""
     if not CHROMIUM:
         pytest.skip("chromium is not installed (make test installs the Debian package; apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     path, expected = fleet_report
     errors: list[str] = []
+    requests: list[str] = []
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -54,32 +101,59 @@ def test_report_renders_in_chromium(spark, fleet_report, tmp_path):
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
         page.goto(path.as_uri())
         page.wait_for_load_state("load")
-        counts = page.evaluate(
-            """() => Object.fromEntries([...document.querySelectorAll('svg.map g.layer')].map(
-                 g => [g.closest('svg').id + '|' + g.dataset.layer, g.querySelectorAll('.marker').length]))"""
-        )
+        page.wait_for_function("() => [...document.querySelectorAll('.plotly-graph-div')].every(d => d._fullLayout)")
+        traces = page.evaluate(_MAP_LAYERS, "map-fleet")
+        layers = {f"map-fleet|{name}": (shown, rows, total) for name, shown, rows, total, _ in traces}
+        drawn = page.evaluate("() => [document.querySelectorAll('#map-fleet path.point').length, document.querySelectorAll('#map-fleet path.choroplethlocation').length]")
         charts = page.evaluate(
             """() => [...document.querySelectorAll('figure.chart')].map(f => {
-                 const s = f.querySelector('svg'); const b = s.getBoundingClientRect();
-                 return [f.dataset.chart, s.querySelectorAll('path,rect,line').length, b.width, b.height]; })"""
+                 const b = f.querySelector('.main-svg').getBoundingClientRect();
+                 return [f.dataset.chart, f.querySelectorAll('.cartesianlayer .trace path, .cartesianlayer .trace image, .heatmaplayer image').length, b.width, b.height]; })"""
         )
-        shot = tmp_path / "report.png"
-        page.screenshot(path=str(shot), full_page=True)
+        # zoom with the wheel over the map, pan with a drag
+        page.locator("#map-fleet").scroll_into_view_if_needed()
+        box = page.locator("#map-fleet").bounding_box()
+        scale0, centre0 = page.evaluate(_MAP_SCALE, "map-fleet"), page.evaluate(_MAP_CENTRE, "map-fleet")
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
+        page.mouse.wheel(0, -400)
+        page.wait_for_timeout(600)
+        scale1 = page.evaluate(_MAP_SCALE, "map-fleet")
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.3, steps=10)
+        page.mouse.up()
+        page.wait_for_timeout(400)
+        centre1 = page.evaluate(_MAP_CENTRE, "map-fleet")
+        # the legend is the layer switch: a click hides the first layer shown
+        first_shown = next(i for i, t in enumerate(traces) if t[1])
+        page.locator("#map-fleet .legend .traces").nth(first_shown).click()
+        page.wait_for_timeout(1000)  # plotly waits out its double-click delay (300 ms) before a single click acts
+        switched = page.evaluate(f"() => document.getElementById('map-fleet')._fullData[{first_shown}].visible")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        for section in page.evaluate("() => [...document.querySelectorAll('section')].map(s => s.id)"):
+            page.locator(f"section#{section}").screenshot(path=str(SCREENSHOTS / f"{section}.png"))
         browser.close()
-    print("map layers:", counts)
+    print("map layers:", layers)
     print("charts:", [(c[0], c[1]) for c in charts])
-    print("screenshot:", shot)
+    print("screenshots:", SCREENSHOTS)
     assert errors == [], errors
-    assert shot.stat().st_size > 10_000
+    assert all(u.startswith(("file:", "data:", "blob:")) for u in requests), [u for u in requests if not u.startswith(("file:", "data:", "blob:"))]
     for key, n in expected["layers"].items():
-        assert counts.get(key) == n, (key, counts.get(key), n)
-    for tier in expected["risk_tiers"]:
-        assert counts.get(f"map-risk-areas|drivers ({tier} risk)", 0) >= 1, (tier, counts)
-    rendered = {c[0] for c in charts if c[1] > 5 and c[2] > 100 and c[3] > 100}
+        assert key in layers and layers[key][1] == n, (key, layers.get(key), n)
+    for key, total in expected["cell_sums"].items():
+        assert key in layers and layers[key][2] == total, (key, layers.get(key), total)
+    markers = sum(rows for _, shown, rows, _, kind in traces if shown and kind == "markers")
+    cells = sum(rows for _, shown, rows, _, kind in traces if shown and kind == "cells")
+    assert drawn == [markers, cells], (drawn, markers, cells)
+    assert scale1 > scale0 * 1.2, (scale0, scale1)
+    assert centre1 != centre0
+    assert switched == "legendonly"
+    rendered = {c[0] for c in charts if c[1] > 0 and c[2] > 100 and c[3] > 100}
     missing = set(expected["charts"]) - rendered
     assert not missing, f"charts not rendered: {missing}"
+    assert len(list(SCREENSHOTS.glob("*.png"))) >= len(expected["charts"]) // 4
 
 
 class _ReportParser(HTMLParser):
@@ -95,7 +169,7 @@ class _ReportParser(HTMLParser):
         self._caption: list[str] | None = None
         self.tables: dict[str, list[list[str]]] = {}
         self.tiles: dict[str, str] = {}
-        self._map = self._layer = self._chart = self._table = None
+        self._chart = self._table = None
         self._cell: list[str] | None = None
         self._tile: list[str] | None = None
         self._tile_value: str | None = None
@@ -106,18 +180,11 @@ class _ReportParser(HTMLParser):
         classes = (a.get("class") or "").split()
         if tag == "section":
             self.sections.append(a["id"])
-        elif tag == "svg" and "map" in classes:
-            self._map = a["id"]
-        elif tag == "g" and "layer" in classes and self._map:
-            self._layer = f"{self._map}|{a['data-layer']}"
-            self.layers[self._layer] = 0
-        elif "marker" in classes and self._layer:
-            self.layers[self._layer] += 1
+        elif tag == "figure" and "map-figure" in classes:
+            self.layers |= {f"{a['data-map']}|{name}": n for name, n in json.loads(a["data-layers"]).items()}
         elif tag == "figure" and "chart" in classes:
             self._chart = a["data-chart"]
-            self.charts[self._chart] = 0
-        elif tag in ("path", "rect", "line") and self._chart:
-            self.charts[self._chart] += 1
+            self.charts[self._chart] = int(a["data-points"])
         elif tag == "table" and a.get("id"):
             self._table = a["id"]
             self.tables[self._table] = []
@@ -133,11 +200,7 @@ class _ReportParser(HTMLParser):
             self._caption = []
 
     def handle_endtag(self, tag):
-        if tag == "g":
-            self._layer = None
-        elif tag == "svg" and self._map and not self._layer:
-            self._map = None
-        elif tag == "figcaption" and self._caption is not None:
+        if tag == "figcaption" and self._caption is not None:
             self.captions[self._chart] = "".join(self._caption).strip()
             self._caption = None
         elif tag == "figure":
@@ -178,9 +241,9 @@ def test_report_html_shows_every_section_layer_chart_and_the_gold_numbers(spark,
     assert parsed.sections == [fn.__name__.removeprefix("section_") for fn in SECTIONS]
     for key, n in expected["layers"].items():
         assert parsed.layers.get(key) == n, (key, parsed.layers.get(key), n)
-    for tier in expected["risk_tiers"]:
-        assert parsed.layers.get(f"map-risk-areas|drivers ({tier} risk)", 0) >= 1, (tier, parsed.layers)
-    drawn = {c for c, n in parsed.charts.items() if n > 5}
+    for key in expected["cell_sums"]:
+        assert parsed.layers.get(key, 0) >= 1, (key, parsed.layers)
+    drawn = {c for c, n in parsed.charts.items() if n > 0}
     assert set(expected["charts"]) <= drawn, f"charts without drawing: {set(expected['charts']) - drawn}"
 
     cfg = fleet_scored

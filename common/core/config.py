@@ -654,6 +654,13 @@ class ReportConfig(Section):
     residence_cell_m: float = Field(1000.0, gt=0, description="Residences are shown coarsened to cells of this size (m).")
     show_exact_residences: bool = Field(False, description="Explicit opt-in to plot exact home points (personal data).")
     risk_z_line: float = Field(-1.5, description="Reference line on the risk z-score histogram.")
+    histogram_bins: int = Field(30, ge=2, le=200, description="Bins of the report's histograms, counted over every row of their table (no sample).")
+    map_coordinate_decimals: int = Field(
+        3,
+        ge=1,
+        le=3,
+        description="Decimals of every map coordinate written to the report (3: within ~55 m). At most 3, so no position in the file is precise enough to identify a doorstep.",
+    )
 
 
 class StationsConfig(Section):

@@ -1,18 +1,24 @@
-"""Self-contained static HTML report: inline SVG maps and charts, no CDN, works offline.
+"""Self-contained interactive HTML report: plotly maps and charts, its JavaScript inlined once, no CDN.
 
-Maps are drawn as SVG in an equirectangular projection around the operating area (which is
-drawn as the background outline); each marker is an SVG <circle class="marker"> inside a
-<g class="layer" data-layer="..."> so a browser test can count them. Charts are matplotlib
-figures serialised to inline SVG (`<figure class="chart" data-chart="...">`).
+Why plotly: it is maintained, its wheel carries plotly.js, so the page embeds the library from the
+Python package with no network at build or view time, and one library draws both the maps (pan,
+zoom, hover, the legend as the layer switch) and the charts. Folium and Leaflet load their
+JavaScript and CSS from a CDN.
 
-We draw maps ourselves instead of using folium/Leaflet because those load their JavaScript and
-tiles from a CDN, and the report must render offline.
+Maps are plotly `geo` subplots (SVG, Mercator) with every base layer off, so nothing is fetched.
+plotly's tile maps (`scattermap`, MapLibre) were tried and left: MapLibre ignores its web workers'
+messages on a page opened from a file in Chromium (the page's origin is "null"), so the map stays
+blank unless the report is served over http. Every map layer is one trace whose `meta` holds its
+name and row counts, and its figure lists them in `data-layers`; every chart's figure says how many
+values it draws in `data-points`. Map coordinates are written with `report.map_coordinate_decimals`
+decimals: a city-scale map does not need more, and no position in the file then identifies a
+doorstep.
 """
 
 from __future__ import annotations
 
 import html
-import io
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -20,26 +26,33 @@ import numpy as np
 import pandas as pd
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+# Scroll zoom is what a map reader expects.
+MAP_CONFIG = {"displaylogo": False, "scrollZoom": True, "responsive": True}
+CHART_CONFIG = {"displaylogo": False, "responsive": True}
+# Margin around the mapped positions, as a share of their extent on each side.
+_MAP_MARGIN = 0.05
 
 
 @dataclass
 class Layer:
-    """One map layer: points with lat/lon (and optional size/label columns).
+    """One map layer of markers with lat/lon (and optional size/label columns).
 
     Attributes
     ----------
     name : str
-        Legend and `data-layer` name.
+        Legend name and `meta.layer` of the trace.
     points : pandas.DataFrame
         One row per marker with `lat`, `lon` (degrees WGS84) and the optional columns below.
     color : str
-        CSS fill colour of the markers.
+        CSS colour of the markers.
     radius_col : str, optional
-        Column with the marker radius (SVG pixels, clipped to 2.5-16); None: 4 px.
+        Column with the marker radius (px, clipped to 2.5-16); None: 4 px.
     label_col : str, optional
-        Column shown as the marker's tooltip.
-    shape : str
-        'circle' or 'square'.
+        Column shown when the pointer is over a marker.
+    total : int, optional
+        Rows the layer's table has when `points` is a capped subset (the legend then says so).
+    visible : bool
+        Shown when the page opens; False: listed in the legend, switched on by a click.
     """
 
     name: str
@@ -47,7 +60,41 @@ class Layer:
     color: str
     radius_col: str | None = None
     label_col: str | None = None
-    shape: str = "circle"  # circle | square
+    total: int | None = None
+    visible: bool = True
+
+
+@dataclass
+class AreaLayer:
+    """One map layer of polygons: filled by a value (hexagon density) or outlined (hulls).
+
+    Attributes
+    ----------
+    name : str
+        Legend name and `meta.layer` of the trace.
+    shapes : pandas.DataFrame
+        One row per polygon: `geojson` (a GeoJSON Polygon or MultiPolygon, lon/lat degrees) and
+        the optional columns below.
+    color : str
+        Outline colour; with `value_col`, the high end of the colour scale.
+    value_col : str, optional
+        Column that fills the polygons on a white-to-`color` scale (e.g. drivers per cell); None:
+        outlines with a light fill.
+    label_col : str, optional
+        Column shown when the pointer is over a polygon.
+    total : int, optional
+        Rows the layer's table has when `shapes` is a capped subset.
+    visible : bool
+        Shown when the page opens; False: listed in the legend, switched on by a click.
+    """
+
+    name: str
+    shapes: pd.DataFrame
+    color: str
+    value_col: str | None = None
+    label_col: str | None = None
+    total: int | None = None
+    visible: bool = True
 
 
 @dataclass
@@ -114,87 +161,187 @@ def esc(value) -> str:
 # ----------------------------------------------------------------------------------------------
 # Maps
 # ----------------------------------------------------------------------------------------------
-def svg_map(map_id: str, title: str, layers: list[Layer], area_rings: list[list[tuple[float, float]]], width: int = 760, height: int = 520) -> str:
-    """An SVG map of marker layers over the operating-area outline, with a legend.
+def _plot_div(div_id: str, fig, config: dict, height: int) -> str:
+    """The figure as a `<div>` and the script that draws it (plotly.js is on the page once)."""
+    import plotly.io as pio
+
+    return pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=config, default_width="100%", default_height=f"{height}px", validate=True)
+
+
+def _legend_name(name: str, shown: int, total: int | None) -> str:
+    """Legend text: the layer and its row count, saying when the layer is capped."""
+    if total is not None and total > shown:
+        return f"{name} ({shown:,} of {total:,} shown)"
+    return f"{name} ({shown:,})"
+
+
+def _rounded(values, decimals: int) -> list:
+    """Plain floats (written as text, not binary) rounded to `decimals`."""
+    return [round(float(v), decimals) for v in values]
+
+
+def _rings(geojson: dict) -> list[list[list[float]]]:
+    """Exterior rings of a GeoJSON Polygon or MultiPolygon (other types: none)."""
+    if geojson.get("type") == "Polygon":
+        return [geojson["coordinates"][0]]
+    if geojson.get("type") == "MultiPolygon":
+        return [poly[0] for poly in geojson["coordinates"]]
+    return []
+
+
+def _round_geometry(geojson: dict, decimals: int) -> dict:
+    """The polygon's exterior rings with their coordinates rounded (shared edges stay shared)."""
+    rings = [[[round(x, decimals), round(y, decimals)] for x, y in ring] for ring in _rings(geojson)]
+    return {"type": "MultiPolygon", "coordinates": [[ring] for ring in rings]}
+
+
+def _view(lons: list[float], lats: list[float], decimals: int) -> dict:
+    """Longitude and latitude ranges that frame the positions, with a margin (rounded like them)."""
+    lon0, lon1, lat0, lat1 = min(lons), max(lons), min(lats), max(lats)
+    dx = max((lon1 - lon0) * _MAP_MARGIN, 0.005)
+    dy = max((lat1 - lat0) * _MAP_MARGIN, 0.005)
+    return {"lonaxis": {"range": _rounded([lon0 - dx, lon1 + dx], decimals)}, "lataxis": {"range": _rounded([lat0 - dy, lat1 + dy], decimals)}}
+
+
+def web_map(map_id: str, title: str, layers: list[Layer | AreaLayer], area_rings: list[list[tuple[float, float]]], decimals: int, height: int = 620) -> str:
+    """An interactive map of layers over the operating-area outline; the legend switches layers.
 
     Parameters
     ----------
     map_id : str
-        HTML id of the `<svg>` and `data-map` of its figure.
+        HTML id of the plot and `data-map` of its figure.
     title : str
-        Caption and accessible label.
-    layers : list of Layer
-        Marker layers, drawn in order (later layers on top); one legend entry each.
+        Caption.
+    layers : list of Layer or AreaLayer
+        Drawn in order (later on top); one legend entry each, empty layers left out. The view
+        frames the area and the layers shown when the page opens.
     area_rings : list of list of tuple of float
         Outline rings of the operating area as (lon, lat) degrees (`area_rings_from_wkt`); may be empty.
-    width, height : int
-        Size of the drawing (SVG pixels).
+    decimals : int
+        Decimals of every coordinate written to the page.
+    height : int
+        Height of the map (px).
 
     Returns
     -------
     str
-        A `<figure class="map-figure">` with the inline SVG, or a `<p class="empty">` note when
-        there is neither an area nor any point.
+        A `<figure class="map-figure">` with the plot, `data-layers` = {layer: rows shown}; a
+        `<p class="empty">` note when there is neither an area nor any row.
     """
-    lons = [x for ring in area_rings for x, _ in ring] + [v for ly in layers for v in ly.points["lon"].tolist()]
-    lats = [y for ring in area_rings for _, y in ring] + [v for ly in layers for v in ly.points["lat"].tolist()]
+    import plotly.graph_objects as go
+
+    traces, counts = [], {}
+    lons = [x for ring in area_rings for x, _ in ring]
+    lats = [y for ring in area_rings for _, y in ring]
+    for ring in area_rings:
+        traces.append(
+            go.Scattergeo(
+                lon=_rounded([x for x, _ in ring], decimals),
+                lat=_rounded([y for _, y in ring], decimals),
+                mode="lines",
+                line={"color": "#7a8f6a", "width": 2},
+                name="operating area",
+                hoverinfo="skip",
+                meta={"layer": "operating area"},
+            )
+        )
+    for ly in layers:
+        meta_name = {"visible": True if ly.visible else "legendonly"}
+        if isinstance(ly, Layer):
+            pts = ly.points.dropna(subset=["lat", "lon"])
+            if pts.empty:
+                continue
+            n = len(pts)
+            size = 8.0 if ly.radius_col is None else _rounded(np.clip(pts[ly.radius_col].astype(float), 2.5, 16) * 2, 1)
+            text = None if ly.label_col is None else pts[ly.label_col].astype(str).tolist()
+            traces.append(
+                go.Scattergeo(
+                    lon=_rounded(pts["lon"], decimals),
+                    lat=_rounded(pts["lat"], decimals),
+                    mode="markers",
+                    marker={"size": size, "color": ly.color, "opacity": 0.8, "line": {"width": 0.5, "color": "#222"}},
+                    text=text,
+                    hoverinfo="text+name" if text else "name",
+                    name=_legend_name(ly.name, n, ly.total),
+                    meta={"layer": ly.name, "rows": n, "total": ly.total if ly.total is not None else n},
+                    **meta_name,
+                )
+            )
+            if ly.visible:
+                lons += pts["lon"].astype(float).tolist()
+                lats += pts["lat"].astype(float).tolist()
+        else:
+            shapes = ly.shapes.dropna(subset=["geojson"])
+            geoms = [_round_geometry(json.loads(g), decimals) for g in shapes["geojson"]]
+            keep = [i for i, g in enumerate(geoms) if g["coordinates"]]
+            if not keep:
+                continue
+            shapes, geoms = shapes.iloc[keep], [geoms[i] for i in keep]
+            n = len(shapes)
+            text = None if ly.label_col is None else shapes[ly.label_col].astype(str).tolist()
+            common = {"name": _legend_name(ly.name, n, ly.total), "meta": {"layer": ly.name, "rows": n, "total": ly.total if ly.total is not None else n}, **meta_name}
+            if ly.value_col is not None:
+                features = [{"type": "Feature", "id": str(i), "geometry": g, "properties": {}} for i, g in enumerate(geoms)]
+                traces.append(
+                    go.Choropleth(
+                        geojson={"type": "FeatureCollection", "features": features},
+                        locations=[str(i) for i in range(n)],
+                        z=shapes[ly.value_col].astype(float).tolist(),
+                        featureidkey="id",
+                        colorscale=[[0.0, "#ffffff"], [1.0, ly.color]],
+                        zmin=0,
+                        marker={"opacity": 0.6, "line": {"width": 0.5, "color": ly.color}},
+                        text=text,
+                        hoverinfo="text+name" if text else "z+name",
+                        showscale=False,
+                        showlegend=True,
+                        **common,
+                    )
+                )
+            else:  # outlines: one trace, rings separated by gaps
+                xs: list[float | None] = []
+                ys: list[float | None] = []
+                labels: list[str | None] = []
+                for g, label in zip(geoms, text or [None] * n):
+                    for ring in g["coordinates"]:
+                        xs += [p[0] for p in ring[0]] + [None]
+                        ys += [p[1] for p in ring[0]] + [None]
+                        labels += [label] * len(ring[0]) + [None]
+                traces.append(
+                    go.Scattergeo(
+                        lon=xs,
+                        lat=ys,
+                        mode="lines",
+                        fill="toself",
+                        fillcolor="rgba(255,127,14,0.15)",
+                        line={"color": ly.color, "width": 1.5},
+                        text=labels,
+                        hoverinfo="text+name" if text else "name",
+                        **common,
+                    )
+                )
+            if ly.visible:
+                for g in geoms:
+                    for ring in g["coordinates"]:
+                        lons += [p[0] for p in ring[0]]
+                        lats += [p[1] for p in ring[0]]
+        counts[ly.name] = n
     if not lons:
         return f'<p class="empty">No data for {esc(title)}.</p>'
-    lon0, lon1, lat0, lat1 = min(lons), max(lons), min(lats), max(lats)
-    kx = math.cos(math.radians((lat0 + lat1) / 2))
-    span_x = max((lon1 - lon0) * kx, 1e-6)
-    span_y = max(lat1 - lat0, 1e-6)
-    pad = 20
-    scale = min((width - 2 * pad) / span_x, (height - 2 * pad) / span_y)
-
-    def xy(lon: float, lat: float) -> tuple[float, float]:
-        """Project a position to the drawing.
-
-        Parameters
-        ----------
-        lon, lat : float
-            Degrees WGS84.
-
-        Returns
-        -------
-        tuple of float
-            (x, y) in SVG pixels, y growing downwards.
-        """
-        return pad + (lon - lon0) * kx * scale, height - pad - (lat - lat0) * scale
-
-    parts = [f'<svg class="map" id="{esc(map_id)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{esc(title)}">']
-    parts.append(f'<rect x="0" y="0" width="{width}" height="{height}" fill="#f7f7f4"/>')
-    for ring in area_rings:
-        pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(lo, la) for lo, la in ring))
-        parts.append(f'<polygon class="area" points="{pts}" fill="#eef3e8" stroke="#7a8f6a" stroke-width="1.5"/>')
-    legend = []
-    for ly in layers:
-        parts.append(f'<g class="layer" data-layer="{esc(ly.name)}" fill="{ly.color}" fill-opacity="0.7" stroke="#222" stroke-width="0.5">')
-        for row in ly.points.itertuples(index=False):
-            x, y = xy(row.lon, row.lat)
-            r = 4.0
-            if ly.radius_col:
-                r = float(np.clip(getattr(row, ly.radius_col), 2.5, 16))
-            label = esc(getattr(row, ly.label_col)) if ly.label_col else ""
-            if ly.shape == "square":
-                parts.append(f'<rect class="marker" x="{x - r:.1f}" y="{y - r:.1f}" width="{2 * r:.1f}" height="{2 * r:.1f}"><title>{label}</title></rect>')
-            else:
-                parts.append(f'<circle class="marker" cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}"><title>{label}</title></circle>')
-        parts.append("</g>")
-        legend.append((ly.name, ly.color, len(ly.points)))
-    # legend
-    ly0 = 14
-    parts.append('<g class="legend" font-family="sans-serif" font-size="12">')
-    for i, (name, color, n) in enumerate(legend):
-        y = ly0 + i * 18
-        parts.append(f'<circle cx="{width - 200}" cy="{y}" r="5" fill="{color}"/><text x="{width - 190}" y="{y + 4}">{esc(name)} ({n})</text>')
-    parts.append("</g>")
-    parts.append("</svg>")
-    return f'<figure class="map-figure" data-map="{esc(map_id)}">' + "".join(parts) + f"<figcaption>{esc(title)}</figcaption></figure>"
+    fig = go.Figure(traces)
+    # Every base layer off: plotly would fetch its land and coastline outlines from a CDN.
+    bare = {f"show{k}": False for k in ("land", "coastlines", "countries", "lakes", "ocean", "rivers", "subunits", "frame")}
+    fig.update_geos(projection_type="mercator", bgcolor="#f7f7f4", **bare, **_view(lons, lats, decimals))
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, legend={"x": 0.01, "y": 0.99, "bgcolor": "rgba(255,255,255,0.85)", "title": {"text": "Layers (click to switch)"}}, dragmode="pan")
+    return (
+        f'<figure class="map-figure" data-map="{esc(map_id)}" data-layers=\'{esc(json.dumps(counts))}\'>'
+        + _plot_div(map_id, fig, MAP_CONFIG, height)
+        + f"<figcaption>{esc(title)}</figcaption></figure>"
+    )
 
 
 def area_rings_from_wkt(wkt: str) -> list[list[tuple[float, float]]]:
-    """Exterior rings of an operating-area polygon, for `svg_map`.
+    """Exterior rings of an operating-area polygon, for `web_map`.
 
     Parameters
     ----------
@@ -213,61 +360,75 @@ def area_rings_from_wkt(wkt: str) -> list[list[tuple[float, float]]]:
     return [list(p.exterior.coords) for p in polys]
 
 
+def hull_geojson(wkt: str | None) -> str | None:
+    """A hull's WKT as a GeoJSON polygon, for an outline `AreaLayer`.
+
+    Parameters
+    ----------
+    wkt : str or None
+        WKT of a convex hull (lon lat); a hull of one or two positions is a point or a line.
+
+    Returns
+    -------
+    str or None
+        GeoJSON text of the polygon; None for a point, a line or no hull.
+    """
+    if not wkt:
+        return None
+    from shapely import geometry
+    from shapely import wkt as shapely_wkt
+
+    geom = shapely_wkt.loads(wkt)
+    if geom.geom_type not in ("Polygon", "MultiPolygon") or geom.is_empty:
+        return None
+    return json.dumps(geometry.mapping(geom))
+
+
 # ----------------------------------------------------------------------------------------------
-# Charts (matplotlib -> inline SVG)
+# Charts
 # ----------------------------------------------------------------------------------------------
-def _svg(fig) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.index("<svg") :]
-
-
-def _figure(w: float = 7.0, h: float = 3.2):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(w, h))
-    ax.grid(alpha=0.3)
-    return fig, ax
-
-
-def chart(chart_id: str, svg: str, caption: str) -> str:
-    """Wrap an inline SVG chart in a captioned figure.
+def chart(chart_id: str, fig, caption: str, points: int, height: int = 340) -> str:
+    """A plotly figure as a captioned, interactive chart.
 
     Parameters
     ----------
     chart_id : str
-        `data-chart` attribute of the figure.
-    svg : str
-        The `<svg>` element.
+        `data-chart` attribute of the figure and id of the plot.
+    fig : plotly.graph_objects.Figure
+        The chart.
     caption : str
-        Figure caption (escaped).
+        Figure caption (escaped); say here when the data are capped or sampled.
+    points : int
+        Values drawn (`data-points`).
+    height : int
+        Height (px).
 
     Returns
     -------
     str
-        `<figure class="chart" data-chart=...>` HTML.
+        `<figure class="chart" data-chart=... data-points=...>` HTML.
     """
-    return f'<figure class="chart" data-chart="{esc(chart_id)}">{svg}<figcaption>{esc(caption)}</figcaption></figure>'
+    fig.update_layout(margin={"l": 60, "r": 20, "t": 20, "b": 50}, template="plotly_white")
+    div = _plot_div(f"chart-{chart_id}", fig, CHART_CONFIG, height)
+    return f'<figure class="chart" data-chart="{esc(chart_id)}" data-points="{points}">{div}<figcaption>{esc(caption)}</figcaption></figure>'
+
+
+def _values(xs) -> list:
+    """Plain values for a chart (NaN and missing as None, so they show as gaps)."""
+    return [None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v for v in (x.item() if hasattr(x, "item") else x for x in xs)]
 
 
 def line_chart(chart_id: str, x, series: dict[str, list], title: str, ylabel: str) -> str:
-    """A line chart (one line per series) as an inline SVG figure.
+    """A line chart, one line per series.
 
     Parameters
     ----------
     chart_id : str
         `data-chart` attribute of the figure.
     x : sequence
-        x values shared by all series (dates are formatted by matplotlib).
+        x values shared by all series (dates are shown as dates).
     series : dict of str to list
-        Series name -> y values, one per x; a legend is drawn when there are several.
+        Series name -> y values, one per x; the legend switches them.
     title : str
         Chart title, also the caption.
     ylabel : str
@@ -278,19 +439,16 @@ def line_chart(chart_id: str, x, series: dict[str, list], title: str, ylabel: st
     str
         `chart` HTML.
     """
-    fig, ax = _figure()
-    for i, (name, ys) in enumerate(series.items()):
-        ax.plot(x, ys, marker="o", ms=3, label=name, color=PALETTE[i % len(PALETTE)])
-    ax.set_title(title)
-    ax.set_ylabel(ylabel)
-    if len(series) > 1:
-        ax.legend(fontsize=8)
-    fig.autofmt_xdate()
-    return chart(chart_id, _svg(fig), title)
+    import plotly.graph_objects as go
+
+    xs = [str(v.date()) if hasattr(v, "date") else v for v in x]
+    fig = go.Figure([go.Scatter(x=xs, y=_values(ys), mode="lines+markers", name=name, line={"color": PALETTE[i % len(PALETTE)]}) for i, (name, ys) in enumerate(series.items())])
+    fig.update_layout(yaxis_title=ylabel, showlegend=len(series) > 1)
+    return chart(chart_id, fig, title, sum(len(v) for v in series.values()))
 
 
 def bar_chart(chart_id: str, labels: list, series: dict[str, list], title: str, ylabel: str, horizontal: bool = False) -> str:
-    """A grouped bar chart (one bar per label and series) as an inline SVG figure.
+    """A grouped bar chart, one bar per label and series.
 
     Parameters
     ----------
@@ -299,77 +457,78 @@ def bar_chart(chart_id: str, labels: list, series: dict[str, list], title: str, 
     labels : list
         Category labels, one group of bars each.
     series : dict of str to list
-        Series name -> one value per label; a legend is drawn when there are several.
+        Series name -> one value per label; the legend switches them.
     title : str
         Chart title, also the caption.
     ylabel : str
         Value-axis label (give the unit); the x axis when `horizontal`.
     horizontal : bool
-        Horizontal bars (the figure grows with the number of labels).
+        Horizontal bars (the chart grows with the number of labels).
 
     Returns
     -------
     str
         `chart` HTML.
     """
-    fig, ax = _figure(7.0, max(3.2, 0.28 * len(labels)) if horizontal else 3.2)
-    n = max(1, len(series))
-    width = 0.8 / n
-    idx = np.arange(len(labels))
+    import plotly.graph_objects as go
+
+    cats = [str(lb) for lb in labels]
+    bars = []
     for i, (name, vals) in enumerate(series.items()):
-        if horizontal:
-            ax.barh(idx + i * width, vals, height=width, label=name, color=PALETTE[i % len(PALETTE)])
-        else:
-            ax.bar(idx + i * width, vals, width=width, label=name, color=PALETTE[i % len(PALETTE)])
-    if horizontal:
-        ax.set_yticks(idx + width * (n - 1) / 2, [str(lb) for lb in labels], fontsize=8)
-        ax.set_xlabel(ylabel)
-    else:
-        ax.set_xticks(idx + width * (n - 1) / 2, [str(lb) for lb in labels], rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    if n > 1:
-        ax.legend(fontsize=8)
-    return chart(chart_id, _svg(fig), title)
+        xy = {"x": _values(vals), "y": cats} if horizontal else {"x": cats, "y": _values(vals)}
+        bars.append(go.Bar(name=name, orientation="h" if horizontal else "v", marker_color=PALETTE[i % len(PALETTE)], **xy))
+    fig = go.Figure(bars)
+    fig.update_layout(barmode="group", showlegend=len(series) > 1, **({"xaxis_title": ylabel, "yaxis": {"autorange": "reversed"}} if horizontal else {"yaxis_title": ylabel}))
+    height = max(340, 22 * len(cats) * max(1, len(series)) + 120) if horizontal else 340
+    return chart(chart_id, fig, title, sum(len(v) for v in series.values()), height)
 
 
-def histogram(chart_id: str, values, title: str, xlabel: str, vline: float | None = None, bins: int = 30) -> str:
-    """A histogram (y: count) as an inline SVG figure.
+def histogram(chart_id: str, edges, counts, title: str, xlabel: str, vline: float | None = None) -> str:
+    """A histogram from bin edges and counts computed over the whole table (no sample).
 
     Parameters
     ----------
     chart_id : str
         `data-chart` attribute of the figure.
-    values : iterable of float
-        Values to count; None and non-finite values are left out.
+    edges : sequence of float
+        Bin edges, one more than `counts` (ascending).
+    counts : sequence of int
+        Rows per bin.
     title : str
         Chart title, also the caption.
     xlabel : str
         x-axis label (give the unit).
     vline : float, optional
-        x of a dashed reference line (same unit as `values`), shown in the legend.
-    bins : int
-        Number of bins.
+        x of a dashed reference line (same unit as the values), labelled with its value.
 
     Returns
     -------
     str
         `chart` HTML.
     """
-    fig, ax = _figure()
-    vals = np.asarray([v for v in values if v is not None and np.isfinite(v)])
-    ax.hist(vals, bins=bins, color=PALETTE[0], alpha=0.8)
+    import plotly.graph_objects as go
+
+    e = np.asarray(edges, dtype=float)
+    n = [int(c) for c in counts]
+    fig = go.Figure(
+        go.Bar(
+            x=_rounded((e[:-1] + e[1:]) / 2, 6),
+            y=n,
+            width=_rounded(np.diff(e), 6),
+            marker_color=PALETTE[0],
+            customdata=np.column_stack([e[:-1], e[1:]]).round(6).tolist(),
+            hovertemplate="%{customdata[0]} to %{customdata[1]}: %{y}<extra></extra>",
+            name="rows",
+        )
+    )
     if vline is not None:
-        ax.axvline(vline, color="#d62728", ls="--", label=f"{vline:g}")
-        ax.legend(fontsize=8)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("count")
-    return chart(chart_id, _svg(fig), title)
+        fig.add_vline(x=vline, line_dash="dash", line_color=PALETTE[1], annotation_text=f"{vline:g}")
+    fig.update_layout(xaxis_title=xlabel, yaxis_title="count", bargap=0.02, showlegend=False)
+    return chart(chart_id, fig, title, len(n))
 
 
 def heatmap(chart_id: str, values, row_labels: list, col_labels: list, title: str, unit: str) -> str:
-    """A matrix as coloured cells with a colour bar, as an inline SVG figure.
+    """A matrix as coloured cells with a colour bar.
 
     Parameters
     ----------
@@ -378,26 +537,24 @@ def heatmap(chart_id: str, values, row_labels: list, col_labels: list, title: st
     values : array-like of shape (rows, columns)
         Cell values; NaN cells are left blank.
     row_labels, col_labels : list
-        Tick labels of the rows (y) and columns (x).
+        Labels of the rows (y) and columns (x).
     title : str
         Chart title, also the caption.
     unit : str
-        Colour bar label (give the unit).
+        Colour bar title (give the unit).
 
     Returns
     -------
     str
         `chart` HTML.
     """
-    fig, ax = _figure(7.0, 2.8)
-    ax.grid(False)
-    img = ax.imshow(np.asarray(values, dtype=float), aspect="auto", cmap="viridis", interpolation="nearest")
-    ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels])
-    step = max(1, len(col_labels) // 12)
-    ax.set_xticks(range(0, len(col_labels), step), [str(c) for c in col_labels][::step])
-    fig.colorbar(img, ax=ax, label=unit)
-    ax.set_title(title)
-    return chart(chart_id, _svg(fig), title)
+    import plotly.graph_objects as go
+
+    grid = np.asarray(values, dtype=float)
+    z = [[None if not np.isfinite(v) else round(float(v), 6) for v in row] for row in grid]
+    fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in col_labels], y=[str(r) for r in row_labels], colorscale="Viridis", colorbar={"title": {"text": unit}}, hoverongaps=False))
+    fig.update_layout(yaxis={"autorange": "reversed"})
+    return chart(chart_id, fig, title, int(np.isfinite(grid).sum()), 300)
 
 
 def forest_plot(chart_id: str, labels: list, estimate, low, high, title: str, xlabel: str, reference: float = 1.0) -> str:
@@ -423,16 +580,23 @@ def forest_plot(chart_id: str, labels: list, estimate, low, high, title: str, xl
     str
         `chart` HTML.
     """
+    import plotly.graph_objects as go
+
     est, lo, hi = (np.asarray(v, dtype=float) for v in (estimate, low, high))
-    fig, ax = _figure(7.0, max(2.4, 0.32 * len(labels) + 1.0))
-    y = np.arange(len(labels))[::-1]
-    ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", color=PALETTE[0], ecolor=PALETTE[0], capsize=3)
-    ax.axvline(reference, color="#d62728", ls="--", lw=1)
-    ax.set_xscale("log")
-    ax.set_yticks(y, [str(lb) for lb in labels], fontsize=8)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
-    return chart(chart_id, _svg(fig), title)
+    names = [str(lb) for lb in labels]
+    fig = go.Figure(
+        go.Scatter(
+            x=_rounded(est, 6),
+            y=names,
+            mode="markers",
+            marker={"color": PALETTE[0], "size": 8},
+            error_x={"type": "data", "symmetric": False, "array": _rounded(hi - est, 6), "arrayminus": _rounded(est - lo, 6)},
+            name="estimate",
+        )
+    )
+    fig.add_vline(x=reference, line_dash="dash", line_color=PALETTE[1])
+    fig.update_layout(xaxis={"type": "log", "title": xlabel}, yaxis={"autorange": "reversed"}, showlegend=False)
+    return chart(chart_id, fig, title, len(names), max(260, 26 * len(names) + 100))
 
 
 def table_html(df: pd.DataFrame, table_id: str, float_format: str = "{:,.2f}") -> str:
@@ -465,6 +629,7 @@ header p{margin:4px 0 0;opacity:.85;font-size:13px}
 nav{padding:8px 28px;background:#eef2f6;font-size:13px}nav a{margin-right:14px;color:#16324f}
 main{padding:8px 28px 40px;max-width:1200px}section{margin:28px 0;border-top:1px solid #ddd}
 h2{font-size:18px;color:#16324f}figure{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}
+figure.chart{width:calc(50% - 20px);min-width:480px}figure.map-figure{display:block;width:100%;margin-right:0}
 figcaption{font-size:12px;color:#555}table.data{border-collapse:collapse;font-size:12px;margin:8px 0}
 table.data th,table.data td{border-bottom:1px solid #e3e3e3;padding:3px 8px;text-align:right}
 table.data th{background:#f3f5f7}.note{font-size:12px;color:#666}.empty{color:#999;font-style:italic}
@@ -473,7 +638,7 @@ table.data th{background:#f3f5f7}.note{font-size:12px;color:#666}.empty{color:#9
 
 
 def page(title: str, subtitle: str, sections: list[Section]) -> str:
-    """The whole self-contained HTML document: header, navigation, sections and inline CSS.
+    """The whole self-contained HTML document: header, navigation, sections, inline CSS and plotly.js.
 
     Parameters
     ----------
@@ -489,11 +654,14 @@ def page(title: str, subtitle: str, sections: list[Section]) -> str:
     str
         The HTML document.
     """
+    from plotly.offline import get_plotlyjs
+
     nav = " ".join(f'<a href="#{s.id}">{esc(s.title)}</a>' for s in sections)
     body = "\n".join(s.html() for s in sections)
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{esc(title)}</title><style>{CSS}</style></head>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{esc(title)}</title><style>{CSS}</style>"
+        f"<script>{get_plotlyjs()}</script></head>"
         f"<body><header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><nav>{nav}</nav><main>{body}</main></body></html>"
     )
 

@@ -42,6 +42,7 @@ REPORT_TABLES = (
     "gold.reliability_tests",
     "gold.site_capacity",
     "gold.fault_drivers",
+    "silver.telematics_clean",
 )
 
 StageStatus = dict[str, tuple[str, str | None]]
@@ -238,72 +239,210 @@ def section_fleet(inputs: ReportInputs, cfg: Config) -> R.Section:
     return s
 
 
-def _charging_sites_map(inputs: ReportInputs, cfg: Config, area: list) -> str | None:
+def _capped(df: DataFrame, cfg: Config) -> tuple[pd.DataFrame, int | None]:
+    """`_bounded` rows and, when the cap cut the table, how many rows it has (for the legend)."""
+    pdf = _bounded(df, cfg)
+    return pdf, (df.count() if len(pdf) >= cfg.report.max_points_per_layer else None)
+
+
+def histogram_bins(df: DataFrame, column: str, bins: int) -> tuple[list[float], list[int]]:
+    """Equal-width bins over every finite value of a column, counted in Spark (no sample).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Any rows with `column` (numeric).
+    column : str
+        Column to count.
+    bins : int
+        Number of bins between the column's minimum and maximum (the last bin holds the maximum).
+
+    Returns
+    -------
+    tuple of list
+        (edges, counts): `bins` + 1 edges and `bins` counts; one bin of width 1 around a constant
+        column; ([], []) when no value is finite.
+    """
+    v = F.col(column).cast("double")
+    vals = df.select(v.alias("v")).where(F.col("v").isNotNull() & ~F.isnan("v") & (F.abs("v") < F.lit(float("inf"))))
+    stats = first_row(vals.agg(F.min("v").alias("lo"), F.max("v").alias("hi"), F.count("v").alias("n")))
+    if not stats["n"]:
+        return [], []
+    lo, hi = float(stats["lo"]), float(stats["hi"])
+    if hi == lo:
+        return [lo - 0.5, lo + 0.5], [int(stats["n"])]
+    width = (hi - lo) / bins
+    idx = F.least(F.floor((F.col("v") - F.lit(lo)) / F.lit(width)), F.lit(bins - 1)).cast("int")
+    counted = {r["b"]: r["count"] for r in vals.groupBy(idx.alias("b")).count().collect()}  # bounded: `bins` rows
+    return [lo + i * width for i in range(bins)] + [hi], [int(counted.get(i, 0)) for i in range(bins)]
+
+
+def h3_cells(df: DataFrame, cell_m: float, lat_col: str = "lat", lon_col: str = "lon") -> DataFrame:
+    """Add `h3_cell`: the H3 cell (Sedona, at `privacy.h3_resolution_for(cell_m)`) holding each position.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Any rows with `lat_col` and `lon_col` (degrees WGS84).
+    cell_m : float
+        Side of the coarsening cell, m.
+    lat_col, lon_col : str
+        Names of the position columns.
+
+    Returns
+    -------
+    DataFrame
+        `df` with `h3_cell` (long; null where the position is null).
+    """
+    from common.io.spark import with_sedona
+    from common.spatial.privacy import h3_resolution_for
+
+    with_sedona(df.sparkSession)
+    res = h3_resolution_for(cell_m)
+    return df.withColumn("h3_cell", F.expr(f"ST_H3CellIDs(ST_Point(`{lon_col}`, `{lat_col}`), {res}, true)[0]"))
+
+
+def with_h3_geojson(df: DataFrame, cell_col: str = "h3_cell") -> DataFrame:
+    """Add `geojson`: the hexagon of each row's H3 cell as GeoJSON text (lon/lat degrees, Sedona).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows with `cell_col`.
+    cell_col : str
+        Column with the H3 cell id (long).
+
+    Returns
+    -------
+    DataFrame
+        `df` with `geojson` (GeoJSON Polygon text; null for a null cell).
+    """
+    from common.io.spark import with_sedona
+
+    with_sedona(df.sparkSession)
+    return df.withColumn("geojson", F.expr(f"ST_AsGeoJSON(ST_H3ToGeom(array(`{cell_col}`))[0])"))
+
+
+def _home_layers(inputs: ReportInputs, cfg: Config) -> list:
+    """Drivers per H3 cell of their home (cells no smaller than report.residence_cell_m squares),
+    with the risk tiers in the hover text; exact home points only when report.show_exact_residences."""
+    res = inputs.get("restricted.residences")
+    if res is None:
+        return []
+    homes = res.where(F.col("home_lat").isNotNull()).select("vehicle_id", F.col("home_lat").alias("lat"), F.col("home_lon").alias("lon"))
+    risk = inputs.get("gold.driver_risk")
+    tier = F.coalesce(F.col("tier"), F.lit("unknown"))
+    homes = homes.join(risk.select("vehicle_id", "tier"), "vehicle_id", "left") if risk is not None else homes.withColumn("tier", F.lit(None).cast("string"))
+    if cfg.report.show_exact_residences:
+        pdf, total = _capped(homes.withColumn("tier", tier), cfg)
+        return [R.Layer("homes (exact points, explicitly enabled)", pdf, R.PALETTE[4], label_col="tier", total=total)]
+    tiers = {t: F.sum(F.when(tier == t, 1).otherwise(0)).alias(t.lower()) for t in ("High", "Medium", "Low")}
+    cells = (
+        h3_cells(homes, cfg.report.residence_cell_m)
+        .groupBy("h3_cell")
+        .agg(F.count("*").alias("drivers"), *tiers.values())
+        .transform(with_h3_geojson)
+        .withColumn("label", F.format_string("%d drivers; risk: %d high, %d medium, %d low", "drivers", "high", "medium", "low"))
+        .orderBy(F.desc("drivers"), "h3_cell")
+    )
+    pdf, total = _capped(cells, cfg)
+    high = pdf[pdf["high"] > 0]
+    return [
+        R.AreaLayer("homes: drivers per H3 cell", pdf, R.PALETTE[4], value_col="drivers", label_col="label", total=total),
+        R.AreaLayer("homes of high-risk drivers", high, R.PALETTE[1], value_col="high", label_col="label", visible=False),
+    ]
+
+
+def _quality_layers(inputs: ReportInputs, cfg: Config) -> list:
+    """Rows that cleaning flagged (a blocking flag, a valid coordinate) per H3 cell, with the most
+    frequent reason; positions are the vehicles', so cells as coarse as the homes'."""
+    silver = inputs.get("silver.telematics_clean")
+    if silver is None:
+        return []
+    from common.silver.cleaning import BLOCKING_MASK, FLAGS, INFORMATIONAL_FLAGS
+
+    no_position = FLAGS["invalid_coord"] | FLAGS["zero_coord"]
+    flags = F.col("quality_flags")
+    flagged = silver.where((flags.bitwiseAND(BLOCKING_MASK) != 0) & (flags.bitwiseAND(no_position) == 0) & F.col("lat").isNotNull() & F.col("lon").isNotNull())
+    flagged = h3_cells(flagged.select("lat", "lon", "quality_reasons"), cfg.report.residence_cell_m)
+    reasons = (
+        flagged.select("h3_cell", F.explode("quality_reasons").alias("reason"))
+        .where(~F.col("reason").isin(*INFORMATIONAL_FLAGS))
+        .groupBy("h3_cell", "reason")
+        .count()
+        .groupBy("h3_cell")
+        .agg(F.max_by("reason", F.struct("count", "reason")).alias("top_reason"))
+    )
+    cells = (
+        flagged.groupBy("h3_cell")
+        .agg(F.count("*").alias("rows"))
+        .join(reasons, "h3_cell", "left")
+        .transform(with_h3_geojson)
+        .withColumn("label", F.format_string("%d flagged rows, most often %s", "rows", "top_reason"))
+        .orderBy(F.desc("rows"), "h3_cell")
+    )
+    pdf, total = _capped(cells, cfg)
+    return [R.AreaLayer("quality issues: flagged rows per H3 cell", pdf, R.PALETTE[1], value_col="rows", label_col="label", total=total, visible=False)]
+
+
+def _hotspot_layers(inputs: ReportInputs, cfg: Config) -> list:
+    """Hotspots sized by unique visits, with their hulls."""
+    hot = inputs.get("gold.hotspots")
+    if hot is None:
+        return []
+    pdf, total = _capped(hot, cfg)
+    pdf = _latlon(pdf)
+    pdf["r"] = 3 + 10 * pdf["unique_visits"] / max(pdf["unique_visits"].max(), 1) if len(pdf) else []
+    pdf["label"] = [f"{v:,} unique visits" for v in pdf["unique_visits"]]
+    hulls = pd.DataFrame({"geojson": [R.hull_geojson(w) for w in pdf["hull_wkt"]], "label": pdf["label"]}) if "hull_wkt" in pdf else pd.DataFrame({"geojson": []})
+    return [R.AreaLayer("hotspot hull", hulls, R.PALETTE[3], label_col="label", total=total), R.Layer("hotspot", pdf, R.PALETTE[3], radius_col="r", label_col="label", total=total)]
+
+
+def _charging_site_layers(inputs: ReportInputs, cfg: Config) -> list:
     """Charging sites by kind; private (home) sites only coarsened to report.residence_cell_m (m)."""
     sites = inputs.get("gold.charging_sites")
     if sites is None:
-        return None
+        return []
     private = inputs.get("restricted.home_charging_sites")
     if private is not None:  # gold has no position for private sites: show them coarsened
         from common.spatial.privacy import coarsen_location
 
         cell = coarsen_location(private.select("site_id", F.col("lat").alias("_lat"), F.col("lon").alias("_lon")), cfg.report.residence_cell_m, "_lat", "_lon")
         sites = sites.join(cell, "site_id", "left").withColumn("lat", F.coalesce("lat", "_lat")).withColumn("lon", F.coalesce("lon", "_lon"))
-    pdf = _latlon(_bounded(sites, cfg))
-    layers = [R.Layer(f"charging site: {name}", g, R.PALETTE[i % len(R.PALETTE)], label_col="kind") for i, (name, g) in enumerate(pdf.groupby("kind"))]
-    return R.svg_map("map-charging-sites", "Charging sites used by the fleet", layers, area)
+    pdf, total = _capped(sites, cfg)
+    pdf = _latlon(pdf)
+    return [R.Layer(f"charging site: {name}", g, R.PALETTE[(i + 5) % len(R.PALETTE)], label_col="kind", total=total) for i, (name, g) in enumerate(pdf.groupby("kind"))]
 
 
-def _hotspots_map(inputs: ReportInputs, cfg: Config, area: list) -> str | None:
-    """Hotspots (sized by unique visits), DC-fast stations and expansion gaps."""
-    hot = inputs.get("gold.hotspots")
+def _station_layers(inputs: ReportInputs, cfg: Config) -> list:
+    """DC-fast stations (newest register version), expansion gaps and fault-hotspot stations."""
+    from common.network.stations import latest_stations
+
+    layers = []
     gaps = inputs.get("gold.expansion_gaps")
-    layers = []
-    if hot is not None:
-        pdf = _latlon(_bounded(hot, cfg))
-        pdf["r"] = 3 + 10 * pdf["unique_visits"] / max(pdf["unique_visits"].max(), 1)
-        layers.append(R.Layer("hotspot", pdf, R.PALETTE[3], radius_col="r", label_col="unique_visits"))
     if gaps is not None:
-        layers.append(R.Layer("expansion gap (no DC fast nearby)", _latlon(_bounded(gaps, cfg)), R.PALETTE[1], shape="square"))
+        pdf, total = _capped(gaps, cfg)
+        layers.append(R.Layer("expansion gap (no DC fast nearby)", _latlon(pdf), R.PALETTE[1], total=total))
     stations = inputs.get("bronze.stations")
-    if stations is not None:
-        dc = _bounded(stations.where(F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0).select("lat", "lon", "name"), cfg)
-        layers.append(R.Layer("DC-fast station", dc, R.PALETTE[2], label_col="name"))
-    if not layers:
-        return None
-    return R.svg_map("map-hotspots", "Operational hotspots, DC-fast stations and expansion gaps", layers, area)
-
-
-def _risk_areas_map(inputs: ReportInputs, cfg: Config, area: list) -> str | None:
-    """Drivers per home area and risk tier: homes coarsened to report.residence_cell_m (m) cells
-    unless report.show_exact_residences."""
-    res = inputs.get("restricted.residences")
-    if res is None:
-        return None
-    from common.spatial.privacy import coarsen_location
-
-    risk = inputs.get("gold.driver_risk")
-    homes = res.where(F.col("home_lat").isNotNull()).select("vehicle_id", F.col("home_lat").alias("lat"), F.col("home_lon").alias("lon"))
-    layers = []
-    exact = cfg.report.show_exact_residences
-    if not exact:
-        homes = coarsen_location(homes, cfg.report.residence_cell_m)
-    if risk is not None:
-        homes = homes.join(risk.select("vehicle_id", "tier"), "vehicle_id", "left")
-    else:
-        homes = homes.withColumn("tier", F.lit("unknown"))
-    agg = homes.groupBy("lat", "lon", "tier").agg(F.count("*").alias("drivers"))
-    pdf = _bounded(agg, cfg)
-    pdf["r"] = 3 + 2 * pdf.drivers
-    colors = {"High": R.PALETTE[1], "Medium": R.PALETTE[3], "Low": R.PALETTE[2]}
-    for tier, g in pdf.groupby(pdf.tier.fillna("unknown")):
-        layers.append(R.Layer(f"drivers ({tier} risk)", g, colors.get(tier, "#888"), radius_col="r", label_col="drivers"))
-    what = "exact home points (explicitly enabled)" if exact else f"home areas coarsened to {cfg.report.residence_cell_m:.0f} m cells"
-    return R.svg_map("map-risk-areas", f"Drivers by risk tier: {what}", layers, area)
+    if stations is None:
+        return layers
+    register = latest_stations(stations)
+    dc, total = _capped(register.where(F.coalesce(F.col("dc_fast_count"), F.lit(0)) > 0).select("lat", "lon", "name"), cfg)
+    layers.append(R.Layer("DC-fast station", dc, R.PALETTE[2], label_col="name", total=total))
+    site = inputs.get("gold.site_reliability")
+    if site is not None:
+        hot = (
+            site.where(F.col("is_fault_hotspot"))
+            .join(register.select("station_id", "lat", "lon", "name"), "station_id")
+            .withColumn("label", F.format_string("%s: %.1f faults per 1000 sessions, %.1f %% available", "name", "faults_per_1000_sessions", "availability_pct"))
+        )
+        pdf, total = _capped(hot, cfg)
+        layers.append(R.Layer("fault-hotspot station", _latlon(pdf), "#000000", label_col="label", total=total))
+    return layers
 
 
 def section_maps(inputs: ReportInputs, cfg: Config) -> R.Section:
-    """Maps over the operating area: charging sites, hotspots and gaps, drivers by risk tier.
+    """One interactive map of every spatial layer; the legend switches layers on and off.
 
     Parameters
     ----------
@@ -313,19 +452,28 @@ def section_maps(inputs: ReportInputs, cfg: Config) -> R.Section:
     Returns
     -------
     html.Section
-        Section 'maps': one SVG map per available input (homes coarsened unless
-        report.show_exact_residences), or a note when there is none.
+        Section 'maps': homes as drivers per H3 cell (exact points only when
+        report.show_exact_residences), flagged rows per cell, hotspots with hulls, charging sites
+        by kind, DC-fast stations, expansion gaps and fault-hotspot stations, each when its table
+        exists; a note when there is nothing to map.
     """
+    from common.spatial.privacy import H3_MEAN_AREA_M2, h3_resolution_for
+
     s = R.Section("maps", "Maps")
     area_wkt = cleaning_params(cfg).area_wkt
     area = R.area_rings_from_wkt(area_wkt) if area_wkt else []
-    for build in (_charging_sites_map, _hotspots_map, _risk_areas_map):
-        fragment = build(inputs, cfg, area)
-        if fragment is not None:
-            s.add(fragment)
-    if not s.body:
-        s.add("<p class='empty'>No map inputs yet.</p>")
-    return s
+    layers = [*_home_layers(inputs, cfg), *_quality_layers(inputs, cfg), *_hotspot_layers(inputs, cfg), *_charging_site_layers(inputs, cfg), *_station_layers(inputs, cfg)]
+    if not layers and not area:
+        return s.add("<p class='empty'>No map inputs yet.</p>")
+    s.add(R.web_map("map-fleet", "Fleet, charging and network layers over the operating area", layers, area, cfg.report.map_coordinate_decimals))
+    res = h3_resolution_for(cfg.report.residence_cell_m)
+    homes = "exact home points (explicitly enabled)" if cfg.report.show_exact_residences else f"homes coarsened to H3 cells of resolution {res}"
+    return s.add(
+        f"<p class='note'>Scroll to zoom, drag to pan, point at a shape for its details. Click a legend entry to switch its layer, double-click to show it "
+        f"alone. Shown: {R.esc(homes)} and flagged rows per cell (mean cell area {H3_MEAN_AREA_M2[res] / 1e6:,.2f} km&sup2;, no smaller than a "
+        f"{cfg.report.residence_cell_m:,.0f} m square); coordinates to {cfg.report.map_coordinate_decimals} decimals; at most "
+        f"{cfg.report.max_points_per_layer:,} rows per layer (the legend says when a layer is capped).</p>"
+    )
 
 
 def section_risk(inputs: ReportInputs, cfg: Config) -> R.Section:
@@ -346,11 +494,10 @@ def section_risk(inputs: ReportInputs, cfg: Config) -> R.Section:
     risk = inputs.get("gold.driver_risk")
     if risk is None:
         return s.add(no_data("gold.driver_risk", "risk", inputs.status))
-    pdf = _bounded(risk, cfg)
-    z = pdf["z_score"].dropna()
-    s.add(R.histogram("risk_z", z.tolist(), f"Average daily distance z-score ({len(z)} scored drivers)", "z", vline=cfg.report.risk_z_line))
-    counts = pdf.tier.value_counts()
-    s.add(R.bar_chart("risk_tiers", counts.index.tolist(), {"drivers": counts.values.tolist()}, "Drivers per risk tier", "drivers"))
+    edges, counts = histogram_bins(risk, "z_score", cfg.report.histogram_bins)
+    s.add(R.histogram("risk_z", edges, counts, f"Average daily distance z-score ({sum(counts)} scored drivers)", "z", vline=cfg.report.risk_z_line))
+    tiers: pd.DataFrame = risk.groupBy(F.coalesce(F.col("tier"), F.lit("unknown")).alias("tier")).count().orderBy(F.desc("count")).toPandas()  # bounded: one row per tier
+    s.add(R.bar_chart("risk_tiers", tiers["tier"].tolist(), {"drivers": tiers["count"].tolist()}, "Drivers per risk tier", "drivers"))
     return s
 
 
@@ -403,9 +550,9 @@ def section_reliability(inputs: ReportInputs, cfg: Config) -> R.Section:
     if monthly is None and site is None:
         return s.add(no_data("gold.port_reliability_monthly", "reliability", inputs.status))
     if monthly is not None:
-        pdf = _bounded(monthly, cfg)
         for col, title, unit in (("uptime_pct", "Port uptime", "%"), ("mtbf_hours", "MTBF", "hours"), ("mttr_hours", "MTTR", "hours")):
-            s.add(R.histogram(f"rel_{col}", pdf[col].tolist(), f"{title} distribution (ports x months)", unit))
+            edges, counts = histogram_bins(monthly, col, cfg.report.histogram_bins)
+            s.add(R.histogram(f"rel_{col}", edges, counts, f"{title} distribution ({sum(counts):,} port-months)", unit))
     tests = inputs.get("gold.reliability_tests")
     if tests is not None:
         s.add(R.table_html(_bounded(tests, cfg), "reliability_tests_table", "{:,.4f}"))

@@ -138,3 +138,52 @@ def coarsen_where(df: DataFrame, condition: Column, cell_m: float, lat_col: str 
         .withColumn(lon_col, F.col("_coarse_lon"))
         .drop("_coarse_lon")
     )
+
+
+# Mean H3 hexagon area per resolution 0-15, m^2 (h3geo.org, "Tables of cell statistics across
+# resolutions"); the h3 bindings are not a dependency, and Sedona's H3 functions give cells, not areas.
+H3_MEAN_AREA_M2 = (
+    4.357449416078e12,
+    6.09788441794e11,
+    8.6801780399e10,
+    1.2393434655e10,
+    1.770347654e9,
+    2.52903858e8,
+    3.6129062e7,
+    5.161293e6,
+    7.37328e5,
+    1.05333e5,
+    1.5048e4,
+    2.150e3,
+    307.1,
+    43.9,
+    6.3,
+    0.9,
+)
+
+
+def h3_resolution_for(cell_m: float) -> int:
+    """The finest H3 resolution whose hexagons are, on average, no smaller than a `cell_m` square.
+
+    A hexagon density layer of personal positions then coarsens at least as much as
+    `coarsen_location` with the same cell size.
+
+    Parameters
+    ----------
+    cell_m : float
+        Side of the coarsening cell, m (> 0).
+
+    Returns
+    -------
+    int
+        H3 resolution, 0-15.
+
+    Raises
+    ------
+    ValueError
+        If cell_m is not positive.
+    """
+    if cell_m <= 0:
+        raise ValueError("cell_m must be positive")
+    fits = [res for res, area in enumerate(H3_MEAN_AREA_M2) if area >= cell_m * cell_m]
+    return max(fits) if fits else 0
