@@ -120,6 +120,19 @@ def test_small_or_one_sided_sources_are_not_fitted_and_say_why():
     assert "2 station(s)" in fit_source(two_stations, PARAMS, "UTC", STAMP).note[0]
 
 
+def test_an_unfitted_source_comes_through_spark(spark):
+    """The model row of a source with too few sessions crosses applyInPandas: its all-missing
+    string columns were float NaN, which pyarrow 25 hands PySpark 3.5 as a ChunkedArray (the
+    stage failed on a small network)."""
+    from common.network.fault_drivers import FEATURE_COLUMNS, fault_drivers
+
+    few = simulated_sessions(np.random.default_rng(4), 150, {}).assign(modelled=True)
+    features = spark.createDataFrame(few[[*FEATURE_COLUMNS, "modelled"]])
+    rows = fault_drivers(features, PARAMS, "UTC", STAMP).collect()
+    assert len(rows) == 1 and rows[0].driver == MODEL and rows[0].level is None and rows[0].significant is None
+    assert rows[0].note.startswith("not fitted: 150 session(s)")
+
+
 def test_terms_without_an_estimate_are_left_out_with_a_note():
     rng = np.random.default_rng(4)
     # a constant driver, and a network too small to estimate even when pooled: its sessions leave

@@ -944,6 +944,25 @@ class MaintainConfig(Section):
         return self
 
 
+class CatalogConfig(Section):
+    """Tables by name (`jobs/catalog.py`): every Delta table registered in a metastore as <layer>.<name>."""
+
+    metastore: Literal["none", "local", "glue"] = Field(
+        "none",
+        description="none: tables are read by path only; local: a Derby metastore in local_path (one Spark process at a time; conf/local.yaml); "
+        "glue: the AWS Glue Data Catalog (conf/emr.yaml, conf/glue.yaml; terraform creates the databases).",
+    )
+    local_path: str = Field("", description="Folder of the local metastore (Derby database, warehouse); empty: <storage.root>/_metastore.")
+    database_prefix: str = Field("", description="Prefix of the databases (one per layer): '' gives gold.driver_risk, 'evfa_' evfa_gold.driver_risk.")
+
+    @field_validator("database_prefix")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if value and not value.replace("_", "a").isalnum():
+            raise ValueError("catalog.database_prefix may hold letters, digits and underscores only")
+        return value.lower()
+
+
 class Config(Section):
     """The whole configuration: the environment's name and one section per platform part and stage."""
 
@@ -969,6 +988,7 @@ class Config(Section):
     hotspots: HotspotsConfig = Field(default_factory=HotspotsConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     maintain: MaintainConfig = Field(default_factory=MaintainConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
 
     def redacted(self) -> dict[str, Any]:
         """The config as a dict with values that may carry credentials masked (for logs).

@@ -103,7 +103,52 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         # listing uses it only above 32 paths.
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(s.shuffle_partitions),
     }
+    conf.update(metastore_conf(cfg))
     conf.update(s.extra)
+    return conf
+
+
+# The AWS Glue Data Catalog's Hive client (on EMR and Glue's class path; Glue's --enable-glue-datacatalog sets the same).
+GLUE_CLIENT_FACTORY = "com.amazonaws.glue.catalog.metastore.AWSGlueDataCatalogHiveClientFactory"
+
+
+def metastore_path(cfg: Config) -> str:
+    """Folder of the local metastore: `catalog.local_path`, else <storage.root>/_metastore.
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Returns
+    -------
+    str
+        Absolute path.
+    """
+    return cfg.storage.resolve(cfg.catalog.local_path or f"{cfg.storage.root.rstrip('/')}/_metastore")
+
+
+def metastore_conf(cfg: Config) -> dict[str, str]:
+    """Spark settings of the metastore that names the tables (`catalog.metastore`).
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Returns
+    -------
+    dict of str to str
+        {} for 'none' (Spark's in-memory catalog); the Hive catalog on a Derby database under
+        `metastore_path` for 'local'; the Hive catalog on the Glue Data Catalog for 'glue'.
+    """
+    if cfg.catalog.metastore == "none":
+        return {}
+    conf = {"spark.sql.catalogImplementation": "hive"}
+    if cfg.catalog.metastore == "local":
+        root = metastore_path(cfg)
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={root}/metastore_db;create=true"
+        conf["spark.sql.warehouse.dir"] = f"{root}/warehouse"
+    else:
+        conf["spark.hadoop.hive.metastore.client.factory.class"] = GLUE_CLIENT_FACTORY
     return conf
 
 
@@ -239,6 +284,8 @@ def build_session(cfg: Config) -> SparkSession:
         builder = builder.config("spark.driver.memory", cfg.spark.driver_memory)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    if cfg.catalog.metastore == "local":  # Derby boots on the first catalog call: its log goes beside its database, not to the working directory
+        jvm_of(spark).java.lang.System.setProperty("derby.stream.error.file", f"{metastore_path(cfg)}/derby.log")
     return spark
 
 

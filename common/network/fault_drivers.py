@@ -350,7 +350,16 @@ def _identified(x: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=[c for c, _ in DRIVER_COLUMNS])
+    """DRIVER_COLUMNS rows with each column in its declared type: a string column that is all
+    missing would otherwise be float NaN, which pyarrow 25 converts to a ChunkedArray that
+    PySpark 3.5's applyInPandas cannot assemble (the stage failed on a source with no fit)."""
+    frame = pd.DataFrame(rows, columns=[c for c, _ in DRIVER_COLUMNS])
+    for column, kind in DRIVER_COLUMNS:
+        if kind == "string":
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+        elif kind == "boolean":
+            frame[column] = frame[column].astype("boolean")
+    return frame
 
 
 def _row(source: str, driver: str, **values) -> dict:

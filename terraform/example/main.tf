@@ -38,10 +38,20 @@ module "delta_log_store" {
   tags        = local.tags
 }
 
+module "glue_catalog" {
+  source = "../modules/glue_catalog"
+
+  database_prefix  = var.glue_database_prefix
+  lakehouse_bucket = module.storage.lakehouse_bucket
+  tags             = local.tags
+}
+
 module "execution_role" {
   source = "../modules/execution_role"
 
   name_prefix          = var.name_prefix
+  region               = var.region
+  glue_database_names  = module.glue_catalog.database_names
   lakehouse_bucket_arn = module.storage.lakehouse_bucket_arn
   artifacts_bucket_arn = module.storage.artifacts_bucket_arn
   logs_bucket_arn      = module.storage.logs_bucket_arn

@@ -234,3 +234,14 @@ variable "emr_cluster_core_instance_count" {
     error_message = "emr_cluster_core_instance_count must be at least 1."
   }
 }
+
+variable "glue_database_prefix" {
+  description = "Prefix of the Glue databases of the tables by name; set catalog.database_prefix in the jobs' conf to the same."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^[a-z0-9_]{0,30}$", var.glue_database_prefix))
+    error_message = "glue_database_prefix may hold lower-case letters, digits and underscores (at most 30)."
+  }
+}

@@ -124,6 +124,24 @@ data "aws_iam_policy_document" "data_access" {
     resources = ["arn:${local.partition}:logs:*:${local.account_id}:log-group:*"]
   }
 
+  # Tables by name (jobs/catalog.py): the project's Glue databases and their tables only. The Hive
+  # client of EMR and Glue reads the `default` database when it starts.
+  dynamic "statement" {
+    for_each = length(var.glue_database_names) > 0 ? [1] : []
+    content {
+      sid = "GlueCatalogProjectDatabases"
+      actions = [
+        "glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables", "glue:CreateTable", "glue:UpdateTable",
+        "glue:DeleteTable", "glue:GetPartition", "glue:GetPartitions", "glue:BatchGetPartition",
+      ]
+      resources = concat(
+        ["arn:${local.partition}:glue:${var.region}:${local.account_id}:catalog", "arn:${local.partition}:glue:${var.region}:${local.account_id}:database/default"],
+        [for d in var.glue_database_names : "arn:${local.partition}:glue:${var.region}:${local.account_id}:database/${d}"],
+        [for d in var.glue_database_names : "arn:${local.partition}:glue:${var.region}:${local.account_id}:table/${d}/*"],
+      )
+    }
+  }
+
   # Glue job metrics (--enable-metrics). PutMetricData has no resource-level permissions,
   # so it is limited by namespace instead.
   statement {

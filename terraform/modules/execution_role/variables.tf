@@ -106,3 +106,24 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "glue_database_names" {
+  description = "Glue Data Catalog databases whose tables the jobs register (jobs/catalog.py); empty: no Glue catalog access."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for d in var.glue_database_names : can(regex("^[a-z0-9_]+$", d))])
+    error_message = "glue_database_names must be Glue database names without wildcards."
+  }
+}
+
+variable "region" {
+  description = "AWS region of the Glue Data Catalog."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.region))
+    error_message = "region must be an AWS region name such as eu-west-1."
+  }
+}

@@ -57,6 +57,8 @@ resource "aws_glue_job" "this" {
       "--spark-event-logs-path"            = "s3://${var.logs_bucket}/glue/spark-events/${each.key}/"
       "--TempDir"                          = "s3://${var.artifacts_bucket}/glue/tmp/"
       "--job-bookmark-option"              = "job-bookmark-disable"
+      # Hive catalog on the Glue Data Catalog for tables by name (jobs/catalog.py, catalog.metastore: glue).
+      "--enable-glue-datacatalog" = "true"
     },
     var.default_arguments,
   )
