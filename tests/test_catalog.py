@@ -25,12 +25,16 @@ def _table(spark, cfg, table: str, n: int) -> None:
 
 
 def test_register_follow_and_drop_in_spark_catalog(spark, tmp_path):
-    here = make_config(tmp_path / "a", "catalog.database_prefix=t_reg_")
+    here = make_config(tmp_path / "a lake", "catalog.database_prefix=t_reg_")  # the metastore keeps '%20'
+    spark.sql("CREATE DATABASE IF NOT EXISTS t_reg_gold")
+    spark.range(2).write.saveAsTable("t_reg_gold.station_kpis")  # someone's managed table with a catalog name
     _table(spark, here, "gold.driver_risk", 5)
     _table(spark, here, "gold.hotspots", 3)
     try:
+        _table(spark, here, "gold.station_kpis", 1)
         first = register_tables(spark, here, NAMES)
         assert (sorted(first.registered), first.unchanged, first.dropped) == (["gold.driver_risk", "gold.hotspots"], [], [])
+        assert first.foreign == ["gold.station_kpis"] and spark.table("t_reg_gold.station_kpis").count() == 2  # left alone, not dropped
         assert qualified_name(here, "gold.driver_risk") == "t_reg_gold.driver_risk"
         assert_df_equality(spark.sql("SELECT * FROM t_reg_gold.driver_risk"), tables.read(spark, here, "gold.driver_risk"), ignore_row_order=True)
 
@@ -41,7 +45,7 @@ def test_register_follow_and_drop_in_spark_catalog(spark, tmp_path):
         moved = make_config(tmp_path / "b", "catalog.database_prefix=t_reg_")
         _table(spark, moved, "gold.driver_risk", 7)
         there = register_tables(spark, moved, NAMES)
-        assert (there.relocated, there.foreign) == (["gold.driver_risk"], ["gold.hotspots"])
+        assert (there.relocated, sorted(there.foreign)) == (["gold.driver_risk"], ["gold.hotspots", "gold.station_kpis"])
         assert spark.sql("SELECT count(*) AS n FROM t_reg_gold.driver_risk").first().n == 7
         assert tables.read(spark, here, "gold.driver_risk").count() == 5  # dropping the old entry left its files
 

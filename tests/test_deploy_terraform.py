@@ -168,6 +168,21 @@ def test_execution_role_data_access_is_scoped():
     assert trust["condition"][0]["variable"] == "aws:SourceAccount"
 
 
+def test_glue_catalog_grants_name_the_project_databases_only():
+    """The tables-by-name grants (dynamic statements, not seen by the loop above): Glue actions on
+    the catalog, the project's databases and their tables, and `default` (created when missing)."""
+    doc = resources(TF_ROOT / "modules" / "execution_role", "aws_iam_policy_document", kind="data")["data_access"]
+    dynamic = {d["statement"]["content"][0]["sid"]: d["statement"]["content"][0] for d in doc["dynamic"]}
+    tables = dynamic["GlueCatalogProjectDatabases"]
+    assert all(a.startswith("glue:") for a in tables["actions"]) and "glue:CreateDatabase" not in tables["actions"]
+    text = str(tables["resources"])
+    assert ":database/${d}" in text and ":table/${d}/*" in text and ":database/default" in text and '"*"' not in text
+    default = dynamic["GlueCatalogDefaultDatabase"]
+    assert default["actions"] == ["glue:CreateDatabase"] and str(default["resources"]).count(":database/") == 1
+    databases = resources(TF_ROOT / "modules" / "glue_catalog", "aws_glue_catalog_database")["layer"]
+    assert "var.layers" in str(databases["for_each"]) and "${var.database_prefix}${each.key}" == databases["name"]
+
+
 def test_delta_log_store_table_and_grants():
     """The DynamoDB table of Delta's S3DynamoDBLogStore (the key schema the LogStore uses), on
     demand, TTL on expireTime, PITR, KMS-encrypted; the execution role may use its items only;

@@ -43,6 +43,15 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_are_committed_without_outputs(path):
+    """nbstripout's rule: no outputs, no execution counts, no per-cell run metadata in git (outputs
+    hold data of whoever ran the notebook last, and every run would change the file)."""
+    nb = nbformat.read(path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None or c.get("metadata", {}).get("execution"))]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them (jupyter nbconvert --clear-output --inplace {path.name})"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path, fleet_scored, tmp_path, monkeypatch):
     for key, value in _kernel_env(fleet_scored).items():
         monkeypatch.setenv(key, value)

@@ -35,8 +35,9 @@ def test_coarsen_where_only_touches_matching_rows(spark):
 def test_h3_resolution_coarsens_at_least_as_much_as_the_cell():
     from common.spatial.privacy import h3_resolution_for
 
-    # H3 mean cell areas (h3geo.org): res 6 36.1 km2, res 7 5.16, res 8 0.737, res 9 0.105, res 10 0.015
-    assert [h3_resolution_for(m) for m in (1000, 500, 300, 100, 5000)] == [7, 8, 9, 10, 6]
+    # H3 mean cell areas (h3geo.org): res 5 253 km2, res 6 36.1, res 7 5.16, res 8 0.737, res 9 0.105,
+    # res 10 0.015; cells of one resolution vary up to ~2x, so the mean must reach twice the square
+    assert [h3_resolution_for(m) for m in (1000, 500, 300, 100, 5000)] == [7, 8, 8, 9, 5]
     with pytest.raises(ValueError):
         h3_resolution_for(0)
 

@@ -12,6 +12,7 @@ whose folder holds no table any more is dropped. Comments and schemas come from 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from pyspark.sql import SparkSession
 
@@ -38,7 +39,8 @@ class Registration:
     dropped : list of str
         Registrations removed because their folder holds no Delta table any more.
     foreign : list of str
-        Registrations of absent tables that point at another folder: left alone.
+        Entries left alone: a managed table or view with the name, or the entry of an absent
+        table that points at another folder.
     """
 
     registered: list[str] = field(default_factory=list)
@@ -98,17 +100,34 @@ def _same_folder(a: str, b: str) -> bool:
             if loc.startswith(scheme):
                 loc = loc[len(scheme) :]
                 break
-        return loc.rstrip("/")
+        return unquote(loc).rstrip("/")  # the metastore keeps a URI: '/EV lake' comes back as '/EV%20lake'
 
     return norm(a) == norm(b)
 
 
-def _registered_location(spark: SparkSession, database: str, name: str) -> str | None:
-    """The metastore's location of a table (no Delta log read), None when it is not registered."""
+def _registered(spark: SparkSession, database: str, name: str) -> tuple[str, bool] | None:
+    """(location, ours) of a metastore entry without reading its Delta log; None when absent.
+
+    `ours` is True for an external Delta table, the only kind this module creates or drops: a
+    managed table's files go with its entry, and a view has no location.
+    """
     if not spark.catalog.tableExists(f"{database}.{name}"):
         return None
     entry = spark._jsparkSession.sessionState().catalog().externalCatalog().getTable(database, name)
-    return str(entry.location().toString())
+    provider = entry.provider()
+    ours = entry.tableType().name() == "EXTERNAL" and provider.isDefined() and str(provider.get()).lower() == "delta"
+    location = str(entry.location().toString()) if entry.tableType().name() != "VIEW" else ""
+    return location, ours
+
+
+def _in_use(exc: BaseException) -> bool:
+    """Whether an error, or a JVM exception it carries, is Derby refusing a second process."""
+    texts = [str(exc)]
+    java = getattr(exc, "_origin", None) or getattr(exc, "java_exception", None)
+    while java is not None and len(texts) < 20:
+        texts.append(str(java.toString()))
+        java = java.getCause()
+    return any(m in t for t in texts for m in _DERBY_IN_USE)
 
 
 def _sql_text(value: str) -> str:
@@ -142,7 +161,7 @@ def register_tables(spark: SparkSession, cfg: Config, names: tuple[str, ...]) ->
     try:
         known = {db.name for db in spark.catalog.listDatabases()}
     except Exception as exc:
-        if any(m in str(exc) for m in _DERBY_IN_USE):
+        if _in_use(exc):
             raise RuntimeError(
                 f"the local metastore {metastore_path(cfg)} is in use by another Spark process (its Derby database allows one at a time): "
                 "stop that session (a notebook or pyspark shell on this lakehouse) and run `python -m jobs.catalog` again; tables stay readable by path"
@@ -158,7 +177,11 @@ def register_tables(spark: SparkSession, cfg: Config, names: tuple[str, ...]) ->
                 continue
             spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} COMMENT {_sql_text(f'ev-fleet-analytics {layer} tables')}")
             known.add(database)
-        location = _registered_location(spark, database, name)
+        entry = _registered(spark, database, name)
+        location, ours = entry if entry is not None else (None, False)
+        if entry is not None and not ours:  # a managed table or view of someone else: never dropped
+            done.foreign.append(table)
+            continue
         if not present:
             if location is None:
                 continue
@@ -171,7 +194,7 @@ def register_tables(spark: SparkSession, cfg: Config, names: tuple[str, ...]) ->
         if location is not None and _same_folder(location, folder):
             done.unchanged.append(table)
             continue
-        if location is not None:  # external: dropping the entry leaves its files
+        if location is not None:  # an external Delta entry: dropping it leaves its files
             spark.sql(f"DROP TABLE {database}.{name}")
         spark.sql(f"CREATE TABLE {database}.{name} USING DELTA LOCATION {_sql_text(folder)}")
         (done.relocated if location is not None else done.registered).append(table)

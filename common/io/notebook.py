@@ -2,6 +2,7 @@
 
 from common.io.notebook import start
 cfg, spark = start()          # EVFA_ENV (default local) and EVFA_CONF ("k=v;k=v") from the environment
+spark.sql("select * from gold.driver_risk")   # tables by name (catalog.metastore)
 """
 
 from __future__ import annotations
@@ -32,4 +33,13 @@ def start(env: str | None = None, overrides: list[str] | None = None) -> tuple[C
     extra = [o for o in os.environ.get("EVFA_CONF", "").split(";") if o.strip()]
     cfg = load_config(env, [*extra, *(overrides or [])])
     python_for_workers()
-    return cfg, with_sedona(build_session(cfg))  # analysts write ST_ SQL by hand
+    if cfg.catalog.metastore != "local":
+        return cfg, with_sedona(build_session(cfg))  # analysts write ST_ SQL by hand
+    # The local Derby metastore admits one Spark process at a time, and a notebook left open must
+    # not block the pipeline: the notebook names the tables in its session's own catalog instead.
+    from common.core.catalog import TABLES
+    from common.io.metastore import register_tables
+
+    spark = with_sedona(build_session(cfg.model_copy(update={"catalog": cfg.catalog.model_copy(update={"metastore": "none"})})))
+    register_tables(spark, cfg, tuple(t for t in TABLES if t != "raw.files"))
+    return cfg, spark

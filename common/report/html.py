@@ -203,30 +203,24 @@ def _view(lons: list[float], lats: list[float], decimals: int) -> dict:
     return {"lonaxis": {"range": _rounded([lon0 - dx, lon1 + dx], decimals)}, "lataxis": {"range": _rounded([lat0 - dy, lat1 + dy], decimals)}}
 
 
-def web_map(map_id: str, title: str, layers: list[Layer | AreaLayer], area_rings: list[list[tuple[float, float]]], decimals: int, height: int = 620) -> str:
-    """An interactive map of layers over the operating-area outline; the legend switches layers.
+def map_figure(layers: list[Layer | AreaLayer], area_rings: list[list[tuple[float, float]]], decimals: int):
+    """The interactive map as a plotly figure (the report's and the notebooks').
 
     Parameters
     ----------
-    map_id : str
-        HTML id of the plot and `data-map` of its figure.
-    title : str
-        Caption.
     layers : list of Layer or AreaLayer
         Drawn in order (later on top); one legend entry each, empty layers left out. The view
         frames the area and the layers shown when the page opens.
     area_rings : list of list of tuple of float
         Outline rings of the operating area as (lon, lat) degrees (`area_rings_from_wkt`); may be empty.
     decimals : int
-        Decimals of every coordinate written to the page.
-    height : int
-        Height of the map (px).
+        Decimals of every coordinate written to the figure.
 
     Returns
     -------
-    str
-        A `<figure class="map-figure">` with the plot, `data-layers` = {layer: rows shown}; a
-        `<p class="empty">` note when there is neither an area nor any row.
+    tuple
+        (plotly Figure, {layer: rows shown}); the figure is None when there is neither an area nor
+        any row.
     """
     import plotly.graph_objects as go
 
@@ -327,12 +321,42 @@ def web_map(map_id: str, title: str, layers: list[Layer | AreaLayer], area_rings
                         lats += [p[1] for p in ring[0]]
         counts[ly.name] = n
     if not lons:
-        return f'<p class="empty">No data for {esc(title)}.</p>'
+        return None, counts
     fig = go.Figure(traces)
     # Every base layer off: plotly would fetch its land and coastline outlines from a CDN.
     bare = {f"show{k}": False for k in ("land", "coastlines", "countries", "lakes", "ocean", "rivers", "subunits", "frame")}
     fig.update_geos(projection_type="mercator", bgcolor="#f7f7f4", **bare, **_view(lons, lats, decimals))
     fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, legend={"x": 0.01, "y": 0.99, "bgcolor": "rgba(255,255,255,0.85)", "title": {"text": "Layers (click to switch)"}}, dragmode="pan")
+    return fig, counts
+
+
+def web_map(map_id: str, title: str, layers: list[Layer | AreaLayer], area_rings: list[list[tuple[float, float]]], decimals: int, height: int = 620) -> str:
+    """An interactive map of layers over the operating-area outline; the legend switches layers.
+
+    Parameters
+    ----------
+    map_id : str
+        HTML id of the plot and `data-map` of its figure.
+    title : str
+        Caption.
+    layers : list of Layer or AreaLayer
+        As `map_figure`.
+    area_rings : list of list of tuple of float
+        As `map_figure`.
+    decimals : int
+        Decimals of every coordinate written to the page.
+    height : int
+        Height of the map (px).
+
+    Returns
+    -------
+    str
+        A `<figure class="map-figure">` with the plot, `data-layers` = {layer: rows shown}; a
+        `<p class="empty">` note when there is neither an area nor any row.
+    """
+    fig, counts = map_figure(layers, area_rings, decimals)
+    if fig is None:
+        return f'<p class="empty">No data for {esc(title)}.</p>'
     return (
         f'<figure class="map-figure" data-map="{esc(map_id)}" data-layers=\'{esc(json.dumps(counts))}\'>'
         + _plot_div(map_id, fig, MAP_CONFIG, height)
@@ -439,12 +463,32 @@ def line_chart(chart_id: str, x, series: dict[str, list], title: str, ylabel: st
     str
         `chart` HTML.
     """
+
+    return chart(chart_id, line_figure(x, series, ylabel), title, sum(len(v) for v in series.values()))
+
+
+def line_figure(x, series: dict[str, list], ylabel: str):
+    """The figure of `line_chart` (also shown in the notebooks).
+
+    Parameters
+    ----------
+    x : sequence
+        x values shared by all series.
+    series : dict of str to list
+        Series name -> y values.
+    ylabel : str
+        y-axis label.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
     import plotly.graph_objects as go
 
     xs = [str(v.date()) if hasattr(v, "date") else v for v in x]
     fig = go.Figure([go.Scatter(x=xs, y=_values(ys), mode="lines+markers", name=name, line={"color": PALETTE[i % len(PALETTE)]}) for i, (name, ys) in enumerate(series.items())])
-    fig.update_layout(yaxis_title=ylabel, showlegend=len(series) > 1)
-    return chart(chart_id, fig, title, sum(len(v) for v in series.values()))
+    fig.update_layout(yaxis_title=ylabel, showlegend=len(series) > 1, template="plotly_white")
+    return fig
 
 
 def bar_chart(chart_id: str, labels: list, series: dict[str, list], title: str, ylabel: str, horizontal: bool = False) -> str:
@@ -470,6 +514,29 @@ def bar_chart(chart_id: str, labels: list, series: dict[str, list], title: str, 
     str
         `chart` HTML.
     """
+
+    height = max(340, 22 * len(labels) * max(1, len(series)) + 120) if horizontal else 340
+    return chart(chart_id, bar_figure(labels, series, ylabel, horizontal), title, sum(len(v) for v in series.values()), height)
+
+
+def bar_figure(labels: list, series: dict[str, list], ylabel: str, horizontal: bool = False):
+    """The figure of `bar_chart` (also shown in the notebooks).
+
+    Parameters
+    ----------
+    labels : list
+        Category labels.
+    series : dict of str to list
+        Series name -> one value per label.
+    ylabel : str
+        Value-axis label.
+    horizontal : bool
+        Horizontal bars.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
     import plotly.graph_objects as go
 
     cats = [str(lb) for lb in labels]
@@ -478,9 +545,9 @@ def bar_chart(chart_id: str, labels: list, series: dict[str, list], title: str, 
         xy = {"x": _values(vals), "y": cats} if horizontal else {"x": cats, "y": _values(vals)}
         bars.append(go.Bar(name=name, orientation="h" if horizontal else "v", marker_color=PALETTE[i % len(PALETTE)], **xy))
     fig = go.Figure(bars)
-    fig.update_layout(barmode="group", showlegend=len(series) > 1, **({"xaxis_title": ylabel, "yaxis": {"autorange": "reversed"}} if horizontal else {"yaxis_title": ylabel}))
-    height = max(340, 22 * len(cats) * max(1, len(series)) + 120) if horizontal else 340
-    return chart(chart_id, fig, title, sum(len(v) for v in series.values()), height)
+    axes = {"xaxis_title": ylabel, "yaxis": {"autorange": "reversed"}} if horizontal else {"yaxis_title": ylabel}
+    fig.update_layout(barmode="group", showlegend=len(series) > 1, template="plotly_white", **axes)
+    return fig
 
 
 def histogram(chart_id: str, edges, counts, title: str, xlabel: str, vline: float | None = None) -> str:
@@ -506,6 +573,28 @@ def histogram(chart_id: str, edges, counts, title: str, xlabel: str, vline: floa
     str
         `chart` HTML.
     """
+
+    return chart(chart_id, histogram_figure(edges, counts, xlabel, vline), title, len(counts))
+
+
+def histogram_figure(edges, counts, xlabel: str, vline: float | None = None):
+    """The figure of `histogram` (also shown in the notebooks).
+
+    Parameters
+    ----------
+    edges : sequence of float
+        Bin edges, one more than `counts`.
+    counts : sequence of int
+        Rows per bin.
+    xlabel : str
+        x-axis label.
+    vline : float, optional
+        x of a dashed reference line.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
     import plotly.graph_objects as go
 
     e = np.asarray(edges, dtype=float)
@@ -524,7 +613,8 @@ def histogram(chart_id: str, edges, counts, title: str, xlabel: str, vline: floa
     if vline is not None:
         fig.add_vline(x=vline, line_dash="dash", line_color=PALETTE[1], annotation_text=f"{vline:g}")
     fig.update_layout(xaxis_title=xlabel, yaxis_title="count", bargap=0.02, showlegend=False)
-    return chart(chart_id, fig, title, len(n))
+    fig.update_layout(template="plotly_white")
+    return fig
 
 
 def heatmap(chart_id: str, values, row_labels: list, col_labels: list, title: str, unit: str) -> str:

@@ -272,9 +272,15 @@ def histogram_bins(df: DataFrame, column: str, bins: int) -> tuple[list[float], 
     if hi == lo:
         return [lo - 0.5, lo + 0.5], [int(stats["n"])]
     width = (hi - lo) / bins
-    idx = F.least(F.floor((F.col("v") - F.lit(lo)) / F.lit(width)), F.lit(bins - 1)).cast("int")
+    edges = [lo + i * width for i in range(bins)] + [hi]
+    # numpy's rule: the quotient's bin, moved by one where float rounding put a value on the wrong
+    # side of the edges themselves (a value equal to an edge opens that edge's bin).
+    guess = F.least(F.floor((F.col("v") - F.lit(lo)) / F.lit(width)), F.lit(bins - 1)).cast("int")
+    low_edge = F.lit(lo) + guess.cast("double") * F.lit(width)
+    high_edge = F.when(guess >= bins - 1, F.lit(hi)).otherwise(F.lit(lo) + (guess + 1).cast("double") * F.lit(width))
+    idx = F.when(F.col("v") < low_edge, guess - 1).when((F.col("v") >= high_edge) & (guess < bins - 1), guess + 1).otherwise(guess)
     counted = {r["b"]: r["count"] for r in vals.groupBy(idx.alias("b")).count().collect()}  # bounded: `bins` rows
-    return [lo + i * width for i in range(bins)] + [hi], [int(counted.get(i, 0)) for i in range(bins)]
+    return edges, [int(counted.get(i, 0)) for i in range(bins)]
 
 
 def h3_cells(df: DataFrame, cell_m: float, lat_col: str = "lat", lon_col: str = "lon") -> DataFrame:
@@ -341,15 +347,15 @@ def _home_layers(inputs: ReportInputs, cfg: Config) -> list:
         h3_cells(homes, cfg.report.residence_cell_m)
         .groupBy("h3_cell")
         .agg(F.count("*").alias("drivers"), *tiers.values())
+        .withColumn("other", F.col("drivers") - F.col("high") - F.col("medium") - F.col("low"))
         .transform(with_h3_geojson)
-        .withColumn("label", F.format_string("%d drivers; risk: %d high, %d medium, %d low", "drivers", "high", "medium", "low"))
-        .orderBy(F.desc("drivers"), "h3_cell")
+        .withColumn("label", F.format_string("%d drivers; risk: %d high, %d medium, %d low, %d not scored", "drivers", "high", "medium", "low", "other"))
     )
-    pdf, total = _capped(cells, cfg)
-    high = pdf[pdf["high"] > 0]
+    pdf, total = _capped(cells.orderBy(F.desc("drivers"), "h3_cell"), cfg)
+    high, high_total = _capped(cells.where("high > 0").orderBy(F.desc("high"), "h3_cell"), cfg)
     return [
         R.AreaLayer("homes: drivers per H3 cell", pdf, R.PALETTE[4], value_col="drivers", label_col="label", total=total),
-        R.AreaLayer("homes of high-risk drivers", high, R.PALETTE[1], value_col="high", label_col="label", visible=False),
+        R.AreaLayer("homes of high-risk drivers", high, R.PALETTE[1], value_col="high", label_col="label", total=high_total, visible=False),
     ]
 
 
@@ -390,7 +396,7 @@ def _hotspot_layers(inputs: ReportInputs, cfg: Config) -> list:
     hot = inputs.get("gold.hotspots")
     if hot is None:
         return []
-    pdf, total = _capped(hot, cfg)
+    pdf, total = _capped(hot.orderBy(F.desc("unique_visits")), cfg)  # the busiest first when capped
     pdf = _latlon(pdf)
     pdf["r"] = 3 + 10 * pdf["unique_visits"] / max(pdf["unique_visits"].max(), 1) if len(pdf) else []
     pdf["label"] = [f"{v:,} unique visits" for v in pdf["unique_visits"]]
@@ -409,9 +415,12 @@ def _charging_site_layers(inputs: ReportInputs, cfg: Config) -> list:
 
         cell = coarsen_location(private.select("site_id", F.col("lat").alias("_lat"), F.col("lon").alias("_lon")), cfg.report.residence_cell_m, "_lat", "_lon")
         sites = sites.join(cell, "site_id", "left").withColumn("lat", F.coalesce("lat", "_lat")).withColumn("lon", F.coalesce("lon", "_lon"))
-    pdf, total = _capped(sites, cfg)
+    pdf, capped = _capped(sites, cfg)
     pdf = _latlon(pdf)
-    return [R.Layer(f"charging site: {name}", g, R.PALETTE[(i + 5) % len(R.PALETTE)], label_col="kind", total=total) for i, (name, g) in enumerate(pdf.groupby("kind"))]
+    totals: dict = {}
+    if capped is not None:  # the legend says how many sites each kind has
+        totals = {r["kind"]: int(r["count"]) for r in sites.groupBy("kind").count().collect()}  # bounded: one row per kind
+    return [R.Layer(f"charging site: {name}", g, R.PALETTE[(i + 5) % len(R.PALETTE)], label_col="kind", total=totals.get(name)) for i, (name, g) in enumerate(pdf.groupby("kind"))]
 
 
 def _station_layers(inputs: ReportInputs, cfg: Config) -> list:
@@ -441,6 +450,48 @@ def _station_layers(inputs: ReportInputs, cfg: Config) -> list:
     return layers
 
 
+def operating_area(cfg: Config) -> list[list[tuple[float, float]]]:
+    """Outline rings of the configured operating area (cleaning's area), [] when there is none.
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Returns
+    -------
+    list of list of tuple of float
+        (lon, lat) rings for `html.map_figure`.
+    """
+    area_wkt = cleaning_params(cfg).area_wkt
+    return R.area_rings_from_wkt(area_wkt) if area_wkt else []
+
+
+def map_layers(inputs: ReportInputs, cfg: Config, quality: bool = True) -> list:
+    """Every map layer whose table exists, bottom to top (the report's map and the notebooks').
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+    quality : bool
+        Include the cleaning-flagged rows per cell (reads silver.telematics_clean).
+
+    Returns
+    -------
+    list of html.Layer or html.AreaLayer
+        Homes per H3 cell (exact points only with report.show_exact_residences), flagged rows per
+        cell, hotspot hulls and hotspots, charging sites by kind, expansion gaps, DC-fast and
+        fault-hotspot stations.
+    """
+    return [
+        *_home_layers(inputs, cfg),
+        *(_quality_layers(inputs, cfg) if quality else []),
+        *_hotspot_layers(inputs, cfg),
+        *_charging_site_layers(inputs, cfg),
+        *_station_layers(inputs, cfg),
+    ]
+
+
 def section_maps(inputs: ReportInputs, cfg: Config) -> R.Section:
     """One interactive map of every spatial layer; the legend switches layers on and off.
 
@@ -460,9 +511,8 @@ def section_maps(inputs: ReportInputs, cfg: Config) -> R.Section:
     from common.spatial.privacy import H3_MEAN_AREA_M2, h3_resolution_for
 
     s = R.Section("maps", "Maps")
-    area_wkt = cleaning_params(cfg).area_wkt
-    area = R.area_rings_from_wkt(area_wkt) if area_wkt else []
-    layers = [*_home_layers(inputs, cfg), *_quality_layers(inputs, cfg), *_hotspot_layers(inputs, cfg), *_charging_site_layers(inputs, cfg), *_station_layers(inputs, cfg)]
+    area = operating_area(cfg)
+    layers = map_layers(inputs, cfg)
     if not layers and not area:
         return s.add("<p class='empty'>No map inputs yet.</p>")
     s.add(R.web_map("map-fleet", "Fleet, charging and network layers over the operating area", layers, area, cfg.report.map_coordinate_decimals))
@@ -470,8 +520,8 @@ def section_maps(inputs: ReportInputs, cfg: Config) -> R.Section:
     homes = "exact home points (explicitly enabled)" if cfg.report.show_exact_residences else f"homes coarsened to H3 cells of resolution {res}"
     return s.add(
         f"<p class='note'>Scroll to zoom, drag to pan, point at a shape for its details. Click a legend entry to switch its layer, double-click to show it "
-        f"alone. Shown: {R.esc(homes)} and flagged rows per cell (mean cell area {H3_MEAN_AREA_M2[res] / 1e6:,.2f} km&sup2;, no smaller than a "
-        f"{cfg.report.residence_cell_m:,.0f} m square); coordinates to {cfg.report.map_coordinate_decimals} decimals; at most "
+        f"alone. Shown: {R.esc(homes)} and flagged rows per cell (mean cell area {H3_MEAN_AREA_M2[res] / 1e6:,.2f} km&sup2;, at least twice a "
+        f"{cfg.report.residence_cell_m:,.0f} m square, since one resolution's cells vary up to ~2x); coordinates to {cfg.report.map_coordinate_decimals} decimals; at most "
         f"{cfg.report.max_points_per_layer:,} rows per layer (the legend says when a layer is capped).</p>"
     )
 

@@ -162,8 +162,13 @@ H3_MEAN_AREA_M2 = (
 )
 
 
+# Cells of one H3 resolution differ in area by up to about 2x (h3geo.org): the mean must be this
+# many times the square for the smallest cells to be no smaller than it.
+H3_AREA_SPREAD = 2.0
+
+
 def h3_resolution_for(cell_m: float) -> int:
-    """The finest H3 resolution whose hexagons are, on average, no smaller than a `cell_m` square.
+    """The finest H3 resolution whose hexagons are no smaller than a `cell_m` square.
 
     A hexagon density layer of personal positions then coarsens at least as much as
     `coarsen_location` with the same cell size.
@@ -185,5 +190,5 @@ def h3_resolution_for(cell_m: float) -> int:
     """
     if cell_m <= 0:
         raise ValueError("cell_m must be positive")
-    fits = [res for res, area in enumerate(H3_MEAN_AREA_M2) if area >= cell_m * cell_m]
+    fits = [res for res, area in enumerate(H3_MEAN_AREA_M2) if area >= H3_AREA_SPREAD * cell_m * cell_m]
     return max(fits) if fits else 0

@@ -41,9 +41,8 @@ module "delta_log_store" {
 module "glue_catalog" {
   source = "../modules/glue_catalog"
 
-  database_prefix  = var.glue_database_prefix
-  lakehouse_bucket = module.storage.lakehouse_bucket
-  tags             = local.tags
+  database_prefix = var.glue_database_prefix
+  tags            = local.tags
 }
 
 module "execution_role" {

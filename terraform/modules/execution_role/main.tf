@@ -125,7 +125,8 @@ data "aws_iam_policy_document" "data_access" {
   }
 
   # Tables by name (jobs/catalog.py): the project's Glue databases and their tables only. The Hive
-  # client of EMR and Glue reads the `default` database when it starts.
+  # client of EMR and Glue reads the `default` database when it starts and creates it when the
+  # account has none (CreateDatabase is granted on that one database only).
   dynamic "statement" {
     for_each = length(var.glue_database_names) > 0 ? [1] : []
     content {
@@ -139,6 +140,15 @@ data "aws_iam_policy_document" "data_access" {
         [for d in var.glue_database_names : "arn:${local.partition}:glue:${var.region}:${local.account_id}:database/${d}"],
         [for d in var.glue_database_names : "arn:${local.partition}:glue:${var.region}:${local.account_id}:table/${d}/*"],
       )
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.glue_database_names) > 0 ? [1] : []
+    content {
+      sid       = "GlueCatalogDefaultDatabase"
+      actions   = ["glue:CreateDatabase"]
+      resources = ["arn:${local.partition}:glue:${var.region}:${local.account_id}:catalog", "arn:${local.partition}:glue:${var.region}:${local.account_id}:database/default"]
     }
   }
 

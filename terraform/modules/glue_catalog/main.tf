@@ -5,8 +5,7 @@
 resource "aws_glue_catalog_database" "layer" {
   for_each = toset(var.layers)
 
-  name         = "${var.database_prefix}${each.key}"
-  description  = "ev-fleet-analytics ${each.key} tables (registered by jobs/catalog.py)."
-  location_uri = "s3://${var.lakehouse_bucket}/${each.key}/"
-  tags         = var.tags
+  name        = "${var.database_prefix}${each.key}"
+  description = "ev-fleet-analytics ${each.key} tables (registered by jobs/catalog.py at their S3 folders)."
+  tags        = var.tags
 }

@@ -20,11 +20,6 @@ variable "layers" {
   }
 }
 
-variable "lakehouse_bucket" {
-  description = "Name of the lakehouse bucket (the databases' default location)."
-  type        = string
-}
-
 variable "tags" {
   description = "Tags on every database."
   type        = map(string)
