@@ -55,14 +55,15 @@ def _names(stages) -> list[str]:
 
 
 def test_select_stages_only_from_skip_in_dependency_order(cfg):
-    # maintain (Delta upkeep) runs last, only with maintain.enabled (conf/emr.yaml, conf/glue.yaml)
-    assert _names(select_stages(cfg, None, None, None)) == [n for n in STAGE_NAMES if n != "maintain"] and STAGE_NAMES[-1] == "maintain"
+    # maintain (Delta upkeep) runs only with maintain.enabled (conf/emr.yaml, conf/glue.yaml); then
+    # catalog (tables by name, which skips itself with catalog.metastore none) ends every run
+    assert _names(select_stages(cfg, None, None, None)) == [n for n in STAGE_NAMES if n != "maintain"] and list(STAGE_NAMES[-2:]) == ["maintain", "catalog"]
     upkeep = cfg.model_copy(deep=True)
     upkeep.maintain.enabled = True
-    assert _names(select_stages(upkeep, None, "train", None)) == ["train", "score", "report", "maintain"]
+    assert _names(select_stages(upkeep, None, "train", None)) == ["train", "score", "report", "maintain", "catalog"]
     assert _names(select_stages(cfg, "risk,clean", None, None)) == ["clean", "risk"]  # dependency order, not CLI order
-    assert _names(select_stages(cfg, None, "train", None)) == ["train", "score", "report"]
-    assert _names(select_stages(cfg, None, "kpis", "report,charging")) == ["kpis", "residence", "hotspots", "risk", "stations", "reliability", "fault_analysis", "train", "score"]
+    assert _names(select_stages(cfg, None, "train", None)) == ["train", "score", "report", "catalog"]
+    assert _names(select_stages(cfg, None, "kpis", "report,charging")) == ["kpis", "residence", "hotspots", "risk", "stations", "reliability", "fault_analysis", "train", "score", "catalog"]
     assert _names(select_stages(cfg, "kpis", "residence", None)) == []  # --from after the only stage: nothing
     with pytest.raises(SystemExit, match="unknown stage.*kpi.*stages are: generate"):
         select_stages(cfg, "kpi", None, None)
