@@ -36,6 +36,35 @@ def test_web_map_layers_counts_caps_and_coordinate_decimals():
     assert numbers and max(len(n.split(".")[1]) for n in numbers if n.startswith(("28.", "77."))) <= 3
     assert "28.612345" not in page and "28.612" in page
     assert R.web_map("m2", "nothing", [R.Layer("empty", pts.head(0), "#000")], [], 3).startswith('<p class="empty">')
+    # a layer hidden when the page opens is still a map to open, framed on its rows
+    hidden_only = R.web_map("m3", "hidden", [R.Layer("b", pts, "#00f", visible=False)], [], 3)
+    assert hidden_only.startswith('<figure class="map-figure"') and '"legendonly"' in hidden_only
+    # an area of several polygons is one legend entry
+    fig, _ = R.map_figure([], area + [[(78.1, 28.5), (78.3, 28.5), (78.3, 28.7), (78.1, 28.5)]], 3)
+    assert [t.name for t in fig.data] == ["operating area"] and sum(v is None for v in fig.data[0].lon) == 1
+
+
+def test_home_cells_show_risk_tiers_only_with_enough_drivers(spark):
+    from common.core.config import Config
+    from common.report.sections import ReportInputs, _home_layers
+
+    cfg = Config()
+    k = cfg.report.min_drivers_for_tiers
+    # k drivers in one street (homes ~1 m apart, one cell), one driver alone 50 km away
+    homes = [(f"v{i}", 28.6100 + i * 0.00001, 77.2100) for i in range(k)] + [("alone", 29.0500, 77.6500)]
+    tiers = [(f"v{i}", "High") for i in range(k)] + [("alone", "High")]
+    inputs = ReportInputs(
+        {
+            "restricted.residences": spark.createDataFrame(homes, "vehicle_id string, home_lat double, home_lon double"),
+            "gold.driver_risk": spark.createDataFrame(tiers, "vehicle_id string, tier string"),
+        }
+    )
+    cells, high = _home_layers(inputs, cfg)
+    by_drivers = dict(zip(cells.shapes["drivers"], cells.shapes["label"]))
+    assert sorted(by_drivers) == [1, k]
+    assert by_drivers[k].startswith(f"{k} drivers; risk: {k} high")
+    assert "high" not in by_drivers[1] and "risk not shown" in by_drivers[1]
+    assert high.shapes["drivers"].tolist() == [k]  # the lone driver's cell is not in the high-risk layer
 
 
 def test_histogram_bins_count_every_row_like_numpy(spark):

@@ -653,6 +653,11 @@ class ReportConfig(Section):
     max_points_per_layer: int = Field(5000, ge=10, description="Cap on markers per map layer (rows brought to the driver).")
     residence_cell_m: float = Field(1000.0, gt=0, description="Residences are shown coarsened to cells of this size (m).")
     show_exact_residences: bool = Field(False, description="Explicit opt-in to plot exact home points (personal data).")
+    min_drivers_for_tiers: int = Field(
+        3,
+        ge=2,
+        description="A home cell shows its drivers' risk tiers (and enters the high-risk layer) only with at least this many drivers, so no cell reveals one household's tier.",
+    )
     risk_z_line: float = Field(-1.5, description="Reference line on the risk z-score histogram.")
     histogram_bins: int = Field(30, ge=2, le=200, description="Bins of the report's histograms, counted over every row of their table (no sample).")
     map_coordinate_decimals: int = Field(

@@ -285,7 +285,9 @@ def build_session(cfg: Config) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
     if cfg.catalog.metastore == "local":  # Derby boots on the first catalog call: its log goes beside its database, not to the working directory
-        jvm_of(spark).java.lang.System.setProperty("derby.stream.error.file", f"{metastore_path(cfg)}/derby.log")
+        root = metastore_path(cfg)
+        os.makedirs(root, exist_ok=True)  # Derby opens its log before it creates its database folder
+        jvm_of(spark).java.lang.System.setProperty("derby.stream.error.file", f"{root}/derby.log")
     return spark
 
 

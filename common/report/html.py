@@ -227,11 +227,13 @@ def map_figure(layers: list[Layer | AreaLayer], area_rings: list[list[tuple[floa
     traces, counts = [], {}
     lons = [x for ring in area_rings for x, _ in ring]
     lats = [y for ring in area_rings for _, y in ring]
-    for ring in area_rings:
+    hidden_lons: list[float] = []  # frame hidden layers when nothing else is there to frame
+    hidden_lats: list[float] = []
+    if area_rings:  # one trace (one legend entry) for every ring, rings separated by gaps
         traces.append(
             go.Scattergeo(
-                lon=_rounded([x for x, _ in ring], decimals),
-                lat=_rounded([y for _, y in ring], decimals),
+                lon=[v for ring in area_rings for v in [*_rounded([x for x, _ in ring], decimals), None]][:-1],
+                lat=[v for ring in area_rings for v in [*_rounded([y for _, y in ring], decimals), None]][:-1],
                 mode="lines",
                 line={"color": "#7a8f6a", "width": 2},
                 name="operating area",
@@ -261,9 +263,8 @@ def map_figure(layers: list[Layer | AreaLayer], area_rings: list[list[tuple[floa
                     **meta_name,
                 )
             )
-            if ly.visible:
-                lons += pts["lon"].astype(float).tolist()
-                lats += pts["lat"].astype(float).tolist()
+            (lons if ly.visible else hidden_lons).extend(pts["lon"].astype(float).tolist())
+            (lats if ly.visible else hidden_lats).extend(pts["lat"].astype(float).tolist())
         else:
             shapes = ly.shapes.dropna(subset=["geojson"])
             geoms = [_round_geometry(json.loads(g), decimals) for g in shapes["geojson"]]
@@ -314,12 +315,13 @@ def map_figure(layers: list[Layer | AreaLayer], area_rings: list[list[tuple[floa
                         **common,
                     )
                 )
-            if ly.visible:
-                for g in geoms:
-                    for ring in g["coordinates"]:
-                        lons += [p[0] for p in ring[0]]
-                        lats += [p[1] for p in ring[0]]
+            for g in geoms:
+                for ring in g["coordinates"]:
+                    (lons if ly.visible else hidden_lons).extend(p[0] for p in ring[0])
+                    (lats if ly.visible else hidden_lats).extend(p[1] for p in ring[0])
         counts[ly.name] = n
+    if not lons:
+        lons, lats = hidden_lons, hidden_lats
     if not lons:
         return None, counts
     fig = go.Figure(traces)

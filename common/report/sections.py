@@ -331,7 +331,8 @@ def with_h3_geojson(df: DataFrame, cell_col: str = "h3_cell") -> DataFrame:
 
 def _home_layers(inputs: ReportInputs, cfg: Config) -> list:
     """Drivers per H3 cell of their home (cells no smaller than report.residence_cell_m squares),
-    with the risk tiers in the hover text; exact home points only when report.show_exact_residences."""
+    with the risk tiers in the hover text where the cell holds report.min_drivers_for_tiers drivers;
+    exact home points only when report.show_exact_residences."""
     res = inputs.get("restricted.residences")
     if res is None:
         return []
@@ -349,10 +350,16 @@ def _home_layers(inputs: ReportInputs, cfg: Config) -> list:
         .agg(F.count("*").alias("drivers"), *tiers.values())
         .withColumn("other", F.col("drivers") - F.col("high") - F.col("medium") - F.col("low"))
         .transform(with_h3_geojson)
-        .withColumn("label", F.format_string("%d drivers; risk: %d high, %d medium, %d low, %d not scored", "drivers", "high", "medium", "low", "other"))
+        .withColumn("shows_tiers", F.col("drivers") >= cfg.report.min_drivers_for_tiers)
+        .withColumn(
+            "label",
+            F.when(F.col("shows_tiers"), F.format_string("%d drivers; risk: %d high, %d medium, %d low, %d not scored", "drivers", "high", "medium", "low", "other")).otherwise(
+                F.format_string("%d drivers; risk not shown below %d drivers", "drivers", F.lit(cfg.report.min_drivers_for_tiers))
+            ),
+        )
     )
     pdf, total = _capped(cells.orderBy(F.desc("drivers"), "h3_cell"), cfg)
-    high, high_total = _capped(cells.where("high > 0").orderBy(F.desc("high"), "h3_cell"), cfg)
+    high, high_total = _capped(cells.where("high > 0 and shows_tiers").orderBy(F.desc("high"), "h3_cell"), cfg)
     return [
         R.AreaLayer("homes: drivers per H3 cell", pdf, R.PALETTE[4], value_col="drivers", label_col="label", total=total),
         R.AreaLayer("homes of high-risk drivers", high, R.PALETTE[1], value_col="high", label_col="label", total=high_total, visible=False),
