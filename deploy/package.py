@@ -12,7 +12,7 @@ S3 key under the artifacts bucket, size and SHA-256:
 | `entrypoints/<job>.py` | EMR `entryPoint`, Glue script | entrypoints/ (stable content) |
 | `jars/<sedona jars>` | EMR `--jars`, Glue `--extra-jars` | jars/ |
 | `jars/delta-storage-s3-dynamodb-<v>.jar` (when fetched) | Glue `--extra-jars` (Delta's DynamoDB LogStore; EMR has its own) | jars/ |
-| `pyenv-<profile>-py3.11-x86_64.tar.gz` | EMR `spark.archives` (#environment) | envs/<env hash>/ |
+| `pyenv-<profile>-py3.11-<arch>.tar.gz` (x86_64 or aarch64: the build host's) | EMR `spark.archives` (#environment) | envs/<env hash>/ |
 | `entrypoints.auto.tfvars.json` | terraform `-var-file` (Glue job per entry point) | not uploaded |
 
 PySpark is never shipped (the platforms provide it) and neither are Delta jars (EMR 7 and
@@ -39,6 +39,7 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -77,6 +78,12 @@ GLUE_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath"})
 CLUSTER_REQUIREMENTS = PROJECT_ROOT / "requirements-cluster.txt"
 # The light profile is for tests: enough to load the config and import the job bootstrap.
 LIGHT_ROOTS = ("pyyaml", "pydantic")
+# The jobs use MLflow's client only (tracking, registry, mlflow.xgboost, pyfunc.spark_udf); `mlflow`
+# adds its server stack (Flask, gunicorn, SQLAlchemy, alembic, graphene, docker, ...), which a
+# cluster never runs: it logs to a remote server (terraform/modules/mlflow_tracking).
+CLUSTER_SWAPS = {"mlflow": "mlflow-skinny"}
+# CPU architectures of EMR 7.x (x86_64 and Graviton); Glue 5.x is x86_64.
+TARGET_ARCHES = ("x86_64", "aarch64")
 
 # Key prefix of the entry scripts in the artifacts bucket (terraform glue_jobs: entrypoint_prefix).
 ENTRYPOINT_PREFIX = "entrypoints/"
@@ -153,21 +160,81 @@ def pinned_closure(roots: list[str], exclude: frozenset[str] = PLATFORM_PROVIDED
     return [f"{n}=={v}" for n, v in sorted(seen.items())]
 
 
+def _cluster_roots() -> list[str]:
+    """requirements.txt's packages as the cluster needs them (`CLUSTER_SWAPS` applied)."""
+    return [CLUSTER_SWAPS.get(name, name) for name in _requirement_names(PROJECT_ROOT / "requirements.txt")]
+
+
+def _cluster_extras(exclude: frozenset[str] = frozenset()) -> list[str]:
+    """requirements-cluster.txt's pins (packages the cluster needs and the local venv does not)."""
+    lines = [line.split("#", 1)[0].strip() for line in CLUSTER_REQUIREMENTS.read_text().splitlines()]
+    return [line for line in lines if line and canonicalize_name(line.split("==")[0]) not in exclude]
+
+
 def runtime_requirements(profile: str = "full") -> list[str]:
     """Pins for the cluster Python environment (EMR): requirements.txt + requirements-cluster.txt."""
     if profile == "light":
         return pinned_closure(list(LIGHT_ROOTS))
-    roots = _requirement_names(PROJECT_ROOT / "requirements.txt")
-    pins = pinned_closure(roots)
-    extra = [line.split("#", 1)[0].strip() for line in CLUSTER_REQUIREMENTS.read_text().splitlines() if line.split("#", 1)[0].strip()]
-    names = {canonicalize_name(p.split("==")[0]) for p in pins}
-    return pins + [e for e in extra if canonicalize_name(e.split("==")[0]) not in names]
+    pins = pinned_closure(_cluster_roots())
+    names = frozenset(canonicalize_name(p.split("==")[0]) for p in pins)
+    return pins + _cluster_extras(exclude=names)
 
 
 def glue_requirements() -> list[str]:
     """Pins for Glue's --additional-python-modules: the runtime closure minus what Glue provides."""
-    roots = _requirement_names(PROJECT_ROOT / "requirements.txt")
-    return pinned_closure(roots, exclude=PLATFORM_PROVIDED | GLUE_PROVIDED)
+    pins = pinned_closure(_cluster_roots(), exclude=PLATFORM_PROVIDED | GLUE_PROVIDED)
+    names = frozenset(canonicalize_name(p.split("==")[0]) for p in pins)
+    return pins + _cluster_extras(exclude=names | GLUE_PROVIDED)
+
+
+def host_arch() -> str:
+    """This machine's architecture as wheel platform tags spell it (x86_64, aarch64)."""
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
+def platform_tags(arch: str) -> list[str]:
+    """Wheel platform tags Amazon Linux 2023 (glibc `TARGET_GLIBC`) runs on `arch`, newest first:
+    manylinux_2_34 down to manylinux_2_17 and its legacy alias manylinux2014."""
+    if arch not in TARGET_ARCHES:
+        raise ValueError(f"unknown architecture {arch!r}; one of {TARGET_ARCHES}")
+    major, minor = TARGET_GLIBC
+    return [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 16, -1)] + [f"manylinux2014_{arch}"]
+
+
+def wheel_install_command(target: Path, requirements_file: Path, arch: str) -> list[str]:
+    """pip installing exactly the pinned wheels built for AL2023 on `arch` and CPython 3.11 into
+    `target`, whatever this host is (pip resolves by the tags given, not by the running system)."""
+    version = f"{TARGET_PYTHON[0]}{TARGET_PYTHON[1]}"
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--quiet",
+           "--target", str(target), "--implementation", "cp", "--python-version", f"{TARGET_PYTHON[0]}.{TARGET_PYTHON[1]}",
+           "--abi", f"cp{version}", "--abi", "abi3", "--abi", "none"]  # fmt: skip
+    for tag in platform_tags(arch):
+        cmd += ["--platform", tag]
+    return cmd + ["-r", str(requirements_file)]
+
+
+# Packages' own test suites (pandas/tests, scipy/**/tests, statsmodels/**/tests, ...): ~130 MB
+# unpacked that no job imports. `testing` helpers (numpy.testing, pandas._testing) are kept.
+TEST_SUITE_DIRS = frozenset({"tests", "test"})
+
+
+def prune_test_suites(site_packages: Path) -> int:
+    """Remove every package's bundled test suite under `site_packages`; returns the bytes removed."""
+    removed = 0
+    for folder in sorted(site_packages.rglob("*"), key=lambda p: len(p.parts)):
+        if folder.name in TEST_SUITE_DIRS and folder.is_dir() and not folder.is_symlink() and folder.parent != site_packages and folder.exists():
+            removed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            shutil.rmtree(folder)
+    return removed
+
+
+def wheel_tags(site_packages: Path) -> dict[str, list[str]]:
+    """Distribution -> the `Tag:` lines of its installed WHEEL file."""
+    tags = {}
+    for wheel in sorted(site_packages.glob("*.dist-info/WHEEL")):
+        tags[wheel.parent.name] = [line.split(":", 1)[1].strip() for line in wheel.read_text().splitlines() if line.startswith("Tag:")]
+    return tags
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,12 +493,16 @@ def _copy_stdlib(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, ignore=ignore, dirs_exist_ok=True, symlinks=False)
 
 
-def build_env_archive(out: Path, requirements: list[str], profile: str, python: str | None = None) -> tuple[Path, dict]:
+def build_env_archive(out: Path, requirements: list[str], profile: str, python: str | None = None, arch: str | None = None) -> tuple[Path, dict]:
     """Relocatable Python environment for `spark.archives` (see the module docstring)."""
+    arch = arch or host_arch()
+    if arch != host_arch():
+        # The archive carries the build host's CPython, and the smoke test runs it.
+        raise RuntimeError(f"an {arch} environment archive is built on an {arch} host (this one is {host_arch()}): docs/DEPLOY.md, 'Building the environment archive'")
     interp = interpreter_info(python or default_python())
     if interp.version[:2] != TARGET_PYTHON:
         raise RuntimeError(f"{interp.executable} is Python {interp.version}; the jobs need {TARGET_PYTHON}")
-    name = f"pyenv-{profile}-py{TARGET_PYTHON[0]}.{TARGET_PYTHON[1]}-x86_64.tar.gz"
+    name = f"pyenv-{profile}-py{TARGET_PYTHON[0]}.{TARGET_PYTHON[1]}-{arch}.tar.gz"
     dest = out / name
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="evfa-env-") as tmp:
@@ -452,10 +523,11 @@ def build_env_archive(out: Path, requirements: list[str], profile: str, python: 
         t = time.time()
         req_file = Path(tmp) / "requirements.txt"
         req_file.write_text("\n".join(requirements) + "\n")
-        _run(
-            [sys.executable, "-m", "pip", "--python", env / "bin" / "python", "install", "--no-deps",
-             "--only-binary=:all:", "--disable-pip-version-check", "--quiet", "-r", req_file],
-        )  # fmt: skip
+        site_packages = pylib / "site-packages"
+        _run(wheel_install_command(site_packages, req_file, arch))
+        shutil.rmtree(site_packages / "bin", ignore_errors=True)  # console scripts: build-host shebangs
+        pruned = prune_test_suites(site_packages)
+        tags = wheel_tags(site_packages)
         timings["pip_install_s"] = round(time.time() - t, 1)
 
         portability = portability_report(env)
@@ -482,6 +554,9 @@ def build_env_archive(out: Path, requirements: list[str], profile: str, python: 
         "interpreter": interp.executable,
         "shared_libpython": interp.shared,
         "requirements": requirements,
+        "arch": arch,
+        "pruned_test_suites_bytes": pruned,
+        "platform_tags": sorted({t for ts in tags.values() for t in ts}),
         "portability": portability.__dict__,
         "smoke_test": smoke,
         "timings": timings,
@@ -499,7 +574,10 @@ def build_env_archive(out: Path, requirements: list[str], profile: str, python: 
 def _smoke_modules(profile: str) -> list[str]:
     if profile == "light":
         return ["yaml", "pydantic"]
-    return ["yaml", "pydantic", "numpy", "pandas", "pyarrow", "sklearn", "scipy", "statsmodels", "shapely", "sedona", "xgboost", "mlflow", "boto3", "matplotlib"]
+    return [
+        "yaml", "pydantic", "numpy", "pandas", "pyarrow", "sklearn", "scipy", "statsmodels", "shapely", "sedona", "xgboost", "mlflow",
+        "mlflow.xgboost", "mlflow.pyfunc", "mlflow.tracking", "sagemaker_mlflow", "boto3", "matplotlib", "plotly", "openpyxl",
+    ]  # fmt: skip
 
 
 def verify_env_archive(archive: Path, modules: list[str]) -> dict:
@@ -526,11 +604,11 @@ def verify_env_archive(archive: Path, modules: list[str]) -> dict:
 
 
 # Bump when build_env_archive changes what goes into the archive (invalidates reuse).
-ENV_RECIPE = 2
+ENV_RECIPE = 3
 
 
-def env_hash(requirements: list[str], python_version: str) -> str:
-    h = hashlib.sha256(json.dumps({"requirements": requirements, "python": python_version, "recipe": ENV_RECIPE}).encode())
+def env_hash(requirements: list[str], python_version: str, arch: str) -> str:
+    h = hashlib.sha256(json.dumps({"requirements": requirements, "python": python_version, "arch": arch, "recipe": ENV_RECIPE}).encode())
     return h.hexdigest()[:16]
 
 
@@ -548,6 +626,7 @@ def build(
     jars_dir: Path = PROJECT_ROOT / ".jars",
     skip_env: bool = False,
     root: Path = PROJECT_ROOT,
+    arch: str | None = None,
 ) -> dict:
     """Build every artifact into `out` and write out/manifest.json; returns the manifest."""
     t0 = time.time()
@@ -581,7 +660,8 @@ def build(
     if not skip_env:
         requirements = runtime_requirements(profile)
         interp = interpreter_info(python or default_python())
-        ehash = env_hash(requirements, ".".join(map(str, interp.version)))
+        arch = arch or host_arch()
+        ehash = env_hash(requirements, ".".join(map(str, interp.version)), arch)
         old = (previous.get("artifacts") or {}).get("env_archive") or {}
         old_path = out / old.get("path", "-")
         if old.get("env_hash") == ehash and old_path.exists() and sha256_file(old_path) == old.get("sha256"):
@@ -590,7 +670,7 @@ def build(
             seconds["env_archive"] = 0.0
         else:
             t = time.time()
-            env_path, env_info = build_env_archive(out, requirements, profile, python)
+            env_path, env_info = build_env_archive(out, requirements, profile, python, arch)
             seconds["env_archive"] = round(time.time() - t, 1)
             env_artifact = _artifact(out, env_path, f"envs/{ehash}/{env_path.name}", env_hash=ehash, **env_info)
 
@@ -652,11 +732,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", help="Python 3.11 interpreter to embed (default: the venv's base interpreter)")
     parser.add_argument("--jars-dir", type=Path, default=PROJECT_ROOT / ".jars")
     parser.add_argument("--skip-env", action="store_true", help="do not build the environment archive")
+    parser.add_argument("--arch", choices=TARGET_ARCHES, default=None, help="architecture of the environment archive (default: this host's; built on a host of that architecture)")
     parser.add_argument("--require-portable", action="store_true",
                         help="fail when the environment archive needs a newer glibc than Amazon Linux 2023")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    manifest = build(args.out, args.profile, args.python, args.jars_dir, args.skip_env)
+    manifest = build(args.out, args.profile, args.python, args.jars_dir, args.skip_env, arch=args.arch)
     print(summary(manifest))
     env = manifest["artifacts"].get("env_archive")
     if args.require_portable and env and env["portability"]["portable"] is not True:

@@ -110,9 +110,12 @@ def load_manifest(dist: Path = DIST_DIR, allow_stale: bool = False) -> dict:
 
 def config_environment(outputs: Mapping, environ: Mapping[str, str]) -> dict[str, str]:
     """Environment variables conf/emr.yaml and conf/glue.yaml expand on the driver."""
-    uri = environ.get("MLFLOW_TRACKING_URI", "")
+    # An explicit MLFLOW_TRACKING_URI wins; else terraform's SageMaker tracking server (its ARN).
+    uri = environ.get("MLFLOW_TRACKING_URI") or str(outputs.get("mlflow_tracking_uri") or "")
     if not uri:
-        raise SubmitError("set MLFLOW_TRACKING_URI to the remote MLflow tracking server the jobs log to")
+        raise SubmitError("no MLflow tracking server: set MLFLOW_TRACKING_URI to the one the jobs log to, or apply terraform with enable_mlflow_tracking_server = true")
+    if uri.startswith(("sqlite:", "file:", "/", "./")) or "://" not in uri and not uri.startswith("arn:"):
+        raise SubmitError(f"MLFLOW_TRACKING_URI={uri!r} is local to one machine; the cluster needs a server (http(s)://... or a SageMaker tracking server ARN)")
     if _USERINFO.search(uri):
         raise SubmitError("MLFLOW_TRACKING_URI carries credentials; they would be stored with the job run. "
                           "Use a server that authenticates the job's IAM role or a network boundary instead.")  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -40,6 +41,7 @@ from deploy.submit import (
     SubmitError,
     check_references,
     cluster_config,
+    config_environment,
     main,
     render_emr_ec2,
     render_emr_serverless,
@@ -159,14 +161,60 @@ def test_pyspark_and_delta_jars_are_never_shipped(built):
         names = {p.split("==")[0] for p in pins}
         assert not names & PLATFORM_PROVIDED, names & PLATFORM_PROVIDED
     full = {p.split("==")[0] for p in runtime_requirements("full")}
-    assert {"mlflow", "apache-sedona", "xgboost-cpu", "boto3", "pyyaml", "pydantic"} <= full
+    assert {"mlflow-skinny", "sagemaker-mlflow", "apache-sedona", "xgboost-cpu", "boto3", "pyyaml", "pydantic"} <= full
     glue = {line.split("==")[0] for line in (out / art["glue_requirements"]["path"]).read_text().splitlines() if not line.startswith("#")}
-    assert not glue & {"pyspark", "py4j", "delta-spark", "boto3", "botocore"} and {"mlflow", "apache-sedona"} <= glue
+    assert not glue & {"pyspark", "py4j", "delta-spark", "boto3", "botocore"} and {"mlflow-skinny", "sagemaker-mlflow", "apache-sedona"} <= glue
+    # the client only: none of the full MLflow's server stack goes to a cluster
+    server_stack = {"mlflow", "flask", "gunicorn", "sqlalchemy", "alembic", "graphene", "docker", "huey"}
+    assert not (full | glue) & server_stack, (full | glue) & server_stack
 
     with tarfile.open(out / art["env_archive"]["path"]) as tar:
         members = tar.getnames()
     assert "bin/python" in members and "pyvenv.cfg" not in members
     assert not [m for m in members if "/pyspark/" in m or m.startswith("lib/python3.11/site-packages/delta/")]
+
+
+def test_env_archive_wheels_are_built_for_amazon_linux_2023(built):
+    """Every wheel in the archive runs on AL2023: pure Python, or CPython 3.11 for manylinux with
+    glibc <= 2.34 on the archive's architecture (read from the WHEEL files inside the archive)."""
+    out, manifest = built
+    env = manifest["artifacts"]["env_archive"]
+    arch = env["arch"]
+    tags = {}
+    with tarfile.open(out / env["path"]) as tar:
+        for member in tar.getmembers():
+            if re.fullmatch(r"lib/python3\.11/site-packages/[^/]+\.dist-info/WHEEL", member.name):
+                text = tar.extractfile(member).read().decode()
+                tags[member.name.split("/")[3]] = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Tag:")]
+    assert len(tags) == len(env["requirements"]), (sorted(tags), env["requirements"])
+    binary = {d: t for d, t in tags.items() if not all(tag.endswith("-none-any") for tag in t)}
+    assert binary, "the light profile must hold a compiled wheel (pydantic-core, pyyaml) for this check to mean anything"
+    for dist, dist_tags in tags.items():
+        ok = []
+        for tag in dist_tags:
+            py, abi, plats = tag.split("-")  # a compressed tag set joins platforms with '.'
+            glibcs = [re.fullmatch(rf"manylinux_2_(\d+)_{arch}|manylinux2014_{arch}", p) for p in plats.split(".")]
+            on_al2023 = any(m and int(m.group(1) or 17) <= 34 for m in glibcs)
+            pure = abi == "none" and plats == "any"
+            # CPython 3.11's ABI, the stable ABI, or Python-only code with a bundled native library (xgboost)
+            compiled = on_al2023 and ((py.startswith("cp3") and abi in {"cp311", "abi3"}) or (py == "py3" and abi == "none"))
+            ok.append(bool(pure or compiled) and (abi != "cp311" or py == "cp311"))
+        assert any(ok), (dist, dist_tags)
+    assert set(env["platform_tags"]) == {t for ts in tags.values() for t in ts}
+
+
+def test_wheel_install_targets_al2023_on_both_architectures(tmp_path):
+    from deploy.package import TARGET_ARCHES, build_env_archive, host_arch, platform_tags, wheel_install_command
+
+    for arch in TARGET_ARCHES:
+        tags = platform_tags(arch)
+        assert tags[0] == f"manylinux_2_34_{arch}" and f"manylinux2014_{arch}" in tags and not any("2_35" in t for t in tags)
+        cmd = wheel_install_command(tmp_path, tmp_path / "r.txt", arch)
+        given = [cmd[i + 1] for i, word in enumerate(cmd) if word == "--platform"]
+        assert given == tags and cmd[cmd.index("--python-version") + 1] == "3.11" and "--only-binary=:all:" in cmd
+    other = next(a for a in TARGET_ARCHES if a != host_arch())
+    with pytest.raises(RuntimeError, match=f"built on an {other} host"):
+        build_env_archive(tmp_path, [], "light", arch=other)
 
 
 def test_env_archive_runs_the_config_loader_from_the_code_zip_when_relocated(built, tmp_path):
@@ -359,6 +407,13 @@ def test_submit_guards(built):
         render_glue(manifest, outputs, job, [], {})
     with pytest.raises(SubmitError, match="credentials"):
         render_glue(manifest, outputs, job, [], {"MLFLOW_TRACKING_URI": "https://user:secret@mlflow.example.com"})
+    for local in ("sqlite:///mlflow.db", "./mlruns", "mlruns"):
+        with pytest.raises(SubmitError, match="local to one machine"):
+            config_environment(outputs, {"MLFLOW_TRACKING_URI": local})
+    # terraform's SageMaker tracking server when no URI is given; an explicit one wins
+    server = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/evfa-mlflow"
+    assert config_environment({**outputs, "mlflow_tracking_uri": server}, {})["MLFLOW_TRACKING_URI"] == server
+    assert config_environment({**outputs, "mlflow_tracking_uri": server}, ENVIRON)["MLFLOW_TRACKING_URI"] == ENVIRON["MLFLOW_TRACKING_URI"]
     with pytest.raises(SubmitError, match="no entry point"):
         render_emr_serverless(manifest, outputs, "no_such_job", [], ENVIRON, allow_nonportable_env=True)
     with pytest.raises(SubmitError, match="terraform outputs missing"):
@@ -468,3 +523,16 @@ def test_runtime_extracts_conf_from_the_code_zip(built, monkeypatch):
     conf_dir = deploy_runtime.ensure_conf_dir()
     assert (conf_dir / "base.yaml").is_file() and (conf_dir / "glue.yaml").is_file()
     assert os.environ["EVFA_CONF_DIR"] == str(conf_dir)
+
+
+def test_prune_test_suites_keeps_testing_helpers(tmp_path):
+    from deploy.package import prune_test_suites
+
+    site = tmp_path / "site-packages"
+    for rel in ("pandas/tests/frame/test_x.py", "scipy/linalg/tests/data.npz", "numpy/testing/__init__.py", "pandas/_testing/__init__.py", "pandas/core/frame.py", "tests/__init__.py"):
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_bytes(b"x" * 10)
+    assert prune_test_suites(site) == 20
+    left = sorted(str(p.relative_to(site)) for p in site.rglob("*.py"))
+    # a top-level 'tests' is somebody's package, not a bundled suite: kept
+    assert left == ["numpy/testing/__init__.py", "pandas/_testing/__init__.py", "pandas/core/frame.py", "tests/__init__.py"]

@@ -271,3 +271,34 @@ def test_analyst_policy_denies_the_restricted_prefix_conf_writes_personal_data_t
         storage = yaml.safe_load((TF_ROOT.parent / "conf" / conf).read_text())["storage"]
         assert storage["root"].split("}/", 1)[1] + "/" == analyst, conf
         assert storage["restricted_root"].split("}/", 1)[1] + "/" == restricted, conf
+
+
+def test_mlflow_tracking_server_is_private_to_the_project():
+    """The SageMaker MLflow server: the job role may call it (and no other server), the server's own
+    role reaches only the artifact store prefix the jobs' conf logs to, and it runs MLflow 3."""
+    from deploy.submit import cluster_config
+
+    doc = resources(TF_ROOT / "modules" / "execution_role", "aws_iam_policy_document", kind="data")["data_access"]
+    dynamic = {d["statement"]["content"][0]["sid"]: d["statement"]["content"][0] for d in doc["dynamic"]}
+    grant = dynamic["MlflowTrackingServer"]
+    assert grant["actions"] == ["sagemaker-mlflow:*"] and unwrap(grant["resources"]) == "var.mlflow_server_arns"
+    module = TF_ROOT / "modules" / "mlflow_tracking"
+    server = resources(module, "aws_sagemaker_mlflow_tracking_server")["this"]
+    assert server["artifact_store_uri"] == "s3://${var.artifacts_bucket}/${var.artifact_prefix}"
+    assert server["automatic_model_registration"] is False  # the champion gate registers, nothing else
+    store = resources(module, "aws_iam_policy_document", kind="data")["artifacts"]
+    objects = next(s for s in store["statement"] if s["sid"] == "ArtifactStoreObjects")
+    assert objects["resources"] == ["${var.artifacts_bucket_arn}/${var.artifact_prefix}*"]
+    assert all(r != "*" for s in store["statement"] for r in s["resources"])
+    variables = named(module, "variable")
+    prefix = variables["artifact_prefix"]["default"]
+    version = variables["mlflow_version"]["default"]
+    assert re.fullmatch(r"3(\.\d+)+", version)
+    for env in ("emr", "glue"):
+        environ = {"EVFA_LAKEHOUSE_BUCKET": "l", "EVFA_ARTIFACTS_BUCKET": "a", "EVFA_DELTA_LOG_TABLE": "t", "EVFA_AWS_REGION": "eu-west-1", "MLFLOW_TRACKING_URI": "https://m"}
+        location = cluster_config(env, environ).mlflow.artifact_location
+        assert location.rstrip("/") + "/" == f"s3://a/{prefix}", (env, location)
+    calls = named(EXAMPLE, "module")
+    assert unwrap(calls["mlflow_tracking"]["count"]) == "var.enable_mlflow_tracking_server ? 1 : 0"
+    assert "module.mlflow_tracking" in str(calls["execution_role"]["mlflow_server_arns"])
+    assert "mlflow_tracking_uri" in named(EXAMPLE, "output")

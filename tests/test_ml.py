@@ -624,3 +624,14 @@ def test_physics_baseline_says_where_it_is_the_vehicle_mean(spark):
     assert physics_coverage(seg, ["Leaf"], "Leaf") == (0.75, ["Nairobi Tuk"])  # a null model takes default_model's
     assert physics_coverage(seg.where("model = 'Leaf'"), ["Leaf"], None) == (1.0, []) and physics_baseline_name(1.0) == "physics"
     assert physics_baseline_name(0.9996) == "physics+vehicle_mean (0.1 % per-vehicle mean)"  # never "0 %" while any falls back
+
+
+def test_tracking_uris_of_remote_servers_pass_unchanged(tmp_path):
+    """A SageMaker tracking server's ARN (no '://') is a server, not a folder to create."""
+    from common.ml import tracking
+
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/evfa-mlflow"
+    for uri in (arn, "https://mlflow.example.com", "databricks"):
+        cfg = load_config("local", overrides=[f"mlflow.tracking_uri={uri}"])
+        assert tracking.tracking_uri(cfg) == uri and tracking.registry_uri(cfg) == uri
+    assert not (tracking.PROJECT_ROOT / arn).exists()

@@ -41,6 +41,8 @@ def _absolute_uri(uri: str) -> str:
 
     MLflow resolves them against the process's working directory, which differs between
     `make`, pytest and spark-submit; the project root keeps one store per checkout."""
+    if uri.startswith(("arn:", "databricks")):  # a SageMaker tracking server (sagemaker-mlflow) or Databricks
+        return uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         rel = uri[len("sqlite:///") :]
         path = Path(rel) if os.path.isabs(rel) else PROJECT_ROOT / rel

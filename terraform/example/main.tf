@@ -45,6 +45,19 @@ module "glue_catalog" {
   tags            = local.tags
 }
 
+module "mlflow_tracking" {
+  source = "../modules/mlflow_tracking"
+  count  = var.enable_mlflow_tracking_server ? 1 : 0
+
+  name_prefix          = var.name_prefix
+  artifacts_bucket     = module.storage.artifacts_bucket
+  artifacts_bucket_arn = module.storage.artifacts_bucket_arn
+  kms_key_arn          = module.storage.kms_key_arn
+  mlflow_version       = var.mlflow_server_version
+  size                 = var.mlflow_server_size
+  tags                 = local.tags
+}
+
 module "execution_role" {
   source = "../modules/execution_role"
 
@@ -57,6 +70,7 @@ module "execution_role" {
   kms_key_arn          = module.storage.kms_key_arn
   delta_log_table_arn  = module.delta_log_store.table_arn
   log_group_arns       = values(module.log_groups.arns)
+  mlflow_server_arns   = [for m in module.mlflow_tracking : m.arn]
   tags                 = local.tags
 }
 

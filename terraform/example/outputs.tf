@@ -70,3 +70,13 @@ output "emr_cluster_id" {
   description = "EMR on EC2 cluster id, or null when enable_emr_cluster is false."
   value       = try(module.emr_cluster[0].cluster_id, null)
 }
+
+output "mlflow_tracking_uri" {
+  description = "MLFLOW_TRACKING_URI of the jobs: the SageMaker MLflow tracking server's ARN, or null when enable_mlflow_tracking_server is false (then set MLFLOW_TRACKING_URI to your own server)."
+  value       = try(module.mlflow_tracking[0].arn, null)
+}
+
+output "mlflow_ui_url" {
+  description = "MLflow UI of the SageMaker tracking server (open it through `aws sagemaker create-presigned-mlflow-tracking-server-url`), or null."
+  value       = try(module.mlflow_tracking[0].tracking_server_url, null)
+}

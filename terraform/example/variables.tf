@@ -245,3 +245,21 @@ variable "glue_database_prefix" {
     error_message = "glue_database_prefix may hold lower-case letters, digits and underscores (at most 30)."
   }
 }
+
+variable "enable_mlflow_tracking_server" {
+  description = "Create a SageMaker managed MLflow tracking server for the jobs (false: bring your own and set MLFLOW_TRACKING_URI)."
+  type        = bool
+  default     = true
+}
+
+variable "mlflow_server_version" {
+  description = "MLflow version of the SageMaker tracking server (3.x: the jobs log MLflow 3 logged models)."
+  type        = string
+  default     = "3.0"
+}
+
+variable "mlflow_server_size" {
+  description = "Size of the SageMaker tracking server: Small, Medium or Large."
+  type        = string
+  default     = "Small"
+}

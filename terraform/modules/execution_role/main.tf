@@ -124,6 +124,17 @@ data "aws_iam_policy_document" "data_access" {
     resources = ["arn:${local.partition}:logs:*:${local.account_id}:log-group:*"]
   }
 
+  # MLflow on SageMaker: the sagemaker-mlflow plugin signs each tracking and registry call with the
+  # job's credentials; the role may use the project's tracking servers only.
+  dynamic "statement" {
+    for_each = length(var.mlflow_server_arns) > 0 ? [1] : []
+    content {
+      sid       = "MlflowTrackingServer"
+      actions   = ["sagemaker-mlflow:*"]
+      resources = var.mlflow_server_arns
+    }
+  }
+
   # Tables by name (jobs/catalog.py): the project's Glue databases and their tables only. The Hive
   # client of EMR and Glue reads the `default` database when it starts and creates it when the
   # account has none (CreateDatabase is granted on that one database only).

@@ -127,3 +127,14 @@ variable "region" {
     error_message = "region must be an AWS region name such as eu-west-1."
   }
 }
+
+variable "mlflow_server_arns" {
+  description = "SageMaker MLflow tracking servers the jobs log to (sagemaker-mlflow:* on these only); empty when the server is not SageMaker's."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.mlflow_server_arns : can(regex("^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:mlflow-tracking-server/[A-Za-z0-9-]+$", a))])
+    error_message = "mlflow_server_arns must be SageMaker MLflow tracking server ARNs."
+  }
+}
