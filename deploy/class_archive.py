@@ -1,6 +1,6 @@
 """Build the local driver's class-data sharing archive (`make setup` runs it; a no-op once built).
 
-    .venv/bin/python -m deploy.class_archive [--force]
+    .venv/bin/python -m deploy.class_archive [--force] [--test]
 
 A driver JVM started with ``-XX:ArchiveClassesAtExit`` runs a small workload that touches what the
 jobs use (a Delta table created, appended, read, MERGEd; Sedona; a window; a grouped pandas UDF)
@@ -8,6 +8,9 @@ and writes the classes it loaded into `common.io.spark.class_archive_path` when 
 `common.io.spark.build_session` then starts local drivers with ``-XX:SharedArchiveFile`` (HotSpot
 maps the archive instead of loading and verifying the classes; a JVM that cannot use it, e.g. after
 a Java update, starts as before). The archive (~170 MB) stays beside the jars, out of git.
+`--test` (run by `make test`) builds the archive of the test session's jar set instead: the cached
+jars plus the s3a test jars (`s3a_test_jars`), another class path and so another archive; each
+build keeps the other set's archive.
 """
 
 from __future__ import annotations
@@ -44,6 +47,16 @@ def workload(spark, cfg) -> None:
     spark.sql("SELECT ST_DistanceSphere(ST_Point(77.2, 28.6), ST_Point(77.3, 28.7)) AS m").collect()  # bounded: one row
 
 
+def s3a_test_jars(cfg) -> list[str]:
+    """The cached s3a test jars (`bin/fetch-jars --test`) the test session adds (tests/conftest.py); those missing are left out."""
+    from common.core.versions import S3A_TEST_COORDINATES, jar_file_name
+
+    if not cfg.spark.jars_dir:
+        return []
+    jars = [os.path.join(cfg.storage.resolve(cfg.spark.jars_dir), jar_file_name(c)) for c in S3A_TEST_COORDINATES]
+    return [j for j in jars if os.path.exists(j)]
+
+
 def unsupported() -> str | None:
     """Why this Java cannot write a dynamic class archive (HotSpot 13+), or None when it can."""
     from common.io.spark import java_executable
@@ -60,11 +73,13 @@ def unsupported() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="rebuild even if the archive exists")
+    ap.add_argument("--test", action="store_true", help="the archive of the test session's jar set (cached jars + s3a test jars)")
     args = ap.parse_args(argv)
 
     from pyspark import SparkContext
 
     from common.core.config import load_config
+    from common.core.versions import S3A_TEST_COORDINATES
     from common.io.spark import DRIVER_JAVA_OPTIONS, build_session, class_archive_path, java_options, local_jars, python_for_workers
 
     with tempfile.TemporaryDirectory(prefix="evfa-class-archive-") as tmp:
@@ -73,7 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         if not jars:
             print("class archive: no local jar cache (spark.jars_dir is null): nothing to build")
             return 0
-        target = class_archive_path(cfg.storage.resolve(cfg.spark.jars_dir), jars)
+        jars_dir = cfg.storage.resolve(cfg.spark.jars_dir)
+        test_jars = s3a_test_jars(cfg)
+        test_set = jars + test_jars if len(test_jars) == len(S3A_TEST_COORDINATES) else None
+        if args.test and test_set is None:
+            print("class archive: the s3a test jars are not cached (bin/fetch-jars --test): nothing to build")
+            return 0
+        extra = test_jars if args.test else []
+        target = class_archive_path(jars_dir, jars + extra)
+        # the archive of the other jar set (jobs' or tests') is current too: not stale
+        keep = {class_archive_path(jars_dir, jars)} | ({class_archive_path(jars_dir, test_set)} if test_set else set())
         failed = Path(f"{target}.failed")
         if not args.force and (os.path.exists(target) or failed.exists()):
             if failed.exists():
@@ -91,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.spark.extra = {**cfg.spark.extra, DRIVER_JAVA_OPTIONS: java_options(cfg, f"-XX:ArchiveClassesAtExit={shlex.quote(partial)}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off")}
         cfg.spark.ui_enabled, cfg.spark.progress_bar = False, False
         python_for_workers()
-        spark = build_session(cfg)
+        spark = build_session(cfg, extra_jars=extra)
         try:
             workload(spark, cfg)
         except Exception as exc:  # noqa: BLE001 - the archive is optional: recorded, setup goes on
@@ -113,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         os.replace(partial, target)
         for stale in Path(target).parent.glob("jvm-classes-*.jsa*"):  # archives of an earlier Java or jar set
-            if str(stale) != target and not stale.name.endswith(".partial"):
+            if str(stale) not in keep and not stale.name.endswith(".partial"):
                 stale.unlink(missing_ok=True)
         print(f"class archive: {target} ({os.path.getsize(target) / 2**20:.0f} MiB) in {time.time() - t0:.0f} s")
     return 0

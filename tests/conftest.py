@@ -90,9 +90,12 @@ def cfg(session_root) -> Config:
 @pytest.fixture(scope="session")
 def spark(cfg):
     from common.io.spark import build_session, python_for_workers
+    from deploy.class_archive import s3a_test_jars
 
     python_for_workers()
-    session = build_session(cfg)
+    # The s3a jars (`bin/fetch-jars --test`, run by make test) for tests/test_s3_inputs.py, which fails
+    # naming any that is missing; `make test` also builds this jar set's class archive.
+    session = build_session(cfg, extra_jars=s3a_test_jars(cfg))
     yield session
     session.stop()
 

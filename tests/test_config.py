@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.core.config import ConfigError, apply_override, load_config, redact
-from common.core.versions import ALL_COORDINATES, DELTA_LOG_STORE_COORDINATES
+from common.core.versions import ALL_COORDINATES, DELTA_LOG_STORE_COORDINATES, S3A_TEST_COORDINATES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,7 +108,11 @@ def test_every_shipped_dataset_config_validates():
 def test_fetch_jars_matches_versions_module():
     script = (ROOT / "bin" / "fetch-jars").read_text()
     listed = re.findall(r'^\s+"([\w.\-]+:[\w.\-]+:[\w.\-]+)"', script, re.M)
-    assert sorted(listed) == sorted(ALL_COORDINATES + DELTA_LOG_STORE_COORDINATES)
+    assert sorted(listed) == sorted(ALL_COORDINATES + DELTA_LOG_STORE_COORDINATES + S3A_TEST_COORDINATES)
+    # each array as its flag fetches it: the s3a jars with --test only, never for a job's class path
+    arrays = {name: re.findall(r'"([^"\s]+:[^"\s]+:[^"\s]+)"', body) for name, body in re.findall(r"^(\w+)=\((.*?)^\)", script, re.M | re.S)}
+    assert arrays == {"JARS": list(ALL_COORDINATES), "CLUSTER_JARS": list(DELTA_LOG_STORE_COORDINATES), "TEST_JARS": list(S3A_TEST_COORDINATES)}
+    assert not set(S3A_TEST_COORDINATES) & set(ALL_COORDINATES)
 
 
 def test_session_has_delta_sedona_utc(spark):
@@ -153,10 +157,12 @@ def test_the_class_archive_is_keyed_on_java_pyspark_and_jars_and_used_only_when_
 
 
 def test_the_test_driver_runs_on_the_class_archive_when_setup_built_it(spark, cfg):
-    """`make setup` builds the archive (deploy/class_archive.py); this session's JVM then uses it."""
+    """`make test` builds the archive of the test session's jar set (deploy/class_archive.py --test:
+    the cached jars and the s3a test jars); this session's JVM then uses it."""
     from common.io.spark import class_archive_options, jvm_of, local_jars
+    from deploy.class_archive import s3a_test_jars
 
-    expected = class_archive_options(cfg, local_jars(cfg.spark, cfg.storage.resolve))
+    expected = class_archive_options(cfg, local_jars(cfg.spark, cfg.storage.resolve) + s3a_test_jars(cfg))
     args = list(jvm_of(spark).java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
     used = [a for a in args if a.startswith("-XX:SharedArchiveFile=")]
     assert used == ([o for o in expected.split() if o.startswith("-XX:SharedArchiveFile=")] if expected else []), args

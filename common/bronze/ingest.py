@@ -18,7 +18,9 @@ rows `common.bronze.load`.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import posixpath
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -375,12 +377,31 @@ def _parquet_footer(spark: SparkSession, path: str) -> None:
 def _open_workbook(spark: SparkSession, path: str) -> None:
     from openpyxl import load_workbook
 
-    workbook = load_workbook(_local_path(spark, path), read_only=True)
+    workbook = load_workbook(io.BytesIO(_workbook_bytes(spark, path)), read_only=True)
     workbook.close()
 
 
-def _local_path(spark: SparkSession, path: str) -> str:
-    return jvm_of(spark).org.apache.hadoop.fs.Path(path).toUri().getPath()
+def _workbook_bytes(spark: SparkSession, path: str) -> bytes:
+    """A whole .xlsx through Hadoop's FileSystem: one code path for file:, s3a:, s3: (EMR), hdfs:.
+
+    openpyxl reads a file object, so the extension check it makes on a file name is made here (an .xls
+    or a stray .txt in an xlsx dataset's folder keeps its clear InvalidFileException, not BadZipFile).
+    """
+    from openpyxl.reader.excel import SUPPORTED_FORMATS
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    jvm = jvm_of(spark)
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    suffix = posixpath.splitext(hpath.getName())[1].lower()
+    if suffix not in SUPPORTED_FORMATS:
+        raise InvalidFileException(
+            f"openpyxl does not support {suffix or 'extension-less'} file format, please check you can open it with Excel first. Supported formats are: {','.join(SUPPORTED_FORMATS)}"
+        )
+    stream = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(hpath)
+    try:
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream))  # one py4j call, byte[] -> bytes
+    finally:
+        stream.close()
 
 
 def _with_file(df: DataFrame) -> DataFrame:
@@ -416,9 +437,8 @@ def _read_excel(spark: SparkSession, spec: DatasetSpec, path: str) -> DataFrame:
     """An .xlsx sheet via pandas/openpyxl on the driver (meant for small dumps), all values as text."""
     import pandas as pd
 
-    local = _local_path(spark, path)
     sheet = 0 if spec.sheet is None else spec.sheet
-    pdf = pd.read_excel(local, sheet_name=sheet, header=spec.header_row, dtype=str, engine="openpyxl")
+    pdf = pd.read_excel(io.BytesIO(_workbook_bytes(spark, path)), sheet_name=sheet, header=spec.header_row, dtype=str, engine="openpyxl")
     pdf.columns = [str(c) for c in pdf.columns]
     pdf = pdf.astype(object).where(pdf.notna(), None)
     schema = T.StructType([T.StructField(c, T.StringType(), True) for c in pdf.columns])

@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -256,13 +257,16 @@ def class_archive_options(cfg: Config, jars: list[str]) -> str | None:
     return java_options(cfg, f"-XX:SharedArchiveFile={shlex.quote(archive)}", "-Xshare:auto")
 
 
-def build_session(cfg: Config) -> SparkSession:
+def build_session(cfg: Config, extra_jars: Sequence[str] = ()) -> SparkSession:
     """Create (or return the running) SparkSession configured for Delta + Sedona.
 
     Parameters
     ----------
     cfg : Config
         `spark` (master, settings, jar cache, driver memory, log level) and `storage`.
+    extra_jars : sequence of str, optional
+        Jars appended to the cached ones (the test session's s3a jars, tests/conftest.py); they are
+        part of the class archive's key like the others.
 
     Returns
     -------
@@ -274,7 +278,7 @@ def build_session(cfg: Config) -> SparkSession:
         builder = builder.master(cfg.spark.master)
     for key, value in spark_conf(cfg).items():
         builder = builder.config(key, value)
-    jars = local_jars(cfg.spark, cfg.storage.resolve)
+    jars = local_jars(cfg.spark, cfg.storage.resolve) + list(extra_jars)
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
         options = class_archive_options(cfg, jars)
