@@ -113,6 +113,7 @@ def test_short_retention_needs_the_explicit_flag_and_then_deletes_old_files(spar
 def test_maintain_stage_runs_last_only_when_enabled(spark, appended):
     names = [s.name for s in STAGES]
     assert names[-2:] == ["maintain", "catalog"]  # only the registration of the tables by name follows
+    assert names[-4:-2] == ["report", "export"]  # the report and the extracts read tables; maintain comes after them
     assert "maintain" not in [s.name for s in select(STAGES, None, None, None, generate=True)]
     assert [s.name for s in select(STAGES, None, None, None, generate=True, maintain=True)][-2:] == ["maintain", "catalog"]
     assert [s.name for s in select(STAGES, "maintain", None, None, generate=False)] == ["maintain"]

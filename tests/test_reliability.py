@@ -588,6 +588,38 @@ def test_esb_uptime_from_snapshots(spark, esb_cfg):
     assert failed.mtbf_hours.to_numpy() == pytest.approx((failed.up_hours / failed.failures).to_numpy())
 
 
+@pytest.mark.realdata
+def test_esb_daily_faults_are_counted_and_forecast(spark, esb_cfg):
+    """ESB's November 2018 status snapshots (60 charge points): daily buckets with a weekly cycle.
+    Each site's observed daily faults equal a count made here with pandas from the status
+    intervals (a down interval with a fault cause right after an up or excluded one)."""
+    from common.core.config import FaultForecastConfig
+    from common.network import forecast as fc
+    from jobs.fault_analysis import run_fault_analysis
+
+    cfg = esb_cfg.model_copy(deep=True)
+    cfg.fault_forecast = FaultForecastConfig(bucket_days=1, season_length=7, horizon=7, backtest_origins=2)
+    report = run_fault_analysis(spark, cfg)
+    print("\n", report.notes)
+    iv = tables.read(spark, cfg, "silver.port_status_intervals").select("source_name", "station_id", "port_id", "start_ts", "end_ts", "state", "down_cause").toPandas()
+    iv = iv.sort_values(["source_name", "port_id", "start_ts"])
+    prev = iv.groupby(["source_name", "port_id"]).state.shift()
+    failed = iv[(iv.state == "down") & (iv.down_cause == "fault") & prev.isin(["up", "excluded"])]
+    origin = iv.start_ts.min().normalize()
+    days = int((iv.end_ts.max() - origin) / pd.Timedelta(days=1))
+    day = ((failed.start_ts - origin) / pd.Timedelta(days=1)).astype(int)
+    want = failed[day < days].groupby("station_id").size()
+
+    got = tables.read(spark, cfg, "gold.fault_forecast").toPandas()
+    history = got[(got.step <= 0) & (got.site_id != fc.NETWORK)].groupby("site_id").actual.sum()
+    assert len(got[(got.step <= 0) & (got.site_id == fc.NETWORK)]) == days
+    assert history[history > 0].sort_index().to_dict() == want.sort_index().to_dict()
+    assert got[got.site_id == fc.NETWORK].actual.sum() == want.sum() and want.sum() > 0
+    back = tables.read(spark, cfg, "gold.fault_forecast_backtest").where(f"site_id = '{fc.NETWORK}'").toPandas().set_index("method")
+    print(back[["spec", "origins", "buckets", "mae", "mape", "coverage"]].to_string())
+    assert set(back.index) == {"model", "seasonal_naive", "mean"} and (back.origins == 2).all() and (back.buckets == 14).all()
+
+
 @pytest.fixture(scope="module")
 def dundee_cfg(spark, session_root):
     from jobs.reliability import run_reliability

@@ -83,7 +83,7 @@ def twizy_lakehouse(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("twizy")
     cfg = load_config(
         "test",
-        [f"storage.root={root}/lakehouse", f"storage.restricted_root={root}/restricted", f"report.output_dir={root}/reports",
+        [f"storage.root={root}/lakehouse", f"storage.restricted_root={root}/restricted", f"report.output_dir={root}/reports", f"export.output_dir={root}/exports",
          f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db", f"mlflow.artifact_location={root}/mlruns"],
         dataset_files=["conf/datasets/twizy.yaml"],
     )  # fmt: skip
@@ -94,7 +94,7 @@ def twizy_lakehouse(spark, tmp_path_factory):
 
 def test_twizy_runs_every_stage_that_applies(twizy_lakehouse):
     _, reports = twizy_lakehouse
-    assert [s for s, r in reports.items() if r.status == "ok"] == ["ingest", "clean", "kpis", "residence", "charging", "hotspots", "risk", "report"]
+    assert [s for s, r in reports.items() if r.status == "ok"] == ["ingest", "clean", "kpis", "residence", "charging", "hotspots", "risk", "report", "export"]
     assert reports["stations"].notes == ["no bronze.stations - configure inputs.stations to enable"]
 
 

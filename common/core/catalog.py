@@ -180,6 +180,14 @@ TABLES: dict[str, Table] = {
             "Per session source: a failure logit on network, DC-fast, local hour band, weekend and port load (a model row, then per driver level the odds ratio with CI, Holm-adjusted p-value, marginal effect); jobs/fault_analysis.py",
         ),
         Table(
+            "gold.fault_forecast",
+            "Per source, site and the network ('(network)'): the observed faults (failures with a fault cause) per bucket (step <= 0, actual) and the next fault_forecast.horizon buckets (step >= 1) with prediction intervals; method sarimax (Fourier seasonal regression, AIC-chosen) or the mean baseline with the reason; jobs/fault_analysis.py",
+        ),
+        Table(
+            "gold.fault_forecast_backtest",
+            "Per source, site and the network: rolling-origin backtest of the fault forecast (MAE, MAPE over buckets with faults, interval coverage) beside the seasonal-naive and mean baselines; jobs/fault_analysis.py",
+        ),
+        Table(
             "gold.reliability_tests",
             "Reliability tests: two-window fault-rate z-test, load-vs-fault logit (odds ratio), lost-revenue bootstrap CI, alert-threshold precision/recall, fault-rate hotspots; jobs/reliability.py",
         ),

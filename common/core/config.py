@@ -315,6 +315,9 @@ class GeneratorConfig(Section):
     at_risk_share: float = Field(0.15, ge=0, le=1, description="Share of low-activity / at-risk drivers.")
     offline_share: float = Field(0.05, ge=0, le=1, description="Share of drivers whose device goes offline for days (not at risk).")
     anomaly_rate: float = Field(0.004, ge=0, le=0.2, description="Per-row probability of an injected anomaly.")
+    fault_trend_per_year: float = Field(0.0, ge=-0.9, le=5, description="Charger faults: relative change of the fault rate per year (0.2: +20 %/year), for the fault forecast's truth.")
+    fault_season_amplitude: float = Field(0.0, ge=0, lt=1, description="Charger faults: amplitude of a sinusoidal seasonal cycle of the fault rate (0.4: +-40 %).")
+    fault_season_days: float = Field(364.0, gt=1, description="Charger faults: length of that cycle (days).")
     vehicles_per_task: int = Field(25, ge=1, description="Vehicles simulated per Spark task (mapInPandas chunk).")
     output_format: Literal["parquet", "csv"] = "parquet"
     # --- device behaviour (docs/GENERATOR.md "Device reporting modes") ---
@@ -668,6 +671,68 @@ class ReportConfig(Section):
     )
 
 
+class ExportConfig(Section):
+    """Extracts for operations teams (`jobs/export.py`): one CSV / Parquet file per extract and run, personal ones in a restricted folder."""
+
+    enabled: bool = Field(True, description="Run the export stage; false: the pipeline records it as skipped with this reason.")
+    output_dir: str = Field(
+        "exports",
+        description="Extracts without personal data go to <output_dir>/<run>/<extract>.<format> with the run's manifest.json; <output_dir>/latest points at the newest run. "
+        "Relative paths resolve against the project root (like report.output_dir).",
+    )
+    restricted_dir: str | None = Field(
+        None,
+        description="Extracts with personal data (vehicle ids with their home cell) go to <restricted_dir>/<run>/, with a latest pointer. "
+        "Null: <storage.restricted>/exports, so they share the restricted root's access policy (docs/PRIVACY.md). Must not be output_dir or lie inside it.",
+    )
+    formats: list[Literal["csv", "parquet"]] = Field(
+        ["csv", "parquet"],  # pydantic copies a mutable default per instance
+        description="Files written per extract: csv (UTF-8, header row, RFC 4180 quoting: opens in a spreadsheet) and/or parquet.",
+    )
+    max_rows: int = Field(
+        100_000,
+        ge=1,
+        description="Rows per extract at most (each is one file, collected on one task); a longer extract keeps its first rows in its sort order and the stage notes the cut.",
+    )
+    home_cell_m: float = Field(
+        1000.0,
+        gt=0,
+        description="The high-risk drivers extract gives each home as an H3 cell no smaller than a square of this side (m), never coordinates (`common.spatial.privacy.h3_resolution_for`).",
+    )
+
+    @field_validator("formats")
+    @classmethod
+    def _some_format(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("export.formats needs at least one of csv, parquet (set export.enabled: false to write none)")
+        return list(dict.fromkeys(value))
+
+    def folders(self, storage: StorageConfig) -> tuple[str, str]:
+        """The resolved folders of ordinary and of personal-data extracts.
+
+        Parameters
+        ----------
+        storage : StorageConfig
+            Resolves relative paths; its restricted root holds the personal extracts by default.
+
+        Returns
+        -------
+        tuple of str
+            (output folder, restricted folder), absolute paths or URIs without a trailing slash.
+
+        Raises
+        ------
+        ConfigError
+            The restricted folder is the output folder or inside it (personal data would be
+            published with the ordinary extracts).
+        """
+        public = storage.resolve(self.output_dir).rstrip("/")
+        restricted = storage.resolve(self.restricted_dir or f"{storage.restricted.rstrip('/')}/exports").rstrip("/")
+        if restricted == public or restricted.startswith(public + "/"):
+            raise ConfigError(f"export.restricted_dir ({restricted}) must not be export.output_dir ({public}) or lie inside it: personal extracts would be published with the others")
+        return public, restricted
+
+
 class StationsConfig(Section):
     """Station KPIs, fleet <-> network join and coverage gaps (`jobs/stations.py`, `common/network/stations.py`)."""
 
@@ -746,6 +811,35 @@ class CapacityConfig(Section):
 
 
 FAULT_DRIVERS = ("network", "dc_station", "power_kw", "hour_band", "weekend", "load")
+
+
+TrendTerm = Literal["c", "ct"]
+TREND_TERMS: tuple[TrendTerm, ...] = ("c", "ct")
+
+
+class FaultForecastConfig(Section):
+    """Fault counts per site and for the network, forecast with a seasonal regression (`common/network/forecast.py`)."""
+
+    bucket_days: int = Field(7, ge=1, le=31, description="Faults are counted per bucket of this many days (7: weekly), from the first observed day of the source.")
+    season_length: int = Field(52, ge=2, description="Buckets per seasonal cycle (52 weekly buckets: a year).")
+    horizon: int = Field(13, ge=1, description="Buckets forecast after the last complete bucket.")
+    interval_level: float = Field(0.8, gt=0, lt=1, description="Coverage of the prediction intervals (0.8: the 10th to 90th percentile).")
+    fourier_terms: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        description="Candidate numbers of sine/cosine pairs of the seasonal cycle; K > 0 only with min_seasons cycles of history.",
+    )
+    trends: list[TrendTerm] = Field(default_factory=lambda: list(TREND_TERMS), description="Candidate deterministic terms: c (level), ct (level and linear trend).")
+    ar_orders: list[int] = Field(default_factory=lambda: [0, 1], description="Candidate AR orders of the errors (SARIMAX (p,0,0)).")
+    min_buckets: int = Field(12, ge=4, description="A series with fewer complete buckets gets the mean baseline, with the reason, instead of a fit.")
+    min_seasons: float = Field(2.0, ge=1, description="Seasonal (Fourier) candidates need this many cycles of history; fewer: level and trend only.")
+    backtest_origins: int = Field(3, ge=1, description="Rolling origins of the backtest, one horizon apart, the last one horizon before the end.")
+
+    @field_validator("fourier_terms", "ar_orders")
+    @classmethod
+    def _non_negative(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 0:
+            raise ValueError("a non-empty list of non-negative integers")
+        return sorted(set(v))
 
 
 class FaultDriversConfig(Section):
@@ -984,10 +1078,12 @@ class Config(Section):
     kpis: KpisConfig = Field(default_factory=KpisConfig)
     ml: MlConfig = Field(default_factory=MlConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
     stations: StationsConfig = Field(default_factory=StationsConfig)
     reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     fault_drivers: FaultDriversConfig = Field(default_factory=FaultDriversConfig)
+    fault_forecast: FaultForecastConfig = Field(default_factory=FaultForecastConfig)
     residence: ResidenceConfig = Field(default_factory=ResidenceConfig)
     charging: ChargingConfig = Field(default_factory=ChargingConfig)
     hotspots: HotspotsConfig = Field(default_factory=HotspotsConfig)

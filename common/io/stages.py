@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pyspark.sql import SparkSession
 
 from common.core.catalog import names
-from common.core.config import POSITION_TRACES, Config
+from common.core.config import POSITION_TRACES, Config, ConfigError
 from common.io import tables
 from common.io.cli import StageReport, missing_inputs
 
@@ -346,7 +346,7 @@ def summary_table(reports: list[StageReport]) -> str:
 
 
 def where_things_are(cfg: Config) -> str:
-    """Where a user finds the report, the tables, the personal data and the models.
+    """Where a user finds the report, the extracts, the tables, the personal data and the models.
 
     Parameters
     ----------
@@ -357,10 +357,16 @@ def where_things_are(cfg: Config) -> str:
     str
         Lines of resolved paths and the MLflow UI command.
     """
+    try:
+        public, restricted = cfg.export.folders(cfg.storage)
+        exports = f"Exports: {public}/latest  (extracts with personal data: {restricted}/latest)"
+    except ConfigError as exc:  # the export stage refuses this config and says why
+        exports = f"Exports: {exc}"
     return "\n".join(
         [
             "",
             f"Report:  {cfg.storage.resolve(cfg.report.output_dir)}/latest/index.html",
+            exports,
             f"Tables:  {cfg.storage.resolve(cfg.storage.root)}  (bronze/ silver/ gold/ quarantine/ truth/ audit/)",
             f"Restricted personal data: {cfg.storage.resolve(cfg.storage.restricted)}  (residences, position traces: {', '.join(sorted(POSITION_TRACES))})",
             f"MLflow:  make mlflow-ui   -> http://127.0.0.1:5000  (tracking store {cfg.mlflow.tracking_uri})",

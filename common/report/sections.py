@@ -42,6 +42,8 @@ REPORT_TABLES = (
     "gold.reliability_tests",
     "gold.site_capacity",
     "gold.fault_drivers",
+    "gold.fault_forecast",
+    "gold.fault_forecast_backtest",
     "silver.telematics_clean",
 )
 
@@ -689,6 +691,54 @@ def section_fault_drivers(inputs: ReportInputs, cfg: Config) -> R.Section:
     return s.add(R.table_html(terms[cols], "fault_drivers_table", "{:,.3f}"))
 
 
+# Sites listed in the fault forecast section (a reading list, not a data export).
+TOP_SITES = 20
+
+
+def section_fault_forecast(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """How many faults next: the network's observed and forecast faults, and the backtest (gold.fault_forecast*).
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'fault_forecast': per source a chart of the network's faults per bucket, the
+        forecast and its interval; the backtest rows of the networks; the sites with the most
+        faults forecast.
+    """
+    s = R.Section("fault_forecast", "How many faults next (fault forecast)")
+    forecast = inputs.get("gold.fault_forecast")
+    if forecast is None:
+        return s.add(no_data("gold.fault_forecast", "fault_analysis", inputs.status))
+    p = cfg.fault_forecast
+    network: pd.DataFrame = forecast.where(F.col("site_id") == "(network)").orderBy("source_name", "step").toPandas()  # bounded: history + horizon buckets per source
+    for source, g in network.groupby("source_name", sort=True):
+        ahead = g[g.step >= 1]
+        method = ahead.method.iloc[0] if len(ahead) else "none"
+        series = {"observed faults": g.actual.tolist(), f"forecast ({method})": g.forecast.tolist()}
+        if ahead.lower.notna().any():
+            series[f"{p.interval_level:.0%} interval, low"] = g.lower.tolist()
+            series[f"{p.interval_level:.0%} interval, high"] = g.upper.tolist()
+        title = f"{source}: faults per {p.bucket_days}-day bucket, network"
+        s.add(R.line_chart("fault_forecast" if source == network.source_name.min() else f"fault_forecast_{source}", g.bucket_start.tolist(), series, title, "faults"))
+        notes = ahead.note.dropna().unique()
+        if len(notes):
+            s.add(f"<p>{R.esc(source)}: {R.esc(notes[0])}</p>")
+    backtest = inputs.get("gold.fault_forecast_backtest")
+    if backtest is not None:
+        rows: pd.DataFrame = backtest.where(F.col("site_id") == "(network)").orderBy("source_name", "method").toPandas()  # bounded: three methods per source
+        s.add(f"<p>Rolling-origin backtest ({p.backtest_origins} origins, {p.horizon} buckets each): the model is re-chosen on the history before each origin.</p>")
+        s.add(R.table_html(rows[["source_name", "method", "spec", "origins", "buckets", "mae", "mape", "coverage"]], "fault_forecast_backtest_table", "{:,.3f}"))
+    sites = forecast.where("step >= 1 AND site_id <> '(network)'").groupBy("source_name", "site_id", "method").agg(F.sum("forecast").alias("faults_forecast"), F.sum("upper").alias("faults_upper"))
+    shown = sites.orderBy(F.desc("faults_forecast"), "site_id").limit(TOP_SITES).toPandas()  # bounded: TOP_SITES rows
+    s.add(f"<p>Sites with the most faults forecast over the next {p.horizon} buckets ({len(shown):,} of {sites.count():,} sites shown):</p>")
+    return s.add(R.table_html(shown, "fault_forecast_sites_table", "{:,.2f}"))
+
+
 def section_models(inputs: ReportInputs, cfg: Config) -> R.Section:
     """Registered champions and each model's test metric against its baselines (MLflow).
 
@@ -753,4 +803,16 @@ def champion_status(cfg: Config) -> pd.DataFrame | None:
     return pd.DataFrame(rows, columns=["registered model", f"@{cfg.ml.champion_alias}", "why not"])
 
 
-SECTIONS = (section_status, section_quality, section_fleet, section_maps, section_risk, section_stations, section_reliability, section_capacity, section_fault_drivers, section_models)
+SECTIONS = (
+    section_status,
+    section_quality,
+    section_fleet,
+    section_maps,
+    section_risk,
+    section_stations,
+    section_reliability,
+    section_capacity,
+    section_fault_drivers,
+    section_fault_forecast,
+    section_models,
+)

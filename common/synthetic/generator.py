@@ -474,7 +474,54 @@ def _build_outages(rng, stations, ports, midnights, gcfg) -> pd.DataFrame:
             for p in sp.port_id:
                 rows.append((st.station_id, p, s, e, "offline", False, None))
     df = pd.DataFrame(rows, columns=["station_id", "port_id", "start", "end", "cause", "excluded", "error_code"])
+    if gcfg.fault_trend_per_year or gcfg.fault_season_amplitude:
+        # Thinning (Lewis-Shedler) to the seasonal, trending rate, from its own random stream so the
+        # world's other draws stay those of a network without them.
+        keep_p = fault_rate_multiplier(df["start"].to_numpy(float), t0, t1, gcfg)
+        chance = np.random.default_rng(_seed(gcfg.seed, "fault_season")).random(len(df))
+        whole_period = (df["start"] == t0) & (df["end"] == t1)
+        df = df[(df["cause"] != "fault") | whole_period | (chance < keep_p)]
     return df.sort_values(["port_id", "start"]).reset_index(drop=True)
+
+
+def fault_rate_multiplier(ts: np.ndarray, t0: float, t1: float, gcfg) -> np.ndarray:
+    """Share of a port's base fault rate in force at `ts`: the thinning probability of a fault.
+
+    Parameters
+    ----------
+    ts : numpy.ndarray
+        Instants, UTC epoch s.
+    t0, t1 : float
+        Start and end of the generated period, UTC epoch s.
+    gcfg : GeneratorConfig
+        ``fault_trend_per_year``, ``fault_season_amplitude``, ``fault_season_days``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (1 + trend x years since t0) x (1 + amplitude x sin(2 pi (ts - t0) / season)), divided by
+        its maximum over [t0, t1].
+    """
+
+    def raw(t: np.ndarray) -> np.ndarray:
+        """The unnormalised rate multiplier.
+
+        Parameters
+        ----------
+        t : numpy.ndarray
+            Instants, UTC epoch s.
+
+        Returns
+        -------
+        numpy.ndarray
+            Trend x seasonal factor at `t`.
+        """
+        years = (t - t0) / (365.25 * 86400)
+        trend = np.maximum(0.0, 1 + gcfg.fault_trend_per_year * years)
+        return trend * (1 + gcfg.fault_season_amplitude * np.sin(2 * np.pi * (t - t0) / (gcfg.fault_season_days * 86400)))
+
+    peak = raw(np.linspace(t0, t1, 4097)).max()
+    return raw(np.asarray(ts, dtype=float)) / peak if peak > 0 else np.zeros(len(ts))
 
 
 def _build_vehicles(rng, gcfg, region, tz, hotspots, stations) -> pd.DataFrame:
