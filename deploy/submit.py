@@ -108,14 +108,25 @@ def load_manifest(dist: Path = DIST_DIR, allow_stale: bool = False) -> dict:
     return manifest
 
 
+# Tracking URIs a cluster job can log to with mlflow-skinny (+ sagemaker-mlflow): servers only.
+_REMOTE_TRACKING = re.compile(r"^(https?://|databricks(-uc)?(://|$)|arn:aws[a-z-]*:sagemaker:)", re.IGNORECASE)
+
+
+def _remote_tracking(uri: str) -> bool:
+    return bool(_REMOTE_TRACKING.match(uri))
+
+
 def config_environment(outputs: Mapping, environ: Mapping[str, str]) -> dict[str, str]:
     """Environment variables conf/emr.yaml and conf/glue.yaml expand on the driver."""
     # An explicit MLFLOW_TRACKING_URI wins; else terraform's SageMaker tracking server (its ARN).
     uri = environ.get("MLFLOW_TRACKING_URI") or str(outputs.get("mlflow_tracking_uri") or "")
     if not uri:
         raise SubmitError("no MLflow tracking server: set MLFLOW_TRACKING_URI to the one the jobs log to, or apply terraform with enable_mlflow_tracking_server = true")
-    if uri.startswith(("sqlite:", "file:", "/", "./")) or "://" not in uri and not uri.startswith("arn:"):
-        raise SubmitError(f"MLFLOW_TRACKING_URI={uri!r} is local to one machine; the cluster needs a server (http(s)://... or a SageMaker tracking server ARN)")
+    if not _remote_tracking(uri):
+        raise SubmitError(
+            f"MLFLOW_TRACKING_URI={uri!r} is not a tracking server the cluster can use: http(s)://..., databricks, or a SageMaker tracking server ARN "
+            "(a sqlite/file store lives and dies with one container, and a database URI needs SQLAlchemy, which the cluster's mlflow-skinny leaves out)"
+        )
     if _USERINFO.search(uri):
         raise SubmitError("MLFLOW_TRACKING_URI carries credentials; they would be stored with the job run. "
                           "Use a server that authenticates the job's IAM role or a network boundary instead.")  # fmt: skip
@@ -221,10 +232,16 @@ def _common(manifest: dict, outputs: Mapping, job: str) -> tuple[dict, str]:
     return art, str(outputs["artifacts_bucket"])
 
 
-def _env_archive(art: dict, allow_nonportable: bool) -> dict:
+# EMR Serverless applications of terraform/modules/emr_serverless run on x86_64.
+EMR_SERVERLESS_ARCH = "x86_64"
+
+
+def _env_archive(art: dict, allow_nonportable: bool, arch: str = EMR_SERVERLESS_ARCH) -> dict:
     env = art.get("env_archive")
     if not env:
         raise SubmitError("the package has no environment archive: run `make package` without --skip-env")
+    if env.get("arch", "x86_64") != arch:
+        raise SubmitError(f"the environment archive is built for {env.get('arch')}, the compute runs {arch}: build it on an {arch} host (docs/DEPLOY.md)")
     if env["portability"]["portable"] is False and not allow_nonportable:
         raise SubmitError(
             "the environment archive needs glibc "

@@ -74,7 +74,7 @@ def run_fault_analysis(spark: SparkSession, cfg: Config) -> StageReport:
 def _forecast(spark: SparkSession, cfg: Config, intervals, report: StageReport) -> None:
     params = cfg.fault_forecast
     marked = rel.mark_failures(intervals)
-    failures = marked.where("is_failure AND episode_cause = 'fault'").select("source_name", "station_id", F.col("start_ts").alias("ts"))
+    failures = marked.where("is_failure AND episode_cause = 'fault'").select("source_name", "station_id", "charger_id", "port_id", F.col("start_ts").alias("ts"))
     counts = materialise(fc.fault_counts(failures, intervals, params))
     short = intervals.select("source_name").distinct().join(counts.select("source_name").distinct(), "source_name", "left_anti").collect()  # bounded: one row per source
     for r in short:
@@ -91,7 +91,8 @@ def _forecast(spark: SparkSession, cfg: Config, intervals, report: StageReport) 
     for r in sorted(net, key=lambda r: (r.source_name, r.method)):
         report.notes.append(f"fault forecast backtest, {r.source_name} network: {r.method} MAE {r.mae:.2f}" + (f", coverage {r.coverage:.0%}" if r.coverage is not None else ""))
     if not net:
-        report.notes.append(f"fault forecast: no network series long enough to backtest (fault_forecast.min_buckets = {cfg.fault_forecast.min_buckets} buckets)")
+        p = cfg.fault_forecast
+        report.notes.append(f"fault forecast: no network series long enough to backtest (fault_forecast.min_buckets + horizon = {p.min_buckets + p.horizon} buckets)")
 
 
 def _drivers(spark: SparkSession, cfg: Config, intervals, report: StageReport) -> None:

@@ -407,9 +407,15 @@ def test_submit_guards(built):
         render_glue(manifest, outputs, job, [], {})
     with pytest.raises(SubmitError, match="credentials"):
         render_glue(manifest, outputs, job, [], {"MLFLOW_TRACKING_URI": "https://user:secret@mlflow.example.com"})
-    for local in ("sqlite:///mlflow.db", "./mlruns", "mlruns"):
-        with pytest.raises(SubmitError, match="local to one machine"):
+    for local in ("sqlite:///mlflow.db", "SQLITE:///m.db", "FILE:///x", "./mlruns", "mlruns", "postgresql://db/mlflow", "s3://bucket/mlflow"):
+        with pytest.raises(SubmitError, match="not a tracking server the cluster can use"):
             config_environment(outputs, {"MLFLOW_TRACKING_URI": local})
+    for remote in ("https://mlflow.example.com", "HTTP://mlflow:5000", "databricks", "databricks-uc", "databricks://profile"):
+        assert config_environment(outputs, {"MLFLOW_TRACKING_URI": remote})["MLFLOW_TRACKING_URI"] == remote
+    graviton = json.loads(json.dumps(manifest))
+    graviton["artifacts"]["env_archive"]["arch"] = "aarch64"
+    with pytest.raises(SubmitError, match="built for aarch64, the compute runs x86_64"):
+        render_emr_serverless(graviton, outputs, job, [], ENVIRON, allow_nonportable_env=True)
     # terraform's SageMaker tracking server when no URI is given; an explicit one wins
     server = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/evfa-mlflow"
     assert config_environment({**outputs, "mlflow_tracking_uri": server}, {})["MLFLOW_TRACKING_URI"] == server

@@ -16,28 +16,30 @@ from common.network import forecast as fc
 
 
 def _ts(day: int, hour: int = 12) -> datetime:
-    return datetime(2024, 1, day, hour, tzinfo=timezone.utc).replace(tzinfo=None)
+    return datetime(2024, 1, day, hour, tzinfo=timezone.utc)
 
 
 def test_fault_counts_are_zero_filled_per_site_and_complete_bucket(spark):
     params = FaultForecastConfig(bucket_days=7)
     # observed 2024-01-01 00:00 .. 2024-01-16 12:00: two complete weekly buckets (the third ends after the last observation)
     observed = spark.createDataFrame(
-        [("s", "A", _ts(1, 0), _ts(16)), ("s", "B", _ts(3), _ts(10))],
-        "source_name string, station_id string, start_ts timestamp, end_ts timestamp",
+        [("s", "A", "A1", _ts(1, 0), _ts(16)), ("s", "B", "B1", _ts(3), _ts(10)), ("s", None, "C1", _ts(1, 0), _ts(16))],
+        "source_name string, station_id string, charger_id string, start_ts timestamp, end_ts timestamp",
     )
     failures = spark.createDataFrame(
-        [("s", "A", _ts(2)), ("s", "A", _ts(5)), ("s", "A", _ts(9)), ("s", "A", _ts(15))],  # the last one is in the incomplete bucket
-        "source_name string, station_id string, ts timestamp",
+        # the one on the 15th is in the incomplete bucket; C1's charger has no station id
+        [("s", "A", "A1", _ts(2)), ("s", "A", "A1", _ts(5)), ("s", "A", "A1", _ts(9)), ("s", "A", "A1", _ts(15)), ("s", None, "C1", _ts(3))],
+        "source_name string, station_id string, charger_id string, ts timestamp",
     )
     got = fc.fault_counts(failures, observed, params)
     want = spark.createDataFrame(
         [
             ("s", "A", 0, date(2024, 1, 1), 2),
             ("s", "A", 1, date(2024, 1, 8), 1),
-            ("s", "B", 0, date(2024, 1, 1), 0),  # no fault, still a series
-            ("s", "B", 1, date(2024, 1, 8), 0),
-            ("s", fc.NETWORK, 0, date(2024, 1, 1), 2),
+            ("s", "B", 0, date(2024, 1, 1), 0),  # no fault, still a series, but only while observed (to the 10th: bucket 1 is not complete for B)
+            ("s", "C1", 0, date(2024, 1, 1), 1),  # no station id: the charger is the site
+            ("s", "C1", 1, date(2024, 1, 8), 0),
+            ("s", fc.NETWORK, 0, date(2024, 1, 1), 3),
             ("s", fc.NETWORK, 1, date(2024, 1, 8), 1),
         ],
         "source_name string, site_id string, bucket int, bucket_start date, faults long",
@@ -51,6 +53,18 @@ def test_short_history_gets_the_mean_baseline_and_says_so():
     assert [r["forecast"] for r in rows] == [2.0] * 4 and {r["method"] for r in rows} == {"mean"}
     assert all("min_buckets" in r["note"] and r["lower"] is None for r in rows)
     assert back[0]["method"] == "mean" and back[0]["origins"] == 0
+
+
+def test_no_fault_history_and_falling_trends_stay_at_or_near_zero():
+    params = FaultForecastConfig(min_buckets=12, horizon=6)
+    rows, back = fc.forecast_series(np.zeros(30), params)
+    assert {r["forecast"] for r in rows} == {0.0} and all(r["upper"] is None and "no fault" in r["note"] for r in rows)
+    # a site that was fixed: counts falling to zero are forecast near zero, never rising again, and inside their interval
+    falling = np.array([12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 1, 0, 0], dtype=float)
+    rows, _ = fc.forecast_series(falling, params)
+    forecast = np.array([r["forecast"] for r in rows])
+    assert (forecast <= np.array([r["upper"] for r in rows]) + 1e-9).all()
+    assert (np.diff(forecast) <= 1e-9).all() and forecast[0] < 1.5, forecast
 
 
 def test_seasonal_naive_repeats_the_last_cycle():
@@ -86,10 +100,13 @@ def test_forecast_beats_seasonal_naive_on_the_generated_network(spark):
     weeks = int((t1 - t0) // (7 * 86400))
     assert counts.where(f"site_id = '{fc.NETWORK}'").count() == weeks
     assert counts.where(f"site_id = '{fc.NETWORK}'").agg({"faults": "sum"}).first()[0] == int(((faults.start - t0) < weeks * 7 * 86400).sum())
-    assert len(fcst) == params.horizon * (len(sites) + 1) and set(fcst.method) == {"sarimax"}
+    assert len(fcst) == params.horizon * (len(sites) + 1) and set(fcst.method) <= {"sarimax", "mean"}
+    # the mean baseline only where a site never faulted (a station unavailable the whole period)
+    assert fcst[fcst.method == "mean"].note.str.startswith("no fault").all() and (fcst[fcst.site_id == fc.NETWORK].method == "sarimax").all()
     history = everything[everything.step <= 0]
     assert len(history) == weeks * (len(sites) + 1) and set(history.method) == {"observed"} and history.forecast.isna().all()
-    assert (fcst.lower <= fcst.forecast).all() and (fcst.forecast <= fcst.upper).all() and (fcst.lower >= 0).all()
+    fitted = fcst[fcst.method == "sarimax"]
+    assert (fitted.lower <= fitted.forecast).all() and (fitted.forecast <= fitted.upper).all() and (fitted.lower >= 0).all()
     net = back[back.site_id == fc.NETWORK].set_index("method")
     assert net.loc["model", "mae"] < net.loc["seasonal_naive", "mae"], net
     model = back[back.method == "model"]

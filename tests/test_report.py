@@ -50,9 +50,11 @@ def test_home_cells_show_risk_tiers_only_with_enough_drivers(spark):
 
     cfg = Config()
     k = cfg.report.min_drivers_for_tiers
-    # k drivers in one street (homes ~1 m apart, one cell), one driver alone 50 km away
+    # k drivers of mixed tiers in one street (homes ~1 m apart, one cell), one driver alone 50 km
+    # away, and k drivers who are all High in a third town
     homes = [(f"v{i}", 28.6100 + i * 0.00001, 77.2100) for i in range(k)] + [("alone", 29.0500, 77.6500)]
-    tiers = [(f"v{i}", "High") for i in range(k)] + [("alone", "High")]
+    homes += [(f"h{i}", 28.4000 + i * 0.00001, 77.0000) for i in range(k)]
+    tiers = [(f"v{i}", "High" if i < k - 1 else "Low") for i in range(k)] + [("alone", "High")] + [(f"h{i}", "High") for i in range(k)]
     inputs = ReportInputs(
         {
             "restricted.residences": spark.createDataFrame(homes, "vehicle_id string, home_lat double, home_lon double"),
@@ -60,11 +62,12 @@ def test_home_cells_show_risk_tiers_only_with_enough_drivers(spark):
         }
     )
     cells, high = _home_layers(inputs, cfg)
-    by_drivers = dict(zip(cells.shapes["drivers"], cells.shapes["label"]))
-    assert sorted(by_drivers) == [1, k]
-    assert by_drivers[k].startswith(f"{k} drivers; risk: {k} high")
-    assert "high" not in by_drivers[1] and "risk not shown" in by_drivers[1]
-    assert high.shapes["drivers"].tolist() == [k]  # the lone driver's cell is not in the high-risk layer
+    labels = sorted(cells.shapes["label"])
+    assert len(labels) == 3
+    shown = [lb for lb in labels if "risk:" in lb]
+    assert shown == [f"{k} drivers; risk: {k - 1} high, 0 medium, 1 low, 0 not scored"], labels
+    assert sum("risk not shown" in lb and "high" not in lb for lb in labels) == 2  # the lone driver and the all-High cell
+    assert high.shapes["high"].tolist() == [k - 1]  # only the mixed cell enters the high-risk layer
 
 
 def test_histogram_bins_count_every_row_like_numpy(spark):

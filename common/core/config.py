@@ -658,8 +658,9 @@ class ReportConfig(Section):
     show_exact_residences: bool = Field(False, description="Explicit opt-in to plot exact home points (personal data).")
     min_drivers_for_tiers: int = Field(
         3,
-        ge=2,
-        description="A home cell shows its drivers' risk tiers (and enters the high-risk layer) only with at least this many drivers, so no cell reveals one household's tier.",
+        ge=3,
+        description="A home cell shows its drivers' risk tiers (and enters the high-risk layer) only with at least this many drivers and more than one tier among them, "
+        "so no cell tells one driver's tier (with two, each would learn the other's; with one tier for all, every driver's).",
     )
     risk_z_line: float = Field(-1.5, description="Reference line on the risk z-score histogram.")
     histogram_bins: int = Field(30, ge=2, le=200, description="Bins of the report's histograms, counted over every row of their table (no sample).")

@@ -26,8 +26,9 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from scipy.stats import norm
 
 from common.core.config import FaultForecastConfig
 
@@ -45,46 +46,78 @@ FORECAST_COLUMNS = ("source_name", "site_id", "bucket_start", "step", "actual", 
 BACKTEST_COLUMNS = ("source_name", "site_id", "method", "spec", "origins", "buckets", "mae", "mape", "coverage", "history_buckets", "note")
 
 
+def site_id(df: DataFrame) -> Column:
+    """The site of a status row or fault: its station, else its charger, else its port (station_id
+    is optional in charger status, and a fault without one must still count).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Rows with some of station_id, charger_id, port_id.
+
+    Returns
+    -------
+    Column
+        The first non-null of those present.
+    """
+    return F.coalesce(*[F.col(c).cast("string") for c in ("station_id", "charger_id", "port_id") if c in df.columns])
+
+
+def _bucket(ts: str, days: int) -> Column:
+    return F.floor((F.unix_timestamp(ts) - F.unix_timestamp(F.col("origin").cast("timestamp"))) / (days * 86400)).cast("int")
+
+
 def fault_counts(failures: DataFrame, observed: DataFrame, params: FaultForecastConfig) -> DataFrame:
-    """Faults per site and bucket over each source's observed span, zero-filled, plus the network.
+    """Faults per site and bucket over each site's observed span, zero-filled, plus the network.
 
     Parameters
     ----------
     failures : DataFrame
-        One row per fault: source_name, station_id, ts (timestamp of the failure).
+        One row per fault: source_name, station_id (and charger_id / port_id when present: see
+        `site_id`), ts (timestamp of the failure).
     observed : DataFrame
-        Rows telling which sites were observed when: source_name, station_id, start_ts, end_ts
-        (e.g. silver.port_status_intervals). Every site listed gets a series, faults or not.
+        Rows telling which sites were observed when: source_name, station_id (charger_id, port_id),
+        start_ts, end_ts (e.g. silver.port_status_intervals). Every site listed gets a series,
+        faults or not.
     params : FaultForecastConfig
         ``bucket_days``.
 
     Returns
     -------
     DataFrame
-        source_name, site_id (station_id, or '(network)' for the sum over a source's sites), bucket
-        (0 = the bucket opening on the first observed UTC day), bucket_start (date), faults
-        (long); complete buckets only (a bucket ending after the last observation is left out).
+        source_name, site_id (`site_id`, or '(network)' for every fault of the source), bucket
+        (0 = the bucket opening on the source's first observed UTC day), bucket_start (date),
+        faults (long). A site's series runs from the bucket of its first observation to its last
+        complete one (a site added or removed mid-span is not zero-filled where it was not
+        observed); the network's over the source's complete buckets.
     """
     days = params.bucket_days
-    spans = observed.groupBy("source_name").agg(F.to_date(F.min("start_ts")).alias("origin"), F.max("end_ts").alias("last_ts"))
-    spans = spans.withColumn("n_buckets", F.floor((F.unix_timestamp("last_ts") - F.unix_timestamp(F.col("origin").cast("timestamp"))) / (days * 86400)).cast("int"))
-    buckets = spans.where("n_buckets > 0").select("source_name", "origin", F.explode(F.sequence(F.lit(0), F.col("n_buckets") - 1)).alias("bucket"))
-    sites = observed.select("source_name", F.col("station_id").alias("site_id")).distinct()
-    grid = buckets.join(sites, "source_name")
+    obs = observed.withColumn("site_id", site_id(observed))
+    spans = obs.groupBy("source_name").agg(F.to_date(F.min("start_ts")).alias("origin"), F.max("end_ts").alias("last_ts"))
+    spans = spans.withColumn("n_buckets", _bucket("last_ts", days))
+    site_spans = (
+        obs.groupBy("source_name", "site_id")
+        .agg(F.min("start_ts").alias("first_ts"), F.max("end_ts").alias("site_last_ts"))
+        .join(spans.select("source_name", "origin"), "source_name")
+        .select("source_name", "site_id", "origin", _bucket("first_ts", days).alias("k_first"), (_bucket("site_last_ts", days) - 1).alias("k_last"))
+    )
+    grid = site_spans.where("k_last >= k_first").select("source_name", "site_id", "origin", F.explode(F.sequence("k_first", "k_last")).alias("bucket"))
     counted = (
-        failures.join(spans.select("source_name", "origin", "n_buckets"), "source_name")
-        .withColumn("bucket", F.floor((F.unix_timestamp("ts") - F.unix_timestamp(F.col("origin").cast("timestamp"))) / (days * 86400)).cast("int"))
+        failures.withColumn("site_id", site_id(failures))
+        .join(spans.select("source_name", "origin", "n_buckets"), "source_name")
+        .withColumn("bucket", _bucket("ts", days))
         .where((F.col("bucket") >= 0) & (F.col("bucket") < F.col("n_buckets")))
-        .groupBy("source_name", F.col("station_id").alias("site_id"), "bucket")
+        .groupBy("source_name", "site_id", "bucket")
         .agg(F.count("*").alias("faults"))
     )
-    per_site = (
-        grid.join(counted, ["source_name", "site_id", "bucket"], "left")
+    per_site = grid.join(counted, ["source_name", "site_id", "bucket"], "left").withColumn("faults", F.coalesce(F.col("faults"), F.lit(0)).cast("long"))
+    source_buckets = spans.where("n_buckets > 0").select("source_name", "origin", F.explode(F.sequence(F.lit(0), F.col("n_buckets") - 1)).alias("bucket"))
+    network = (
+        source_buckets.join(counted.groupBy("source_name", "bucket").agg(F.sum("faults").alias("faults")), ["source_name", "bucket"], "left")
         .withColumn("faults", F.coalesce(F.col("faults"), F.lit(0)).cast("long"))
-        .withColumn("bucket_start", F.date_add(F.col("origin"), F.col("bucket") * days))
+        .withColumn("site_id", F.lit(NETWORK))
     )
-    network = per_site.groupBy("source_name", "bucket", "bucket_start").agg(F.sum("faults").alias("faults")).withColumn("site_id", F.lit(NETWORK))
-    return per_site.select(*COUNT_COLUMNS).unionByName(network.select(*COUNT_COLUMNS))
+    return per_site.unionByName(network.select(*per_site.columns)).withColumn("bucket_start", F.date_add(F.col("origin"), F.col("bucket") * days)).select(*COUNT_COLUMNS)
 
 
 def _fourier(t: np.ndarray, season: int, k: int) -> np.ndarray | None:
@@ -153,15 +186,20 @@ def predict(res, k: int, start: int, steps: int, params: FaultForecastConfig) ->
     Returns
     -------
     tuple of numpy.ndarray
-        Counts: mean (back-transformed with the forecast variance), and the interval's bounds (the
-        square of the transformed interval's bounds; never below 0).
+        Counts: mean (the expected square of the transformed forecast cut at zero, minus 3/8), and
+        the interval's bounds (the squares of the transformed interval's bounds cut at zero, minus
+        3/8; never below 0).
     """
     future = _fourier(np.arange(start, start + steps, dtype=float), params.season_length, k)
     f = res.get_forecast(steps, exog=future)
     m = np.asarray(f.predicted_mean, dtype=float)
     var = np.asarray(f.var_pred_mean, dtype=float)
     ci = np.asarray(f.conf_int(alpha=1 - params.interval_level), dtype=float)
-    mean = np.maximum(m**2 + var - _ANSCOMBE, 0.0)
+    # E[max(z, 0)^2] of z ~ N(m, var): the square root of a count is never negative, so a fit
+    # projecting below zero (a falling trend) means "near zero", not a count rising again.
+    sd = np.sqrt(np.maximum(var, 1e-12))
+    r = m / sd
+    mean = np.maximum((m**2 + sd**2) * norm.cdf(r) + m * sd * norm.pdf(r) - _ANSCOMBE, 0.0)
     lower = np.maximum(np.maximum(ci[:, 0], 0.0) ** 2 - _ANSCOMBE, 0.0)
     upper = np.maximum(np.maximum(ci[:, 1], 0.0) ** 2 - _ANSCOMBE, 0.0)
     return mean, lower, upper
@@ -221,6 +259,10 @@ def forecast_series(y: np.ndarray, params: FaultForecastConfig) -> tuple[list[di
         note = f"{n} complete buckets < fault_forecast.min_buckets ({params.min_buckets}): mean baseline, no interval"
         rows = [{"step": i + 1, "forecast": level, "lower": None, "upper": None, "method": "mean", "spec": None, "note": note} for i in range(h)]
         return rows, [{"method": "mean", "spec": None, "origins": 0, "buckets": 0, "mae": None, "mape": None, "coverage": None, "note": note}]
+    if not y.any():  # nothing to fit: a zero-variance fit would claim a zero-width interval
+        note = f"no fault in {n} buckets: forecast 0, no interval"
+        rows = [{"step": i + 1, "forecast": 0.0, "lower": None, "upper": None, "method": "mean", "spec": None, "note": note} for i in range(h)]
+        return rows, [{"method": "mean", "spec": None, "origins": 0, "buckets": 0, "mae": None, "mape": None, "coverage": None, "note": note}]
     res, k, spec = fit_best(y, params)
     if res is None:
         note = "no candidate of the grid could be fitted: mean baseline"
@@ -231,12 +273,15 @@ def forecast_series(y: np.ndarray, params: FaultForecastConfig) -> tuple[list[di
 
     origins = [n - h * j for j in range(params.backtest_origins, 0, -1) if n - h * j >= params.min_buckets]
     scored: dict[str, list] = {"model": [], "seasonal_naive": [], "mean": []}
-    covered, specs = [], []
+    covered, specs, used = [], [], []
     for origin in origins:
         actual = y[origin : origin + h]
+        if not y[:origin].any():  # as above: no fault before the origin, nothing to fit
+            continue
         r, kk, sp = fit_best(y[:origin], params)
         if r is None:
             continue
+        used.append(origin)
         m, lo, hi = predict(r, kk, origin, len(actual), params)
         specs.append(sp)
         scored["model"].append(m - actual)
@@ -244,8 +289,11 @@ def forecast_series(y: np.ndarray, params: FaultForecastConfig) -> tuple[list[di
         scored["mean"].append(np.full(len(actual), y[:origin].mean()) - actual)
         covered.append((actual >= lo) & (actual <= hi))
     back = []
-    if covered:
-        actual_all = np.concatenate([y[o : o + h] for o in origins[: len(covered)]])
+    if not covered:
+        note = f"too short to backtest: {n} buckets, the backtest needs fault_forecast.min_buckets + horizon = {params.min_buckets + h} with a fault before an origin"
+        back.append({"method": "model", "spec": spec, "origins": 0, "buckets": 0, "mae": None, "mape": None, "coverage": None, "note": note})
+    else:
+        actual_all = np.concatenate([y[o : o + h] for o in used])
         for method, errs in scored.items():
             err = np.concatenate(errs)
             mae, mape = _errors(actual_all + err, actual_all)

@@ -333,7 +333,8 @@ def with_h3_geojson(df: DataFrame, cell_col: str = "h3_cell") -> DataFrame:
 
 def _home_layers(inputs: ReportInputs, cfg: Config) -> list:
     """Drivers per H3 cell of their home (cells no smaller than report.residence_cell_m squares),
-    with the risk tiers in the hover text where the cell holds report.min_drivers_for_tiers drivers;
+    with the risk tiers in the hover text where the cell holds report.min_drivers_for_tiers drivers
+    of more than one tier;
     exact home points only when report.show_exact_residences."""
     res = inputs.get("restricted.residences")
     if res is None:
@@ -352,11 +353,18 @@ def _home_layers(inputs: ReportInputs, cfg: Config) -> list:
         .agg(F.count("*").alias("drivers"), *tiers.values())
         .withColumn("other", F.col("drivers") - F.col("high") - F.col("medium") - F.col("low"))
         .transform(with_h3_geojson)
-        .withColumn("shows_tiers", F.col("drivers") >= cfg.report.min_drivers_for_tiers)
+        # A cell shows tiers only with enough drivers and more than one tier among its scored ones:
+        # where every scored driver has the same tier, the breakdown would tell each one's tier.
+        .withColumn("scored", F.col("high") + F.col("medium") + F.col("low"))
+        .withColumn(
+            "shows_tiers",
+            (F.col("drivers") >= cfg.report.min_drivers_for_tiers)
+            & ((F.col("scored") == 0) | ~((F.col("high") == F.col("scored")) | (F.col("medium") == F.col("scored")) | (F.col("low") == F.col("scored")))),
+        )
         .withColumn(
             "label",
             F.when(F.col("shows_tiers"), F.format_string("%d drivers; risk: %d high, %d medium, %d low, %d not scored", "drivers", "high", "medium", "low", "other")).otherwise(
-                F.format_string("%d drivers; risk not shown below %d drivers", "drivers", F.lit(cfg.report.min_drivers_for_tiers))
+                F.format_string("%d drivers; risk not shown (fewer than %d drivers, or one tier for all)", "drivers", F.lit(cfg.report.min_drivers_for_tiers))
             ),
         )
     )
@@ -733,7 +741,7 @@ def section_fault_forecast(inputs: ReportInputs, cfg: Config) -> R.Section:
         rows: pd.DataFrame = backtest.where(F.col("site_id") == "(network)").orderBy("source_name", "method").toPandas()  # bounded: three methods per source
         s.add(f"<p>Rolling-origin backtest ({p.backtest_origins} origins, {p.horizon} buckets each): the model is re-chosen on the history before each origin.</p>")
         s.add(R.table_html(rows[["source_name", "method", "spec", "origins", "buckets", "mae", "mape", "coverage"]], "fault_forecast_backtest_table", "{:,.3f}"))
-    sites = forecast.where("step >= 1 AND site_id <> '(network)'").groupBy("source_name", "site_id", "method").agg(F.sum("forecast").alias("faults_forecast"), F.sum("upper").alias("faults_upper"))
+    sites = forecast.where("step >= 1 AND site_id <> '(network)'").groupBy("source_name", "site_id", "method").agg(F.sum("forecast").alias("faults_forecast"))
     shown = sites.orderBy(F.desc("faults_forecast"), "site_id").limit(TOP_SITES).toPandas()  # bounded: TOP_SITES rows
     s.add(f"<p>Sites with the most faults forecast over the next {p.horizon} buckets ({len(shown):,} of {sites.count():,} sites shown):</p>")
     return s.add(R.table_html(shown, "fault_forecast_sites_table", "{:,.2f}"))

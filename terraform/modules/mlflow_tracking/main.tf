@@ -31,9 +31,15 @@ data "aws_iam_policy_document" "artifacts" {
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     resources = ["${var.artifacts_bucket_arn}/${var.artifact_prefix}*"]
   }
+  # GetBucketLocation carries no s3:prefix, so it cannot share the listing statement's condition.
+  statement {
+    sid       = "ArtifactStoreBucketLocation"
+    actions   = ["s3:GetBucketLocation"]
+    resources = [var.artifacts_bucket_arn]
+  }
   statement {
     sid       = "ArtifactStoreListing"
-    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    actions   = ["s3:ListBucket"]
     resources = [var.artifacts_bucket_arn]
     condition {
       test     = "StringLike"
