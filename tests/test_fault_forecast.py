@@ -119,7 +119,14 @@ def test_demo_fleet_forecast_says_its_history_is_short(spark, fleet_gold):
     """The demo's 14 days are two weekly buckets: every series gets the mean baseline, with the reason."""
     cfg = fleet_gold
     fcst = tables.read(spark, cfg, "gold.fault_forecast").where("step >= 1").toPandas()
-    intervals = tables.read(spark, cfg, "silver.port_status_intervals").select("source_name", "station_id").distinct().count()
-    assert len(fcst) == cfg.fault_forecast.horizon * (intervals + fcst.source_name.nunique())
+    iv = tables.read(spark, cfg, "silver.port_status_intervals").select("source_name", "station_id", "charger_id", "port_id", "start_ts", "end_ts").toPandas()
+    # the series expected, by hand: a site with at least one complete week inside its own observed span
+    iv["site"] = iv.station_id.fillna(iv.charger_id).fillna(iv.port_id)
+    origin = iv.groupby("source_name").start_ts.transform("min").dt.normalize()
+    week = pd.Timedelta(days=7)
+    iv["k_first"], iv["k_last"] = (iv.start_ts - origin) // week, (iv.end_ts - origin) // week - 1
+    spans = iv.groupby(["source_name", "site"]).agg(k_first=("k_first", "min"), k_last=("k_last", "max"))
+    sites = int((spans.k_last >= spans.k_first).sum())
+    assert sites > 0 and len(fcst) == cfg.fault_forecast.horizon * (sites + iv.source_name.nunique())
     assert set(fcst.method) == {"mean"} and fcst.note.str.contains("min_buckets").all()
     assert tables.read(spark, cfg, "gold.fault_forecast_backtest").where("origins > 0").count() == 0
