@@ -10,8 +10,6 @@ common/report/sections.py; drawing: common/report/html.py.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from pyspark.sql import SparkSession
 from common.core.config import Config
 from common.io import tables
 from common.io.cli import StageReport, bootstrap, job_main
+from common.io.extracts import point_latest
 from common.report import html as R
 from common.report.sections import REPORT_TABLES, SECTIONS, STAGE_RUNS, ReportInputs, last_run_status
 
@@ -43,15 +42,7 @@ def write_html(html: str, cfg: Config, run_id: str) -> Path:
     out_dir = out_root / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "index.html").write_text(html, encoding="utf-8")
-    latest = out_root / "latest"
-    if latest.is_symlink() or latest.is_file():
-        latest.unlink()
-    elif latest.is_dir():
-        shutil.rmtree(latest)
-    try:
-        os.symlink(run_id, latest, target_is_directory=True)
-    except OSError:  # filesystems without symlinks: copy
-        shutil.copytree(out_dir, latest)
+    point_latest(out_root, run_id)
     return out_dir / "index.html"
 
 

@@ -166,21 +166,34 @@ def publish_run(spark: SparkSession, root: str, run_id: str) -> str:
         raise OSError(f"could not move {hstaging} to {final}")
     local = _local(root)
     if local is not None:
-        latest = local / "latest"
-        if latest.is_symlink() or latest.is_file():
-            latest.unlink()
-        elif latest.is_dir():
-            shutil.rmtree(latest)
-        try:
-            os.symlink(run_id, latest, target_is_directory=True)
-        except OSError:  # file systems without symlinks: copy
-            shutil.copytree(local / run_id, latest)
+        point_latest(local, run_id)
     else:
         _, hlatest = _fs(spark, f"{root.rstrip('/')}/latest")
         fs.delete(hlatest, True)
         jvm = jvm_of(spark)
         jvm.org.apache.hadoop.fs.FileUtil.copy(fs, hfinal, fs, hlatest, False, spark.sparkContext._jsc.hadoopConfiguration())
     return final
+
+
+def point_latest(root: Path, run_id: str) -> None:
+    """Make ``<root>/latest`` point at ``<root>/<run_id>``: a relative symlink, or a copy where the file system has none.
+
+    Parameters
+    ----------
+    root : Path
+        Local folder holding one sub-folder per run.
+    run_id : str
+        The run folder ``latest`` should show.
+    """
+    latest = root / "latest"
+    if latest.is_symlink() or latest.is_file():
+        latest.unlink()
+    elif latest.is_dir():
+        shutil.rmtree(latest)
+    try:
+        os.symlink(run_id, latest, target_is_directory=True)
+    except OSError:  # file systems without symlinks: copy
+        shutil.copytree(root / run_id, latest)
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
