@@ -28,8 +28,10 @@ from common.synthetic.generator import (
     truth_charger_outages,
     truth_charging_sites,
     truth_frames,
+    truth_rollouts,
     write_raw_masters,
     write_raw_network,
+    write_raw_rollouts,
     write_raw_telemetry,
 )
 
@@ -86,7 +88,10 @@ def generate(spark: SparkSession, cfg: Config) -> GenerateResult:
     put("charger_outages", truth_charger_outages(spark, world))
     if g.network:
         write_raw_network(put("network_records", network_frame(spark, world, charges)), raw)
-    written = {k: v for k, v in raw.items() if g.network or k in ("telematics", "vehicles")}
+    if g.network and len(world.rollouts):
+        put("rollouts", truth_rollouts(spark, world))
+        write_raw_rollouts(spark, world, raw["rollouts"])
+    written = {k: v for k, v in raw.items() if (g.network and (k != "rollouts" or len(world.rollouts))) or k in ("telematics", "vehicles")}
     return GenerateResult(telemetry_rows=n_rows, truth_tables=counts, raw_paths=written)
 
 

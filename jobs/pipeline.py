@@ -1,7 +1,7 @@
 """Run the whole pipeline in dependency order on one SparkSession, with progress and a summary.
 
 generate (only when no input dataset is configured) -> ingest -> clean -> kpis -> residence /
-charging / hotspots / risk -> stations / reliability -> fault_analysis -> train -> score -> report ->
+charging / hotspots / risk -> stations / reliability -> fault_analysis -> rollout -> train -> score -> charging_plan -> report ->
 export (-> maintain, with maintain.enabled) -> catalog (tables by name; skipped with catalog.metastore none): the order is
 derived from the tables each job declares (INPUTS / OUTPUTS, names of common/core/catalog.py).
 Every stage also runs alone (`spark-submit jobs/<stage>.py`) and writes its Delta tables
@@ -30,7 +30,7 @@ from common.io.stages import Stage, close_report, ordered, record_run, report_li
 log = logging.getLogger("ev_fleet.pipeline")
 
 # The jobs of the pipeline; among stages whose inputs are ready at the same time, this order.
-JOBS = ("generate", "ingest", "clean", "kpis", "residence", "charging", "hotspots", "risk", "stations", "reliability", "fault_analysis", "train", "score", "report", "export", "maintain", "catalog")
+JOBS = tuple("generate ingest clean kpis residence charging hotspots risk stations reliability fault_analysis rollout train score charging_plan report export maintain catalog".split())
 
 
 def _declared(name: str) -> Stage:

@@ -238,10 +238,11 @@ def trained(spark, ml_cfg):
 
 @pytest.fixture(scope="session")
 def fleet_scored(spark, fleet_gold, trained) -> Config:
-    """fleet_gold with the models trained (`trained`) and gold predictions written (jobs.score)."""
+    """fleet_gold with the models trained (`trained`), gold predictions written (jobs.score) and the
+    charging plan made from them (jobs.charging_plan)."""
     from jobs.pipeline import run_pipeline
 
-    assert_declared(run_pipeline(spark, fleet_gold, _pipeline_args("score")))
+    assert_declared(run_pipeline(spark, fleet_gold, _pipeline_args("score,charging_plan")))
     return fleet_gold
 
 
@@ -294,6 +295,7 @@ def fleet_report(spark, fleet_scored, session_root):
             "capacity_max_p_wait",
             "capacity_mean_utilisation",
             "fault_drivers_odds",
+            "charging_plan_load",
             "model_soc_regressor",
             "model_soc_classifier",
             "model_energy",

@@ -19,7 +19,7 @@ from common.core.config import ConfigError
 from common.io import tables
 from common.io.spark import with_sedona
 from common.network.capacity import CAPACITY_COLUMNS
-from common.report.exports import fault_forecast_sites, high_risk_drivers, sites_needing_ports
+from common.report.exports import charging_plan_rows, fault_forecast_sites, high_risk_drivers, sites_needing_ports
 from jobs import export as export_job
 from tests.conftest import declared_only
 
@@ -185,6 +185,29 @@ def test_fault_forecast_sites_sum_the_forecast_buckets_per_site(spark):
     assert [(r.source_name, r.site_id, r.faults_forecast) for r in out.collect()] == [("s1", "S2", 4.5), ("s2", "S1", 4.5), ("s1", "S1", 4.0)]  # by hand
 
 
+def test_charging_plan_rows_go_depot_first_and_name_no_home_site(spark):
+    from datetime import datetime
+
+    t0, t1, t2 = datetime(2024, 3, 11, 0, 0), datetime(2024, 3, 11, 0, 30), datetime(2024, 3, 11, 1, 0)
+    schema = (
+        "plan_date date, site_id string, site_kind string, vehicle_id string, slot_no int, slot_start_local timestamp, slot_end_local timestamp, kwh double, "
+        "grid_kwh double, grid_kw double, price_per_kwh double, cost double, site_ports int, site_capacity_kw double"
+    )
+    d = date(2024, 3, 11)
+    plan = spark.createDataFrame(
+        [
+            (d, "SITE-9", "home", "v1", 24, t0, t1, 3.0, 3.3, 6.6, 0.1, 0.33, 1, 7.4),
+            (d, "SITE-2", "public", "v2", 25, t1, t2, 2.0, 2.2, 4.4, 0.1, 0.22, 2, 10.0),
+            (d, "SITE-5", "depot", "v4", 25, t1, t2, 1.0, 1.1, 2.2, 0.1, 0.11, 4, 20.0),
+            (d, "SITE-5", "depot", "v3", 24, t0, t1, 1.0, 1.1, 2.2, 0.1, 0.11, 4, 20.0),
+        ],
+        schema,
+    )
+    out = charging_plan_rows(plan)
+    assert not [c for c in out.columns if "lat" in c or "lon" in c]
+    assert [(r.site_kind, r.site_id, r.vehicle_id) for r in out.collect()] == [("depot", "SITE-5", "v3"), ("depot", "SITE-5", "v4"), ("public", "SITE-2", "v2"), ("home", None, "v1")]  # by hand
+
+
 # --------------------------------------------------------------------------------------------
 # The job
 # --------------------------------------------------------------------------------------------
@@ -215,7 +238,7 @@ def test_export_writes_the_extracts_reconciled_and_personal_ones_only_to_the_res
 
     # Missing inputs: noted, not failed.
     assert "fault_forecast_sites: skipped: gold.fault_forecast missing (its stage has not run or was skipped)" in report.notes
-    assert "charging_plan: skipped: gold.charging_plan is not a table of the catalog yet (no stage writes it)" in report.notes
+    assert "charging_plan: skipped: gold.charging_plan missing (its stage has not run or was skipped)" in report.notes
 
     # The files hold the source rows (the transforms' expected rows above), in their order.
     needs = spark.createDataFrame(NEEDS_ROWS, NEEDS_SCHEMA)

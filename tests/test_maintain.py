@@ -114,6 +114,8 @@ def test_maintain_stage_runs_last_only_when_enabled(spark, appended):
     names = [s.name for s in STAGES]
     assert names[-2:] == ["maintain", "catalog"]  # only the registration of the tables by name follows
     assert names[-4:-2] == ["report", "export"]  # the report and the extracts read tables; maintain comes after them
+    assert names.index("fault_analysis") < names.index("rollout") < names.index("report")  # the rollout evaluation reads the status intervals; the report reads it
+    assert names.index("score") < names.index("charging_plan") < names.index("report")  # the plan reads the energy predictions; the report and the extracts read the plan
     assert "maintain" not in [s.name for s in select(STAGES, None, None, None, generate=True)]
     assert [s.name for s in select(STAGES, None, None, None, generate=True, maintain=True)][-2:] == ["maintain", "catalog"]
     assert [s.name for s in select(STAGES, "maintain", None, None, generate=False)] == ["maintain"]

@@ -60,11 +60,24 @@ def test_select_stages_only_from_skip_in_dependency_order(cfg):
     assert _names(select_stages(cfg, None, None, None)) == [n for n in STAGE_NAMES if n != "maintain"] and list(STAGE_NAMES[-2:]) == ["maintain", "catalog"]
     upkeep = cfg.model_copy(deep=True)
     upkeep.maintain.enabled = True
-    assert _names(select_stages(upkeep, None, "train", None)) == ["train", "score", "report", "export", "maintain", "catalog"]
+    assert _names(select_stages(upkeep, None, "train", None)) == ["train", "score", "charging_plan", "report", "export", "maintain", "catalog"]
     assert _names(select_stages(cfg, "risk,clean", None, None)) == ["clean", "risk"]  # dependency order, not CLI order
-    assert _names(select_stages(cfg, None, "train", None)) == ["train", "score", "report", "export", "catalog"]
-    assert _names(select_stages(cfg, None, "kpis", "report,export,charging")) == ["kpis", "residence", "hotspots", "risk", "stations", "reliability", "fault_analysis", "train", "score", "catalog"]
-    assert _names(select_stages(cfg, None, "kpis", "report,charging"))[-3:] == ["score", "export", "catalog"]  # skipping the report keeps the extracts
+    assert _names(select_stages(cfg, None, "train", None)) == ["train", "score", "charging_plan", "report", "export", "catalog"]
+    assert _names(select_stages(cfg, None, "kpis", "report,export,charging")) == [
+        "kpis",
+        "residence",
+        "hotspots",
+        "risk",
+        "stations",
+        "reliability",
+        "fault_analysis",
+        "rollout",
+        "train",
+        "score",
+        "charging_plan",
+        "catalog",
+    ]
+    assert _names(select_stages(cfg, None, "kpis", "report,charging"))[-4:] == ["score", "charging_plan", "export", "catalog"]  # skipping the report keeps the extracts
     assert _names(select_stages(cfg, "kpis", "residence", None)) == []  # --from after the only stage: nothing
     with pytest.raises(SystemExit, match="unknown stage.*kpi.*stages are: generate"):
         select_stages(cfg, "kpi", None, None)

@@ -908,7 +908,8 @@ def validate(mapped: DataFrame, kind: str, rules: IngestConfig, now: datetime) -
     missing_<col> / unparseable_<col> for required columns, unparseable_<ts col> (day_month_swapped_<ts col>
     when the value fits the declared patterns only with day and month swapped), open_session,
     lat/lon/soc_pct_out_of_range (degrees, percent), <ts col>_too_old (year < min_valid_year),
-    <ts col>_in_future (> now + max_future_days), negative_kwh, end_before_start, unknown_status.
+    <ts col>_in_future (> now + max_future_days), negative_kwh, end_before_start, unknown_status,
+    missing_unit (a rollout naming neither station nor charger).
 
     Parameters
     ----------
@@ -985,6 +986,8 @@ def validate(mapped: DataFrame, kind: str, rules: IngestConfig, now: datetime) -
         checks.append(F.when(F.col("end_ts") < F.col("start_ts"), F.lit("end_before_start")))
     if kind == "charger_status":
         checks.append(F.when(~F.col("status").isin(*OCPP_STATUSES), F.lit("unknown_status")))
+    if kind == "rollouts":  # a change to no site and no charger cannot be evaluated
+        checks.append(F.when(F.col("station_id").isNull() & F.col("charger_id").isNull(), F.lit("missing_unit")))
     reasons = F.array_compact(F.array(*checks))
     return mapped.withColumn(REASONS, reasons).withColumn(REASON, F.when(F.size(REASONS) > 0, F.col(REASONS)[0]))
 

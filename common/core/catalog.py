@@ -88,12 +88,14 @@ TABLES: dict[str, Table] = {
         Table("bronze.stations", "Bronze stations: canonical columns (UTC), lineage; jobs/ingest.py"),
         Table("bronze.charger_status", "Bronze charger_status: canonical columns (UTC), lineage; jobs/ingest.py", ("date",), cluster_by=("port_id", "ts")),
         Table("bronze.charging_sessions", "Bronze charging_sessions: canonical columns (UTC), lineage; jobs/ingest.py", ("date",)),
+        Table("bronze.rollouts", "Bronze rollouts: changes to sites or chargers (firmware, replacement, maintenance contract, ...), canonical columns (UTC), lineage; jobs/ingest.py", ("date",)),
         # quarantine: rows that failed validation, with the raw record and the reason
         Table("quarantine.telematics", "Rows of telematics inputs that failed ingest validation (jobs/ingest.py)", personal=True, position_trace=True),
         Table("quarantine.vehicles", "Rows of vehicles inputs that failed ingest validation, with the reason"),
         Table("quarantine.stations", "Rows of stations inputs that failed ingest validation, with the reason"),
         Table("quarantine.charger_status", "Rows of charger_status inputs that failed ingest validation, with the reason"),
         Table("quarantine.charging_sessions", "Rows of charging_sessions inputs that failed ingest validation, with the reason"),
+        Table("quarantine.rollouts", "Rows of rollouts inputs that failed ingest validation, with the reason"),
         # silver: cleaned, conformed, event grain
         Table(
             "silver.telematics_clean",
@@ -188,6 +190,14 @@ TABLES: dict[str, Table] = {
             "Per source, site and the network: rolling-origin backtest of the fault forecast (MAE, MAPE over buckets with faults, interval coverage) beside the seasonal-naive and mean baselines; jobs/fault_analysis.py",
         ),
         Table(
+            "gold.rollout_effects",
+            "Per source, change type and outcome (fault_rate, uptime_pct): the difference-in-differences effect of the rollouts (two-way fixed effects against never-treated sites; fault rate as a rate ratio, uptime in percentage points) with CI, SE clustered by site, p-value, sites treated and control, periods, the pre-trend test's p-value; a row with the reason where nothing was estimated; jobs/rollout.py",
+        ),
+        Table(
+            "gold.rollout_event_study",
+            "Per source, change type, outcome and period relative to the rollout (-1 the reference, the ends binned): the event-study coefficient (rate ratio or percentage points) with CI; jobs/rollout.py",
+        ),
+        Table(
             "gold.reliability_tests",
             "Reliability tests: two-window fault-rate z-test, load-vs-fault logit (odds ratio), lost-revenue bootstrap CI, alert-threshold precision/recall, fault-rate hotspots; jobs/reliability.py",
         ),
@@ -197,6 +207,17 @@ TABLES: dict[str, Table] = {
         ),
         Table("gold.predictions_soc_minutely", "Per vehicle-minute SOC drop forecast (champion models, version on every row)", ("local_date",), cluster_by=("vehicle_id",)),
         Table("gold.predictions_energy", "Per segment energy forecast in kWh/km and kWh (champion model, version on every row)", ("local_date",), cluster_by=("vehicle_id",)),
+        Table(
+            "gold.charging_plan",
+            "Per site, vehicle and time slot with charge: battery and grid kWh, average kW, tariff price and cost, the site's ports and grid capacity (kW); "
+            "the cheapest schedule keeping every vehicle above charging_plan.soc_floor_pct through its expected duty; no position; jobs/charging_plan.py",
+            cluster_by=("site_id",),
+        ),
+        Table(
+            "gold.charging_plan_vehicles",
+            "Per vehicle of the fleet: status planned / no_charge_needed / infeasible with the reason, expected km and kWh (energy_source: model, physics or measured), "
+            "SOC now and at duty start and end, charging place (site kind, power), kWh and cost planned, site solve time; jobs/charging_plan.py",
+        ),
         # restricted: personal places (docs/PRIVACY.md)
         Table(
             "restricted.residences",
@@ -230,6 +251,7 @@ TABLES: dict[str, Table] = {
         Table("truth.at_risk_drivers", "At-risk (declining, inactive) and offline-device drivers"),
         Table("truth.charger_outages", "True per-port downtime: faults, scheduled maintenance (excluded), offline gaps"),
         Table("truth.network_records", "Generated sessions and status notifications"),
+        Table("truth.rollouts", "Injected rollouts (generator.rollout_*): station, day, change type and the true multiplier of its port fault rate from then on"),
     )
 }
 

@@ -162,7 +162,7 @@ class MlflowConfig(Section):
 # --------------------------------------------------------------------------------------------
 # Input datasets (see docs/DATA_CONTRACT.md)
 # --------------------------------------------------------------------------------------------
-DatasetKind = Literal["telematics", "vehicles", "stations", "charger_status", "charging_sessions"]
+DatasetKind = Literal["telematics", "vehicles", "stations", "charger_status", "charging_sessions", "rollouts"]
 
 
 # Timestamp patterns that are numbers since 1970-01-01 UTC (common/bronze/ingest.py parse_timestamp).
@@ -171,7 +171,7 @@ EPOCH_FORMATS = ("epoch_s", "epoch_ms", "epoch_auto")
 _ZONE_LETTERS = re.compile(r"[XxZzOV]")
 # Dataset kinds whose canonical schema has timestamp columns (common.io.schemas.KINDS; a test checks):
 # only they parse timestamps. Kept here because config must load without Spark (cluster bootstrap).
-TIMESTAMPED_KINDS = ("telematics", "charger_status", "charging_sessions")
+TIMESTAMPED_KINDS = ("telematics", "charger_status", "charging_sessions", "rollouts")
 
 
 def zoneless_formats(formats: list[str] | tuple[str, ...]) -> list[str]:
@@ -276,6 +276,7 @@ class InputsConfig(Section):
     stations: list[DatasetSpec] = Field(default_factory=list)
     charger_status: list[DatasetSpec] = Field(default_factory=list)
     charging_sessions: list[DatasetSpec] = Field(default_factory=list)
+    rollouts: list[DatasetSpec] = Field(default_factory=list)
 
     def is_empty(self) -> bool:
         """Whether no dataset is configured for any kind (the generator's files are then read).
@@ -318,6 +319,10 @@ class GeneratorConfig(Section):
     fault_trend_per_year: float = Field(0.0, ge=-0.9, le=5, description="Charger faults: relative change of the fault rate per year (0.2: +20 %/year), for the fault forecast's truth.")
     fault_season_amplitude: float = Field(0.0, ge=0, lt=1, description="Charger faults: amplitude of a sinusoidal seasonal cycle of the fault rate (0.4: +-40 %).")
     fault_season_days: float = Field(364.0, gt=1, description="Charger faults: length of that cycle (days).")
+    rollout_share: float = Field(0.0, ge=0, le=1, description="Rollouts: share of the operating stations given a change (0: none, no rollouts file), for the rollout evaluation's truth.")
+    rollout_change_type: str = Field("firmware", min_length=1, description="Rollouts: the change type written for every injected rollout.")
+    rollout_fault_effect: float = Field(1.0, gt=0, le=1, description="Rollouts: multiplier of a treated station's fault rate (port faults, failed sessions) from its rollout (0.6: -40 %; 1: placebo).")
+    rollout_window: tuple[float, float] = Field((0.3, 0.7), description="Rollouts: each station's rollout day is drawn uniformly between these shares of the generated period (staggered).")
     vehicles_per_task: int = Field(25, ge=1, description="Vehicles simulated per Spark task (mapInPandas chunk).")
     output_format: Literal["parquet", "csv"] = "parquet"
     # --- device behaviour (docs/GENERATOR.md "Device reporting modes") ---
@@ -380,6 +385,8 @@ class GeneratorConfig(Section):
             raise ValueError(f"generator.device_modes: shares must be >= 0 and sum to 1 (got {self.device_modes})")
         if self.at_risk_share + self.offline_share + self.part_time_share > 1:
             raise ValueError("generator: at_risk_share + offline_share + part_time_share must be <= 1")
+        if not 0 <= self.rollout_window[0] <= self.rollout_window[1] <= 1:
+            raise ValueError(f"generator.rollout_window: two shares of the period, 0 <= first <= second <= 1 (got {self.rollout_window})")
         bad = [k for k in self.session_failure_log_odds if k not in SESSION_FAILURE_DRIVERS and not k.startswith("network:")]
         if bad:
             raise ValueError(f"generator.session_failure_log_odds: unknown driver(s) {bad}; known: {list(SESSION_FAILURE_DRIVERS)} and network:<name>")
@@ -843,6 +850,89 @@ class FaultForecastConfig(Section):
         return sorted(set(v))
 
 
+class TariffPeriod(Section):
+    """One period of the time-of-use tariff: from ``start_hour`` (local) to the next period's start."""
+
+    start_hour: float = Field(..., ge=0, lt=24, description="Local hour the period starts (0-24, fractions allowed).")
+    price_per_kwh: float = Field(..., ge=0, description="Price of one grid kWh in this period (the tariff's currency).")
+
+
+class ChargingPlanConfig(Section):
+    """Next-day charging plan: expected need, current SOC, where and when each vehicle can charge -> the cheapest schedule (`common/mobility/charging_plan.py`)."""
+
+    plan_date: str | None = Field(None, description="Local day of the duty planned for (YYYY-MM-DD). Null: the next duty after the fleet's latest reading.")
+    slot_minutes: int = Field(30, ge=5, le=240, description="Length of one time slot of the schedule (min); 60 must be a multiple of it or it a multiple of 60.")
+    horizon_start_hour: float = Field(12.0, ge=0, lt=24, description="The schedule's first slot starts at this local hour of the day before the plan date.")
+    duty_start_hour: float = Field(7.0, ge=0, lt=24, description="Local hour the duty starts on the plan date; the last slot ends there.")
+    default_arrival_hour: float = Field(18.0, ge=0, lt=24, description="Local hour a vehicle is parked at its charging place from, when its history does not say (on the day before the plan date).")
+    min_arrival_events: int = Field(3, ge=1, description="A vehicle's arrival hour comes from its charging events at the site (median local start hour) when it has at least this many there.")
+    tariff: list[TariffPeriod] = Field(
+        default_factory=lambda: [
+            TariffPeriod(start_hour=0, price_per_kwh=0.10),
+            TariffPeriod(start_hour=6, price_per_kwh=0.20),
+            TariffPeriod(start_hour=17, price_per_kwh=0.32),
+            TariffPeriod(start_hour=21, price_per_kwh=0.15),
+        ],
+        description="Time-of-use tariff in local time: periods ordered by start_hour, the first at hour 0; each lasts until the next one starts.",
+    )
+    soc_floor_pct: float = Field(20.0, ge=0, lt=100, description="SOC no vehicle may fall below during its expected duty (percent).")
+    soc_max_pct: float = Field(90.0, gt=0, le=100, description="SOC charging stops at (percent; below 100 spares the battery).")
+    charger_efficiency: float = Field(0.90, gt=0, le=1, description="Battery kWh per grid kWh (charger and battery losses); the cost is paid on grid kWh.")
+    history_weeks: int = Field(4, ge=1, description="Expected km: the vehicle's days of the last this many weeks before the plan date.")
+    km_quantile: float = Field(0.8, gt=0, le=1, description="Expected km = this quantile of the vehicle's km on the plan date's weekday (over history_weeks), a prudent rather than a mean day.")
+    min_weekday_days: int = Field(2, ge=1, description="With fewer days of the plan date's weekday in the history, the quantile is taken over every day of the history.")
+    physics_speed_kmh: float = Field(35.0, gt=0, description="Steady speed of the physics fallback's energy per km (km/h; urban duty).")
+    count_enroute_charging: bool = Field(
+        True, description="Subtract from the duty's energy what the vehicle typically charges during its duty (median daily kWh of its history outside its overnight window)."
+    )
+    home_charger_kw: float = Field(7.4, gt=0, description="Power of a home charger, and of any site whose power is neither in bronze.stations nor observed (kW).")
+    default_ports: int = Field(4, ge=1, description="Ports of a depot or public site whose station has no port counts.")
+    site_capacity_kw: dict[str, float] = Field(
+        default_factory=dict,
+        description="Grid capacity (kW) of sites by station_id or site_id; other sites get capacity_share x ports x power.",
+    )
+    capacity_share: float = Field(0.7, gt=0, le=1, description="A site's default grid capacity as a share of the sum of its ports' power (depots are provisioned below their nameplate).")
+    solver_time_limit_s: float = Field(30.0, gt=0, description="Time limit of one site's MILP (s); a site stopped without a solution reports its vehicles infeasible (solver).")
+    mip_rel_gap: float = Field(1e-6, ge=0, lt=1, description="Relative optimality gap the MILP stops at.")
+
+    @field_validator("tariff")
+    @classmethod
+    def _tariff_ordered(cls, v: list[TariffPeriod]) -> list[TariffPeriod]:
+        hours = [p.start_hour for p in v]
+        if not v or hours[0] != 0 or any(b <= a for a, b in zip(hours, hours[1:])):
+            raise ValueError("tariff periods must start at hour 0 and be ordered by strictly increasing start_hour")
+        return v
+
+    @field_validator("plan_date")
+    @classmethod
+    def _iso_date(cls, v: str | None) -> str | None:
+        from datetime import date
+
+        if v is not None:
+            date.fromisoformat(v)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChargingPlanConfig:
+        if self.soc_max_pct <= self.soc_floor_pct:
+            raise ValueError("soc_max_pct must be above soc_floor_pct")
+        if (self.slot_minutes % 60 and 60 % self.slot_minutes) or (self.horizon_start_hour * 60) % self.slot_minutes or (self.duty_start_hour * 60) % self.slot_minutes:
+            raise ValueError("slot_minutes must divide an hour (or be whole hours) and horizon_start_hour / duty_start_hour must fall on slot boundaries")
+        return self
+
+
+class RolloutConfig(Section):
+    """Rollout evaluation: difference-in-differences of the fault rate and uptime around changes to sites (`common/network/rollout.py`)."""
+
+    period_days: int = Field(7, ge=1, le=31, description="Sites are compared per period of this many days (7: weeks), from the first observed UTC day of the source.")
+    leads: int = Field(4, ge=2, description="Event study: periods before the rollout shown (the earliest bins every earlier period); period -1 is the reference.")
+    lags: int = Field(8, ge=1, description="Event study: periods after the rollout shown (the last bins every later period).")
+    min_treated_units: int = Field(4, ge=2, description="A change type with fewer treated sites gets a row with the reason and no estimate.")
+    min_control_units: int = Field(4, ge=2, description="Fewer never-treated sites: a row with the reason and no estimate (SEs are clustered by site).")
+    confidence_level: float = Field(0.95, gt=0, lt=1, description="Level of the confidence intervals (t with sites - 1 degrees of freedom).")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the effect and of the pre-trend test.")
+
+
 class FaultDriversConfig(Section):
     """Root cause of failed sessions: a logit of failure on charger and session attributes (`common/network/fault_drivers.py`)."""
 
@@ -1085,6 +1175,8 @@ class Config(Section):
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     fault_drivers: FaultDriversConfig = Field(default_factory=FaultDriversConfig)
     fault_forecast: FaultForecastConfig = Field(default_factory=FaultForecastConfig)
+    charging_plan: ChargingPlanConfig = Field(default_factory=ChargingPlanConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     residence: ResidenceConfig = Field(default_factory=ResidenceConfig)
     charging: ChargingConfig = Field(default_factory=ChargingConfig)
     hotspots: HotspotsConfig = Field(default_factory=HotspotsConfig)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from common.core.config import Config, CsvOptions, DatasetSpec, InputsConfig
 
-RAW_DATASETS = ("telematics", "vehicles", "stations", "charger_status", "charging_sessions")
+RAW_DATASETS = ("telematics", "vehicles", "stations", "charger_status", "charging_sessions", "rollouts")
 PAYD_MAPPING = "conf/datasets/payd_fleet.yaml"  # the dataset mapping a PAYD operator's export is read with
 
 
@@ -64,4 +64,6 @@ def default_inputs(cfg: Config) -> InputsConfig:
             "charger_status": DatasetSpec(name="synthetic_charger_status", path=raw["charger_status"], format="csv", timestamp_formats=iso, source_timezone="UTC"),
             "charging_sessions": DatasetSpec(name="synthetic_charging_sessions", path=raw["charging_sessions"], format="json", timestamp_formats=iso, source_timezone="UTC"),
         }
+    if g.network and g.rollout_share > 0:  # the generator writes a rollouts file only when it injects rollouts
+        specs["rollouts"] = DatasetSpec(name="synthetic_rollouts", path=raw["rollouts"], format="csv", timestamp_formats=iso, source_timezone="UTC")
     return InputsConfig(**{k: [v] for k, v in specs.items()})

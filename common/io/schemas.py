@@ -99,6 +99,23 @@ CHARGING_SESSIONS = T.StructType(
 CHARGING_SESSIONS_REQUIRED = ("session_id", "start_ts")
 CHARGING_SESSIONS_KEY = ("session_id",)
 
+# A change made to a site or a charger (firmware, replacement, maintenance contract, ...): the
+# treatment of the rollout evaluation (common/network/rollout.py). change_type is free text there
+# normalised to a label (`normalise_change_type`), an unknown type kept as its own label.
+ROLLOUTS = T.StructType(
+    [
+        T.StructField("rollout_id", T.StringType(), True),
+        T.StructField("station_id", T.StringType(), True),  # the site; or
+        T.StructField("charger_id", T.StringType(), True),  # the charger (at least one of the two)
+        T.StructField("ts", T.TimestampType(), False),  # UTC instant the change took effect (a day alone: its midnight in the source's zone)
+        T.StructField("change_type", T.StringType(), False),  # firmware | replacement | maintenance_contract | other text
+        T.StructField("description", T.StringType(), True),  # e.g. the firmware version
+    ]
+)
+ROLLOUTS_REQUIRED = ("ts", "change_type")
+ROLLOUTS_KEY = ("station_id", "charger_id", "ts", "change_type")
+ROLLOUT_CHANGE_TYPES = ("firmware", "replacement", "maintenance_contract")
+
 OCPP_STATUSES = (
     "Available",
     "Preparing",
@@ -124,4 +141,5 @@ KINDS = {
         ("start_ts", "end_ts"),
         "bronze.charging_sessions",
     ),
+    "rollouts": (ROLLOUTS, ROLLOUTS_REQUIRED, ROLLOUTS_KEY, ("ts",), "bronze.rollouts"),
 }

@@ -12,8 +12,9 @@ wrote. Extracts:
 - ``sites_needing_ports``: stations of gold.site_capacity whose busiest hour of week needs more
   ports (`common.network.capacity.site_needs`);
 - ``fault_forecast_sites``: faults forecast per site over the horizon of gold.fault_forecast;
-- ``charging_plan``: the charging plan per depot, once a stage writes ``gold.charging_plan`` (no
-  catalog table yet: the job notes the extract as skipped).
+- ``charging_plan``: tomorrow's charging schedule of gold.charging_plan, per site and slot: depots
+  first, then public and unknown sites, then home chargers, whose rows name no site (a home is
+  identified by its vehicle only; no row carries a position).
 """
 
 from __future__ import annotations
@@ -155,6 +156,43 @@ def fault_forecast_sites(forecast: DataFrame) -> DataFrame:
     return per_site.select(*FAULT_SITE_COLUMNS).orderBy(F.desc_nulls_last("faults_forecast"), "source_name", "site_id")
 
 
+PLAN_COLUMNS = (
+    "plan_date",
+    "site_kind",
+    "site_id",
+    "vehicle_id",
+    "slot_start_local",
+    "slot_end_local",
+    "kwh",
+    "grid_kwh",
+    "grid_kw",
+    "price_per_kwh",
+    "cost",
+    "site_ports",
+    "site_capacity_kw",
+)
+PLAN_SITE_ORDER = ("depot", "public", "unknown", "home")
+
+
+def charging_plan_rows(plan: DataFrame) -> DataFrame:
+    """The charging schedule an operator works through, site by site and slot by slot.
+
+    Parameters
+    ----------
+    plan : DataFrame
+        gold.charging_plan (common.mobility.charging_plan.SLOT_COLUMNS).
+
+    Returns
+    -------
+    DataFrame
+        One row per plan row, PLAN_COLUMNS; site_id null at a home charger (the vehicle names it).
+        Sorted by plan date, site kind (depot, public, unknown, home), site_id, slot start, vehicle_id.
+    """
+    kind_order = F.create_map(*[x for i, k in enumerate(PLAN_SITE_ORDER) for x in (F.lit(k), F.lit(i))])[F.col("site_kind")]
+    rows = plan.withColumn("site_id", F.when(F.col("site_kind") != "home", F.col("site_id"))).withColumn("_k", kind_order)
+    return rows.orderBy("plan_date", F.asc_nulls_last("_k"), F.asc_nulls_last("site_id"), "slot_start_local", "vehicle_id").select(*PLAN_COLUMNS)
+
+
 # --------------------------------------------------------------------------------------------
 # The extracts of a run
 # --------------------------------------------------------------------------------------------
@@ -214,7 +252,14 @@ EXTRACTS: tuple[Extract, ...] = (
         lambda t, cfg: fault_forecast_sites(t["gold.fault_forecast"]),
         lambda t: t["gold.fault_forecast"].where((F.col("step") >= 1) & (F.col("site_id") != NETWORK)).select("source_name", "site_id").distinct(),
     ),
-    Extract("charging_plan", "Per depot: the charging plan", ("gold.charging_plan",), False, None, None),
+    Extract(
+        "charging_plan",
+        "Per depot: the charging plan (per site, vehicle and slot with charge: kWh, kW, price, cost; home chargers named by vehicle only)",
+        ("gold.charging_plan",),
+        False,
+        lambda t, cfg: charging_plan_rows(t["gold.charging_plan"]),
+        lambda t: t["gold.charging_plan"],
+    ),
 )
 
 # The catalog tables the extracts read (the job's INPUTS); a source not in the catalog yet is not

@@ -772,3 +772,57 @@ def kpi_tiles(items: list[tuple[str, str]]) -> str:
         `<div class='kpis'>` HTML.
     """
     return "<div class='kpis'>" + "".join(f"<div class='kpi'><b>{esc(v)}</b>{esc(k)}</div>" for k, v in items) + "</div>"
+
+
+def load_profile_chart(chart_id: str, x: list, loads: dict[str, list], limits: dict[str, list], prices: list, title: str) -> str:
+    """Power per time slot against limits (dashed) and the tariff (steps, right axis).
+
+    Parameters
+    ----------
+    chart_id : str
+        `data-chart` attribute of the figure.
+    x : list
+        Slot labels (local time).
+    loads : dict of str to list
+        Series name -> kW per slot.
+    limits : dict of str to list
+        Series name -> limit (kW) per slot, drawn dashed in the colour of the load of the same position.
+    prices : list
+        Tariff price per kWh per slot.
+    title : str
+        Chart title, also the caption.
+
+    Returns
+    -------
+    str
+        `chart` HTML.
+    """
+    return chart(chart_id, load_profile_figure(x, loads, limits, prices), title, sum(len(v) for v in (*loads.values(), *limits.values())) + len(prices))
+
+
+def load_profile_figure(x: list, loads: dict[str, list], limits: dict[str, list], prices: list):
+    """The figure of `load_profile_chart` (also shown in the notebooks).
+
+    Parameters
+    ----------
+    x : list
+        Slot labels.
+    loads : dict of str to list
+        Series name -> kW per slot.
+    limits : dict of str to list
+        Series name -> limit (kW) per slot.
+    prices : list
+        Tariff price per kWh per slot.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+
+    traces = [go.Bar(x=x, y=_values(ys), name=name, marker={"color": PALETTE[i % len(PALETTE)]}) for i, (name, ys) in enumerate(loads.items())]
+    traces += [go.Scatter(x=x, y=_values(ys), name=name, mode="lines", line={"color": PALETTE[i % len(PALETTE)], "dash": "dash"}) for i, (name, ys) in enumerate(limits.items())]
+    traces.append(go.Scatter(x=x, y=_values(prices), name="tariff (right axis)", mode="lines", line={"color": "#555555", "shape": "hv"}, yaxis="y2"))
+    fig = go.Figure(traces)
+    fig.update_layout(barmode="stack", yaxis_title="kW", yaxis2={"title": "price per kWh", "overlaying": "y", "side": "right", "rangemode": "tozero"}, template="plotly_white")
+    return fig

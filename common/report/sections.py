@@ -44,6 +44,10 @@ REPORT_TABLES = (
     "gold.fault_drivers",
     "gold.fault_forecast",
     "gold.fault_forecast_backtest",
+    "gold.rollout_effects",
+    "gold.rollout_event_study",
+    "gold.charging_plan",
+    "gold.charging_plan_vehicles",
     "silver.telematics_clean",
 )
 
@@ -747,6 +751,131 @@ def section_fault_forecast(inputs: ReportInputs, cfg: Config) -> R.Section:
     return s.add(R.table_html(shown, "fault_forecast_sites_table", "{:,.2f}"))
 
 
+def section_rollout(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Did the rollout work: the difference-in-differences effects and event studies (gold.rollout_*).
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'rollout': the effects table (rate ratio of the fault rate, percentage points of
+        uptime, CI, pre-trend p-value, or why nothing was estimated) and per source and change
+        type a chart of the fault rate's event study with its CI.
+    """
+    s = R.Section("rollout", "Did the rollout work? (rollout evaluation)")
+    effects = inputs.get("gold.rollout_effects")
+    if effects is None:
+        return s.add(no_data("gold.rollout_effects", "rollout", inputs.status))
+    p = cfg.rollout
+    rows: pd.DataFrame = effects.orderBy("source_name", "change_type", "outcome").toPandas()  # bounded: two outcomes per source and change type
+    level = f"{p.confidence_level:.0%}"
+    s.add(
+        f"<p>Sites given a change against sites never given one, per {p.period_days}-day period (two-way fixed effects, SEs clustered by site): "
+        f"the fault rate as a rate ratio (below 1: fewer faults), uptime in percentage points, with {level} intervals. A pre-trend p-value "
+        f"below {p.alpha:g} says the sites already drifted apart before the change, and the estimate is in doubt.</p>"
+    )
+    cols = ["source_name", "change_type", "outcome", "estimate", "ci_low", "ci_high", "p_value", "n_treated_units", "n_control_units", "n_periods", "pretrend_p_value", "note"]
+    s.add(R.table_html(rows[cols], "rollout_effects_table", "{:,.3f}"))
+    events = inputs.get("gold.rollout_event_study")
+    if events is None:
+        return s
+    fault: pd.DataFrame = events.where(F.col("outcome") == "fault_rate").orderBy("source_name", "change_type", "rel_period").toPandas()  # bounded: leads + lags + 1 rows per source and change type
+    for i, ((source, change), g) in enumerate(fault.groupby(["source_name", "change_type"], sort=True)):
+        series = {"rate ratio": g.estimate.tolist(), f"{level} CI, low": g.ci_low.tolist(), f"{level} CI, high": g.ci_high.tolist()}
+        title = f"{source}, {change}: fault rate ratio by period relative to the rollout (-1 = reference)"
+        s.add(R.line_chart("rollout_event_study" if i == 0 else f"rollout_event_study_{i}", g.rel_period.tolist(), series, title, "fault rate ratio"))
+    return s
+
+
+# Non-home sites drawn in the charging plan's load chart (the rest are in its table).
+TOP_PLAN_SITES = 3
+
+
+def section_charging_plan(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Tomorrow's charging plan: load per slot against capacity and tariff, and the infeasible vehicles.
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+
+    Returns
+    -------
+    html.Section
+        Section 'charging_plan': vehicles by status; a chart of grid kW per slot of the busiest
+        depot / public sites (dashed: their capacity) and of all home chargers, with the tariff;
+        per site the planned kWh, cost and peak; the infeasible vehicles with their reasons
+        (gold.charging_plan, gold.charging_plan_vehicles).
+    """
+    from common.mobility.charging_plan import n_slots, slot_hours, slot_prices
+
+    s = R.Section("charging_plan", "Tomorrow's charging plan")
+    plan_vehicles = inputs.get("gold.charging_plan_vehicles")
+    if plan_vehicles is None:
+        return s.add(no_data("gold.charging_plan_vehicles", "charging_plan", inputs.status))
+    p = cfg.charging_plan
+    by_status = plan_vehicles.groupBy("plan_date", "status").agg(F.count(F.lit(1)).alias("vehicles"), F.sum("grid_kwh").alias("grid_kwh"), F.sum("cost").alias("cost"))
+    status: pd.DataFrame = by_status.toPandas()  # bounded: three statuses
+    plan_date = status.plan_date.iloc[0] if len(status) else None
+    s.add(
+        R.kpi_tiles(
+            [("plan date", str(plan_date))]
+            + [(f"vehicles {st}", f"{int(n):,}") for st, n in zip(status.status, status.vehicles)]
+            + [("grid kWh", f"{status.grid_kwh.sum():,.1f}"), ("cost", f"{status.cost.sum():,.2f}")]
+        )
+    )
+    slots = inputs.get("gold.charging_plan")
+    per_site = (
+        plan_vehicles.where("site_id IS NOT NULL")
+        .groupBy("site_id", "site_kind")
+        .agg(
+            F.count(F.lit(1)).alias("vehicles"),
+            F.sum((F.col("status") == "infeasible").cast("int")).alias("infeasible"),
+            F.sum("planned_kwh").alias("planned_kwh"),
+            F.sum("cost").alias("cost"),
+            F.first("site_ports").alias("ports"),
+            F.first("site_capacity_kw").alias("capacity_kw"),
+        )
+    )
+    labels = [f"{int((p.horizon_start_hour + k * slot_hours(p)) % 24):02d}:{int(round((p.horizon_start_hour + k * slot_hours(p)) % 1 * 60)):02d}" for k in range(n_slots(p))]
+    loads: dict[str, list] = {}
+    limits: dict[str, list] = {}
+    if slots is not None:
+        kw = slots.groupBy(F.when(F.col("site_kind") == "home", F.lit("(home chargers)")).otherwise(F.col("site_id")).alias("site"), "slot_no").agg(F.sum("grid_kw").alias("kw"))
+        profile: pd.DataFrame = kw.toPandas()  # bounded: sites x slots of the plan (one night)
+        busiest = profile[profile.site != "(home chargers)"].groupby("site").kw.sum().sort_values(ascending=False).index[:TOP_PLAN_SITES].tolist()
+        caps: pd.DataFrame = per_site.where(F.col("site_id").isin(busiest)).select("site_id", "capacity_kw").toPandas()  # bounded: TOP_PLAN_SITES rows
+        capacity = dict(zip(caps.site_id, caps.capacity_kw))
+        for site in [*busiest, "(home chargers)"]:
+            by_slot = profile[profile.site == site].set_index("slot_no").kw
+            if len(by_slot):
+                loads[f"{site} grid kW"] = [float(by_slot.get(k, 0.0)) for k in range(len(labels))]
+        for site in busiest:
+            limits[f"{site} capacity kW"] = [capacity.get(site)] * len(labels)
+    if not loads:
+        loads["all sites grid kW"] = [0.0] * len(labels)
+    title = f"Grid kW per {p.slot_minutes}-min slot, local time, night before {plan_date}: busiest depot / public sites against their capacity (dashed), home chargers, tariff"
+    s.add(R.load_profile_chart("charging_plan_load", labels, loads, limits, slot_prices(p).tolist(), title))
+    shown_sites = _bounded(per_site.orderBy(F.desc("planned_kwh"), "site_id"), cfg)
+    s.add(f"<p>Per site ({len(shown_sites):,} shown, most energy first); a home site is one vehicle's charger, named by its site id only.</p>")
+    s.add(R.table_html(shown_sites, "charging_plan_sites_table", "{:,.2f}"))
+    infeasible = _bounded(
+        plan_vehicles.where("status = 'infeasible'")
+        .orderBy("reason_code", "vehicle_id")
+        .select("vehicle_id", "site_kind", "reason_code", "reason", "need_kwh", "soc_now_pct", "planned_kwh", "shortfall_kwh"),
+        cfg,
+    )
+    s.add(
+        f"<p>Infeasible vehicles ({len(infeasible):,} shown): the plan cannot keep them above {p.soc_floor_pct:g} % SOC through their expected duty; "
+        "those with a place still get the most it can give (planned kWh).</p>"
+    )
+    return s.add(R.table_html(infeasible, "charging_plan_infeasible_table", "{:,.2f}"))
+
+
 def section_models(inputs: ReportInputs, cfg: Config) -> R.Section:
     """Registered champions and each model's test metric against its baselines (MLflow).
 
@@ -822,5 +951,7 @@ SECTIONS = (
     section_capacity,
     section_fault_drivers,
     section_fault_forecast,
+    section_rollout,
+    section_charging_plan,
     section_models,
 )

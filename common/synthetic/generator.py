@@ -281,6 +281,10 @@ def random_in_disk(rng: np.random.Generator, lat0, lon0, radius_m, n):
 # ----------------------------------------------------------------------------------------------
 # The small, driver-side world
 # ----------------------------------------------------------------------------------------------
+# Columns of World.rollouts and truth.rollouts.
+ROLLOUT_COLUMNS = ("rollout_id", "station_id", "ts", "change_type", "fault_effect")
+
+
 @dataclass
 class World:
     """The small world state built on the driver (`build_world`); everything else is simulated from it.
@@ -307,6 +311,10 @@ class World:
         Ambient temperature offset of each day (degC).
     day_midnights : numpy.ndarray
         Local midnights as UTC epoch seconds, days + 1 entries (`day_midnights_utc`).
+    rollouts : pandas.DataFrame
+        One row per injected rollout (`generator.rollout_*`; empty when off): rollout_id, station_id,
+        ts (UTC epoch s, a local midnight), change_type, fault_effect (the true multiplier of the
+        station's port fault rate from ts on).
     """
 
     gcfg: GeneratorConfig
@@ -319,6 +327,7 @@ class World:
     vehicles: pd.DataFrame
     day_temp_offsets: np.ndarray
     day_midnights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    rollouts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(ROLLOUT_COLUMNS)))
 
 
 def build_world(gcfg: GeneratorConfig, timezone: str | None = None) -> World:
@@ -346,7 +355,77 @@ def build_world(gcfg: GeneratorConfig, timezone: str | None = None) -> World:
     outages = _build_outages(rng, stations, ports, midnights, gcfg)
     vehicles = _build_vehicles(rng, gcfg, region, tz, hotspots, stations)
     temps = rng.normal(0, 1.5, gcfg.days)
-    return World(gcfg, region, tz, hotspots, stations, ports, outages, vehicles, temps, midnights)
+    rollouts = build_rollouts(stations, ports, midnights, gcfg)
+    outages = apply_rollouts(outages, rollouts, gcfg)
+    return World(gcfg, region, tz, hotspots, stations, ports, outages, vehicles, temps, midnights, rollouts)
+
+
+def build_rollouts(stations: pd.DataFrame, ports: pd.DataFrame, midnights: np.ndarray, gcfg) -> pd.DataFrame:
+    """The injected rollouts: `rollout_share` of the operating stations, each on its own day.
+
+    From their own random stream, so a world with rollouts has the same stations, outages and
+    vehicles as one without (until `apply_rollouts` thins the treated stations' faults).
+
+    Parameters
+    ----------
+    stations, ports : pandas.DataFrame
+        `World.stations` and `World.ports`.
+    midnights : numpy.ndarray
+        Local midnights (UTC epoch s) of the generated days.
+    gcfg : GeneratorConfig
+        ``rollout_share``, ``rollout_window``, ``rollout_change_type``, ``rollout_fault_effect``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        `ROLLOUT_COLUMNS`; empty when ``rollout_share`` is 0. A station unavailable the whole period
+        (status T) or without ports is never treated (there is no fault to change).
+    """
+    eligible = stations[(stations.status == "E") & stations.station_id.isin(ports.station_id)].station_id.to_numpy()
+    if gcfg.rollout_share <= 0 or len(eligible) == 0:
+        return pd.DataFrame(columns=list(ROLLOUT_COLUMNS))
+    rng = np.random.default_rng(_seed(gcfg.seed, "rollouts"))
+    n = max(1, int(round(gcfg.rollout_share * len(eligible))))
+    treated = np.sort(rng.choice(eligible, size=n, replace=False))
+    days = len(midnights) - 1
+    lo, hi = (int(math.floor(share * days)) for share in gcfg.rollout_window)
+    day = rng.integers(lo, max(lo + 1, min(hi, days - 1) + 1), size=n)
+    return pd.DataFrame(
+        {
+            "rollout_id": [f"RO{i:04d}" for i in range(n)],
+            "station_id": treated,
+            "ts": np.asarray(midnights, dtype=float)[day],
+            "change_type": gcfg.rollout_change_type,
+            "fault_effect": float(gcfg.rollout_fault_effect),
+        }
+    )
+
+
+def apply_rollouts(outages: pd.DataFrame, rollouts: pd.DataFrame, gcfg) -> pd.DataFrame:
+    """Thin the port faults of each treated station from its rollout on to `fault_effect` of the rate.
+
+    Parameters
+    ----------
+    outages : pandas.DataFrame
+        `World.outages` before the rollouts.
+    rollouts : pandas.DataFrame
+        `build_rollouts`.
+    gcfg : GeneratorConfig
+        ``seed``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        `outages` without the thinned faults (a fault starting at or after its station's rollout
+        is kept with probability fault_effect; whole-period outages are kept).
+    """
+    if rollouts.empty or (rollouts.fault_effect >= 1).all():
+        return outages
+    when = outages.station_id.map(rollouts.groupby("station_id").ts.min())
+    effect = outages.station_id.map(rollouts.groupby("station_id").fault_effect.min())
+    after = (outages.cause == "fault") & when.notna() & (outages.start >= when)
+    chance = np.random.default_rng(_seed(gcfg.seed, "rollout_thinning")).random(len(outages))
+    return outages[~after | (chance < effect.fillna(1.0))].reset_index(drop=True)
 
 
 def _build_hotspots(rng: np.random.Generator, gcfg: GeneratorConfig, region: Region) -> pd.DataFrame:
@@ -1727,6 +1806,35 @@ def _network_frame_of_rows(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     return df
 
 
+def with_rollout(failure: Callable[[float, int], float], rollouts: pd.DataFrame, station_id: str) -> Callable[[float, int], float]:
+    """A station's session failure probability times its rollout's fault effect from the rollout on.
+
+    A failed session on an available port is a fault of the status feed (Preparing, then
+    Faulted) and outnumbers the port faults, so a rollout's effect on the fault rate applies to
+    both. The session's own draw is unchanged (only the threshold moves): every other draw of the
+    world stays that of the same world without rollouts.
+
+    Parameters
+    ----------
+    failure : callable
+        `session_failure_probability` of the station.
+    rollouts : pandas.DataFrame
+        `World.rollouts`.
+    station_id : str
+        The station.
+
+    Returns
+    -------
+    callable
+        `failure` itself for an untreated station (or an effect of 1).
+    """
+    mine = rollouts[rollouts.station_id == station_id]
+    if mine.empty or float(mine.fault_effect.min()) >= 1:
+        return failure
+    ts, effect = float(mine.ts.min()), float(mine.fault_effect.min())
+    return lambda start, load: failure(start, load) * (effect if start >= ts else 1.0)
+
+
 def network_records(world: World):
     """cogroup function: (station's fleet charging events) -> sessions + status notifications.
 
@@ -1765,7 +1873,7 @@ def network_records(world: World):
         t0, t1 = world.day_midnights[0], world.day_midnights[-1]
         sessions, busy = _fleet_sessions(events, ports, outages)
         station = next(world.stations[world.stations.station_id == sid].itertuples())
-        failure = session_failure_probability(world.gcfg, station, world.timezone)
+        failure = with_rollout(session_failure_probability(world.gcfg, station, world.timezone), world.rollouts, sid)
         sessions += _background_sessions(rng, ports, outages, busy, t0, t1, failure)
         rows = _session_rows(sid, ports, sessions) + _status_rows(sid, ports, outages, sessions, t0, t1, STATUS_HEARTBEAT_S)
         return _network_frame_of_rows(rows)
@@ -2100,6 +2208,42 @@ def truth_charging_sites(spark: SparkSession, world: World, charges: DataFrame) 
             "n_events",
         )
     )
+
+
+def truth_rollouts(spark: SparkSession, world: World) -> DataFrame:
+    """truth.rollouts: the injected rollouts with their true effect (empty without rollouts).
+
+    Parameters
+    ----------
+    spark : SparkSession
+    world : World
+        The generated world (`build_world`).
+
+    Returns
+    -------
+    DataFrame
+        rollout_id, station_id, ts (UTC), change_type, fault_effect (multiplier of the port fault rate).
+    """
+    schema = "rollout_id string, station_id string, ts double, change_type string, fault_effect double"
+    return spark.createDataFrame(world.rollouts[list(ROLLOUT_COLUMNS)].astype({"ts": float}), schema).withColumn("ts", F.col("ts").cast("timestamp"))
+
+
+def write_raw_rollouts(spark: SparkSession, world: World, path: str) -> None:
+    """The rollouts as one CSV file in the contract's columns (ts as UTC text).
+
+    Parameters
+    ----------
+    spark : SparkSession
+    world : World
+        The generated world; its `rollouts` (not empty).
+    path : str
+        The raw rollouts folder (overwritten).
+    """
+    ro = world.rollouts
+    text = pd.to_datetime(ro.ts.astype(float), unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
+    raw = pd.DataFrame({"rollout_id": ro.rollout_id, "station_id": ro.station_id, "charger_id": None, "ts": text, "change_type": ro.change_type, "description": "injected"})
+    schema = "rollout_id string, station_id string, charger_id string, ts string, change_type string, description string"
+    spark.createDataFrame(raw, schema).coalesce(1).write.mode("overwrite").option("header", True).csv(path)
 
 
 def truth_charger_outages(spark: SparkSession, world: World) -> DataFrame:
