@@ -21,6 +21,7 @@ Writes: gold.charging_plan           per site, vehicle and slot with charge: kWh
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 if __package__ in (None, ""):  # spark-submit jobs/charging_plan.py: make `common` importable
@@ -84,7 +85,8 @@ def run_charging_plan(spark: SparkSession, cfg: Config) -> StageReport:
         report.notes.append(f"{EVENTS} or {SITES} missing: no known place to charge, vehicles needing a charge are infeasible")
         places = spark.createDataFrame([], cp.PLACES_SCHEMA)
     places = materialise(places)
-    events = tables.read(spark, cfg, EVENTS) if tables.exists(spark, cfg, EVENTS) else spark.createDataFrame([], "vehicle_id string, local_date date, start_ts_local timestamp, kwh double")
+    no_events = "vehicle_id string, site_id string, local_date date, start_ts_local timestamp, duration_min double, kwh double"
+    events = tables.read(spark, cfg, EVENTS) if tables.exists(spark, cfg, EVENTS) else spark.createDataFrame([], no_events)
     e = cfg.ml.energy
     inputs = cp.plan_inputs(
         vehicles,
@@ -95,6 +97,7 @@ def run_charging_plan(spark: SparkSession, cfg: Config) -> StageReport:
         places,
         cp.site_limits(places, stations, p),
         p,
+        eve_km=cp.expected_km(daily, plan_date - timedelta(days=1), p),
     )
     solved = materialise(cp.plan_sites(inputs, p))
     try:

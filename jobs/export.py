@@ -59,7 +59,7 @@ def export_one(spark: SparkSession, cfg: Config, extract: Extract, staging: str,
         "capped_at_max_rows": done.capped,
         "files": done.files,
         "sources": versions,
-    }
+    } | ({"note": extract.note} if extract.note else {})
 
 
 def write_extracts(spark: SparkSession, cfg: Config, report: StageReport, roots: dict[bool, str], staging: dict[bool, str], run_id: str) -> dict[str, dict]:
@@ -76,7 +76,8 @@ def write_extracts(spark: SparkSession, cfg: Config, report: StageReport, roots:
         report.rows_out = (report.rows_out or 0) + entry["rows"]
         cut = f", cut at export.max_rows = {cfg.export.max_rows}" if entry["capped_at_max_rows"] else ""
         where = "restricted folder" if extract.personal else "export folder"
-        report.notes.append(f"{extract.name}: {entry['rows']} of {entry['source_rows']} rows (reconciled{cut}) in the {where}: {', '.join(entry['files'].values())}")
+        left_out = f"; {extract.note}" if extract.note else ""
+        report.notes.append(f"{extract.name}: {entry['rows']} of {entry['source_rows']} rows (reconciled{cut}) in the {where}: {', '.join(entry['files'].values())}{left_out}")
     return entries
 
 

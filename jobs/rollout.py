@@ -56,22 +56,27 @@ def run_rollout(spark: SparkSession, cfg: Config) -> StageReport:
     rollouts = tables.read(spark, cfg, ROLLOUTS)
     intervals = tables.read(spark, cfg, INTERVALS)
     panel = ro.site_panel(intervals, params).toPandas()  # bounded: one row per site and period (weeks by default)
-    treated = ro.treated_sites(rollouts, intervals, params).toPandas()  # bounded: one row per site and change type
+    matches = ro.rollout_matches(rollouts, intervals)
+    treated = ro.treated_sites(matches, intervals, params).toPandas()  # bounded: one row per site and change type
     report.rows_in = len(panel)
-    unmatched = rollouts.count() - len(treated)
-    if unmatched > 0:
-        report.notes.append(f"{unmatched} rollout row(s) not counted: a repeat of the same site and change type, or a site or charger no status source observes")
+    n_rows, n_matched, n_pairs = rollouts.count(), matches.select("rollout_row").distinct().count(), matches.count()
+    if n_rows > n_matched:
+        report.notes.append(f"{n_rows - n_matched} of {n_rows} rollout row(s) name no station or charger a status source observes: not evaluated")
+    if n_pairs > len(treated):
+        report.notes.append(f"{n_pairs - len(treated)} rollout(s) repeat a change type on a site already given it: the first counts")
     effects, events = ro.evaluate_rollouts(panel, treated, params)
     report.tables[EFFECTS] = tables.write(_frame(spark, effects, ro.EFFECTS_SCHEMA), cfg, EFFECTS).version
     report.tables[EVENTS] = tables.write(_frame(spark, events, ro.EVENT_SCHEMA), cfg, EVENTS).version
     report.rows_out = len(effects)
     for r in effects.itertuples():
-        if r.estimate is None or r.estimate != r.estimate:
-            report.notes.append(f"{r.source_name} {r.change_type} {r.outcome}: {r.note}")
+        fmt = lambda v: "n/a" if v is None or v != v else f"{v:.3g}"  # noqa: E731 - not estimated: None
+        head = f"{r.source_name} {r.change_type} {r.outcome}"
+        if fmt(r.estimate) == "n/a":
+            report.notes.append(f"{head}: {r.note}")
         else:
             report.notes.append(
-                f"{r.source_name} {r.change_type} {r.outcome}: {r.estimate:.3f} ({r.ci_low:.3f}-{r.ci_high:.3f}), p {r.p_value:.3g}, "
-                f"{r.n_treated_units} treated vs {r.n_control_units} control sites, pre-trend p {r.pretrend_p_value if r.pretrend_p_value is not None else float('nan'):.3g}"
+                f"{head}: {fmt(r.estimate)} ({fmt(r.ci_low)}-{fmt(r.ci_high)}), p {fmt(r.p_value)}, "
+                f"{r.n_treated_units} treated vs {r.n_control_units} control sites, pre-trend p {fmt(r.pretrend_p_value)}"
             )
     if effects.empty:
         report.notes.append("no rollout on a site any status source observes: nothing to evaluate")

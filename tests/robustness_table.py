@@ -392,6 +392,29 @@ OTHER_CASES: tuple[Case, ...] = (
         "the stage completes; the per-vehicle UDF loads at most `charging.max_events_per_vehicle` rows (a seeded sample above it; the others keep a null location_id); other vehicles are unaffected",
         "tests/test_robustness_stages.py::test_grouped_udf_caps_rows_per_vehicle",
     ),
+    Case(
+        "rollout_without_unit",
+        "bad input",
+        "Change-log (rollout) rows naming neither station nor charger, with an impossible day (31/02), without a change type, or with a change type outside the known ones",
+        "the first three are quarantined (`missing_unit`, `unparseable_ts`, `missing_change_type`), an exact repeat is a duplicate, and "
+        "read = bronze + quarantined + duplicates; an unknown type is kept as written (the evaluation labels it on its own)",
+        "tests/test_rollout.py::test_bad_rollout_rows_are_quarantined_with_a_reason",
+    ),
+    Case(
+        "unplannable_vehicle",
+        "bad input",
+        "A vehicle the charging plan cannot serve: unknown battery, no driving history, no SOC, no energy rate, nowhere to charge, a need beyond the battery, too little time or power, a full site",
+        "a row in `gold.charging_plan_vehicles` with status `infeasible` and the reason code and text (those with a place still get the most it can give); never missing from the table",
+        "tests/test_charging_plan.py::test_every_reason_comes_from_a_hand_built_case",
+    ),
+    Case(
+        "plan_without_model_or_stations",
+        "bad input",
+        "The charging plan with no registered energy model and no stations table",
+        "the stage runs: energy per km from physics (else the vehicle's measured rate), labelled in `energy_source`; ports and power from "
+        "conf and the observed sessions; every vehicle of the fleet has a row",
+        "tests/test_charging_plan.py::test_stage_on_the_generated_fleet_plans_every_vehicle_without_model_or_stations",
+    ),
     # ---- faults ----
     Case(
         "crash_mid_write",

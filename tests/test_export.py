@@ -19,7 +19,7 @@ from common.core.config import ConfigError
 from common.io import tables
 from common.io.spark import with_sedona
 from common.network.capacity import CAPACITY_COLUMNS
-from common.report.exports import charging_plan_rows, fault_forecast_sites, high_risk_drivers, sites_needing_ports
+from common.report.exports import EXTRACTS, charging_plan_rows, fault_forecast_sites, high_risk_drivers, sites_needing_ports
 from jobs import export as export_job
 from tests.conftest import declared_only
 
@@ -185,7 +185,7 @@ def test_fault_forecast_sites_sum_the_forecast_buckets_per_site(spark):
     assert [(r.source_name, r.site_id, r.faults_forecast) for r in out.collect()] == [("s1", "S2", 4.5), ("s2", "S1", 4.5), ("s1", "S1", 4.0)]  # by hand
 
 
-def test_charging_plan_rows_go_depot_first_and_name_no_home_site(spark):
+def test_charging_plan_rows_hold_only_shared_sites_depots_first(spark):
     from datetime import datetime
 
     t0, t1, t2 = datetime(2024, 3, 11, 0, 0), datetime(2024, 3, 11, 0, 30), datetime(2024, 3, 11, 1, 0)
@@ -200,12 +200,16 @@ def test_charging_plan_rows_go_depot_first_and_name_no_home_site(spark):
             (d, "SITE-2", "public", "v2", 25, t1, t2, 2.0, 2.2, 4.4, 0.1, 0.22, 2, 10.0),
             (d, "SITE-5", "depot", "v4", 25, t1, t2, 1.0, 1.1, 2.2, 0.1, 0.11, 4, 20.0),
             (d, "SITE-5", "depot", "v3", 24, t0, t1, 1.0, 1.1, 2.2, 0.1, 0.11, 4, 20.0),
+            (d, "SITE-7", "unknown", "v5", 24, t0, t1, 1.0, 1.1, 2.2, 0.1, 0.11, 4, 5.0),
         ],
         schema,
     )
     out = charging_plan_rows(plan)
     assert not [c for c in out.columns if "lat" in c or "lon" in c]
-    assert [(r.site_kind, r.site_id, r.vehicle_id) for r in out.collect()] == [("depot", "SITE-5", "v3"), ("depot", "SITE-5", "v4"), ("public", "SITE-2", "v2"), ("home", None, "v1")]  # by hand
+    # by hand: the home charger (when v1's driver is at home) and the unknown site are left out
+    assert [(r.site_kind, r.site_id, r.vehicle_id) for r in out.collect()] == [("depot", "SITE-5", "v3"), ("depot", "SITE-5", "v4"), ("public", "SITE-2", "v2")]
+    extract = next(e for e in EXTRACTS if e.name == "charging_plan")
+    assert extract.source_query({"gold.charging_plan": plan}).count() == 3 and not extract.personal and "home" in extract.note
 
 
 # --------------------------------------------------------------------------------------------

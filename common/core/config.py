@@ -866,6 +866,9 @@ class ChargingPlanConfig(Section):
     duty_start_hour: float = Field(7.0, ge=0, lt=24, description="Local hour the duty starts on the plan date; the last slot ends there.")
     default_arrival_hour: float = Field(18.0, ge=0, lt=24, description="Local hour a vehicle is parked at its charging place from, when its history does not say (on the day before the plan date).")
     min_arrival_events: int = Field(3, ge=1, description="A vehicle's arrival hour comes from its charging events at the site (median local start hour) when it has at least this many there.")
+    max_soc_age_h: float = Field(
+        24.0, gt=0, description="A closing SOC read more than this many hours before the horizon start is stale: the vehicle is infeasible (stale_soc) rather than planned on it."
+    )
     tariff: list[TariffPeriod] = Field(
         default_factory=lambda: [
             TariffPeriod(start_hour=0, price_per_kwh=0.10),
@@ -918,6 +921,14 @@ class ChargingPlanConfig(Section):
             raise ValueError("soc_max_pct must be above soc_floor_pct")
         if (self.slot_minutes % 60 and 60 % self.slot_minutes) or (self.horizon_start_hour * 60) % self.slot_minutes or (self.duty_start_hour * 60) % self.slot_minutes:
             raise ValueError("slot_minutes must divide an hour (or be whole hours) and horizon_start_hour / duty_start_hour must fall on slot boundaries")
+        # the horizon runs from horizon_start_hour of the eve to duty_start_hour of the plan date
+        if self.duty_start_hour > self.horizon_start_hour:
+            raise ValueError("the horizon (horizon_start_hour of the eve to duty_start_hour of the plan date) must be at most 24 h: duty_start_hour <= horizon_start_hour")
+        if self.duty_start_hour <= self.default_arrival_hour < self.horizon_start_hour:
+            raise ValueError("default_arrival_hour must lie inside the horizon: at or after horizon_start_hour or before duty_start_hour")
+        negative = {k: v for k, v in self.site_capacity_kw.items() if v < 0}
+        if negative:
+            raise ValueError(f"site_capacity_kw must not be negative: {negative}")
         return self
 
 
@@ -929,7 +940,7 @@ class RolloutConfig(Section):
     lags: int = Field(8, ge=1, description="Event study: periods after the rollout shown (the last bins every later period).")
     min_treated_units: int = Field(4, ge=2, description="A change type with fewer treated sites gets a row with the reason and no estimate.")
     min_control_units: int = Field(4, ge=2, description="Fewer never-treated sites: a row with the reason and no estimate (SEs are clustered by site).")
-    confidence_level: float = Field(0.95, gt=0, lt=1, description="Level of the confidence intervals (t with sites - 1 degrees of freedom).")
+    confidence_level: float = Field(0.95, gt=0, lt=1, description="Level of the confidence intervals (t with min(treated, control sites) - 1 degrees of freedom).")
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the effect and of the pre-trend test.")
 
 

@@ -16,10 +16,14 @@ Per vehicle, for the plan date (the next duty after the latest reading, or ``cha
   model of its vehicle model at a steady ``physics_speed_kmh`` (`physics_kwh_per_km`), else its own
   measured trip kWh/km;
 - **need** = expected km x kWh/km (battery kWh) less what it typically charges during its duty
-  (`enroute_kwh`: its history's median daily kWh charged outside its overnight window, with
-  ``count_enroute_charging``); **SOC now** = its last daily closing SOC (no slot before that reading is planned);
-- **place** (`charging_places`): the home site it charged at, else the depot it charged at most, else
-  the public (then unknown) site it charged at most; power = min(station power, the highest
+  (`enroute_kwh`: its history's median daily kWh of charges neither at its planned site nor in its
+  night window, with ``count_enroute_charging``); **SOC now** (`current_soc`, `plan_inputs`) = its
+  last daily closing SOC before the horizon ends (no slot before that reading is planned), less
+  the rest of the eve's duty when read before its arrival (``soc_basis``); older than
+  ``max_soc_age_h`` before the horizon: ``stale_soc``;
+- **place** (`charging_places`): its own home site (a home site is ``unknown`` to other vehicles)
+  when it charged there at least ``min_arrival_events`` times, else the depot (or home) it charged
+  at most, else the public (then unknown) site it charged at most; power = min(station power, the highest
   average power observed there), whichever is known, else ``home_charger_kw``; parked from its
   median local start hour of charging there (``default_arrival_hour`` with fewer than
   ``min_arrival_events`` events) to the duty start, or, at a public or unknown site, for its
@@ -31,7 +35,7 @@ a home site has one charger per vehicle) and grid capacity (``site_capacity_kw``
 pandas UDF, `plan_sites`) is over slots of ``slot_minutes`` from ``horizon_start_hour`` of the
 day before to ``duty_start_hour`` of the plan date, local time:
 
-    min  sum_it price_t / eff x e_it + penalty x sum_i s_i
+    lexicographic min  (sum_i s_i of servable vehicles, sum_i s_i of BEST_EFFORT ones, sum_it price_t / eff x e_it)
     s.t. sum_t e_it + s_i >= need_i - (SOC_i - floor) x B_i        (end-of-duty SOC >= floor)
          sum_t e_it       <= (max - SOC_i) x B_i                    (SOC at duty start <= max)
          0 <= e_it <= P_i x h x eff x available_it                 (charger power, parked slots)
@@ -41,13 +45,13 @@ day before to ``duty_start_hour`` of the plan date, local time:
 with e_it the battery kWh of vehicle i in slot t, eff ``charger_efficiency``, h the slot length
 (hours) and s_i >= 0 the shortfall: a vehicle the site cannot serve gets the most it can and is
 reported ``infeasible`` (``site_capacity``) instead of making the whole site infeasible. The
-penalty exceeds the dearest grid kWh, so the solver minimises the total shortfall first, then the
-cost. Solved with `scipy.optimize.milp` (HiGHS): SciPy is already a dependency, HiGHS is a
+objectives are solved in turn (`_solve`), each earlier optimum held as a constraint: the shortfall
+is minimised first, then the cost. Solved with `scipy.optimize.milp` (HiGHS): SciPy is already a dependency, HiGHS is a
 maintained, competitive MILP solver, and the problems are small (vehicles x slots variables per
 site); OR-Tools or highspy would add a dependency for the same solver. Vehicles that cannot be
 planned are decided before the solve, with the reason (`REASONS`); those with a place whose need
 exceeds the battery or the charger (`BEST_EFFORT`) still get the most it can give, after the others
-(their shortfall costs half as much), since the operator charges them anyway.
+(their shortfall is minimised second), since the operator charges them anyway.
 """
 
 from __future__ import annotations
@@ -71,11 +75,11 @@ AIR_DENSITY = 1.2  # kg/m3 at ~25 degC
 KMH_PER_MPS = 3.6
 J_PER_KWH = 3.6e6
 PCT = 100.0
-# The shortfall of a vehicle costs this many times the dearest grid kWh: any factor above 1 makes
-# serving a vehicle cheaper than leaving it short, so the total shortfall is minimised first.
-SHORTFALL_PENALTY_FACTOR = 10.0
 # Shortfalls and energies below this are solver round-off (kWh).
 KWH_TOLERANCE = 1e-6
+# HiGHS's default primal feasibility tolerance: the slack an earlier stage's optimum is held to in
+# the later stages of `_solve` (the cost stage uses it up, so it must stay below KWH_TOLERANCE).
+SOLVER_FEASIBILITY_TOLERANCE = 1e-7
 NO_SITE = "(none)"
 
 STATUSES = ("planned", "no_charge_needed", "infeasible")
@@ -84,6 +88,7 @@ REASONS = {
     "unknown_battery_size": "bronze.vehicles has no battery_kwh for the vehicle",
     "no_driving_history": "no day of gold.daily_kpis in the history window: no expected km",
     "no_current_soc": "no closing SOC in gold.daily_kpis",
+    "stale_soc": "its latest closing SOC was read more than charging_plan.max_soc_age_h before the horizon start",
     "no_energy_rate": "no energy model prediction, no physics parameters for its model and no measured trip energy",
     "no_place_to_charge": "no charging event at a fleet site: nowhere known to charge",
     "need_exceeds_battery": "the expected need is more than the battery holds between the SOC floor and the maximum SOC",
@@ -152,6 +157,8 @@ VEHICLE_COLUMNS = (
     "duty_kwh",
     "enroute_kwh",
     "need_kwh",
+    "soc_reading_pct",
+    "soc_basis",
     "soc_now_pct",
     "soc_duty_start_pct",
     "soc_duty_end_pct",
@@ -385,21 +392,23 @@ def energy_rates(
 
 
 def enroute_kwh(daily: DataFrame, events: DataFrame, places: DataFrame, plan_date: date, params: ChargingPlanConfig) -> DataFrame:
-    """Battery kWh each vehicle typically charges during its duty (outside its overnight window).
+    """Battery kWh each vehicle typically charges during its duty (away from its overnight charging).
 
     A vehicle whose day is longer than its battery tops up on the way, as its history shows; the
     overnight plan covers the rest. Per day of the history window (gold.daily_kpis days; a day
-    without such a charge counts 0), the kWh of its charging events starting outside its parked
-    window [arrival, duty start) of `charging_places`; the median over those days.
+    without such a charge counts 0), the kWh of its charging events that are neither at its planned
+    site (`charging_places`) nor overlap its night window [arrival, duty start) (arrival of
+    `charging_places`, else ``default_arrival_hour``): those are its overnight charges, wherever
+    they were; the median over those days.
 
     Parameters
     ----------
     daily : DataFrame
         gold.daily_kpis: vehicle_id, local_date.
     events : DataFrame
-        silver.charging_events: vehicle_id, local_date, start_ts_local, kwh (battery kWh).
+        silver.charging_events: vehicle_id, site_id, local_date, start_ts_local, duration_min, kwh (battery kWh).
     places : DataFrame
-        `charging_places` output (arrival_h; vehicles without a place use ``default_arrival_hour``).
+        `charging_places` output (site_id, arrival_h).
     plan_date : datetime.date
     params : ChargingPlanConfig
         ``history_weeks``, ``count_enroute_charging``, the horizon.
@@ -416,16 +425,26 @@ def enroute_kwh(daily: DataFrame, events: DataFrame, places: DataFrame, plan_dat
         return days.select("vehicle_id").distinct().withColumn("enroute_kwh", F.lit(0.0))
     horizon_h = n_slots(params) * slot_hours(params)
     default_arrival = (params.default_arrival_hour - params.horizon_start_hour) % 24.0
+    # hours after the horizon start of the event's start and end (an end past the next horizon start wraps)
     offset = F.pmod(F.hour("start_ts_local") + F.minute("start_ts_local") / 60.0 - F.lit(params.horizon_start_hour), F.lit(24.0))
+    end = offset + F.coalesce(F.col("duration_min"), F.lit(0.0)) / 60.0
     arrival = F.coalesce(F.col("arrival_h"), F.lit(default_arrival))
-    on_duty = events.join(places.select("vehicle_id", "arrival_h"), "vehicle_id", "left").where((offset < arrival) | (offset >= F.lit(horizon_h)))
+    night = ((offset < F.lit(horizon_h)) & (end > arrival)) | (end > arrival + F.lit(24.0))
+    own_site = F.coalesce(F.col("site_id") == F.col("_place"), F.lit(False))
+    joined = events.join(places.select("vehicle_id", F.col("site_id").alias("_place"), "arrival_h"), "vehicle_id", "left")
+    on_duty = joined.where(~own_site & ~night)
     per_day = on_duty.groupBy("vehicle_id", "local_date").agg(F.sum("kwh").alias("_kwh"))
     filled = days.join(per_day, ["vehicle_id", "local_date"], "left").fillna(0.0, ["_kwh"])
     return filled.groupBy("vehicle_id").agg(F.percentile("_kwh", 0.5).alias("enroute_kwh"))
 
 
 def current_soc(daily: DataFrame, plan_date: date, params: ChargingPlanConfig) -> DataFrame:
-    """SOC now: each vehicle's SOC at its latest reading (closing SOC of its last day), and when that was.
+    """SOC now: each vehicle's latest closing SOC read before the horizon ends, and when it was read.
+
+    Only readings before ``duty_start_hour`` of the plan date count (with ``plan_date`` inside
+    the data, the plan day's own closing SOC comes after the duty being planned). A reading before
+    the horizon start is "now" before the night: `plan_inputs` subtracts what is left of the eve's
+    duty after it.
 
     Parameters
     ----------
@@ -438,16 +457,18 @@ def current_soc(daily: DataFrame, plan_date: date, params: ChargingPlanConfig) -
     Returns
     -------
     DataFrame
-        One row per vehicle with a SOC: vehicle_id, soc_now_pct (percent), now_h (hours after the
-        horizon start of the last reading; null when it lies before the horizon).
+        One row per vehicle with a SOC: vehicle_id, soc_now_pct (percent, at the reading),
+        reading_h (hours after the horizon start of the reading; negative before it), now_h
+        (reading_h when the reading lies inside the horizon, else null).
     """
-    last = daily.where((F.col("local_date") <= F.lit(plan_date)) & F.col("soc_end_pct").isNotNull())
-    latest = last.groupBy("vehicle_id").agg(F.max(F.struct("last_ts", "soc_end_pct", "timezone")).alias("_l"))
     eve = F.lit(plan_date - timedelta(days=1)).cast("timestamp")
-    local = F.from_utc_timestamp(F.col("_l.last_ts"), F.coalesce(F.col("_l.timezone"), F.lit("UTC")))
-    now_h = (F.unix_timestamp(local) - F.unix_timestamp(eve)) / 3600.0 - F.lit(params.horizon_start_hour)
+    local = F.from_utc_timestamp(F.col("last_ts"), F.coalesce(F.col("timezone"), F.lit("UTC")))
+    hours = (F.unix_timestamp(local) - F.unix_timestamp(eve)) / 3600.0 - F.lit(params.horizon_start_hour)
     horizon_h = n_slots(params) * slot_hours(params)
-    return latest.select("vehicle_id", F.col("_l.soc_end_pct").alias("soc_now_pct"), F.when((now_h >= 0) & (now_h < horizon_h), now_h).alias("now_h"))
+    last = daily.where((F.col("local_date") <= F.lit(plan_date)) & F.col("soc_end_pct").isNotNull()).withColumn("_h", hours).where(F.col("_h") < F.lit(horizon_h))
+    latest = last.groupBy("vehicle_id").agg(F.max(F.struct("last_ts", "soc_end_pct", "_h")).alias("_l"))
+    now_h = F.col("_l._h")
+    return latest.select("vehicle_id", F.col("_l.soc_end_pct").alias("soc_now_pct"), now_h.alias("reading_h"), F.when(now_h >= 0, now_h).alias("now_h"))
 
 
 def charging_places(events: DataFrame, sites: DataFrame, stations: DataFrame | None, params: ChargingPlanConfig) -> DataFrame:
@@ -458,11 +479,13 @@ def charging_places(events: DataFrame, sites: DataFrame, stations: DataFrame | N
     events : DataFrame
         silver.charging_events: vehicle_id, site_id, start_ts_local, duration_min, avg_power_kw (kW).
     sites : DataFrame
-        gold.charging_sites: site_id, kind, station_id.
+        gold.charging_sites: site_id, kind, station_id, home_vehicle_id (optional). A home site is
+        ``home`` only to its home vehicle; to any other vehicle it is ``unknown``.
     stations : DataFrame or None
         Latest bronze.stations (station_id, power_kw in kW); None: power from the events or conf.
     params : ChargingPlanConfig
-        ``horizon_start_hour``, ``default_arrival_hour``, ``min_arrival_events``, ``home_charger_kw``.
+        ``horizon_start_hour``, ``default_arrival_hour``, ``min_arrival_events`` (also the events a
+        home needs to outrank a depot; with fewer, the one with more events wins), ``home_charger_kw``.
 
     Returns
     -------
@@ -471,11 +494,14 @@ def charging_places(events: DataFrame, sites: DataFrame, stations: DataFrame | N
         charger_kw (kW), charger_kw_source (station | observed | station_observed | conf),
         arrival_h (hours after the horizon start), stay_h (hours parked; null = until the duty).
     """
+    home_vehicle = F.col("home_vehicle_id") if "home_vehicle_id" in sites.columns else F.lit(None).cast("string")
     at = (
         events.where(F.col("site_id").isNotNull())
         .select("vehicle_id", "site_id", "start_ts_local", "duration_min", "avg_power_kw")
-        .join(sites.select("site_id", F.col("kind").alias("site_kind"), "station_id"), "site_id")
+        .join(sites.select("site_id", F.col("kind").alias("_kind"), "station_id", home_vehicle.alias("_home_vehicle")), "site_id")
     )
+    # someone else's home is no home of this vehicle: a private site of unknown status to it
+    at = at.withColumn("site_kind", F.when((F.col("_kind") == "home") & ~F.coalesce(F.col("_home_vehicle") == F.col("vehicle_id"), F.lit(False)), "unknown").otherwise(F.col("_kind")))
     # hours after the horizon start, so that medians of late-evening and after-midnight starts make sense
     start_h = F.hour("start_ts_local") + F.minute("start_ts_local") / 60.0
     offset = F.pmod(start_h - F.lit(params.horizon_start_hour), F.lit(24.0))
@@ -486,6 +512,8 @@ def charging_places(events: DataFrame, sites: DataFrame, stations: DataFrame | N
         F.percentile(F.col("duration_min") / 60.0, 0.5).alias("_stay_h"),
     )
     rank = F.create_map(*[x for i, k in enumerate(SITE_KINDS_BY_PRIORITY) for x in (F.lit(k), F.lit(i))])[F.col("site_kind")]
+    # a home seen fewer than min_arrival_events times does not outrank a depot: the more used one wins
+    rank = F.when((F.col("site_kind") == "home") & (F.col("_events") < params.min_arrival_events), F.lit(SITE_KINDS_BY_PRIORITY.index("depot"))).otherwise(rank)
     best = Window.partitionBy("vehicle_id").orderBy(rank, F.desc("_events"), "site_id")
     chosen = per_site.withColumn("_rn", F.row_number().over(best)).where("_rn = 1").drop("_rn")
     if stations is not None:
@@ -531,13 +559,16 @@ def site_limits(places: DataFrame, stations: DataFrame | None, params: ChargingP
         One row per site: site_id, site_ports, site_capacity_kw (kW). A home site has one charger
         per vehicle and the capacity of all of them.
     """
-    per_site = places.groupBy("site_id", "site_kind", "station_id").agg(F.count(F.lit(1)).alias("_vehicles"), F.max("charger_kw").alias("_max_kw"), F.sum("charger_kw").alias("_sum_kw"))
+    # one row per site even when it is one vehicle's home and `unknown` to another (`charging_places`)
+    per_site = places.groupBy("site_id", "station_id").agg(
+        F.count(F.lit(1)).alias("_vehicles"), F.max("charger_kw").alias("_max_kw"), F.sum("charger_kw").alias("_sum_kw"), F.max(F.col("site_kind") == "home").alias("_home")
+    )
     if stations is not None:
         ports = F.coalesce(F.col("level2_count"), F.lit(0)) + F.coalesce(F.col("dc_fast_count"), F.lit(0))
         per_site = per_site.join(stations.select("station_id", ports.alias("_station_ports"), F.col("power_kw").alias("_station_kw")), "station_id", "left")
     else:
         per_site = per_site.withColumn("_station_ports", F.lit(None).cast("int")).withColumn("_station_kw", F.lit(None).cast("double"))
-    home = F.col("site_kind") == "home"
+    home = F.col("_home")
     site_ports = F.when(home, F.col("_vehicles")).otherwise(F.coalesce(F.when(F.col("_station_ports") > 0, F.col("_station_ports")), F.lit(params.default_ports))).cast("int")
     power = F.coalesce(F.when(F.col("_station_kw") > 0, F.col("_station_kw")), F.col("_max_kw"))
     default_capacity = F.when(home, F.col("_sum_kw")).otherwise(F.lit(params.capacity_share) * site_ports * power)
@@ -555,9 +586,17 @@ def plan_inputs(
     places: DataFrame,
     limits: DataFrame,
     params: ChargingPlanConfig,
+    eve_km: DataFrame | None = None,
 ) -> DataFrame:
     """One row per vehicle of the fleet with everything its site's solve needs, and the reason it
     cannot be planned when that is already clear.
+
+    SOC now: the reading of `current_soc` (soc_reading_pct) when it was read at or after the
+    vehicle's arrival (soc_basis ``at_arrival``); read before it (``before_arrival``), less the
+    eve's duty still ahead of the reading, estimated as the eve's expected km (``eve_km``) x its
+    kWh/km x the share of the eve's duty hours [``duty_start_hour``, arrival) after the reading:
+    linear in time, an estimate, not a measurement. A reading more than ``max_soc_age_h`` before
+    the horizon start is ``stale_soc``.
 
     Parameters
     ----------
@@ -566,7 +605,10 @@ def plan_inputs(
     km, rates, enroute, soc, places, limits : DataFrame
         `expected_km`, `energy_rates`, `enroute_kwh`, `current_soc`, `charging_places`, `site_limits`.
     params : ChargingPlanConfig
-        Slot grid, SOC floor and maximum, charger efficiency.
+        Slot grid, SOC floor and maximum, charger efficiency, ``max_soc_age_h``.
+    eve_km : DataFrame or None
+        `expected_km` of the day before the plan date (vehicle_id, expected_km); None: no eve
+        duty is subtracted.
 
     Returns
     -------
@@ -586,6 +628,27 @@ def plan_inputs(
         .join(places, "vehicle_id", "left")
         .join(limits, "site_id", "left")
     )
+    default_arrival = (params.default_arrival_hour - params.horizon_start_hour) % 24.0
+    if eve_km is not None:
+        df = df.join(eve_km.select("vehicle_id", F.col("expected_km").alias("_eve_km")), "vehicle_id", "left")
+    else:
+        df = df.withColumn("_eve_km", F.lit(None).cast("double"))
+    # the eve's duty in hours after the horizon start: [duty start of the eve (<= 0), arrival)
+    eve_start = F.lit(float(params.duty_start_hour - params.horizon_start_hour))
+    arrival = F.coalesce(F.col("arrival_h"), F.lit(default_arrival))
+    before = F.col("reading_h") < arrival
+    share = F.when(arrival > eve_start, F.least(F.lit(1.0), F.greatest(F.lit(0.0), (arrival - F.greatest(F.col("reading_h"), eve_start)) / (arrival - eve_start)))).otherwise(F.lit(0.0))
+    eve_kwh = F.when(before, F.coalesce(F.col("_eve_km"), F.lit(0.0)) * F.coalesce(F.col("kwh_per_km"), F.lit(0.0)) * share).otherwise(F.lit(0.0))
+    df = (
+        df.withColumnRenamed("soc_now_pct", "soc_reading_pct")
+        .withColumn("soc_basis", F.when(F.col("soc_reading_pct").isNotNull(), F.when(before, "before_arrival").otherwise("at_arrival")))
+        .withColumn(
+            "soc_now_pct",
+            F.when((F.col("battery_kwh") > 0) & F.col("soc_reading_pct").isNotNull(), F.greatest(F.lit(0.0), F.col("soc_reading_pct") - eve_kwh / F.col("battery_kwh") * PCT)).otherwise(
+                F.col("soc_reading_pct")
+            ),
+        )
+    )
     duty = F.col("expected_km") * F.col("kwh_per_km")
     need = F.greatest(duty - F.coalesce(F.col("enroute_kwh"), F.lit(0.0)), F.lit(0.0))
     # no slot before the vehicle is parked there, nor before its last reading ("now")
@@ -600,6 +663,7 @@ def plan_inputs(
         F.when(battery.isNull() | (battery <= 0), "unknown_battery_size")
         .when(F.col("expected_km").isNull(), "no_driving_history")
         .when(F.col("soc_now_pct").isNull(), "no_current_soc")
+        .when(F.col("reading_h") < F.lit(-params.max_soc_age_h), "stale_soc")
         .when(F.col("kwh_per_km").isNull(), "no_energy_rate")
         .when(required <= 0, None)  # no charge needed: any site (or none) will do
         .when(F.col("site_id").isNull(), "no_place_to_charge")
@@ -675,21 +739,46 @@ def solve_site(pdf: pd.DataFrame, params: ChargingPlanConfig) -> pd.DataFrame:
 
 
 def _solve(todo, slots, h, eff, prices, params, milp, LinearConstraint, Bounds, coo_array) -> dict[str, dict]:
+    """Lexicographic MILP of one site's vehicles to charge: least shortfall first, then least cost.
+
+    Stage 1 minimises the total shortfall of the vehicles that can be served, stage 2 (only with
+    `BEST_EFFORT` vehicles) that of the best-effort ones with stage 1's total fixed, stage 3 the
+    cost with both fixed (a zero optimum at exactly 0, others within `SOLVER_FEASIBILITY_TOLERANCE`:
+    the cost stage may use that slack, which stays below the `KWH_TOLERANCE` a shortfall is
+    reported from).
+    Separate stages instead of one weighted objective: the penalty that makes a kWh of shortfall
+    dearer than any cost it saves depends on the whole site once ports bind (one kWh of a slow
+    vehicle can push a fast one into dear slots), so no fixed factor is safe.
+
+    Parameters
+    ----------
+    todo : list of (dict, float, float)
+        Per vehicle its `SOLVE_INPUT_COLUMNS` row, kWh required above the floor and room to the
+        maximum SOC (battery kWh).
+    slots, h, eff, prices
+        Slot count, slot hours, charger efficiency and price per grid kWh of each slot.
+    params : ChargingPlanConfig
+    milp, LinearConstraint, Bounds, coo_array
+        scipy's, imported by the caller.
+
+    Returns
+    -------
+    dict[str, dict]
+        `SOLVED_SCHEMA` row per vehicle_id.
+    """
     n = len(todo)
     ports = int(todo[0][0]["site_ports"])
     capacity_kw = float(todo[0][0]["site_capacity_kw"])
     use_ports = n > ports  # binaries only where the ports can bind
     ne = n * slots
-    nvar = ne + n + (ne if use_ports else 0)
+    nu = ne if use_ports else 0
+    nvar = ne + n + nu
     ub_e = np.zeros(ne)
     for i, (r, _req, _room) in enumerate(todo):
         ub_e[i * slots + int(r["first_slot"]) : i * slots + int(r["end_slot"])] = r["charger_kw"] * h * eff
-    penalty = SHORTFALL_PENALTY_FACTOR * float(prices.max()) / eff + 1.0
     best_effort = np.array([isinstance(r["reason_code"], str) for r, _req, _room in todo])
-    # a vehicle that can be served comes before one that cannot be, whatever the site does
-    c = np.concatenate([np.tile(prices / eff, n), np.where(best_effort, penalty, 2 * penalty), np.zeros(ne if use_ports else 0)])
     lb = np.zeros(nvar)
-    ub = np.concatenate([ub_e, np.array([req for _r, req, _room in todo]), np.ones(ne if use_ports else 0)])
+    ub = np.concatenate([ub_e, np.array([req for _r, req, _room in todo]), np.ones(nu)])
     cons_rows: list[int] = []
     cons_cols: list[int] = []
     cons_vals: list[float] = []
@@ -726,26 +815,43 @@ def _solve(todo, slots, h, eff, prices, params, milp, LinearConstraint, Bounds, 
             add([k, ne + n + k], [1.0, -ub_e[k]], -np.inf, 0.0)  # charge only while plugged in
         for t in range(slots):
             add([ne + n + i * slots + t for i in range(n)], [1.0] * n, 0.0, float(ports))
-    a = coo_array((cons_vals, (cons_rows, cons_cols)), shape=(len(c_lb), nvar)).tocsr()
-    integrality = np.concatenate([np.zeros(ne + n), np.ones(ne if use_ports else 0)])
-    started = time.perf_counter()
-    res = milp(
-        c,
-        constraints=LinearConstraint(a, np.array(c_lb), np.array(c_ub)),
-        integrality=integrality,
-        bounds=Bounds(lb, ub),
-        options={"time_limit": params.solver_time_limit_s, "mip_rel_gap": params.mip_rel_gap},
-    )
-    seconds = time.perf_counter() - started
+    integrality = np.concatenate([np.zeros(ne + n), np.ones(nu)])
+    groups = [g for g in (~best_effort, best_effort) if g.any()]  # servable vehicles' shortfall first
+    objectives = [np.concatenate([np.zeros(ne), g.astype(float), np.zeros(nu)]) for g in groups]
+    objectives.append(np.concatenate([np.tile(prices / eff, n), np.zeros(n + nu)]))
+    res, solved, seconds = None, None, 0.0
+    for stage, c in enumerate(objectives):
+        a = coo_array((cons_vals, (cons_rows, cons_cols)), shape=(len(c_lb), nvar)).tocsr()
+        started = time.perf_counter()
+        res = milp(
+            c,
+            constraints=LinearConstraint(a, np.array(c_lb), np.array(c_ub)),
+            integrality=integrality,
+            bounds=Bounds(lb, ub),
+            options={"time_limit": params.solver_time_limit_s, "mip_rel_gap": params.mip_rel_gap},
+        )
+        seconds += time.perf_counter() - started
+        if res.x is None:
+            # a later stage without a solution (its time limit): the earlier stage's schedule still holds
+            res = solved if solved is not None else res
+            break
+        solved = res
+        if stage < len(groups):  # keep this group's least shortfall in the later stages
+            cols = [ne + i for i in np.flatnonzero(groups[stage])]
+            least = float(res.x[cols].sum())
+            # none short: held at exactly 0, else the cost stage would spend the slack below the floor
+            add(cols, [1.0] * len(cols), 0.0, 0.0 if least <= KWH_TOLERANCE else least + SOLVER_FEASIBILITY_TOLERANCE)
     out: dict[str, dict] = {}
     for i, (r, req, _room) in enumerate(todo):
         vid = r["vehicle_id"]
-        if res.x is None:
-            out[vid] = {"vehicle_id": vid, "status": "infeasible", "reason_code": "solver", "reason": f"{REASONS['solver']}: {res.message}", "planned_kwh": 0.0, "grid_kwh": 0.0,
+        if res is None or res.x is None:
+            out[vid] = {"vehicle_id": vid, "status": "infeasible", "reason_code": "solver", "reason": f"{REASONS['solver']}: {getattr(res, 'message', '')}", "planned_kwh": 0.0, "grid_kwh": 0.0,
                         "cost": 0.0, "shortfall_kwh": req, "solve_seconds": seconds, "slot_kwh": None}  # fmt: skip
             continue
         e = np.where(res.x[i * slots : (i + 1) * slots] > KWH_TOLERANCE, res.x[i * slots : (i + 1) * slots], 0.0)
-        short = float(res.x[ne + i]) if res.x[ne + i] > KWH_TOLERANCE else 0.0
+        # the shortfall from the schedule, not the solver's s_i (stage 3 may leave s_i above it)
+        short = max(0.0, req - float(e.sum()))
+        short = short if short > KWH_TOLERANCE else 0.0
         grid = e / eff
         status, code = ("infeasible", "site_capacity") if short > 0 else ("planned", None)
         reason = f"{REASONS['site_capacity']}: {short:.1f} kWh short ({ports} ports, {capacity_kw:.1f} kW)" if short > 0 else None

@@ -12,9 +12,10 @@ wrote. Extracts:
 - ``sites_needing_ports``: stations of gold.site_capacity whose busiest hour of week needs more
   ports (`common.network.capacity.site_needs`);
 - ``fault_forecast_sites``: faults forecast per site over the horizon of gold.fault_forecast;
-- ``charging_plan``: tomorrow's charging schedule of gold.charging_plan, per site and slot: depots
-  first, then public and unknown sites, then home chargers, whose rows name no site (a home is
-  identified by its vehicle only; no row carries a position).
+- ``charging_plan``: tomorrow's charging schedule of gold.charging_plan at shared sites (depots,
+  then public sites), per site and slot. Home and ``unknown`` sites are left out (`PLAN_SITE_KINDS`):
+  a vehicle's slots at home say when its driver is at home, and an unknown site may be one
+  driver's private place; their rows stay in gold.charging_plan (no position in either).
 """
 
 from __future__ import annotations
@@ -171,11 +172,13 @@ PLAN_COLUMNS = (
     "site_ports",
     "site_capacity_kw",
 )
-PLAN_SITE_ORDER = ("depot", "public", "unknown", "home")
+# Site kinds of the unrestricted extract, in its order: shared sites only (module docstring).
+PLAN_SITE_KINDS = ("depot", "public")
+PLAN_EXTRACT_NOTE = "home and unknown sites left out (when a driver is at home is personal); their rows are in gold.charging_plan"
 
 
 def charging_plan_rows(plan: DataFrame) -> DataFrame:
-    """The charging schedule an operator works through, site by site and slot by slot.
+    """The charging schedule an operator works through at shared sites, site by site and slot by slot.
 
     Parameters
     ----------
@@ -185,12 +188,28 @@ def charging_plan_rows(plan: DataFrame) -> DataFrame:
     Returns
     -------
     DataFrame
-        One row per plan row, PLAN_COLUMNS; site_id null at a home charger (the vehicle names it).
-        Sorted by plan date, site kind (depot, public, unknown, home), site_id, slot start, vehicle_id.
+        One row per plan row at a `PLAN_SITE_KINDS` site, PLAN_COLUMNS. Sorted by plan date, site
+        kind (depot, public), site_id, slot start, vehicle_id.
     """
-    kind_order = F.create_map(*[x for i, k in enumerate(PLAN_SITE_ORDER) for x in (F.lit(k), F.lit(i))])[F.col("site_kind")]
-    rows = plan.withColumn("site_id", F.when(F.col("site_kind") != "home", F.col("site_id"))).withColumn("_k", kind_order)
-    return rows.orderBy("plan_date", F.asc_nulls_last("_k"), F.asc_nulls_last("site_id"), "slot_start_local", "vehicle_id").select(*PLAN_COLUMNS)
+    kind_order = F.create_map(*[x for i, k in enumerate(PLAN_SITE_KINDS) for x in (F.lit(k), F.lit(i))])[F.col("site_kind")]
+    rows = shared_plan_rows(plan).withColumn("_k", kind_order)
+    return rows.orderBy("plan_date", "_k", "site_id", "slot_start_local", "vehicle_id").select(*PLAN_COLUMNS)
+
+
+def shared_plan_rows(plan: DataFrame) -> DataFrame:
+    """Rows of gold.charging_plan at shared sites (`PLAN_SITE_KINDS`): the extract's source query.
+
+    Parameters
+    ----------
+    plan : DataFrame
+        gold.charging_plan.
+
+    Returns
+    -------
+    DataFrame
+        The rows whose site_kind is in `PLAN_SITE_KINDS`.
+    """
+    return plan.where(F.col("site_kind").isin(*PLAN_SITE_KINDS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,6 +236,8 @@ class Extract:
         (tables by name, config) -> the extract; None while no transform exists yet.
     source_query : callable or None
         Tables by name -> the rows the extract must hold (the job counts them and reconciles).
+    note : str or None
+        What the extract leaves out of its sources and why (manifest and stage report).
     """
 
     name: str
@@ -225,6 +246,7 @@ class Extract:
     personal: bool
     build: Callable[[Frames, Config], DataFrame] | None
     source_query: Callable[[Frames], DataFrame] | None
+    note: str | None = None
 
 
 EXTRACTS: tuple[Extract, ...] = (
@@ -254,11 +276,12 @@ EXTRACTS: tuple[Extract, ...] = (
     ),
     Extract(
         "charging_plan",
-        "Per depot: the charging plan (per site, vehicle and slot with charge: kWh, kW, price, cost; home chargers named by vehicle only)",
+        "Per depot and public site: the charging plan (per site, vehicle and slot with charge: kWh, kW, price, cost)",
         ("gold.charging_plan",),
         False,
         lambda t, cfg: charging_plan_rows(t["gold.charging_plan"]),
-        lambda t: t["gold.charging_plan"],
+        lambda t: shared_plan_rows(t["gold.charging_plan"]),
+        PLAN_EXTRACT_NOTE,
     ),
 )
 

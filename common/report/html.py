@@ -786,7 +786,7 @@ def load_profile_chart(chart_id: str, x: list, loads: dict[str, list], limits: d
     loads : dict of str to list
         Series name -> kW per slot.
     limits : dict of str to list
-        Series name -> limit (kW) per slot, drawn dashed in the colour of the load of the same position.
+        Series name of `loads` -> its limit (kW) per slot, drawn dashed in that series' colour.
     prices : list
         Tariff price per kWh per slot.
     title : str
@@ -803,6 +803,9 @@ def load_profile_chart(chart_id: str, x: list, loads: dict[str, list], limits: d
 def load_profile_figure(x: list, loads: dict[str, list], limits: dict[str, list], prices: list):
     """The figure of `load_profile_chart` (also shown in the notebooks).
 
+    Bars are grouped, not stacked: each limit belongs to one series, drawn dashed in its colour and
+    legend group, so a bar is read against its own line only.
+
     Parameters
     ----------
     x : list
@@ -810,9 +813,9 @@ def load_profile_figure(x: list, loads: dict[str, list], limits: dict[str, list]
     loads : dict of str to list
         Series name -> kW per slot.
     limits : dict of str to list
-        Series name -> limit (kW) per slot.
+        Series name of `loads` -> its limit (kW) per slot.
     prices : list
-        Tariff price per kWh per slot.
+        Tariff price per kWh per slot (None where unknown).
 
     Returns
     -------
@@ -820,9 +823,10 @@ def load_profile_figure(x: list, loads: dict[str, list], limits: dict[str, list]
     """
     import plotly.graph_objects as go
 
-    traces = [go.Bar(x=x, y=_values(ys), name=name, marker={"color": PALETTE[i % len(PALETTE)]}) for i, (name, ys) in enumerate(loads.items())]
-    traces += [go.Scatter(x=x, y=_values(ys), name=name, mode="lines", line={"color": PALETTE[i % len(PALETTE)], "dash": "dash"}) for i, (name, ys) in enumerate(limits.items())]
+    colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(loads)}
+    traces = [go.Bar(x=x, y=_values(ys), name=name, legendgroup=name, marker={"color": colour[name]}) for name, ys in loads.items()]
+    traces += [go.Scatter(x=x, y=_values(ys), name=f"{name}: limit", legendgroup=name, mode="lines", line={"color": colour.get(name, "#999999"), "dash": "dash"}) for name, ys in limits.items()]
     traces.append(go.Scatter(x=x, y=_values(prices), name="tariff (right axis)", mode="lines", line={"color": "#555555", "shape": "hv"}, yaxis="y2"))
     fig = go.Figure(traces)
-    fig.update_layout(barmode="stack", yaxis_title="kW", yaxis2={"title": "price per kWh", "overlaying": "y", "side": "right", "rangemode": "tozero"}, template="plotly_white")
+    fig.update_layout(barmode="group", yaxis_title="kW", yaxis2={"title": "price per kWh", "overlaying": "y", "side": "right", "rangemode": "tozero"}, template="plotly_white")
     return fig

@@ -772,6 +772,8 @@ def section_rollout(inputs: ReportInputs, cfg: Config) -> R.Section:
         return s.add(no_data("gold.rollout_effects", "rollout", inputs.status))
     p = cfg.rollout
     rows: pd.DataFrame = effects.orderBy("source_name", "change_type", "outcome").toPandas()  # bounded: two outcomes per source and change type
+    if rows.empty:
+        return s.add("<p class='empty'>No rollout falls on a site a status source observes: nothing to evaluate (the rollout stage's notes count the rows).</p>")
     level = f"{p.confidence_level:.0%}"
     s.add(
         f"<p>Sites given a change against sites never given one, per {p.period_days}-day period (two-way fixed effects, SEs clustered by site): "
@@ -811,8 +813,6 @@ def section_charging_plan(inputs: ReportInputs, cfg: Config) -> R.Section:
         per site the planned kWh, cost and peak; the infeasible vehicles with their reasons
         (gold.charging_plan, gold.charging_plan_vehicles).
     """
-    from common.mobility.charging_plan import n_slots, slot_hours, slot_prices
-
     s = R.Section("charging_plan", "Tomorrow's charging plan")
     plan_vehicles = inputs.get("gold.charging_plan_vehicles")
     if plan_vehicles is None:
@@ -841,10 +841,15 @@ def section_charging_plan(inputs: ReportInputs, cfg: Config) -> R.Section:
             F.first("site_capacity_kw").alias("capacity_kw"),
         )
     )
-    labels = [f"{int((p.horizon_start_hour + k * slot_hours(p)) % 24):02d}:{int(round((p.horizon_start_hour + k * slot_hours(p)) % 1 * 60)):02d}" for k in range(n_slots(p))]
     loads: dict[str, list] = {}
     limits: dict[str, list] = {}
+    labels: list[str] = []
+    prices: list = []
     if slots is not None:
+        # the slot axis from the table itself: the conf may have changed since it was written
+        per_slot = slots.groupBy("slot_no").agg(F.min("slot_start_local").alias("start"), F.min("slot_end_local").alias("end"), F.first("price_per_kwh").alias("price"))
+        axis: pd.DataFrame = per_slot.toPandas()  # bounded: slots of one night
+        slot_nos, labels, prices = plan_slot_axis(axis)
         kw = slots.groupBy(F.when(F.col("site_kind") == "home", F.lit("(home chargers)")).otherwise(F.col("site_id")).alias("site"), "slot_no").agg(F.sum("grid_kw").alias("kw"))
         profile: pd.DataFrame = kw.toPandas()  # bounded: sites x slots of the plan (one night)
         busiest = profile[profile.site != "(home chargers)"].groupby("site").kw.sum().sort_values(ascending=False).index[:TOP_PLAN_SITES].tolist()
@@ -853,13 +858,13 @@ def section_charging_plan(inputs: ReportInputs, cfg: Config) -> R.Section:
         for site in [*busiest, "(home chargers)"]:
             by_slot = profile[profile.site == site].set_index("slot_no").kw
             if len(by_slot):
-                loads[f"{site} grid kW"] = [float(by_slot.get(k, 0.0)) for k in range(len(labels))]
+                loads[f"{site} grid kW"] = [float(by_slot.get(k, 0.0)) for k in slot_nos]
         for site in busiest:
-            limits[f"{site} capacity kW"] = [capacity.get(site)] * len(labels)
+            limits[f"{site} grid kW"] = [capacity.get(site)] * len(labels)  # this site's own capacity line
     if not loads:
         loads["all sites grid kW"] = [0.0] * len(labels)
-    title = f"Grid kW per {p.slot_minutes}-min slot, local time, night before {plan_date}: busiest depot / public sites against their capacity (dashed), home chargers, tariff"
-    s.add(R.load_profile_chart("charging_plan_load", labels, loads, limits, slot_prices(p).tolist(), title))
+    title = f"Grid kW per slot, local time, night before {plan_date}: busiest depot / public sites side by side, each against its own grid capacity (dashed, same colour), home chargers, tariff"
+    s.add(R.load_profile_chart("charging_plan_load", labels, loads, limits, prices, title))
     shown_sites = _bounded(per_site.orderBy(F.desc("planned_kwh"), "site_id"), cfg)
     s.add(f"<p>Per site ({len(shown_sites):,} shown, most energy first); a home site is one vehicle's charger, named by its site id only.</p>")
     s.add(R.table_html(shown_sites, "charging_plan_sites_table", "{:,.2f}"))
@@ -874,6 +879,34 @@ def section_charging_plan(inputs: ReportInputs, cfg: Config) -> R.Section:
         "those with a place still get the most it can give (planned kWh).</p>"
     )
     return s.add(R.table_html(infeasible, "charging_plan_infeasible_table", "{:,.2f}"))
+
+
+def plan_slot_axis(axis: pd.DataFrame) -> tuple[list[int], list[str], list]:
+    """The slot axis of a charging plan from its own rows, every slot from the first to the last with charge.
+
+    Parameters
+    ----------
+    axis : pandas.DataFrame
+        One row per slot_no of gold.charging_plan: slot_no, start / end (local wall-clock
+        timestamps), price (per grid kWh).
+
+    Returns
+    -------
+    slot_nos : list of int
+        Every slot number from the first to the last.
+    labels : list of str
+        Their local start times (HH:MM): the first start plus whole slot lengths.
+    prices : list
+        The price of each slot; None for a slot without charge (not in the table).
+    """
+    if axis.empty:
+        return [], [], []
+    axis = axis.sort_values("slot_no")
+    first, length = axis.iloc[0], (pd.to_datetime(axis.end) - pd.to_datetime(axis.start)).median()
+    slot_nos = list(range(int(axis.slot_no.min()), int(axis.slot_no.max()) + 1))
+    labels = [(pd.Timestamp(first.start) + (k - int(first.slot_no)) * length).strftime("%H:%M") for k in slot_nos]
+    price = dict(zip(axis.slot_no.astype(int), axis.price))
+    return slot_nos, labels, [None if pd.isna(price.get(k)) else float(price[k]) for k in slot_nos]
 
 
 def section_models(inputs: ReportInputs, cfg: Config) -> R.Section:
