@@ -94,8 +94,10 @@ def twizy_lakehouse(spark, tmp_path_factory):
 
 def test_twizy_runs_every_stage_that_applies(twizy_lakehouse):
     _, reports = twizy_lakehouse
-    assert [s for s, r in reports.items() if r.status == "ok"] == ["ingest", "clean", "kpis", "residence", "charging", "hotspots", "risk", "report", "export"]
+    assert [s for s, r in reports.items() if r.status == "ok"] == ["ingest", "clean", "kpis", "residence", "charging", "hotspots", "risk", "charging_plan", "report", "export"]
     assert reports["stations"].notes == ["no bronze.stations - configure inputs.stations to enable"]
+    print("\ncharging_plan: " + "; ".join(reports["charging_plan"].notes))
+    assert reports["charging_plan"].rows_in == reports["risk"].rows_out  # every vehicle of the log is planned or says why
 
 
 def test_twizy_figures_match_the_raw_file(spark, twizy_lakehouse):
