@@ -691,6 +691,18 @@ CI_TIMES = (
         "(in the same session)",
         "44 min 40 s (2,680 s)",
     ),
+    (
+        "2026-12-07, fresh clone, one pytest session, nothing else running (commit 64968bc: rollout evaluation, charging plan)",
+        "44 min 28 s for both (514 tests: 513 passed; 1 failed, the real-Twizy stage list lacked charging_plan, fixed in 98f57a4)",
+        "(in the same session)",
+        "47 min 49 s (2,869 s); an earlier rehearsal of aac6b12 was killed when other runs beside it pushed the load to 20",
+    ),
+    (
+        "2026-12-07, landing CI (commit 98f57a4: the real-Twizy stage list)",
+        "(one session, all passed)",
+        "(in the same session)",
+        "51 min 4 s (3,064 s)",
+    ),
 )
 
 AREAS = {"bad input": "Bad input", "fault": "Faults and reruns", "resource": "Resource limits", "security": "Security and privacy"}
