@@ -9,10 +9,11 @@ Writes: gold.predictions_soc_minutely  per vehicle-minute: SOC now, predicted dr
                                         decision threshold, is_charging (discharge forecast:
                                         see docs/MODELS.md), model names and versions;
         gold.predictions_energy        per segment: predicted kWh/km and kWh, physics kWh/km,
-                                        observed (SOC) kWh/km when known, model name and version.
-Both partitioned by local_date. Scoring goes through `mlflow.pyfunc.spark_udf`, so executors
-run exactly the logged booster. `--start-date/--end-date` rescore only those local days
-(Delta replaceWhere).
+                                        observed (SOC) kWh/km when known, model name and version;
+        gold.model_monitoring          per model version and window: input and prediction drift (PSI),
+                                        realised error where labels arrived (common/ml/monitoring.py).
+Predictions are partitioned by local_date; `mlflow.pyfunc.spark_udf` runs exactly the logged
+booster. `--start-date/--end-date` rescore only those local days (Delta replaceWhere).
 
     python -m jobs.score --env local
     python -m jobs.score --models energy --start-date 2024-03-09
@@ -31,6 +32,7 @@ if __package__ in (None, ""):  # spark-submit jobs/score.py: make `common` impor
 from pyspark.sql import SparkSession
 
 from common.core.config import Config
+from common.core.frames import materialise, release
 from common.io import tables
 from common.io.cli import StageReport, StageSkipped, bootstrap, job_main, require_inputs
 from common.io.ranges import DateRange, read_range, write_range
@@ -38,6 +40,7 @@ from common.io.schemas import VEHICLES
 from common.ml import tracking
 from common.ml.champion import energy_prediction_rows, load_champion, soc_prediction_rows
 from common.ml.features import build_energy_features, build_soc_features
+from common.ml.monitoring import energy_monitoring, monitoring_table, soc_monitoring
 from common.silver.devices import heartbeats
 
 log = logging.getLogger("ev_fleet.score")
@@ -52,9 +55,10 @@ BRONZE_VEHICLES = "bronze.vehicles"
 DEVICE_PROFILES = "silver.device_profiles"
 PRED_SOC = "gold.predictions_soc_minutely"
 PRED_ENERGY = "gold.predictions_energy"
+MONITORING = "gold.model_monitoring"
 # Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
 INPUTS: tuple[str, ...] = (MINUTELY, SEGMENTS, SILVER_CLEAN, TRIPS, BRONZE_VEHICLES, DEVICE_PROFILES)
-OUTPUTS: tuple[str, ...] = (PRED_SOC, PRED_ENERGY)
+OUTPUTS: tuple[str, ...] = (PRED_SOC, PRED_ENERGY, MONITORING)
 MODELS = ("soc", "energy")
 
 
@@ -105,6 +109,7 @@ def run_score(
     models = available_models(client, cfg, models, report)
     clean = tables.read(spark, cfg, SILVER_CLEAN)
     rows_out = 0
+    monitored: dict[tuple[str, str], list[dict]] = {}  # (model, version) -> gold.model_monitoring rows
     if "soc" in models:
         s = cfg.ml.soc
         regressor = load_champion(client, cfg, s.registered_model)
@@ -113,16 +118,22 @@ def run_score(
         classifier = None if refused else load_champion(client, cfg, s.registered_classifier)
         vehicles = tables.read_or_empty(spark, cfg, BRONZE_VEHICLES, VEHICLES, notes=report.notes, why="SOC features without battery size and vehicle type")
         # Features need each vehicle's earlier minutes (windows, day history): computed on all rows, then filtered.
-        feats = build_soc_features(tables.read(spark, cfg, MINUTELY), vehicles, clean, tables.read_optional(spark, cfg, TRIPS)).where(days.contains())
+        feats = materialise(build_soc_features(tables.read(spark, cfg, MINUTELY), vehicles, clean, tables.read_optional(spark, cfg, TRIPS)).where(days.contains()))
         report.tables[PRED_SOC] = write_range(soc_prediction_rows(spark, feats, s, regressor, classifier), cfg, PRED_SOC, days).version
         rows_out += read_range(spark, cfg, PRED_SOC, days).count()
+        monitored |= soc_monitoring(feats, read_range(spark, cfg, PRED_SOC, days), s, regressor, classifier, cfg.ml.monitoring)
+        release(feats)
     if "energy" in models:
         name = cfg.ml.energy.registered_model
         model = load_champion(client, cfg, name)
         beats = heartbeats(tables.read_optional(spark, cfg, DEVICE_PROFILES))
-        feats = build_energy_features(clean, tables.read(spark, cfg, SEGMENTS), cfg.kpis.trips, cfg.ml.energy, beats).where(days.contains())
+        feats = materialise(build_energy_features(clean, tables.read(spark, cfg, SEGMENTS), cfg.kpis.trips, cfg.ml.energy, beats).where(days.contains()))
         report.tables[PRED_ENERGY] = write_range(energy_prediction_rows(spark, feats, name, model), cfg, PRED_ENERGY, days).version
         rows_out += read_range(spark, cfg, PRED_ENERGY, days).count()
+        monitored |= energy_monitoring(feats, read_range(spark, cfg, PRED_ENERGY, days), cfg.ml.energy, model, cfg.ml.monitoring)
+        release(feats)
+    rows, replaced = monitoring_table(spark, monitored, days.start, days.end)
+    report.tables[MONITORING] = tables.write(rows, cfg, MONITORING, replace_where=replaced if tables.exists(spark, cfg, MONITORING) else None).version
     report.rows_out = rows_out
     return report.finish()
 

@@ -299,6 +299,7 @@ def fleet_report(spark, fleet_scored, session_root):
             "model_soc_regressor",
             "model_soc_classifier",
             "model_energy",
+            *(f"monitoring_{name}" for name in (cfg.ml.soc.registered_model, cfg.ml.soc.registered_classifier, cfg.ml.energy.registered_model)),
         ],
     }
     return path, expected

@@ -435,10 +435,11 @@ def test_energy_trip_mape_against_truth(trained):
 # ---------------------------------------------------------------------------------------------
 # MLflow: run contents, registry, reproducibility
 # ---------------------------------------------------------------------------------------------
-def test_run_logs_params_metrics_baselines_versions_plots_and_model(ml_cfg, trained):
+def test_run_logs_params_metrics_baselines_versions_plots_and_model(spark, ml_cfg, trained):
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from common.io import tables
     from common.ml import tracking
 
     tracking.configure(ml_cfg)
@@ -457,6 +458,27 @@ def test_run_logs_params_metrics_baselines_versions_plots_and_model(ml_cfg, trai
         assert info.saved_input_example_info is not None
         assert o.promoted, o.reason  # first run: no champion yet, beats the baselines
         assert str(client.get_model_version_by_alias(o.registered_name, "champion").version) == str(o.version)
+        # lineage: the Delta inputs as MLflow datasets (path + version), the same versions as tags on the registered version
+        datasets = {d.dataset.name: json.loads(d.dataset.source) for d in run.inputs.dataset_inputs}
+        minutely = tables.version(spark, ml_cfg, "silver.vehicle_minutely")
+        assert datasets[f"silver.vehicle_minutely@v{minutely}"]["delta_table_version"] == minutely
+        assert datasets[f"silver.vehicle_minutely@v{minutely}"]["path"] == ml_cfg.storage.path("silver.vehicle_minutely")
+        mv = client.get_model_version(o.registered_name, o.version)
+        assert mv.tags["input.silver.vehicle_minutely"] == f"v{minutely}" and mv.tags["gate_metric"]
+        assert "Evaluated" in mv.description and "local days (time split)" in mv.description and "champion gate" in mv.description
+        # the evaluation table artifact holds the run's test metrics, model and baselines, both evaluation sets
+        local = client.download_artifacts(o.run_id, "evaluation/metrics.json", tracking.scratch_dir())
+        with open(local) as fh:
+            table = json.load(fh)
+        ev = {(r[0], r[1], r[2], r[3]): r[4] for r in table["data"]}
+        metric = {"soc_regressor": "mae", "soc_classifier": "roc_auc", "energy": "trip_wape_pct"}[key]
+        assert ev[("time split", "model", "observed", metric)] == pytest.approx(run.data.metrics[f"test_{metric}"])
+        assert {p for (_, p, _, _) in ev} >= {"model", "vehicle_mean" if key != "soc_classifier" else "vehicle_rate"}
+        if key != "soc_classifier":
+            assert any(s == "unseen vehicles" for (s, _, _, _) in ev)
+        # the drift reference: every input profiled on the training rows, and the prediction
+        profile = info.metadata["monitoring_reference"]
+        assert set(profile["columns"]) == set(info.signature.inputs.input_names()) | {"prediction"} and profile["rows"] > 0
 
 
 def test_score_writes_predictions_with_champion_versions(spark, ml_cfg, trained):
@@ -482,6 +504,49 @@ def test_score_writes_predictions_with_champion_versions(spark, ml_cfg, trained)
     assert s["pmax"] > s["pmin"]  # the classifier separates minutes, it is not a constant
     assert e["n"] == tables.read(spark, ml_cfg, "silver.segments").count() and e["v"] == [trained["energy"].version]
     assert soc.select("soc_model_name").distinct().collect()[0][0] == ml_cfg.ml.soc.registered_model
+    _check_monitoring(spark, ml_cfg, trained, energy)
+
+
+def _check_monitoring(spark, ml_cfg, trained, energy):
+    """gold.model_monitoring after a full scoring run: every scored version has a PSI row per input and
+    for its prediction, and realised errors; the energy model's figures recomputed here with numpy."""
+    import mlflow
+
+    from common.io import tables
+    from jobs.score import MONITORING, run_score
+
+    mon = tables.read(spark, ml_cfg, MONITORING).toPandas()  # bounded: ~60 rows per model version
+    cfg = ml_cfg.ml.monitoring
+    for key in ("soc_regressor", "soc_classifier", "energy"):
+        o = trained[key]
+        rows = mon[(mon.model_name == o.registered_name) & (mon.model_version == str(o.version))]
+        inputs = mlflow.models.get_model_info(f"models:/{o.registered_name}/{o.version}").signature.inputs.input_names()
+        assert set(rows[rows.kind == "feature_psi"].name) == set(inputs), key
+        assert len(rows[rows.kind == "prediction_psi"]) == 1 and (rows.kind == "realised").any()
+        print(f"\nmonitoring {key}: max feature PSI {rows[rows.kind == 'feature_psi'].value.max():.3f}, realised {rows[rows.kind == 'realised'][['name', 'value', 'reference']].values.tolist()}")
+    # energy: the scored segments training could learn from (SOC label, >= min_segment_km) against the training profile
+    o = trained["energy"]
+    profile = mlflow.models.get_model_info(f"models:/{o.registered_name}/{o.version}").metadata["monitoring_reference"]
+    seg = (
+        energy.where(F.col("observed_kwh_per_km").isNotNull() & (F.col("distance_km") >= ml_cfg.ml.energy.min_segment_km)).select("distance_km", "pred_kwh_per_km", "observed_kwh_per_km").toPandas()
+    )  # bounded: test fleet
+    rows = mon[(mon.model_name == o.registered_name) & (mon.model_version == str(o.version))].set_index(["kind", "name"])
+    realised = rows.loc[("realised", "segment_mae")]
+    assert realised["rows"] == len(seg) and realised["value"] == pytest.approx(float(np.mean(np.abs(seg.pred_kwh_per_km - seg.observed_kwh_per_km))), rel=1e-9)
+    assert realised["reference"] == pytest.approx(trained["energy"].metrics["test_segment_mae"], rel=1e-9)
+    for name, col in (("distance_km", "distance_km"), ("prediction", "pred_kwh_per_km")):
+        ref = profile["columns"][name]
+        counts = np.bincount(np.searchsorted(np.asarray(ref["edges"]), seg[col], side="right"), minlength=len(ref["edges"]) + 1).tolist() + [0]
+        e = np.maximum(np.asarray(ref["shares"]), cfg.psi_floor)
+        a = np.maximum(np.asarray(counts) / len(seg), cfg.psi_floor)
+        e, a = e / e.sum(), a / a.sum()
+        kind = "prediction_psi" if name == "prediction" else "feature_psi"
+        assert rows.loc[(kind, name), "value"] == pytest.approx(float(np.sum((a - e) * np.log(a / e))), rel=1e-6, abs=1e-9), name
+    # a rerun of one model's scoring replaces that model's rows of the window, and only those
+    before = mon.groupby("model_name").size().to_dict()
+    run_score(spark, ml_cfg, models=("energy",))
+    after = tables.read(spark, ml_cfg, MONITORING).groupBy("model_name").count().toPandas().set_index("model_name")["count"].to_dict()
+    assert after == before
 
 
 def test_retrain_on_same_data_is_reproducible_and_not_promoted(spark, ml_cfg, trained):

@@ -95,5 +95,5 @@ def test_pickled_champion_is_refused_never_loaded(fresh_cfg):
 
     with pytest.raises(NoChampion, match="refused: its pyfunc loader"):
         champion(client, cfg, cfg.ml.energy.registered_model)
-    version, _uri, inputs, _tags = champion(client, cfg, cfg.ml.soc.registered_model)
+    version, _uri, inputs, _tags, _metadata = champion(client, cfg, cfg.ml.soc.registered_model)
     assert (version, inputs) == ("1", ["x"])

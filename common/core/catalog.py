@@ -208,6 +208,11 @@ TABLES: dict[str, Table] = {
         Table("gold.predictions_soc_minutely", "Per vehicle-minute SOC drop forecast (champion models, version on every row)", ("local_date",), cluster_by=("vehicle_id",)),
         Table("gold.predictions_energy", "Per segment energy forecast in kWh/km and kWh (champion model, version on every row)", ("local_date",), cluster_by=("vehicle_id",)),
         Table(
+            "gold.model_monitoring",
+            "Per scored model version, window (local dates) and figure: PSI of each input and of the prediction against the version's training profile "
+            "(drifted above ml.monitoring.psi_threshold), prediction quantiles beside training's, realised error where labels have arrived; jobs/score.py",
+        ),
+        Table(
             "gold.charging_plan",
             "Per site, vehicle and time slot with charge: battery and grid kWh, average kW, tariff price and cost, the site's ports and grid capacity (kW); "
             "the cheapest schedule keeping every vehicle above charging_plan.soc_floor_pct through its expected duty; no position; jobs/charging_plan.py",

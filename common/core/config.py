@@ -626,6 +626,19 @@ class EnergyModelConfig(Section):
     xgb: XgbParams = Field(default_factory=lambda: XgbParams(n_estimators=400, max_depth=5, learning_rate=0.05))
 
 
+class MonitoringConfig(Section):
+    """Model monitoring (common/ml/monitoring.py): the training profile stored with each version and the drift rows of gold.model_monitoring."""
+
+    bins: int = Field(10, ge=2, le=50, description="Quantile bins per feature in the training profile (10 = deciles); missing values are one more bin.")
+    psi_threshold: float = Field(0.2, gt=0, description="Population stability index above which a feature or the prediction is marked drifted (0.1-0.25 is the usual 'moderate shift' band).")
+    psi_floor: float = Field(1e-4, gt=0, lt=0.1, description="Smallest bin share in the PSI, so that an empty bin gives a large, finite index.")
+    quantile_relative_error: float = Field(0.001, ge=0, lt=0.1, description="Relative error of Spark's approxQuantile for the bin edges and prediction quantiles.")
+    calendar_features: tuple[str, ...] = Field(
+        ("day_of_week", "local_hour"),
+        description="Inputs whose distribution follows the scored window's calendar (a one-day window holds one weekday): their PSI is written but never marks drift.",
+    )
+
+
 class MlConfig(Section):
     """Model training/scoring (jobs/train.py, jobs/score.py). docs/MODELS.md explains the choices."""
 
@@ -648,6 +661,7 @@ class MlConfig(Section):
     champion_alias: str = "champion"
     soc: SocModelConfig = Field(default_factory=SocModelConfig)
     energy: EnergyModelConfig = Field(default_factory=EnergyModelConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @model_validator(mode="after")
     def _gap_covers_horizon(self) -> "MlConfig":

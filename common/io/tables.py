@@ -564,9 +564,9 @@ def _create_as_select(
     if partition_by:
         clauses.append("PARTITIONED BY (" + ", ".join(f"`{c}`" for c in partition_by) + ")")
     if comment:
-        clauses.append(f"COMMENT '{_sql_str(comment)}'")
+        clauses.append(f"COMMENT '{sql_str(comment)}'")
     if properties:
-        clauses.append("TBLPROPERTIES (" + ", ".join(f"'{k}' = '{_sql_str(v)}'" for k, v in properties.items()) + ")")
+        clauses.append("TBLPROPERTIES (" + ", ".join(f"'{k}' = '{sql_str(v)}'" for k, v in properties.items()) + ")")
     df.createOrReplaceTempView(view)
     try:
         with _sql_commit_tagged(spark, tag, f"create {path}"):
@@ -615,7 +615,7 @@ def set_properties(
     changed = {k: v for k, v in props.items() if current.get(k) != v}
     if not changed:
         return
-    assignments = ", ".join(f"'{k}' = '{_sql_str(v)}'" for k, v in changed.items())
+    assignments = ", ".join(f"'{k}' = '{sql_str(v)}'" for k, v in changed.items())
     spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
 
 
@@ -679,7 +679,17 @@ def merge(
     return WriteResult(table=table, path=path, version=v if v is not None else -1, commit_version=commit_version, operation=operation, metrics=metrics)
 
 
-def _sql_str(value: str) -> str:
+def sql_str(value: str) -> str:
+    """The text of a single-quoted Spark SQL string literal holding `value` (backslash escapes).
+
+    Parameters
+    ----------
+    value : str
+
+    Returns
+    -------
+    str
+    """
     return str(value).replace("\\", "\\\\").replace("'", "\\'")
 
 

@@ -54,12 +54,15 @@ class Champion(NamedTuple):
         The signature's input column names, in order.
     tags : dict[str, str]
         The version's registry tags (e.g. decision_threshold).
+    metadata : dict or None
+        The logged model's metadata (task, features, the monitoring reference profile).
     """
 
     version: str
     uri: str
     inputs: list[str]
     tags: dict[str, str]
+    metadata: dict[str, Any] | None = None
 
 
 def pinned_champion(name: str, alias: str, model_version: Any) -> Champion:
@@ -90,7 +93,7 @@ def pinned_champion(name: str, alias: str, model_version: Any) -> Champion:
     reason = tracking.unsafe_model_reason(info.flavors)
     if reason:
         raise RefusedChampion(name, alias, model_version.version, reason)
-    return Champion(str(model_version.version), uri, info.signature.inputs.input_names(), dict(model_version.tags or {}))
+    return Champion(str(model_version.version), uri, info.signature.inputs.input_names(), dict(model_version.tags or {}), dict(info.metadata or {}))
 
 
 def load_champion(client, cfg: Config, name: str) -> Champion:
@@ -107,7 +110,7 @@ def load_champion(client, cfg: Config, name: str) -> Champion:
     Returns
     -------
     Champion
-        Unpacks as ``(version, uri, inputs, tags)``.
+        Unpacks as ``(version, uri, inputs, tags, metadata)``.
 
     Raises
     ------

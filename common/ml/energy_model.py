@@ -30,6 +30,7 @@ from common.ml.evaluate import (
     trip_window_metrics,
 )
 from common.ml.features import ENERGY_FEATURES, ENERGY_LABEL, ENERGY_WEIGHT, holdout_vehicles
+from common.ml.monitoring import model_profile
 from common.ml.registry import Challenger, ModelOutcome, log_registered_model, registry_gate
 from common.ml.train import InsufficientData, fit_xgb, predict
 
@@ -123,7 +124,7 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
                 **{f"xgb.{k}": v for k, v in e.xgb.model_dump().items()},
             }
         )
-        tracking.log_table_versions(versions)
+        tracking.log_table_versions(versions, cfg)
         fit = fit_xgb(
             train.unionByName(valid),
             features,
@@ -165,7 +166,16 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
         tpdf: pd.DataFrame = per_trip.limit(tracking.PLOT_ROWS).toPandas()
         ref = "truth_kwh" if truth is not None else "observed_kwh"
         tracking.log_figure(tracking.residual_figure(tpdf[ref], tpdf["pred_kwh"], f"Trip energy: test window ({ref})", "kWh"), "plots/trip_residuals.png")
-        info = log_registered_model(fit, features, test_labelled, e.registered_model, classification=False)
+        tracking.log_evaluation_table(metrics)
+        profile = model_profile(train.unionByName(valid), features, lab_scored, "pred", {"segment_mae": many["model"]["mae"], "trip_wape_pct": metrics["test_trip_wape_pct"]}, ml.monitoring)
+        description = (
+            "XGBoost regressor of energy per km (kWh/km) per ~1 km segment of silver.segments, with features from silver.telematics_clean "
+            "(physics integrated over the legs) and silver.device_profiles (Delta versions in the input.* tags); a trip's energy is the sum "
+            f"of its segments. Evaluated per trip on the last {ml.test_days} local days (time split) and on {ml.holdout_vehicle_share:.0%} "
+            f"of the vehicles held out of a second fit, against {physics_name} and the per-vehicle mean (artifact evaluation/metrics.json); "
+            "champion gate: test trip WAPE. Drift reference: monitoring/reference_profile.json. docs/MODELS.md."
+        )
+        info = log_registered_model(fit, features, test_labelled, e.registered_model, False, profile, description, versions)
 
         def champion_wape(df: DataFrame, col: str) -> float:
             per_trip = trip_predictions(df, test_trips, {col: "_kwh"}).toPandas()  # bounded: one row per test trip

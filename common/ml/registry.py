@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from common.ml import tracking
 from common.ml.champion import RefusedChampion, champion_column, pinned_champion
+from common.ml.monitoring import REFERENCE_KEY
 from common.ml.train import FitResult
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,16 @@ class ChampionScore(NamedTuple):
     note: str | None
 
 
-def log_registered_model(fit: FitResult, features: list[str], example: DataFrame, registered_name: str, classification: bool) -> Any:
+def log_registered_model(
+    fit: FitResult,
+    features: list[str],
+    example: DataFrame,
+    registered_name: str,
+    classification: bool,
+    profile: dict | None = None,
+    description: str | None = None,
+    inputs: Mapping[str, int | None] | None = None,
+) -> Any:
     """Log the booster with `mlflow.xgboost` (JSON, signature, input example) and register a version.
 
     Parameters
@@ -127,6 +137,14 @@ def log_registered_model(fit: FitResult, features: list[str], example: DataFrame
     registered_name : str
     classification : bool
         Recorded in the model metadata (``binary_probability`` or ``regression``).
+    profile : dict, optional
+        `monitoring.reference_profile` of the training rows and test-window predictions: stored in
+        the model's metadata (scoring compares against it) and as ``monitoring/reference_profile.json``.
+    description : str, optional
+        The registered version's description (what it predicts, from which tables, how it was judged).
+    inputs : Mapping[str, int or None], optional
+        Delta versions of the input tables: tags ``input.<table>`` on the registered version, so
+        the registry shows what it was trained on without opening the run.
 
     Returns
     -------
@@ -141,15 +159,26 @@ def log_registered_model(fit: FitResult, features: list[str], example: DataFrame
     pdf: pd.DataFrame = source.select(*features).limit(5).toPandas()
     pdf = pdf.astype("float64")
     out = fit.booster.predict(xgb.DMatrix(pdf))
-    return mlflow.xgboost.log_model(
+    metadata: dict[str, Any] = {"task": "binary_probability" if classification else "regression", "features": list(features)}
+    if profile is not None:
+        metadata[REFERENCE_KEY] = profile
+        mlflow.log_dict(profile, "monitoring/reference_profile.json")
+    info = mlflow.xgboost.log_model(
         fit.booster,
         name="model",
         signature=tracking.xgb_model_signature(pdf, out),
         input_example=pdf,
         registered_model_name=registered_name,
         model_format="json",
-        metadata={"task": "binary_probability" if classification else "regression", "features": list(features)},
+        metadata=metadata,
     )
+    client = mlflow.MlflowClient()
+    version = str(info.registered_model_version)
+    if description:
+        client.update_model_version(registered_name, version, description=description)
+    for table, v in (inputs or {}).items():
+        client.set_model_version_tag(registered_name, version, f"input.{table}", "none" if v is None else f"v{v}")
+    return info
 
 
 def champion_score(spark: SparkSession, client, name: str, alias: str, rows: DataFrame, metric_fn: MetricFn) -> ChampionScore:

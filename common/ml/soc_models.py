@@ -35,6 +35,7 @@ from common.ml.evaluate import (
     soc_baselines,
 )
 from common.ml.features import SOC_EVENT, SOC_FEATURES, SOC_LABEL, holdout_vehicles
+from common.ml.monitoring import model_profile
 from common.ml.registry import Challenger, ModelOutcome, log_registered_model, registry_gate
 from common.ml.train import FitResult, fit_xgb, predict
 
@@ -83,8 +84,31 @@ class _SocRun:
 
         with mlflow.start_run(run_name=run_name, nested=True) as mlrun:
             mlflow.log_params(self.params | {"task": task, "label": label})
-            tracking.log_table_versions(self.versions)
+            tracking.log_table_versions(self.versions, self.cfg)
             yield mlrun
+
+    def description(self, what: str, gate: str) -> str:
+        """The registered version's description.
+
+        Parameters
+        ----------
+        what : str
+            The model in words.
+        gate : str
+            What the champion gate judges it on.
+
+        Returns
+        -------
+        str
+        """
+        s, ml = self.cfg.ml.soc, self.cfg.ml
+        return (
+            f"XGBoost {what} over the next {s.horizon_min} min, per vehicle-minute of silver.vehicle_minutely, with features from "
+            f"silver.telematics_clean, silver.trips and bronze.vehicles (Delta versions in the input.* tags). Evaluated on the last "
+            f"{ml.test_days} local days (time split) and on {ml.holdout_vehicle_share:.0%} of the vehicles held out of a second fit, "
+            f"against persistence and the per-vehicle baselines (artifact evaluation/metrics.json); champion gate: {gate}. "
+            "Drift reference: monitoring/reference_profile.json. docs/MODELS.md."
+        )
 
     def first_fit(self, label: str, classification: bool = False) -> FitResult:
         """Fitted on train days; validation rows only evaluated (learning curves).
@@ -237,7 +261,9 @@ def _train_regressor(run: _SocRun) -> ModelOutcome:
         tracking.log_feature_importance(fit.booster, "SOC drop 60 min (regression)")
         pdf = tracking.plot_sample(scored, [SOC_LABEL, "pred"], ml.seed)
         tracking.log_figure(tracking.residual_figure(pdf[SOC_LABEL], pdf["pred"], "SOC drop 60 min: test window", "SOC points"), "plots/residuals.png")
-        info = log_registered_model(fit, run.features, test, s.registered_model, classification=False)
+        tracking.log_evaluation_table(metrics)
+        profile = model_profile(_train_valid(run.rows) if ml.refit_with_validation else run.rows.window("train"), run.features, scored, "pred", {"mae": m_model["mae"]}, ml.monitoring)
+        info = log_registered_model(fit, run.features, test, s.registered_model, False, profile, run.description("regressor of the SOC drop (percent points)", "test MAE"), run.versions)
         gate = run.gate(
             s.registered_model, info, "test_mae", m_model["mae"], False, {"persistence": m_pers["mae"], "vehicle_mean": m_vmean["mae"]},
             lambda df, col: regression_metrics(df, SOC_LABEL, col)["mae"],
@@ -274,7 +300,11 @@ def _train_classifier(run: _SocRun) -> ModelOutcome:
         tracking.log_feature_importance(fit.booster, "P(SOC drop >= 10 points in 60 min)")
         pdf = tracking.plot_sample(scored, [SOC_EVENT, "prob"], ml.seed)
         tracking.log_figure(tracking.calibration_figure(pdf[SOC_EVENT], pdf["prob"], "Calibration: test window"), "plots/calibration.png")
-        info = log_registered_model(fit, run.features, test, s.registered_classifier, classification=True)
+        tracking.log_evaluation_table(metrics)
+        train_rows = _train_valid(run.rows) if ml.refit_with_validation else run.rows.window("train")
+        profile = model_profile(train_rows, run.features, scored, "prob", {k: m_model[k] for k in ("roc_auc", "pr_auc", "brier")}, ml.monitoring)
+        desc = run.description(f"classifier of P(SOC drop >= {s.drop_threshold_pct:g} points)", "test ROC-AUC, and PR-AUC and Brier against every baseline")
+        info = log_registered_model(fit, run.features, test, s.registered_classifier, True, profile, desc, run.versions)
         run.client.set_model_version_tag(s.registered_classifier, str(info.registered_model_version), "decision_threshold", f"{threshold:.4f}")
         # a rare event is judged by PR-AUC and calibration too: ROC-AUC alone promoted a model that
         # a per-vehicle rate lookup beat on both (issue 19)

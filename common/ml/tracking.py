@@ -15,9 +15,11 @@ with the reason. Nothing here reads or writes Delta tables.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeGuard
 
 import mlflow
+import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from common.core.config import PROJECT_ROOT, Config
@@ -137,16 +140,86 @@ def log_metrics(metrics: Mapping[str, float | None], prefix: str = "") -> None:
         mlflow.log_metrics(clean)
 
 
-def log_table_versions(versions: Mapping[str, int | None]) -> None:
-    """Delta versions of the tables a model was trained on: params (searchable) and a JSON artifact.
+def log_table_versions(versions: Mapping[str, int | None], cfg: Config | None = None) -> None:
+    """Delta versions of the tables a model was trained on: params (searchable), a JSON artifact and MLflow datasets.
+
+    With `cfg`, each existing table is also logged as an MLflow dataset input (context
+    ``training``): a `MetaDataset` whose source is the Delta table's path and version, so the run
+    page lists the tables. `mlflow.data.load_delta` is not used because its dataset profile counts
+    the rows through a Python RDD pass over the whole table.
 
     Parameters
     ----------
     versions : Mapping[str, int or None]
         Table name -> Delta version (None is logged as ``none``).
+    cfg : Config, optional
+        Gives the tables' paths (``storage``).
     """
+    from mlflow.data.dataset import Dataset
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
     mlflow.log_params({f"table_version.{name}": "none" if v is None else v for name, v in versions.items()})
     mlflow.log_dict(dict(versions), "inputs/delta_table_versions.json")
+    if cfg is None:
+        return
+    # MetaDataset leaves `profile` (abstract in Dataset) unimplemented: Dataset is not an ABC at run
+    # time, so it instantiates and its profile is None; mypy only sees the abstract declaration
+    datasets: list[Dataset | None] = [
+        MetaDataset(DeltaDatasetSource(path=cfg.storage.path(name), delta_table_version=v), name=f"{name}@v{v}", digest=hashlib.sha256(f"{cfg.storage.path(name)}@{v}".encode()).hexdigest()[:8])  # type: ignore[abstract]
+        for name, v in versions.items()
+        if v is not None
+    ]
+    if datasets:
+        mlflow.log_inputs(datasets, contexts=["training"] * len(datasets), tags_list=[None] * len(datasets))
+
+
+_EVAL_METRIC = re.compile(r"^(?P<group>group_)?(?:baseline_(?P<baseline>.+?)_)?(?P<truth>truth_)?test_(?P<metric>.+)$")
+
+
+def evaluation_table(metrics: Mapping[str, float]) -> pd.DataFrame:
+    """The run's test metrics as a table: evaluation set x predictor x reference x metric.
+
+    Parameters
+    ----------
+    metrics : Mapping[str, float]
+        The metrics logged on a model's run (``test_*``, ``baseline_<name>_test_*``, ``group_*``,
+        ``*truth_test_*``); others (validation, training, seconds) are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns evaluation_set (``time split`` or ``unseen vehicles``), predictor (``model`` or
+        a baseline), reference (``observed`` or ``truth``), metric, value.
+    """
+    rows = []
+    for key, value in metrics.items():
+        m = _EVAL_METRIC.match(key)
+        if m is None or not _known(value):
+            continue
+        rows.append(
+            {
+                "evaluation_set": "unseen vehicles" if m["group"] else "time split",
+                "predictor": m["baseline"] or "model",
+                "reference": "truth" if m["truth"] else "observed",
+                "metric": m["metric"],
+                "value": float(value),
+            }
+        )
+    return pd.DataFrame(rows, columns=["evaluation_set", "predictor", "reference", "metric", "value"])
+
+
+def log_evaluation_table(metrics: Mapping[str, float]) -> None:
+    """`evaluation_table` as the run artifact ``evaluation/metrics.json`` (MLflow's table view).
+
+    Parameters
+    ----------
+    metrics : Mapping[str, float]
+        The model's run metrics.
+    """
+    table = evaluation_table(metrics)
+    if len(table):
+        mlflow.log_table(table, "evaluation/metrics.json")
 
 
 def log_figure(fig, artifact_file: str) -> None:

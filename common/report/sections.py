@@ -48,6 +48,7 @@ REPORT_TABLES = (
     "gold.rollout_event_study",
     "gold.charging_plan",
     "gold.charging_plan_vehicles",
+    "gold.model_monitoring",
     "silver.telematics_clean",
 )
 
@@ -945,6 +946,65 @@ def section_models(inputs: ReportInputs, cfg: Config) -> R.Section:
     return s
 
 
+MONITORING_TOP_FEATURES = 8  # features with the highest PSI shown per model version
+
+
+def section_monitoring(inputs: ReportInputs, cfg: Config) -> R.Section:
+    """Drift and realised error of the scored model versions (gold.model_monitoring, newest scoring run).
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+    cfg : Config
+        ``ml.monitoring.psi_threshold`` (named in the text).
+
+    Returns
+    -------
+    html.Section
+        Section 'monitoring': one table row per model version (drifted inputs, prediction PSI,
+        realised metrics beside training's), and per version a bar chart of its inputs with the
+        highest PSI.
+    """
+    s = R.Section("monitoring", "Model monitoring: drift and realised error")
+    mon = inputs.get("gold.model_monitoring")
+    if mon is None:
+        return s.add(no_data("gold.model_monitoring", "score", inputs.status))
+    latest = mon.groupBy("model_name").agg(F.max("scored_at").alias("scored_at"))
+    pdf: pd.DataFrame = mon.join(latest, ["model_name", "scored_at"]).toPandas()  # bounded: one row per input and figure of 3 models
+    threshold = cfg.ml.monitoring.psi_threshold
+    s.add(
+        f"<p>Population stability index (PSI) of each model input and of the prediction on the scored rows that have a label, against the "
+        f"rows the version was trained on; above {threshold:g} a figure is marked drifted. Realised errors need the label, which arrives "
+        "after the forecast horizon. docs/MODELS.md, section 9.</p>"
+    )
+    summary = []
+    for (name, version), g in pdf.groupby(["model_name", "model_version"], sort=True):
+        feats = g[(g.kind == "feature_psi") & g.drifted.notna()].sort_values("value", ascending=False)  # calendar inputs never mark drift
+        pred = g[g.kind == "prediction_psi"]
+        realised = g[g.kind == "realised"]
+        window = f"{g.window_start.iloc[0] or 'first'} .. {g.window_end.iloc[0] or 'last'}"
+        notes = "; ".join(sorted({n for n in g.note.dropna()}))
+        summary.append(
+            {
+                "model": f"{name} v{version}",
+                "window": window,
+                "inputs drifted": f"{int(feats.drifted.fillna(False).sum())} of {len(feats)}",
+                "highest input PSI": f"{feats.name.iloc[0]} {feats.value.iloc[0]:.3f}" if len(feats) else "-",
+                "prediction PSI": f"{pred.value.iloc[0]:.3f}" if len(pred) and pd.notna(pred.value.iloc[0]) else "-",
+                "realised (training)": ", ".join(
+                    f"{r.name} {r.value:.4g} ({r.reference:.4g})" if pd.notna(r.value) and pd.notna(r.reference) else f"{r.name} {r.value if pd.notna(r.value) else '-'}" for r in realised.itertuples()
+                ),
+                "note": notes,
+            }
+        )
+        top = feats.head(MONITORING_TOP_FEATURES)
+        if len(top):
+            title = f"{name} v{version}: inputs with the highest PSI (drift above {threshold:g})"
+            s.add(R.bar_chart(f"monitoring_{name}", top.name.tolist(), {"PSI": top.value.round(4).tolist()}, title, "PSI", horizontal=True))
+    s.add(R.table_html(pd.DataFrame(summary), "monitoring_table", "{}"))
+    return s
+
+
 def champion_status(cfg: Config) -> pd.DataFrame | None:
     """Per registered model: the champion version, or why there is none (the gate's reason).
 
@@ -987,4 +1047,5 @@ SECTIONS = (
     section_rollout,
     section_charging_plan,
     section_models,
+    section_monitoring,
 )
