@@ -1,13 +1,10 @@
 """Batch scoring with the registered champions: gold.predictions_soc_minutely, gold.predictions_energy.
 
-Reads:  MLflow registry (`models:/<name>@<ml.champion_alias>`, pinned to the alias's version at
-        job start so one run never mixes versions), silver.vehicle_minutely,
+Reads:  MLflow registry (`models:/<name>@<ml.champion_alias>`, pinned at job start), silver.vehicle_minutely,
         silver.telematics_clean, silver.segments, bronze.vehicles (optional).
-Writes: gold.predictions_soc_minutely  per vehicle-minute: SOC now, predicted drop over
-                                        ml.soc.horizon_min, predicted SOC then, P(drop >=
-                                        ml.soc.drop_threshold_pct), alert at the classifier's
-                                        decision threshold, is_charging (discharge forecast:
-                                        see docs/MODELS.md), model names and versions;
+Writes: gold.predictions_soc_minutely  per vehicle-minute: SOC now, predicted drop over ml.soc.horizon_min,
+                                        SOC then, P(drop >= ml.soc.drop_threshold_pct), alert at the classifier's
+                                        decision threshold, is_charging (docs/MODELS.md), model names and versions;
         gold.predictions_energy        per segment: predicted kWh/km and kWh, physics kWh/km,
                                         observed (SOC) kWh/km when known, model name and version;
         gold.model_monitoring          per model version and window: input and prediction drift (PSI),
@@ -40,7 +37,7 @@ from common.io.schemas import VEHICLES
 from common.ml import tracking
 from common.ml.champion import energy_prediction_rows, load_champion, soc_prediction_rows
 from common.ml.features import build_energy_features, build_soc_features
-from common.ml.monitoring import energy_monitoring, monitoring_table, soc_monitoring
+from common.ml.monitoring import MONITORING_TABLE, energy_monitoring, soc_monitoring, write_monitoring
 from common.silver.devices import heartbeats
 
 log = logging.getLogger("ev_fleet.score")
@@ -55,7 +52,7 @@ BRONZE_VEHICLES = "bronze.vehicles"
 DEVICE_PROFILES = "silver.device_profiles"
 PRED_SOC = "gold.predictions_soc_minutely"
 PRED_ENERGY = "gold.predictions_energy"
-MONITORING = "gold.model_monitoring"
+MONITORING = MONITORING_TABLE
 # Catalog tables read and written (common/core/catalog.py); the pipeline orders stages by them.
 INPUTS: tuple[str, ...] = (MINUTELY, SEGMENTS, SILVER_CLEAN, TRIPS, BRONZE_VEHICLES, DEVICE_PROFILES)
 OUTPUTS: tuple[str, ...] = (PRED_SOC, PRED_ENERGY, MONITORING)
@@ -109,7 +106,6 @@ def run_score(
     models = available_models(client, cfg, models, report)
     clean = tables.read(spark, cfg, SILVER_CLEAN)
     rows_out = 0
-    monitored: dict[tuple[str, str], list[dict]] = {}  # (model, version) -> gold.model_monitoring rows
     if "soc" in models:
         s = cfg.ml.soc
         regressor = load_champion(client, cfg, s.registered_model)
@@ -119,21 +115,25 @@ def run_score(
         vehicles = tables.read_or_empty(spark, cfg, BRONZE_VEHICLES, VEHICLES, notes=report.notes, why="SOC features without battery size and vehicle type")
         # Features need each vehicle's earlier minutes (windows, day history): computed on all rows, then filtered.
         feats = materialise(build_soc_features(tables.read(spark, cfg, MINUTELY), vehicles, clean, tables.read_optional(spark, cfg, TRIPS)).where(days.contains()))
-        report.tables[PRED_SOC] = write_range(soc_prediction_rows(spark, feats, s, regressor, classifier), cfg, PRED_SOC, days).version
-        rows_out += read_range(spark, cfg, PRED_SOC, days).count()
-        monitored |= soc_monitoring(feats, read_range(spark, cfg, PRED_SOC, days), s, regressor, classifier, cfg.ml.monitoring)
-        release(feats)
+        try:
+            report.tables[PRED_SOC] = write_range(soc_prediction_rows(spark, feats, s, regressor, classifier), cfg, PRED_SOC, days).version
+            rows_out += read_range(spark, cfg, PRED_SOC, days).count()
+            monitored = soc_monitoring(feats, read_range(spark, cfg, PRED_SOC, days), s, regressor, classifier, cfg.ml.monitoring, refused)
+            report.tables[MONITORING] = write_monitoring(spark, cfg, monitored, days.start, days.end)
+        finally:
+            release(feats)
     if "energy" in models:
         name = cfg.ml.energy.registered_model
         model = load_champion(client, cfg, name)
         beats = heartbeats(tables.read_optional(spark, cfg, DEVICE_PROFILES))
         feats = materialise(build_energy_features(clean, tables.read(spark, cfg, SEGMENTS), cfg.kpis.trips, cfg.ml.energy, beats).where(days.contains()))
-        report.tables[PRED_ENERGY] = write_range(energy_prediction_rows(spark, feats, name, model), cfg, PRED_ENERGY, days).version
-        rows_out += read_range(spark, cfg, PRED_ENERGY, days).count()
-        monitored |= energy_monitoring(feats, read_range(spark, cfg, PRED_ENERGY, days), cfg.ml.energy, model, cfg.ml.monitoring)
-        release(feats)
-    rows, replaced = monitoring_table(spark, monitored, days.start, days.end)
-    report.tables[MONITORING] = tables.write(rows, cfg, MONITORING, replace_where=replaced if tables.exists(spark, cfg, MONITORING) else None).version
+        try:
+            report.tables[PRED_ENERGY] = write_range(energy_prediction_rows(spark, feats, name, model), cfg, PRED_ENERGY, days).version
+            rows_out += read_range(spark, cfg, PRED_ENERGY, days).count()
+            monitored = energy_monitoring(feats, read_range(spark, cfg, PRED_ENERGY, days), cfg.ml.energy, model, cfg.ml.monitoring)
+            report.tables[MONITORING] = write_monitoring(spark, cfg, monitored, days.start, days.end)
+        finally:
+            release(feats)
     report.rows_out = rows_out
     return report.finish()
 

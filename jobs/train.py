@@ -81,7 +81,7 @@ def train_soc(spark: SparkSession, cfg: Config, client, versions: dict, report: 
         rows = soc_split_rows(kept[0], cfg.ml)
         kept.append(rows.labelled)
         report.rows_in = (report.rows_in or 0) + rows.total
-        return train_soc_models(spark, cfg, rows, client, versions)
+        return train_soc_models(spark, cfg, rows, client, versions, report.notes)
     finally:
         for df in kept:
             release(df)
@@ -108,7 +108,7 @@ def run_train(spark: SparkSession, cfg: Config, models: tuple[str, ...] = MODELS
         raise ValueError(f"unknown model(s) {sorted(unknown)}; choose from {MODELS}")
     report = StageReport(stage="train")
     client = tracking.configure(cfg)
-    versions = {t: tables.version(spark, cfg, t) for t in (MINUTELY, SEGMENTS, TRIPS, SILVER_CLEAN, BRONZE_VEHICLES)}
+    versions = {t: tables.version(spark, cfg, t) for t in (MINUTELY, SEGMENTS, TRIPS, SILVER_CLEAN, BRONZE_VEHICLES, DEVICE_PROFILES, TRUTH_POINTS)}
     outcomes: list[ModelOutcome] = []
     name = run_name or f"train-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     with mlflow.start_run(run_name=name) as parent:

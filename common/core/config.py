@@ -633,6 +633,11 @@ class MonitoringConfig(Section):
     psi_threshold: float = Field(0.2, gt=0, description="Population stability index above which a feature or the prediction is marked drifted (0.1-0.25 is the usual 'moderate shift' band).")
     psi_floor: float = Field(1e-4, gt=0, lt=0.1, description="Smallest bin share in the PSI, so that an empty bin gives a large, finite index.")
     quantile_relative_error: float = Field(0.001, ge=0, lt=0.1, description="Relative error of Spark's approxQuantile for the bin edges and prediction quantiles.")
+    min_rows: int = Field(
+        500,
+        ge=1,
+        description="Fewest scored rows for a PSI to mark drift: with 11 bins, sampling noise alone exceeds 0.2 in most windows of 30 rows and in a quarter of 60-row windows.",
+    )
     calendar_features: tuple[str, ...] = Field(
         ("day_of_week", "local_hour"),
         description="Inputs whose distribution follows the scored window's calendar (a one-day window holds one weekday): their PSI is written but never marks drift.",

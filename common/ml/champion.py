@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from common.core.config import Config, SocModelConfig
 from common.ml import tracking
-from common.ml.features import SEGMENT_KEYS
+from common.ml.features import ENERGY_TARGET, SEGMENT_KEYS, energy_from_ratio
 
 
 class NoChampion(RuntimeError):
@@ -144,6 +144,31 @@ def champion_column(spark: SparkSession, champion: Champion) -> Column:
     return udf(F.struct(*[F.col(c).cast("double").alias(c) for c in champion.inputs]))
 
 
+def champion_prediction(spark: SparkSession, champion: Champion) -> Column:
+    """The champion's prediction in its label's unit.
+
+    An energy version fitted on the ratio to the energy base (metadata ``target`` =
+    `ENERGY_TARGET`) is turned into kWh/km (`energy_from_ratio`, with the version's fallback
+    base); every other version's output is its prediction as it is.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    champion : Champion
+        Its inputs, and for an energy ratio version physics_kwh_per_km, vehicle_physics_ratio and
+        physics_x_ratio_kwh_per_km, must be columns of the frame the column is used on.
+
+    Returns
+    -------
+    Column
+    """
+    out = champion_column(spark, champion)
+    meta = champion.metadata or {}
+    if meta.get("target") == ENERGY_TARGET:
+        return energy_from_ratio(out, float(meta["energy_base_fleet_kwh_per_km"]))
+    return out
+
+
 def soc_prediction_rows(spark: SparkSession, features: DataFrame, soc: SocModelConfig, regressor: Champion, classifier: Champion | None) -> DataFrame:
     """Rows of gold.predictions_soc_minutely: the SOC drop forecast per vehicle-minute.
 
@@ -217,7 +242,7 @@ def energy_prediction_rows(spark: SparkSession, features: DataFrame, name: str, 
         pred_kwh_per_km (kWh/km), pred_energy_kwh (kWh), physics_kwh_per_km and
         observed_kwh_per_km (kWh/km, observed only when the segment has an SOC label).
     """
-    return features.withColumn("pred_kwh_per_km", champion_column(spark, model)).select(
+    return features.withColumn("pred_kwh_per_km", champion_prediction(spark, model)).select(
         *SEGMENT_KEYS,
         "distance_km",
         "pred_kwh_per_km",

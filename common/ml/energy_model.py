@@ -29,14 +29,23 @@ from common.ml.evaluate import (
     trip_truth_energy,
     trip_window_metrics,
 )
-from common.ml.features import ENERGY_FEATURES, ENERGY_LABEL, ENERGY_WEIGHT, holdout_vehicles
+from common.ml.features import (
+    ENERGY_LABEL,
+    ENERGY_MODEL_FEATURES,
+    ENERGY_RATIO_LABEL,
+    ENERGY_RATIO_WEIGHT,
+    ENERGY_TARGET,
+    energy_from_ratio,
+    holdout_vehicles,
+    with_energy_ratio_label,
+)
 from common.ml.monitoring import model_profile
-from common.ml.registry import Challenger, ModelOutcome, log_registered_model, registry_gate
+from common.ml.registry import Challenger, ModelOutcome, log_registered_model, registry_gate, unseen_vehicle_checks
 from common.ml.train import InsufficientData, fit_xgb, predict
 
 log = logging.getLogger(__name__)
 ORDER = ("vehicle_id", "start_ts")  # row order of a fit (reproducible boosters)
-TRIP_KWH = {"pred": "pred_kwh", "b_physics": "b_physics_kwh", "b_vehicle_mean": "b_vehicle_mean_kwh"}
+TRIP_KWH = {"pred": "pred_kwh", "b_physics": "b_physics_kwh", "b_vehicle_mean": "b_vehicle_mean_kwh", "b_physics_x_hist": "b_physics_x_hist_kwh"}
 
 
 def _all_rows(rows: SplitRows) -> DataFrame:
@@ -98,8 +107,9 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
     e, ml = cfg.ml.energy, cfg.ml
     split = rows.split
     train, valid, test_labelled = rows.window("train"), rows.window("valid"), rows.window("test")
-    features = list(ENERGY_FEATURES)
+    features = list(ENERGY_MODEL_FEATURES)
     baselines = energy_baselines(train)
+    fleet = float(baselines.fleet_mean or 0.0)  # the energy base where physics is unknown (kWh/km)
     test_trips = trips.where((F.col("start_ts").cast("long") >= split.test_start_s) & (F.col("distance_km") >= e.min_eval_trip_km))
     truth = trip_truth_energy(truth_points, test_trips)
     # every segment of a test trip is predicted (short tail pieces too): the trip total is the product
@@ -110,7 +120,8 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
             {
                 "task": "regression",
                 "label": ENERGY_LABEL,
-                "weight": ENERGY_WEIGHT,
+                "target": f"{ENERGY_TARGET}: {ENERGY_RATIO_LABEL}, weight {ENERGY_RATIO_WEIGHT} (km x base^2)",
+                "energy_base_fleet_kwh_per_km": fleet,
                 "unit": "segment (silver.segments), scored per trip",
                 "min_segment_km": e.min_segment_km,
                 "min_eval_trip_km": e.min_eval_trip_km,
@@ -126,18 +137,18 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
         )
         tracking.log_table_versions(versions, cfg)
         fit = fit_xgb(
-            train.unionByName(valid),
+            ratio_rows(train.unionByName(valid), fleet),
             features,
-            ENERGY_LABEL,
+            ENERGY_RATIO_LABEL,
             e.xgb,
             ml.num_workers,
             ml.seed,
-            weight_col=ENERGY_WEIGHT,
+            weight_col=ENERGY_RATIO_WEIGHT,
             validation_col="is_valid",
             order_cols=ORDER,
             local_max_rows=ml.local_fit_max_rows,
         )
-        seg_scored = baselines.with_baselines(predict(fit, test_segments, out="pred")).persist(StorageLevel.MEMORY_AND_DISK)
+        seg_scored = baselines.with_baselines(predict_kwh_per_km(fit, test_segments, fleet)).persist(StorageLevel.MEMORY_AND_DISK)
         coverage, no_physics = physics_coverage(seg_scored, e.physics, e.default_model)
         physics_name = physics_baseline_name(coverage)
         mlflow.set_tag("baseline_physics", physics_name + (f": no physics parameters for {', '.join(no_physics)}" if no_physics else ""))
@@ -151,7 +162,7 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
         metrics |= prefixed(many["physics"], "baseline_physics_test_segment_")
         metrics |= prefixed(many["vehicle_mean"], "baseline_vehicle_mean_test_segment_")
         metrics |= trip_window_metrics(seg_scored, test_trips, truth, TRIP_KWH)
-        metrics |= energy_group_metrics(cfg, train, baselines.with_baselines(test_segments), test_trips, truth)
+        metrics |= energy_group_metrics(cfg, train, baselines.with_baselines(test_segments), test_trips, truth, fleet)
         metrics["train_seconds"] = fit.seconds
         metrics["baseline_physics_coverage_share"] = coverage
         mlflow.set_tag("fit_where", fit.where)  # driver or xgboost.spark (ml.local_fit_max_rows)
@@ -167,7 +178,8 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
         ref = "truth_kwh" if truth is not None else "observed_kwh"
         tracking.log_figure(tracking.residual_figure(tpdf[ref], tpdf["pred_kwh"], f"Trip energy: test window ({ref})", "kWh"), "plots/trip_residuals.png")
         tracking.log_evaluation_table(metrics)
-        profile = model_profile(train.unionByName(valid), features, lab_scored, "pred", {"segment_mae": many["model"]["mae"], "trip_wape_pct": metrics["test_trip_wape_pct"]}, ml.monitoring)
+        # the booster is fitted on the train rows; validation rows only stop the boosting
+        profile = model_profile(train, features, lab_scored, "pred", {"segment_mae": many["model"]["mae"], "trip_wape_pct": metrics["test_trip_wape_pct"]}, ml.monitoring, split.test_start_s)
         description = (
             "XGBoost regressor of energy per km (kWh/km) per ~1 km segment of silver.segments, with features from silver.telematics_clean "
             "(physics integrated over the legs) and silver.device_profiles (Delta versions in the input.* tags); a trip's energy is the sum "
@@ -175,7 +187,8 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
             f"of the vehicles held out of a second fit, against {physics_name} and the per-vehicle mean (artifact evaluation/metrics.json); "
             "champion gate: test trip WAPE. Drift reference: monitoring/reference_profile.json. docs/MODELS.md."
         )
-        info = log_registered_model(fit, features, test_labelled, e.registered_model, False, profile, description, versions)
+        target = {"target": ENERGY_TARGET, "energy_base_fleet_kwh_per_km": fleet}
+        info = log_registered_model(fit, features, test_labelled, e.registered_model, False, profile, description, versions, target)
 
         def champion_wape(df: DataFrame, col: str) -> float:
             per_trip = trip_predictions(df, test_trips, {col: "_kwh"}).toPandas()  # bounded: one row per test trip
@@ -184,7 +197,7 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
         challenger = Challenger(
             e.registered_model, str(info.registered_model_version), "test_trip_wape_pct", metrics["test_trip_wape_pct"], False,
             {physics_name: metrics["baseline_physics_test_trip_wape_pct"], "vehicle_mean": metrics["baseline_vehicle_mean_test_trip_wape_pct"]},
-            test_segments, champion_wape,
+            test_segments, champion_wape, unseen_vehicle_checks(metrics, "trip_wape_pct", ("physics", "vehicle_mean"), higher_is_better=False),
         )  # fmt: skip
         gate = registry_gate(spark, client, ml.champion_alias, challenger)
         outcome = ModelOutcome("energy", e.registered_model, gate.version, gate.promoted, gate.reason, metrics, run.info.run_id)
@@ -192,7 +205,41 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
     return [outcome]
 
 
-def energy_group_metrics(cfg: Config, train: DataFrame, test_segments: DataFrame, test_trips: DataFrame, truth: DataFrame | None) -> dict[str, float]:
+def ratio_rows(rows: DataFrame, fleet_kwh_per_km: float) -> DataFrame:
+    """Training rows with the ratio label (`with_energy_ratio_label`); rows without one (base <= 0) are left out.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Labelled segment rows.
+    fleet_kwh_per_km : float
+        The energy base where physics is unknown.
+
+    Returns
+    -------
+    DataFrame
+    """
+    return with_energy_ratio_label(rows, fleet_kwh_per_km).where(F.col(ENERGY_RATIO_LABEL).isNotNull())
+
+
+def predict_kwh_per_km(fit, rows: DataFrame, fleet_kwh_per_km: float) -> DataFrame:
+    """``rows`` + ``pred``: the model's kWh/km (`energy_from_ratio` of the booster's ratio).
+
+    Parameters
+    ----------
+    fit : FitResult
+    rows : DataFrame
+        Segment rows with the model's inputs, physics and the vehicle's history ratio.
+    fleet_kwh_per_km : float
+
+    Returns
+    -------
+    DataFrame
+    """
+    return predict(fit, rows, out="_ratio").withColumn("pred", energy_from_ratio(F.col("_ratio"), fleet_kwh_per_km)).drop("_ratio")
+
+
+def energy_group_metrics(cfg: Config, train: DataFrame, test_segments: DataFrame, test_trips: DataFrame, truth: DataFrame | None, fleet_kwh_per_km: float) -> dict[str, float]:
     """Grouped-by-vehicle check: fit without the held-out vehicles, score their test trips.
 
     Parameters
@@ -206,6 +253,8 @@ def energy_group_metrics(cfg: Config, train: DataFrame, test_segments: DataFrame
     test_trips : DataFrame
     truth : DataFrame or None
         `trip_truth_energy` of the test trips.
+    fleet_kwh_per_km : float
+        The energy base where physics is unknown.
 
     Returns
     -------
@@ -218,18 +267,20 @@ def energy_group_metrics(cfg: Config, train: DataFrame, test_segments: DataFrame
     if len(vids) < 2:
         return {}  # one vehicle: nothing to hold out
     held = holdout_vehicles(vids, ml.holdout_vehicle_share, ml.seed)
+    seen = train.where(~F.col("vehicle_id").isin(held))
+    fleet_kwh_per_km = float(energy_baselines(seen).fleet_mean or fleet_kwh_per_km)  # the held-out vehicles' labels stay out of the fallback too
     fit = fit_xgb(
-        train.where(~F.col("vehicle_id").isin(held)),
-        list(ENERGY_FEATURES),
-        ENERGY_LABEL,
+        ratio_rows(seen, fleet_kwh_per_km),
+        list(ENERGY_MODEL_FEATURES),
+        ENERGY_RATIO_LABEL,
         e.xgb,
         ml.num_workers,
         ml.seed,
-        weight_col=ENERGY_WEIGHT,
+        weight_col=ENERGY_RATIO_WEIGHT,
         order_cols=ORDER,
         local_max_rows=ml.local_fit_max_rows,
     )
-    scored = predict(fit, test_segments.where(F.col("vehicle_id").isin(held)), out="pred")
+    scored = predict_kwh_per_km(fit, test_segments.where(F.col("vehicle_id").isin(held)), fleet_kwh_per_km)
     out = {f"group_{k}": v for k, v in trip_window_metrics(scored, test_trips, truth, TRIP_KWH).items()}
     out["group_holdout_vehicles"] = float(len(held))
     return out

@@ -637,7 +637,7 @@ class EnergyBaselines:
     fleet_mean: float | None
 
     def with_baselines(self, df: DataFrame) -> DataFrame:
-        """``df`` + b_vehicle_mean and b_physics (kWh/km).
+        """``df`` + b_vehicle_mean, b_physics and b_physics_x_hist (kWh/km).
 
         Physics uses the conf parameters; the vehicle mean stands in where physics is unknown
         (`physics_coverage` measures how often, `physics_baseline_name` labels it).
@@ -650,12 +650,14 @@ class EnergyBaselines:
         Returns
         -------
         DataFrame
-            ``df`` + b_vehicle_mean and b_physics (kWh/km); the joined ``_vmean`` stays.
+            ``df`` + b_vehicle_mean, b_physics and b_physics_x_hist (kWh/km); the joined ``_vmean`` stays.
         """
         return (
             df.join(F.broadcast(self.vehicle_means), "vehicle_id", "left")
             .withColumn("b_vehicle_mean", F.coalesce("_vmean", F.lit(self.fleet_mean)))
             .withColumn("b_physics", F.coalesce(F.col("physics_kwh_per_km"), F.col("b_vehicle_mean")))
+            # no model: physics x the vehicle's observed/physics ratio of earlier days (the energy base)
+            .withColumn("b_physics_x_hist", F.coalesce(F.col("physics_x_ratio_kwh_per_km"), F.col("b_physics")))
         )
 
 
@@ -730,7 +732,7 @@ def energy_baselines(train: DataFrame) -> EnergyBaselines:
 # Trip energy: segment forecasts summed per trip
 # --------------------------------------------------------------------------------------------
 # Per-trip candidates: (metric prefix, column of trip kWh) -- the model and its baselines.
-TRIP_CANDIDATES = (("", "pred_kwh"), ("baseline_physics_", "b_physics_kwh"), ("baseline_vehicle_mean_", "b_vehicle_mean_kwh"))
+TRIP_CANDIDATES = (("", "pred_kwh"), ("baseline_physics_", "b_physics_kwh"), ("baseline_vehicle_mean_", "b_vehicle_mean_kwh"), ("baseline_physics_x_hist_", "b_physics_x_hist_kwh"))
 
 
 def trip_truth_energy(truth_points: DataFrame | None, trips: DataFrame) -> DataFrame | None:

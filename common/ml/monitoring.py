@@ -27,12 +27,15 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.core.config import EnergyModelConfig, MonitoringConfig, SocModelConfig
+from common.core.config import Config, EnergyModelConfig, MonitoringConfig, SocModelConfig
+from common.core.frames import materialise, release
+from common.io import tables
 from common.io.tables import first_row, sql_str
 from common.ml.champion import Champion
 from common.ml.evaluate import roc_pr_auc
 from common.ml.features import ENERGY_LABEL, SOC_EVENT, SOC_LABEL, energy_training_rows, soc_labels
 
+MONITORING_TABLE = "gold.model_monitoring"
 REFERENCE_KEY = "monitoring_reference"  # key of the profile in the MLmodel metadata
 PREDICTION = "prediction"  # name of the model output in a profile
 
@@ -54,6 +57,7 @@ MONITORING_SCHEMA = T.StructType(
     ]
 )
 QUANTILES = (0.1, 0.5, 0.9)
+BIN_COLUMNS_PER_PASS = 16
 
 
 def _clean(col: str) -> Column:
@@ -70,14 +74,27 @@ def _bin(col: str, edges: Sequence[float]) -> Column:
 
 
 def _bin_counts(df: DataFrame, edges: Mapping[str, Sequence[float]]) -> tuple[int, dict[str, list[int]]]:
-    """Rows of `df`, and per column its rows in each bin of `_bin` (one aggregation pass)."""
-    aggs = [F.count(F.lit(1)).alias("_n")]
-    for i, (col, e) in enumerate(edges.items()):
-        b = _bin(col, e)
-        aggs += [F.sum(F.when(b == k, 1).otherwise(0)).alias(f"_c{i}_{k}") for k in range(len(e) + 2)]
-    row = first_row(df.agg(*aggs))
-    counts = {col: [int(row[f"_c{i}_{k}"] or 0) for k in range(len(e) + 2)] for i, (col, e) in enumerate(edges.items())}
-    return int(row["_n"] or 0), counts
+    """Rows of `df`, and per column its rows in each bin of `_bin`.
+
+    One integer bin per column, unpivoted (`stack`) and counted by (column, bin): a grouped count
+    of columns x bins rows, where one sum per column and bin (hundreds of aggregate columns) would
+    switch Spark's code generation off.
+    """
+    n = int(first_row(df.agg(F.count(F.lit(1)).alias("n")))["n"] or 0)
+    counts = {col: [0] * (len(e) + 2) for col, e in edges.items()}
+    if not edges or not n:
+        return n, counts
+    names = list(edges)
+    # a few columns per query: ~50 binned doubles in one projection exceed the JVM's method
+    # parameter limit in Spark's generated code, which then logs an error and falls back
+    for first in range(0, len(names), BIN_COLUMNS_PER_PASS):
+        chunk = range(first, min(first + BIN_COLUMNS_PER_PASS, len(names)))
+        binned = df.select(*[_bin(names[i], edges[names[i]]).alias(f"_b{i}") for i in chunk])
+        pairs = ", ".join(f"{i}, _b{i}" for i in chunk)
+        grouped = binned.select(F.expr(f"stack({len(chunk)}, {pairs}) AS (_c, _bin)")).groupBy("_c", "_bin").count()
+        for r in grouped.collect():  # bounded: columns x (bins + 2) rows
+            counts[names[r["_c"]]][r["_bin"]] = int(r["count"])
+    return n, counts
 
 
 def reference_profile(rows: DataFrame, columns: Mapping[str, str], cfg: MonitoringConfig) -> dict[str, Any]:
@@ -165,6 +182,9 @@ def drift_rows(scored: DataFrame, profile: Mapping[str, Any], columns: Mapping[s
             continue
         value = psi(ref[name]["shares"], counts[name], cfg.psi_floor)
         kind = "prediction_psi" if name == PREDICTION else "feature_psi"
+        if 0 < n < cfg.min_rows:
+            out.append(_row(kind, name, value, None, n, cfg, note=f"{n} rows, fewer than ml.monitoring.min_rows ({cfg.min_rows}): sampling noise alone gives a PSI above the threshold"))
+            continue
         if name in cfg.calendar_features:
             out.append(_row(kind, name, value, None, n, cfg, note="calendar input: follows the scored window's days and hours, never marks drift"))
             continue
@@ -237,7 +257,7 @@ def monitoring_frame(spark, rows: list[dict], model_name: str, model_version: st
     return spark.createDataFrame(full, MONITORING_SCHEMA).withColumn("scored_at", F.current_timestamp())
 
 
-def model_profile(train_rows: DataFrame, features: Sequence[str], scored: DataFrame, pred_col: str, metrics: Mapping[str, float], cfg: MonitoringConfig) -> dict[str, Any]:
+def model_profile(train_rows: DataFrame, features: Sequence[str], scored: DataFrame, pred_col: str, metrics: Mapping[str, float], cfg: MonitoringConfig, out_of_sample_from_s: int) -> dict[str, Any]:
     """The reference profile of a model version: its training rows' features, its test-window predictions and metrics.
 
     Parameters
@@ -253,18 +273,21 @@ def model_profile(train_rows: DataFrame, features: Sequence[str], scored: DataFr
     metrics : Mapping[str, float]
         Test-window metrics kept as the reference of the realised ones (``mae``, ``roc_auc`` ...).
     cfg : MonitoringConfig
+    out_of_sample_from_s : int
+        Start of the test window (epoch s): scoring monitors only rows from there on.
 
     Returns
     -------
     dict
-        `reference_profile` of the features plus `PREDICTION`, ``prediction_rows`` and
-        ``test_metrics``.
+        `reference_profile` of the features plus `PREDICTION`, ``prediction_rows``,
+        ``test_metrics`` and ``out_of_sample_from_s``.
     """
     profile = reference_profile(train_rows, {f: f for f in features}, cfg)
     pred = reference_profile(scored, {PREDICTION: pred_col}, cfg)
     profile["columns"][PREDICTION] = pred["columns"][PREDICTION]
     profile["prediction_rows"] = pred["rows"]
     profile["test_metrics"] = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+    profile["out_of_sample_from_s"] = int(out_of_sample_from_s)
     return profile
 
 
@@ -313,26 +336,52 @@ def reference_metric(metadata: Mapping[str, Any] | None, name: str) -> float | N
     return None if value is None else float(value)
 
 
-def soc_monitoring(features: DataFrame, predictions: DataFrame, soc: SocModelConfig, regressor: Champion, classifier: Champion | None, cfg: MonitoringConfig) -> dict[tuple[str, str], list[dict]]:
+def out_of_sample(rows: DataFrame, metadata: Mapping[str, Any] | None, epoch_s: Column) -> DataFrame:
+    """The rows after the version's training data: from its test window's start on (`model_profile`).
+
+    Monitoring on the rows a model was fitted on would flatter the realised error and dilute drift;
+    a version without a stored start keeps every row.
+
+    Parameters
+    ----------
+    rows : DataFrame
+    metadata : Mapping or None
+        The logged model's metadata.
+    epoch_s : Column
+        The row's time in epoch seconds.
+
+    Returns
+    -------
+    DataFrame
+    """
+    start = ((metadata or {}).get(REFERENCE_KEY) or {}).get("out_of_sample_from_s")
+    return rows if start is None else rows.where(epoch_s >= F.lit(int(start)))
+
+
+def soc_monitoring(
+    features: DataFrame, predictions: DataFrame, soc: SocModelConfig, regressor: Champion, classifier: Champion | None, cfg: MonitoringConfig, why_no_classifier: str | None = None
+) -> dict[tuple[str, str], list[dict]]:
     """Monitoring rows of the SOC drop regressor and the drop-event classifier for one scoring run.
 
     Drift and the realised error are measured on the scored rows that have a label, the same
-    population as the training rows (`soc_labels`: no charging inside the horizon); comparing
-    every scored minute, charging and parked ones included, with the training rows would show
-    drift that is only a different selection. A label arrives horizon_min after its row, so the
-    last hour of the window is not in the figures yet.
+    population as the training rows (`soc_labels`: no charging inside the horizon), and only from
+    the version's test window on (`out_of_sample`). Labels are computed within the scored window,
+    so the window's last horizon_min has none.
 
     Parameters
     ----------
     features : DataFrame
-        The scored `build_soc_features` rows (cached by the caller; read several times).
+        The scored `build_soc_features` rows.
     predictions : DataFrame
         The gold.predictions_soc_minutely rows just written for the same window.
     soc : SocModelConfig
         Registered names; horizon, staleness and threshold of the labels (`soc_labels`).
     regressor, classifier : Champion
-        The scored versions (no classifier: the gate refused it, no rows for it).
+        The scored versions (no classifier: the gate refused it; one row says so and replaces its
+        earlier figures of the window).
     cfg : MonitoringConfig
+    why_no_classifier : str, optional
+        Why the classifier was not scored.
 
     Returns
     -------
@@ -341,14 +390,25 @@ def soc_monitoring(features: DataFrame, predictions: DataFrame, soc: SocModelCon
     """
     keys = ["vehicle_id", "minute_ts"]
     labelled = soc_labels(features, soc).where(F.col(SOC_LABEL).isNotNull()).join(predictions.select(*keys, "pred_soc_drop_pct", "prob_drop_event"), keys)
-    stats = first_row(labelled.agg(F.count(F.lit(1)).alias("n"), F.avg(F.abs(F.col("pred_soc_drop_pct") - F.col(SOC_LABEL))).alias("mae")))
-    n = int(stats["n"] or 0)
-    realised = [realised_row("mae", stats["mae"], reference_metric(regressor.metadata, "mae"), n, cfg)]
-    out = {(soc.registered_model, regressor.version): version_monitoring(labelled, regressor.inputs, "pred_soc_drop_pct", regressor.metadata, realised, cfg)}
-    if classifier is not None:
-        auc = roc_pr_auc(labelled, SOC_EVENT, "prob_drop_event") if n else (math.nan, math.nan)
-        realised = [realised_row(k, v, reference_metric(classifier.metadata, k), n, cfg) for k, v in zip(("roc_auc", "pr_auc"), auc, strict=True)]
-        out[(soc.registered_classifier, classifier.version)] = version_monitoring(labelled, classifier.inputs, "prob_drop_event", classifier.metadata, realised, cfg)
+    out: dict[tuple[str, str], list[dict]] = {}
+    for model, pred, kind in ((regressor, "pred_soc_drop_pct", "regressor"), (classifier, "prob_drop_event", "classifier")):
+        name = soc.registered_model if kind == "regressor" else soc.registered_classifier
+        if model is None:
+            out[(name, "none")] = [_row("realised", "*", None, None, 0, cfg, note=f"not scored: {why_no_classifier or 'no champion'}")]
+            continue
+        rows = materialise(out_of_sample(labelled, model.metadata, F.col("_t")).select(*model.inputs, pred, SOC_LABEL, SOC_EVENT))
+        try:
+            stats = first_row(rows.agg(F.count(F.lit(1)).alias("n"), F.avg(F.abs(F.col(pred) - F.col(SOC_LABEL))).alias("mae")))
+            n = int(stats["n"] or 0)
+            if kind == "regressor":
+                realised = [realised_row("mae", stats["mae"], reference_metric(model.metadata, "mae"), n, cfg)]
+            else:
+                auc = roc_pr_auc(rows, SOC_EVENT, pred) if n else (math.nan, math.nan)
+                one_class = "only one class among the labelled rows: AUC undefined" if n and not math.isfinite(auc[0]) else None
+                realised = [realised_row(k, v, reference_metric(model.metadata, k), n, cfg, note=one_class) for k, v in zip(("roc_auc", "pr_auc"), auc, strict=True)]
+            out[(name, model.version)] = version_monitoring(rows, model.inputs, pred, model.metadata, realised, cfg)
+        finally:
+            release(rows)
     return out
 
 
@@ -357,12 +417,13 @@ def energy_monitoring(features: DataFrame, predictions: DataFrame, energy: Energ
 
     Drift and the realised segment MAE (kWh/km) are measured on the scored segments a model may
     learn from (`energy_training_rows`: an SOC label and at least ``energy.min_segment_km``),
-    the population of the training rows and of training's ``segment_mae``.
+    the population of the training rows and of training's ``segment_mae``, from the version's
+    test window on (`out_of_sample`).
 
     Parameters
     ----------
     features : DataFrame
-        The scored `build_energy_features` rows (cached by the caller).
+        The scored `build_energy_features` rows.
     predictions : DataFrame
         The gold.predictions_energy rows just written for the same window.
     energy : EnergyModelConfig
@@ -375,9 +436,13 @@ def energy_monitoring(features: DataFrame, predictions: DataFrame, energy: Energ
         (model name, version) -> rows.
     """
     labelled = energy_training_rows(features, energy).join(predictions.select("segment_id", "pred_kwh_per_km"), "segment_id")
-    stats = first_row(labelled.agg(F.count(F.lit(1)).alias("n"), F.avg(F.abs(F.col("pred_kwh_per_km") - F.col(ENERGY_LABEL))).alias("mae")))
-    realised = [realised_row("segment_mae", stats["mae"], reference_metric(model.metadata, "segment_mae"), int(stats["n"] or 0), cfg)]
-    return {(energy.registered_model, model.version): version_monitoring(labelled, model.inputs, "pred_kwh_per_km", model.metadata, realised, cfg)}
+    rows = materialise(out_of_sample(labelled, model.metadata, F.col("start_ts").cast("long")).select(*model.inputs, "pred_kwh_per_km", ENERGY_LABEL))
+    try:
+        stats = first_row(rows.agg(F.count(F.lit(1)).alias("n"), F.avg(F.abs(F.col("pred_kwh_per_km") - F.col(ENERGY_LABEL))).alias("mae")))
+        realised = [realised_row("segment_mae", stats["mae"], reference_metric(model.metadata, "segment_mae"), int(stats["n"] or 0), cfg)]
+        return {(energy.registered_model, model.version): version_monitoring(rows, model.inputs, "pred_kwh_per_km", model.metadata, realised, cfg)}
+    finally:
+        release(rows)
 
 
 def monitoring_table(spark, per_version: Mapping[tuple[str, str], list[dict]], start: date | None, end: date | None) -> tuple[DataFrame, str]:
@@ -411,3 +476,24 @@ def monitoring_table(spark, per_version: Mapping[tuple[str, str], list[dict]], s
 def _same_date(col: str, d: date | None) -> str:
     """SQL predicate: the date column equals `d` (IS NULL for an open bound)."""
     return f"{col} IS NULL" if d is None else f"{col} = DATE'{d.isoformat()}'"
+
+
+def write_monitoring(spark, cfg: Config, per_version: Mapping[tuple[str, str], list[dict]], start: date | None, end: date | None) -> int:
+    """Write a scoring run's rows to gold.model_monitoring, replacing the same models' rows of the window.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    cfg : Config
+    per_version : Mapping
+        (model name, version) -> rows (`soc_monitoring`, `energy_monitoring`).
+    start, end : datetime.date or None
+        The scored window.
+
+    Returns
+    -------
+    int
+        The table's new Delta version.
+    """
+    rows, replaced = monitoring_table(spark, per_version, start, end)
+    return tables.write(rows, cfg, MONITORING_TABLE, replace_where=replaced if tables.exists(spark, cfg, MONITORING_TABLE) else None).version

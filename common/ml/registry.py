@@ -9,6 +9,7 @@ Called inside the model's MLflow run: metrics and tags land on that run.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -17,7 +18,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from common.ml import tracking
-from common.ml.champion import RefusedChampion, champion_column, pinned_champion
+from common.ml.champion import RefusedChampion, champion_prediction, pinned_champion
 from common.ml.monitoring import REFERENCE_KEY
 from common.ml.train import FitResult
 
@@ -124,6 +125,7 @@ def log_registered_model(
     profile: dict | None = None,
     description: str | None = None,
     inputs: Mapping[str, int | None] | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
 ) -> Any:
     """Log the booster with `mlflow.xgboost` (JSON, signature, input example) and register a version.
 
@@ -145,6 +147,9 @@ def log_registered_model(
     inputs : Mapping[str, int or None], optional
         Delta versions of the input tables: tags ``input.<table>`` on the registered version, so
         the registry shows what it was trained on without opening the run.
+    extra_metadata : Mapping, optional
+        More model metadata, e.g. the energy model's ``target`` and fallback base: scoring turns the
+        booster's output into the label's unit with them (`champion.champion_prediction`).
 
     Returns
     -------
@@ -160,6 +165,7 @@ def log_registered_model(
     pdf = pdf.astype("float64")
     out = fit.booster.predict(xgb.DMatrix(pdf))
     metadata: dict[str, Any] = {"task": "binary_probability" if classification else "regression", "features": list(features)}
+    metadata |= dict(extra_metadata or {})
     if profile is not None:
         metadata[REFERENCE_KEY] = profile
         mlflow.log_dict(profile, "monitoring/reference_profile.json")
@@ -208,7 +214,7 @@ def champion_score(spark: SparkSession, client, name: str, alias: str, rows: Dat
         missing = [c for c in model.inputs if c not in rows.columns]
         if missing:
             return ChampionScore(None, champ.version, f"champion v{champ.version} cannot score this window (features {missing} gone)")
-        scored = rows.withColumn("_champion_pred", champion_column(spark, model))
+        scored = rows.withColumn("_champion_pred", champion_prediction(spark, model))
         return ChampionScore(metric_fn(scored, "_champion_pred"), champ.version, None)
     except RefusedChampion as exc:  # never unpickled to compare: the challenger may replace it
         return ChampionScore(None, champ.version, f"champion v{champ.version} refused: {exc.reason}")
@@ -283,3 +289,28 @@ def outcomes_summary(outcomes: list[ModelOutcome]) -> str:
         ms = "  ".join(f"{k}={o.metrics[k]:.4g}" for k in keys.get(o.key, []) if k in o.metrics)
         lines.append(f"{o.registered_name:<27} v{o.version:<7} {'champion' if o.promoted else 'rejected':<9} {ms}")
     return "\n".join(lines)
+
+
+def unseen_vehicle_checks(metrics: dict[str, float], metric: str, baselines: tuple[str, ...], higher_is_better: bool) -> tuple[tracking.GateCheck, ...]:
+    """The gate's check on vehicles held out of training: the model must beat every baseline there too.
+
+    Parameters
+    ----------
+    metrics : dict[str, float]
+        The run's metrics with ``group_test_<metric>`` and ``group_baseline_<name>_test_<metric>``.
+    metric : str
+        Metric name without prefix (e.g. ``mae``, ``trip_mape_pct``).
+    baselines : tuple of str
+        Baseline names.
+    higher_is_better : bool
+
+    Returns
+    -------
+    tuple of tracking.GateCheck
+        Empty when the run has no unseen-vehicle figure (a single vehicle, or no test rows of the
+        held-out vehicles): nothing to judge there.
+    """
+    value = metrics.get(f"group_test_{metric}")
+    if value is None or not math.isfinite(value):
+        return ()
+    return (tracking.GateCheck(f"group_test_{metric}", value, higher_is_better, {b: metrics.get(f"group_baseline_{b}_test_{metric}") for b in baselines}),)

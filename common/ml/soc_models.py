@@ -10,6 +10,7 @@ evaluated); the model that is tested and registered is refitted on train + valid
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common.core.config import Config
+from common.io.tables import first_row
 from common.ml import tracking
 from common.ml.evaluate import (
     SocBaselines,
@@ -36,9 +38,10 @@ from common.ml.evaluate import (
 )
 from common.ml.features import SOC_EVENT, SOC_FEATURES, SOC_LABEL, holdout_vehicles
 from common.ml.monitoring import model_profile
-from common.ml.registry import Challenger, ModelOutcome, log_registered_model, registry_gate
-from common.ml.train import FitResult, fit_xgb, predict
+from common.ml.registry import Challenger, ModelOutcome, log_registered_model, registry_gate, unseen_vehicle_checks
+from common.ml.train import FitResult, InsufficientData, fit_xgb, predict
 
+log = logging.getLogger(__name__)
 ORDER = ("vehicle_id", "_t")  # row order of a fit (reproducible boosters)
 
 
@@ -196,7 +199,7 @@ def _train_valid(rows: SplitRows) -> DataFrame:
     return rows.window("train").unionByName(rows.window("valid"))
 
 
-def train_soc_models(spark: SparkSession, cfg: Config, rows: SplitRows, client, versions: dict) -> list[ModelOutcome]:
+def train_soc_models(spark: SparkSession, cfg: Config, rows: SplitRows, client, versions: dict, notes: list[str] | None = None) -> list[ModelOutcome]:
     """Fit, evaluate, log and register the SOC drop regressor and the drop-event classifier.
 
     Parameters
@@ -209,11 +212,13 @@ def train_soc_models(spark: SparkSession, cfg: Config, rows: SplitRows, client, 
     client : mlflow.tracking.MlflowClient
     versions : dict
         Delta versions of the input tables (logged on each run).
+    notes : list of str, optional
+        Gets ``skipped soc classifier: <why>`` when the classifier cannot be trained.
 
     Returns
     -------
     list of ModelOutcome
-        ``soc_regressor`` then ``soc_classifier``.
+        ``soc_regressor`` then ``soc_classifier`` (absent when its training rows hold one class only).
     """
     s, ml = cfg.ml.soc, cfg.ml
     # the per-vehicle baselines see the rows the final model is fitted on, so the comparison stays fair
@@ -234,7 +239,17 @@ def train_soc_models(spark: SparkSession, cfg: Config, rows: SplitRows, client, 
         **{f"xgb.{k}": v for k, v in s.xgb.model_dump().items()},
     }
     run = _SocRun(spark, cfg, client, versions, rows, baselines, params)
-    return [_train_regressor(run), _train_classifier(run)]
+    outcomes = [_train_regressor(run)]
+    try:
+        outcomes.append(_train_classifier(run))
+    except InsufficientData as exc:  # the regressor stays registered; the classifier says why it is missing
+        import mlflow
+
+        log.warning("train: skipped the SOC drop-event classifier: %s", exc)
+        mlflow.set_tag("skipped.soc_classifier", str(exc))
+        if notes is not None:
+            notes.append(f"skipped soc classifier: {exc}")
+    return outcomes
 
 
 def _train_regressor(run: _SocRun) -> ModelOutcome:
@@ -262,11 +277,12 @@ def _train_regressor(run: _SocRun) -> ModelOutcome:
         pdf = tracking.plot_sample(scored, [SOC_LABEL, "pred"], ml.seed)
         tracking.log_figure(tracking.residual_figure(pdf[SOC_LABEL], pdf["pred"], "SOC drop 60 min: test window", "SOC points"), "plots/residuals.png")
         tracking.log_evaluation_table(metrics)
-        profile = model_profile(_train_valid(run.rows) if ml.refit_with_validation else run.rows.window("train"), run.features, scored, "pred", {"mae": m_model["mae"]}, ml.monitoring)
+        fitted_on = _train_valid(run.rows) if ml.refit_with_validation else run.rows.window("train")
+        profile = model_profile(fitted_on, run.features, scored, "pred", {"mae": m_model["mae"]}, ml.monitoring, run.rows.split.test_start_s)
         info = log_registered_model(fit, run.features, test, s.registered_model, False, profile, run.description("regressor of the SOC drop (percent points)", "test MAE"), run.versions)
         gate = run.gate(
             s.registered_model, info, "test_mae", m_model["mae"], False, {"persistence": m_pers["mae"], "vehicle_mean": m_vmean["mae"]},
-            lambda df, col: regression_metrics(df, SOC_LABEL, col)["mae"],
+            lambda df, col: regression_metrics(df, SOC_LABEL, col)["mae"], unseen_vehicle_checks(metrics, "mae", ("persistence", "vehicle_mean"), higher_is_better=False),
         )  # fmt: skip
         outcome = ModelOutcome("soc_regressor", s.registered_model, gate.version, gate.promoted, gate.reason, metrics, mlrun.info.run_id)
         scored.unpersist()
@@ -278,6 +294,12 @@ def _train_classifier(run: _SocRun) -> ModelOutcome:
 
     s, ml, b = run.cfg.ml.soc, run.cfg.ml, run.baselines
     valid, test = run.rows.window("valid"), run.rows.window("test")
+    classes = first_row(_train_valid(run.rows).agg(F.min(SOC_EVENT).alias("lo"), F.max(SOC_EVENT).alias("hi")))
+    if classes["lo"] is None:
+        raise InsufficientData("no labelled training rows")
+    if classes["lo"] == classes["hi"]:  # e.g. a logger that only records while driving: every labelled minute is a drop
+        which = "is" if classes["hi"] == 1 else "is not"
+        raise InsufficientData(f"its training rows hold one class only: every labelled minute {which} a drop of >= {s.drop_threshold_pct:g} SOC points in {s.horizon_min} min")
     with run.nested_run("soc_drop_classifier", "classification", SOC_EVENT) as mlrun:
         first = run.first_fit(SOC_EVENT, classification=True)
         # read by two threshold searches and the validation metrics (5 passes): inferred once
@@ -302,7 +324,7 @@ def _train_classifier(run: _SocRun) -> ModelOutcome:
         tracking.log_figure(tracking.calibration_figure(pdf[SOC_EVENT], pdf["prob"], "Calibration: test window"), "plots/calibration.png")
         tracking.log_evaluation_table(metrics)
         train_rows = _train_valid(run.rows) if ml.refit_with_validation else run.rows.window("train")
-        profile = model_profile(train_rows, run.features, scored, "prob", {k: m_model[k] for k in ("roc_auc", "pr_auc", "brier")}, ml.monitoring)
+        profile = model_profile(train_rows, run.features, scored, "prob", {k: m_model[k] for k in ("roc_auc", "pr_auc", "brier")}, ml.monitoring, run.rows.split.test_start_s)
         desc = run.description(f"classifier of P(SOC drop >= {s.drop_threshold_pct:g} points)", "test ROC-AUC, and PR-AUC and Brier against every baseline")
         info = log_registered_model(fit, run.features, test, s.registered_classifier, True, profile, desc, run.versions)
         run.client.set_model_version_tag(s.registered_classifier, str(info.registered_model_version), "decision_threshold", f"{threshold:.4f}")

@@ -171,7 +171,9 @@ def log_table_versions(versions: Mapping[str, int | None], cfg: Config | None = 
         if v is not None
     ]
     if datasets:
-        mlflow.log_inputs(datasets, contexts=["training"] * len(datasets), tags_list=[None] * len(datasets))
+        # the version is a tag too: DeltaDatasetSource drops a version of 0 from its JSON (a table written once)
+        tags: list[dict[str, str] | None] = [{"delta_table_version": str(v)} for v in versions.values() if v is not None]
+        mlflow.log_inputs(datasets, contexts=["training"] * len(datasets), tags_list=tags)
 
 
 _EVAL_METRIC = re.compile(r"^(?P<group>group_)?(?:baseline_(?P<baseline>.+?)_)?(?P<truth>truth_)?test_(?P<metric>.+)$")
