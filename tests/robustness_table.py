@@ -614,6 +614,15 @@ OTHER_CASES: tuple[Case, ...] = (
         slow=True,
     ),
     Case(
+        "one_class_event_classifier",
+        "bad input",
+        "A logger that records only while driving (the real Twizy log): every labelled minute is a drop of 10 points or more",
+        "the drop-event classifier is not trained and the run says why (`skipped soc classifier: its training rows hold one class only ...`); "
+        "the drop regressor and the energy model still train, are gated and score, and gold.model_monitoring has one row saying the classifier was not scored "
+        "(before: XGBoost's 'Invalid classes inferred' aborted the train stage)",
+        "tests/test_ml.py::test_twizy_models_time_split_and_scoring",
+    ),
+    Case(
         "pickled_champion_refused",
         "security",
         "A registered model that runs code when loaded (a cloudpickled pyfunc) set as `@champion`",

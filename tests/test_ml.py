@@ -200,7 +200,7 @@ def test_energy_ratio_target_base_weight_and_cold_start(spark):
             ("hist", 2.0, 0.10, 1.2, 0.12, 0.15),  # base 0.12
             ("new", 1.0, 0.10, None, None, 0.08),  # no history: base = physics
             ("nophys", 1.0, None, None, None, 0.30),  # no physics: base = fleet 0.2
-            ("downhill", 1.0, -0.02, 1.1, -0.022, 0.01),  # base <= 0: no label
+            ("downhill", 1.0, -0.02, 1.1, -0.022, 0.01),  # base <= 0: no label, the base itself is the forecast
         ],
         "id string, distance_km double, physics_kwh_per_km double, vehicle_physics_ratio double, physics_x_ratio_kwh_per_km double, kwh_per_km double",
     )
@@ -210,6 +210,7 @@ def test_energy_ratio_target_base_weight_and_cold_start(spark):
     assert out["downhill"][ENERGY_RATIO_LABEL] is None and out["downhill"][ENERGY_RATIO_WEIGHT] == 0.0
     assert out["hist"]["pred"] == pytest.approx(0.12 * 1.5) and out["nophys"]["pred"] == pytest.approx(0.2 * 1.5)
     assert out["new"]["pred"] == pytest.approx(0.10)  # cold start: physics, the model's ratio is not used
+    assert out["downhill"]["pred"] == pytest.approx(-0.022)  # regeneration: no learned ratio applies
 
 
 def test_time_split_roles_keep_a_gap_before_validation_and_test(spark):
@@ -620,7 +621,8 @@ def test_serve_champion_answers_one_http_request(spark, ml_cfg, trained):
     history = ["physics_kwh_per_km", "vehicle_physics_ratio", "physics_x_ratio_kwh_per_km"]
     full = (
         energy_dataset(spark, ml_cfg)
-        .where("distance_km >= 0.9 AND vehicle_physics_ratio IS NOT NULL")
+        .where("distance_km >= 0.9 AND vehicle_physics_ratio IS NOT NULL AND physics_x_ratio_kwh_per_km > 0")
+        .orderBy("segment_id")
         .select(*features, *[c for c in history if c not in features])
         .limit(1)
         .toPandas()
@@ -745,7 +747,10 @@ def test_twizy_models_time_split_and_scoring(spark, session_root):
     monitored = monitoring[monitoring.model_version != "none"]
     assert set(monitored.model_name) and set(monitored.model_name) <= {o.registered_name for o in report.outcomes if o.promoted}
     # a SOC model that was not scored (no champion) says so in one row instead of showing old figures
-    assert all(n.startswith("not scored:") for n in monitoring[monitoring.model_version == "none"].note)
+    not_scored = monitoring[monitoring.model_version == "none"]
+    assert all(n.startswith("not scored:") for n in not_scored.note)
+    if "soc_classifier" not in outcomes and "soc_regressor" in outcomes and outcomes["soc_regressor"].promoted:
+        assert set(not_scored.model_name) == {cfg.ml.soc.registered_classifier}
 
 
 def test_physics_baseline_says_where_it_is_the_vehicle_mean(spark):

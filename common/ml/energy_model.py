@@ -35,6 +35,7 @@ from common.ml.features import (
     ENERGY_RATIO_LABEL,
     ENERGY_RATIO_WEIGHT,
     ENERGY_TARGET,
+    MIN_HISTORY_PHYSICS_KWH,
     energy_from_ratio,
     holdout_vehicles,
     with_energy_ratio_label,
@@ -136,8 +137,14 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
             }
         )
         tracking.log_table_versions(versions, cfg)
+        fit_rows = ratio_rows(train.unionByName(valid), fleet)
+        if fit_rows.where(~F.col("is_valid")).limit(1).count() == 0:
+            raise InsufficientData(
+                f"no training segment of a vehicle with history (>= {MIN_HISTORY_PHYSICS_KWH:g} kWh of physics energy on earlier days): "
+                "the model corrects physics x that history; until then physics is the forecast"
+            )
         fit = fit_xgb(
-            ratio_rows(train.unionByName(valid), fleet),
+            fit_rows,
             features,
             ENERGY_RATIO_LABEL,
             e.xgb,
@@ -181,7 +188,8 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
         # the booster is fitted on the train rows; validation rows only stop the boosting
         profile = model_profile(train, features, lab_scored, "pred", {"segment_mae": many["model"]["mae"], "trip_wape_pct": metrics["test_trip_wape_pct"]}, ml.monitoring, split.test_start_s)
         description = (
-            "XGBoost regressor of energy per km (kWh/km) per ~1 km segment of silver.segments, with features from silver.telematics_clean "
+            "XGBoost regressor of energy per km per ~1 km segment of silver.segments, fitted on the ratio of kWh/km to physics x the vehicle's history "
+            "(the booster outputs that ratio; physics exactly for a vehicle without history; docs/MODELS.md section 2), with features from silver.telematics_clean "
             "(physics integrated over the legs) and silver.device_profiles (Delta versions in the input.* tags); a trip's energy is the sum "
             f"of its segments. Evaluated per trip on the last {ml.test_days} local days (time split) and on {ml.holdout_vehicle_share:.0%} "
             f"of the vehicles held out of a second fit, against {physics_name} and the per-vehicle mean (artifact evaluation/metrics.json); "
@@ -197,7 +205,7 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
         challenger = Challenger(
             e.registered_model, str(info.registered_model_version), "test_trip_wape_pct", metrics["test_trip_wape_pct"], False,
             {physics_name: metrics["baseline_physics_test_trip_wape_pct"], "vehicle_mean": metrics["baseline_vehicle_mean_test_trip_wape_pct"]},
-            test_segments, champion_wape, unseen_vehicle_checks(metrics, "trip_wape_pct", ("physics", "vehicle_mean"), higher_is_better=False),
+            test_segments, champion_wape, unseen_vehicle_checks(metrics, "trip_wape_pct", ("physics", "vehicle_mean"), higher_is_better=False, ties_pass=("physics",)),
         )  # fmt: skip
         gate = registry_gate(spark, client, ml.champion_alias, challenger)
         outcome = ModelOutcome("energy", e.registered_model, gate.version, gate.promoted, gate.reason, metrics, run.info.run_id)
@@ -206,7 +214,11 @@ def train_energy_model(spark: SparkSession, cfg: Config, rows: SplitRows, trips:
 
 
 def ratio_rows(rows: DataFrame, fleet_kwh_per_km: float) -> DataFrame:
-    """Training rows with the ratio label (`with_energy_ratio_label`); rows without one (base <= 0) are left out.
+    """Training rows with the ratio label (`with_energy_ratio_label`), only where the model's output is used.
+
+    Left out: rows without a label (base <= 0), and rows of a vehicle without history whose physics
+    is known, which `energy_from_ratio` predicts as physics. Their ratio is to physics alone, which the
+    booster (without the history features) could not tell from the ratio to physics x history.
 
     Parameters
     ----------
@@ -219,7 +231,8 @@ def ratio_rows(rows: DataFrame, fleet_kwh_per_km: float) -> DataFrame:
     -------
     DataFrame
     """
-    return with_energy_ratio_label(rows, fleet_kwh_per_km).where(F.col(ENERGY_RATIO_LABEL).isNotNull())
+    physics_only = F.col("vehicle_physics_ratio").isNull() & F.col("physics_kwh_per_km").isNotNull()
+    return with_energy_ratio_label(rows, fleet_kwh_per_km).where(F.col(ENERGY_RATIO_LABEL).isNotNull() & ~physics_only)
 
 
 def predict_kwh_per_km(fit, rows: DataFrame, fleet_kwh_per_km: float) -> DataFrame:
@@ -269,8 +282,11 @@ def energy_group_metrics(cfg: Config, train: DataFrame, test_segments: DataFrame
     held = holdout_vehicles(vids, ml.holdout_vehicle_share, ml.seed)
     seen = train.where(~F.col("vehicle_id").isin(held))
     fleet_kwh_per_km = float(energy_baselines(seen).fleet_mean or fleet_kwh_per_km)  # the held-out vehicles' labels stay out of the fallback too
+    seen_rows = ratio_rows(seen, fleet_kwh_per_km)
+    if seen_rows.limit(1).count() == 0:
+        return {}  # no vehicle left with history to learn from: no unseen-vehicle figure
     fit = fit_xgb(
-        ratio_rows(seen, fleet_kwh_per_km),
+        seen_rows,
         list(ENERGY_MODEL_FEATURES),
         ENERGY_RATIO_LABEL,
         e.xgb,

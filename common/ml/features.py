@@ -952,13 +952,14 @@ def with_energy_ratio_label(segments: DataFrame, fleet_kwh_per_km: float) -> Dat
         ``segments`` + ENERGY_RATIO_LABEL (ratio, null without a label) and ENERGY_RATIO_WEIGHT.
     """
     base = energy_base(fleet_kwh_per_km)
-    return segments.withColumn(ENERGY_RATIO_LABEL, F.when(base > 0, F.col(ENERGY_LABEL) / base)).withColumn(
+    positive = (base > 0) & ~F.isnan(base)  # NaN > 0 is true in Spark
+    return segments.withColumn(ENERGY_RATIO_LABEL, F.when(positive, F.col(ENERGY_LABEL) / base)).withColumn(
         ENERGY_RATIO_WEIGHT, F.col(ENERGY_WEIGHT) * F.greatest(base, F.lit(0.0)) * F.greatest(base, F.lit(0.0))
     )
 
 
 def energy_from_ratio(ratio: Column, fleet_kwh_per_km: float) -> Column:
-    """kWh/km from the model's ratio: physics exactly for a vehicle without history, else base x ratio.
+    """kWh/km from the model's ratio: physics exactly for a vehicle without history, else base x ratio (the base itself where it is <= 0).
 
     A vehicle the fleet has no history of gets physics, not a learned correction: on both study
     fleets every model without the vehicle's own history was worse than plain physics.
@@ -976,7 +977,9 @@ def energy_from_ratio(ratio: Column, fleet_kwh_per_km: float) -> Column:
         kWh/km.
     """
     no_history = F.col("vehicle_physics_ratio").isNull() & F.col("physics_kwh_per_km").isNotNull()
-    return F.when(no_history, F.col("physics_kwh_per_km")).otherwise(energy_base(fleet_kwh_per_km) * ratio)
+    base = energy_base(fleet_kwh_per_km)
+    # a base <= 0 (downhill, regeneration) has no learned ratio: the model never trains on such rows
+    return F.when(no_history, F.col("physics_kwh_per_km")).when(base > 0, base * ratio).otherwise(base)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,11 +19,14 @@ from pyspark.sql import DataFrame, SparkSession
 
 from common.ml import tracking
 from common.ml.champion import RefusedChampion, champion_prediction, pinned_champion
+from common.ml.features import ENERGY_TARGET
 from common.ml.monitoring import REFERENCE_KEY
 from common.ml.train import FitResult
 
 log = logging.getLogger(__name__)
 
+# Columns `champion.champion_prediction` reads besides the inputs of an energy ratio version.
+RATIO_INPUTS = ("physics_kwh_per_km", "vehicle_physics_ratio", "physics_x_ratio_kwh_per_km")
 # Metric of a prediction column on test rows: (rows, name of the prediction column) -> value.
 MetricFn = Callable[[DataFrame, str], float]
 
@@ -211,7 +214,8 @@ def champion_score(spark: SparkSession, client, name: str, alias: str, rows: Dat
         return ChampionScore(None, None, None)
     try:
         model = pinned_champion(name, alias, champ)
-        missing = [c for c in model.inputs if c not in rows.columns]
+        needed = [*model.inputs, *(RATIO_INPUTS if (model.metadata or {}).get("target") == ENERGY_TARGET else ())]
+        missing = [c for c in needed if c not in rows.columns]
         if missing:
             return ChampionScore(None, champ.version, f"champion v{champ.version} cannot score this window (features {missing} gone)")
         scored = rows.withColumn("_champion_pred", champion_prediction(spark, model))
@@ -291,7 +295,7 @@ def outcomes_summary(outcomes: list[ModelOutcome]) -> str:
     return "\n".join(lines)
 
 
-def unseen_vehicle_checks(metrics: dict[str, float], metric: str, baselines: tuple[str, ...], higher_is_better: bool) -> tuple[tracking.GateCheck, ...]:
+def unseen_vehicle_checks(metrics: dict[str, float], metric: str, baselines: tuple[str, ...], higher_is_better: bool, ties_pass: tuple[str, ...] = ()) -> tuple[tracking.GateCheck, ...]:
     """The gate's check on vehicles held out of training: the model must beat every baseline there too.
 
     Parameters
@@ -303,6 +307,8 @@ def unseen_vehicle_checks(metrics: dict[str, float], metric: str, baselines: tup
     baselines : tuple of str
         Baseline names.
     higher_is_better : bool
+    ties_pass : tuple of str
+        Baselines an exact tie with passes (`tracking.GateCheck`).
 
     Returns
     -------
@@ -313,4 +319,4 @@ def unseen_vehicle_checks(metrics: dict[str, float], metric: str, baselines: tup
     value = metrics.get(f"group_test_{metric}")
     if value is None or not math.isfinite(value):
         return ()
-    return (tracking.GateCheck(f"group_test_{metric}", value, higher_is_better, {b: metrics.get(f"group_baseline_{b}_test_{metric}") for b in baselines}),)
+    return (tracking.GateCheck(f"group_test_{metric}", value, higher_is_better, {b: metrics.get(f"group_baseline_{b}_test_{metric}") for b in baselines}, ties_pass),)

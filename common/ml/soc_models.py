@@ -294,12 +294,14 @@ def _train_classifier(run: _SocRun) -> ModelOutcome:
 
     s, ml, b = run.cfg.ml.soc, run.cfg.ml, run.baselines
     valid, test = run.rows.window("valid"), run.rows.window("test")
-    classes = first_row(_train_valid(run.rows).agg(F.min(SOC_EVENT).alias("lo"), F.max(SOC_EVENT).alias("hi")))
-    if classes["lo"] is None:
-        raise InsufficientData("no labelled training rows")
-    if classes["lo"] == classes["hi"]:  # e.g. a logger that only records while driving: every labelled minute is a drop
-        which = "is" if classes["hi"] == 1 else "is not"
-        raise InsufficientData(f"its training rows hold one class only: every labelled minute {which} a drop of >= {s.drop_threshold_pct:g} SOC points in {s.horizon_min} min")
+    # the first fit's rows (train days) and, with the refit, train + validation days: each fit needs both classes
+    for fit_rows in (run.rows.window("train"), *((_train_valid(run.rows),) if ml.refit_with_validation else ())):
+        classes = first_row(fit_rows.agg(F.min(SOC_EVENT).alias("lo"), F.max(SOC_EVENT).alias("hi")))
+        if classes["lo"] is None:
+            raise InsufficientData("no labelled training rows")
+        if classes["lo"] == classes["hi"]:  # e.g. a logger that only records while driving: every labelled minute is a drop
+            which = "is" if classes["hi"] == 1 else "is not"
+            raise InsufficientData(f"its training rows hold one class only: every labelled minute {which} a drop of >= {s.drop_threshold_pct:g} SOC points in {s.horizon_min} min")
     with run.nested_run("soc_drop_classifier", "classification", SOC_EVENT) as mlrun:
         first = run.first_fit(SOC_EVENT, classification=True)
         # read by two threshold searches and the validation metrics (5 passes): inferred once

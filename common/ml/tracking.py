@@ -418,12 +418,16 @@ class GateCheck(NamedTuple):
     higher_is_better : bool
     baselines : Mapping[str, float]
         Baseline name -> its value on the same rows (None and NaN values are skipped).
+    ties_pass : tuple of str
+        Baselines an exact tie with passes (the energy model predicts physics itself for vehicles
+        without history, so on such unseen vehicles it ties physics by construction).
     """
 
     metric: str
     value: float
     higher_is_better: bool
     baselines: Mapping[str, float | None]
+    ties_pass: tuple[str, ...] = ()
 
 
 @dataclass
@@ -653,7 +657,7 @@ def promote_if_better(
         f"{b} {c.metric}={v:.4g} vs challenger {c.value:.4g} ({'higher' if c.higher_is_better else 'lower'} is better)"
         for c in (GateCheck(metric, value, higher_is_better, baselines), *checks)
         for b, v in c.baselines.items()
-        if _known(v) and not _better(c.value, v, c.higher_is_better)
+        if _known(v) and not _better(c.value, v, c.higher_is_better) and not (b in c.ties_pass and c.value == v)
     ]
     direction = "higher" if higher_is_better else "lower"
     if lost:
