@@ -189,6 +189,32 @@ def fleet_silver(spark, fleet_bronze) -> Config:
     return fleet_bronze
 
 
+def twizy_config(root: Path, *overrides: str) -> Config:
+    """The real RSK Twizy log's config (conf/datasets/twizy.yaml) on a lakehouse under `root`."""
+    return load_config(
+        "test",
+        [f"storage.root={root}/lakehouse", f"storage.restricted_root={root}/restricted", f"report.output_dir={root}/reports", f"export.output_dir={root}/exports",
+         f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db", f"mlflow.artifact_location={root}/mlruns", *overrides],
+        dataset_files=["conf/datasets/twizy.yaml"],
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def twizy_lakehouse(spark, tmp_path_factory) -> tuple[Path, Config, dict]:
+    """The Twizy log through every pipeline stage but train and score (shared by
+    tests/test_twizy_pipeline.py and the Twizy model test of tests/test_ml.py, which trains and
+    scores on it): (root, config, stage reports)."""
+    import argparse
+
+    from jobs.pipeline import run_pipeline
+
+    real_data("rsk_twizy_ev_trips")
+    root = tmp_path_factory.mktemp("twizy")
+    cfg = twizy_config(root)
+    args = argparse.Namespace(only=None, from_stage=None, skip="train,score", start_date=None, end_date=None, regenerate=False)
+    return root, cfg, {r.stage: r for r in run_pipeline(spark, cfg, args)}
+
+
 def _pipeline_args(only: str):
     import argparse
 

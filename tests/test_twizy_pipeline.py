@@ -12,13 +12,10 @@ tests/test_ml.py.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from common.core.config import load_config
 from common.io import tables
 from tests.accuracy.scoring import dist_m
 from tests.conftest import real_data
@@ -76,24 +73,8 @@ def expected_figures(df: pd.DataFrame) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def twizy_lakehouse(spark, tmp_path_factory):
-    from jobs.pipeline import run_pipeline
-
-    root = tmp_path_factory.mktemp("twizy")
-    cfg = load_config(
-        "test",
-        [f"storage.root={root}/lakehouse", f"storage.restricted_root={root}/restricted", f"report.output_dir={root}/reports", f"export.output_dir={root}/exports",
-         f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db", f"mlflow.artifact_location={root}/mlruns"],
-        dataset_files=["conf/datasets/twizy.yaml"],
-    )  # fmt: skip
-    args = argparse.Namespace(only=None, from_stage=None, skip="train,score", start_date=None, end_date=None, regenerate=False)
-    reports = {r.stage: r for r in run_pipeline(spark, cfg, args)}
-    return cfg, reports
-
-
 def test_twizy_runs_every_stage_that_applies(twizy_lakehouse):
-    _, reports = twizy_lakehouse
+    _, _, reports = twizy_lakehouse
     assert [s for s, r in reports.items() if r.status == "ok"] == ["ingest", "clean", "kpis", "residence", "charging", "hotspots", "risk", "charging_plan", "report", "export"]
     assert reports["stations"].notes == ["no bronze.stations - configure inputs.stations to enable"]
     print("\ncharging_plan: " + "; ".join(reports["charging_plan"].notes))
@@ -101,7 +82,7 @@ def test_twizy_runs_every_stage_that_applies(twizy_lakehouse):
 
 
 def test_twizy_figures_match_the_raw_file(spark, twizy_lakehouse):
-    cfg, _ = twizy_lakehouse
+    _, cfg, _ = twizy_lakehouse
     want = expected_figures(raw_log())
     trips = tables.read(spark, cfg, "silver.trips").toPandas()
     events = tables.read(spark, cfg, "silver.charging_events").toPandas()
