@@ -107,15 +107,18 @@ def scores(reference: pd.DataFrame, predictions: pd.DataFrame, window_start_s: i
 
 
 def energy_trip_scores(trips: pd.DataFrame, segments: pd.DataFrame, truth_points: pd.DataFrame, window_start_s: int, min_trip_km: float) -> dict[str, float]:
-    """Trip MAPE (percent) against the truth of the energy forecast and of physics, on the trips from `window_start_s` on.
+    """Trip MAPE (percent) against the truth of the energy forecast and of physics (trips whose
+    vehicle model has physics parameters), on the trips from `window_start_s` on.
 
     `trips`: vehicle_id, trip_id, start_s, end_s (epoch s), distance_km (silver.trips);
     `segments`: trip_id, distance_km, pred_kwh_per_km, physics_kwh_per_km (gold.predictions_energy);
     `truth_points`: vehicle_id, ts_s (epoch s), energy_kwh, anomaly_type (truth.points)."""
     test = trips[(trips["start_s"] >= window_start_s) & (trips["distance_km"] >= min_trip_km)]
     per_trip = (
-        segments.assign(pred=segments["pred_kwh_per_km"] * segments["distance_km"], physics=segments["physics_kwh_per_km"] * segments["distance_km"]).groupby("trip_id")[["pred", "physics"]].sum()
-    )
+        segments.assign(pred=segments["pred_kwh_per_km"] * segments["distance_km"], physics=segments["physics_kwh_per_km"] * segments["distance_km"])
+        .groupby("trip_id")[["pred", "physics"]]
+        .sum(min_count=1)
+    )  # min_count: a trip whose vehicle model has no physics parameters has no physics figure
     pts = truth_points[truth_points["anomaly_type"].fillna("") != "near_duplicate"].sort_values("ts_s")
     truth = {}
     for vehicle, g in test.groupby("vehicle_id"):
@@ -126,4 +129,9 @@ def energy_trip_scores(trips: pd.DataFrame, segments: pd.DataFrame, truth_points
     rows = test.set_index("trip_id").join(per_trip, how="inner").assign(truth=pd.Series(truth))
     rows = rows[rows["truth"] > 0]
     ape = lambda col: (rows[col] - rows["truth"]).abs() / rows["truth"] * 100  # noqa: E731
-    return {"n": float(len(rows)), "mape_pct": float(ape("pred").mean()), "physics_mape_pct": float(ape("physics").mean())}
+    return {
+        "n": float(len(rows)),
+        "mape_pct": float(ape("pred").mean()),
+        "physics_n": float(rows["physics"].notna().sum()),
+        "physics_mape_pct": float(ape("physics").mean()),  # NaN when no trip has physics
+    }
