@@ -564,6 +564,7 @@ def test_soc_metrics_recomputed_from_the_scored_predictions_with_sklearn(spark, 
     # the evaluated minutes are the truth's: the same labelled rows as the job's test window
     assert got["n"] == reg.metrics["test_n"] == clf.metrics["test_n"]
     assert got["mae"] == pytest.approx(reg.metrics["test_mae"], rel=1e-6)
+    assert got["persistence_mae"] == pytest.approx(reg.metrics["baseline_persistence_test_mae"], rel=1e-6)  # the same slope window as the gate's
     assert got["brier"] == pytest.approx(clf.metrics["test_brier"], rel=1e-6)
     assert got["roc_auc"] == pytest.approx(clf.metrics["test_roc_auc"], abs=1e-3)
     # the targets (issue 19 item 2), on the recomputed figures

@@ -46,7 +46,7 @@ def _per_vehicle(g: pd.DataFrame, horizon_s: int, staleness_s: int) -> pd.DataFr
             continue
         if charge_cum[hi[i]] - charge_cum[i] > 0:
             continue
-        if after[i] < hi[i] and soc_max[after[i] : hi[i]].max() > soc[i] + RISE_TOLERANCE_PCT:
+        if after[i] < hi[i] and np.nanmax(soc_max[after[i] : hi[i]], initial=-np.inf) > soc[i] + RISE_TOLERANCE_PCT:
             continue
         out["label"][i] = soc[i] - soc[hi[i] - 1]
     for w in SLOPE_WINDOWS_MIN:
@@ -71,29 +71,35 @@ def reference_rows(minutely: pd.DataFrame, horizon_min: int, staleness_min: int)
     return df.join(pd.concat(parts))[["vehicle_id", "t", "soc", "label", *[f"persistence_{w}" for w in SLOPE_WINDOWS_MIN]]]
 
 
-def scores(reference: pd.DataFrame, predictions: pd.DataFrame, window_start_s: int, horizon_min: int, threshold_pct: float) -> dict[str, float]:
+def scores(reference: pd.DataFrame, predictions: pd.DataFrame, window_start_s: int, horizon_min: int, threshold_pct: float, classifier: bool = True) -> dict[str, float]:
     """scikit-learn metrics of the model and the baselines on the labelled minutes from `window_start_s` on.
 
     `predictions`: vehicle_id, t (minute_ts as epoch seconds), pred_soc_drop_pct, prob_drop_event
-    (gold.predictions_soc_minutely)."""
+    (gold.predictions_soc_minutely). `classifier=False`: the drop regressor only (scoring leaves
+    prob_drop_event null when the classifier has no champion)."""
     rows = reference.merge(predictions[["vehicle_id", "t", "pred_soc_drop_pct", "prob_drop_event"]], on=["vehicle_id", "t"], how="left", validate="one_to_one")
     labelled = rows[rows["label"].notna()]
     before = labelled[labelled["t"] + horizon_min * 60 <= window_start_s]
     test = labelled[labelled["t"] >= window_start_s].copy()
-    assert test["pred_soc_drop_pct"].notna().all() and test["prob_drop_event"].notna().all(), "a labelled minute without a prediction"
+    assert test["pred_soc_drop_pct"].notna().all(), "a labelled minute without a drop forecast"
+    assert not classifier or test["prob_drop_event"].notna().all(), "a labelled minute without an event probability"
     best_w = min(SLOPE_WINDOWS_MIN, key=lambda w: mean_absolute_error(before["label"], before[f"persistence_{w}"]))
     event = (test["label"] >= threshold_pct).astype(int)
     persistence = test[f"persistence_{best_w}"]
     history = before.assign(event=(before["label"] >= threshold_pct).astype(float)).groupby("vehicle_id").agg(mean=("label", "mean"), rate=("event", "mean"))
     vehicle_mean = test["vehicle_id"].map(history["mean"]).fillna(before["label"].mean())
     vehicle_rate = test["vehicle_id"].map(history["rate"]).fillna((before["label"] >= threshold_pct).mean())
-    return {
+    regression = {
         "n": float(len(test)),
         "base_rate": float(event.mean()),
         "persistence_window_min": float(best_w),
         "mae": mean_absolute_error(test["label"], test["pred_soc_drop_pct"]),
         "persistence_mae": mean_absolute_error(test["label"], persistence),
         "vehicle_mean_mae": mean_absolute_error(test["label"], vehicle_mean),
+    }
+    if not classifier:
+        return regression
+    return regression | {
         "roc_auc": roc_auc_score(event, test["prob_drop_event"]),
         "persistence_roc_auc": roc_auc_score(event, persistence),
         "vehicle_rate_roc_auc": roc_auc_score(event, vehicle_rate),
@@ -133,5 +139,6 @@ def energy_trip_scores(trips: pd.DataFrame, segments: pd.DataFrame, truth_points
         "n": float(len(rows)),
         "mape_pct": float(ape("pred").mean()),
         "physics_n": float(rows["physics"].notna().sum()),
+        "mape_pct_on_physics_trips": float(ape("pred")[rows["physics"].notna()].mean()),  # NaN when no trip has physics
         "physics_mape_pct": float(ape("physics").mean()),  # NaN when no trip has physics
     }
